@@ -1,0 +1,53 @@
+"""Save a graph to a folder (text + ``.npz`` weights) and load it back, loss-free."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fpgac.ir.graph import Graph, IRError
+from fpgac.ir.printer import parse_graph, print_graph
+
+GRAPH_FILE = "graph.fir"
+WEIGHTS_FILE = "weights.npz"
+
+
+def graph_files(graph: Graph) -> dict[str, bytes]:
+    """The files that store ``graph``: its text form and its params.
+
+    Params are keyed by position (``p<node index>_<k>``) with an index that maps
+    keys back to (node, param) names, because model names may hold characters
+    that are not safe as zip member names.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    index: list[list[str]] = []
+    for node in graph.nodes:
+        for name, param in node.params.items():
+            key = f"p{len(index)}"
+            arrays[key] = param.data
+            index.append([node.name, name])
+    arrays["index"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return {GRAPH_FILE: print_graph(graph).encode(), WEIGHTS_FILE: buffer.getvalue()}
+
+
+def save_graph(graph: Graph, folder: str | Path) -> None:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in graph_files(graph).items():
+        (folder / name).write_bytes(data)
+
+
+def load_graph(folder: str | Path) -> Graph:
+    folder = Path(folder)
+    text_path, weights_path = folder / GRAPH_FILE, folder / WEIGHTS_FILE
+    if not text_path.is_file() or not weights_path.is_file():
+        raise IRError(f"{folder}: not a saved fpgac graph (needs {GRAPH_FILE} and {WEIGHTS_FILE})")
+    with np.load(weights_path, allow_pickle=False) as npz:
+        index = json.loads(bytes(npz["index"]).decode())
+        data = {(node, param): npz[f"p{i}"] for i, (node, param) in enumerate(index)}
+    return parse_graph(text_path.read_text(), data)
