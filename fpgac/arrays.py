@@ -1,0 +1,79 @@
+"""Reading input batches and writing output batches (``.npy`` / ``.npz``) for the CLI.
+
+A single-input model takes a ``.npy``; a model with several inputs takes a
+``.npz`` keyed by input name. Outputs are written the same way. Arrays are
+batch-first in the model's own layout (NCHW for a PyTorch export).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from fpgac.errors import FpgacError
+from fpgac.ir import Graph
+
+
+class ArrayFileError(FpgacError):
+    """An input or output array file that cannot be used."""
+
+
+def _read(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    if not path.is_file():
+        raise ArrayFileError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ArrayFileError(f"{path}: not a numpy .npy/.npz file ({exc})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded
+    with loaded:
+        return {key: loaded[key] for key in loaded.files}
+
+
+def load_inputs(path: str | Path, graph: Graph) -> list[np.ndarray]:
+    """The graph's inputs from ``path``, checked for dtype and per-sample shape."""
+    path = Path(path)
+    data = _read(path)
+    names = [v.name for v in graph.inputs]
+    if isinstance(data, np.ndarray):
+        if len(names) != 1:
+            raise ArrayFileError(
+                f"{path}: the model has {len(names)} inputs {names}; pass a .npz keyed by name"
+            )
+        arrays = [data]
+    else:
+        missing = [n for n in names if n not in data]
+        if missing:
+            raise ArrayFileError(f"{path}: no array for input(s) {missing}; it holds {sorted(data)}")
+        arrays = [data[n] for n in names]
+    checked = []
+    for value, array in zip(graph.inputs, arrays, strict=True):
+        expected = "(N, " + ", ".join(str(d) for d in value.shape) + ")"
+        if array.dtype.kind not in "fiub":
+            raise ArrayFileError(f"{path}: input {value.name!r} has dtype {array.dtype}, expected numbers")
+        if array.ndim != len(value.shape) + 1 or tuple(array.shape[1:]) != value.shape:
+            raise ArrayFileError(
+                f"{path}: input {value.name!r} has shape {tuple(array.shape)} but the model takes {expected}"
+            )
+        checked.append(array.astype(np.float32, copy=False))
+    return checked
+
+
+def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> None:
+    """Write outputs atomically: ``.npy`` for one output, ``.npz`` keyed by name for several."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ArrayFileError(f"{path}: folder {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:
+        if len(outputs) == 1 and path.suffix != ".npz":
+            np.save(handle, outputs[0])
+        elif path.suffix == ".npz":
+            np.savez(handle, **{v.name: a for v, a in zip(graph.outputs, outputs, strict=True)})
+        else:
+            tmp.unlink()
+            raise ArrayFileError(f"{path}: the model has {len(outputs)} outputs; write them to a .npz")
+    tmp.replace(path)
