@@ -1,0 +1,129 @@
+"""The fpgac command as a user runs it: exit codes, one-line errors, files written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from fpgac.frontend.onnx import load_onnx
+from fpgac.ir import graphs_equal, parse_graph
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+MODEL = EXAMPLES / "digits_cnn.onnx"
+BATCH = EXAMPLES / "digits_batch.npy"
+
+
+def fpgac(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fpgac", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_inspect_prints_layer_table_and_totals() -> None:
+    result = fpgac("inspect", MODEL)
+    assert result.returncode == 0, result.stderr
+    graph = load_onnx(MODEL)
+    params = sum(p.data.size for n in graph.nodes for p in n.params.values())
+    assert "total" in result.stdout
+    assert f"{params:,}" in result.stdout
+    for node in graph.nodes:
+        assert node.op in result.stdout
+
+
+def test_inspect_ir_parses_back() -> None:
+    result = fpgac("inspect", MODEL, "--ir")
+    assert result.returncode == 0, result.stderr
+    graph = load_onnx(MODEL)
+    params = {(n.name, k): p.data for n in graph.nodes for k, p in n.params.items()}
+    assert graphs_equal(graph, parse_graph(result.stdout, params))
+
+
+def test_sim_matches_onnxruntime(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "y.npy"
+    result = fpgac("sim", MODEL, "--input", BATCH, "--output", out)
+    assert result.returncode == 0, result.stderr
+    x = np.load(BATCH)
+    (ref,) = ort.InferenceSession(str(MODEL)).run(None, {"image": x})
+    ours = np.load(out)
+    assert ours.shape == ref.shape == (64, 10)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_sim_rejects_wrong_input_shape(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 3, 8, 8), np.float32))
+    result = fpgac("sim", MODEL, "--input", bad, "--output", tmp_path / "y.npy")
+    assert_one_line_error(result, "bad.npy", "(2, 3, 8, 8)", "(N, 1, 8, 8)")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_sim_rejects_non_numpy_input(tmp_path: Path) -> None:
+    bad = tmp_path / "x.npy"
+    bad.write_text("not numpy")
+    assert_one_line_error(fpgac("sim", MODEL, "--input", bad, "--output", tmp_path / "y.npy"), "x.npy")
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _lstm_model(path: Path) -> Path:
+    node = helper.make_node("LSTM", ["x", "w", "r"], ["y"], name="Foo_3", hidden_size=4)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, [1, 16, 3], np.zeros(48)),
+            helper.make_tensor("r", TensorProto.FLOAT, [1, 16, 4], np.zeros(64)),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "fragments"),
+    [
+        (lambda d: d / "missing.onnx", ["missing.onnx"]),
+        (lambda d: _write(d / "empty.onnx", b""), ["empty.onnx"]),
+        (lambda d: _write(d / "trunc.onnx", MODEL.read_bytes()[:500]), ["trunc.onnx"]),
+        (lambda d: _write(d / "model.txt", MODEL.read_bytes()), ["model.txt"]),
+        (
+            lambda d: _lstm_model(d / "lstm.onnx"),
+            ["lstm.onnx", "node 'Foo_3' (op LSTM) is not supported", "supported ops: ", "Conv"],
+        ),
+    ],
+    ids=["missing", "empty", "truncated", "extension", "unsupported-op"],
+)
+def test_bad_models_give_one_line(tmp_path: Path, make, fragments) -> None:
+    path = make(tmp_path)
+    assert_one_line_error(fpgac("inspect", path), *fragments)
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    result = fpgac("--debug", "inspect", tmp_path / "missing.onnx")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_unknown_option_is_one_line() -> None:
+    assert_one_line_error(fpgac("inspect", MODEL, "--bogus"), "--bogus")
