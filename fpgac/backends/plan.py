@@ -1,0 +1,89 @@
+"""Build plans: what a backend wants written, and the one place that writes it.
+
+Backends return a :class:`BuildPlan` (relative path -> bytes) and never touch the
+disk, as in Amaranth's ``build/plat.py``. :func:`write_plan` writes a plan into a
+temporary folder beside the target and renames it into place, so a failed or
+interrupted build never leaves a half-written folder, and refuses any path that
+would escape the build folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from fpgac.errors import FpgacError
+
+MARKER = ".fpgac-build"
+
+
+class BuildFolderError(FpgacError):
+    """The build folder cannot be written as asked."""
+
+
+@dataclass
+class BuildPlan:
+    """Files of a build folder, by relative POSIX path."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def add(self, path: str, content: str | bytes) -> None:
+        _check_relative(path)
+        if path in self.files:
+            raise BuildFolderError(f"build plan writes {path!r} twice")
+        self.files[path] = content.encode() if isinstance(content, str) else content
+
+    def merge(self, other: BuildPlan, prefix: str = "") -> None:
+        for path, content in other.files.items():
+            self.add(f"{prefix}{path}", content)
+
+
+def _check_relative(path: str) -> None:
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute() or ".." in pure.parts or "\\" in path or path != pure.as_posix():
+        raise BuildFolderError(f"refusing to write {path!r}: not a plain path inside the build folder")
+
+
+def is_build_folder(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> Path:
+    """Write ``plan`` to ``folder`` atomically (replacing an earlier fpgac build there).
+
+    An existing folder that fpgac did not make is refused unless ``force``, so a
+    typo in ``--out`` cannot wipe someone's work.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        if not folder.is_dir():
+            raise BuildFolderError(f"{folder}: exists and is not a folder")
+        if not force and any(folder.iterdir()) and not is_build_folder(folder):
+            raise BuildFolderError(
+                f"{folder}: exists and is not an fpgac build folder; use --force to replace it"
+            )
+    parent = folder.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    try:
+        for path, content in sorted(plan.files.items()):
+            target = staging / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        (staging / MARKER).write_text("written by fpgac; safe to delete\n")
+        os.chmod(staging, 0o755)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=parent))
+            old.rmdir()
+            folder.rename(old)
+            staging.rename(folder)
+            shutil.rmtree(old)
+        else:
+            staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
