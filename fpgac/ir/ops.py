@@ -126,7 +126,7 @@ def _dense(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -
     return (*x[:-1], weight[0])
 
 
-def _window_out(
+def window_out(
     size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int, ceil_mode: bool
 ) -> int:
     span = dilation * (kernel - 1) + 1
@@ -150,7 +150,7 @@ def _spatial(x: Shape, attrs: dict[str, Any], kernel: list[int], ceil_mode: bool
     if min(strides) < 1 or min(dilations) < 1 or min(pads, default=0) < 0 or min(kernel) < 1:
         raise ShapeError("strides, dilations and kernel must be positive and pads non-negative")
     return [
-        _window_out(x[1 + i], kernel[i], strides[i], pads[i], pads[nd + i], dilations[i], ceil_mode)
+        window_out(x[1 + i], kernel[i], strides[i], pads[i], pads[nd + i], dilations[i], ceil_mode)
         for i in range(nd)
     ]
 
