@@ -44,7 +44,7 @@ def _param(params: Mapping[str, Param], key: str) -> np.ndarray | None:
 # -- windows (conv, pools) ----------------------------------------------------------------------
 
 
-def _windows(
+def windows(
     x: np.ndarray,
     kernel: Sequence[int],
     strides: Sequence[int],
@@ -75,7 +75,7 @@ def _windows(
     return view[(slice(None), slice(None), *positions, *taps)]
 
 
-def _pool_out(x: np.ndarray, attrs: Mapping[str, Any], dilations: Sequence[int]) -> list[int]:
+def pool_out(x: np.ndarray, attrs: Mapping[str, Any], dilations: Sequence[int]) -> list[int]:
     kernel, strides, pads = attrs["kernel"], attrs["strides"], attrs["pads"]
     nd = len(kernel)
     return [
@@ -104,7 +104,7 @@ def conv(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str
     if taps == cg and all(s == 1 for s in strides) and not any(pads):
         cols = x.reshape(n, groups, cg, positions)  # 1x1 convolution: the input is the matrix
     else:
-        view = _windows(x, kernel, strides, pads, dilations, out, 0.0)  # (N, C, *out, *kernel)
+        view = windows(x, kernel, strides, pads, dilations, out, 0.0)  # (N, C, *out, *kernel)
         view = view.reshape(n, groups, cg, *out, *kernel)
         order = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
         cols = view.transpose(order).reshape(n, groups, taps, positions)
@@ -137,12 +137,12 @@ def max_pool(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping
     """
     (x,) = xs
     nd = len(attrs["kernel"])
-    out = _pool_out(x, attrs, attrs["dilations"])
-    view = _windows(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], out, -np.inf)
+    out = pool_out(x, attrs, attrs["dilations"])
+    view = windows(x, attrs["kernel"], attrs["strides"], attrs["pads"], attrs["dilations"], out, -np.inf)
     return view.max(axis=tuple(range(-nd, 0)))
 
 
-def _divisor_1d(size: int, k: int, s: int, pb: int, pe: int, out: int, include_pad: bool) -> np.ndarray:
+def divisor_1d(size: int, k: int, s: int, pb: int, pe: int, out: int, include_pad: bool) -> np.ndarray:
     """How many cells of each window count towards the mean along one axis.
 
     Windows are clipped to the padded input ``[-pb, size + pe)`` when padding
@@ -158,17 +158,17 @@ def _divisor_1d(size: int, k: int, s: int, pb: int, pe: int, out: int, include_p
 
 
 def avg_pool(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str, Param]) -> np.ndarray:
-    """Window sums divided by a separable per-axis count (see :func:`_divisor_1d`)."""
+    """Window sums divided by a separable per-axis count (see :func:`divisor_1d`)."""
     (x,) = xs
     kernel, strides, pads = attrs["kernel"], attrs["strides"], attrs["pads"]
     nd = len(kernel)
     ones = [1] * nd
-    out = _pool_out(x, attrs, ones)
-    view = _windows(x, kernel, strides, pads, ones, out, 0.0)
+    out = pool_out(x, attrs, ones)
+    view = windows(x, kernel, strides, pads, ones, out, 0.0)
     total = view.sum(axis=tuple(range(-nd, 0)), dtype=F32)
     divisor = np.ones((), dtype=F32)
     for i in range(nd):
-        counts = _divisor_1d(
+        counts = divisor_1d(
             x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], out[i], attrs["count_include_pad"]
         )
         shape = [1] * nd

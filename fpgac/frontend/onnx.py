@@ -1,0 +1,355 @@
+"""Load an ONNX file into the float IR.
+
+The driver reads and validates the file, finds the data inputs, then walks the
+nodes in order: a node on constants only is folded (``folders.py``), any
+other node is lowered by its converter (``onnx_ops.py``). Afterwards it cleans
+up (dead nodes, identity reshapes), folds affines into their producers, and
+verifies the result.
+
+Every failure, whatever bytes the file holds, is a :class:`FrontendError` whose
+one-line message names the file, and the node and op where there is one: the
+CLI prints it as is.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from fpgac.errors import FpgacError
+from fpgac.frontend.constants import FoldError, tensor_to_numpy
+from fpgac.frontend.context import FrontendError, NodeContext, Tensor
+from fpgac.frontend.folders import FOLDERS, fold
+from fpgac.frontend.onnx_ops import CONVERTERS
+from fpgac.ir import Graph, TensorType, Value, verify
+from fpgac.passes.cleanup import Cleanup
+from fpgac.passes.fold_affine import FoldAffine
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET, MAX_OPSET = 7, 25
+SUPPORTED_OPS = sorted(CONVERTERS)  # ops on activations; FOLDERS adds ops on constants only
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_onnx(path: str | Path) -> Graph:
+    """Read an ONNX model and lower it to a verified float IR graph.
+
+    Raises:
+        FrontendError: for any file that cannot be read or lowered.
+    """
+    path = Path(path)
+    label = path.name or str(path)
+    try:
+        return _load(path, label)
+    except FpgacError as exc:
+        message = str(exc)
+        if message != _one_line(message):  # names from the file may hold line breaks
+            raise type(exc)(_one_line(message)) from None
+        raise
+    except (RecursionError, MemoryError) as exc:
+        raise FrontendError(
+            f"{label}: model is too large or too deeply nested ({type(exc).__name__})"
+        ) from None
+    except Exception as exc:  # the contract: only FpgacError leaves load_onnx
+        log.debug("unexpected error loading %s", path, exc_info=True)
+        raise FrontendError(
+            f"{label}: cannot load model: {type(exc).__name__}: {_one_line(str(exc))}"
+        ) from exc
+
+
+def _load(path: Path, label: str) -> Graph:
+    model = _read(path, label)
+    opset = _opset(model, label)
+    model = _infer_shapes(model, label)  # first: it completes output types the checker requires
+    invalid = _check(model, label)
+    # A checker failure is fatal, but lowering names the node at fault more precisely
+    # (an undefined input, an integer input), so its error, if any, is the one raised.
+    graph = _Lowering(model, label, opset).run()
+    if invalid is not None:
+        raise invalid
+    graph = Cleanup().run(graph)
+    graph = FoldAffine().run(graph)
+    _restore_output_names(graph)
+    try:
+        verify(graph)
+    except FpgacError as exc:
+        raise FrontendError(f"{label}: lowering produced an invalid graph: {exc}") from None
+    return graph
+
+
+def _one_line(text: str, limit: int = 2000) -> str:
+    return " ".join(text.split())[:limit]
+
+
+# -- reading and validation ------------------------------------------------------------------------
+def _read(path: Path, label: str) -> onnx.ModelProto:
+    if not path.exists():
+        raise FrontendError(f"{label}: no such file ({path})")
+    if path.is_dir():
+        raise FrontendError(f"{label}: is a directory, not an .onnx file")
+    if path.suffix.lower() != ".onnx":
+        raise FrontendError(f"{label}: not an ONNX model (expected a file ending in .onnx)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FrontendError(f"{label}: cannot read file: {exc.strerror or exc}") from None
+    if not data:
+        raise FrontendError(f"{label}: file is empty")
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, RuntimeError, ValueError, TypeError) as exc:
+        raise FrontendError(
+            f"{label}: not a valid ONNX protobuf ({_one_line(str(exc)) or 'decode error'})"
+        ) from None
+    if not model.HasField("graph") or not model.graph.node:
+        raise FrontendError(f"{label}: not a valid ONNX model (no graph or no nodes)")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        _load_external(model, path, label)
+    return model
+
+
+def _load_external(model: onnx.ModelProto, path: Path, label: str) -> None:
+    from onnx.external_data_helper import load_external_data_for_model
+
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # onnx raises OSError, ValueError, ... on bad references
+        raise FrontendError(f"{label}: cannot load external weights: {_one_line(str(exc))}") from None
+
+
+def _opset(model: onnx.ModelProto, label: str) -> int:
+    versions = [o.version for o in model.opset_import if o.domain in _DEFAULT_DOMAINS]
+    if not versions:
+        if model.opset_import:
+            raise FrontendError(f"{label}: model imports no opset of the default ONNX domain")
+        return MIN_OPSET  # IR version 2 models had no opset_import; opset 1 semantics ~ old defaults
+    opset = int(versions[0])
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise FrontendError(f"{label}: opset {opset} is not supported (supported: {MIN_OPSET}..{MAX_OPSET})")
+    if not 9 <= opset <= 21:
+        log.warning("%s: opset %d is outside the tested range 9..21", label, opset)
+    return opset
+
+
+def _check(model: onnx.ModelProto, label: str) -> FrontendError | None:
+    """The ONNX checker's verdict, as an error to raise (or None)."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        return FrontendError(f"{label}: invalid ONNX model: {_one_line(str(exc))}")
+    except ValueError as exc:  # models over 2 GB cannot be checked in memory
+        log.warning("%s: ONNX checker skipped: %s", label, _one_line(str(exc)))
+    return None
+
+
+def _infer_shapes(model: onnx.ModelProto, label: str) -> onnx.ModelProto:
+    """Run ONNX shape inference; the lowering recomputes shapes, so failure only warns."""
+    try:
+        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    except Exception as exc:  # InferenceError, ValueError, RuntimeError
+        log.warning("%s: ONNX shape inference failed, continuing without it: %s", label, _one_line(str(exc)))
+        return model
+
+
+# -- lowering --------------------------------------------------------------------------------------
+class _Lowering:
+    """The state of one lowering: ONNX tensor names mapped to activations or constants."""
+
+    def __init__(self, model: onnx.ModelProto, label: str, opset: int) -> None:
+        self.model = model
+        self.label = label
+        self.opset = opset
+        self.onnx_graph = model.graph
+        self.graph = Graph(model.graph.name or Path(label).stem)
+        self.env: dict[str, Tensor] = {}
+        self.initializers = {t.name: t for t in model.graph.initializer}
+        self.batch: int | None = None
+
+    def run(self) -> Graph:
+        inputs = self._inputs()
+        used = {name for node in self.onnx_graph.node for name in node.input}
+        used |= {o.name for o in self.onnx_graph.output}
+        for index, node in enumerate(self.onnx_graph.node):
+            self._node(index, node, used)
+        self.graph.set_outputs(self._outputs())
+        self.graph.metadata = {
+            "source": self.label,
+            "opset": self.opset,
+            "producer": self.model.producer_name,
+            "batch": self.batch,
+            "inputs": {v.name: ["N", *v.shape] for v in inputs},
+            "outputs": {o.name: ["N", *self.env[o.name].shape] for o in self.onnx_graph.output},
+        }
+        return self.graph
+
+    # -- graph inputs and outputs ------------------------------------------------------------------
+    def _inputs(self) -> list[Value]:
+        produced = {name for node in self.onnx_graph.node for name in node.output}
+        data = [
+            i for i in self.onnx_graph.input if i.name not in self.initializers and i.name not in produced
+        ]
+        if not data:
+            raise FrontendError(f"{self.label}: model has no data input (every input has an initializer)")
+        batches: set[int | None] = set()
+        values = []
+        for info in data:
+            shape, batch = self._input_shape(info)
+            batches.add(batch)
+            value = self.graph.add_input(info.name, TensorType(shape))
+            self.env[info.name] = value
+            values.append(value)
+        self.batch = batches.pop() if len(batches) == 1 else None
+        return values
+
+    def _input_shape(self, info: onnx.ValueInfoProto) -> tuple[tuple[int, ...], int | None]:
+        where = f"{self.label}: input {info.name!r}"
+        if info.type.WhichOneof("value") != "tensor_type":
+            raise FrontendError(f"{where} is not a tensor")
+        tensor = info.type.tensor_type
+        if tensor.elem_type != onnx.TensorProto.FLOAT:
+            name = (
+                onnx.TensorProto.DataType.Name(tensor.elem_type)
+                if tensor.elem_type in onnx.TensorProto.DataType.values()
+                else tensor.elem_type
+            )
+            raise FrontendError(f"{where} has element type {name}; only float32 inputs are supported")
+        if not tensor.HasField("shape"):
+            raise FrontendError(f"{where} has no shape")
+        dims = list(tensor.shape.dim)
+        if not dims:
+            raise FrontendError(f"{where} is a scalar; inputs need a batch axis first")
+        for index, dim in enumerate(dims[1:], start=1):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                label = dim.dim_param or "unknown"
+                raise FrontendError(
+                    f"{where} has dynamic dim {index} ({label!r}); only the batch dim (0) may be dynamic"
+                )
+        batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
+        return tuple(int(d.dim_value) for d in dims[1:]), batch
+
+    def _outputs(self) -> list[Value]:
+        values = []
+        for info in self.onnx_graph.output:
+            value = self.env.get(info.name)
+            if value is None:
+                raise FrontendError(f"{self.label}: output {info.name!r} is not produced by any node")
+            if not isinstance(value, Value):
+                raise FrontendError(
+                    f"{self.label}: output {info.name!r} is a constant; it does not depend on the input"
+                )
+            values.append(value)
+        if not values:
+            raise FrontendError(f"{self.label}: model has no outputs")
+        return values
+
+    # -- nodes -------------------------------------------------------------------------------------
+    def _lookup(self, name: str) -> Tensor | None:
+        if name in self.env:
+            return self.env[name]
+        if name in self.initializers:
+            try:
+                data = tensor_to_numpy(self.initializers[name], f"initializer {name!r}")
+            except FoldError as exc:
+                raise FrontendError(f"{self.label}: {exc}") from None
+            self.env[name] = data
+            return data
+        return None
+
+    def _node(self, index: int, node: onnx.NodeProto, used: set[str]) -> None:
+        name = node.name or f"{node.op_type}_{index}"
+        op = node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+        where = f"{self.label}: node {name!r} (op {op})"
+        if op not in CONVERTERS and op not in FOLDERS:
+            raise FrontendError(f"{where} is not supported; supported ops: {', '.join(SUPPORTED_OPS)}")
+        if not node.output or not node.output[0]:
+            raise FrontendError(f"{where} has no output")
+        inputs: list[Tensor | None] = []
+        for input_name in node.input:
+            value = self._lookup(input_name) if input_name else None
+            if input_name and value is None:
+                raise FrontendError(
+                    f"{where}: input {input_name!r} is not defined "
+                    "(no initializer, graph input or earlier node)"
+                )
+            inputs.append(value)
+        ctx = NodeContext(
+            label=self.label,
+            graph=self.graph,
+            opset=self.opset,
+            batch=self.batch,
+            name=name,
+            op=op,
+            inputs=inputs,
+            input_names=list(node.input),
+            attrs=self._attributes(node, where),
+            outputs=[o or f"{name}_out{i}" for i, o in enumerate(node.output)],
+        )
+        outputs = self._evaluate(ctx, where)
+        for i, output_name in enumerate(node.output):
+            if not output_name:
+                continue
+            if i >= len(outputs):
+                if output_name in used:
+                    raise FrontendError(f"{where}: output {i} ({output_name!r}) is used but not supported")
+                continue
+            self.env[output_name] = outputs[i]
+
+    def _evaluate(self, ctx: NodeContext, where: str) -> list[Tensor]:
+        present = [v for v in ctx.inputs if v is not None]
+        if ctx.op in FOLDERS and all(isinstance(v, np.ndarray) for v in present):
+            try:
+                return list(fold(ctx.op, ctx.inputs, ctx.attrs, ctx.opset))  # type: ignore[arg-type]
+            except FoldError as exc:
+                raise FrontendError(f"{where}: {exc}") from None
+        if ctx.op not in CONVERTERS:
+            raise FrontendError(
+                f"{where} is supported only on constants, but an input depends on the model input"
+            )
+        if present and not any(isinstance(v, Value) for v in present):
+            raise FrontendError(f"{where}: all inputs are constant, and folding this op is not supported")
+        try:
+            return CONVERTERS[ctx.op](ctx)
+        except FoldError as exc:
+            raise ctx.error(str(exc)) from None
+
+    @staticmethod
+    def _attributes(node: onnx.NodeProto, where: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        for attr in node.attribute:
+            try:
+                value = onnx.helper.get_attribute_value(attr)
+            except Exception as exc:  # onnx raises ValueError/TypeError on malformed attributes
+                raise FrontendError(
+                    f"{where}: cannot read attribute {attr.name!r}: {_one_line(str(exc))}"
+                ) from None
+            if value is None:
+                continue  # an attribute without a type carries nothing
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", errors="replace")
+            elif isinstance(value, list) and value and isinstance(value[0], bytes):
+                value = [v.decode("utf-8", errors="replace") for v in value]
+            attrs[attr.name] = value
+        return attrs
+
+
+def _restore_output_names(graph: Graph) -> None:
+    """Give graph outputs their ONNX names again after passes removed the nodes that carried them."""
+    names = list(graph.metadata.get("outputs", {}))
+    outputs = graph.outputs
+    if len(names) != len(outputs):
+        return
+    live = {v.name for v in graph.values()}
+    for name, value in zip(names, outputs, strict=True):
+        if value.name == name or name in live:
+            continue
+        if value.producer is None or sum(v is value for v in outputs) > 1:
+            continue  # a graph input, or one value behind several outputs: keep its name
+        live.discard(value.name)
+        value.name = name
+        live.add(name)

@@ -1,0 +1,32 @@
+"""Graph-to-graph passes and their explicit registry.
+
+A pass is a frozen dataclass: its fields are its options, ``name`` is what
+``--passes`` calls it, and ``run(graph) -> graph`` does the work. The registry
+below is the only place passes are found: no folder scanning, no hidden order.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from fpgac.ir import Graph
+from fpgac.passes.cleanup import Cleanup
+from fpgac.passes.fold_affine import FoldAffine
+from fpgac.passes.quantize import Quantize
+
+
+class Pass(Protocol):
+    """What every pass provides."""
+
+    name: str
+
+    def run(self, graph: Graph) -> Graph: ...
+
+
+PASSES: dict[str, type] = {
+    Cleanup.name: Cleanup,
+    FoldAffine.name: FoldAffine,
+    Quantize.name: Quantize,
+}
+
+__all__ = ["PASSES", "Cleanup", "FoldAffine", "Pass", "Quantize"]

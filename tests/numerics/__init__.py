@@ -1,0 +1,1 @@
+"""Float numerics of frontend + interpreter against onnxruntime and shipped ONNX test data."""
