@@ -21,9 +21,9 @@ $(VENV)/.test: $(BIN)/python pyproject.toml
 	touch $@ $(VENV)/.core
 
 demo: $(VENV)/.core
-	mkdir -p $(OUT)
 	$(BIN)/fpgac inspect examples/digits_cnn.onnx
-	$(BIN)/fpgac sim examples/digits_cnn.onnx --input examples/digits_batch.npy --output $(OUT)/logits.npy
+	$(BIN)/fpgac build examples/digits_cnn.onnx --board zcu104 --out $(OUT) --calib examples/digits_batch.npy
+	$(BIN)/fpgac sim $(OUT) --input examples/digits_batch.npy --output build/demo_logits.npy --overflow-report
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check fpgac tests examples

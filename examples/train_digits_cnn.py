@@ -25,8 +25,14 @@ class DigitsCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.classifier = nn.Linear(16 * 2 * 2, 10)
 
@@ -51,9 +57,16 @@ def main() -> None:
     with torch.no_grad():
         accuracy = (model(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()
     print(f"test accuracy {accuracy:.3f}")
-    torch.onnx.export(model, (torch.from_numpy(x_test[:1]),), HERE / "digits_cnn.onnx", dynamo=False,
-                      input_names=["image"], output_names=["logits"], opset_version=17,
-                      dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}})
+    torch.onnx.export(
+        model,
+        (torch.from_numpy(x_test[:1]),),
+        HERE / "digits_cnn.onnx",
+        dynamo=False,
+        input_names=["image"],
+        output_names=["logits"],
+        opset_version=17,
+        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
+    )
     np.save(HERE / "digits_batch.npy", x_test[:64])
 
 

@@ -8,6 +8,7 @@ also one line (with a hint to rerun with ``--debug`` for the traceback).
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -104,6 +105,81 @@ def inspect(model: Path, show_ir: bool) -> None:
     _console.print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
 
 
+def _float_pair(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not LO,HI", param_hint="--input-range") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise click.BadParameter(f"{text!r}: need finite LO < HI", param_hint="--input-range")
+    return lo, hi
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Build folder to write.")
+@click.option("--board", default="zcu104", show_default=True, help="Target board (see `fpgac boards`).")
+@click.option(
+    "--calib", type=click.Path(path_type=Path), help="Calibration batch (.npy/.npz) for quantization."
+)
+@click.option("--precision", default=16, show_default=True, type=int, help="Bits of activations and weights.")
+@click.option("--passes", default="", help='Pass pipeline, e.g. "fold_affine, quantize(headroom=2)".')
+@click.option("--config", type=click.Path(path_type=Path), help="TOML file with per-layer settings.")
+@click.option("--input-range", default="-1,1", show_default=True, help="LO,HI of the inputs when no --calib.")
+@click.option("--part", help="Override the board's FPGA part.")
+@click.option("--clock", "clock_mhz", type=float, help="Override the board's clock (MHz).")
+@click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
+def build(
+    model: Path,
+    out: Path,
+    board: str,
+    calib: Path | None,
+    precision: int,
+    passes: str,
+    config: Path | None,
+    input_range: str,
+    part: str | None,
+    clock_mhz: float | None,
+    force: bool,
+) -> None:
+    """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
+    from fpgac.build import BuildOptions
+    from fpgac.build import build as run_build
+
+    options = BuildOptions(
+        board=board,
+        part=part,
+        clock_mhz=clock_mhz,
+        precision=precision,
+        passes=passes,
+        calib=calib,
+        config=config,
+        input_range=_float_pair(input_range),
+    )
+    report = run_build(model, out, options, force=force)
+    ratio = report["float32_bits"] / max(report["weight_bits"], 1)
+    _console.print(
+        f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "
+        f"{report['weight_bits']:,} weight bits ({ratio:.1f}x below float32) for {report['board']}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@cli.command()
+def boards() -> None:
+    """List the known boards: part, resource budgets, default clock."""
+    from fpgac.boards import BOARDS
+
+    table = Table(title="boards")
+    for column in ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "description"]:
+        table.add_column(column)
+    for b in BOARDS.values():
+        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)]
+        table.add_row(b.name, b.part, *numbers, f"{b.clock_mhz:g}", b.description)
+    _console.print(table)
+
+
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option(
@@ -120,14 +196,39 @@ def inspect(model: Path, show_ir: bool) -> None:
     type=click.Path(path_type=Path),
     help="Where to write the outputs (.npy, or .npz for several outputs).",
 )
-def sim(model: Path, input_path: Path, output_path: Path) -> None:
-    """Run MODEL on a batch with the float interpreter and save the outputs."""
-    from fpgac.arrays import load_inputs, save_outputs
-    from fpgac.backends.sim.interpreter import run_float
+@click.option("--overflow-report", is_flag=True, help="Per layer, how many values saturated or wrapped.")
+def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool) -> None:
+    """Run MODEL on a batch and save the outputs.
 
-    graph = _load(model)
-    inputs = load_inputs(input_path, graph)
-    outputs = run_float(graph, inputs)
+    MODEL is an .onnx file (float interpreter) or a build folder (bit-accurate simulation of the built
+    design; outputs are the fixed-point results as float64).
+    """
+    from fpgac.arrays import load_inputs, save_outputs
+    from fpgac.backends.sim.bitsim import run_fixed
+    from fpgac.backends.sim.interpreter import run_float
+    from fpgac.ir.serialize import load_graph
+
+    if model.is_dir():
+        graph = load_graph(model)
+        result = run_fixed(graph, load_inputs(input_path, graph))
+        outputs = result.outputs
+        if overflow_report:
+            _print_overflows(result.overflows, result.elements)
+    else:
+        if overflow_report:
+            raise click.UsageError("--overflow-report needs a build folder, not a float model")
+        graph = _load(model)
+        outputs = run_float(graph, load_inputs(input_path, graph))
     save_outputs(output_path, graph, outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
+
+
+def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> None:
+    table = Table(title="overflows: values saturated or wrapped at each layer's output")
+    for column, justify in [("layer", "left"), ("overflows", "right"), ("values", "right"), ("%", "right")]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name, count in overflows.items():
+        total = elements[name]
+        table.add_row(name, f"{count:,}", f"{total:,}", f"{100 * count / max(total, 1):.3f}")
+    _console.print(table)

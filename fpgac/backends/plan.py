@@ -51,13 +51,11 @@ def is_build_folder(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
-def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> Path:
-    """Write ``plan`` to ``folder`` atomically (replacing an earlier fpgac build there).
+def check_target(folder: Path, *, force: bool = False) -> None:
+    """Refuse a target that is a file, or a folder fpgac did not make (unless ``force``).
 
-    An existing folder that fpgac did not make is refused unless ``force``, so a
-    typo in ``--out`` cannot wipe someone's work.
+    Called before a build starts too, so a wrong ``--out`` fails at once, not after compiling.
     """
-    folder = Path(folder)
     if folder.exists():
         if not folder.is_dir():
             raise BuildFolderError(f"{folder}: exists and is not a folder")
@@ -65,6 +63,16 @@ def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> P
             raise BuildFolderError(
                 f"{folder}: exists and is not an fpgac build folder; use --force to replace it"
             )
+
+
+def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> Path:
+    """Write ``plan`` to ``folder`` atomically (replacing an earlier fpgac build there).
+
+    An existing folder that fpgac did not make is refused unless ``force``, so a
+    typo in ``--out`` cannot wipe someone's work.
+    """
+    folder = Path(folder)
+    check_target(folder, force=force)
     parent = folder.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from fpgac.errors import FpgacError
-from fpgac.ir.types import TensorType
+from fpgac.ir.types import Fixed, Float, TensorType, parse_format
 
 Shape = tuple[int, ...]
 
@@ -40,6 +40,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
     "ints": lambda v: isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+    "format": lambda v: isinstance(v, (Fixed, Float)),
 }
 
 
@@ -55,6 +56,8 @@ class OpDef:
     optional_params: tuple[str, ...] = ()
     infer: Callable[[list[Shape], dict[str, Any], dict[str, Any]], Shape] | None = None
     doc: str = ""
+    fixed_attrs: dict[str, str] = field(default_factory=dict)
+    fixed_params: tuple[str, ...] = ()
 
     def check(self, in_types: list[TensorType], attrs: dict[str, Any], params: dict[str, Any]) -> None:
         n = len(in_types)
@@ -65,13 +68,16 @@ class OpDef:
                 raise ShapeError(f"{self.name} needs attribute {key!r}")
             if not _KINDS[kind](attrs[key]):
                 raise ShapeError(f"{self.name} attribute {key!r} must be {kind}, got {attrs[key]!r}")
-        extra = set(attrs) - set(self.attrs)
+        for key, kind in self.fixed_attrs.items():
+            if key in attrs and not _KINDS[kind](attrs[key]):
+                raise ShapeError(f"{self.name} attribute {key!r} must be {kind}, got {attrs[key]!r}")
+        extra = set(attrs) - set(self.attrs) - set(self.fixed_attrs)
         if extra:
             raise ShapeError(f"{self.name} has unknown attributes {sorted(extra)}")
         for key in self.required_params:
             if key not in params:
                 raise ShapeError(f"{self.name} needs param {key!r}")
-        extra = set(params) - set(self.required_params) - set(self.optional_params)
+        extra = set(params) - set(self.required_params) - set(self.optional_params) - set(self.fixed_params)
         if extra:
             raise ShapeError(f"{self.name} has unknown params {sorted(extra)}")
 
@@ -325,6 +331,37 @@ OPS: dict[str, OpDef] = {
         OpDef("pad", 1, 1, {"pads": "ints", "mode": "str", "value": "float"}, infer=_pad),
     ]
 }
+
+
+# What the fixed-point kernel of an op adds to a quantized node: accumulator formats,
+# lookup tables and constants in their hardware formats (see fpgac/backends/sim/fixed_ops.py).
+_TABLE = {"table_shift": "int", "table_offset": "int"}
+_FIXED_EXTRAS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "dense": ({"acc": "format"}, ()),
+    "conv": ({"acc": "format"}, ()),
+    "avg_pool": ({"acc": "format"}, ("recip",)),
+    "reduce": ({"acc": "format"}, ("recip",)),
+    "softmax": ({"acc": "format", **_TABLE}, ("table",)),
+    "sigmoid": (_TABLE, ("table",)),
+    "tanh": (_TABLE, ("table",)),
+    "elu": (_TABLE, ("table",)),
+    "selu": (_TABLE, ("table", "gamma")),
+    "leaky_relu": ({}, ("alpha",)),
+    "hard_sigmoid": ({}, ("alpha", "beta")),
+}
+for _op, (_attrs, _params) in _FIXED_EXTRAS.items():
+    OPS[_op] = replace(OPS[_op], fixed_attrs=_attrs, fixed_params=_params)
+
+
+def decode_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Attributes read back from JSON, with format-valued ones parsed into formats."""
+    opdef = OPS.get(op)
+    if opdef is None:
+        return attrs
+    kinds = {**opdef.attrs, **opdef.fixed_attrs}
+    return {
+        k: parse_format(v) if kinds.get(k) == "format" and isinstance(v, str) else v for k, v in attrs.items()
+    }
 
 
 def infer_shapes(op: str, in_shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from fpgac.ir.graph import Graph, IRError, Param, Value
+from fpgac.ir.ops import decode_attrs
 from fpgac.ir.types import parse_format, parse_type
 
 HEADER = "fpgac.ir 1"
@@ -39,7 +40,7 @@ def _name(text: str) -> str:
 
 
 def _attrs(attrs: Mapping[str, Any]) -> str:
-    return json.dumps(attrs, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return json.dumps(attrs, sort_keys=True, separators=(",", ":"), allow_nan=True, default=str)
 
 
 def print_graph(graph: Graph) -> str:
@@ -184,7 +185,7 @@ def _parse_node(
             cur.expect(",")
         ins.append(cur.name("%"))
     cur.expect(")")
-    attrs = cur.json_value()
+    attrs = decode_attrs(op, cur.json_value())
     params: dict[str, Param] = {}
     if cur.peek("["):
         cur.expect("[")

@@ -17,12 +17,13 @@ they expect.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Rounding(str, Enum):
+class Rounding(StrEnum):
     """Quantization modes of ``ap_fixed`` (Vitis HLS user guide, UG1399)."""
 
     TRN = "TRN"
@@ -34,7 +35,7 @@ class Rounding(str, Enum):
     RND_CONV = "RND_CONV"
 
 
-class Overflow(str, Enum):
+class Overflow(StrEnum):
     """Overflow modes of ``ap_fixed``."""
 
     WRAP = "WRAP"
@@ -80,6 +81,27 @@ class Fixed:
     @property
     def frac_bits(self) -> int:
         return self.width - self.int_bits
+
+    @property
+    def min_mantissa(self) -> int:
+        """Smallest stored integer: ``-2**(width-1)`` signed, 0 unsigned (an exact Python int)."""
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_mantissa(self) -> int:
+        """Largest stored integer: ``2**(width-1) - 1`` signed, ``2**width - 1`` unsigned."""
+        return (1 << (self.width - 1 if self.signed else self.width)) - 1
+
+    @property
+    def lsb(self) -> float:
+        """Value of one mantissa step, ``2**-frac_bits`` (exact unless outside float64's exponent range)."""
+        return math.ldexp(1.0, -self.frac_bits)
+
+    def quantize(self, x: object) -> object:
+        """Mantissas of ``fmt_t y = (double)x`` for an array ``x``; see :func:`fpgac.ir.fixed.quantize`."""
+        from fpgac.ir.fixed import quantize  # fixed.py imports this module
+
+        return quantize(x, self)
 
     def ap_type(self) -> str:
         """The C++ type that implements this format, e.g. ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>``."""

@@ -1,0 +1,451 @@
+"""Fixed-point semantics of every IR op: the arithmetic the HLS kernels implement, bit for bit.
+
+Each function takes the node, its input mantissas (batch first, see :mod:`fpgac.ir.fixed`) and the
+input formats, and returns the output mantissas in the node's output format plus how many elements
+overflowed (were saturated or wrapped) in that last cast. The rules, which the generated C++ follows:
+
+* **dense / conv**: products are exact (``W_x + W_w`` bits); they are summed with the bias in the
+  accumulator format ``attrs["acc"]``, whose fraction holds every product and the bias exactly and
+  whose overflow mode is WRAP. A WRAP sum is a sum modulo ``2**W``, so the result does not depend on
+  the order the HLS adds in; the quantize pass also sizes ``acc`` so it never wraps. The accumulator
+  is then cast into the output format (its rounding and overflow modes).
+* **affine, add, sub, mul**: exact ``ap_fixed`` expression types (``x * scale + shift``, ``a + b + c``),
+  one cast into the output format at the end, as ``out_t y = expr;`` does in C++.
+* **avg_pool / reduce mean**: the window sum in ``acc`` (exact), times the reciprocal of the number of
+  cells that count, looked up in the ``recip`` param (index = count), then one cast.
+* **max_pool / reduce max / relu / clip / reshape / transpose / concat / pad**: comparisons and moves on
+  exact values, one cast; clip's bounds are the output format's values nearest ``min``/``max``
+  (rounded by its rounding mode, saturated to its range), and clamped elements never count as overflows.
+* **sigmoid, tanh, elu, selu (negative side), softmax (exp)**: lookup tables. The index of ``x`` is
+  ``floor(x / 2**table_shift) + table_offset`` clamped to the table, computed with shifts on the raw
+  bits; entries were computed by the quantize pass at bin centres.
+* **softmax**: ``d = x - max`` (exact, <= 0), ``e = exp_table[d]``, ``s = sum(e)`` in ``acc``, and
+  ``p = floor(e * 2**F / s)`` by integer division, F the output's fraction bits.
+* **div, lrn**: no fixed-point kernel; the quantize pass refuses graphs that need them.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from fpgac.backends.sim.float_ops import divisor_1d, pool_out, windows
+from fpgac.errors import FpgacError
+from fpgac.ir import fixed
+from fpgac.ir.graph import Node, Param
+from fpgac.ir.ops import window_out
+from fpgac.ir.types import Fixed, Overflow
+
+FixedFn = Callable[[Node, Sequence[np.ndarray], Sequence[Fixed]], tuple[np.ndarray, int]]
+
+# float64 holds every integer below 2**53 exactly, so BLAS sums of such integers are exact.
+_F64_EXACT = 2.0**53
+
+
+class FixedKernelError(FpgacError):
+    """A node that has no fixed-point kernel, or whose quantized attributes are inconsistent."""
+
+
+def _out_format(node: Node) -> Fixed:
+    fmt = node.output.type.format
+    if not isinstance(fmt, Fixed):
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): output is not fixed point ({fmt})")
+    return fmt
+
+
+# Mantissas of params, computed once per (param, data, format): a simulation runs every node's
+# kernel on every batch, and quantizing a large weight again each time would dominate the run time.
+_MANTISSAS: weakref.WeakKeyDictionary[Param, tuple[int, Fixed, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _param(node: Node, key: str) -> tuple[np.ndarray, Fixed]:
+    param = node.params[key]
+    if not isinstance(param.format, Fixed):
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): param {key!r} is not fixed point")
+    cached = _MANTISSAS.get(param)
+    if cached is not None and cached[0] == id(param.data) and cached[1] == param.format:
+        return cached[2], param.format
+    data = np.asarray(param.data, dtype=np.float64)
+    # fixed.quantize returns at least 1-d (it goes through np.ascontiguousarray): keep the param's shape.
+    mantissas = fixed.quantize(data, param.format).reshape(data.shape)
+    mantissas.flags.writeable = False
+    _MANTISSAS[param] = (id(param.data), param.format, mantissas)
+    return mantissas, param.format
+
+
+def _scalar(x: float | None, fmt: Fixed) -> int:
+    """The mantissa of the constant ``fmt_t(x)`` (a clip bound, a pad value) as a Python int."""
+    return int(fixed.quantize(np.array([x], dtype=np.float64), fmt)[0])
+
+
+def _fill(x: np.ndarray, v: int) -> int | np.ndarray:
+    """A padding value for ``np.pad``: on object arrays it must stay a Python int (a plain ``0`` becomes
+    ``np.int64(0)``, which overflows when later added to a wide mantissa)."""
+    return np.array(v, dtype=object) if x.dtype == object else v
+
+
+def _finish(node: Node, m: np.ndarray, src: Fixed) -> tuple[np.ndarray, int]:
+    out, bad = fixed.cast(m, src, _out_format(node), return_overflow=True)
+    return out, int(np.count_nonzero(bad))
+
+
+def _aligned(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Unit axes after the batch, so per-sample shapes broadcast at their trailing axes."""
+    rank = max(x.ndim for x in xs)
+    return [x.reshape(x.shape[0], *([1] * (rank - x.ndim)), *x.shape[1:]) for x in xs]
+
+
+def _acc(node: Node) -> Fixed:
+    acc = node.attrs.get("acc")
+    if not isinstance(acc, Fixed):
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): quantized node has no accumulator format")
+    if acc.overflow is not Overflow.WRAP:
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator {acc} must WRAP")
+    return acc
+
+
+def _shift_left(m: np.ndarray, bits: int, node: Node) -> np.ndarray:
+    if bits < 0:
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator drops fraction bits")
+    if bits == 0:
+        return m
+    # An accumulator may carry far more fraction bits than the products: shift in Python ints when the
+    # result could leave int64 (two such terms are summed, so stay below 2**62).
+    if m.dtype != object and (bits >= 62 or int(np.abs(m).max(initial=0)) >= 1 << (62 - bits)):
+        m = m.astype(object)
+    return fixed._shl(m, bits) if m.dtype == object else m << bits
+
+
+def _max_abs_mantissa(fmt: Fixed) -> int:
+    return max(-fmt.min_mantissa, fmt.max_mantissa)
+
+
+def _matmul_dtype(b: np.ndarray, a_max: int) -> type:
+    """The dtype in which ``a @ b`` is exact, for ``|a| <= a_max`` (the input format's largest mantissa).
+
+    float64 BLAS when every partial sum stays below 2**53 (the common case, and fast), int64 below 2**62,
+    Python ints beyond.
+    """
+    bound = float(a_max) * float(np.abs(b).sum(axis=-2).max(initial=0))
+    return np.float64 if bound < _F64_EXACT else np.int64 if bound < 2.0**62 else object
+
+
+def _int_matmul(a: np.ndarray, b: np.ndarray, dtype: type) -> np.ndarray:
+    product = np.matmul(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+    return product.astype(np.int64) if dtype is np.float64 else product
+
+
+def _holder(total: np.ndarray, acc: Fixed) -> Fixed:
+    """A format with ``acc``'s fraction that holds ``total`` exactly, for the wrap into ``acc``.
+
+    int64 sums get a 64-bit holder, so the wrap stays on the fast int64 path; wider (object) sums get
+    64 more bits than ``acc``.
+    """
+    if total.dtype == np.int64:
+        return Fixed(64, acc.int_bits + 64 - acc.width, True)
+    return Fixed(max(acc.width, 2) + 64, acc.int_bits + 64)
+
+
+def _accumulate(node: Node, products: np.ndarray, prod_frac: int, bias_axis_shape: tuple[int, ...]) -> tuple:
+    """Add the bias and wrap into ``acc``: what ``acc_t acc = bias; acc += x * w; ...`` leaves."""
+    acc = _acc(node)
+    total = _shift_left(products, acc.frac_bits - prod_frac, node)
+    if "bias" in node.params:
+        bias, bias_fmt = _param(node, "bias")
+        total = total + _shift_left(bias, acc.frac_bits - bias_fmt.frac_bits, node).reshape(bias_axis_shape)
+    return fixed.cast(total, _holder(total, acc), acc), acc
+
+
+def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    w, fw = _param(node, "weight")
+    products = _int_matmul(x, w.T, _matmul_dtype(w.T, _max_abs_mantissa(fx)))
+    total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (w.shape[0],))
+    return _finish(node, total, acc)
+
+
+def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """im2col on mantissas, one exact matmul (the same lowering as the float interpreter)."""
+    (x,), (fx,) = xs, fmts
+    w, fw = _param(node, "weight")
+    a = node.attrs
+    groups, strides, pads, dilations = a["groups"], a["strides"], a["pads"], a["dilations"]
+    out_ch, cg, *kernel = w.shape
+    nd, n = len(kernel), x.shape[0]
+    out = [
+        window_out(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], dilations[i], False)
+        for i in range(nd)
+    ]
+    taps, positions = cg * math.prod(kernel), math.prod(out)
+    weight = w.reshape(groups, out_ch // groups, taps).swapaxes(-1, -2)
+    dtype = _matmul_dtype(weight, _max_abs_mantissa(fx))
+    x = x.astype(dtype, copy=False)  # before im2col, so the column matrix is built once, in its final type
+    view = windows(x, kernel, strides, pads, dilations, out, _fill(x, 0))
+    view = view.reshape(n, groups, cg, *out, *kernel)
+    order = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
+    cols = view.transpose(order).reshape(n, groups, taps, positions)
+    products = _int_matmul(cols.swapaxes(-1, -2), weight, dtype)
+    products = products.swapaxes(-1, -2).reshape(n, out_ch, *out)
+    total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (out_ch, *([1] * nd)))
+    return _finish(node, total, acc)
+
+
+def _recip_times(node: Node, total: np.ndarray, fx: Fixed, index: np.ndarray) -> tuple[np.ndarray, int]:
+    """``out_t y = acc_t(sum) * recip[index]``: the sum wrapped into ``acc``, an exact product, one cast."""
+    acc = _acc(node)
+    acc_m = fixed.cast(
+        total,
+        _holder(total, acc) if total.dtype == np.int64 else Fixed(fx.width + 64, fx.int_bits + 64, fx.signed),
+        acc,
+    )
+    recip, fr = _param(node, "recip")
+    return _finish(node, *fixed.mul(acc_m, acc, recip[index], fr))
+
+
+def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    a = node.attrs
+    kernel, strides, pads = a["kernel"], a["strides"], a["pads"]
+    nd = len(kernel)
+    out = pool_out(x, a, [1] * nd)
+    total = windows(x, kernel, strides, pads, [1] * nd, out, _fill(x, 0)).sum(axis=tuple(range(-nd, 0)))
+    counts = np.ones((), dtype=np.int64)
+    for i in range(nd):
+        c = divisor_1d(
+            x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], out[i], a["count_include_pad"]
+        )
+        shape = [1] * nd
+        shape[i] = out[i]
+        counts = counts * c.astype(np.int64).reshape(shape)
+    return _recip_times(node, total, fx, np.broadcast_to(counts, total.shape[2:]))
+
+
+def max_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    a = node.attrs
+    out = pool_out(x, a, a["dilations"])
+    if x.dtype != object and fx.min_mantissa - 1 < np.iinfo(np.int64).min:  # a 64-bit input's "below min"
+        x = x.astype(object)
+    below = _fill(x, fx.min_mantissa - 1)  # padding never wins
+    view = windows(x, a["kernel"], a["strides"], a["pads"], a["dilations"], out, below)
+    # One elementwise maximum per kernel tap: far faster than a reduction over a strided window view.
+    taps = np.ndindex(*a["kernel"])
+    result = view[(..., *next(taps))].copy()
+    for tap in taps:
+        np.maximum(result, view[(..., *tap)], out=result)
+    return _finish(node, result, fx)
+
+
+def reduce(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    axes = tuple(ax + 1 for ax in node.attrs["axes"])
+    keep = node.attrs["keepdims"]
+    if node.attrs["mode"] == "max":
+        return _finish(node, x.max(axis=axes, keepdims=keep), fx)
+    total = x.sum(axis=axes, keepdims=keep)
+    return _recip_times(node, total, fx, np.zeros(total.shape, dtype=np.int64))  # recip holds 1/count
+
+
+def affine(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    scale, fs = _param(node, "scale")
+    shift, ft = _param(node, "shift")
+    product, fp = fixed.mul(x, fx, scale, fs)
+    total, fmt = fixed.add(product, fp, shift, ft)
+    return _finish(node, total, fmt)
+
+
+def add(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """Left to right, as ``a + b + c`` in C++: each partial sum exact in its ``RType::plus``."""
+    first, *rest = _aligned(xs)
+    total, fmt = first, fmts[0]
+    for m, f in zip(rest, fmts[1:], strict=True):
+        total, fmt = fixed.add(total, fmt, m, f)
+    return _finish(node, total, fmt)
+
+
+def sub(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    a, b = _aligned(xs)
+    return _finish(node, *fixed.sub(a, fmts[0], b, fmts[1]))
+
+
+def mul(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    a, b = _aligned(xs)
+    return _finish(node, *fixed.mul(a, fmts[0], b, fmts[1]))
+
+
+def relu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    return _finish(node, np.maximum(xs[0], 0), fmts[0])
+
+
+def _negative_side(node: Node, x: np.ndarray, fx: Fixed, slope_key: str) -> tuple[np.ndarray, int]:
+    """``x >= 0 ? out_t(x) : out_t(x * slope)``; only selected elements count as overflows."""
+    slope, fs = _param(node, slope_key)
+    pos, pos_bad = fixed.cast(x, fx, _out_format(node), return_overflow=True)
+    product, fp = fixed.mul(x, fx, slope, fs)
+    neg, neg_bad = fixed.cast(product, fp, _out_format(node), return_overflow=True)
+    negative = x < 0
+    return np.where(negative, neg, pos), int(np.count_nonzero(np.where(negative, neg_bad, pos_bad)))
+
+
+def leaky_relu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    return _negative_side(node, xs[0], fmts[0], "alpha")
+
+
+def prelu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    return _negative_side(node, xs[0], fmts[0], "slope")
+
+
+def clip(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """``y = out_t(min(max(x, lo), hi))`` with ``x`` exact and ``lo``/``hi`` the output format's values
+    nearest the bounds (rounded by its rounding mode, saturated to its range whatever its overflow mode).
+
+    The clamp happens on exact values in a format that holds ``x`` and both bounds, so a clamped element
+    never counts as an overflow (ReLU6 on a signed input reports none) and a WRAP/SAT_ZERO output cannot
+    turn a large input into a small value before it is compared.
+    """
+    x, fx = xs[0], fmts[0]
+    out_fmt = _out_format(node)
+    frac = max(fx.frac_bits, out_fmt.frac_bits)
+    int_bits = max(fx.int_bits, out_fmt.int_bits) + 1
+    common = Fixed(int_bits + frac, int_bits, True)  # holds every value of fx and of out_fmt exactly
+    y = fixed.cast(x, fx, common)
+    nearest = replace(out_fmt, overflow=Overflow.SAT)
+    for bound, pick in ((node.attrs["min"], np.maximum), (node.attrs["max"], np.minimum)):
+        if bound is not None:
+            b = fixed.cast(np.array([_scalar(bound, nearest)]), nearest, common)
+            y = pick(y, b[0])
+    return _finish(node, y, common)
+
+
+def hard_sigmoid(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """``t = x * alpha + beta`` exact, clamped to [0, 1] exactly, then one cast."""
+    alpha, fa = _param(node, "alpha")
+    beta, fb = _param(node, "beta")
+    product, fp = fixed.mul(xs[0], fmts[0], alpha, fa)
+    t, ft = fixed.add(product, fp, beta, fb)
+    if ft.frac_bits < 0:  # 1 is not on a grid coarser than 1: clamp on the integer grid (an exact shift)
+        ft, t = (
+            Fixed(ft.int_bits, ft.int_bits, ft.signed),
+            fixed.cast(t, ft, Fixed(ft.int_bits, ft.int_bits, ft.signed)),
+        )
+    return _finish(node, np.clip(t, 0, 1 << ft.frac_bits), ft)
+
+
+def table_index(m: np.ndarray, fmt: Fixed, shift: int, offset: int, size: int) -> np.ndarray:
+    """``clamp(floor(x / 2**shift) + offset, 0, size - 1)`` on the raw bits of ``x``.
+
+    ``x / 2**shift`` is ``m * 2**-(frac + shift)``: an arithmetic right shift when ``frac + shift >= 0``,
+    else a left shift. Any ``|floor(x / 2**shift)| > size + |offset|`` clamps to an end of the table
+    whatever the offset, so values are first limited to that magnitude (and a left shift to the bits that
+    can still matter), which keeps the int64 arithmetic from overflowing for any width, shift or offset.
+    """
+    s = fmt.frac_bits + shift
+    m = np.asarray(m)
+    limit = size + abs(offset)
+    if s >= 0:
+        idx = np.clip(fixed._shr(m, s) if m.dtype == object else m >> min(s, 63), -limit, limit)
+    else:
+        idx = np.clip(m, -limit, limit).astype(np.int64) << min(-s, limit.bit_length() + 1)
+    return np.clip(np.asarray(idx).astype(np.int64) + offset, 0, size - 1)
+
+
+def _lookup(node: Node, m: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, Fixed]:
+    table, ft = _param(node, "table")
+    a = node.attrs
+    return table[table_index(m, fmt, a["table_shift"], a["table_offset"], table.shape[0])], ft
+
+
+def sigmoid(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    return _finish(node, *_lookup(node, xs[0], fmts[0]))
+
+
+tanh = sigmoid
+
+
+def elu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """``x >= 0 ? out_t(x) : table[x]`` (selu: ``out_t(x * gamma)`` on the positive side)."""
+    x, fx = xs[0], fmts[0]
+    if "gamma" in node.params:
+        gamma, fg = _param(node, "gamma")
+        pos_m, pos_f = fixed.mul(x, fx, gamma, fg)
+    else:
+        pos_m, pos_f = x, fx
+    pos, pos_bad = fixed.cast(pos_m, pos_f, _out_format(node), return_overflow=True)
+    table_m, table_f = _lookup(node, x, fx)
+    neg, neg_bad = fixed.cast(table_m, table_f, _out_format(node), return_overflow=True)
+    negative = x < 0
+    return np.where(negative, neg, pos), int(np.count_nonzero(np.where(negative, neg_bad, pos_bad)))
+
+
+selu = elu
+
+
+def softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    x, fx = xs[0], fmts[0]
+    axis = node.attrs["axis"] + 1
+    d, fd = fixed.sub(x, fx, x.max(axis=axis, keepdims=True), fx)
+    e, fe = _lookup(node, d, fd)
+    acc = _acc(node)
+    if acc.frac_bits != fe.frac_bits or fe.signed:
+        raise FixedKernelError(f"node {node.name!r} (softmax): sum format {acc} does not match table {fe}")
+    s = fixed.cast(e.sum(axis=axis, keepdims=True), Fixed(acc.width + 64, acc.int_bits + 64, False), acc)
+    frac = _out_format(node).frac_bits
+    p = (fixed._shl(e.astype(object), frac) // s.astype(object)) if frac > 40 else (e << frac) // s
+    return _finish(node, np.asarray(p), Fixed(frac + 2, 2, False))
+
+
+def reshape(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    x = xs[0]
+    return _finish(node, x.reshape(x.shape[0], *node.attrs["shape"]), fmts[0])
+
+
+def transpose(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    return _finish(node, xs[0].transpose(0, *(p + 1 for p in node.attrs["perm"])), fmts[0])
+
+
+def concat(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    parts = [_finish(node, m, f) for m, f in zip(xs, fmts, strict=True)]
+    return np.concatenate([p for p, _ in parts], axis=node.attrs["axis"] + 1), sum(b for _, b in parts)
+
+
+def pad(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    y, bad = _finish(node, xs[0], fmts[0])
+    pads = node.attrs["pads"]
+    rank = y.ndim - 1
+    widths = [(0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)]
+    if node.attrs["mode"] == "constant":
+        value = _scalar(node.attrs["value"], _out_format(node))
+        return np.pad(y, widths, mode="constant", constant_values=_fill(y, value)), bad
+    return np.pad(y, widths, mode=node.attrs["mode"]), bad
+
+
+FIXED_OPS: dict[str, FixedFn] = {
+    "dense": dense,
+    "conv": conv,
+    "max_pool": max_pool,
+    "avg_pool": avg_pool,
+    "reduce": reduce,
+    "affine": affine,
+    "add": add,
+    "sub": sub,
+    "mul": mul,
+    "relu": relu,
+    "leaky_relu": leaky_relu,
+    "prelu": prelu,
+    "clip": clip,
+    "sigmoid": sigmoid,
+    "hard_sigmoid": hard_sigmoid,
+    "tanh": tanh,
+    "elu": elu,
+    "selu": selu,
+    "softmax": softmax,
+    "reshape": reshape,
+    "transpose": transpose,
+    "concat": concat,
+    "pad": pad,
+}

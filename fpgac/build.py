@@ -1,0 +1,118 @@
+"""``fpgac build``: model file -> passes -> quantized IR -> build folder, written atomically.
+
+The flow is the one in ARCHITECTURE.md: the frontend makes a float IR, the pass pipeline (from
+``--passes``, with ``quantize`` implied last) rewrites it, and the result is written with its report
+through a :class:`~fpgac.backends.plan.BuildPlan`, so nothing reaches the disk until everything
+succeeded.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpgac.arrays import load_inputs
+from fpgac.backends.plan import BuildPlan, check_target, write_plan
+from fpgac.boards import get_board
+from fpgac.errors import FpgacError
+from fpgac.frontend.onnx import load_onnx
+from fpgac.ir import Graph
+from fpgac.ir.serialize import graph_files
+from fpgac.passes.pipeline import make_pass, run_pipeline
+from fpgac.passes.spec import PassCall, parse_pass_spec
+from fpgac.report import build_report, report_json, report_markdown
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+class ConfigError(FpgacError):
+    """A build config or calibration file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything ``fpgac build`` takes besides the model and the output folder."""
+
+    board: str = "zcu104"
+    part: str | None = None
+    clock_mhz: float | None = None
+    precision: int = 16
+    passes: str = ""
+    calib: Path | None = None
+    config: Path | None = None
+    input_range: tuple[float, float] = (-1.0, 1.0)
+    layer_precision: dict[str, int] = field(default_factory=dict)
+
+
+def load_config(path: Path, graph: Graph) -> dict[str, int]:
+    """Per-layer precision from a TOML file: ``[layers."fc1"] precision = 8``."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(data) - {"layers"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected [layers.NAME]")
+    names = {n.name for n in graph.nodes}
+    precision: dict[str, int] = {}
+    for layer, settings in data.get("layers", {}).items():
+        if layer not in names:
+            raise ConfigError(f"{path}: layer {layer!r} is not in the model")
+        if not isinstance(settings, dict) or set(settings) - {"precision"}:
+            raise ConfigError(f"{path}: layer {layer!r} takes only 'precision'")
+        if "precision" in settings:
+            bits = settings["precision"]
+            if isinstance(bits, bool) or not isinstance(bits, int):
+                raise ConfigError(f"{path}: precision of layer {layer!r} must be an integer, not {bits!r}")
+            precision[layer] = bits
+    return precision
+
+
+def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, Any]]:
+    """Load, run the pipeline and make the report; nothing is written."""
+    board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
+    graph = load_onnx(model)
+    calib = load_inputs(options.calib, graph) if options.calib else None
+    for array in calib or []:
+        if array.shape[0] == 0:
+            raise ConfigError(f"{options.calib}: the calibration batch has no samples")
+        if not np.all(np.isfinite(array)):
+            raise ConfigError(f"{options.calib}: calibration data contains NaN or Inf")
+    layer_precision = dict(options.layer_precision)
+    if options.config:
+        layer_precision.update(load_config(options.config, graph))
+    calls = parse_pass_spec(options.passes)
+    if "quantize" not in [c.name for c in calls]:
+        calls.append(PassCall("quantize", {}))
+    defaults = {
+        "precision": options.precision,
+        "input_range": options.input_range,
+        "layer_precision": layer_precision,
+    }
+    passes = [make_pass(call, calib, defaults) for call in calls]
+    graph = run_pipeline(graph, passes)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    settings["passes"] = ", ".join(p.name for p in passes)  # type: ignore[attr-defined]
+    settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
+    report = build_report(graph, model=model.name, board=board, options=settings)
+    return graph, report
+
+
+def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False) -> dict[str, Any]:
+    """Compile ``model`` and write the build folder ``out`` atomically; returns the report."""
+    check_target(out, force=force)
+    graph, report = compile_model(model, options)
+    plan = BuildPlan()
+    for name, data in graph_files(graph).items():
+        plan.add(name, data)
+    plan.add(REPORT_JSON, report_json(report))
+    plan.add(REPORT_MD, report_markdown(report))
+    write_plan(plan, out, force=force)
+    return report

@@ -1,0 +1,85 @@
+"""The pass manager: an explicit ordered list of pass instances, run with a verify after each.
+
+``--passes "lowrank(macs=0.3), reap(keep=0.5)"`` becomes pass objects here: each option is checked
+against the pass dataclass's fields and converted to the field's type, so a misspelt option fails
+before any work is done. Passes that need calibration data declare a ``calib`` field and receive the
+batch from the build, never from a global.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fpgac.errors import FpgacError
+from fpgac.ir import Graph, verify
+from fpgac.passes import PASSES
+from fpgac.passes.spec import PassCall, PassSpecError
+
+log = logging.getLogger(__name__)
+
+
+class PassFailure(FpgacError):
+    """A pass failed; the message names the pass, the passes before it and (usually) the node."""
+
+
+def _convert(pass_name: str, key: str, value: object, hint: object) -> object:
+    """Coerce a spec value (number, bool or word) to the field's annotated type."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    for kind in typing.get_args(hint) if union else (hint,):
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    expected = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+    raise PassSpecError(f"--passes: option {key}={value!r} of {pass_name!r} must be {expected}")
+
+
+def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapping[str, Any]) -> object:
+    """Instantiate one pass from a spec call, with build-wide ``defaults`` for fields it has."""
+    cls = PASSES.get(call.name)
+    if cls is None:
+        raise PassSpecError(
+            f"--passes: unknown pass {call.name!r}; known passes: {', '.join(sorted(PASSES))}"
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {k: v for k, v in defaults.items() if k in fields}
+    for key, value in call.options.items():
+        if key not in fields or key == "calib":
+            options = ", ".join(sorted(k for k in fields if k != "calib")) or "none"
+            raise PassSpecError(f"--passes: pass {call.name!r} has no option {key!r}; its options: {options}")
+        kwargs[key] = _convert(call.name, key, value, hints[key])
+    if "calib" in fields and calib is not None:
+        kwargs["calib"] = tuple(calib)
+    return cls(**kwargs)
+
+
+def run_pipeline(graph: Graph, passes: Sequence[object]) -> Graph:
+    """Run passes in order on ``graph``, verifying after each; failures name the pass and its history."""
+    done: list[str] = []
+    for p in passes:
+        name = p.name  # type: ignore[attr-defined]
+        try:
+            graph = p.run(graph)  # type: ignore[attr-defined]
+            verify(graph)
+        except FpgacError as exc:
+            after = f" after [{', '.join(done)}]" if done else ""
+            message = str(exc)
+            prefix = f"{name} failed"
+            raise PassFailure(
+                message if message.startswith(prefix) else f"{prefix}{after}: {message}"
+            ) from exc
+        log.info("pass %s done", name)
+        done.append(name)
+    return graph

@@ -1,0 +1,156 @@
+"""Value ranges for quantization: measured on calibration data, or bounded by intervals.
+
+Not a pass: the analysis the ``quantize`` pass sizes its formats from.
+
+* :func:`calibrated_ranges` runs the float interpreter on a calibration batch and
+  records each value's observed minimum and maximum.
+* :func:`interval_ranges` needs no data: it propagates an elementwise interval
+  ``[lo, hi]`` from an input range through every op (weights split into positive
+  and negative parts for dense/conv/affine, monotone ops applied to both ends,
+  kinked ops evaluated at the kink too), so formats sized from it cannot
+  overflow. The bounds are sound but loose on deep networks, which is why
+  calibration is preferred.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from fpgac.backends.sim.float_ops import FLOAT_OPS
+from fpgac.backends.sim.interpreter import run_float
+from fpgac.errors import FpgacError
+from fpgac.ir.graph import Graph, Node, Param, Value
+
+Range = tuple[float, float]
+
+
+class RangeError(FpgacError):
+    """A value whose range cannot be measured or bounded."""
+
+
+def calibrated_ranges(graph: Graph, calib: list[np.ndarray]) -> dict[str, Range]:
+    """Observed (min, max) of every value over the calibration batch."""
+    traced = run_float(graph, calib, trace=True)
+    assert isinstance(traced, dict)
+    ranges: dict[str, Range] = {}
+    for name, array in traced.items():
+        if not np.all(np.isfinite(array)):
+            where = _where(graph, name)
+            raise RangeError(f"{where} produces NaN or Inf on the calibration data")
+        ranges[name] = (float(array.min(initial=0.0)), float(array.max(initial=0.0)))
+    return ranges
+
+
+def _where(graph: Graph, value_name: str) -> str:
+    for node in graph.nodes:
+        if any(v.name == value_name for v in node.outputs):
+            return f"node {node.name!r} ({node.op})"
+    return f"input {value_name!r}"
+
+
+# Ops that are monotone non-decreasing elementwise (or in every window), so
+# [f(lo), f(hi)] bounds f over [lo, hi].
+_MONOTONE = {
+    "relu",
+    "sigmoid",
+    "tanh",
+    "clip",
+    "max_pool",
+    "avg_pool",
+    "reduce",
+    "reshape",
+    "transpose",
+    "concat",
+    "pad",
+}
+# Ops that are monotone on each side of zero: evaluate at lo, hi and the kink.
+_KINKED = {"leaky_relu", "prelu", "elu", "selu", "hard_sigmoid"}
+
+
+Widen = Callable[[Value, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def interval_ranges(graph: Graph, input_range: Range, widen: Widen | None = None) -> dict[str, Range]:
+    """Sound (min, max) of every value when every input element lies in ``input_range``.
+
+    ``widen(value, lo, hi)``, when given, may enlarge each value's elementwise bounds before they
+    propagate further: the quantize pass uses it to cover the rounding of every value into its format,
+    which the float ops here do not see.
+    """
+    lo_in, hi_in = input_range
+    if not lo_in <= hi_in:
+        raise RangeError(f"input range {input_range} is empty")
+    bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for value in graph.inputs:
+        bounds[id(value)] = (
+            np.full((1, *value.shape), lo_in, np.float64),
+            np.full((1, *value.shape), hi_in, np.float64),
+        )
+        if widen is not None:
+            bounds[id(value)] = widen(value, *bounds[id(value)])
+    for node in graph.nodes:
+        ins = [bounds[id(v)] for v in node.inputs]
+        try:
+            bounds[id(node.output)] = _propagate(node, ins)
+            if widen is not None:
+                bounds[id(node.output)] = widen(node.output, *bounds[id(node.output)])
+        except FloatingPointError as exc:
+            raise RangeError(f"node {node.name!r} ({node.op}): cannot bound its output ({exc})") from None
+    ranges = {}
+    for value in graph.values():
+        lo, hi = bounds[id(value)]
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise RangeError(f"{_where(graph, value.name)} has an unbounded output range")
+        ranges[value.name] = (float(lo.min(initial=0.0)), float(hi.max(initial=0.0)))
+    return ranges
+
+
+def _apply(node: Node, xs: list[np.ndarray], params: Mapping[str, Param] | None = None) -> np.ndarray:
+    return FLOAT_OPS[node.op](xs, node.attrs, node.params if params is None else params).astype(np.float64)
+
+
+def _split(
+    params: Mapping[str, Param], key: str, keep: Callable[[np.ndarray], np.ndarray]
+) -> dict[str, Param]:
+    out = dict(params)
+    out[key] = Param(keep(params[key].data))
+    return out
+
+
+def _propagate(node: Node, ins: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    op = node.op
+    if op in _MONOTONE:
+        return _apply(node, [lo for lo, _ in ins]), _apply(node, [hi for _, hi in ins])
+    if op in _KINKED:
+        ((lo, hi),) = ins
+        kink = np.clip(np.zeros_like(lo), lo, hi)
+        points = [_apply(node, [p]) for p in (lo, hi, kink)]
+        return np.minimum.reduce(points), np.maximum.reduce(points)
+    if op in ("dense", "conv", "affine"):
+        ((lo, hi),) = ins
+        key = "scale" if op == "affine" else "weight"
+        pos = _split(node.params, key, lambda w: np.maximum(w, 0))
+        neg = _split(node.params, key, lambda w: np.minimum(w, 0))
+        # The bias/shift is added once: drop it from the negative half.
+        neg = {k: (Param(np.zeros_like(p.data)) if k in ("bias", "shift") else p) for k, p in neg.items()}
+        return _apply(node, [lo], pos) + _apply(node, [hi], neg), _apply(node, [hi], pos) + _apply(
+            node, [lo], neg
+        )
+    if op == "add":
+        return _apply(node, [lo for lo, _ in ins]), _apply(node, [hi for _, hi in ins])
+    if op == "sub":
+        (alo, ahi), (blo, bhi) = ins
+        return _apply(node, [alo, bhi]), _apply(node, [ahi, blo])
+    if op in ("mul", "div"):
+        (alo, ahi), (blo, bhi) = ins
+        if op == "div" and np.any((blo <= 0) & (bhi >= 0)):
+            raise FloatingPointError("the divisor's range contains zero")
+        corners = [_apply(node, [a, b]) for a in (alo, ahi) for b in (blo, bhi)]
+        return np.minimum.reduce(corners), np.maximum.reduce(corners)
+    if op == "softmax":
+        ((lo, _),) = ins
+        shape = _apply(node, [lo]).shape
+        return np.zeros(shape), np.ones(shape)
+    raise FloatingPointError(f"no interval rule for op {op!r}")

@@ -1,0 +1,96 @@
+"""Build reports: ``report.json`` for tools and ``report.md`` for people, from the built graph.
+
+``weight_bits`` counts everything the hardware must store for a layer: every param (weights, biases,
+lookup tables, reciprocals) at its format's width; a float param counts its float width. Next to it,
+``float32_bits`` is what the same params cost as float32, so the compression ratio is honest.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fpgac.boards import Board
+from fpgac.ir.cost import node_cost
+from fpgac.ir.graph import Graph, Node
+from fpgac.ir.types import Fixed, Float
+
+
+def _bits(fmt: Fixed | Float) -> int:
+    return fmt.width if isinstance(fmt, Fixed) else fmt.bits
+
+
+def node_weight_bits(node: Node) -> int:
+    return sum(p.data.size * _bits(p.format) for p in node.params.values())
+
+
+def _weight_format(node: Node) -> str | None:
+    for key in ("weight", "scale", "slope", "table"):
+        if key in node.params:
+            return str(node.params[key].format)
+    return None
+
+
+def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, Any]) -> dict[str, Any]:
+    """The content of ``report.json``."""
+    layers = []
+    for node in graph.nodes:
+        cost = node_cost(node)
+        layers.append(
+            {
+                "name": node.name,
+                "op": node.op,
+                "output_shape": list(node.output.shape),
+                "macs": cost.macs,
+                "params": cost.params,
+                "weight_format": _weight_format(node),
+                "output_format": str(node.output.type.format),
+                "accumulator_format": str(node.attrs["acc"]) if "acc" in node.attrs else None,
+                "weight_bits": node_weight_bits(node),
+            }
+        )
+    params = sum(layer["params"] for layer in layers)
+    return {
+        "model": model,
+        "board": board.name,
+        "part": board.part,
+        "clock_mhz": board.clock_mhz,
+        "macs": sum(layer["macs"] for layer in layers),
+        "params": params,
+        "weight_bits": sum(layer["weight_bits"] for layer in layers),
+        "float32_bits": 32 * sum(p.data.size for n in graph.nodes for p in n.params.values()),
+        "inputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.inputs},
+        "outputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.outputs},
+        "options": options,
+        "layers": layers,
+    }
+
+
+def report_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=False) + "\n"
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """A readable summary: totals, then one table row per layer."""
+    ratio = report["float32_bits"] / report["weight_bits"] if report["weight_bits"] else 1.0
+    lines = [
+        f"# fpgac build of `{report['model']}`",
+        "",
+        f"- board: **{report['board']}** (`{report['part']}`, {report['clock_mhz']:g} MHz)",
+        f"- MACs per sample: {report['macs']:,}",
+        f"- parameters: {report['params']:,}",
+        f"- weight storage: {report['weight_bits']:,} bits ({ratio:.2f}x smaller than float32)",
+        f"- options: `{json.dumps(report['options'], sort_keys=True)}`",
+        "",
+        "| # | layer | op | output | MACs | params | weights | output format | accumulator |",
+        "|---:|---|---|---|---:|---:|---|---|---|",
+    ]
+    for i, layer in enumerate(report["layers"]):
+        shape = "x".join(map(str, layer["output_shape"]))
+        name = layer["name"].replace("|", "\\|")
+        weights, acc = layer["weight_format"] or "", layer["accumulator_format"] or ""
+        lines.append(
+            f"| {i} | `{name}` | {layer['op']} | {shape} | {layer['macs']:,} | {layer['params']:,} | "
+            f"{weights} | {layer['output_format']} | {acc} |"
+        )
+    return "\n".join(lines) + "\n"
