@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from examples.train_digits_cnn import DigitsCNN  # the Quickstart model, trained again here
 from tests.models import export_model
 
 
@@ -57,27 +58,6 @@ def mnist() -> Dataset:
 
 def digits_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-
-class DigitsCNN(nn.Module):
-    """The Quickstart's example architecture (examples/train_digits_cnn.py): 1x8x8 -> 10 logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1),
-            nn.BatchNorm2d(8),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1),
-            nn.BatchNorm2d(16),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.classifier = nn.Linear(16 * 2 * 2, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.features(x), 1))
 
 
 def lenet_300_100() -> nn.Module:
