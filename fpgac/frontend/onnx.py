@@ -33,6 +33,7 @@ from fpgac.passes.fold_affine import FoldAffine
 log = logging.getLogger(__name__)
 
 MIN_OPSET, MAX_OPSET = 7, 25
+UPGRADE_OPSET = 13  # what older models are converted to
 SUPPORTED_OPS = sorted(CONVERTERS)  # ops on activations; FOLDERS adds ops on constants only
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -66,6 +67,8 @@ def load_onnx(path: str | Path) -> Graph:
 def _load(path: Path, label: str) -> Graph:
     model = _read(path, label)
     opset = _opset(model, label)
+    if opset < MIN_OPSET:
+        model, opset = _upgrade(model, label, opset), UPGRADE_OPSET
     model = _infer_shapes(model, label)  # first: it completes output types the checker requires
     invalid = _check(model, label)
     # A checker failure is fatal, but lowering names the node at fault more precisely
@@ -130,11 +133,32 @@ def _opset(model: onnx.ModelProto, label: str) -> int:
             raise FrontendError(f"{label}: model imports no opset of the default ONNX domain")
         return MIN_OPSET  # IR version 2 models had no opset_import; opset 1 semantics ~ old defaults
     opset = int(versions[0])
-    if not MIN_OPSET <= opset <= MAX_OPSET:
+    if opset > MAX_OPSET:
         raise FrontendError(f"{label}: opset {opset} is not supported (supported: {MIN_OPSET}..{MAX_OPSET})")
     if not 9 <= opset <= 21:
         log.warning("%s: opset %d is outside the tested range 9..21", label, opset)
     return opset
+
+
+def _upgrade(model: onnx.ModelProto, label: str, opset: int) -> onnx.ModelProto:
+    """Models older than opset 7 (old exports, the onnx package's own node tests) are converted with
+    onnx's version converter, so their ops are lowered with one set of semantics."""
+    from onnx import version_converter
+
+    invalid = _check(model, label)  # the converter is C++: give it only models the checker accepts
+    if invalid is not None:
+        raise invalid
+    try:
+        upgraded = version_converter.convert_version(model, UPGRADE_OPSET)
+    except Exception as exc:  # the converter raises bare RuntimeErrors and ValueErrors
+        raise FrontendError(
+            f"{label}: opset {opset} is too old and could not be upgraded to opset {UPGRADE_OPSET}: "
+            f"{_one_line(str(exc))}"
+        ) from None
+    # The converter moves attributes (Pad's pads) into initializers, which IR v3 would need listed as inputs.
+    upgraded.ir_version = max(upgraded.ir_version, 7)
+    log.warning("%s: upgraded from opset %d to opset %d", label, opset, UPGRADE_OPSET)
+    return upgraded
 
 
 def _check(model: onnx.ModelProto, label: str) -> FrontendError | None:
