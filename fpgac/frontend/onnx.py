@@ -145,7 +145,10 @@ def _upgrade(model: onnx.ModelProto, label: str, opset: int) -> onnx.ModelProto:
     onnx's version converter, so their ops are lowered with one set of semantics."""
     from onnx import version_converter
 
-    invalid = _check(model, label)  # the converter is C++: give it only models the checker accepts
+    # The converter is C++: give it only models the checker accepts (after shape inference, which
+    # completes the output types the checker requires).
+    model = _infer_shapes(model, label)
+    invalid = _check(model, label)
     if invalid is not None:
         raise invalid
     try:
