@@ -498,7 +498,7 @@ def test_too_new_opset_is_refused(tmp_path: Path) -> None:
 
 def test_old_opset_is_upgraded(tmp_path: Path) -> None:
     """Opset < 7 models are converted by onnx's version converter, then lowered as usual."""
-    path = save_model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["N", 3], None, opset=5)
+    path = save_model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["N", 3], ["N", 3], opset=5)
     graph = load_onnx(path)  # onnxruntime itself refuses opset 5, so there is no reference run
     assert [n.op for n in graph.nodes] == ["relu"] and graph.metadata["opset"] == 13
 
