@@ -1,0 +1,473 @@
+"""The resource and latency estimate: the properties a hardware engineer relies on.
+
+Bigger models never estimate smaller, reuse R divides multipliers and multiplies the initiation interval,
+DSPs follow operand widths and the DSP kind of the board, zero weights are free, a ResNet-50-sized model
+does not fit a PYNQ-Z2 (and the warning names its largest layers), the default io style switches with
+model size, and bad options fail with one clear line. Small graphs are built in float and quantized with
+calibration data, as the build does; the ResNet-50-sized one is built directly in fixed point (with
+broadcast weights, so it costs no memory) because calibrating 4 GMACs would take minutes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fpgac.backends.estimate import (
+    LUT_MULT_MAX_BITS,
+    PARALLEL_MAX_MULTS,
+    RESOURCES,
+    EstimateError,
+    ReuseError,
+    default_io,
+    estimate,
+    memory_cost,
+    product_cost,
+    reuse_factors,
+)
+from fpgac.boards import BOARDS
+from fpgac.errors import FpgacError
+from fpgac.ir import Graph, Param, TensorType, Value, verify
+from fpgac.ir.types import Fixed, Overflow, Rounding
+from fpgac.passes.quantize import Quantize
+
+ZCU104, PYNQ, VCK190, ZCU102 = BOARDS["zcu104"], BOARDS["pynq-z2"], BOARDS["vck190"], BOARDS["zcu102"]
+CONV3 = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+POOL2 = {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": False}
+
+
+# -- graphs ------------------------------------------------------------------------------------------------
+
+
+def quantized(graph: Graph, shape: tuple[int, ...], precision: int = 16) -> Graph:
+    x = np.random.default_rng(1).standard_normal((8, *shape)).astype(np.float32)
+    graph = Quantize(precision=precision, calib=(x,)).run(graph)
+    verify(graph)
+    return graph
+
+
+def mlp(sizes: list[int], precision: int = 16, sparsity: float = 0.0) -> Graph:
+    rng = np.random.default_rng(0)
+    g = Graph("mlp")
+    x = g.add_input("x", TensorType((sizes[0],)))
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        w = rng.standard_normal((n_out, n_in)).astype(np.float32) * 0.5
+        w[rng.random(w.shape) < sparsity] = 0.0
+        b = rng.standard_normal(n_out).astype(np.float32)
+        x = g.add("dense", [x], name=f"fc{i}", params={"weight": Param(w), "bias": Param(b)}).output
+        if i < len(sizes) - 2:
+            x = g.add("relu", [x], name=f"relu{i}").output
+    g.set_outputs([x])
+    return quantized(g, (sizes[0],), precision)
+
+
+def cnn(channels: list[int], size: int = 8, precision: int = 16) -> Graph:
+    """conv3x3+ReLU per channel pair, 2x2 max pool, flatten, dense, softmax."""
+    rng = np.random.default_rng(0)
+    g = Graph("cnn")
+    x = g.add_input("x", TensorType((channels[0], size, size)))
+    for i, (c_in, c_out) in enumerate(itertools.pairwise(channels)):
+        w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32) * 0.3
+        x = g.add("conv", [x], name=f"conv{i}", attrs=CONV3, params={"weight": Param(w)}).output
+        x = g.add("relu", [x], name=f"relu{i}").output
+    x = g.add("max_pool", [x], name="pool", attrs=POOL2).output
+    flat = channels[-1] * (size // 2) ** 2
+    x = g.add("reshape", [x], name="flatten", attrs={"shape": [flat]}).output
+    w = rng.standard_normal((10, flat)).astype(np.float32) * 0.1
+    x = g.add("dense", [x], name="fc", params={"weight": Param(w)}).output
+    x = g.add("softmax", [x], name="softmax", attrs={"axis": 0}).output
+    g.set_outputs([x])
+    return quantized(g, (channels[0], size, size), precision)
+
+
+def resnet50_like(bits: int = 8) -> Graph:
+    """ResNet-50's layers (25.6 M weights, 4.1 GMACs) in fixed point, without calibration."""
+    act, wfmt = Fixed(bits, 4, True, Rounding.RND, Overflow.SAT), Fixed(bits, 1, True, Rounding.RND_CONV)
+    acc = Fixed(32, 16)
+    g = Graph("resnet50")
+    x = g.add_input("x", TensorType((3, 224, 224), act))
+
+    def conv(x: Value, c_out: int, k: int, stride: int = 1, name: str = "conv") -> Value:
+        weight = np.broadcast_to(np.float64(2.0**-4), (c_out, x.shape[0], k, k))
+        attrs = {"strides": [stride] * 2, "pads": [k // 2] * 4, "dilations": [1, 1], "groups": 1}
+        node = g.add(
+            "conv", [x], name=name, attrs={**attrs, "acc": acc}, params={"weight": Param(weight, wfmt)}
+        )
+        return g.add("relu", [node.output], name=f"{name}_relu").output
+
+    x = conv(x, 64, 7, 2, "conv1")
+    x = g.add("max_pool", [x], name="pool1", attrs={**POOL2, "kernel": [3, 3], "pads": [1] * 4}).output
+    for stage, (blocks, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512], strict=True)):
+        for block in range(blocks):
+            name, stride = f"s{stage}b{block}", 2 if block == 0 and stage > 0 else 1
+            y = conv(x, width, 1, 1, f"{name}_a")
+            y = conv(y, width, 3, stride, f"{name}_b")
+            y = conv(y, 4 * width, 1, 1, f"{name}_c")
+            if block == 0:
+                x = conv(x, 4 * width, 1, stride, f"{name}_proj")
+            x = g.add("add", [x, y], name=f"{name}_add").output
+    recip = Param(np.array([1 / 49]), Fixed(18, 1, False, Rounding.TRN, Overflow.SAT))
+    pool_attrs = {"mode": "mean", "axes": [1, 2], "keepdims": False, "acc": Fixed(14, 10)}
+    x = g.add("reduce", [x], name="avgpool", attrs=pool_attrs, params={"recip": recip}).output
+    fc = np.broadcast_to(np.float64(2.0**-4), (1000, 2048))
+    x = g.add("dense", [x], name="fc", attrs={"acc": acc}, params={"weight": Param(fc, wfmt)}).output
+    g.set_outputs([x])
+    verify(g)
+    return g
+
+
+def layer(est: object, name: str) -> dict:
+    return next(entry for entry in est.to_json()["layers"] if entry["name"] == name)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def resnet50() -> Graph:
+    return resnet50_like()
+
+
+# -- primitives --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "board", "dsp"),
+    [
+        (16, 16, ZCU104, 1),
+        (27, 18, ZCU104, 1),
+        (18, 27, ZCU104, 1),  # the swapped orientation
+        (28, 18, ZCU104, 2),
+        (24, 24, ZCU104, 2),
+        (24, 24, VCK190, 1),  # DSP58 is 27x24
+        (26, 18, ZCU104, 1),
+        (26, 18, PYNQ, 2),  # 7-series DSP48E1 is 25x18
+        (32, 32, ZCU104, 4),
+        (36, 36, ZCU104, 4),
+        (55, 18, ZCU104, 3),
+    ],
+)
+def test_dsps_per_product_follow_operand_widths(a: int, b: int, board: object, dsp: int) -> None:
+    assert product_cost(a, b, board) == (dsp, 0)  # type: ignore[arg-type]
+
+
+def test_narrow_products_go_to_luts() -> None:
+    assert product_cost(LUT_MULT_MAX_BITS, 16, ZCU104) == (0, math.ceil(LUT_MULT_MAX_BITS * 16 / 2))
+    assert product_cost(16, 2, ZCU104) == (0, 16)
+    assert product_cost(LUT_MULT_MAX_BITS + 1, 16, ZCU104)[0] == 1
+
+
+@pytest.mark.parametrize(
+    ("depth", "width", "board", "expected"),
+    [
+        (512, 36, ZCU104, {"bram18": 1}),
+        (1024, 18, ZCU104, {"bram18": 1}),
+        (16384, 1, ZCU104, {"bram18": 1}),
+        (1024, 36, ZCU104, {"bram18": 2}),
+        (1, 18432, ZCU104, {"bram18": 512}),  # shallow and wide: port width, not capacity, decides
+        (64, 16, ZCU104, {"lut": 16}),  # 1 Kbit: LUT RAM
+        (200, 16, ZCU104, {"lut": 64}),
+        (8192, 72, ZCU104, {"uram": 2}),  # deep: UltraRAM where the board has it
+        (8192, 72, ZCU102, {"bram18": 32}),
+        (4096, 1152, ZCU104, {"uram": 16}),  # as much capacity as 256 BRAM18s: URAM frees the BRAM
+        (512, 720, ZCU104, {"bram18": 20}),  # 10 URAMs hold 8 times as much as 20 BRAM18s: wasted
+    ],
+)
+def test_memory_blocks_count_capacity_and_port_width(
+    depth: int, width: int, board: object, expected: dict
+) -> None:
+    cost = memory_cost(depth, width, board).to_json()  # type: ignore[arg-type]
+    assert cost == {k: expected.get(k, 0) for k in RESOURCES}
+
+
+# -- monotone in model size and precision ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_bigger_models_estimate_bigger(io: str) -> None:
+    for small, big in [
+        (mlp([16, 16, 10]), mlp([16, 64, 10])),
+        (mlp([16, 32, 10]), mlp([16, 32, 32, 10])),
+        (cnn([1, 4, 8]), cnn([1, 8, 16])),
+        (cnn([1, 4, 8], size=8), cnn([1, 4, 8], size=16)),
+    ]:
+        a, b = estimate(small, ZCU104, io), estimate(big, ZCU104, io)
+        assert b.multipliers > a.multipliers
+        for kind in RESOURCES:
+            assert getattr(b.total, kind) >= getattr(a.total, kind), kind
+        assert b.total.lut > a.total.lut and b.total.ff > a.total.ff
+        assert b.latency_cycles >= a.latency_cycles
+
+
+def test_wider_formats_cost_more() -> None:
+    ests = [estimate(mlp([16, 32, 10], precision=p), ZCU104, "parallel") for p in (10, 20, 28)]
+    # DSP48E2 is 27x18: 10-bit products take one DSP, 20-bit two, 28-bit four.
+    assert [e.total.dsp / e.multipliers for e in ests] == [1, 2, 4]
+    assert ests[0].total.lut < ests[1].total.lut < ests[2].total.lut
+    assert ests[0].total.ff < ests[1].total.ff < ests[2].total.ff
+    narrow = estimate(mlp([16, 32, 10], precision=4), ZCU104, "parallel")
+    assert narrow.total.dsp == 0 and narrow.total.lut > 0  # 4-bit products live in LUTs
+
+
+def test_zero_weights_cost_nothing() -> None:
+    dense = estimate(mlp([64, 64, 10]), ZCU104, "parallel", reuse=1)
+    pruned = estimate(mlp([64, 64, 10], sparsity=0.75), ZCU104, "parallel", reuse=1)
+    graph = mlp([64, 64, 10], sparsity=0.75)
+    nnz = int(np.count_nonzero(graph.node("fc0").params["weight"].data))
+    assert layer(pruned, "fc0")["multipliers"] == nnz < 0.3 * 64 * 64
+    assert pruned.total.dsp < 0.4 * dense.total.dsp
+
+
+# -- reuse -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_reuse_divides_multipliers_and_multiplies_ii(io: str) -> None:
+    graph = mlp([64, 32, 10])
+    base = estimate(graph, ZCU104, io, 1)
+    for r in (2, 4, 8, 16):
+        est = estimate(graph, ZCU104, io, r)
+        fc0 = layer(est, "fc0")
+        assert fc0["multipliers"] == math.ceil(64 * 32 / r)
+        assert fc0["dsp"] == math.ceil(64 * 32 / r)  # 16 x 16 bits: one DSP each
+        assert fc0["ii"] == r and est.ii == r
+        assert fc0["latency_cycles"] >= r
+        assert est.total.dsp == pytest.approx(base.total.dsp / r, rel=0.05)
+        assert est.latency_cycles > estimate(graph, ZCU104, io, r // 2).latency_cycles
+        assert layer(est, "relu0")["ii"] == 1  # no multiplications: reuse does not apply
+
+
+def test_reuse_of_a_stream_conv_is_per_pixel() -> None:
+    graph = cnn([1, 8, 16], size=8)
+    for r in (1, 3, 9):
+        conv1 = layer(estimate(graph, ZCU104, "stream", r), "conv1")
+        assert conv1["multipliers"] == math.ceil(8 * 16 * 9 / r)
+        assert conv1["ii"] == 64 * r  # 8 x 8 output pixels, R cycles each
+
+
+def test_stream_weights_move_to_block_ram_with_reuse() -> None:
+    graph = cnn([1, 8, 16], size=8)
+    conv1 = [layer(estimate(graph, ZCU104, "stream", r), "conv1") for r in (1, 2, 8, 32, 128)]
+    assert conv1[0]["bram18"] == 0  # R = 1: every weight is a constant wired into its multiplier
+    # R > 1: 1,152 16-bit weights reshaped into R words of 18,432 / R bits. Shallow, wide memories are
+    # port-bound (a BRAM18 reads at most 36 bits a cycle): R = 2 needs 256 blocks for 18 Kbit of weights.
+    assert [c["bram18"] for c in conv1[1:]] == [256, 64, 16, 4]
+    assert layer(estimate(graph, ZCU104, "parallel", 8), "conv1")["bram18"] == 0  # parallel: LUT ROMs
+
+
+def test_per_layer_reuse() -> None:
+    graph = mlp([64, 32, 10])
+    est = estimate(graph, ZCU104, "parallel", {"fc0": 8})
+    assert layer(est, "fc0")["multipliers"] == 64 * 32 // 8 and layer(est, "fc0")["reuse"] == 8
+    assert layer(est, "fc1")["multipliers"] == 32 * 10 and layer(est, "fc1")["reuse"] == 1
+    assert est.to_json()["reuse"] == {"fc0": 8}
+    assert reuse_factors(graph, {"fc1": 2}, default=4) == {"fc0": 4, "relu0": 4, "fc1": 2}
+
+
+# -- totals, budget, fit -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_report_totals_add_up(io: str) -> None:
+    est = estimate(cnn([1, 4, 8]), ZCU104, io, 2)
+    data = json.loads(json.dumps(est.to_json()))
+    assert set(data) == {"io", "reuse", "layers", "total", "budget", "utilization", "fits", "largest"}
+    assert data["io"] == io and data["reuse"] == 2
+    for kind in (*RESOURCES, "multipliers"):
+        assert data["total"][kind] == sum(entry[kind] for entry in data["layers"])
+        if kind in RESOURCES:
+            assert data["budget"][kind] == getattr(ZCU104, kind)
+            assert data["utilization"][kind] == pytest.approx(
+                data["total"][kind] / data["budget"][kind], abs=1e-4
+            )
+    layers = data["layers"]
+    assert data["total"]["ii"] == max(entry["ii"] for entry in layers)
+    if io == "parallel":  # layers one after another
+        assert data["total"]["latency_cycles"] == sum(entry["latency_cycles"] for entry in layers)
+    else:  # dataflow: no longer than running them one after another, no shorter than the slowest layer
+        assert max(e["latency_cycles"] for e in layers) <= data["total"]["latency_cycles"]
+        assert data["total"]["latency_cycles"] <= sum(e["latency_cycles"] for e in layers) + 16
+    assert data["total"]["latency_us"] == pytest.approx(
+        data["total"]["latency_cycles"] / ZCU104.clock_mhz, abs=1e-3
+    )
+
+
+def test_small_model_fits() -> None:
+    est = estimate(mlp([16, 32, 10]), ZCU104, "parallel")
+    assert est.fits and est.warning is None and est.to_json()["fits"] is True
+    assert est.largest[0] == "fc0"
+
+
+def test_resnet50_does_not_fit_a_pynq_z2(resnet50: Graph) -> None:
+    for reuse in (64, 4096):  # weights in block RAM: 25.6 M 8-bit weights are 40 times the board's
+        est = estimate(resnet50, PYNQ, "stream", reuse)
+        assert not est.fits and "bram18" in est.over_budget
+        assert est.total.bram18 * 18432 >= 25_000_000 * 8
+    est = estimate(resnet50, PYNQ, "stream", 1)
+    assert set(est.over_budget) >= {"dsp", "bram18", "lut"}
+    largest = est.largest
+    assert len(largest) == 3 and all(name.startswith(("s", "conv1", "fc")) for name in largest)
+    assert est.warning is not None and est.warning.startswith(
+        "estimated design does not fit pynq-z2 (stream)"
+    )
+    for name in largest:
+        assert name in est.warning
+    assert est.to_json()["largest"] == list(largest) and est.to_json()["fits"] is False
+
+
+def test_largest_layers_are_those_over_budget() -> None:
+    graph = mlp([64, 128, 10])  # fc0 has 8192 multipliers, fc1 1280
+    est = estimate(graph, PYNQ, "parallel")
+    assert not est.fits and "dsp" in est.over_budget
+    assert est.largest[:2] == ("fc0", "fc1")
+    assert "fc0" in (est.warning or "") and "dsp" in (est.warning or "")
+
+
+def test_resnet50_estimate_is_in_a_sensible_range(resnet50: Graph) -> None:
+    est = estimate(resnet50, BOARDS["alveo-u250"], "stream", 1)
+    assert (
+        est.multipliers
+        == sum(
+            int(np.count_nonzero(n.params["weight"].data))
+            for n in resnet50.nodes
+            if n.op in ("conv", "dense")
+        )
+        + 2048
+    )
+    # ~4.1 GMACs per sample: at R = 1 the slowest stage is conv1 (112 x 112 pixels).
+    assert est.ii == 112 * 112
+    assert not est.fits
+
+
+# -- default io style --------------------------------------------------------------------------------------
+
+
+def test_default_io_switches_with_model_size(resnet50: Graph) -> None:
+    tiny = mlp([16, 32, 10])
+    assert default_io(tiny, ZCU104) == "parallel"
+    assert default_io(tiny, PYNQ) == "stream"  # 832 multipliers do not fit 220 DSPs at reuse 1
+    assert default_io(mlp([16, 64, 64, 10]), ZCU104) == "stream"  # 5,760 multipliers > 1,728 DSPs
+    assert default_io(cnn([1, 4, 4]), ZCU104) == "parallel"
+    assert default_io(cnn([1, 8, 16]), ZCU104) == "stream"
+    assert default_io(resnet50, BOARDS["alveo-u250"]) == "stream"
+
+
+def test_default_io_respects_the_unroll_limit() -> None:
+    graph = mlp([64, PARALLEL_MAX_MULTS // 64 + 16, 2], precision=6)  # narrow: fits in LUTs, but too wide
+    assert np.count_nonzero(graph.node("fc0").params["weight"].data) > PARALLEL_MAX_MULTS
+    assert estimate(graph, BOARDS["alveo-u250"], "parallel").fits
+    assert default_io(graph, BOARDS["alveo-u250"]) == "stream"
+
+
+# -- errors ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [0, -2, True, 2.5, "4", None])
+def test_bad_global_reuse(bad: object) -> None:
+    with pytest.raises(ReuseError, match="reuse factor must be a positive integer"):
+        estimate(mlp([4, 2]), ZCU104, "parallel", bad)  # type: ignore[arg-type]
+
+
+def test_bad_per_layer_reuse() -> None:
+    graph = mlp([4, 4, 2])
+    with pytest.raises(
+        ReuseError, match=r"reuse factor for layer 'fc9': no such layer; layers are fc0, relu0, fc1"
+    ):
+        estimate(graph, ZCU104, "parallel", {"fc9": 2})
+    with pytest.raises(ReuseError, match=r"reuse factor of layer 'fc1' must be a positive integer, not 0"):
+        estimate(graph, ZCU104, "parallel", {"fc1": 0})
+    assert issubclass(ReuseError, FpgacError) and issubclass(EstimateError, FpgacError)
+
+
+def test_unknown_io_style() -> None:
+    with pytest.raises(EstimateError, match=r"unknown io style 'serial'; choose one of parallel, stream"):
+        estimate(mlp([4, 2]), ZCU104, "serial")
+
+
+def test_float_graph_is_refused() -> None:
+    g = Graph("float")
+    x = g.add_input("x", TensorType((4,)))
+    g.set_outputs([g.add("dense", [x], params={"weight": Param(np.ones((2, 4), np.float32))}).output])
+    with pytest.raises(EstimateError, match="needs a quantized graph"):
+        estimate(g, ZCU104, "parallel")
+
+
+def test_versal_dsp58_takes_wider_products() -> None:
+    graph = mlp([16, 32, 10], precision=20)  # 20 x 21-bit products: two DSP48E2s, one DSP58
+    assert estimate(graph, ZCU104, "parallel").total.dsp == 2 * estimate(graph, VCK190, "parallel").total.dsp
+
+
+def test_stream_convolutions_buffer_rows_in_block_ram() -> None:
+    graph = cnn([1, 16, 16], size=32)
+    conv1 = graph.node("conv1")
+    bits = 16 * conv1.inputs[0].type.format.width  # one pixel: 16 channels
+    # Two rows of 32 pixels (3x3 kernel), each its own memory 32 deep and `bits` wide; weights are
+    # constants at R = 1, so the line buffers are all the block RAM this layer takes.
+    assert layer(estimate(graph, ZCU104, "stream"), "conv1")["bram18"] == 2 * math.ceil(bits / 36)
+    assert layer(estimate(graph, ZCU104, "parallel"), "conv1")["bram18"] == 0  # input in registers
+    # The dataflow pipeline waits for two rows and two pixels before conv1's first window.
+    stream = estimate(graph, ZCU104, "stream")
+    fill = next(entry for entry in stream.layers if entry.name == "conv1").fill_cycles
+    assert fill >= 2 * 32 + 2
+
+
+def every_op_graph() -> Graph:
+    """One node of every op the quantize pass supports, on a (4, 6, 6) feature map."""
+    rng = np.random.default_rng(0)
+    g = Graph("ops")
+    x = g.add_input("x", TensorType((4, 6, 6)))
+
+    def add(op: str, inputs: list[Value], attrs: dict | None = None, params: dict | None = None) -> Value:
+        return g.add(op, inputs, name=op, attrs=attrs or {}, params=params or {}).output
+
+    per_channel = (rng.random((4, 1, 1)) + 0.5).astype(np.float32)
+    a = add("affine", [x], params={"scale": Param(per_channel), "shift": Param(per_channel)})
+    b = add("conv", [a], CONV3, {"weight": Param(rng.standard_normal((4, 4, 3, 3)).astype(np.float32))})
+    c = add("add", [a, b])
+    c = add("sub", [c, a])
+    c = add("mul", [c, b])
+    c = add("leaky_relu", [c], {"alpha": 0.1})
+    c = add("prelu", [c], params={"slope": Param(per_channel)})
+    c = add("clip", [c], {"min": -1.0, "max": 1.0})
+    c = add("hard_sigmoid", [c], {"alpha": 0.2, "beta": 0.5})
+    d = add("elu", [b], {"alpha": 1.0})
+    d = add("selu", [d], {"alpha": 1.67, "gamma": 1.05})
+    d = add("sigmoid", [d])
+    d = add("tanh", [d])
+    e = add("concat", [c, d], {"axis": 0})
+    e = add("pad", [e], {"pads": [0, 1, 1, 0, 1, 1], "mode": "constant", "value": 0.0})
+    e = add("transpose", [e], {"perm": [0, 2, 1]})
+    e = add("relu", [e])
+    avg = {
+        "kernel": [2, 2],
+        "strides": [2, 2],
+        "pads": [0] * 4,
+        "ceil_mode": False,
+        "count_include_pad": False,
+    }
+    e = add("avg_pool", [e], avg)
+    e = add("max_pool", [e], {**POOL2, "kernel": [2, 2], "strides": [1, 1]})
+    m = add("reduce", [e], {"mode": "mean", "axes": [1, 2], "keepdims": False})
+    n = g.add(
+        "reduce", [e], name="reduce_max", attrs={"mode": "max", "axes": [1, 2], "keepdims": False}
+    ).output
+    f = g.add("concat", [m, n], name="concat_flat", attrs={"axis": 0}).output
+    f = add("reshape", [f], {"shape": [1, 16]})
+    f = add("dense", [f], params={"weight": Param(rng.standard_normal((5, 16)).astype(np.float32))})
+    g.set_outputs([add("softmax", [f], {"axis": 1})])
+    return quantized(g, (4, 6, 6))
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_every_quantized_op_has_an_estimate(io: str) -> None:
+    from fpgac.passes.quantize import _RULES  # the ops with a fixed-point kernel
+
+    graph = every_op_graph()
+    assert {n.op for n in graph.nodes} == set(_RULES)
+    est = estimate(graph, ZCU104, io, 2)
+    json.dumps(est.to_json())
+    for entry in est.layers:
+        assert entry.ii >= 1 and entry.latency_cycles >= 0
+        wiring = entry.op == "reshape" or (io == "parallel" and entry.op in ("transpose", "pad", "concat"))
+        assert (entry.resources.lut == 0) == wiring, entry.name  # moves of wires cost nothing
