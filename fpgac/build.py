@@ -8,6 +8,7 @@ succeeded.
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from fpgac.arrays import load_inputs
+from fpgac.backends.estimate import Estimate, default_io, estimate
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
+from fpgac.backends.vitis import vitis_plan
 from fpgac.boards import get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
@@ -26,8 +29,13 @@ from fpgac.passes.pipeline import make_pass, run_pipeline
 from fpgac.passes.spec import PassCall, parse_pass_spec
 from fpgac.report import build_report, report_json, report_markdown
 
+log = logging.getLogger(__name__)
+
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+HLS_DIR = "hls"
+BACKENDS = ("vitis", "none")
+IO_CHOICES = ("parallel", "stream")
 
 
 class ConfigError(FpgacError):
@@ -47,6 +55,8 @@ class BuildOptions:
     config: Path | None = None
     input_range: tuple[float, float] = (-1.0, 1.0)
     layer_precision: dict[str, int] = field(default_factory=dict)
+    backend: str = "vitis"
+    io: str = "parallel"
 
 
 def load_config(path: Path, graph: Graph) -> dict[str, int]:
@@ -77,6 +87,10 @@ def load_config(path: Path, graph: Graph) -> dict[str, int]:
 
 def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, Any]]:
     """Load, run the pipeline and make the report; nothing is written."""
+    if options.backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {options.backend!r}; expected one of {list(BACKENDS)}")
+    if options.io not in IO_CHOICES:
+        raise ConfigError(f"unknown io style {options.io!r}; expected one of {list(IO_CHOICES)}")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_onnx(model)
     calib = load_inputs(options.calib, graph) if options.calib else None
@@ -102,7 +116,33 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
     settings["passes"] = ", ".join(p.name for p in passes)  # type: ignore[attr-defined]
     settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
     report = build_report(graph, model=model.name, board=board, options=settings)
+    report["backend"], report["io"] = options.backend, options.io
+    # The generated HLS pipelines every layer at II=1 (reuse 1); --reuse comes with its HLS support.
+    _add_estimate(report, estimate(graph, board, options.io, 1), default_io(graph, board))
     return graph, report
+
+
+def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) -> None:
+    """Resources, latency and fit against the board, in total and per layer (see estimate.py's model)."""
+    data = est.to_json()
+    total = data["total"]
+    report["resources"] = {k: total[k] for k in ("dsp", "bram18", "lut", "ff", "uram")}
+    report["latency_cycles"], report["ii"], report["latency_us"] = (
+        total["latency_cycles"],
+        total["ii"],
+        total["latency_us"],
+    )
+    report["budget"], report["utilization"] = data["budget"], data["utilization"]
+    report["fits"], report["recommended_io"] = data["fits"], recommended_io
+    per_layer = {layer["name"]: layer for layer in data["layers"]}
+    for layer in report["layers"]:
+        layer_est = per_layer[layer["name"]]
+        layer["reuse"] = layer_est["reuse"]
+        layer["resources"] = {k: layer_est[k] for k in ("dsp", "bram18", "lut", "ff", "uram")}
+        layer["latency_cycles"], layer["ii"] = layer_est["latency_cycles"], layer_est["ii"]
+    if est.warning:
+        report["warnings"] = [est.warning]
+        log.warning(est.warning)
 
 
 def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False) -> dict[str, Any]:
@@ -112,6 +152,9 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     plan = BuildPlan()
     for name, data in graph_files(graph).items():
         plan.add(name, data)
+    if options.backend == "vitis":
+        board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
+        plan.merge(vitis_plan(graph, board, options.io, model=model.name), prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(report))
     plan.add(REPORT_MD, report_markdown(report))
     write_plan(plan, out, force=force)

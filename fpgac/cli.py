@@ -128,6 +128,20 @@ def _float_pair(text: str) -> tuple[float, float]:
 @click.option("--input-range", default="-1,1", show_default=True, help="LO,HI of the inputs when no --calib.")
 @click.option("--part", help="Override the board's FPGA part.")
 @click.option("--clock", "clock_mhz", type=float, help="Override the board's clock (MHz).")
+@click.option(
+    "--backend",
+    type=click.Choice(["vitis", "none"]),
+    default="vitis",
+    show_default=True,
+    help="HLS project to write under hls/ (none: the quantized IR and reports only).",
+)
+@click.option(
+    "--io",
+    type=click.Choice(["parallel", "stream"]),
+    default="parallel",
+    show_default=True,
+    help="HLS I/O style between layers (stream is not implemented yet).",
+)
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
     model: Path,
@@ -140,6 +154,8 @@ def build(
     input_range: str,
     part: str | None,
     clock_mhz: float | None,
+    backend: str,
+    io: str,
     force: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
@@ -155,6 +171,8 @@ def build(
         calib=calib,
         config=config,
         input_range=_float_pair(input_range),
+        backend=backend,
+        io=io,
     )
     report = run_build(model, out, options, force=force)
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)
@@ -232,3 +250,58 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
         total = elements[name]
         table.add_row(name, f"{count:,}", f"{total:,}", f"{100 * count / max(total, 1):.3f}")
     _console.print(table)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="Input batch.")
+@click.option(
+    "--output", "output_path", required=True, type=click.Path(path_type=Path), help="Outputs to write."
+)
+def csim(folder: Path, input_path: Path, output_path: Path) -> None:
+    """C-simulate the HLS project of build FOLDER with g++ (no Vitis needed) and save the outputs.
+
+    Outputs are float64 values of the fixed-point results, as `fpgac sim FOLDER` writes them.
+    """
+    from fpgac.arrays import load_inputs, save_outputs
+    from fpgac.backends.csim import run_csim
+    from fpgac.ir.serialize import load_graph
+
+    graph = load_graph(folder)
+    result = run_csim(folder, load_inputs(input_path, graph))
+    save_outputs(output_path, graph, result.outputs)
+    shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
+    _console.print(f"wrote {output_path} {shapes}", highlight=False)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--input", "input_path", type=click.Path(path_type=Path), help="Input batch (default: random).")
+@click.option("--samples", default=32, show_default=True, help="Random samples when no --input is given.")
+def verify(folder: Path, input_path: Path | None, samples: int) -> None:
+    """Compare `fpgac sim` and the g++ C-simulation of build FOLDER bit for bit; exit 1 on any mismatch.
+
+    Without --input, samples are drawn over each input format's whole range, ends included.
+    """
+    from fpgac.arrays import load_inputs
+    from fpgac.backends.verify import verify as run_verify
+    from fpgac.ir.serialize import load_graph
+
+    inputs = load_inputs(input_path, load_graph(folder)) if input_path else None
+    result = run_verify(str(folder), inputs, samples=samples)
+    checked = sum(d.elements for d in result.layers)
+    first = result.first_mismatch
+    if first is None:
+        _console.print(
+            f"verify {folder}: {result.samples} samples, {len(result.layers)} values, {checked:,} elements: "
+            "0 mismatching bits (sim == csim)",
+            highlight=False,
+        )
+        return
+    _console.print(
+        f"verify {folder}: {result.mismatches:,} mismatching elements; first at layer {first.layer!r} "
+        f"({first.op}, value {first.value!r}): {first.mismatches:,} of {first.elements:,} differ",
+        highlight=False,
+        soft_wrap=True,
+    )
+    sys.exit(1)

@@ -229,7 +229,8 @@ class Estimate:
         over = ", ".join(f"{k} {used[k]:,}/{budget[k]:,} ({util[k]:.0%})" for k in self.over_budget)
         return (
             f"estimated design does not fit {self.board.name} ({self.io}): {over}; "
-            f"largest layers: {', '.join(self.largest)}; raise --reuse for them, prune or quantize further"
+            f"largest layers: {', '.join(self.largest)}; "
+            "share their multipliers (reuse), prune or quantize them further"
         )
 
     @property

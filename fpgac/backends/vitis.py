@@ -1,0 +1,183 @@
+"""The Vitis HLS backend: a quantized graph -> a C++ project (``hls/`` in the build folder).
+
+``vitis_plan(graph, board, io)`` reads the IR (never mutates it) and returns a :class:`BuildPlan` with a
+top function calling one function per layer, every type as an ``ap_fixed`` typedef named after its layer,
+constants in per-layer headers, a C++ testbench, ``build.tcl`` for ``vitis_hls`` and a README. Text comes
+from the Jinja2 templates in ``fpgac/hls_templates`` (``StrictUndefined``: a missing variable is an error,
+not an empty string); the kernels are the hand-written ``fpgac_kernels.h``, copied verbatim. Model names
+pass through :mod:`fpgac.backends.cnames` before reaching any generated text. Output is deterministic:
+nothing depends on time, paths or dict order beyond the graph's own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from fpgac import __version__
+from fpgac.backends.cnames import CNames, c_identifier, comment_text
+from fpgac.backends.plan import BuildPlan
+from fpgac.backends.vitis_ops import LAYER_SUFFIXES, Ctx, VitisError, emit_layer
+from fpgac.boards import Board
+from fpgac.ir.graph import Graph, Value
+from fpgac.ir.types import Fixed
+
+TOP = "fpgac_top"
+IO_STYLES = ("parallel",)
+KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
+# Names the generated code defines itself; model names never take them.
+_RESERVED = (
+    TOP, "main", "defines", "layers", "read_double", "count", "in", "out", "trace", "argc", "argv", "token",
+    "y", "i", "n", "v", "t", "src", "best", "acc", *(f"x{k}" for k in range(64)),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ValueInfo:
+    """A graph value as the C++ sees it: array name, type name, size."""
+
+    name: str
+    type: str
+    size: int
+    fmt: Fixed
+
+
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("fpgac", "hls_templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _fixed(value: Value) -> Fixed:
+    fmt = value.type.format
+    if not isinstance(fmt, Fixed):
+        raise VitisError(f"value {value.name!r} is {fmt}, not fixed point: quantize the graph first")
+    return fmt
+
+
+def _shape(value: Value) -> str:
+    return "(" + ", ".join(str(d) for d in value.shape) + ")"
+
+
+def design(graph: Graph) -> dict[str, Any]:
+    """Everything the templates need, as plain data (also used by csim to map trace names back)."""
+    names = CNames(_RESERVED)
+    values: dict[int, ValueInfo] = {}
+    inputs = []
+    for v in graph.inputs:
+        name = names.claim(v.name, ("_t",))
+        values[id(v)] = ValueInfo(name, f"{name}_t", v.type.size, _fixed(v))
+        inputs.append(
+            {
+                "name": name,
+                "type": f"{name}_t",
+                "size": v.type.size,
+                "ap_type": _fixed(v).ap_type(),
+                "comment": comment_text(v.name),
+                "shape": _shape(v),
+                "value_name": v.name,
+            }
+        )
+    layers = []
+    for node in graph.nodes:
+        layer = names.claim(node.name, LAYER_SUFFIXES)
+        out_fmt = _fixed(node.output)
+        out = ValueInfo(f"{layer}_out", f"{layer}_out_t", node.output.type.size, out_fmt)
+        ins = [values[id(v)] for v in node.inputs]
+        args = [f"x{k}" for k in range(len(ins))]
+        ctx = Ctx(node, layer, args, [i.type for i in ins], [i.fmt for i in ins], "y", out.type, out_fmt)
+        code = emit_layer(ctx)
+        values[id(node.output)] = out
+        layers.append(
+            {
+                "name": layer,
+                "op": node.op,
+                "comment": comment_text(node.name),
+                "shape": _shape(node.output),
+                "size": out.size,
+                "out": out.name,
+                "out_type": out.type,
+                "out_ap_type": out_fmt.ap_type(),
+                "typedefs": code.typedefs,
+                "arrays": code.arrays,
+                "config": code.config,
+                "body": code.body.rstrip(),
+                "args": [
+                    {"name": f"x{k}", "type": i.type, "size": i.size, "value": i.name}
+                    for k, i in enumerate(ins)
+                ],
+                "value_name": node.output.name,
+            }
+        )
+    outputs, ports = [], []
+    for p in inputs:
+        doc = f'input "{p["comment"]}" {p["shape"]} {p["ap_type"]}'
+        ports.append({"name": p["name"], "decl": f"const {p['type']} {p['name']}[{p['size']}]", "doc": doc})
+    for k, v in enumerate(graph.outputs):
+        info = values[id(v)]
+        port = names.claim(f"out_{v.name}")
+        outputs.append({"port": port, "value": info.name, "type": info.type, "size": info.size, "index": k})
+        doc = f'output "{comment_text(v.name)}" {_shape(v)} {info.fmt.ap_type()}'
+        ports.append({"name": port, "decl": f"{info.type} {port}[{info.size}]", "doc": doc})
+    return {"inputs": inputs, "layers": layers, "outputs": outputs, "ports": ports, "top": TOP}
+
+
+def vitis_plan(graph: Graph, board: Board, io: str = "parallel", *, model: str = "") -> BuildPlan:
+    """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``)."""
+    if io not in IO_STYLES:
+        raise VitisError(f"io style {io!r} is not implemented yet; use one of {list(IO_STYLES)}")
+    env = _templates()
+    data = design(graph)
+    common = {
+        "version": __version__,
+        "model": comment_text(model or graph.name),
+        "graph_name": comment_text(graph.name),
+        "mark": "//",
+        **data,
+    }
+    plan = BuildPlan()
+    plan.add("firmware/defines.h", env.get_template("defines.h.j2").render(common))
+    plan.add("firmware/layers.h", env.get_template("layers.h.j2").render(common))
+    plan.add(f"firmware/{TOP}.h", env.get_template("top.h.j2").render(common))
+    plan.add(f"firmware/{TOP}.cpp", env.get_template("top.cpp.j2").render(common))
+    for layer in data["layers"]:
+        if layer["arrays"]:
+            text = env.get_template("weights.h.j2").render({**common, "layer": layer})
+            plan.add(f"firmware/weights/{layer['name']}.h", text)
+    kernels = resources.files("fpgac").joinpath("hls_templates")
+    for header in KERNEL_HEADERS:
+        plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
+    plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
+    plan.add("tb/inputs.txt", input_text([np.zeros((1, *v.shape)) for v in graph.inputs]))
+    project = f"fpgac_{c_identifier(graph.name or 'model')}"
+    tcl = {
+        **common,
+        "mark": "#",
+        "project": project,
+        "part": board.part,
+        "period_ns": f"{board.clock_period_ns:.4g}",
+    }
+    plan.add("build.tcl", env.get_template("build.tcl.j2").render(tcl))
+    readme = {**tcl, "mark": ">", "board": board.name, "clock_mhz": f"{board.clock_mhz:g}", "io": io}
+    plan.add("README.md", env.get_template("README.md.j2").render(readme))
+    return plan
+
+
+def input_text(arrays: list[np.ndarray]) -> str:
+    """The testbench's input file: sample count, then per sample every input's values as exact hex doubles."""
+    n = arrays[0].shape[0] if arrays else 0
+    flat = [np.asarray(a, dtype=np.float64).reshape(n, -1) for a in arrays]
+    lines = [str(n)]
+    for s in range(n):
+        for a in flat:
+            lines.append(" ".join(float(v).hex() for v in a[s]))
+    return "\n".join(lines) + "\n"

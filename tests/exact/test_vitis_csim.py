@@ -1,0 +1,186 @@
+"""The Vitis HLS backend's C++ against the bit-accurate simulator: zero mismatching bits.
+
+Every generated project is compiled by g++ against the ``ap_fixed`` headers hls4ml ships and run by
+``fpgac verify`` (simulator and C-simulation on the same inputs, every layer traced). Inputs are drawn over
+each input format's whole range (twice the calibrated range, ends included), so layers saturate and
+tables are read at their edges. Models: the families of ``tests/models.py`` from both exporters, and the op
+zoo (``tests/vitis_zoo.py``: every op of ``FIXED_OPS``) at 16, 5 and 4 bits, the last with every node's
+output cycled through all rounding and overflow modes.
+
+All binaries are compiled once per session, two at a time (g++ is single-threaded; a compile takes 3-10 s).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpgac.backends import csim
+from fpgac.backends.sim.bitsim import run_fixed
+from fpgac.backends.sim.fixed_ops import FIXED_OPS
+from fpgac.backends.verify import random_inputs, verify
+from fpgac.build import BuildOptions, build
+from fpgac.ir.serialize import load_graph
+from tests.models import EXPORTERS, random_input
+from tests.vitis_zoo import ZOO_SHAPE, compile_zoo, every_mode, two_inputs_model, write_folder, zoo_model
+
+if shutil.which("g++") is None:
+    pytest.skip("g++ is not installed", allow_module_level=True)
+try:
+    csim.ap_types_dir()
+except csim.CsimError:
+    pytest.skip("hls4ml (ap_fixed headers) is not installed", allow_module_level=True)
+
+pytestmark = pytest.mark.slow  # the session fixture compiles 13 projects: about a minute on two cores
+
+FAMILIES = ("mlp", "cnn", "depthwise_separable", "resnet_gap", "two_branch_concat")
+ZOO_VARIANTS = {"p16": (16, False), "p5": (5, False), "p4_modes": (4, True)}
+
+
+@pytest.fixture(scope="session")
+def folders(
+    tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
+) -> dict[str, Path]:
+    """Every build folder of this module, built and compiled once (compiles two at a time)."""
+    root = tmp_path_factory.mktemp("vitis")
+    result: dict[str, Path] = {}
+    for name in FAMILIES:
+        calib = root / f"{name}_calib.npy"
+        np.save(calib, random_input(name, 64, seed=3))
+        for exporter in EXPORTERS:
+            model = onnx_export(name, exporter)
+            out = root / f"{name}_{exporter}"
+            build(model, out, BuildOptions(calib=calib))
+            result[f"{name}_{exporter}"] = out
+    zoo = zoo_model(root / "zoo.onnx")
+    calib = root / "zoo_calib.npy"
+    np.save(calib, (np.random.default_rng(1).standard_normal((64, *ZOO_SHAPE)) * 0.5).astype(np.float32))
+    for key, (precision, modes) in ZOO_VARIANTS.items():
+        graph = compile_zoo(zoo, calib, precision)
+        result[f"zoo_{key}"] = write_folder(every_mode(graph) if modes else graph, root / f"zoo_{key}")
+    two = two_inputs_model(root / "two.onnx")
+    rng = np.random.default_rng(2)
+    np.savez(
+        root / "two.npz", a=rng.normal(size=(32, 3, 4)).astype(np.float32), b=rng.normal(size=(32, 1, 4))
+    )
+    build(two, root / "two_inputs", BuildOptions(calib=root / "two.npz"))
+    result["two_inputs"] = root / "two_inputs"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(csim.binary, result.values()))
+    return result
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_model_families_bit_exact(name: str, exporter: str, folders: dict[str, Path]) -> None:
+    result = verify(str(folders[f"{name}_{exporter}"]), samples=24)
+    assert result.samples == 24
+    assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
+
+
+def test_zoo_covers_every_fixed_op(folders: dict[str, Path]) -> None:
+    ops = {node.op for node in load_graph(folders["zoo_p16"]).nodes}
+    assert ops == set(FIXED_OPS), f"missing {set(FIXED_OPS) - ops}"
+
+
+@pytest.mark.parametrize("variant", list(ZOO_VARIANTS))
+def test_every_op_bit_exact(variant: str, folders: dict[str, Path]) -> None:
+    folder = folders[f"zoo_{variant}"]
+    graph = load_graph(folder)
+    x = random_inputs(graph, 48, seed=11)
+    if variant != "p16":  # adversarial variants must really saturate/wrap, or they test nothing
+        assert sum(run_fixed(graph, x).overflows.values()) > 0
+    result = verify(str(folder), x)
+    bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
+    assert not bad, bad
+
+
+def test_csim_matches_sim_and_is_cached(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fpgac csim`` writes what ``fpgac sim`` writes; a second run reuses the compiled binary."""
+    folder = folders["cnn_torchscript"]
+    x = tmp_path / "x.npy"
+    np.save(x, random_input("cnn", 5, seed=9))
+    for command in ("sim", "csim"):
+        proc = _fpgac(command, folder, "--input", x, "--output", tmp_path / f"{command}.npy")
+        assert proc.returncode == 0, proc.stderr
+    sim, cs = np.load(tmp_path / "sim.npy"), np.load(tmp_path / "csim.npy")
+    assert cs.dtype == np.float64 and np.array_equal(sim, cs)
+
+    def no_compile(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("recompiled a cached testbench")
+
+    monkeypatch.setattr(csim, "compile_command", no_compile)
+    assert csim.binary(folder).is_file()
+    assert len(list((folder / csim.CACHE_DIR).glob("tb-*"))) == 1
+
+
+def test_verify_cli_names_first_bad_layer(folders: dict[str, Path], tmp_path: Path) -> None:
+    """A corrupted weight in the C++ (not in the IR): exit 1, and the first differing layer is named."""
+    good = folders["mlp_torchscript"]
+    proc = _fpgac("verify", good, "--samples", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert "0 mismatching bits" in proc.stdout
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    weights = sorted((bad / "hls" / "firmware" / "weights").glob("*.h"))
+    second = weights[1]  # the second dense layer: the first layer must still match
+    text = second.read_text()
+    start = text.index("= {\n") + 4
+    end = text.index(",", start)
+    second.write_text(text[:start] + "    1.0" + text[end:])
+    proc = _fpgac("verify", bad, "--samples", "8")
+    assert proc.returncode == 1
+    layer = load_graph(bad).nodes[2].name  # dense, relu, dense: the corrupted one
+    assert f"first at layer {layer!r}" in " ".join(proc.stdout.split()), proc.stdout
+
+
+def _fpgac(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fpgac", *map(str, args)], capture_output=True, text=True, env=_env()
+    )
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "COLUMNS": "200"}
+
+
+def test_every_op_compiles_without_warnings(folders: dict[str, Path], tmp_path: Path) -> None:
+    """``g++ -Wall -Wextra`` on the op zoo: no warning located in a generated or fpgac kernel file."""
+    hls = folders["zoo_p4_modes"] / "hls"
+    proc = subprocess.run(
+        csim.compile_command(hls, tmp_path / "tb", ("-Wall", "-Wextra", "-fsyntax-only")),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if str(hls) in line and "warning" in line]
+    assert not ours, "\n".join(ours[:20])
+
+
+def test_several_inputs_and_outputs(folders: dict[str, Path], tmp_path: Path) -> None:
+    """Ports in graph order, a broadcast input, .npz in and out through the CLI."""
+    folder = folders["two_inputs"]
+    rng = np.random.default_rng(4)
+    x = tmp_path / "x.npz"
+    np.savez(
+        x, a=rng.normal(size=(6, 3, 4)).astype(np.float32), b=rng.normal(size=(6, 1, 4)).astype(np.float32)
+    )
+    for command in ("sim", "csim"):
+        proc = _fpgac(command, folder, "--input", x, "--output", tmp_path / f"{command}.npz")
+        assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "sim.npz") as sim, np.load(tmp_path / "csim.npz") as cs:
+        assert sorted(sim.files) == sorted(cs.files) == ["square", "sum"]
+        for key in sim.files:
+            assert np.array_equal(sim[key], cs[key]), key
+    assert verify(str(folder), samples=16).mismatches == 0

@@ -1,0 +1,153 @@
+"""Graphs for the Vitis backend tests: an ONNX "op zoo" covering every fixed-point op, and build helpers.
+
+The zoo is one model whose input feeds about thirty independent branches, each a graph output, so one
+g++ compile covers every op of ``FIXED_OPS`` (a compile costs seconds; a branch costs milliseconds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from fpgac.backends.plan import BuildPlan, write_plan
+from fpgac.backends.vitis import vitis_plan
+from fpgac.boards import get_board
+from fpgac.build import BuildOptions, compile_model
+from fpgac.ir.graph import Graph
+from fpgac.ir.serialize import graph_files
+from fpgac.ir.types import Fixed, Overflow, Rounding
+
+ZOO_SHAPE = (4, 6, 6)
+
+
+def zoo_model(path: Path, seed: int = 0) -> Path:
+    """The op zoo as an ONNX file (opset 17), input ``x`` of shape (N, 4, 6, 6)."""
+    rng = np.random.default_rng(seed)
+    inits: list[onnx.TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+    outputs: list[str] = []
+
+    def const(name: str, array: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(array), name))
+        return name
+
+    def node(op: str, inputs: list[str], out: bool = True, **attrs: object) -> str:
+        name = f"{op.lower()}_{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        if out:
+            outputs.append(name)
+        return name
+
+    f32 = np.float32
+    w = const("conv_w", rng.normal(0, 0.4, (6, 2, 3, 3)).astype(f32))
+    b = const("conv_b", rng.normal(0, 0.2, 6).astype(f32))
+    node("Conv", ["x", w, b], group=2, strides=[2, 2], pads=[1, 1, 1, 1])
+    shape1d = const("shape1d", np.array([0, 4, 36], np.int64))
+    flat1d = node("Reshape", ["x", shape1d])
+    w1 = const("conv1d_w", rng.normal(0, 0.4, (3, 4, 3)).astype(f32))
+    node("Conv", [flat1d, w1], dilations=[2], pads=[1, 0])
+    node("MaxPool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    node("AveragePool", ["x"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1)
+    node("AveragePool", ["x"], kernel_shape=[2, 2], strides=[1, 1], pads=[1, 0, 0, 1], count_include_pad=1)
+    gap = node("GlobalAveragePool", ["x"])
+    node("GlobalMaxPool", ["x"])
+    scale, bias = (
+        const("bn_s", rng.uniform(0.5, 2, 4).astype(f32)),
+        const("bn_b", rng.normal(0, 1, 4).astype(f32)),
+    )
+    mean, var = (
+        const("bn_m", rng.normal(0, 1, 4).astype(f32)),
+        const("bn_v", rng.uniform(0.5, 2, 4).astype(f32)),
+    )
+    node("BatchNormalization", ["x", scale, bias, mean, var])
+    node("Add", ["x", node("Relu", ["x"])])
+    node("Sub", [node("Sigmoid", ["x"]), "x"])
+    node("Mul", [node("Tanh", ["x"]), "x"])
+    node("Mul", ["x", gap])  # broadcast (4, 1, 1) against (4, 6, 6)
+    node("Sum", ["x", gap, node("Relu", ["x"], out=False)])  # three terms, left to right
+    node("LeakyRelu", ["x"], alpha=0.1)
+    node("PRelu", ["x", const("slope", np.array([-0.3, 0.1, 0.25, 0.6], f32).reshape(4, 1, 1))])
+    node("Clip", ["x", const("lo", np.array(-0.5, f32)), const("hi", np.array(0.75, f32))])
+    node("Clip", ["x", const("lo6", np.array(0.0, f32)), const("hi6", np.array(6.0, f32))])
+    node("HardSigmoid", ["x"], alpha=0.3, beta=0.4)
+    node("Elu", ["x"], alpha=0.7)
+    node("Selu", ["x"])
+    node("Softmax", ["x"], axis=1)
+    node("Transpose", ["x"], perm=[0, 2, 3, 1])
+    pads = const("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64))
+    node("Pad", ["x", pads, const("pad_value", np.array(0.3, f32))], mode="constant")
+    node("Pad", ["x", pads], mode="reflect")
+    node("Pad", ["x", pads], mode="edge")
+    node("Concat", ["x", node("Relu", ["x"], out=False)], axis=1)
+    flat = node("Flatten", ["x"], out=False)
+    wd = const("fc_w", rng.normal(0, 0.1, (144, 5)).astype(f32))
+    node("Gemm", [flat, wd, const("fc_b", rng.normal(0, 0.1, 5).astype(f32))])
+    node(
+        "Softmax",
+        [node("MatMul", [flat, const("fc2_w", rng.normal(0, 0.5, (144, 7)).astype(f32))], out=False)],
+    )
+    graph = helper.make_graph(
+        nodes,
+        "op_zoo",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *ZOO_SHAPE])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return path
+
+
+def two_inputs_model(path: Path) -> Path:
+    """Two inputs (one broadcast against the other) and two outputs: ports in order, npz in and out."""
+    nodes = [
+        helper.make_node("Add", ["a", "b"], ["sum"], name="add"),
+        helper.make_node("Mul", ["a", "a"], ["square"], name="square"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3, 4]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 1, 4]),
+        ],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("sum", "square")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+_ROUNDINGS = list(Rounding)
+_OVERFLOWS = list(Overflow)
+
+
+def every_mode(graph: Graph) -> Graph:
+    """The graph with each node's output format cycled through every rounding and overflow mode.
+
+    Formats are what the kernels read, so this exercises casts (TRN_ZERO, RND_CONV, SAT_SYM, WRAP...) that
+    the quantize pass never picks. Mutates and returns ``graph``.
+    """
+    for k, node in enumerate(graph.nodes):
+        fmt = node.output.type.format
+        assert isinstance(fmt, Fixed)
+        mode = replace(fmt, rounding=_ROUNDINGS[k % 7], overflow=_OVERFLOWS[(k // 7 + k) % 4])
+        node.output.type = node.output.type.with_format(mode)
+    return graph
+
+
+def compile_zoo(onnx_path: Path, calib: Path, precision: int) -> Graph:
+    graph, _ = compile_model(onnx_path, BuildOptions(calib=calib, precision=precision, backend="none"))
+    return graph
+
+
+def write_folder(graph: Graph, folder: Path) -> Path:
+    """A build folder for ``graph`` (IR + HLS project), as ``fpgac build`` writes one."""
+    plan = BuildPlan()
+    for name, data in graph_files(graph).items():
+        plan.add(name, data)
+    plan.merge(vitis_plan(graph, get_board("zcu104"), "parallel", model=graph.name), prefix="hls/")
+    return write_plan(plan, folder, force=True)
