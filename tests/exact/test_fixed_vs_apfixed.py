@@ -13,7 +13,6 @@ skips only if hls4ml or g++ is missing.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import os
 import random
@@ -31,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fpgac.backends.csim import CsimError, ap_types_dir
 from fpgac.ir import fixed as fx
 from fpgac.ir.types import Fixed, Overflow, Rounding
 
@@ -45,11 +45,10 @@ CXXFLAGS = ["-O1", "-std=c++14", "-w", "-DNDEBUG"]
 
 
 def _ap_types_dir() -> Path | None:
-    spec = importlib.util.find_spec("hls4ml")
-    if spec is None or not spec.submodule_search_locations:
+    try:
+        return ap_types_dir()
+    except CsimError:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "templates" / "vivado" / "ap_types"
-    return path if (path / "ap_fixed.h").is_file() else None
 
 
 AP_TYPES = _ap_types_dir()
