@@ -26,8 +26,8 @@ demo: $(VENV)/.core
 	$(BIN)/fpgac sim $(OUT) --input examples/digits_batch.npy --output build/demo_logits.npy --overflow-report
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check fpgac tests examples
-	$(BIN)/ruff format --check fpgac tests examples
+	$(BIN)/ruff check fpgac tests bench examples
+	$(BIN)/ruff format --check fpgac tests bench examples
 
 test: lint
 	$(BIN)/pytest -q
