@@ -277,7 +277,13 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--input", "input_path", type=click.Path(path_type=Path), help="Input batch (default: random).")
-@click.option("--samples", default=32, show_default=True, help="Random samples when no --input is given.")
+@click.option(
+    "--samples",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Random samples when no --input is given.",
+)
 def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     """Compare `fpgac sim` and the g++ C-simulation of build FOLDER bit for bit; exit 1 on any mismatch.
 
