@@ -26,7 +26,9 @@ def _read(path: Path) -> np.ndarray | dict[str, np.ndarray]:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ArrayFileError(f"{path}: not a numpy .npy/.npz file ({exc})") from None
+        # numpy reads any non-numpy bytes as a possible pickle and says so: that is no help here.
+        why = "" if "pickle" in str(exc) else f" ({exc})"
+        raise ArrayFileError(f"{path}: not a numpy .npy/.npz array file{why}") from None
     if isinstance(loaded, np.ndarray):
         return loaded
     with loaded:
@@ -62,6 +64,16 @@ def load_inputs(path: str | Path, graph: Graph) -> list[np.ndarray]:
     return checked
 
 
+def output_names(graph: Graph) -> list[str]:
+    """The model's own output names, in order.
+
+    They come from the ONNX file (kept in the graph's metadata): two ONNX outputs may be one IR value (an
+    output returned twice, or an input passed through), so value names can repeat or differ.
+    """
+    names = list(graph.metadata.get("outputs", {}))
+    return names if len(names) == len(graph.outputs) else [v.name for v in graph.outputs]
+
+
 def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> None:
     """Write outputs atomically: ``.npy`` for one output, ``.npz`` keyed by name for several."""
     path = Path(path)
@@ -72,7 +84,7 @@ def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> N
         if len(outputs) == 1 and path.suffix != ".npz":
             np.save(handle, outputs[0])
         elif path.suffix == ".npz":
-            np.savez(handle, **{v.name: a for v, a in zip(graph.outputs, outputs, strict=True)})
+            np.savez(handle, **dict(zip(output_names(graph), outputs, strict=True)))
         else:
             tmp.unlink()
             raise ArrayFileError(f"{path}: the model has {len(outputs)} outputs; write them to a .npz")

@@ -19,7 +19,7 @@ import numpy as np
 from fpgac.arrays import load_inputs
 from fpgac.backends.estimate import Estimate, default_io, estimate
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
-from fpgac.backends.vitis import vitis_plan
+from fpgac.backends.vitis import IO_STYLES, vitis_plan
 from fpgac.boards import get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
@@ -91,6 +91,10 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         raise ConfigError(f"unknown backend {options.backend!r}; expected one of {list(BACKENDS)}")
     if options.io not in IO_CHOICES:
         raise ConfigError(f"unknown io style {options.io!r}; expected one of {list(IO_CHOICES)}")
+    if options.backend == "vitis" and options.io not in IO_STYLES:
+        raise ConfigError(
+            f"--io {options.io} is not implemented yet for the vitis backend; use --io parallel"
+        )
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_onnx(model)
     calib = load_inputs(options.calib, graph) if options.calib else None

@@ -101,7 +101,12 @@ def inspect(model: Path, show_ir: bool) -> None:
     table.add_row("", "total", "", "", f"{total_params:,}", f"{total_macs:,}")
     _console.print(table)
     ins = ", ".join(f"{v.name} (N, {', '.join(map(str, v.shape))})" for v in graph.inputs)
-    outs = ", ".join(f"{v.name} (N, {', '.join(map(str, v.shape))})" for v in graph.outputs)
+    from fpgac.arrays import output_names
+
+    outs = ", ".join(
+        f"{name} (N, {', '.join(map(str, v.shape))})"
+        for name, v in zip(output_names(graph), graph.outputs, strict=True)
+    )
     _console.print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
 
 
@@ -302,6 +307,7 @@ def verify(folder: Path, input_path: Path | None, samples: int) -> None:
             f"verify {folder}: {result.samples} samples, {len(result.layers)} values, {checked:,} elements: "
             "0 mismatching bits (sim == csim)",
             highlight=False,
+            soft_wrap=True,
         )
         return
     _console.print(

@@ -74,8 +74,11 @@ def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> P
     folder = Path(folder)
     check_target(folder, force=force)
     parent = folder.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
+    except OSError as exc:
+        raise BuildFolderError(f"{folder}: cannot create the build folder ({exc.strerror or exc})") from None
     try:
         for path, content in sorted(plan.files.items()):
             target = staging / path
@@ -91,6 +94,9 @@ def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> P
             shutil.rmtree(old)
         else:
             staging.rename(folder)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BuildFolderError(f"{folder}: cannot write the build folder ({exc.strerror or exc})") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fpgac.backends.csim import run_csim
+from fpgac.backends.csim import CsimError, run_csim
 from fpgac.backends.sim.bitsim import run_fixed
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
@@ -69,6 +69,8 @@ def verify(folder: str, inputs: list[np.ndarray] | None = None, *, samples: int 
     graph = load_graph(folder)
     if inputs is None:
         inputs = random_inputs(graph, samples)
+    if any(x.shape[0] == 0 for x in inputs):
+        raise CsimError(f"{folder}: the input batch has no samples: nothing to compare")
     sim = run_fixed(graph, inputs, trace=True)
     csim = run_csim(folder, inputs, trace=True)
     result = VerifyResult(samples=inputs[0].shape[0] if inputs else 0)

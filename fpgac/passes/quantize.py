@@ -139,7 +139,15 @@ class Quantize:
             for value, array in zip(graph.inputs, self.calib, strict=False):
                 if not np.all(np.isfinite(array)):
                     raise QuantizeError(f"calibration data for input {value.name!r} contains NaN or Inf")
-            return calibrated_ranges(graph, list(self.calib)), self.headroom
+            ranges = calibrated_ranges(graph, list(self.calib))
+            for value in graph.inputs:
+                if ranges[value.name] == (0.0, 0.0):
+                    log.warning(
+                        "calibration data for input %r is all zeros: its format cannot be sized from it, "
+                        "and real inputs will saturate",
+                        value.name,
+                    )
+            return ranges, self.headroom
         lo, hi = self.input_range
         log.warning(
             "no calibration data: formats are bounded by interval arithmetic from the input range "

@@ -49,6 +49,6 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise OSError("disk full")
 
     monkeypatch.setattr(Path, "write_bytes", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(BuildFolderError, match="disk full"):
         write_plan(plan, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
