@@ -127,3 +127,23 @@ def test_debug_shows_traceback(tmp_path: Path) -> None:
 
 def test_unknown_option_is_one_line() -> None:
     assert_one_line_error(fpgac("inspect", MODEL, "--bogus"), "--bogus")
+
+
+def test_sim_keeps_onnx_output_names_when_outputs_share_a_value(tmp_path: Path) -> None:
+    """Outputs returned twice, or an input passed through, keep their ONNX names in the .npz."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Identity", ["r"], ["y0"]),
+        helper.make_node("Identity", ["r"], ["y1"]),
+        helper.make_node("Identity", ["x"], ["y2"]),
+    ]
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3]) for n in ("x", "y0", "y1", "y2")]
+    graph = helper.make_graph(nodes, "g", info[:1], info[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    x = np.array([[-1.0, 0.0, 2.0]], np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = fpgac("sim", tmp_path / "m.onnx", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npz")
+    assert result.returncode == 0, result.stderr
+    with np.load(tmp_path / "y.npz") as out:
+        assert list(out.keys()) == ["y0", "y1", "y2"]
+        assert np.array_equal(out["y0"], np.maximum(x, 0)) and np.array_equal(out["y2"], x)
