@@ -1202,3 +1202,26 @@ def test_hard_sigmoid_with_coarse_grids() -> None:
             rng,
             batch=6,
         )
+
+
+@pytest.mark.parametrize("extra_frac", [0, 3, 40])
+def test_pooling_sum_keeps_its_value_in_an_accumulator_with_more_fraction_bits(extra_frac: int) -> None:
+    """The window sum has the input's fraction; an accumulator with a finer grid must hold the same value
+    (the cast into it reads the sum at the input's fraction, whether the sum is int64 or Python ints)."""
+    graph = Graph("pool")
+    x = graph.add_input("x", TensorType((2, 4, 4)))
+    attrs = {
+        "kernel": [2, 2],
+        "strides": [2, 2],
+        "pads": [0, 0, 0, 0],
+        "ceil_mode": False,
+        "count_include_pad": True,
+    }
+    graph.set_outputs([graph.add("avg_pool", [x], name="pool", attrs=attrs).output])
+    data = np.random.default_rng(7).uniform(-1, 1, (3, 2, 4, 4)).astype(np.float32)
+    graph = Quantize(calib=(data,)).run(graph)
+    expected = run_fixed(graph, data).outputs[0]
+    node = graph.node("pool")
+    acc = node.attrs["acc"]
+    node.attrs["acc"] = Fixed(acc.width + extra_frac, acc.int_bits, acc.signed, acc.rounding, acc.overflow)
+    assert np.array_equal(run_fixed(graph, data).outputs[0], expected)

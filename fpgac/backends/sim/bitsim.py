@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fpgac.backends.sim.fixed_ops import FIXED_OPS, FixedKernelError
-from fpgac.backends.sim.interpreter import Inputs, SimulationError, _bind_inputs
+from fpgac.backends.sim.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node
@@ -41,7 +41,7 @@ def _format(value_fmt: object, where: str) -> Fixed:
 
 def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False) -> BitsimResult:
     """Simulate ``graph`` bit-accurately on a batch; see the module docstring."""
-    arrays = _bind_inputs(graph, inputs)
+    arrays = bind_inputs(graph, inputs)
     env: dict[int, np.ndarray] = {}
     overflows: dict[str, int] = {}
     elements: dict[str, int] = {}

@@ -33,7 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import divisor_1d, pool_out, windows
+from fpgac.backends.sim.float_ops import divisor_1d, pad_widths, pool_out, windows
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
@@ -117,7 +117,7 @@ def _shift_left(m: np.ndarray, bits: int, node: Node) -> np.ndarray:
     # result could leave int64 (two such terms are summed, so stay below 2**62).
     if m.dtype != object and (bits >= 62 or int(np.abs(m).max(initial=0)) >= 1 << (62 - bits)):
         m = m.astype(object)
-    return fixed._shl(m, bits) if m.dtype == object else m << bits
+    return m << bits  # Python ints on object arrays: exact
 
 
 def _max_abs_mantissa(fmt: Fixed) -> int:
@@ -139,15 +139,14 @@ def _int_matmul(a: np.ndarray, b: np.ndarray, dtype: type) -> np.ndarray:
     return product.astype(np.int64) if dtype is np.float64 else product
 
 
-def _holder(total: np.ndarray, acc: Fixed) -> Fixed:
-    """A format with ``acc``'s fraction that holds ``total`` exactly, for the wrap into ``acc``.
+def _wrap_into(total: np.ndarray, frac: int, acc: Fixed) -> np.ndarray:
+    """``acc_t a = total;`` for an exact sum ``total`` with ``frac`` fraction bits.
 
-    int64 sums get a 64-bit holder, so the wrap stays on the fast int64 path; wider (object) sums get
-    64 more bits than ``acc``.
+    The cast needs the sum's own format: a signed 64-bit one for int64 sums (the fast int64 path), one
+    just wide enough for Python-int sums.
     """
-    if total.dtype == np.int64:
-        return Fixed(64, acc.int_bits + 64 - acc.width, True)
-    return Fixed(max(acc.width, 2) + 64, acc.int_bits + 64)
+    width = 64 if total.dtype == np.int64 else int(np.abs(total).max(initial=0)).bit_length() + 2
+    return fixed.cast(total, Fixed(width, width - frac, True), acc)
 
 
 def _accumulate(node: Node, products: np.ndarray, prod_frac: int, bias_axis_shape: tuple[int, ...]) -> tuple:
@@ -157,7 +156,7 @@ def _accumulate(node: Node, products: np.ndarray, prod_frac: int, bias_axis_shap
     if "bias" in node.params:
         bias, bias_fmt = _param(node, "bias")
         total = total + _shift_left(bias, acc.frac_bits - bias_fmt.frac_bits, node).reshape(bias_axis_shape)
-    return fixed.cast(total, _holder(total, acc), acc), acc
+    return _wrap_into(total, acc.frac_bits, acc), acc
 
 
 def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
@@ -197,11 +196,7 @@ def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
 def _recip_times(node: Node, total: np.ndarray, fx: Fixed, index: np.ndarray) -> tuple[np.ndarray, int]:
     """``out_t y = acc_t(sum) * recip[index]``: the sum wrapped into ``acc``, an exact product, one cast."""
     acc = _acc(node)
-    acc_m = fixed.cast(
-        total,
-        _holder(total, acc) if total.dtype == np.int64 else Fixed(fx.width + 64, fx.int_bits + 64, fx.signed),
-        acc,
-    )
+    acc_m = _wrap_into(total, fx.frac_bits, acc)
     recip, fr = _param(node, "recip")
     return _finish(node, *fixed.mul(acc_m, acc, recip[index], fr))
 
@@ -348,7 +343,7 @@ def table_index(m: np.ndarray, fmt: Fixed, shift: int, offset: int, size: int) -
     m = np.asarray(m)
     limit = size + abs(offset)
     if s >= 0:
-        idx = np.clip(fixed._shr(m, s) if m.dtype == object else m >> min(s, 63), -limit, limit)
+        idx = np.clip(m >> (s if m.dtype == object else min(s, 63)), -limit, limit)
     else:
         idx = np.clip(m, -limit, limit).astype(np.int64) << min(-s, limit.bit_length() + 1)
     return np.clip(np.asarray(idx).astype(np.int64) + offset, 0, size - 1)
@@ -393,9 +388,9 @@ def softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tupl
     acc = _acc(node)
     if acc.frac_bits != fe.frac_bits or fe.signed:
         raise FixedKernelError(f"node {node.name!r} (softmax): sum format {acc} does not match table {fe}")
-    s = fixed.cast(e.sum(axis=axis, keepdims=True), Fixed(acc.width + 64, acc.int_bits + 64, False), acc)
+    s = _wrap_into(e.sum(axis=axis, keepdims=True), fe.frac_bits, acc)
     frac = _out_format(node).frac_bits
-    p = (fixed._shl(e.astype(object), frac) // s.astype(object)) if frac > 40 else (e << frac) // s
+    p = (e.astype(object) << frac) // s.astype(object) if frac > 40 else (e << frac) // s
     return _finish(node, np.asarray(p), Fixed(frac + 2, 2, False))
 
 
@@ -417,7 +412,7 @@ def pad(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np
     y, bad = _finish(node, xs[0], fmts[0])
     pads = node.attrs["pads"]
     rank = y.ndim - 1
-    widths = [(0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)]
+    widths = pad_widths(pads, rank)
     if node.attrs["mode"] == "constant":
         value = _scalar(node.attrs["value"], _out_format(node))
         return np.pad(y, widths, mode="constant", constant_values=_fill(y, value)), bad

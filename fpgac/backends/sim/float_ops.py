@@ -318,12 +318,17 @@ def concat(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[s
     return np.concatenate(list(xs), axis=attrs["axis"] + 1)
 
 
+def pad_widths(pads: Sequence[int], rank: int) -> list[tuple[int, int]]:
+    """``np.pad`` widths for per-sample ``pads`` (begins, then ends), the batch axis unpadded."""
+    return [(0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)]
+
+
 def pad(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str, Param]) -> np.ndarray:
     """ONNX ``reflect`` excludes the edge cell, as numpy's ``reflect`` does; ``edge`` repeats it."""
     x = xs[0]
     pads = attrs["pads"]
     rank = x.ndim - 1
-    widths = [(0, 0)] + [(pads[i], pads[rank + i]) for i in range(rank)]
+    widths = pad_widths(pads, rank)
     if attrs["mode"] == "constant":
         return np.pad(x, widths, mode="constant", constant_values=F32(attrs["value"]))
     return np.pad(x, widths, mode=attrs["mode"])

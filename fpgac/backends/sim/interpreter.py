@@ -54,7 +54,7 @@ def run_float(
         SimulationError: the inputs do not match the graph, or a node failed
             (the message names the node and op).
     """
-    arrays = _bind_inputs(graph, inputs)
+    arrays = bind_inputs(graph, inputs)
     env: dict[int, np.ndarray] = {id(v): a for v, a in zip(graph.inputs, arrays, strict=True)}
     traced = {v.name: a for v, a in zip(graph.inputs, arrays, strict=True)}
     keep = {id(v) for v in graph.outputs}
@@ -105,7 +105,7 @@ def _run_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return np.asarray(result, dtype=np.float32)
 
 
-def _bind_inputs(graph: Graph, inputs: Inputs) -> list[np.ndarray]:
+def bind_inputs(graph: Graph, inputs: Inputs) -> list[np.ndarray]:
     """Match user arrays to graph inputs and check count, dtype, shape and batch size."""
     names = [v.name for v in graph.inputs]
     if isinstance(inputs, Mapping):
