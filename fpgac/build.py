@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from fpgac.arrays import load_inputs
-from fpgac.backends.estimate import Estimate, default_io, estimate
+from fpgac.backends.estimate import Estimate, default_io, estimate, reuse_factors
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
-from fpgac.backends.vitis import IO_STYLES, vitis_plan
+from fpgac.backends.vitis import vitis_plan
 from fpgac.boards import get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
@@ -35,7 +35,7 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 HLS_DIR = "hls"
 BACKENDS = ("vitis", "none")
-IO_CHOICES = ("parallel", "stream")
+IO_CHOICES = ("auto", "parallel", "stream")
 
 
 class ConfigError(FpgacError):
@@ -56,11 +56,24 @@ class BuildOptions:
     input_range: tuple[float, float] = (-1.0, 1.0)
     layer_precision: dict[str, int] = field(default_factory=dict)
     backend: str = "vitis"
-    io: str = "parallel"
+    io: str = "auto"
+    reuse: int = 1
+    layer_reuse: dict[str, int] = field(default_factory=dict)
 
 
-def load_config(path: Path, graph: Graph) -> dict[str, int]:
-    """Per-layer precision from a TOML file: ``[layers."fc1"] precision = 8``."""
+@dataclass(frozen=True)
+class LayerSettings:
+    """Per-layer settings from a ``--config`` file."""
+
+    precision: dict[str, int] = field(default_factory=dict)
+    reuse: dict[str, int] = field(default_factory=dict)
+
+
+_LAYER_KEYS = ("precision", "reuse")
+
+
+def load_config(path: Path, graph: Graph) -> LayerSettings:
+    """Per-layer settings from a TOML file: ``[layers."fc1"] precision = 8`` and ``reuse = 4``."""
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -71,18 +84,19 @@ def load_config(path: Path, graph: Graph) -> dict[str, int]:
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected [layers.NAME]")
     names = {n.name for n in graph.nodes}
-    precision: dict[str, int] = {}
-    for layer, settings in data.get("layers", {}).items():
+    settings = LayerSettings()
+    for layer, values in data.get("layers", {}).items():
         if layer not in names:
             raise ConfigError(f"{path}: layer {layer!r} is not in the model")
-        if not isinstance(settings, dict) or set(settings) - {"precision"}:
-            raise ConfigError(f"{path}: layer {layer!r} takes only 'precision'")
-        if "precision" in settings:
-            bits = settings["precision"]
-            if isinstance(bits, bool) or not isinstance(bits, int):
-                raise ConfigError(f"{path}: precision of layer {layer!r} must be an integer, not {bits!r}")
-            precision[layer] = bits
-    return precision
+        if not isinstance(values, dict) or set(values) - set(_LAYER_KEYS):
+            raise ConfigError(f"{path}: layer {layer!r} takes only {' and '.join(map(repr, _LAYER_KEYS))}")
+        for key in _LAYER_KEYS:
+            if key in values:
+                value = values[key]
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(f"{path}: {key} of layer {layer!r} must be an integer, not {value!r}")
+                getattr(settings, key)[layer] = value
+    return settings
 
 
 def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, Any]]:
@@ -91,10 +105,6 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         raise ConfigError(f"unknown backend {options.backend!r}; expected one of {list(BACKENDS)}")
     if options.io not in IO_CHOICES:
         raise ConfigError(f"unknown io style {options.io!r}; expected one of {list(IO_CHOICES)}")
-    if options.backend == "vitis" and options.io not in IO_STYLES:
-        raise ConfigError(
-            f"--io {options.io} is not implemented yet for the vitis backend; use --io parallel"
-        )
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_onnx(model)
     calib = load_inputs(options.calib, graph) if options.calib else None
@@ -103,9 +113,11 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
             raise ConfigError(f"{options.calib}: the calibration batch has no samples")
         if not np.all(np.isfinite(array)):
             raise ConfigError(f"{options.calib}: calibration data contains NaN or Inf")
-    layer_precision = dict(options.layer_precision)
+    layer_precision, layer_reuse = dict(options.layer_precision), dict(options.layer_reuse)
     if options.config:
-        layer_precision.update(load_config(options.config, graph))
+        settings = load_config(options.config, graph)
+        layer_precision.update(settings.precision)
+        layer_reuse.update(settings.reuse)
     calls = parse_pass_spec(options.passes)
     if "quantize" not in [c.name for c in calls]:
         calls.append(PassCall("quantize", {}))
@@ -120,9 +132,12 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
     settings["passes"] = ", ".join(p.name for p in passes)  # type: ignore[attr-defined]
     settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
     report = build_report(graph, model=model.name, board=board, options=settings)
-    report["backend"], report["io"] = options.backend, options.io
-    # The generated HLS pipelines every layer at II=1 (reuse 1); --reuse comes with its HLS support.
-    _add_estimate(report, estimate(graph, board, options.io, 1), default_io(graph, board))
+    reuse = reuse_factors(graph, layer_reuse, options.reuse)
+    recommended = default_io(graph, board)
+    io = recommended if options.io == "auto" else options.io
+    report["backend"], report["io"] = options.backend, io
+    report["io_choice"] = "auto (by model size)" if options.io == "auto" else "--io"
+    _add_estimate(report, estimate(graph, board, io, reuse), recommended)
     return graph, report
 
 
@@ -158,7 +173,9 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
         plan.add(name, data)
     if options.backend == "vitis":
         board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
-        plan.merge(vitis_plan(graph, board, options.io, model=model.name), prefix=f"{HLS_DIR}/")
+        reuse = {layer["name"]: layer["reuse"] for layer in report["layers"]}
+        hls = vitis_plan(graph, board, report["io"], reuse, model=model.name)
+        plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(report))
     plan.add(REPORT_MD, report_markdown(report))
     write_plan(plan, out, force=force)

@@ -142,10 +142,18 @@ def _float_pair(text: str) -> tuple[float, float]:
 )
 @click.option(
     "--io",
-    type=click.Choice(["parallel", "stream"]),
-    default="parallel",
+    type=click.Choice(["auto", "parallel", "stream"]),
+    default="auto",
     show_default=True,
-    help="HLS I/O style between layers (stream is not implemented yet).",
+    help="HLS style between layers: parallel (arrays, lowest latency, small models), stream (FIFOs, "
+    "line buffers, weights in BRAM/URAM); auto picks by model size and says so in the report.",
+)
+@click.option(
+    "--reuse",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config).",
 )
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
@@ -161,6 +169,7 @@ def build(
     clock_mhz: float | None,
     backend: str,
     io: str,
+    reuse: int,
     force: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
@@ -178,12 +187,14 @@ def build(
         input_range=_float_pair(input_range),
         backend=backend,
         io=io,
+        reuse=reuse,
     )
     report = run_build(model, out, options, force=force)
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)
     _console.print(
         f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "
-        f"{report['weight_bits']:,} weight bits ({ratio:.1f}x below float32) for {report['board']}",
+        f"{report['weight_bits']:,} weight bits ({ratio:.1f}x below float32) for {report['board']}, "
+        f"io {report['io']}",
         highlight=False,
         soft_wrap=True,
     )

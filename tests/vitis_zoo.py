@@ -144,10 +144,10 @@ def compile_zoo(onnx_path: Path, calib: Path, precision: int) -> Graph:
     return graph
 
 
-def write_folder(graph: Graph, folder: Path) -> Path:
-    """A build folder for ``graph`` (IR + HLS project), as ``fpgac build`` writes one."""
+def write_folder(graph: Graph, folder: Path, io: str = "parallel") -> Path:
+    """A build folder for ``graph`` (IR + HLS project in ``io`` style), as ``fpgac build`` writes one."""
     plan = BuildPlan()
     for name, data in graph_files(graph).items():
         plan.add(name, data)
-    plan.merge(vitis_plan(graph, get_board("zcu104"), "parallel", model=graph.name), prefix="hls/")
+    plan.merge(vitis_plan(graph, get_board("zcu104"), io, model=graph.name), prefix="hls/")
     return write_plan(plan, folder, force=True)

@@ -11,6 +11,8 @@ nothing depends on time, paths or dict order beyond the graph's own.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -19,20 +21,23 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
+from fpgac.backends import vitis_stream
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
+from fpgac.backends.estimate import BRAM_MIN_BITS, memory_cost
 from fpgac.backends.plan import BuildPlan
-from fpgac.backends.vitis_ops import LAYER_SUFFIXES, Ctx, VitisError, emit_layer
+from fpgac.backends.vitis_ops import LAYER_SUFFIXES, Array, Ctx, VitisError, emit_layer
 from fpgac.boards import Board
-from fpgac.ir.graph import Graph, Value
+from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
 
 TOP = "fpgac_top"
-IO_STYLES = ("parallel",)
+IO_STYLES = ("parallel", "stream")
 KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
+STREAM_HEADERS = ("fpgac_stream.h",)
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
     TOP, "main", "defines", "layers", "read_double", "count", "in", "out", "trace", "argc", "argv", "token",
-    "y", "i", "n", "v", "t", "src", "best", "acc", *(f"x{k}" for k in range(64)),
+    "y", "i", "n", "v", "t", "src", "best", "acc", *(f"x{k}" for k in range(64)), *vitis_stream.RESERVED,
 )  # fmt: skip
 
 
@@ -68,8 +73,16 @@ def _shape(value: Value) -> str:
     return "(" + ", ".join(str(d) for d in value.shape) + ")"
 
 
-def design(graph: Graph) -> dict[str, Any]:
-    """Everything the templates need, as plain data (also used by csim to map trace names back)."""
+def design(
+    graph: Graph, io: str = "parallel", reuse: Mapping[str, int] | None = None, board: Board | None = None
+) -> dict[str, Any]:
+    """Everything the templates need, as plain data (also used by csim to map trace names back).
+
+    The C names do not depend on ``io`` or ``reuse``: csim maps trace names with the defaults.
+    """
+    if io not in IO_STYLES:
+        raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
+    stream = io == "stream"
     names = CNames(_RESERVED)
     values: dict[int, ValueInfo] = {}
     inputs = []
@@ -85,6 +98,8 @@ def design(graph: Graph) -> dict[str, Any]:
                 "comment": comment_text(v.name),
                 "shape": _shape(v),
                 "value_name": v.name,
+                "beats": vitis_stream.beats(v)[0],
+                "stream_type": vitis_stream.stream_type(f"{name}_t", v),
             }
         )
     layers = []
@@ -93,14 +108,30 @@ def design(graph: Graph) -> dict[str, Any]:
         out_fmt = _fixed(node.output)
         out = ValueInfo(f"{layer}_out", f"{layer}_out_t", node.output.type.size, out_fmt)
         ins = [values[id(v)] for v in node.inputs]
-        args = [f"x{k}" for k in range(len(ins))]
-        ctx = Ctx(node, layer, args, [i.type for i in ins], [i.fmt for i in ins], "y", out.type, out_fmt)
-        code = emit_layer(ctx)
+        args = [
+            {"name": f"x{k}", "type": i.type, "size": i.size, "value": i.name, "v": v}
+            for k, (i, v) in enumerate(zip(ins, node.inputs, strict=True))
+        ]
+        mode = vitis_stream.layer_mode(node) if stream else "array"
+        code = emit_layer(_context(node, layer, args, ins, out, mode, (reuse or {}).get(node.name, 1)))
         values[id(node.output)] = out
+        body = code.body.rstrip()
+        if mode == "array":
+            signature = (
+                f"static void {layer}("
+                + "".join(f"const {a['type']} {a['name']}[{a['size']}], " for a in args)
+                + f"{out.type} y[{out.size}])"
+            )
+        else:
+            signature = vitis_stream.signature(layer, mode, args, out.type, node.output)
+            if mode == "buffered":
+                body = vitis_stream.buffered_body(body, args, out.type, node.output)
+        pragmas = storage_pragmas(node, layer, code.arrays, io, (reuse or {}).get(node.name, 1), board)
         layers.append(
             {
                 "name": layer,
                 "op": node.op,
+                "mode": mode,
                 "comment": comment_text(node.name),
                 "shape": _shape(node.output),
                 "size": out.size,
@@ -110,33 +141,96 @@ def design(graph: Graph) -> dict[str, Any]:
                 "typedefs": code.typedefs,
                 "arrays": code.arrays,
                 "config": code.config,
-                "body": code.body.rstrip(),
-                "args": [
-                    {"name": f"x{k}", "type": i.type, "size": i.size, "value": i.name}
-                    for k, i in enumerate(ins)
-                ],
+                "signature": signature,
+                "body": "\n".join([*pragmas, body]),
+                "args": [{k: a[k] for k in ("name", "type", "size", "value")} for a in args],
                 "value_name": node.output.name,
             }
         )
     outputs, ports = [], []
     for p in inputs:
         doc = f'input "{p["comment"]}" {p["shape"]} {p["ap_type"]}'
-        ports.append({"name": p["name"], "decl": f"const {p['type']} {p['name']}[{p['size']}]", "doc": doc})
+        decl = f"{p['stream_type']}& {p['name']}" if stream else f"const {p['type']} {p['name']}[{p['size']}]"
+        ports.append({"name": p["name"], "decl": decl, "doc": doc})
     for k, v in enumerate(graph.outputs):
         info = values[id(v)]
         port = names.claim(f"out_{v.name}")
-        outputs.append({"port": port, "value": info.name, "type": info.type, "size": info.size, "index": k})
+        beat_count = vitis_stream.beats(v)[0]
+        outputs.append(
+            {
+                "port": port,
+                "value": info.name,
+                "type": info.type,
+                "size": info.size,
+                "index": k,
+                "beats": beat_count,
+            }
+        )
         doc = f'output "{comment_text(v.name)}" {_shape(v)} {info.fmt.ap_type()}'
-        ports.append({"name": port, "decl": f"{info.type} {port}[{info.size}]", "doc": doc})
-    return {"inputs": inputs, "layers": layers, "outputs": outputs, "ports": ports, "top": TOP}
+        s_type = vitis_stream.stream_type(info.type, v)
+        decl = f"{s_type}& {port}" if stream else f"{info.type} {port}[{info.size}]"
+        outputs[-1]["stream_type"] = s_type
+        ports.append({"name": port, "decl": decl, "doc": doc})
+    data = {"inputs": inputs, "layers": layers, "outputs": outputs, "ports": ports, "top": TOP, "io": io}
+    wiring = vitis_stream.wire(graph, data, names) if stream else vitis_stream.Wiring([], [])
+    return {**data, "stream_top": wiring.lines, "forks": wiring.forks}
 
 
-def vitis_plan(graph: Graph, board: Board, io: str = "parallel", *, model: str = "") -> BuildPlan:
+def _context(
+    node: Node, layer: str, args: list[dict], ins: list[ValueInfo], out: ValueInfo, mode: str, reuse: int
+) -> Ctx:
+    """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index."""
+    in_types, in_fmts = [i.type for i in ins], [i.fmt for i in ins]
+    if mode == "beat":
+        p, c = vitis_stream.beats(node.output)
+        in_names = [f"{a['name']}_px.data" for a in args]
+        return Ctx(
+            node, layer, in_names, in_types, in_fmts, "y_px.data", out.type, out.fmt, reuse, (p, c), "c"
+        )
+    names = [a["name"] for a in args]
+    return Ctx(node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=mode == "window")
+
+
+def storage_pragmas(
+    node: Node, layer: str, arrays: list[Array], io: str, reuse: int, board: Board | None
+) -> list[str]:
+    """Where a layer's weights live, as the estimate (backends/estimate.py) assumes.
+
+    Reuse 1: every weight is a constant wired into its own multiplier (partitioned completely). Reuse R > 1:
+    one word of ceil(size / R) weights feeds all multipliers per cycle, so the array is reshaped cyclically
+    into R words, in LUT ROM in io_parallel or when small, else in block RAM (UltraRAM on boards that have
+    it, for memories of a URAM or more).
+    """
+    pragmas = []
+    for array in arrays:
+        if not array.name.endswith("_weight"):
+            continue
+        size = len(array.values)
+        if reuse == 1:
+            pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable={array.name} complete)")
+            continue
+        factor = math.ceil(size / reuse)
+        fmt = node.params["weight"].format
+        width = factor * (fmt.width if isinstance(fmt, Fixed) else 32)
+        impl = "lutram"
+        if io == "stream" and size * width // factor >= BRAM_MIN_BITS:
+            impl = "uram" if board is not None and memory_cost(reuse, width, board).uram else "bram"
+        pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable={array.name} cyclic factor={factor})")
+        pragmas.append(f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={array.name} type=rom_1p impl={impl})")
+    return pragmas
+
+
+def vitis_plan(
+    graph: Graph,
+    board: Board,
+    io: str = "parallel",
+    reuse: Mapping[str, int] | None = None,
+    *,
+    model: str = "",
+) -> BuildPlan:
     """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``)."""
-    if io not in IO_STYLES:
-        raise VitisError(f"io style {io!r} is not implemented yet; use one of {list(IO_STYLES)}")
     env = _templates()
-    data = design(graph)
+    data = design(graph, io, reuse, board)
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),
@@ -154,7 +248,7 @@ def vitis_plan(graph: Graph, board: Board, io: str = "parallel", *, model: str =
             text = env.get_template("weights.h.j2").render({**common, "layer": layer})
             plan.add(f"firmware/weights/{layer['name']}.h", text)
     kernels = resources.files("fpgac").joinpath("hls_templates")
-    for header in KERNEL_HEADERS:
+    for header in KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ()):
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
     plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
     plan.add("tb/inputs.txt", input_text([np.zeros((1, *v.shape)) for v in graph.inputs]))
@@ -167,7 +261,7 @@ def vitis_plan(graph: Graph, board: Board, io: str = "parallel", *, model: str =
         "period_ns": f"{board.clock_period_ns:.4g}",
     }
     plan.add("build.tcl", env.get_template("build.tcl.j2").render(tcl))
-    readme = {**tcl, "mark": ">", "board": board.name, "clock_mhz": f"{board.clock_mhz:g}", "io": io}
+    readme = {**tcl, "mark": ">", "board": board.name, "clock_mhz": f"{board.clock_mhz:g}"}
     plan.add("README.md", env.get_template("README.md.j2").render(readme))
     return plan
 

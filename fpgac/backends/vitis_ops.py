@@ -11,6 +11,7 @@ concat, reduce) read through index ROMs computed here, so the C++ needs no shape
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,8 +23,6 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow
 
-# Params are written as decimal double literals, which are exact only while a mantissa fits a double.
-_MAX_LITERAL_BITS = 53
 PARAM_KEYS = ("weight", "bias", "scale", "shift", "slope", "alpha", "beta", "gamma", "table", "recip")
 # Every name a layer may derive from its identifier (claimed up front, see cnames.CNames).
 LAYER_SUFFIXES = (
@@ -80,10 +79,25 @@ class Ctx:
     out: str
     out_type: str
     out_fmt: Fixed
+    reuse: int = 1
+    # io_stream: None for a whole-array layer; (P, C) for one working beat by beat on P beats of C
+    # channels, where ins are the beats' data ("x0_px.data"), out is "y_px.data" and ``elem`` is "c".
+    beats: tuple[int, int] | None = None
+    elem: str = "i"
+    stream: bool = False
 
     @property
     def size(self) -> int:
         return self.node.output.type.size
+
+    def x(self, k: int) -> str:
+        """Input ``k`` at the current element (an elementwise op on same-shape inputs)."""
+        return f"{self.ins[k]}[{self.elem}]"
+
+    @property
+    def y(self) -> str:
+        """The output at the current element."""
+        return f"{self.out}[{self.elem}]"
 
     def where(self) -> str:
         return f"node {self.node.name!r} ({self.node.op})"
@@ -98,31 +112,66 @@ def literal(value: float) -> str:
     return text if any(c in text for c in ".e") else text + ".0"
 
 
+def c_int_type(fmt: Fixed) -> str:
+    """The smallest C integer type holding the raw bits (mantissa) of ``fmt``."""
+    bits = next(b for b in (8, 16, 32, 64) if fmt.width <= b)
+    return f"{'' if fmt.signed else 'u'}int{bits}_t"
+
+
+def int_literal(value: int, ctype: str) -> str:
+    """A C integer literal of ``value`` for an array of ``ctype`` (64-bit ones need a suffix)."""
+    if not ctype.endswith("64_t"):
+        return str(value)
+    if value == -(2**63):
+        return "(-9223372036854775807LL - 1)"  # the literal 9223372036854775808 does not exist
+    return f"{value}{'LL' if ctype.startswith('int') else 'ULL'}"
+
+
 def _param(ctx: Ctx, code: LayerCode, key: str) -> tuple[str, tuple[int, ...]]:
-    """Declare param ``key`` (typedef + array); returns the array name and the param's shape."""
+    """Declare param ``key``: its ap type and an array of its raw bits; returns the name and the shape.
+
+    Raw bits rather than ``ap_fixed`` values: an integer array is initialized at compile time, while each
+    element of an ``ap_fixed`` array is a constructor call (g++ needs minutes for a million weights);
+    kernels read elements through ``fpgac::from_bits<type>``, which is wiring in hardware.
+    """
     param = ctx.node.params[key]
     fmt = param.format
     if not isinstance(fmt, Fixed):
         raise VitisError(f"{ctx.where()}: param {key!r} is not fixed point; quantize the graph first")
-    if fmt.width > _MAX_LITERAL_BITS:
-        raise VitisError(f"{ctx.where()}: param {key!r} is {fmt.width} bits wide (at most 53 supported)")
     data = np.asarray(param.data, dtype=np.float64)
-    # Values as the hardware stores them: already on fmt's grid after quantize; quantizing again is a no-op
-    # that guards against a hand-made graph whose params are not.
-    values = fixed.to_float(np.asarray(fixed.quantize(data.reshape(-1), fmt)), fmt)
-    type_name, array = f"{ctx.name}_{key}_t", f"{ctx.name}_{key}"
+    # Already on fmt's grid after quantize; quantizing again is a no-op that guards hand-made graphs.
+    mantissas = np.asarray(fixed.quantize(data.reshape(-1), fmt)).tolist()
+    type_name, array, ctype = f"{ctx.name}_{key}_t", f"{ctx.name}_{key}", c_int_type(fmt)
     code.typedefs.append((type_name, fmt.ap_type()))
-    code.arrays.append(Array(type_name, array, [literal(v) for v in values], f"{key} {list(data.shape)}"))
+    comment = f"{key} {list(data.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
+    code.arrays.append(Array(ctype, array, [int_literal(int(m), ctype) for m in mantissas], comment))
     return array, tuple(data.shape)
 
 
+def _read(ctx: Ctx, key: str, index: str) -> str:
+    """Element ``index`` of param ``key`` as its fixed-point value."""
+    return f"fpgac::from_bits<{ctx.name}_{key}_t>({ctx.name}_{key}[{index}])"
+
+
+def _param_types(ctx: Ctx, **types: str) -> dict[str, str]:
+    """Config typedefs naming the params' ap types for a kernel (``weight_t = <layer>_weight_t``, ...)."""
+    return {alias: f"{ctx.name}_{key}_t" for alias, key in types.items()}
+
+
 def _index(code: LayerCode, ctx: Ctx, k: int, idx: np.ndarray, var: str = "i") -> str:
-    """How element ``var`` of a loop reads through index map ``idx``: identity, constant, or a ROM."""
+    """How element ``var`` of a loop reads through index map ``idx``: identity, constant, or a ROM.
+
+    In a beat loop, a map that depends on the channel only (a per-channel param) is read by ``c``.
+    """
     idx = np.asarray(idx, dtype=np.int64).reshape(-1)
     if np.array_equal(idx, np.arange(idx.size)):
         return var
     if np.all(idx == idx[0]):
         return str(int(idx[0]))
+    if ctx.beats is not None and var == "i":
+        per_channel = idx.reshape(ctx.beats[1], ctx.beats[0])
+        if np.all(per_channel == per_channel[:, :1]):
+            return _index(code, ctx, k, per_channel[:, 0], "c")
     name = f"{ctx.name}_idx{k}"
     code.arrays.append(Array("int", name, [str(int(v)) for v in idx], "index map"))
     return f"{name}[{var}]"
@@ -134,11 +183,34 @@ def _broadcast_map(shape: tuple[int, ...], out: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(np.arange(size).reshape(shape), out).reshape(-1)
 
 
-def _loop(size: int, body: str) -> str:
-    lines = "\n".join("    " + line for line in body.strip().splitlines())
+def _indent(body: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line for line in body.strip().splitlines())
+
+
+def _loop(ctx: Ctx, body: str, size: int | None = None, label: str = "elementwise") -> str:
+    """``body`` for every element: one pipelined loop over the array, or (io_stream) over the beats.
+
+    In a beat loop each input beat is read once, ``body`` runs for every channel ``c`` of the beat (with
+    ``i``, the element's logical index, for params), and the output beat is written once.
+    """
+    if ctx.beats is None:
+        n = ctx.size if size is None else size
+        return (
+            f"  FPGAC_LOOP({label})\n  for (int i = 0; i < {n}; i++) {{\n"
+            f"    FPGAC_PRAGMA(HLS PIPELINE II=1)\n{_indent(body, 4)}\n  }}"
+        )
+    beats, channels = ctx.beats
+    reads = "".join(
+        f"    const fpgac::pixel<{t}, {channels}> x{k}_px = x{k}.read();\n"
+        for k, t in enumerate(ctx.in_types)
+    )
+    logical = f"      const int i = c * {beats} + p;\n" if re.search(r"\bi\b", body) else ""
     return (
-        f"  FPGAC_LOOP(elementwise)\n  for (int i = 0; i < {size}; i++) {{\n"
-        f"    FPGAC_PRAGMA(HLS PIPELINE II=1)\n{lines}\n  }}"
+        f"  FPGAC_LOOP(beats)\n  for (int p = 0; p < {beats}; p++) {{\n"
+        f"    FPGAC_PRAGMA(HLS PIPELINE II=1)\n{reads}"
+        f"    fpgac::pixel<{ctx.out_type}, {channels}> y_px;\n"
+        f"    FPGAC_LOOP(channels)\n    for (int c = 0; c < {channels}; c++) {{\n"
+        f"{logical}{_indent(body, 6)}\n    }}\n    y.write(y_px);\n  }}"
     )
 
 
@@ -148,7 +220,7 @@ def _loop(size: int, body: str) -> str:
 
 def _config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None) -> str:
     lines = [f"struct {ctx.name}_config {{"]
-    lines += [f"  static const int {k} = {int(v)};" for k, v in values.items()]
+    lines += [f"  static const int {k} = {int(v)};" for k, v in {**values, "REUSE": ctx.reuse}.items()]
     lines += [f"  typedef {t} {k};" for k, t in (types or {}).items()]
     return "\n".join(lines) + "\n};"
 
@@ -166,7 +238,7 @@ def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
         name, shape = _param(ctx, code, "bias")
         return name, math.prod(shape)
     code.typedefs.append((f"{ctx.name}_bias_t", "ap_fixed<2,2>"))
-    code.arrays.append(Array(f"{ctx.name}_bias_t", f"{ctx.name}_bias", ["0.0"], "no bias (never read)"))
+    code.arrays.append(Array("int8_t", f"{ctx.name}_bias", ["0"], "no bias (never read)"))
     return f"{ctx.name}_bias", 0
 
 
@@ -181,7 +253,9 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         "HAS_BIAS": int(bias_size > 0),
         "BIAS_SIZE": max(bias_size, 1),
     }
-    code.config = _config(ctx, values, _acc(ctx, code))
+    code.config = _config(
+        ctx, values, {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
+    )
     code.body = f"  fpgac::dense<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
@@ -217,7 +291,14 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         "KH": kh, "KW": kw, "SH": sh, "SW": sw, "PH": ph, "PW": pw, "DH": dh, "DW": dw, "OH": oh, "OW": ow,
         "HAS_BIAS": int(bias_size > 0), "BIAS_SIZE": max(bias_size, 1),
     }  # fmt: skip
-    code.config = _config(ctx, values, _acc(ctx, code))
+    if ctx.stream:
+        values = {**values, "OUT_C": w_shape[0], "TAPS": math.prod(w_shape[1:])}
+    code.config = _config(
+        ctx, values, {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
+    )
+    if ctx.stream:
+        code.body = _window_stream(ctx, "CONV", [weight, bias])
+        return
     code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
@@ -230,13 +311,28 @@ def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:
     sh, sw = _window(a, "strides", 1, nd)
     ph, pw = (0, a["pads"][0]) if nd == 1 else (a["pads"][0], a["pads"][1])
     values = {"C": x_shape[0], "H": h, "W": w, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "PH": ph, "PW": pw}
-    if dilated:
-        values["DH"], values["DW"] = _window(a, "dilations", 1, nd)
+    values["DH"], values["DW"] = _window(a, "dilations", 1, nd) if dilated else (1, 1)
     return {**values, "OH": oh, "OW": ow}
 
 
+def _window_stream(ctx: Ctx, kind: str, args: list[str]) -> str:
+    """The call of fpgac_stream.h's line-buffer kernel; params a kind does not use are ``no_param``."""
+    args = args + ["fpgac::no_param"] * (5 - len(args))
+    return (
+        f"  fpgac::window_stream<{ctx.name}_config, fpgac::{kind}_WINDOW>({ctx.ins[0]}, {ctx.out}, "
+        f"{', '.join(args)});"
+    )
+
+
+def _pool_stream_values(ctx: Ctx, values: dict[str, int], taps: int) -> dict[str, int]:
+    return {**values, "OUT_C": values["C"], "TAPS": max(taps, 1)} if ctx.stream else values
+
+
 def max_pool(ctx: Ctx, code: LayerCode) -> None:
-    code.config = _config(ctx, _pool_values(ctx, True))
+    code.config = _config(ctx, _pool_stream_values(ctx, _pool_values(ctx, True), 0))
+    if ctx.stream:
+        code.body = _window_stream(ctx, "MAX", [])
+        return
     code.body = f"  fpgac::max_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out});"
 
 
@@ -255,10 +351,14 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
         code.arrays.append(Array("int", f"{ctx.name}_{suffix}", [str(int(v)) for v in c], "cells per window"))
     if int(np.max(count_h[0]) * np.max(count_w[0])) >= recip_size:
         raise VitisError(f"{ctx.where()}: reciprocal table of {recip_size} entries is too short")
-    code.config = _config(ctx, {**values, "RECIP_SIZE": recip_size}, _acc(ctx, code))
+    values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
+    code.config = _config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
+    counts = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
+    if ctx.stream:
+        code.body = _window_stream(ctx, "AVG", ["fpgac::no_param", "fpgac::no_param", recip, *counts])
+        return
     code.body = (
-        f"  fpgac::avg_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, "
-        f"{ctx.name}_count_h, {ctx.name}_count_w);"
+        f"  fpgac::avg_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {', '.join(counts)});"
     )
 
 
@@ -277,7 +377,7 @@ def reduce(ctx: Ctx, code: LayerCode) -> None:
         code.body = f"  fpgac::reduce_max<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {ctx.name}_cells);"
         return
     recip, _ = _param(ctx, code, "recip")
-    code.config = _config(ctx, values, _acc(ctx, code))
+    code.config = _config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     code.body = (
         f"  fpgac::reduce_mean<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {ctx.name}_cells);"
     )
@@ -298,7 +398,7 @@ def softmax(ctx: Ctx, code: LayerCode) -> None:
     table, args = _table_args(ctx, code, diff)
     s, offset, size = (int(v) for v in args.split(", "))
     code.typedefs.append((f"{ctx.name}_diff_t", diff.ap_type()))
-    types = {**_acc(ctx, code), "diff_t": f"{ctx.name}_diff_t"}
+    types = {**_acc(ctx, code), "diff_t": f"{ctx.name}_diff_t", **_param_types(ctx, table_t="table")}
     values = {
         "OUTER": math.prod(shape[:axis]), "N": shape[axis], "INNER": math.prod(shape[axis + 1 :]),
         "SHIFT": s, "OFFSET": offset, "TABLE_SIZE": size, "F": ctx.out_fmt.frac_bits,
@@ -315,43 +415,44 @@ def softmax(ctx: Ctx, code: LayerCode) -> None:
 
 def _value_reads(ctx: Ctx, code: LayerCode) -> list[str]:
     out = ctx.node.output.shape
-    return [
-        f"{name}[{_index(code, ctx, k, _broadcast_map(v.shape, out))}]"
-        for k, (name, v) in enumerate(zip(ctx.ins, ctx.node.inputs, strict=True))
-    ]
+    reads = []
+    for k, (name, v) in enumerate(zip(ctx.ins, ctx.node.inputs, strict=True)):
+        if v.shape == out:
+            reads.append(f"{name}[{ctx.elem}]")
+        else:  # broadcasting: never beat by beat (vitis_stream buffers such layers)
+            reads.append(f"{name}[{_index(code, ctx, k, _broadcast_map(v.shape, out))}]")
+    return reads
 
 
 def _param_read(ctx: Ctx, code: LayerCode, key: str, k: int) -> str:
-    name, shape = _param(ctx, code, key)
-    return f"{name}[{_index(code, ctx, k, _broadcast_map(shape, ctx.node.output.shape))}]"
+    _, shape = _param(ctx, code, key)
+    return _read(ctx, key, _index(code, ctx, k, _broadcast_map(shape, ctx.node.output.shape)))
 
 
 def affine(ctx: Ctx, code: LayerCode) -> None:
     scale, shift = _param_read(ctx, code, "scale", 1), _param_read(ctx, code, "shift", 2)
-    code.body = _loop(ctx.size, f"{ctx.out}[i] = {ctx.ins[0]}[i] * {scale} + {shift};")
+    code.body = _loop(ctx, f"{ctx.y} = {ctx.x(0)} * {scale} + {shift};")
 
 
 def _binary(symbol: str) -> Callable[[Ctx, LayerCode], None]:
     def emit(ctx: Ctx, code: LayerCode) -> None:
         reads = _value_reads(ctx, code)
-        code.body = _loop(ctx.size, f"{ctx.out}[i] = {f' {symbol} '.join(reads)};")
+        code.body = _loop(ctx, f"{ctx.y} = {f' {symbol} '.join(reads)};")
 
     return emit
 
 
 def relu(ctx: Ctx, code: LayerCode) -> None:
     t = ctx.in_types[0]
-    code.body = _loop(ctx.size, f"{t} v = {ctx.ins[0]}[i];\nif (v < 0) v = 0;\n{ctx.out}[i] = v;")
+    code.body = _loop(ctx, f"{t} v = {ctx.x(0)};\nif (v < 0) v = 0;\n{ctx.y} = v;")
 
 
 def _negative_side(key: str) -> Callable[[Ctx, LayerCode], None]:
     def emit(ctx: Ctx, code: LayerCode) -> None:
         slope = _param_read(ctx, code, key, 1)
         t = ctx.in_types[0]
-        body = (
-            f"const {t} v = {ctx.ins[0]}[i];\nif (v < 0) {ctx.out}[i] = v * {slope};\nelse {ctx.out}[i] = v;"
-        )
-        code.body = _loop(ctx.size, body)
+        body = f"const {t} v = {ctx.x(0)};\nif (v < 0) {ctx.y} = v * {slope};\nelse {ctx.y} = v;"
+        code.body = _loop(ctx, body)
 
     return emit
 
@@ -364,15 +465,15 @@ def clip(ctx: Ctx, code: LayerCode) -> None:
     code.typedefs.append((f"{ctx.name}_clamp_t", Fixed(int_bits + frac, int_bits, True).ap_type()))
     nearest = Fixed(out.width, out.int_bits, out.signed, out.rounding, Overflow.SAT)
     code.typedefs.append((f"{ctx.name}_bound_t", nearest.ap_type()))
-    lines = [f"{ctx.name}_clamp_t v = {ctx.ins[0]}[i];"]
+    lines = [f"{ctx.name}_clamp_t v = {ctx.x(0)};"]
     for key, op in (("min", "<"), ("max", ">")):
         bound = ctx.node.attrs[key]
         if bound is not None:
             lines.append(
                 f"if (v {op} {ctx.name}_bound_t({literal(bound)})) v = {ctx.name}_bound_t({literal(bound)});"
             )
-    lines.append(f"{ctx.out}[i] = v;")
-    code.body = _loop(ctx.size, "\n".join(lines))
+    lines.append(f"{ctx.y} = v;")
+    code.body = _loop(ctx, "\n".join(lines))
 
 
 def hard_sigmoid(ctx: Ctx, code: LayerCode) -> None:
@@ -385,29 +486,30 @@ def hard_sigmoid(ctx: Ctx, code: LayerCode) -> None:
     clamp = Fixed(int_bits + max(ft.frac_bits, 0), int_bits, True)
     code.typedefs.append((f"{ctx.name}_clamp_t", clamp.ap_type()))
     body = (
-        f"{ctx.name}_clamp_t t = {ctx.ins[0]}[i] * {alpha} + {beta};\n"
-        f"if (t < 0) t = 0;\nif (t > 1) t = 1;\n{ctx.out}[i] = t;"
+        f"{ctx.name}_clamp_t t = {ctx.x(0)} * {alpha} + {beta};\n"
+        f"if (t < 0) t = 0;\nif (t > 1) t = 1;\n{ctx.y} = t;"
     )
-    code.body = _loop(ctx.size, body)
+    code.body = _loop(ctx, body)
 
 
 def table(ctx: Ctx, code: LayerCode) -> None:
-    name, args = _table_args(ctx, code, ctx.in_fmts[0])
-    code.body = _loop(ctx.size, f"{ctx.out}[i] = {name}[fpgac::table_index<{args}>({ctx.ins[0]}[i])];")
+    _, args = _table_args(ctx, code, ctx.in_fmts[0])
+    code.body = _loop(ctx, f"{ctx.y} = {_read(ctx, 'table', f'fpgac::table_index<{args}>({ctx.x(0)})')};")
 
 
 def elu(ctx: Ctx, code: LayerCode) -> None:
     """``x >= 0 ? out_t(x) : out_t(table[x])``; selu multiplies the positive side by gamma."""
-    name, args = _table_args(ctx, code, ctx.in_fmts[0])
+    _, args = _table_args(ctx, code, ctx.in_fmts[0])
     positive = "v"
     if "gamma" in ctx.node.params:
         positive = f"v * {_param_read(ctx, code, 'gamma', 1)}"
     t = ctx.in_types[0]
     body = (
-        f"const {t} v = {ctx.ins[0]}[i];\n"
-        f"if (v < 0) {ctx.out}[i] = {name}[fpgac::table_index<{args}>(v)];\nelse {ctx.out}[i] = {positive};"
+        f"const {t} v = {ctx.x(0)};\n"
+        f"if (v < 0) {ctx.y} = {_read(ctx, 'table', f'fpgac::table_index<{args}>(v)')};\n"
+        f"else {ctx.y} = {positive};"
     )
-    code.body = _loop(ctx.size, body)
+    code.body = _loop(ctx, body)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -415,13 +517,13 @@ def elu(ctx: Ctx, code: LayerCode) -> None:
 
 
 def reshape(ctx: Ctx, code: LayerCode) -> None:
-    code.body = _loop(ctx.size, f"{ctx.out}[i] = {ctx.ins[0]}[i];")
+    code.body = _loop(ctx, f"{ctx.y} = {ctx.x(0)};")
 
 
 def transpose(ctx: Ctx, code: LayerCode) -> None:
     shape = ctx.node.inputs[0].shape
     idx = np.arange(math.prod(shape)).reshape(shape).transpose(ctx.node.attrs["perm"])
-    code.body = _loop(ctx.size, f"{ctx.out}[i] = {ctx.ins[0]}[{_index(code, ctx, 0, idx)}];")
+    code.body = _loop(ctx, f"{ctx.y} = {ctx.ins[0]}[{_index(code, ctx, 0, idx)}];")
 
 
 def concat(ctx: Ctx, code: LayerCode) -> None:
@@ -431,9 +533,7 @@ def concat(ctx: Ctx, code: LayerCode) -> None:
     loops = []
     for k, (name, part) in enumerate(zip(ctx.ins, np.split(positions, bounds, axis=axis), strict=True)):
         dst = _index(code, ctx, k, part)
-        loops.append(
-            _loop(part.size, f"{ctx.out}[{dst}] = {name}[i];").replace("(elementwise)", f"(part{k})")
-        )
+        loops.append(_loop(ctx, f"{ctx.out}[{dst}] = {name}[i];", part.size, f"part{k}"))
     code.body = "\n".join(loops)
 
 
@@ -451,12 +551,12 @@ def pad(ctx: Ctx, code: LayerCode) -> None:
     if a["mode"] == "constant" and (idx < 0).any():
         body = (
             f"const int src = {read};\n"
-            f"if (src < 0) {ctx.out}[i] = {ctx.out_type}({literal(a['value'])});\n"
-            f"else {ctx.out}[i] = {ctx.ins[0]}[src];"
+            f"if (src < 0) {ctx.y} = {ctx.out_type}({literal(a['value'])});\n"
+            f"else {ctx.y} = {ctx.ins[0]}[src];"
         )
     else:
-        body = f"{ctx.out}[i] = {ctx.ins[0]}[{read}];"
-    code.body = _loop(ctx.size, body)
+        body = f"{ctx.y} = {ctx.ins[0]}[{read}];"
+    code.body = _loop(ctx, body)
 
 
 EMITTERS: dict[str, Callable[[Ctx, LayerCode], None]] = {

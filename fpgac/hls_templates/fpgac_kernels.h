@@ -8,7 +8,8 @@
 //  * accumulators (CFG::acc_t) are AP_TRN/AP_WRAP and hold every product's fraction, so `acc += x * w` is a
 //    sum modulo 2^W: the order of the additions cannot change the result;
 //  * every value is cast once into its output type, by `out_t y = expr;` on an exact ap_fixed expression;
-//  * table indices and the softmax division work on raw bits (ap_int / ap_uint), not on doubles.
+//  * table indices and the softmax division work on raw bits (ap_int / ap_uint), not on doubles;
+//  * constant arrays hold raw bits (see from_bits); CFG names their types (weight_t, bias_t, ...).
 #ifndef FPGAC_KERNELS_H
 #define FPGAC_KERNELS_H
 
@@ -46,6 +47,16 @@ ap_uint<W> mantissa(const ap_ufixed<W, I, Q, O, N>& x) {
   return m;
 }
 
+// A constant stored as its raw bits: constants (weights, tables) are integer arrays of the mantissas, which
+// C++ initializes at compile time (an ap_fixed array needs a constructor call per element: g++ takes
+// minutes on a million weights), read through this: pure wiring in hardware.
+template <class T, class B>
+T from_bits(B bits) {
+  T value;
+  value.range(T::width - 1, 0) = bits;
+  return value;
+}
+
 // Index of x in a lookup table: clamp(floor(x / 2^SHIFT) + OFFSET, 0, SIZE - 1), where S = frac(x) + SHIFT
 // (fixed_ops.table_index). Values beyond +-(SIZE + |OFFSET|) clamp to an end whatever the offset, so the
 // mantissa is limited to that first; every intermediate then fits in 64 bits for any input width.
@@ -71,20 +82,24 @@ int table_index(const T& x) {
 
 // ---------------------------------------------------------------------------------------------------------
 // dense: y[r][o] = acc_t(bias[o]) + sum_i x[r][i] * w[o][i], then one cast. x is [ROWS][IN] (the last axis
-// is the feature axis), w is [OUT][IN].
+// is the feature axis), w is [OUT][IN]. One row per step: the OUT x IN products of a row are spread over
+// CFG::REUSE cycles on MULTS multipliers (II = REUSE), as the estimate (backends/estimate.py) counts them.
 template <class CFG, class in_t, class out_t, class w_t, class b_t>
 void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], const w_t w[CFG::OUT * CFG::IN],
            const b_t b[CFG::BIAS_SIZE]) {
+  const int MULTS = (CFG::OUT * CFG::IN + CFG::REUSE - 1) / CFG::REUSE;
+  (void)MULTS;  // read by the pragma only
   FPGAC_LOOP(dense_rows)
   for (int r = 0; r < CFG::ROWS; r++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+    FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
     FPGAC_LOOP(dense_outputs)
     for (int o = 0; o < CFG::OUT; o++) {
-      FPGAC_PRAGMA(HLS PIPELINE II=1)
       typename CFG::acc_t acc = 0;
-      if (CFG::HAS_BIAS) acc = b[o];
+      if (CFG::HAS_BIAS) acc = from_bits<typename CFG::bias_t>(b[o]);
       FPGAC_LOOP(dense_taps)
       for (int i = 0; i < CFG::IN; i++) {
-        acc += x[r * CFG::IN + i] * w[o * CFG::IN + i];
+        acc += x[r * CFG::IN + i] * from_bits<typename CFG::weight_t>(w[o * CFG::IN + i]);
       }
       y[r * CFG::OUT + o] = acc;
     }
@@ -92,99 +107,142 @@ void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], con
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// conv: grouped 2-d cross-correlation on x [C][H][W] with w [OC][C/G][KH][KW] into y [OC][OH][OW]; a 1-d
-// convolution is the H = KH = OH = 1 case. Taps that fall into the zero padding are skipped (they add 0).
-template <class CFG, class in_t, class out_t, class w_t, class b_t>
-void conv2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::OH * CFG::OW],
-            const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW], const b_t b[CFG::BIAS_SIZE]) {
-  FPGAC_LOOP(conv_channels)
-  for (int oc = 0; oc < CFG::OC; oc++) {
-    const int group = oc / (CFG::OC / CFG::G);
-    FPGAC_LOOP(conv_rows)
-    for (int oh = 0; oh < CFG::OH; oh++) {
-      FPGAC_LOOP(conv_cols)
-      for (int ow = 0; ow < CFG::OW; ow++) {
-        FPGAC_PRAGMA(HLS PIPELINE II=1)
-        typename CFG::acc_t acc = 0;
-        if (CFG::HAS_BIAS) acc = b[oc];
-        FPGAC_LOOP(conv_in_channels)
-        for (int ci = 0; ci < CFG::CG; ci++) {
-          FPGAC_LOOP(conv_kernel_rows)
-          for (int kh = 0; kh < CFG::KH; kh++) {
-            FPGAC_LOOP(conv_kernel_cols)
-            for (int kw = 0; kw < CFG::KW; kw++) {
-              const int ih = oh * CFG::SH - CFG::PH + kh * CFG::DH;
-              const int iw = ow * CFG::SW - CFG::PW + kw * CFG::DW;
-              if (ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W) {
-                const int c = group * CFG::CG + ci;
-                acc += x[(c * CFG::H + ih) * CFG::W + iw] * w[((oc * CFG::CG + ci) * CFG::KH + kh) * CFG::KW + kw];
-              }
-            }
-          }
-        }
-        y[(oc * CFG::OH + oh) * CFG::OW + ow] = acc;
+// Sliding windows (conv, pooling) are computed one output pixel at a time from a window: the C x KH x KW
+// input cells under the kernel, with `valid[k]` false (and the cell 0) where the tap falls into padding.
+// io_parallel gathers windows from the whole input array (gather_window); io_stream gathers them from a
+// line buffer (fpgac_stream.h). Both then run the same per-pixel code below, so the arithmetic is one.
+
+// The window of output pixel (oh, ow) from x [C][H][W].
+template <class CFG, class in_t>
+void gather_window(const in_t x[CFG::C * CFG::H * CFG::W], int oh, int ow, in_t win[CFG::C * CFG::KH * CFG::KW],
+                   bool valid[CFG::KH * CFG::KW]) {
+  FPGAC_LOOP(window_rows)
+  for (int kh = 0; kh < CFG::KH; kh++) {
+    FPGAC_LOOP(window_cols)
+    for (int kw = 0; kw < CFG::KW; kw++) {
+      const int ih = oh * CFG::SH - CFG::PH + kh * CFG::DH;
+      const int iw = ow * CFG::SW - CFG::PW + kw * CFG::DW;
+      const bool inside = ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W;
+      valid[kh * CFG::KW + kw] = inside;
+      FPGAC_LOOP(window_channels)
+      for (int c = 0; c < CFG::C; c++) {
+        win[(c * CFG::KH + kh) * CFG::KW + kw] = inside ? x[(c * CFG::H + ih) * CFG::W + iw] : in_t(0);
       }
     }
   }
 }
 
+// conv: grouped 2-d cross-correlation with w [OC][C/G][KH][KW]; a 1-d convolution is the H = KH = OH = 1
+// case. A padding cell is 0 in the window, so its product adds exactly nothing to the exact accumulator.
+// One output pixel (all OC channels) per step: its products on MULTS multipliers over REUSE cycles.
+template <class CFG, class in_t, class out_t, class w_t, class b_t>
+void conv_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW],
+                const b_t b[CFG::BIAS_SIZE], out_t y[CFG::OC]) {
+  FPGAC_LOOP(conv_channels)
+  for (int oc = 0; oc < CFG::OC; oc++) {
+    const int group = oc / (CFG::OC / CFG::G);
+    typename CFG::acc_t acc = 0;
+    if (CFG::HAS_BIAS) acc = from_bits<typename CFG::bias_t>(b[oc]);
+    FPGAC_LOOP(conv_taps)
+    for (int t = 0; t < CFG::CG * CFG::KH * CFG::KW; t++) {
+      const int tap = group * CFG::CG * CFG::KH * CFG::KW + t;
+      acc += win[tap] * from_bits<typename CFG::weight_t>(w[oc * CFG::CG * CFG::KH * CFG::KW + t]);
+    }
+    y[oc] = acc;
+  }
+}
+
+template <class CFG, class in_t, class out_t, class w_t, class b_t>
+void conv2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::OH * CFG::OW],
+            const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW], const b_t b[CFG::BIAS_SIZE]) {
+  const int MULTS = (CFG::OC * CFG::CG * CFG::KH * CFG::KW + CFG::REUSE - 1) / CFG::REUSE;
+  (void)MULTS;  // read by the pragma only
+  FPGAC_LOOP(conv_rows)
+  for (int oh = 0; oh < CFG::OH; oh++) {
+    FPGAC_LOOP(conv_cols)
+    for (int ow = 0; ow < CFG::OW; ow++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+      FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
+      in_t win[CFG::C * CFG::KH * CFG::KW];
+      bool valid[CFG::KH * CFG::KW];
+      gather_window<CFG>(x, oh, ow, win, valid);
+      out_t pixel[CFG::OC];
+      conv_pixel<CFG>(win, w, b, pixel);
+      FPGAC_LOOP(conv_store)
+      for (int oc = 0; oc < CFG::OC; oc++) y[(oc * CFG::OH + oh) * CFG::OW + ow] = pixel[oc];
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
-// pooling on x [C][H][W] (1-d: H = 1). Cells outside the input never win a max and add nothing to a sum.
+// pooling (1-d: H = 1). Cells outside the input never win a max and add nothing to a sum.
 
 template <class CFG, class in_t, class out_t>
-void max_pool2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::C * CFG::OH * CFG::OW]) {
+void max_pool_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const bool valid[CFG::KH * CFG::KW],
+                    out_t y[CFG::C]) {
   FPGAC_LOOP(max_pool_channels)
   for (int c = 0; c < CFG::C; c++) {
-    FPGAC_LOOP(max_pool_rows)
-    for (int oh = 0; oh < CFG::OH; oh++) {
-      FPGAC_LOOP(max_pool_cols)
-      for (int ow = 0; ow < CFG::OW; ow++) {
-        FPGAC_PRAGMA(HLS PIPELINE II=1)
-        in_t best = 0;
-        bool first = true;
-        FPGAC_LOOP(max_pool_kernel_rows)
-        for (int kh = 0; kh < CFG::KH; kh++) {
-          FPGAC_LOOP(max_pool_kernel_cols)
-          for (int kw = 0; kw < CFG::KW; kw++) {
-            const int ih = oh * CFG::SH - CFG::PH + kh * CFG::DH;
-            const int iw = ow * CFG::SW - CFG::PW + kw * CFG::DW;
-            if (ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W) {
-              const in_t v = x[(c * CFG::H + ih) * CFG::W + iw];
-              if (first || v > best) best = v;
-              first = false;
-            }
-          }
-        }
-        y[(c * CFG::OH + oh) * CFG::OW + ow] = best;
+    in_t best = 0;
+    bool first = true;
+    FPGAC_LOOP(max_pool_taps)
+    for (int k = 0; k < CFG::KH * CFG::KW; k++) {
+      const in_t v = win[c * CFG::KH * CFG::KW + k];
+      if (valid[k] && (first || v > best)) {
+        best = v;
+        first = false;
       }
     }
+    y[c] = best;
   }
 }
 
 // avg pooling: the window sum in acc_t (exact), times recip[count], one cast. count_h/count_w hold, per
 // output row/column, how many cells count (fixed_ops / float_ops.divisor_1d); the count is their product.
 template <class CFG, class in_t, class out_t, class r_t>
-void avg_pool2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::C * CFG::OH * CFG::OW],
-                const r_t recip[CFG::RECIP_SIZE], const int count_h[CFG::OH], const int count_w[CFG::OW]) {
+void avg_pool_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const r_t recip[CFG::RECIP_SIZE], int count,
+                    out_t y[CFG::C]) {
   FPGAC_LOOP(avg_pool_channels)
   for (int c = 0; c < CFG::C; c++) {
-    FPGAC_LOOP(avg_pool_rows)
-    for (int oh = 0; oh < CFG::OH; oh++) {
-      FPGAC_LOOP(avg_pool_cols)
-      for (int ow = 0; ow < CFG::OW; ow++) {
-        FPGAC_PRAGMA(HLS PIPELINE II=1)
-        typename CFG::acc_t acc = 0;
-        FPGAC_LOOP(avg_pool_kernel_rows)
-        for (int kh = 0; kh < CFG::KH; kh++) {
-          FPGAC_LOOP(avg_pool_kernel_cols)
-          for (int kw = 0; kw < CFG::KW; kw++) {
-            const int ih = oh * CFG::SH - CFG::PH + kh;
-            const int iw = ow * CFG::SW - CFG::PW + kw;
-            if (ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W) acc += x[(c * CFG::H + ih) * CFG::W + iw];
-          }
-        }
-        y[(c * CFG::OH + oh) * CFG::OW + ow] = acc * recip[count_h[oh] * count_w[ow]];
-      }
+    typename CFG::acc_t acc = 0;
+    FPGAC_LOOP(avg_pool_taps)
+    for (int k = 0; k < CFG::KH * CFG::KW; k++) acc += win[c * CFG::KH * CFG::KW + k];
+    y[c] = acc * from_bits<typename CFG::recip_t>(recip[count]);
+  }
+}
+
+template <class CFG, class in_t, class out_t>
+void max_pool2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::C * CFG::OH * CFG::OW]) {
+  FPGAC_LOOP(max_pool_rows)
+  for (int oh = 0; oh < CFG::OH; oh++) {
+    FPGAC_LOOP(max_pool_cols)
+    for (int ow = 0; ow < CFG::OW; ow++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      in_t win[CFG::C * CFG::KH * CFG::KW];
+      bool valid[CFG::KH * CFG::KW];
+      gather_window<CFG>(x, oh, ow, win, valid);
+      out_t pixel[CFG::C];
+      max_pool_pixel<CFG>(win, valid, pixel);
+      FPGAC_LOOP(max_pool_store)
+      for (int c = 0; c < CFG::C; c++) y[(c * CFG::OH + oh) * CFG::OW + ow] = pixel[c];
+    }
+  }
+}
+
+template <class CFG, class in_t, class out_t, class r_t>
+void avg_pool2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::C * CFG::OH * CFG::OW],
+                const r_t recip[CFG::RECIP_SIZE], const int count_h[CFG::OH], const int count_w[CFG::OW]) {
+  FPGAC_LOOP(avg_pool_rows)
+  for (int oh = 0; oh < CFG::OH; oh++) {
+    FPGAC_LOOP(avg_pool_cols)
+    for (int ow = 0; ow < CFG::OW; ow++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+      in_t win[CFG::C * CFG::KH * CFG::KW];
+      bool valid[CFG::KH * CFG::KW];
+      gather_window<CFG>(x, oh, ow, win, valid);
+      out_t pixel[CFG::C];
+      avg_pool_pixel<CFG>(win, recip, count_h[oh] * count_w[ow], pixel);
+      FPGAC_LOOP(avg_pool_store)
+      for (int c = 0; c < CFG::C; c++) y[(c * CFG::OH + oh) * CFG::OW + ow] = pixel[c];
     }
   }
 }
@@ -198,7 +256,7 @@ void reduce_mean(const in_t x[CFG::IN_SIZE], out_t y[CFG::OUT_SIZE], const r_t r
     typename CFG::acc_t acc = 0;
     FPGAC_LOOP(reduce_cells)
     for (int k = 0; k < CFG::R; k++) acc += x[cells[o * CFG::R + k]];
-    y[o] = acc * recip[0];
+    y[o] = acc * from_bits<typename CFG::recip_t>(recip[0]);
   }
 }
 
@@ -220,9 +278,10 @@ void reduce_max(const in_t x[CFG::IN_SIZE], out_t y[CFG::OUT_SIZE], const int ce
 // ---------------------------------------------------------------------------------------------------------
 // softmax over `AXIS` of a [OUTER][N][INNER] view: d = x - max (exact, <= 0), e = exp_table[d], s = sum(e) in
 // acc_t, p = floor(e * 2^F / s) by integer division of raw bits (e and s share their fraction), one cast.
-template <class CFG, class in_t, class out_t, class t_t>
+template <class CFG, class in_t, class out_t, class bits_t>
 void softmax(const in_t x[CFG::OUTER * CFG::N * CFG::INNER], out_t y[CFG::OUTER * CFG::N * CFG::INNER],
-             const t_t table[CFG::TABLE_SIZE]) {
+             const bits_t table[CFG::TABLE_SIZE]) {
+  typedef typename CFG::table_t t_t;
   typedef typename CFG::diff_t diff_t;
   typedef typename CFG::acc_t acc_t;
   typedef ap_ufixed<CFG::F + 2, 2> quotient_t;  // p <= 1: two integer bits hold it, unsigned
@@ -242,7 +301,7 @@ void softmax(const in_t x[CFG::OUTER * CFG::N * CFG::INNER], out_t y[CFG::OUTER 
       FPGAC_LOOP(softmax_exp)
       for (int i = 0; i < CFG::N; i++) {
         const diff_t d = x[(a * CFG::N + i) * CFG::INNER + b] - best;
-        e[i] = table[table_index<CFG::SHIFT, CFG::OFFSET, CFG::TABLE_SIZE>(d)];
+        e[i] = from_bits<t_t>(table[table_index<CFG::SHIFT, CFG::OFFSET, CFG::TABLE_SIZE>(d)]);
         sum += e[i];
       }
       const ap_uint<acc_t::width> s = mantissa(sum);

@@ -78,10 +78,15 @@ def cnn() -> tuple[Graph, np.ndarray]:
     return graph, rng.uniform(0, 1, (64, 1, 6, 6)).astype(np.float32)
 
 
+# The MLP pins the io_parallel style; the CNN the io_stream style, with a reuse factor on its conv.
+STYLES = {"mlp": ("parallel", {}), "cnn": ("stream", {"conv": 4})}
+
+
 def _generated(make) -> dict[str, str]:
     graph, calib = make()
     graph = Quantize(precision=10, calib=(calib,)).run(graph)
-    plan = vitis_plan(graph, get_board("pynq-z2"), "parallel", model=f"{graph.name}.onnx")
+    io, reuse = STYLES[make.__name__]
+    plan = vitis_plan(graph, get_board("pynq-z2"), io, reuse, model=f"{graph.name}.onnx")
     # The hand-written kernel headers are copied verbatim: they are source, not generated, so not pinned.
     copied = {p.name for p in TEMPLATES.glob("*.h")}
     return {

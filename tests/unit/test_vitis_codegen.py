@@ -155,11 +155,15 @@ def test_backend_and_io_options(tmp_path: Path) -> None:
     model = _evil_model(tmp_path / "m.onnx")
     report = build(model, tmp_path / "none", BuildOptions(backend="none"))
     assert not (tmp_path / "none" / "hls").exists()
-    assert json.loads((tmp_path / "none" / "report.json").read_text())["io"] == "parallel"
+    written = json.loads((tmp_path / "none" / "report.json").read_text())
+    assert written["io"] == written["recommended_io"] == "parallel"  # a tiny model: auto picks parallel
+    assert written["io_choice"] == "auto (by model size)"
     assert report["backend"] == "none"
-    with pytest.raises(Exception, match="stream"):
-        build(model, tmp_path / "stream", BuildOptions(io="stream"))
-    assert not (tmp_path / "stream").exists()
+    report = build(model, tmp_path / "stream", BuildOptions(io="stream"))
+    assert (report["io"], report["io_choice"]) == ("stream", "--io")
+    assert (tmp_path / "stream" / "hls" / "firmware" / "fpgac_stream.h").is_file()
+    with pytest.raises(ConfigError, match="io style"):
+        compile_model(model, BuildOptions(io="serial"))
     with pytest.raises(ConfigError, match="backend"):
         compile_model(model, BuildOptions(backend="quartus"))
 

@@ -4,11 +4,13 @@
 #define FPGAC_TOP_H
 
 #include "defines.h"
+#include "fpgac_stream.h"
 
-// The design: one sample in, one sample out. Arrays are flat, in the model's logical (ONNX, row-major) order.
+// The design: one sample in, one sample out. Each port is a stream of pixels: a tensor (C, ...) as
+// size / C beats of its C channel values (channels-last for images; see fpgac_stream.h).
 void fpgac_top(
-    const image_t image[36],  // input "image" (1, 6, 6) ap_ufixed<10,1,AP_RND,AP_SAT>
-    out_2_out_t out_out[3]  // output "out" (3) ap_ufixed<10,0,AP_RND,AP_SAT>
+    hls::stream<fpgac::pixel<image_t, 1> >& image,  // input "image" (1, 6, 6) ap_ufixed<10,1,AP_RND,AP_SAT>
+    hls::stream<fpgac::pixel<out_2_out_t, 3> >& out_out  // output "out" (3) ap_ufixed<10,0,AP_RND,AP_SAT>
 );
 
 #endif  // FPGAC_TOP_H

@@ -6,6 +6,7 @@
 
 #include "defines.h"
 #include "fpgac_kernels.h"
+#include "fpgac_stream.h"
 #include "weights/conv.h"
 #include "weights/gap.h"
 #include "weights/fc.h"
@@ -31,20 +32,33 @@ struct conv_config {
   static const int OW = 6;
   static const int HAS_BIAS = 1;
   static const int BIAS_SIZE = 2;
+  static const int OUT_C = 2;
+  static const int TAPS = 9;
+  static const int REUSE = 4;
   typedef conv_acc_t acc_t;
+  typedef conv_weight_t weight_t;
+  typedef conv_bias_t bias_t;
 };
-static void conv(const image_t x0[36], conv_out_t y[72]) {
-  fpgac::conv2d<conv_config>(x0, y, conv_weight, conv_bias);
+static void conv(hls::stream<fpgac::pixel<image_t, 1> >& x0, hls::stream<fpgac::pixel<conv_out_t, 2> >& y) {
+  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=conv_weight cyclic factor=5)
+  FPGAC_PRAGMA(HLS BIND_STORAGE variable=conv_weight type=rom_1p impl=lutram)
+  fpgac::window_stream<conv_config, fpgac::CONV_WINDOW>(x0, y, conv_weight, conv_bias, fpgac::no_param, fpgac::no_param, fpgac::no_param);
 }
 
 // relu: relu "relu", output (2, 6, 6) ap_ufixed<9,2,AP_RND,AP_SAT>
-static void relu(const conv_out_t x0[72], relu_out_t y[72]) {
-  FPGAC_LOOP(elementwise)
-  for (int i = 0; i < 72; i++) {
+static void relu(hls::stream<fpgac::pixel<conv_out_t, 2> >& x0, hls::stream<fpgac::pixel<relu_out_t, 2> >& y) {
+  FPGAC_LOOP(beats)
+  for (int p = 0; p < 36; p++) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
-    conv_out_t v = x0[i];
-    if (v < 0) v = 0;
-    y[i] = v;
+    const fpgac::pixel<conv_out_t, 2> x0_px = x0.read();
+    fpgac::pixel<relu_out_t, 2> y_px;
+    FPGAC_LOOP(channels)
+    for (int c = 0; c < 2; c++) {
+      conv_out_t v = x0_px.data[c];
+      if (v < 0) v = 0;
+      y_px.data[c] = v;
+    }
+    y.write(y_px);
   }
 }
 
@@ -63,9 +77,12 @@ struct pool_config {
   static const int DW = 1;
   static const int OH = 3;
   static const int OW = 3;
+  static const int OUT_C = 2;
+  static const int TAPS = 1;
+  static const int REUSE = 1;
 };
-static void pool(const relu_out_t x0[72], pool_out_t y[18]) {
-  fpgac::max_pool2d<pool_config>(x0, y);
+static void pool(hls::stream<fpgac::pixel<relu_out_t, 2> >& x0, hls::stream<fpgac::pixel<pool_out_t, 2> >& y) {
+  fpgac::window_stream<pool_config, fpgac::MAX_WINDOW>(x0, y, fpgac::no_param, fpgac::no_param, fpgac::no_param, fpgac::no_param, fpgac::no_param);
 }
 
 // gap: reduce "gap", output (2) ap_ufixed<9,2,AP_RND,AP_SAT>
@@ -73,10 +90,16 @@ struct gap_config {
   static const int IN_SIZE = 18;
   static const int OUT_SIZE = 2;
   static const int R = 9;
+  static const int REUSE = 1;
   typedef gap_acc_t acc_t;
+  typedef gap_recip_t recip_t;
 };
-static void gap(const pool_out_t x0[18], gap_out_t y[2]) {
+static void gap(hls::stream<fpgac::pixel<pool_out_t, 2> >& x0_s, hls::stream<fpgac::pixel<gap_out_t, 2> >& y_s) {
+  static pool_out_t x0[18];
+  fpgac::read_tensor<9>(x0_s, x0);
+  static gap_out_t y[2];
   fpgac::reduce_mean<gap_config>(x0, y, gap_recip, gap_cells);
+  fpgac::write_tensor<1>(y, y_s);
 }
 
 // fc: dense "fc", output (3) ap_fixed<10,3,AP_RND,AP_SAT>
@@ -86,18 +109,32 @@ struct fc_config {
   static const int OUT = 3;
   static const int HAS_BIAS = 1;
   static const int BIAS_SIZE = 3;
+  static const int REUSE = 1;
   typedef fc_acc_t acc_t;
+  typedef fc_weight_t weight_t;
+  typedef fc_bias_t bias_t;
 };
-static void fc(const gap_out_t x0[2], fc_out_t y[3]) {
+static void fc(hls::stream<fpgac::pixel<gap_out_t, 2> >& x0_s, hls::stream<fpgac::pixel<fc_out_t, 3> >& y_s) {
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=fc_weight complete)
+  static gap_out_t x0[2];
+  fpgac::read_tensor<1>(x0_s, x0);
+  static fc_out_t y[3];
   fpgac::dense<fc_config>(x0, y, fc_weight, fc_bias);
+  fpgac::write_tensor<1>(y, y_s);
 }
 
 // out_2: sigmoid "out", output (3) ap_ufixed<10,0,AP_RND,AP_SAT>
-static void out_2(const fc_out_t x0[3], out_2_out_t y[3]) {
-  FPGAC_LOOP(elementwise)
-  for (int i = 0; i < 3; i++) {
+static void out_2(hls::stream<fpgac::pixel<fc_out_t, 3> >& x0, hls::stream<fpgac::pixel<out_2_out_t, 3> >& y) {
+  FPGAC_LOOP(beats)
+  for (int p = 0; p < 1; p++) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
-    y[i] = out_2_table[fpgac::table_index<0, 512, 1024>(x0[i])];
+    const fpgac::pixel<fc_out_t, 3> x0_px = x0.read();
+    fpgac::pixel<out_2_out_t, 3> y_px;
+    FPGAC_LOOP(channels)
+    for (int c = 0; c < 3; c++) {
+      y_px.data[c] = fpgac::from_bits<out_2_table_t>(out_2_table[fpgac::table_index<0, 512, 1024>(x0_px.data[c])]);
+    }
+    y.write(y_px);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "fpgac_top.h"
 #include "fpgac_kernels.h"
 #include "fpgac_trace.h"
+#include "fpgac_stream.h"
 
 static bool read_double(FILE* in, double* x) {
   char token[128];
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
   }
   static image_t image[36];
   static out_2_out_t out_out[3];
+  hls::stream<fpgac::pixel<image_t, 1> > fpgac_stream_in0;
+  hls::stream<fpgac::pixel<out_2_out_t, 3> > fpgac_stream_out0;
   for (long fpgac_n = 0; fpgac_n < (long)fpgac_count; fpgac_n++) {
     for (int fpgac_i = 0; fpgac_i < 36; fpgac_i++) {
       double fpgac_x = 0;
@@ -54,7 +57,9 @@ int main(int argc, char** argv) {
 #ifdef FPGAC_TRACE
     if (fpgac_trace_out) std::fprintf(fpgac_trace_out, "S %ld\n", fpgac_n);
 #endif
-    fpgac_top(image, out_out);
+    fpgac::write_tensor<36>(image, fpgac_stream_in0);
+    fpgac_top(fpgac_stream_in0, fpgac_stream_out0);
+    fpgac::read_tensor<1>(fpgac_stream_out0, out_out);
     std::fprintf(fpgac_out, "O 0");
     for (int fpgac_i = 0; fpgac_i < 3; fpgac_i++) std::fprintf(fpgac_out, " %s", fpgac::mantissa(out_out[fpgac_i]).to_string(10).c_str());
     std::fprintf(fpgac_out, "\n");

@@ -17,9 +17,13 @@ struct fc1_config {
   static const int OUT = 6;
   static const int HAS_BIAS = 1;
   static const int BIAS_SIZE = 6;
+  static const int REUSE = 1;
   typedef fc1_acc_t acc_t;
+  typedef fc1_weight_t weight_t;
+  typedef fc1_bias_t bias_t;
 };
 static void fc1(const x_t x0[8], fc1_out_t y[6]) {
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=fc1_weight complete)
   fpgac::dense<fc1_config>(x0, y, fc1_weight, fc1_bias);
 }
 
@@ -41,9 +45,13 @@ struct fc2_config {
   static const int OUT = 4;
   static const int HAS_BIAS = 1;
   static const int BIAS_SIZE = 4;
+  static const int REUSE = 1;
   typedef fc2_acc_t acc_t;
+  typedef fc2_weight_t weight_t;
+  typedef fc2_bias_t bias_t;
 };
 static void fc2(const relu1_out_t x0[6], fc2_out_t y[4]) {
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=fc2_weight complete)
   fpgac::dense<fc2_config>(x0, y, fc2_weight, fc2_bias);
 }
 
@@ -56,8 +64,10 @@ struct prob_config {
   static const int OFFSET = 1024;
   static const int TABLE_SIZE = 1024;
   static const int F = 9;
+  static const int REUSE = 1;
   typedef prob_acc_t acc_t;
   typedef prob_diff_t diff_t;
+  typedef prob_table_t table_t;
 };
 static void prob(const fc2_out_t x0[4], prob_out_t y[4]) {
   fpgac::softmax<prob_config>(x0, y, prob_table);

@@ -1,0 +1,171 @@
+"""The io_stream style of the Vitis backend: layers connected by ``hls::stream`` FIFOs in a dataflow region.
+
+A value of logical shape ``(C, ...)`` travels as ``P = size / C`` beats of one ``fpgac::pixel`` (its C
+channel values; channels-last order for images, one beat for a vector), see ``fpgac_stream.h``. Each layer
+runs in one of three modes:
+
+* **window** (conv, max/avg pooling): a line buffer of the window's rows; outputs leave pixel by pixel
+  as soon as the input rows they need have arrived.
+* **beat** (elementwise ops on same-shape inputs): one beat in, one beat out, params indexed by channel.
+* **buffered** (everything else: dense, softmax, reshape, transpose, concat, pad, reduce, broadcasting
+  ops): the whole input is gathered into an array in logical order, the io_parallel code runs on it, and
+  the result streams out. Dense layers need every input before their first output anyway.
+
+A FIFO has one reader, so a value with several uses (a residual fork, a graph output that is also read
+inside) is copied by a generated fork function into one FIFO per use; fork outputs are as deep as the
+value's beats, so a branch that waits (a line buffer filling up, a concat reading its first input to the
+end) never stalls its sibling: no dataflow deadlock whatever the graph. Other FIFOs are 2 deep.
+
+This module decides modes, signatures and the top function's wiring; the arithmetic is the io_parallel
+emitters' (``vitis_ops``), so both styles are bit-exact with ``fpgac sim`` by the same argument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fpgac.backends.cnames import CNames
+from fpgac.ir.graph import Graph, Node, Value
+
+WINDOW_OPS = frozenset({"conv", "max_pool", "avg_pool"})
+BEAT_OPS = frozenset(
+    {
+        "affine", "add", "sub", "mul", "relu", "leaky_relu", "prelu", "clip", "sigmoid", "hard_sigmoid",
+        "tanh", "elu", "selu",
+    }
+)  # fmt: skip
+SHALLOW_DEPTH = 2
+# Names of locals in stream layer functions (reserved so model names never shadow them).
+RESERVED = ("p", "c", "y_px", "y_s", *(f"x{k}_px" for k in range(64)), *(f"x{k}_s" for k in range(64)))
+
+
+def beats(value: Value) -> tuple[int, int]:
+    """(P, C): the beats a value travels in and the channels each beat carries."""
+    shape = value.shape
+    channels = shape[0] if len(shape) >= 2 else max(math.prod(shape), 1)
+    return value.type.size // channels, channels
+
+
+def stream_type(type_name: str, value: Value) -> str:
+    return f"hls::stream<fpgac::pixel<{type_name}, {beats(value)[1]}> >"
+
+
+def layer_mode(node: Node) -> str:
+    """``window``, ``beat`` or ``buffered`` (see the module docstring)."""
+    if node.op in WINDOW_OPS and len(node.inputs[0].shape) in (2, 3):
+        return "window"
+    if node.op in BEAT_OPS and all(v.shape == node.output.shape for v in node.inputs):
+        return "beat"
+    return "buffered"
+
+
+def signature(name: str, mode: str, args: list[dict], out_type: str, out: Value) -> str:
+    """The layer function's declaration: streams in, stream out (buffered layers' streams end in ``_s``)."""
+    suffix = "_s" if mode == "buffered" else ""
+    params = [f"{stream_type(a['type'], a['v'])}& {a['name']}{suffix}" for a in args]
+    params.append(f"{stream_type(out_type, out)}& y{suffix}")
+    return f"static void {name}({', '.join(params)})"
+
+
+def buffered_body(body: str, args: list[dict], out_type: str, out: Value) -> str:
+    """Gather every input into a logical-order array, run the array code, stream the result out."""
+    lines = []
+    for a in args:
+        lines.append(f"  static {a['type']} {a['name']}[{a['size']}];")
+        lines.append(f"  fpgac::read_tensor<{beats(a['v'])[0]}>({a['name']}_s, {a['name']});")
+    lines.append(f"  static {out_type} y[{out.type.size}];")
+    lines.append(body)
+    lines.append(f"  fpgac::write_tensor<{beats(out)[0]}>(y, y_s);")
+    return "\n".join(lines)
+
+
+@dataclass
+class Wiring:
+    """The top function of a stream design: FIFO declarations, calls in graph order, fork functions."""
+
+    lines: list[str]
+    forks: list[str]
+
+
+def wire(graph: Graph, design: dict, names: CNames) -> Wiring:
+    """Connect ports, layers and forks with FIFOs; every value's trace is taken after its producer runs.
+
+    ``design`` is :func:`fpgac.backends.vitis.design`'s data (inputs, layers, outputs with C names).
+    """
+    producer_stream: dict[int, str] = {}
+    trace_name: dict[int, str] = {}
+    type_of: dict[int, str] = {}
+    for value, p in zip(graph.inputs, design["inputs"], strict=True):
+        producer_stream[id(value)], trace_name[id(value)], type_of[id(value)] = (
+            p["name"],
+            p["name"],
+            p["type"],
+        )
+    for node, layer in zip(graph.nodes, design["layers"], strict=True):
+        trace_name[id(node.output)], type_of[id(node.output)] = layer["out"], layer["out_type"]
+    # Every use of a value: a layer's argument or an output port.
+    uses: dict[int, list[tuple[str, int, int]]] = {}
+    for i, node in enumerate(graph.nodes):
+        for k, value in enumerate(node.inputs):
+            uses.setdefault(id(value), []).append(("arg", i, k))
+    for k, value in enumerate(graph.outputs):
+        uses.setdefault(id(value), []).append(("port", k, 0))
+    ports = [o["port"] for o in design["outputs"]]
+    reads: dict[tuple[str, int, int], str] = {}
+    lines: list[str] = []
+    forks: list[str] = []
+
+    def declare(name: str, value: Value, depth: int) -> None:
+        lines.append(f'  {stream_type(type_of[id(value)], value)} {name}("{name}");')
+        lines.append(f"  FPGAC_PRAGMA(HLS STREAM variable={name} depth={depth})")
+
+    def distribute(value: Value) -> None:
+        """Route the value's stream to its uses: directly when there is one, through a fork otherwise."""
+        source, targets = producer_stream[id(value)], uses.get(id(value), [])
+        if source in ports or not targets:
+            return  # a layer wrote its only use, an output port, directly
+        if len(targets) == 1 and targets[0][0] == "arg":
+            reads[targets[0]] = source
+            return
+        fork = names.claim(f"{source}_fork")
+        outs = []
+        for use in targets:
+            if use[0] == "port":
+                outs.append(ports[use[1]])
+            else:
+                outs.append(names.claim(f"{source}_to"))
+                declare(outs[-1], value, beats(value)[0])
+                reads[use] = outs[-1]
+        forks.append(_fork_function(fork, stream_type(type_of[id(value)], value), beats(value)[0], len(outs)))
+        lines.append(f"  {fork}({source}, {', '.join(outs)});")
+
+    for value in graph.inputs:
+        lines.append(f'  FPGAC_TRACE_STREAM("{trace_name[id(value)]}", {producer_stream[id(value)]}, '
+                     f"{beats(value)[0]});")  # fmt: skip
+    for value in graph.inputs:
+        distribute(value)
+    for i, (node, layer) in enumerate(zip(graph.nodes, design["layers"], strict=True)):
+        targets = uses.get(id(node.output), [])
+        if len(targets) == 1 and targets[0][0] == "port":
+            out = ports[targets[0][1]]  # the only use is an output: write the port directly
+        else:
+            out = layer["out"]
+            lines.append("")
+            declare(out, node.output, SHALLOW_DEPTH)
+        producer_stream[id(node.output)] = out
+        args = [reads[("arg", i, k)] for k in range(len(node.inputs))]
+        lines.append(f"  {layer['name']}({', '.join([*args, out])});")
+        lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {beats(node.output)[0]});')
+        distribute(node.output)
+    return Wiring(lines, forks)
+
+
+def _fork_function(name: str, stream: str, beat_count: int, n: int) -> str:
+    params = ", ".join([f"{stream}& x", *(f"{stream}& y{k}" for k in range(n))])
+    writes = "\n".join(f"    y{k}.write(v);" for k in range(n))
+    return (
+        f"static void {name}({params}) {{\n"
+        f"  FPGAC_LOOP(fork_beats)\n  for (int p = 0; p < {beat_count}; p++) {{\n"
+        f"    FPGAC_PRAGMA(HLS PIPELINE II=1)\n    const auto v = x.read();\n{writes}\n  }}\n}}"
+    )

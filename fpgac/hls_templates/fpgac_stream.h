@@ -1,0 +1,162 @@
+// fpgac stream kernels: the io_stream style, where layers pass pixels through hls::stream FIFOs.
+//
+// Hand-written, copied verbatim into every generated project built with `--io stream`. A tensor of logical
+// shape (C, ...) travels as P = size / C beats of one `pixel`, its C channel values: beat p carries the
+// elements c * P + p, i.e. channels-last (H, W, C) order for images, one beat for a vector. Sliding-window
+// layers (conv, pooling) compute from a line buffer as pixels arrive; layers that need the whole tensor
+// (dense, softmax, reshape, ...) gather it into an array in logical order (read_tensor), run the same
+// fpgac_kernels.h code as io_parallel, and stream the result out (write_tensor). The per-pixel arithmetic
+// (conv_pixel, max_pool_pixel, avg_pool_pixel) is the one io_parallel uses, so both styles give the same
+// bits, which `fpgac verify` checks against the simulator.
+#ifndef FPGAC_STREAM_H
+#define FPGAC_STREAM_H
+
+#include "fpgac_kernels.h"
+#include "fpgac_trace.h"
+#include "hls_stream.h"
+
+namespace fpgac {
+
+// One beat: the C channel values of one pixel (a whole vector for 1-d tensors).
+template <class T, int C>
+struct pixel {
+  T data[C];
+};
+
+// Gather the P beats of a stream into x in logical order (x[c * P + p] = beat p, channel c).
+template <int P, class T, int C>
+void read_tensor(hls::stream<pixel<T, C> >& s, T x[C * P]) {
+  FPGAC_LOOP(read_beats)
+  for (int p = 0; p < P; p++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const pixel<T, C> px = s.read();
+    FPGAC_LOOP(read_channels)
+    for (int c = 0; c < C; c++) x[c * P + p] = px.data[c];
+  }
+}
+
+// Stream x (logical order) out as P beats.
+template <int P, class T, int C>
+void write_tensor(const T x[C * P], hls::stream<pixel<T, C> >& s) {
+  FPGAC_LOOP(write_beats)
+  for (int p = 0; p < P; p++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    pixel<T, C> px;
+    FPGAC_LOOP(write_channels)
+    for (int c = 0; c < C; c++) px.data[c] = x[c * P + p];
+    s.write(px);
+  }
+}
+
+// The window of output pixel (oh, ow) from a line buffer holding the last SPAN input rows, row ih at
+// ih % SPAN (the same window gather_window takes from a whole array).
+template <class CFG, int SPAN, class in_t>
+void gather_window_rows(const in_t rows[SPAN][CFG::W][CFG::C], int oh, int ow,
+                        in_t win[CFG::C * CFG::KH * CFG::KW], bool valid[CFG::KH * CFG::KW]) {
+  FPGAC_LOOP(window_rows)
+  for (int kh = 0; kh < CFG::KH; kh++) {
+    FPGAC_LOOP(window_cols)
+    for (int kw = 0; kw < CFG::KW; kw++) {
+      const int ih = oh * CFG::SH - CFG::PH + kh * CFG::DH;
+      const int iw = ow * CFG::SW - CFG::PW + kw * CFG::DW;
+      const bool inside = ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W;
+      valid[kh * CFG::KW + kw] = inside;
+      FPGAC_LOOP(window_channels)
+      for (int c = 0; c < CFG::C; c++) {
+        win[(c * CFG::KH + kh) * CFG::KW + kw] = inside ? rows[ih % SPAN][iw][c] : in_t(0);
+      }
+    }
+  }
+}
+
+// The input row after which output row oh can be computed: the last row its window touches, clamped to
+// the input (a window reaching into the bottom padding waits for the last row, one in the top padding
+// only needs the first).
+template <class CFG>
+int last_row(int oh) {
+  const int last = oh * CFG::SH - CFG::PH + (CFG::KH - 1) * CFG::DH;
+  return last < 0 ? 0 : (last > CFG::H - 1 ? CFG::H - 1 : last);
+}
+
+// What a sliding window computes per output pixel, chosen at compile time by overloading on the tag (so a
+// pooling layer never instantiates the conv arithmetic). Params a kind does not use are `no_param`.
+enum window_kind { CONV_WINDOW, MAX_WINDOW, AVG_WINDOW };
+template <int KIND>
+struct window_tag {};
+static const int no_param[1] = {0};
+
+template <class CFG, class in_t, class out_t, class w_t, class b_t, class r_t>
+void window_pixel(window_tag<CONV_WINDOW>, const in_t win[], const bool[], const w_t w[], const b_t b[],
+                  const r_t[], const int[], const int[], int, int, out_t y[]) {
+  conv_pixel<CFG>(win, w, b, y);
+}
+
+template <class CFG, class in_t, class out_t, class w_t, class b_t, class r_t>
+void window_pixel(window_tag<MAX_WINDOW>, const in_t win[], const bool valid[], const w_t[], const b_t[],
+                  const r_t[], const int[], const int[], int, int, out_t y[]) {
+  max_pool_pixel<CFG>(win, valid, y);
+}
+
+template <class CFG, class in_t, class out_t, class w_t, class b_t, class r_t>
+void window_pixel(window_tag<AVG_WINDOW>, const in_t win[], const bool[], const w_t[], const b_t[],
+                  const r_t recip[], const int count_h[], const int count_w[], int oh, int ow, out_t y[]) {
+  avg_pool_pixel<CFG>(win, recip, count_h[oh] * count_w[ow], y);
+}
+
+// A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
+// window's height with dilation), then compute every output row that row completes, pixel by pixel, each
+// pixel's MULTS products over REUSE cycles. count_h/count_w are avg pooling's cells per window.
+template <class CFG, int KIND, class in_t, class out_t, class w_t, class b_t, class r_t>
+void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
+                   const w_t w[], const b_t b[], const r_t recip[], const int count_h[], const int count_w[]) {
+  const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
+  const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
+  (void)MULTS;  // read by the pragma only
+  static in_t rows[SPAN][CFG::W][CFG::C];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
+  FPGAC_LOOP(window_input_rows)
+  for (int h = 0; h < CFG::H; h++) {
+    FPGAC_LOOP(window_fill)
+    for (int iw = 0; iw < CFG::W; iw++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      const pixel<in_t, CFG::C> px = x.read();
+      FPGAC_LOOP(window_fill_channels)
+      for (int c = 0; c < CFG::C; c++) rows[h % SPAN][iw][c] = px.data[c];
+    }
+    FPGAC_LOOP(window_output_rows)
+    for (int oh = 0; oh < CFG::OH; oh++) {
+      if (last_row<CFG>(oh) != h) continue;
+      FPGAC_LOOP(window_output_cols)
+      for (int ow = 0; ow < CFG::OW; ow++) {
+        FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+        FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
+        in_t win[CFG::C * CFG::KH * CFG::KW];
+        bool valid[CFG::KH * CFG::KW];
+        gather_window_rows<CFG, SPAN>(rows, oh, ow, win, valid);
+        pixel<out_t, CFG::OUT_C> out;
+        window_pixel<CFG>(window_tag<KIND>(), win, valid, w, b, recip, count_h, count_w, oh, ow, out.data);
+        y.write(out);
+      }
+    }
+  }
+}
+
+#ifdef FPGAC_TRACE
+// C-simulation only: a dataflow region runs its processes one after the other, so after a layer returns
+// its output FIFO holds the whole tensor: trace it and put it back for the consumer.
+template <int P, class T, int C>
+void trace_stream(const char* name, hls::stream<pixel<T, C> >& s) {
+  static T x[C * P];
+  read_tensor<P>(s, x);
+  trace(name, x, C * P);
+  write_tensor<P>(x, s);
+}
+#define FPGAC_TRACE_STREAM(name, s, P) fpgac::trace_stream<P>(name, s)
+#else
+#define FPGAC_TRACE_STREAM(name, s, P)
+#endif
+
+}  // namespace fpgac
+
+#endif  // FPGAC_STREAM_H
