@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import warnings
 import zlib
 from collections.abc import Callable
@@ -151,6 +152,19 @@ class ResNetGAP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+class ResNet1M(ResNetGAP):
+    """A ResNet-18-style net of 1.23M parameters (four stages, 32..256 channels) on 16x16 inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = conv_bn_relu(3, 32)
+        widths = (32, 32, 64, 128, 256)
+        self.blocks = nn.Sequential(
+            *(BasicBlock(a, b, 1 if a == b else 2) for a, b in itertools.pairwise(widths))
+        )
+        self.fc = nn.Linear(256, 10)
 
 
 class ResNetMean(ResNetGAP):
@@ -367,6 +381,7 @@ MODELS: dict[str, ModelSpec] = {
     "depthwise_separable": ModelSpec(DepthwiseSeparable, (3, 16, 16)),
     "resnet_gap": ModelSpec(ResNetGAP, (3, 12, 12)),
     "resnet_mean": ModelSpec(ResNetMean, (3, 12, 12)),
+    "resnet_1m": ModelSpec(ResNet1M, (3, 16, 16)),
     "two_branch_concat": ModelSpec(TwoBranchConcat, (3, 8, 8)),
     "conv1d": ModelSpec(Conv1dNet, (4, 32)),
     "activations": ModelSpec(Activations, (3, 8, 8)),

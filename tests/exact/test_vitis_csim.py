@@ -1,11 +1,12 @@
 """The Vitis HLS backend's C++ against the bit-accurate simulator: zero mismatching bits.
 
-Every generated project is compiled by g++ against the ``ap_fixed`` headers hls4ml ships and run by
-``fpgac verify`` (simulator and C-simulation on the same inputs, every layer traced). Inputs are drawn over
-each input format's whole range (twice the calibrated range, ends included), so layers saturate and
-tables are read at their edges. Models: the families of ``tests/models.py`` from both exporters, and the op
-zoo (``tests/vitis_zoo.py``: every op of ``FIXED_OPS``) at 16, 5 and 4 bits, the last with every node's
-output cycled through all rounding and overflow modes.
+Every generated project, in both io styles (``parallel`` arrays and ``stream`` FIFOs), is compiled by g++
+against the ``ap_fixed`` headers hls4ml ships and run by ``fpgac verify`` (simulator and C-simulation on the
+same inputs, every layer traced). Inputs are drawn over each input format's whole range (twice the
+calibrated range, ends included), so layers saturate and tables are read at their edges. Models: the
+families of ``tests/models.py`` from both exporters, and the op zoo (``tests/vitis_zoo.py``: every op of
+``FIXED_OPS``) at 16, 5 and 4 bits, the last with every node's output cycled through all rounding and
+overflow modes.
 
 All binaries are compiled once per session, two at a time (g++ is single-threaded; a compile takes 3-10 s).
 """
@@ -38,8 +39,9 @@ try:
 except csim.CsimError:
     pytest.skip("hls4ml (ap_fixed headers) is not installed", allow_module_level=True)
 
-pytestmark = pytest.mark.slow  # the session fixture compiles 13 projects: about a minute on two cores
+pytestmark = pytest.mark.slow  # the session fixture compiles 26 projects: about two minutes on two cores
 
+IO_STYLES = ("parallel", "stream")
 FAMILIES = ("mlp", "cnn", "depthwise_separable", "resnet_gap", "two_branch_concat")
 ZOO_VARIANTS = {"p16": (16, False), "p5": (5, False), "p4_modes": (4, True)}
 
@@ -56,43 +58,49 @@ def folders(
         np.save(calib, random_input(name, 64, seed=3))
         for exporter in EXPORTERS:
             model = onnx_export(name, exporter)
-            out = root / f"{name}_{exporter}"
-            build(model, out, BuildOptions(calib=calib))
-            result[f"{name}_{exporter}"] = out
+            for io in IO_STYLES:
+                out = root / f"{name}_{exporter}_{io}"
+                build(model, out, BuildOptions(calib=calib, io=io))
+                result[f"{name}_{exporter}_{io}"] = out
     zoo = zoo_model(root / "zoo.onnx")
     calib = root / "zoo_calib.npy"
     np.save(calib, (np.random.default_rng(1).standard_normal((64, *ZOO_SHAPE)) * 0.5).astype(np.float32))
     for key, (precision, modes) in ZOO_VARIANTS.items():
         graph = compile_zoo(zoo, calib, precision)
-        result[f"zoo_{key}"] = write_folder(every_mode(graph) if modes else graph, root / f"zoo_{key}")
+        for io in IO_STYLES:
+            folder = root / f"zoo_{key}_{io}"
+            result[f"zoo_{key}_{io}"] = write_folder(every_mode(graph) if modes else graph, folder, io)
     two = two_inputs_model(root / "two.onnx")
     rng = np.random.default_rng(2)
     np.savez(
         root / "two.npz", a=rng.normal(size=(32, 3, 4)).astype(np.float32), b=rng.normal(size=(32, 1, 4))
     )
-    build(two, root / "two_inputs", BuildOptions(calib=root / "two.npz"))
-    result["two_inputs"] = root / "two_inputs"
+    for io in IO_STYLES:
+        build(two, root / f"two_inputs_{io}", BuildOptions(calib=root / "two.npz", io=io))
+        result[f"two_inputs_{io}"] = root / f"two_inputs_{io}"
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(csim.binary, result.values()))
     return result
 
 
+@pytest.mark.parametrize("io", IO_STYLES)
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("name", FAMILIES)
-def test_model_families_bit_exact(name: str, exporter: str, folders: dict[str, Path]) -> None:
-    result = verify(str(folders[f"{name}_{exporter}"]), samples=24)
+def test_model_families_bit_exact(name: str, exporter: str, io: str, folders: dict[str, Path]) -> None:
+    result = verify(str(folders[f"{name}_{exporter}_{io}"]), samples=24)
     assert result.samples == 24
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
 
 
 def test_zoo_covers_every_fixed_op(folders: dict[str, Path]) -> None:
-    ops = {node.op for node in load_graph(folders["zoo_p16"]).nodes}
+    ops = {node.op for node in load_graph(folders["zoo_p16_parallel"]).nodes}
     assert ops == set(FIXED_OPS), f"missing {set(FIXED_OPS) - ops}"
 
 
+@pytest.mark.parametrize("io", IO_STYLES)
 @pytest.mark.parametrize("variant", list(ZOO_VARIANTS))
-def test_every_op_bit_exact(variant: str, folders: dict[str, Path]) -> None:
-    folder = folders[f"zoo_{variant}"]
+def test_every_op_bit_exact(variant: str, io: str, folders: dict[str, Path]) -> None:
+    folder = folders[f"zoo_{variant}_{io}"]
     graph = load_graph(folder)
     x = random_inputs(graph, 48, seed=11)
     if variant != "p16":  # adversarial variants must really saturate/wrap, or they test nothing
@@ -106,7 +114,7 @@ def test_csim_matches_sim_and_is_cached(
     folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``fpgac csim`` writes what ``fpgac sim`` writes; a second run reuses the compiled binary."""
-    folder = folders["cnn_torchscript"]
+    folder = folders["cnn_torchscript_stream"]
     x = tmp_path / "x.npy"
     np.save(x, random_input("cnn", 5, seed=9))
     for command in ("sim", "csim"):
@@ -125,7 +133,7 @@ def test_csim_matches_sim_and_is_cached(
 
 def test_verify_cli_names_first_bad_layer(folders: dict[str, Path], tmp_path: Path) -> None:
     """A corrupted weight in the C++ (not in the IR): exit 1, and the first differing layer is named."""
-    good = folders["mlp_torchscript"]
+    good = folders["mlp_torchscript_parallel"]
     proc = _fpgac("verify", good, "--samples", "8")
     assert proc.returncode == 0, proc.stderr
     assert "0 mismatching bits" in proc.stdout
@@ -136,7 +144,8 @@ def test_verify_cli_names_first_bad_layer(folders: dict[str, Path], tmp_path: Pa
     text = second.read_text()
     start = text.index("= {\n") + 4
     end = text.index(",", start)
-    second.write_text(text[:start] + "    1.0" + text[end:])
+    first = int(text[start:end])  # raw bits of the first weight: zero it (or make it 1 if it is 0)
+    second.write_text(text[:start] + f"    {int(first == 0)}" + text[end:])
     proc = _fpgac("verify", bad, "--samples", "8")
     assert proc.returncode == 1
     layer = load_graph(bad).nodes[2].name  # dense, relu, dense: the corrupted one
@@ -155,9 +164,10 @@ def _env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200"}
 
 
-def test_every_op_compiles_without_warnings(folders: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", IO_STYLES)
+def test_every_op_compiles_without_warnings(io: str, folders: dict[str, Path], tmp_path: Path) -> None:
     """``g++ -Wall -Wextra`` on the op zoo: no warning located in a generated or fpgac kernel file."""
-    hls = folders["zoo_p4_modes"] / "hls"
+    hls = folders[f"zoo_p4_modes_{io}"] / "hls"
     proc = subprocess.run(
         csim.compile_command(hls, tmp_path / "tb", ("-Wall", "-Wextra", "-fsyntax-only")),
         capture_output=True,
@@ -168,9 +178,10 @@ def test_every_op_compiles_without_warnings(folders: dict[str, Path], tmp_path: 
     assert not ours, "\n".join(ours[:20])
 
 
-def test_several_inputs_and_outputs(folders: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", IO_STYLES)
+def test_several_inputs_and_outputs(io: str, folders: dict[str, Path], tmp_path: Path) -> None:
     """Ports in graph order, a broadcast input, .npz in and out through the CLI."""
-    folder = folders["two_inputs"]
+    folder = folders[f"two_inputs_{io}"]
     rng = np.random.default_rng(4)
     x = tmp_path / "x.npz"
     np.savez(
@@ -184,3 +195,18 @@ def test_several_inputs_and_outputs(folders: dict[str, Path], tmp_path: Path) ->
         for key in sim.files:
             assert np.array_equal(sim[key], cs[key]), key
     assert verify(str(folder), samples=16).mismatches == 0
+
+
+def test_resnet_of_a_million_parameters_in_stream_style(
+    tmp_path: Path, onnx_export: Callable[[str, str], Path]
+) -> None:
+    """A 1.23M-parameter ResNet-18-style net: auto picks io_stream; csim equals sim on every layer."""
+    calib = tmp_path / "calib.npy"
+    np.save(calib, random_input("resnet_1m", 64, seed=3))
+    out = tmp_path / "resnet_1m"
+    report = build(onnx_export("resnet_1m", "torchscript"), out, BuildOptions(calib=calib))
+    assert report["params"] >= 1_000_000
+    assert (report["io"], report["recommended_io"]) == ("stream", "stream")
+    result = verify(str(out), samples=6)
+    assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
+    assert len(result.layers) == 1 + len(load_graph(out).nodes)
