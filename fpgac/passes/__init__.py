@@ -13,6 +13,7 @@ from fpgac.ir import Graph
 from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine
 from fpgac.passes.quantize import Quantize
+from fpgac.passes.reap import Reap
 
 
 class Pass(Protocol):
@@ -27,6 +28,7 @@ PASSES: dict[str, type] = {
     Cleanup.name: Cleanup,
     FoldAffine.name: FoldAffine,
     Quantize.name: Quantize,
+    Reap.name: Reap,
 }
 
-__all__ = ["PASSES", "Cleanup", "FoldAffine", "Pass", "Quantize"]
+__all__ = ["PASSES", "Cleanup", "FoldAffine", "Pass", "Quantize", "Reap"]
