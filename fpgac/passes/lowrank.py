@@ -1,0 +1,421 @@
+"""Low-rank split of dense and conv layers (Decomposable-Net style), after training, without retraining.
+
+``method=svd``: a dense ``W`` (m x n) becomes two dense layers from its truncated SVD, ``W ≈ B A`` with
+``A = √S_r V_rᵀ`` (r x n) and ``B = U_r √S_r`` (m x r; the bias stays on it): the square roots balance
+the two factors' ranges, which fixed point likes. A conv becomes a k x k conv with r filters (same
+strides, pads, dilations) and a 1 x 1 conv. ``method=tucker``: a conv becomes Tucker-2, 1 x 1 (c -> r_in)
+then the k x k core (r_in -> r_out) then 1 x 1 (r_out -> m), from the HOSVD of the kernel; a 1 x 1 that
+would keep every channel is left out. Dense layers are always split by SVD.
+
+A layer is split only where that saves MACs. How much to keep is one of:
+
+* ``rank=K`` in every layer, or ``rank=auto``: the rank VBMF finds (per mode for Tucker);
+* ``energy=E``: the least rank keeping a fraction E of each layer's squared singular values;
+* ``macs=R`` / ``params=R``: the whole graph's MACs (as ``report.json`` counts them: every dense, conv
+  and affine) or params at most R of the original. With ``allocation=global`` (default) one threshold
+  on one criterion over all layers' singular values s decides every rank, as Decomposable-Net does.
+  The criterion of a rank-one component is its share of its layer's energy, ``s_i² / sum(s²)``,
+  divided by the MACs (or params) it costs in that layer. The share, not ``s_i``, because a ReLU
+  network computes the same function with ``W_1 c`` and ``W_2 / c``, and a criterion that changes
+  under that rescaling is arbitrary; divided by the cost because the budget is in MACs, so this is
+  the greedy knapsack rule (least loss per MAC saved) and big layers give up more rank than small
+  ones. ``allocation=uniform``
+  keeps the same fraction of MACs in every split layer (the baseline).
+
+With calibration data the SVD is activation-aware (``aware``, default on when there is data): the
+factors minimise the error of the layer's *outputs* on the calibration batch, not of its weights, by
+an SVD of ``W L`` (``L Lᵀ`` the inputs' covariance), and the bias absorbs the mean shift; the
+singular values ranked by the global criterion are then those of ``W L``, shares of output energy. For
+Tucker, ``aware`` refits the last 1 x 1 factor and the bias to the original outputs by least squares.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from fpgac.backends.sim.interpreter import run_float
+from fpgac.errors import FpgacError
+from fpgac.ir.cost import graph_cost, node_cost
+from fpgac.ir.graph import Graph, Node, Param
+from fpgac.ir.types import Float
+from fpgac.passes import linalg
+
+log = logging.getLogger(__name__)
+
+Ranks = tuple[int, int]  # svd: (r, r); tucker: (r_out, r_in)
+
+
+class LowRankError(FpgacError):
+    """The lowrank pass cannot run as asked."""
+
+
+@dataclass
+class _Layer:
+    """One splittable layer: its matrices, spectra and cost as a function of its ranks."""
+
+    node: Node
+    tucker: bool
+    weight: np.ndarray  # float64, original shape
+    positions: int  # output positions per sample
+    in_positions: int
+    energies: tuple[np.ndarray, np.ndarray]  # normalised σ² (svd: the same array twice)
+    factors: tuple[np.ndarray, ...]
+    mean: np.ndarray | None = None
+
+    @property
+    def out(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def taps(self) -> int:
+        return math.prod(self.weight.shape[2:])
+
+    @property
+    def full(self) -> Ranks:
+        if self.tucker:
+            return self.out, self.channels
+        r = min(self.out, self.channels * self.taps)
+        return r, r
+
+    def cost(self, ranks: Ranks, what: str) -> int:
+        """MACs or params of the split layer at ``ranks`` (weights only; the bias is the same either way)."""
+        m, c, k = self.out, self.channels, self.taps
+        p, p_in = (self.positions, self.in_positions) if what == "macs" else (1, 1)
+        if not self.tucker:
+            return p * ranks[0] * (m + c * k)
+        r_out, r_in = ranks
+        first = p_in * c * r_in if r_in < c else 0
+        last = p * m * r_out if r_out < m else 0
+        return first + p * r_out * r_in * k + last
+
+    def original(self, what: str) -> int:
+        return self.weight.size * (self.positions if what == "macs" else 1)
+
+    def ranks_at(self, r: int) -> Ranks:
+        """The ranks of the one-parameter family the budgets search over."""
+        full = self.full
+        return min(r, full[0]), min(r, full[1])
+
+    def steps(self) -> int:
+        return max(self.full)
+
+    def scores(self, what: str) -> np.ndarray:
+        """Criterion of going from rank r-1 to r (r = 1..steps), non-increasing."""
+        e_out, e_in = self.energies
+        gains, costs = [], []
+        for r in range(1, self.steps() + 1):
+            gain = (e_out[r - 1] if r <= len(e_out) else 0.0) + (
+                e_in[r - 1] if self.tucker and r <= len(e_in) else 0.0
+            )
+            gains.append(gain)
+            costs.append(max(self.cost(self.ranks_at(r), what) - self.cost(self.ranks_at(r - 1), what), 1))
+        return np.minimum.accumulate(np.array(gains) / np.array(costs))
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """Split dense/conv layers into low-rank factors; see the module docstring for the options."""
+
+    name: ClassVar[str] = "lowrank"
+    macs: float | None = None
+    params: float | None = None
+    rank: int | str | None = None
+    energy: float | None = None
+    allocation: str = "global"
+    method: str = "svd"
+    aware: bool | None = None
+    damp: float = 1e-3
+    calib: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        given = [k for k in ("macs", "params", "rank", "energy") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise LowRankError(
+                f"lowrank: give exactly one of macs, params, rank, energy (got {given or 'none'})"
+            )
+        for key in ("macs", "params", "energy"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 < value <= 1.0:
+                raise LowRankError(f"lowrank: {key} must be in (0, 1], not {value!r}")
+        if (
+            self.rank is not None
+            and self.rank != "auto"
+            and not (isinstance(self.rank, int) and self.rank >= 1)
+        ):
+            raise LowRankError(f"lowrank: rank must be a positive integer or auto, not {self.rank!r}")
+        if self.allocation not in ("global", "uniform"):
+            raise LowRankError(f"lowrank: allocation must be global or uniform, not {self.allocation!r}")
+        if self.method not in ("svd", "tucker"):
+            raise LowRankError(f"lowrank: method must be svd or tucker, not {self.method!r}")
+        if self.aware and self.calib is None:
+            raise LowRankError("lowrank: aware=true needs calibration data (--calib)")
+
+    @property
+    def use_data(self) -> bool:
+        return self.calib is not None if self.aware is None else self.aware
+
+    def run(self, graph: Graph) -> Graph:
+        traced = None
+        if self.use_data:
+            assert self.calib is not None
+            traced = run_float(graph, list(self.calib), trace=True)
+        layers = [self._layer(n, traced) for n in graph.nodes if _splittable(n)]
+        what = "params" if self.params is not None else "macs"
+        total = getattr(graph_cost(graph), what)
+        macs_before = graph_cost(graph).macs
+        ranks = self._allocate(layers, what, total)
+        record = {}
+        for layer, r in zip(layers, ranks, strict=True):
+            name = layer.node.name
+            before = node_cost(layer.node).macs
+            split = layer.cost(r, "macs") < layer.original("macs") and r != layer.full
+            if split:
+                nodes = _replace(graph, layer, r, self._fit_last(layer, r, traced))
+                after = sum(node_cost(n).macs for n in nodes)
+            else:
+                after = before
+            record[name] = {
+                "rank": list(r) if layer.tucker else r[0],
+                "split": split,
+                "macs_before": before,
+                "macs_after": after,
+            }
+            log.info("lowrank: %s rank %s%s", name, r, "" if split else " (not split)")
+        graph.metadata.setdefault("compression", []).append(
+            {
+                "pass": self.name,
+                "options": self._options(),
+                "macs_before": macs_before,
+                "macs_after": graph_cost(graph).macs,
+                "layers": record,
+            }
+        )
+        return graph
+
+    def _options(self) -> dict[str, object]:
+        options = {
+            k: getattr(self, k) for k in ("macs", "params", "rank", "energy") if getattr(self, k) is not None
+        }
+        return {**options, "allocation": self.allocation, "method": self.method, "aware": self.use_data}
+
+    def _layer(self, node: Node, traced: dict[str, np.ndarray] | None) -> _Layer:
+        weight = node.params["weight"].data.astype(np.float64)
+        tucker = self.method == "tucker" and node.op == "conv"
+        shape = node.output.shape
+        positions = math.prod(shape[:-1]) if node.op == "dense" else math.prod(shape[1:])
+        in_positions = math.prod(node.inputs[0].shape[1:]) if node.op == "conv" else positions
+        mean = None
+        if tucker:
+            u_out, s_out, _ = np.linalg.svd(weight.reshape(weight.shape[0], -1), full_matrices=False)
+            mode1 = np.moveaxis(weight, 1, 0).reshape(weight.shape[1], -1)
+            u_in, s_in, _ = np.linalg.svd(mode1, full_matrices=False)
+            energies = (s_out**2 / np.sum(s_out**2), s_in**2 / np.sum(s_in**2))
+            return _Layer(node, True, weight, positions, in_positions, energies, (u_out, u_in))
+        cov = None
+        if traced is not None:
+            rows = linalg.layer_rows(node, traced[node.inputs[0].name])
+            mean = rows.mean(axis=0)
+            centred = rows - mean
+            cov = linalg.damped_gram(centred, self.damp) / len(rows)
+        u, s, vt, l_inv = linalg.whitened_svd(weight.reshape(weight.shape[0], -1), cov)
+        if l_inv is not None:
+            vt = vt @ l_inv
+        energy = s**2 / max(float(np.sum(s**2)), 1e-300)
+        return _Layer(node, False, weight, positions, in_positions, (energy, energy), (u, s, vt), mean)
+
+    def _allocate(self, layers: list[_Layer], what: str, total: int) -> list[Ranks]:
+        if self.rank is not None:
+            return [self._fixed_rank(layer) for layer in layers]
+        if self.energy is not None:
+            return [_energy_ranks(layer, self.energy) for layer in layers]
+        fraction = self.macs if self.macs is not None else self.params
+        assert fraction is not None
+        fixed = total - sum(layer.original(what) for layer in layers)
+        budget = fraction * total
+
+        def cost(ranks: list[Ranks]) -> int:
+            return fixed + sum(_effective(layer, r, what) for layer, r in zip(layers, ranks, strict=True))
+
+        search = _global if self.allocation == "global" else _uniform
+        ranks = search(layers, what, lambda rs: cost(rs) <= budget)
+        if ranks is None:
+            smallest = cost([layer.ranks_at(1) for layer in layers])
+            raise LowRankError(
+                f"lowrank: {what}={fraction:g} is out of reach: rank 1 everywhere still costs "
+                f"{smallest / total:.3f} of the original {what}"
+            )
+        return ranks
+
+    def _fixed_rank(self, layer: _Layer) -> Ranks:
+        if self.rank != "auto":
+            assert isinstance(self.rank, int)
+            return layer.ranks_at(self.rank)
+        if layer.tucker:
+            w = layer.weight
+            return (
+                linalg.vbmf_rank(w.reshape(w.shape[0], -1)),
+                linalg.vbmf_rank(np.moveaxis(w, 1, 0).reshape(w.shape[1], -1)),
+            )
+        u, s, _ = layer.factors
+        r = linalg.vbmf_rank(u * s)  # the singular values of W (or of W L when aware)
+        return r, r
+
+    def _fit_last(
+        self, layer: _Layer, ranks: Ranks, traced: dict[str, np.ndarray] | None
+    ) -> np.ndarray | None:
+        """Aware Tucker: the last factor and bias refitted to the original outputs, as (m, r_out + 1)."""
+        if not layer.tucker or traced is None or ranks[0] >= layer.out:
+            return None
+        node = layer.node
+        u_out, u_in = layer.factors
+        r_out, r_in = ranks
+        core = np.einsum("oc...,or,ci->ri...", layer.weight, u_out[:, :r_out], u_in[:, :r_in])
+        inner = np.einsum("ri...,ci->rc...", core, u_in[:, :r_in]).reshape(r_out, -1)
+        rows = linalg.layer_rows(node, traced[node.inputs[0].name])
+        z = linalg.with_ones(rows @ inner.T)
+        target = linalg.output_rows(node, traced[node.output.name])
+        gram = linalg.damped_gram(z, self.damp)
+        return np.linalg.solve(gram, z.T @ target).T
+
+
+def _splittable(node: Node) -> bool:
+    if node.op not in ("dense", "conv") or not all(isinstance(p.format, Float) for p in node.params.values()):
+        return False
+    return node.op == "dense" or node.attrs["groups"] == 1
+
+
+def _effective(layer: _Layer, ranks: Ranks, what: str) -> int:
+    """The layer's cost at ``ranks``, or its original cost where splitting would not save MACs."""
+    if layer.cost(ranks, "macs") >= layer.original("macs") or ranks == layer.full:
+        return layer.original(what)
+    return layer.cost(ranks, what)
+
+
+def _energy_ranks(layer: _Layer, energy: float) -> Ranks:
+    def least(e: np.ndarray) -> int:
+        return int(min(np.searchsorted(np.cumsum(e), energy - 1e-12) + 1, len(e)))
+
+    return least(layer.energies[0]), least(layer.energies[1]) if layer.tucker else least(layer.energies[0])
+
+
+def _global(layers: list[_Layer], what: str, fits: Callable[[list[Ranks]], bool]) -> list[Ranks] | None:
+    """Ranks from the least threshold on the global criterion that fits the budget."""
+    scores = [layer.scores(what) for layer in layers]
+    thresholds = np.unique(np.concatenate([[-np.inf], *scores]))
+
+    def ranks(tau: float) -> list[Ranks]:
+        return [layer.ranks_at(max(1, int(np.sum(s > tau)))) for layer, s in zip(layers, scores, strict=True)]
+
+    if not fits(ranks(thresholds[-1])):
+        return None
+    lo, hi = 0, len(thresholds) - 1  # fits(hi) holds; find the least index that fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(ranks(thresholds[mid])):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ranks(thresholds[lo])
+
+
+def _uniform(layers: list[_Layer], what: str, fits: Callable[[list[Ranks]], bool]) -> list[Ranks] | None:
+    """The same fraction of MACs (or params) kept in every layer: the largest fraction that fits."""
+
+    def ranks(fraction: float) -> list[Ranks]:
+        chosen = []
+        for layer in layers:
+            r = 1
+            while r < layer.steps() and layer.cost(layer.ranks_at(r + 1), what) <= fraction * layer.original(
+                what
+            ):
+                r += 1
+            chosen.append(layer.ranks_at(r))
+        return chosen
+
+    if not fits(ranks(0.0)):
+        return None
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(ranks(mid)) else (lo, mid)
+    return ranks(lo)
+
+
+def _replace(graph: Graph, layer: _Layer, ranks: Ranks, last: np.ndarray | None) -> list[Node]:
+    """Put the factor layers in place of ``layer.node``; the output value keeps its name."""
+    node = layer.node
+    dtype = node.params["weight"].data.dtype
+    fmt = node.params["weight"].format
+    bias = node.params["bias"].data.astype(np.float64) if "bias" in node.params else np.zeros(layer.out)
+    specs = _tucker_specs(layer, ranks, bias, last) if layer.tucker else _svd_specs(layer, ranks[0], bias)
+    value, index, nodes = node.inputs[0], graph.index_of(node), []
+    for i, (weight, b, window) in enumerate(specs):
+        attrs = {} if node.op == "dense" else _window(node, window)
+        params = {"weight": Param(weight.astype(dtype), fmt)}
+        if b is not None:
+            params["bias"] = Param(b.astype(dtype), fmt)
+        new = graph.add(
+            node.op, [value], name=f"{node.name}_lr{i + 1}", attrs=attrs, params=params, index=index + i
+        )
+        value = new.output
+        nodes.append(new)
+    name = node.output.name
+    graph.replace_value(node.output, value)
+    graph.remove(node)
+    value.name = name
+    return nodes
+
+
+def _window(node: Node, full: bool) -> dict[str, object]:
+    """The original conv's window, or a 1 x 1 pointwise one."""
+    if full:
+        return {k: list(v) if isinstance(v, list) else v for k, v in node.attrs.items()}
+    nd = len(node.params["weight"].shape) - 2
+    return {"strides": [1] * nd, "pads": [0] * (2 * nd), "dilations": [1] * nd, "groups": 1}
+
+
+def _svd_specs(layer: _Layer, r: int, bias: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
+    u, s, vt = layer.factors
+    root = np.sqrt(s[:r])
+    first = root[:, None] * vt[:r]
+    second = u[:, :r] * root[None, :]
+    if layer.mean is not None:  # the mean output the truncation lost goes into the bias
+        bias = bias + (layer.weight.reshape(layer.out, -1) - second @ first) @ layer.mean
+    if layer.node.op == "dense":
+        return [(first, None, True), (second, bias, True)]
+    kernel = layer.weight.shape[2:]
+    ones = (1,) * len(kernel)
+    return [
+        (first.reshape(r, layer.channels, *kernel), None, True),
+        (second.reshape(layer.out, r, *ones), bias, False),
+    ]
+
+
+def _tucker_specs(
+    layer: _Layer, ranks: Ranks, bias: np.ndarray, last: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
+    u_out, u_in = layer.factors
+    r_out, r_in = ranks
+    ones = (1,) * (layer.weight.ndim - 2)
+    specs: list[tuple[np.ndarray, np.ndarray | None, bool]] = []
+    project_in = u_in[:, :r_in] if r_in < layer.channels else np.eye(layer.channels)
+    project_out = u_out[:, :r_out] if r_out < layer.out else np.eye(layer.out)
+    core = np.einsum("oc...,or,ci->ri...", layer.weight, project_out, project_in)
+    if r_in < layer.channels:
+        specs.append((project_in.T.reshape(r_in, layer.channels, *ones), None, False))
+    if r_out < layer.out:
+        weight, b = (project_out, bias) if last is None else (last[:, :-1], last[:, -1])
+        specs += [(core, None, True), (weight.reshape(layer.out, r_out, *ones), b, False)]
+    else:
+        specs.append((core, bias, True))
+    return specs
