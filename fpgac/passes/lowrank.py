@@ -67,6 +67,7 @@ class _Layer:
     energies: tuple[np.ndarray, np.ndarray]  # normalised σ² (svd: the same array twice)
     factors: tuple[np.ndarray, ...]
     mean: np.ndarray | None = None
+    bias: np.ndarray | None = None  # replaces the node's bias when the layer was refitted
 
     @property
     def out(self) -> int:
@@ -174,14 +175,20 @@ class LowRank:
         total = getattr(graph_cost(graph), what)
         macs_before = graph_cost(graph).macs
         ranks = self._allocate(layers, what, total)
-        record = {}
+        record, drifted = {}, False
         for layer, r in zip(layers, ranks, strict=True):
             name = layer.node.name
             before = node_cost(layer.node).macs
             split = layer.cost(r, "macs") < layer.original("macs") and r != layer.full
             if split:
-                nodes = _replace(graph, layer, r, self._fit_last(layer, r, traced))
+                current = traced
+                if drifted and traced is not None:  # refit to the original outputs on today's inputs
+                    assert self.calib is not None
+                    current = run_float(graph, list(self.calib), trace=True)
+                    layer = self._layer(layer.node, current, traced[layer.node.output.name])
+                nodes = _replace(graph, layer, r, self._fit_last(layer, r, current, traced))
                 after = sum(node_cost(n).macs for n in nodes)
+                drifted = True
             else:
                 after = before
             record[name] = {
@@ -208,7 +215,10 @@ class LowRank:
         }
         return {**options, "allocation": self.allocation, "method": self.method, "aware": self.use_data}
 
-    def _layer(self, node: Node, traced: dict[str, np.ndarray] | None) -> _Layer:
+    def _layer(
+        self, node: Node, traced: dict[str, np.ndarray] | None, target: np.ndarray | None = None
+    ) -> _Layer:
+        """The layer's factors; with ``target`` (its original outputs), first refitted to them."""
         weight = node.params["weight"].data.astype(np.float64)
         tucker = self.method == "tucker" and node.op == "conv"
         shape = node.output.shape
@@ -221,17 +231,24 @@ class LowRank:
             u_in, s_in, _ = np.linalg.svd(mode1, full_matrices=False)
             energies = (s_out**2 / np.sum(s_out**2), s_in**2 / np.sum(s_in**2))
             return _Layer(node, True, weight, positions, in_positions, energies, (u_out, u_in))
-        cov = None
+        cov, bias = None, None
         if traced is not None:
             rows = linalg.layer_rows(node, traced[node.inputs[0].name])
+            if target is not None:
+                ones = linalg.with_ones(rows)
+                fitted = np.linalg.solve(
+                    linalg.damped_gram(ones, self.damp), ones.T @ linalg.output_rows(node, target)
+                ).T
+                weight, bias = fitted[:, :-1].reshape(weight.shape), fitted[:, -1]
             mean = rows.mean(axis=0)
-            centred = rows - mean
-            cov = linalg.damped_gram(centred, self.damp) / len(rows)
+            cov = linalg.damped_gram(rows - mean, self.damp) / len(rows)
         u, s, vt, l_inv = linalg.whitened_svd(weight.reshape(weight.shape[0], -1), cov)
         if l_inv is not None:
             vt = vt @ l_inv
         energy = s**2 / max(float(np.sum(s**2)), 1e-300)
-        return _Layer(node, False, weight, positions, in_positions, (energy, energy), (u, s, vt), mean)
+        layer = _Layer(node, False, weight, positions, in_positions, (energy, energy), (u, s, vt), mean)
+        layer.bias = bias
+        return layer
 
     def _allocate(self, layers: list[_Layer], what: str, total: int) -> list[Ranks]:
         if self.rank is not None:
@@ -271,19 +288,23 @@ class LowRank:
         return r, r
 
     def _fit_last(
-        self, layer: _Layer, ranks: Ranks, traced: dict[str, np.ndarray] | None
+        self,
+        layer: _Layer,
+        ranks: Ranks,
+        current: dict[str, np.ndarray] | None,
+        original: dict[str, np.ndarray] | None,
     ) -> np.ndarray | None:
         """Aware Tucker: the last factor and bias refitted to the original outputs, as (m, r_out + 1)."""
-        if not layer.tucker or traced is None or ranks[0] >= layer.out:
+        if not layer.tucker or current is None or original is None or ranks[0] >= layer.out:
             return None
         node = layer.node
         u_out, u_in = layer.factors
         r_out, r_in = ranks
         core = np.einsum("oc...,or,ci->ri...", layer.weight, u_out[:, :r_out], u_in[:, :r_in])
         inner = np.einsum("ri...,ci->rc...", core, u_in[:, :r_in]).reshape(r_out, -1)
-        rows = linalg.layer_rows(node, traced[node.inputs[0].name])
+        rows = linalg.layer_rows(node, current[node.inputs[0].name])
         z = linalg.with_ones(rows @ inner.T)
-        target = linalg.output_rows(node, traced[node.output.name])
+        target = linalg.output_rows(node, original[node.output.name])
         gram = linalg.damped_gram(z, self.damp)
         return np.linalg.solve(gram, z.T @ target).T
 
@@ -357,6 +378,7 @@ def _replace(graph: Graph, layer: _Layer, ranks: Ranks, last: np.ndarray | None)
     dtype = node.params["weight"].data.dtype
     fmt = node.params["weight"].format
     bias = node.params["bias"].data.astype(np.float64) if "bias" in node.params else np.zeros(layer.out)
+    bias = bias if layer.bias is None else layer.bias
     specs = _tucker_specs(layer, ranks, bias, last) if layer.tucker else _svd_specs(layer, ranks[0], bias)
     value, index, nodes = node.inputs[0], graph.index_of(node), []
     for i, (weight, b, window) in enumerate(specs):
