@@ -59,8 +59,11 @@ class BuildOptions:
     io: str = "parallel"
 
 
-def load_config(path: Path, graph: Graph) -> dict[str, int]:
-    """Per-layer precision from a TOML file: ``[layers."fc1"] precision = 8``."""
+def load_config(path: Path, graph: Graph) -> dict[str, dict[str, Any]]:
+    """Per-layer settings from a TOML file, by setting then layer: ``[layers."fc1"] precision = 8``.
+
+    ``precision`` (bits, for quantize) and ``keep`` (fraction of units kept, for reap).
+    """
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -71,18 +74,27 @@ def load_config(path: Path, graph: Graph) -> dict[str, int]:
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected [layers.NAME]")
     names = {n.name for n in graph.nodes}
-    precision: dict[str, int] = {}
+    settings_of: dict[str, dict[str, Any]] = {key: {} for key in _LAYER_SETTINGS}
     for layer, settings in data.get("layers", {}).items():
         if layer not in names:
             raise ConfigError(f"{path}: layer {layer!r} is not in the model")
-        if not isinstance(settings, dict) or set(settings) - {"precision"}:
-            raise ConfigError(f"{path}: layer {layer!r} takes only 'precision'")
-        if "precision" in settings:
-            bits = settings["precision"]
-            if isinstance(bits, bool) or not isinstance(bits, int):
-                raise ConfigError(f"{path}: precision of layer {layer!r} must be an integer, not {bits!r}")
-            precision[layer] = bits
-    return precision
+        if not isinstance(settings, dict) or set(settings) - set(_LAYER_SETTINGS):
+            raise ConfigError(
+                f"{path}: layer {layer!r} takes only {' and '.join(map(repr, _LAYER_SETTINGS))}"
+            )
+        for key, value in settings.items():
+            kind, what = _LAYER_SETTINGS[key]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ConfigError(f"{path}: {key} of layer {layer!r} must be {what}, not {value!r}")
+            settings_of[key][layer] = value
+    return settings_of
+
+
+# Per-layer config keys: the types they accept and how an error names them.
+_LAYER_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "precision": (int, "an integer"),
+    "keep": ((int, float), "a number"),
+}
 
 
 def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, Any]]:
@@ -103,9 +115,11 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
             raise ConfigError(f"{options.calib}: the calibration batch has no samples")
         if not np.all(np.isfinite(array)):
             raise ConfigError(f"{options.calib}: calibration data contains NaN or Inf")
-    layer_precision = dict(options.layer_precision)
+    layer_precision, layer_keep = dict(options.layer_precision), {}
     if options.config:
-        layer_precision.update(load_config(options.config, graph))
+        config = load_config(options.config, graph)
+        layer_precision.update(config["precision"])
+        layer_keep = {k: float(v) for k, v in config["keep"].items()}
     calls = parse_pass_spec(options.passes)
     if "quantize" not in [c.name for c in calls]:
         calls.append(PassCall("quantize", {}))
@@ -113,6 +127,7 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         "precision": options.precision,
         "input_range": options.input_range,
         "layer_precision": layer_precision,
+        "layer_keep": layer_keep,
     }
     passes = [make_pass(call, calib, defaults) for call in calls]
     graph = run_pipeline(graph, passes)
