@@ -176,8 +176,8 @@ def whitened_svd(
 def vbmf_rank(matrix: np.ndarray) -> int:
     """The rank that empirical variational Bayesian matrix factorisation (Nakajima et al. 2013) keeps.
 
-    The noise variance is the one that minimises the EVBMF free energy, found by golden-section search
-    between the analytic bounds; singular values above the EVBMF threshold for that variance are kept.
+    The noise variance is the one that minimises the EVBMF free energy, found by a grid and golden-section
+    search between the analytic bounds; singular values above the EVBMF threshold for that variance are kept.
     Used by ``lowrank(rank=auto)``, as in Kim et al.'s Tucker-2 compression of CNNs.
     """
     y = matrix if matrix.shape[0] <= matrix.shape[1] else matrix.T
@@ -205,14 +205,18 @@ def vbmf_rank(matrix: np.ndarray) -> int:
             + alpha * np.sum(np.log(tau / alpha + 1))
         )
 
-    a, b = lower, upper
+    # The free energy is not unimodal over the many decades between the bounds: a log-spaced grid
+    # first, then golden-section search (in log sigma²) between the best point's neighbours.
+    grid = np.linspace(math.log(lower), math.log(upper), 200)
+    best = int(np.argmin([free_energy(math.exp(g)) for g in grid]))
+    a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     ratio = (math.sqrt(5) - 1) / 2
-    for _ in range(80):
+    for _ in range(60):
         c, d = b - ratio * (b - a), a + ratio * (b - a)
-        if free_energy(c) < free_energy(d):
+        if free_energy(math.exp(c)) < free_energy(math.exp(d)):
             b = d
         else:
             a = c
-    sigma2 = (a + b) / 2
+    sigma2 = math.exp((a + b) / 2)
     threshold = math.sqrt(cols * sigma2 * (1 + tau_bar) * (1 + alpha / tau_bar))
     return max(1, int(np.sum(s > threshold)))
