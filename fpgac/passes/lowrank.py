@@ -180,16 +180,19 @@ class LowRank:
             name = layer.node.name
             before = node_cost(layer.node).macs
             split = layer.cost(r, "macs") < layer.original("macs") and r != layer.full
+            current = traced
+            if drifted and traced is not None:  # refit to the original outputs on today's inputs
+                assert self.calib is not None
+                current = run_float(graph, list(self.calib), trace=True)
             if split:
-                current = traced
-                if drifted and traced is not None:  # refit to the original outputs on today's inputs
-                    assert self.calib is not None
-                    current = run_float(graph, list(self.calib), trace=True)
-                    layer = self._layer(layer.node, current, traced[layer.node.output.name])
+                if current is not traced:
+                    layer = self._layer(layer.node, current, traced)
                 nodes = _replace(graph, layer, r, self._fit_last(layer, r, current, traced))
                 after = sum(node_cost(n).macs for n in nodes)
                 drifted = True
             else:
+                if current is not traced:  # an unsplit layer after split ones still corrects their drift
+                    _refit_in_place(layer.node, current, traced, self.damp)
                 after = before
             record[name] = {
                 "rank": list(r) if layer.tucker else r[0],
@@ -216,9 +219,12 @@ class LowRank:
         return {**options, "allocation": self.allocation, "method": self.method, "aware": self.use_data}
 
     def _layer(
-        self, node: Node, traced: dict[str, np.ndarray] | None, target: np.ndarray | None = None
+        self,
+        node: Node,
+        traced: dict[str, np.ndarray] | None,
+        original: dict[str, np.ndarray] | None = None,
     ) -> _Layer:
-        """The layer's factors; with ``target`` (its original outputs), first refitted to them."""
+        """The layer's factors; with ``original`` values, first refitted to its original outputs."""
         weight = node.params["weight"].data.astype(np.float64)
         tucker = self.method == "tucker" and node.op == "conv"
         shape = node.output.shape
@@ -234,12 +240,9 @@ class LowRank:
         cov, bias = None, None
         if traced is not None:
             rows = linalg.layer_rows(node, traced[node.inputs[0].name])
-            if target is not None:
-                ones = linalg.with_ones(rows)
-                fitted = np.linalg.solve(
-                    linalg.damped_gram(ones, self.damp), ones.T @ linalg.output_rows(node, target)
-                ).T
-                weight, bias = fitted[:, :-1].reshape(weight.shape), fitted[:, -1]
+            fitted = None if original is None else _refit(node, rows, original, self.damp)
+            if fitted is not None:
+                weight, bias = fitted[0].reshape(weight.shape), fitted[1]
             mean = rows.mean(axis=0)
             cov = linalg.damped_gram(rows - mean, self.damp) / len(rows)
         u, s, vt, l_inv = linalg.whitened_svd(weight.reshape(weight.shape[0], -1), cov)
@@ -309,6 +312,34 @@ class LowRank:
         return np.linalg.solve(gram, z.T @ target).T
 
 
+def _refit(
+    node: Node, rows: np.ndarray, original: dict[str, np.ndarray], damp: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weight (out, n) and bias of ``node`` refitted to its original outputs on input ``rows``.
+
+    None where the calibration batch has fewer than twice as many rows as unknowns per output: the
+    least-squares fit would then learn the batch rather than the layer.
+    """
+    if len(rows) < 2 * (rows.shape[1] + 1):
+        return None
+    ones = linalg.with_ones(rows)
+    target = linalg.output_rows(node, original[node.output.name])
+    fitted = np.linalg.solve(linalg.damped_gram(ones, damp), ones.T @ target).T
+    return fitted[:, :-1], fitted[:, -1]
+
+
+def _refit_in_place(
+    node: Node, current: dict[str, np.ndarray], original: dict[str, np.ndarray], damp: float
+) -> None:
+    fitted = _refit(node, linalg.layer_rows(node, current[node.inputs[0].name]), original, damp)
+    if fitted is None:
+        return
+    weight = node.params["weight"]
+    fmt = node.params["bias"].format if "bias" in node.params else weight.format
+    node.params["weight"] = Param(fitted[0].reshape(weight.shape).astype(weight.data.dtype), weight.format)
+    node.params["bias"] = Param(fitted[1].astype(weight.data.dtype), fmt)
+
+
 def _splittable(node: Node) -> bool:
     if node.op not in ("dense", "conv") or not all(isinstance(p.format, Float) for p in node.params.values()):
         return False
@@ -330,23 +361,37 @@ def _energy_ranks(layer: _Layer, energy: float) -> Ranks:
 
 
 def _global(layers: list[_Layer], what: str, fits: Callable[[list[Ranks]], bool]) -> list[Ranks] | None:
-    """Ranks from the least threshold on the global criterion that fits the budget."""
+    """Ranks from the least threshold on the global criterion that fits the budget, then topped up.
+
+    The threshold moves by whole components, which on a small network can leave several percent of the
+    budget unused; the components below it are then added in criterion order wherever they still fit.
+    """
     scores = [layer.scores(what) for layer in layers]
     thresholds = np.unique(np.concatenate([[-np.inf], *scores]))
 
-    def ranks(tau: float) -> list[Ranks]:
-        return [layer.ranks_at(max(1, int(np.sum(s > tau)))) for layer, s in zip(layers, scores, strict=True)]
+    def ranks(counts: list[int]) -> list[Ranks]:
+        return [layer.ranks_at(c) for layer, c in zip(layers, counts, strict=True)]
 
-    if not fits(ranks(thresholds[-1])):
+    def counts(tau: float) -> list[int]:
+        return [max(1, int(np.sum(s > tau))) for s in scores]
+
+    if not fits(ranks(counts(thresholds[-1]))):
         return None
     lo, hi = 0, len(thresholds) - 1  # fits(hi) holds; find the least index that fits
     while lo < hi:
         mid = (lo + hi) // 2
-        if fits(ranks(thresholds[mid])):
+        if fits(ranks(counts(thresholds[mid]))):
             hi = mid
         else:
             lo = mid + 1
-    return ranks(thresholds[lo])
+    chosen = counts(thresholds[lo])
+    steps = [(s[r], i, r + 1) for i, s in enumerate(scores) for r in range(chosen[i], len(s))]
+    for _, i, r in sorted(steps, key=lambda step: -step[0]):
+        if chosen[i] == r - 1:
+            trial = [*chosen[:i], r, *chosen[i + 1 :]]
+            if fits(ranks(trial)):
+                chosen = trial
+    return ranks(chosen)
 
 
 def _uniform(layers: list[_Layer], what: str, fits: Callable[[list[Ranks]], bool]) -> list[Ranks] | None:
