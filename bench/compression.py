@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the models the tests use
 
+from fpgac.backends.sim.bitsim import run_fixed  # noqa: E402
 from fpgac.backends.sim.interpreter import run_float  # noqa: E402
 from fpgac.frontend.onnx import load_onnx  # noqa: E402
 from fpgac.ir import Graph  # noqa: E402
@@ -83,6 +84,15 @@ class Model:
         logits = run_float(graph, [self.trained.data.x_test])[0]
         return float(np.mean(logits.argmax(axis=1) == self.trained.data.y_test))
 
+    def fixed_accuracy(self, spec: str, bits: int) -> float:
+        """Accuracy of the bit-accurate simulator after ``spec`` and calibrated ``bits``-bit quantization."""
+        calls = parse_pass_spec(
+            f"{spec}, quantize(precision={bits})" if spec else f"quantize(precision={bits})"
+        )
+        graph = run_pipeline(self.graph.clone(), [make_pass(call, [self.calib], {}) for call in calls])
+        logits = run_fixed(graph, [self.trained.data.x_test]).outputs[0]
+        return float(np.mean(logits.argmax(axis=1) == self.trained.data.y_test))
+
 
 def load(name: str, folder: Path) -> Model:
     trained = train(name)
@@ -105,6 +115,17 @@ def table(title: str, model: Model, rows: dict[str, str], key: str, values: tupl
     return results
 
 
+def quantized(label: str, model: Model) -> None:
+    """The same compressed graphs through quantization: float vs the bit-accurate simulator."""
+    print(f"\n**{label}: through fixed point** (bit-accurate simulator, calibrated formats)\n")
+    print("| compression | float | 16-bit | 8-bit |")
+    print("|---|---:|---:|---:|")
+    for spec in ("", "reap(keep=0.5)", "lowrank(macs=0.3)", "reap(keep=0.5), lowrank(macs=0.5)"):
+        float_accuracy = model.compress(spec).accuracy if spec else model.accuracy
+        cells = [f"{100 * model.fixed_accuracy(spec, bits):.1f}" for bits in (16, 8)]
+        print(f"| `{spec or 'none'}` | {100 * float_accuracy:.1f} | " + " | ".join(cells) + " |")
+
+
 def check(what: str, ok: bool) -> None:
     print(f"- [{'x' if ok else ' '}] {what}")
 
@@ -118,6 +139,7 @@ def main() -> None:
             splitters = SPLITTERS if name == "lenet_300_100" else {**SPLITTERS, **TUCKER}
             split = table(f"{label}: low-rank", model, splitters, "m", BUDGETS)
             checks.append((label, model, pruned, split))
+            quantized(label, model)
     print("\n**Checks**\n")
     for label, model, pruned, split in checks:
         reap, l1, l1_refit = pruned["reap"], pruned["l1"], pruned["l1 + refit"]
