@@ -188,9 +188,8 @@ def vbmf_rank(matrix: np.ndarray) -> int:
     x_bar = (1 + tau_bar) * (1 + alpha / tau_bar)
     e_h = max(min(math.ceil(rows / (1 + alpha)) - 1, rows) - 1, 0)
     upper = float(np.sum(s**2)) / (rows * cols)
-    lower = max(
-        float(s[min(e_h + 1, rows - 1)] ** 2) / (cols * x_bar), float(np.mean(s[e_h + 1 :] ** 2) / cols)
-    )
+    tail = s[min(e_h + 1, rows - 1) :]
+    lower = max(float(tail[0] ** 2) / (cols * x_bar), float(np.mean(tail**2)) / cols)
     lower = min(lower, upper * 0.999) if lower > 0 else upper * 1e-6
 
     def free_energy(sigma2: float) -> float:

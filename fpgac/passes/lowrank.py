@@ -286,8 +286,7 @@ class LowRank:
                 linalg.vbmf_rank(w.reshape(w.shape[0], -1)),
                 linalg.vbmf_rank(np.moveaxis(w, 1, 0).reshape(w.shape[1], -1)),
             )
-        u, s, _ = layer.factors
-        r = linalg.vbmf_rank(u * s)  # the singular values of W (or of W L when aware)
+        r = linalg.vbmf_rank(layer.weight.reshape(layer.out, -1))  # of the weights, as Kim et al. do
         return r, r
 
     def _fit_last(

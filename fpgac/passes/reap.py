@@ -96,6 +96,9 @@ class Reap:
                 sites.append(site)
             elif node.op in ("dense", "conv"):
                 log.info("reap: layer %s is not pruned: %s", node.name, site)
+        unknown = set(self.layer_keep) - {site.producer.name for site in sites}
+        if unknown:
+            log.warning("reap: keep is set for %s, which are not prunable layers", sorted(unknown))
         targets = self._targets(graph, sites)
         macs_before = graph_cost(graph).macs
         layers = {}
@@ -146,32 +149,27 @@ class Reap:
         )
         original = np.concatenate([weight, bias[:, None]], axis=1)
         blocks = [site.columns(u) for u in range(site.units)]
-        x = None
-        if self.calib is not None:
+        if self.method == "l1" and not self.do_refit:
+            x = rows = gram = None
+        else:
+            assert self.calib is not None
             traced = run_float(graph, list(self.calib), trace=True)
             assert isinstance(traced, dict)
             x = traced[consumer.inputs[0].name]
+            rows = linalg.with_ones(linalg.layer_rows(consumer, x))
+            gram = linalg.damped_gram(rows, self.damp)
         if self.method == "l1":
             norms = np.abs(site.producer.params["weight"].data.reshape(site.units, -1)).sum(axis=1)
-            kept = sorted(int(u) for u in np.argsort(-norms, kind="stable")[:keep])
-            new = original
+            kept, new = sorted(int(u) for u in np.argsort(-norms, kind="stable")[:keep]), original
+        elif self.method == "reap":
+            assert rows is not None and gram is not None
+            kept, new = linalg.reap_select(_project(original, rows, gram, target), gram, blocks, keep)
+            new = new if self.do_refit else original
         else:
             assert x is not None
-            rows = linalg.with_ones(linalg.layer_rows(consumer, x))
-            gram = linalg.damped_gram(rows, self.damp)
-            if self.method == "reap":
-                fitted = _project(original, rows, gram, target)
-                kept, new = linalg.reap_select(fitted, gram, blocks, keep)
-                if not self.do_refit:
-                    new = original
-            else:
-                kept, new = linalg.unify_select(
-                    original, site.signals(x), blocks, original.shape[1] - 1, keep
-                )
+            kept, new = linalg.unify_select(original, site.signals(x), blocks, original.shape[1] - 1, keep)
         if self.do_refit and self.method != "reap":
-            assert x is not None
-            rows = linalg.with_ones(linalg.layer_rows(consumer, x))
-            gram = linalg.damped_gram(rows, self.damp)
+            assert rows is not None and gram is not None
             columns = np.concatenate([*(blocks[u] for u in kept), [original.shape[1] - 1]])
             new = linalg.refit(_project(original, rows, gram, target), gram, columns)
         remove_units(site, kept, new)
@@ -179,7 +177,11 @@ class Reap:
 
 
 def _project(weight: np.ndarray, rows: np.ndarray, gram: np.ndarray, target: np.ndarray | None) -> np.ndarray:
-    """The full-rank least-squares fit of the original outputs on the current inputs (``W* = Y Xᵀ G⁻¹``)."""
-    if target is None:
+    """The full-rank least-squares fit of the original outputs on the current inputs (``W* = Y Xᵀ G⁻¹``).
+
+    The consumer's own weights where there is no target, or fewer than twice as many calibration rows as
+    unknowns per output: a fit would then learn the batch rather than the layer.
+    """
+    if target is None or len(rows) < 2 * rows.shape[1]:
         return weight
     return np.linalg.solve(gram, rows.T @ target).T
