@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -45,82 +44,20 @@ from fpgac.ir.cost import graph_cost, node_cost
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.ir.types import Float
 from fpgac.passes import linalg
+from fpgac.passes.rank_allocation import (
+    Ranks,
+    SplitLayer,
+    effective_cost,
+    energy_ranks,
+    global_ranks,
+    uniform_ranks,
+)
 
 log = logging.getLogger(__name__)
-
-Ranks = tuple[int, int]  # svd: (r, r); tucker: (r_out, r_in)
 
 
 class LowRankError(FpgacError):
     """The lowrank pass cannot run as asked."""
-
-
-@dataclass
-class _Layer:
-    """One splittable layer: its matrices, spectra and cost as a function of its ranks."""
-
-    node: Node
-    tucker: bool
-    weight: np.ndarray  # float64, original shape
-    positions: int  # output positions per sample
-    in_positions: int
-    energies: tuple[np.ndarray, np.ndarray]  # normalised σ² (svd: the same array twice)
-    factors: tuple[np.ndarray, ...]
-    mean: np.ndarray | None = None
-    bias: np.ndarray | None = None  # replaces the node's bias when the layer was refitted
-
-    @property
-    def out(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def channels(self) -> int:
-        return self.weight.shape[1]
-
-    @property
-    def taps(self) -> int:
-        return math.prod(self.weight.shape[2:])
-
-    @property
-    def full(self) -> Ranks:
-        if self.tucker:
-            return self.out, self.channels
-        r = min(self.out, self.channels * self.taps)
-        return r, r
-
-    def cost(self, ranks: Ranks, what: str) -> int:
-        """MACs or params of the split layer at ``ranks`` (weights only; the bias is the same either way)."""
-        m, c, k = self.out, self.channels, self.taps
-        p, p_in = (self.positions, self.in_positions) if what == "macs" else (1, 1)
-        if not self.tucker:
-            return p * ranks[0] * (m + c * k)
-        r_out, r_in = ranks
-        first = p_in * c * r_in if r_in < c else 0
-        last = p * m * r_out if r_out < m else 0
-        return first + p * r_out * r_in * k + last
-
-    def original(self, what: str) -> int:
-        return self.weight.size * (self.positions if what == "macs" else 1)
-
-    def ranks_at(self, r: int) -> Ranks:
-        """The ranks of the one-parameter family the budgets search over."""
-        full = self.full
-        return min(r, full[0]), min(r, full[1])
-
-    def steps(self) -> int:
-        return max(self.full)
-
-    def scores(self, what: str) -> np.ndarray:
-        """Criterion of going from rank r-1 to r (r = 1..steps), non-increasing."""
-        e_out, e_in = self.energies
-        gains, costs = [], []
-        for r in range(1, self.steps() + 1):
-            gain = (e_out[r - 1] if r <= len(e_out) else 0.0) + (
-                e_in[r - 1] if self.tucker and r <= len(e_in) else 0.0
-            )
-            gains.append(gain)
-            costs.append(max(self.cost(self.ranks_at(r), what) - self.cost(self.ranks_at(r - 1), what), 1))
-        return np.minimum.accumulate(np.array(gains) / np.array(costs))
 
 
 @dataclass(frozen=True)
@@ -223,7 +160,7 @@ class LowRank:
         node: Node,
         traced: dict[str, np.ndarray] | None,
         original: dict[str, np.ndarray] | None = None,
-    ) -> _Layer:
+    ) -> SplitLayer:
         """The layer's factors; with ``original`` values, first refitted to its original outputs."""
         weight = node.params["weight"].data.astype(np.float64)
         tucker = self.method == "tucker" and node.op == "conv"
@@ -236,7 +173,7 @@ class LowRank:
             mode1 = np.moveaxis(weight, 1, 0).reshape(weight.shape[1], -1)
             u_in, s_in, _ = np.linalg.svd(mode1, full_matrices=False)
             energies = (s_out**2 / np.sum(s_out**2), s_in**2 / np.sum(s_in**2))
-            return _Layer(node, True, weight, positions, in_positions, energies, (u_out, u_in))
+            return SplitLayer(node, True, weight, positions, in_positions, energies, (u_out, u_in))
         cov, bias = None, None
         if traced is not None:
             rows = linalg.layer_rows(node, traced[node.inputs[0].name])
@@ -249,24 +186,24 @@ class LowRank:
         if l_inv is not None:
             vt = vt @ l_inv
         energy = s**2 / max(float(np.sum(s**2)), 1e-300)
-        layer = _Layer(node, False, weight, positions, in_positions, (energy, energy), (u, s, vt), mean)
+        layer = SplitLayer(node, False, weight, positions, in_positions, (energy, energy), (u, s, vt), mean)
         layer.bias = bias
         return layer
 
-    def _allocate(self, layers: list[_Layer], what: str, total: int) -> list[Ranks]:
+    def _allocate(self, layers: list[SplitLayer], what: str, total: int) -> list[Ranks]:
         if self.rank is not None:
             return [self._fixed_rank(layer) for layer in layers]
         if self.energy is not None:
-            return [_energy_ranks(layer, self.energy) for layer in layers]
+            return [energy_ranks(layer, self.energy) for layer in layers]
         fraction = self.macs if self.macs is not None else self.params
         assert fraction is not None
         fixed = total - sum(layer.original(what) for layer in layers)
         budget = fraction * total
 
         def cost(ranks: list[Ranks]) -> int:
-            return fixed + sum(_effective(layer, r, what) for layer, r in zip(layers, ranks, strict=True))
+            return fixed + sum(effective_cost(layer, r, what) for layer, r in zip(layers, ranks, strict=True))
 
-        search = _global if self.allocation == "global" else _uniform
+        search = global_ranks if self.allocation == "global" else uniform_ranks
         ranks = search(layers, what, lambda rs: cost(rs) <= budget)
         if ranks is None:
             smallest = cost([layer.ranks_at(1) for layer in layers])
@@ -276,7 +213,7 @@ class LowRank:
             )
         return ranks
 
-    def _fixed_rank(self, layer: _Layer) -> Ranks:
+    def _fixed_rank(self, layer: SplitLayer) -> Ranks:
         if self.rank != "auto":
             assert isinstance(self.rank, int)
             return layer.ranks_at(self.rank)
@@ -291,7 +228,7 @@ class LowRank:
 
     def _fit_last(
         self,
-        layer: _Layer,
+        layer: SplitLayer,
         ranks: Ranks,
         current: dict[str, np.ndarray] | None,
         original: dict[str, np.ndarray] | None,
@@ -345,78 +282,7 @@ def _splittable(node: Node) -> bool:
     return node.op == "dense" or node.attrs["groups"] == 1
 
 
-def _effective(layer: _Layer, ranks: Ranks, what: str) -> int:
-    """The layer's cost at ``ranks``, or its original cost where splitting would not save MACs."""
-    if layer.cost(ranks, "macs") >= layer.original("macs") or ranks == layer.full:
-        return layer.original(what)
-    return layer.cost(ranks, what)
-
-
-def _energy_ranks(layer: _Layer, energy: float) -> Ranks:
-    def least(e: np.ndarray) -> int:
-        return int(min(np.searchsorted(np.cumsum(e), energy - 1e-12) + 1, len(e)))
-
-    return least(layer.energies[0]), least(layer.energies[1]) if layer.tucker else least(layer.energies[0])
-
-
-def _global(layers: list[_Layer], what: str, fits: Callable[[list[Ranks]], bool]) -> list[Ranks] | None:
-    """Ranks from the least threshold on the global criterion that fits the budget, then topped up.
-
-    The threshold moves by whole components, which on a small network can leave several percent of the
-    budget unused; the components below it are then added in criterion order wherever they still fit.
-    """
-    scores = [layer.scores(what) for layer in layers]
-    thresholds = np.unique(np.concatenate([[-np.inf], *scores]))
-
-    def ranks(counts: list[int]) -> list[Ranks]:
-        return [layer.ranks_at(c) for layer, c in zip(layers, counts, strict=True)]
-
-    def counts(tau: float) -> list[int]:
-        return [max(1, int(np.sum(s > tau))) for s in scores]
-
-    if not fits(ranks(counts(thresholds[-1]))):
-        return None
-    lo, hi = 0, len(thresholds) - 1  # fits(hi) holds; find the least index that fits
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if fits(ranks(counts(thresholds[mid]))):
-            hi = mid
-        else:
-            lo = mid + 1
-    chosen = counts(thresholds[lo])
-    steps = [(s[r], i, r + 1) for i, s in enumerate(scores) for r in range(chosen[i], len(s))]
-    for _, i, r in sorted(steps, key=lambda step: -step[0]):
-        if chosen[i] == r - 1:
-            trial = [*chosen[:i], r, *chosen[i + 1 :]]
-            if fits(ranks(trial)):
-                chosen = trial
-    return ranks(chosen)
-
-
-def _uniform(layers: list[_Layer], what: str, fits: Callable[[list[Ranks]], bool]) -> list[Ranks] | None:
-    """The same fraction of MACs (or params) kept in every layer: the largest fraction that fits."""
-
-    def ranks(fraction: float) -> list[Ranks]:
-        chosen = []
-        for layer in layers:
-            r = 1
-            while r < layer.steps() and layer.cost(layer.ranks_at(r + 1), what) <= fraction * layer.original(
-                what
-            ):
-                r += 1
-            chosen.append(layer.ranks_at(r))
-        return chosen
-
-    if not fits(ranks(0.0)):
-        return None
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if fits(ranks(mid)) else (lo, mid)
-    return ranks(lo)
-
-
-def _replace(graph: Graph, layer: _Layer, ranks: Ranks, last: np.ndarray | None) -> list[Node]:
+def _replace(graph: Graph, layer: SplitLayer, ranks: Ranks, last: np.ndarray | None) -> list[Node]:
     """Put the factor layers in place of ``layer.node``; the output value keeps its name."""
     node = layer.node
     dtype = node.params["weight"].data.dtype
@@ -450,7 +316,9 @@ def _window(node: Node, full: bool) -> dict[str, object]:
     return {"strides": [1] * nd, "pads": [0] * (2 * nd), "dilations": [1] * nd, "groups": 1}
 
 
-def _svd_specs(layer: _Layer, r: int, bias: np.ndarray) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
+def _svd_specs(
+    layer: SplitLayer, r: int, bias: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
     u, s, vt = layer.factors
     root = np.sqrt(s[:r])
     first = root[:, None] * vt[:r]
@@ -468,7 +336,7 @@ def _svd_specs(layer: _Layer, r: int, bias: np.ndarray) -> list[tuple[np.ndarray
 
 
 def _tucker_specs(
-    layer: _Layer, ranks: Ranks, bias: np.ndarray, last: np.ndarray | None
+    layer: SplitLayer, ranks: Ranks, bias: np.ndarray, last: np.ndarray | None
 ) -> list[tuple[np.ndarray, np.ndarray | None, bool]]:
     u_out, u_in = layer.factors
     r_out, r_in = ranks
