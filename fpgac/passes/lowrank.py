@@ -19,14 +19,17 @@ A layer is split only where that saves MACs. How much to keep is one of:
   network computes the same function with ``W_1 c`` and ``W_2 / c``, and a criterion that changes
   under that rescaling is arbitrary; divided by the cost because the budget is in MACs, so this is
   the greedy knapsack rule (least loss per MAC saved) and big layers give up more rank than small
-  ones. ``allocation=uniform``
-  keeps the same fraction of MACs in every split layer (the baseline).
+  ones. Whatever budget the threshold leaves is topped up with the next components that still fit.
+  ``allocation=uniform`` keeps the same fraction of MACs in every layer (the baseline).
 
 With calibration data the SVD is activation-aware (``aware``, default on when there is data): the
 factors minimise the error of the layer's *outputs* on the calibration batch, not of its weights, by
 an SVD of ``W L`` (``L Lᵀ`` the inputs' covariance), and the bias absorbs the mean shift; the
 singular values ranked by the global criterion are then those of ``W L``, shares of output energy. For
 Tucker, ``aware`` refits the last 1 x 1 factor and the bias to the original outputs by least squares.
+Layers are split front to back: once one is split, every later dense/conv layer (split or not) is first
+refitted by least squares to its *original* outputs on the inputs the split graph now gives it, so it
+absorbs the earlier splits' error (on the digits CNN at ``macs=0.3``: 88% instead of 41%).
 """
 
 from __future__ import annotations
@@ -131,8 +134,9 @@ class LowRank:
                 if current is not traced:  # an unsplit layer after split ones still corrects their drift
                     _refit_in_place(layer.node, current, traced, self.damp)
                 after = before
+            kept = r if split else layer.full  # an unsplit layer keeps its full rank
             record[name] = {
-                "rank": list(r) if layer.tucker else r[0],
+                "rank": list(kept) if layer.tucker else kept[0],
                 "split": split,
                 "macs_before": before,
                 "macs_after": after,
