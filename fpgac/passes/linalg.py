@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,16 +55,69 @@ def output_rows(node: Node, y: np.ndarray) -> np.ndarray:
     return np.moveaxis(y, 1, -1).reshape(-1, y.shape[1])
 
 
-def with_ones(rows: np.ndarray) -> np.ndarray:
-    """Rows with a constant 1 appended: the bias becomes the last column of an augmented weight."""
-    return np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
+# Rows of im2col materialised at once (float64 elements): a chunk of samples, not the whole batch, so a
+# conv on large feature maps costs tens of megabytes here instead of gigabytes.
+_CHUNK = 1 << 22
 
 
-def damped_gram(rows: np.ndarray, damp: float) -> np.ndarray:
-    """``XᵀX + λI`` with ``λ = damp * mean(diag(XᵀX))``: relative, so it means the same at any scale."""
-    gram = rows.T @ rows
-    scale = float(np.mean(np.diag(gram))) or 1.0
-    return gram + damp * scale * np.eye(len(gram))
+@dataclass(frozen=True)
+class Moments:
+    """Sums over the calibration batch of a layer's input rows ``x`` with a constant 1 appended.
+
+    ``gram = [x 1]ᵀ[x 1]`` and, given the outputs ``y``, ``cross = [x 1]ᵀ y``: all that least squares on
+    the layer's outputs needs, accumulated chunk by chunk. The constant column makes the bias the last
+    column of an augmented weight.
+    """
+
+    gram: np.ndarray
+    cross: np.ndarray | None
+    rows: int
+
+    def mean(self) -> np.ndarray:
+        return self.gram[:-1, -1] / self.rows
+
+    def covariance(self, damp: float) -> np.ndarray:
+        mean = self.mean()
+        return add_damping(self.gram[:-1, :-1] / self.rows - np.outer(mean, mean), damp)
+
+    def fit(self, damp: float, basis: np.ndarray | None = None) -> np.ndarray | None:
+        """Least-squares ``[W b]`` (out, n + 1) from ``[x 1]`` (or ``[x 1] @ basis``) to ``y``.
+
+        None without outputs, or with fewer than twice as many rows as unknowns per output: the fit
+        would then learn the batch rather than the layer.
+        """
+        gram, cross = self.gram, self.cross
+        if cross is None:
+            return None
+        if basis is not None:
+            gram, cross = basis.T @ gram @ basis, basis.T @ cross
+        if self.rows < 2 * len(gram):
+            return None
+        return np.linalg.solve(add_damping(gram, damp), cross).T
+
+
+def moments(node: Node, x: np.ndarray, y: np.ndarray | None = None) -> Moments:
+    """:class:`Moments` of ``node``'s input ``x`` (and output ``y``) over the batch, in chunks of samples."""
+    positions = max(1, len(layer_rows(node, x[:1])))
+    columns = layer_rows(node, x[:1]).shape[1] + 1
+    step = max(1, _CHUNK // (positions * columns))
+    gram = np.zeros((columns, columns))
+    cross = None if y is None else np.zeros((columns, output_rows(node, y[:1]).shape[1]))
+    rows = 0
+    for start in range(0, len(x), step):
+        chunk = layer_rows(node, x[start : start + step])
+        chunk = np.concatenate([chunk, np.ones((len(chunk), 1))], axis=1)
+        gram += chunk.T @ chunk
+        if cross is not None and y is not None:
+            cross += chunk.T @ output_rows(node, y[start : start + step])
+        rows += len(chunk)
+    return Moments(gram, cross, rows)
+
+
+def add_damping(gram: np.ndarray, damp: float) -> np.ndarray:
+    """``G + λI`` with ``λ = damp * mean(diag(G))``: relative, so it means the same at any scale."""
+    scale = float(np.mean(np.diag(gram))) if len(gram) else 1.0
+    return gram + damp * (scale or 1.0) * np.eye(len(gram))
 
 
 def refit(weight: np.ndarray, gram: np.ndarray, kept: np.ndarray) -> np.ndarray:

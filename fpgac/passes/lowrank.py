@@ -180,12 +180,12 @@ class LowRank:
             return SplitLayer(node, True, weight, positions, in_positions, energies, (u_out, u_in))
         cov, bias = None, None
         if traced is not None:
-            rows = linalg.layer_rows(node, traced[node.inputs[0].name])
-            fitted = None if original is None else _refit(node, rows, original, self.damp)
+            target = None if original is None else original[node.output.name]
+            stats = linalg.moments(node, traced[node.inputs[0].name], target)
+            fitted = stats.fit(self.damp)
             if fitted is not None:
-                weight, bias = fitted[0].reshape(weight.shape), fitted[1]
-            mean = rows.mean(axis=0)
-            cov = linalg.damped_gram(rows - mean, self.damp) / len(rows)
+                weight, bias = fitted[:, :-1].reshape(weight.shape), fitted[:, -1]
+            mean, cov = stats.mean(), stats.covariance(self.damp)
         u, s, vt, l_inv = linalg.whitened_svd(weight.reshape(weight.shape[0], -1), cov)
         if l_inv is not None:
             vt = vt @ l_inv
@@ -245,39 +245,25 @@ class LowRank:
         r_out, r_in = ranks
         core = np.einsum("oc...,or,ci->ri...", layer.weight, u_out[:, :r_out], u_in[:, :r_in])
         inner = np.einsum("ri...,ci->rc...", core, u_in[:, :r_in]).reshape(r_out, -1)
-        rows = linalg.layer_rows(node, current[node.inputs[0].name])
-        z = linalg.with_ones(rows @ inner.T)
-        target = linalg.output_rows(node, original[node.output.name])
-        gram = linalg.damped_gram(z, self.damp)
-        return np.linalg.solve(gram, z.T @ target).T
-
-
-def _refit(
-    node: Node, rows: np.ndarray, original: dict[str, np.ndarray], damp: float
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Weight (out, n) and bias of ``node`` refitted to its original outputs on input ``rows``.
-
-    None where the calibration batch has fewer than twice as many rows as unknowns per output: the
-    least-squares fit would then learn the batch rather than the layer.
-    """
-    if len(rows) < 2 * (rows.shape[1] + 1):
-        return None
-    ones = linalg.with_ones(rows)
-    target = linalg.output_rows(node, original[node.output.name])
-    fitted = np.linalg.solve(linalg.damped_gram(ones, damp), ones.T @ target).T
-    return fitted[:, :-1], fitted[:, -1]
+        basis = np.zeros((inner.shape[1] + 1, r_out + 1))  # [x 1] @ basis = [z 1], z the core's output
+        basis[:-1, :-1], basis[-1, -1] = inner.T, 1.0
+        stats = linalg.moments(node, current[node.inputs[0].name], original[node.output.name])
+        return stats.fit(self.damp, basis)
 
 
 def _refit_in_place(
     node: Node, current: dict[str, np.ndarray], original: dict[str, np.ndarray], damp: float
 ) -> None:
-    fitted = _refit(node, linalg.layer_rows(node, current[node.inputs[0].name]), original, damp)
+    """Refit ``node`` to its original outputs on its current inputs (when the batch is big enough)."""
+    stats = linalg.moments(node, current[node.inputs[0].name], original[node.output.name])
+    fitted = stats.fit(damp)
     if fitted is None:
         return
     weight = node.params["weight"]
     fmt = node.params["bias"].format if "bias" in node.params else weight.format
-    node.params["weight"] = Param(fitted[0].reshape(weight.shape).astype(weight.data.dtype), weight.format)
-    node.params["bias"] = Param(fitted[1].astype(weight.data.dtype), fmt)
+    data = fitted[:, :-1].reshape(weight.shape).astype(weight.data.dtype)
+    node.params["weight"] = Param(data, weight.format)
+    node.params["bias"] = Param(fitted[:, -1].astype(weight.data.dtype), fmt)
 
 
 def _splittable(node: Node) -> bool:

@@ -133,9 +133,7 @@ class Reap:
             return {}
         traced = run_float(graph, list(self.calib), trace=True)
         assert isinstance(traced, dict)
-        return {
-            s.consumer.name: linalg.output_rows(s.consumer, traced[s.consumer.output.name]) for s in sites
-        }
+        return {s.consumer.name: traced[s.consumer.output.name] for s in sites}
 
     def _prune(self, graph: Graph, site: Site, keep: int, target: np.ndarray | None) -> None:
         consumer = site.consumer
@@ -150,38 +148,36 @@ class Reap:
         original = np.concatenate([weight, bias[:, None]], axis=1)
         blocks = [site.columns(u) for u in range(site.units)]
         if self.method == "l1" and not self.do_refit:
-            x = rows = gram = None
+            x, stats, gram = None, None, None
         else:
             assert self.calib is not None
             traced = run_float(graph, list(self.calib), trace=True)
             assert isinstance(traced, dict)
             x = traced[consumer.inputs[0].name]
-            rows = linalg.with_ones(linalg.layer_rows(consumer, x))
-            gram = linalg.damped_gram(rows, self.damp)
+            stats = linalg.moments(consumer, x, target)
+            gram = linalg.add_damping(stats.gram, self.damp)
         if self.method == "l1":
             norms = np.abs(site.producer.params["weight"].data.reshape(site.units, -1)).sum(axis=1)
             kept, new = sorted(int(u) for u in np.argsort(-norms, kind="stable")[:keep]), original
         elif self.method == "reap":
-            assert rows is not None and gram is not None
-            kept, new = linalg.reap_select(_project(original, rows, gram, target), gram, blocks, keep)
+            assert stats is not None and gram is not None
+            kept, new = linalg.reap_select(_project(original, stats, self.damp), gram, blocks, keep)
             new = new if self.do_refit else original
         else:
             assert x is not None
             kept, new = linalg.unify_select(original, site.signals(x), blocks, original.shape[1] - 1, keep)
         if self.do_refit and self.method != "reap":
-            assert rows is not None and gram is not None
+            assert stats is not None and gram is not None
             columns = np.concatenate([*(blocks[u] for u in kept), [original.shape[1] - 1]])
-            new = linalg.refit(_project(original, rows, gram, target), gram, columns)
+            new = linalg.refit(_project(original, stats, self.damp), gram, columns)
         remove_units(site, kept, new)
         log.info("reap: %s keeps %d of %d units", site.producer.name, keep, site.units)
 
 
-def _project(weight: np.ndarray, rows: np.ndarray, gram: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+def _project(weight: np.ndarray, stats: linalg.Moments, damp: float) -> np.ndarray:
     """The full-rank least-squares fit of the original outputs on the current inputs (``W* = Y Xᵀ G⁻¹``).
 
-    The consumer's own weights where there is no target, or fewer than twice as many calibration rows as
-    unknowns per output: a fit would then learn the batch rather than the layer.
+    The consumer's own weights where there is no target or too few calibration rows to fit one.
     """
-    if target is None or len(rows) < 2 * rows.shape[1]:
-        return weight
-    return np.linalg.solve(gram, rows.T @ target).T
+    fitted = stats.fit(damp)
+    return weight if fitted is None else fitted

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from fpgac.backends.sim.interpreter import run_float
-from fpgac.ir import Graph, Param, TensorType, verify
-from fpgac.passes.linalg import damped_gram, reap_select, refit, unify_select
+from fpgac.ir import Graph, Node, Param, TensorType, verify
+from fpgac.passes import linalg
+from fpgac.passes.linalg import add_damping, reap_select, refit, unify_select
 from fpgac.passes.pipeline import make_pass, run_pipeline
 from fpgac.passes.reap import Reap, ReapError
 from fpgac.passes.spec import parse_pass_spec
@@ -43,7 +44,7 @@ def test_reap_matches_brute_force_least_squares(block: int, seed: int) -> None:
     units, samples = 9, 60
     x = rng.normal(size=(samples, units * block)) @ rng.normal(size=(units * block, units * block))
     rows = np.concatenate([x, np.ones((samples, 1))], axis=1)  # the bias column is never dropped
-    gram = damped_gram(rows, 1e-3)
+    gram = add_damping(rows.T @ rows, 1e-3)
     weight = rng.normal(size=(5, units * block + 1))
     blocks = [np.arange(u * block, (u + 1) * block) for u in range(units)]
     for keep in (1, 3, 7):
@@ -59,6 +60,35 @@ def test_refit_is_least_squares_on_the_kept_columns() -> None:
     kept = np.array([0, 2, 5])
     solution, *_ = np.linalg.lstsq(x[:, kept], x @ weight.T, rcond=None)
     np.testing.assert_allclose(refit(weight, x.T @ x, kept)[:, kept], solution.T, atol=1e-10)
+
+
+def test_moments_of_a_conv_input_are_accumulated_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunked sums equal the sums over the whole im2col matrix, and the fit is least squares."""
+    rng = np.random.default_rng(2)
+    graph = cnn(rng)
+    conv = graph.node("c2")
+    x = rng.normal(size=(20, 6, 3, 3))
+    y = run_float(graph_of(conv), [f32(x)])[0]
+    rows = np.concatenate([linalg.layer_rows(conv, x), np.ones((20 * 9, 1))], axis=1)
+    monkeypatch.setattr(linalg, "_CHUNK", 200)  # a few samples per chunk
+    stats = linalg.moments(conv, x, y)
+    assert stats.rows == 180
+    np.testing.assert_allclose(stats.gram, rows.T @ rows, atol=1e-9)
+    np.testing.assert_allclose(stats.cross, rows.T @ linalg.output_rows(conv, y), atol=1e-6)
+    weight = conv.params["weight"].data.reshape(5, -1)
+    fitted = stats.fit(1e-12)
+    assert fitted is not None
+    np.testing.assert_allclose(fitted[:, :-1], weight, atol=1e-4)
+    np.testing.assert_allclose(fitted[:, -1], conv.params["bias"].data, atol=1e-4)
+
+
+def graph_of(node: Node) -> Graph:
+    """A graph of one copy of ``node`` (same op, attrs and params) on an input of its input's type."""
+    graph = Graph("one")
+    x = graph.add_input("x", node.inputs[0].type)
+    copy = graph.add(node.op, [x], attrs=node.attrs, params=node.params)
+    graph.set_outputs([copy.output])
+    return graph
 
 
 def test_unify_merges_an_exact_copy_without_error() -> None:
