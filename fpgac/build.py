@@ -61,19 +61,12 @@ class BuildOptions:
     layer_reuse: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class LayerSettings:
-    """Per-layer settings from a ``--config`` file."""
+def load_config(path: Path, graph: Graph) -> dict[str, dict[str, Any]]:
+    """Per-layer settings from a TOML file, by setting then layer: ``[layers."fc1"] precision = 8``.
 
-    precision: dict[str, int] = field(default_factory=dict)
-    reuse: dict[str, int] = field(default_factory=dict)
-
-
-_LAYER_KEYS = ("precision", "reuse")
-
-
-def load_config(path: Path, graph: Graph) -> LayerSettings:
-    """Per-layer settings from a TOML file: ``[layers."fc1"] precision = 8`` and ``reuse = 4``."""
+    ``precision`` (bits, for quantize), ``keep`` (fraction of units kept, for reap) and ``reuse`` (the
+    layer's reuse factor in the HLS).
+    """
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -84,19 +77,28 @@ def load_config(path: Path, graph: Graph) -> LayerSettings:
     if unknown:
         raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; expected [layers.NAME]")
     names = {n.name for n in graph.nodes}
-    settings = LayerSettings()
-    for layer, values in data.get("layers", {}).items():
+    settings_of: dict[str, dict[str, Any]] = {key: {} for key in _LAYER_SETTINGS}
+    for layer, settings in data.get("layers", {}).items():
         if layer not in names:
             raise ConfigError(f"{path}: layer {layer!r} is not in the model")
-        if not isinstance(values, dict) or set(values) - set(_LAYER_KEYS):
-            raise ConfigError(f"{path}: layer {layer!r} takes only {' and '.join(map(repr, _LAYER_KEYS))}")
-        for key in _LAYER_KEYS:
-            if key in values:
-                value = values[key]
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ConfigError(f"{path}: {key} of layer {layer!r} must be an integer, not {value!r}")
-                getattr(settings, key)[layer] = value
-    return settings
+        if not isinstance(settings, dict) or set(settings) - set(_LAYER_SETTINGS):
+            raise ConfigError(
+                f"{path}: layer {layer!r} takes only {' and '.join(map(repr, _LAYER_SETTINGS))}"
+            )
+        for key, value in settings.items():
+            kind, what = _LAYER_SETTINGS[key]
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ConfigError(f"{path}: {key} of layer {layer!r} must be {what}, not {value!r}")
+            settings_of[key][layer] = value
+    return settings_of
+
+
+# Per-layer config keys: the types they accept and how an error names them.
+_LAYER_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "precision": (int, "an integer"),
+    "keep": ((int, float), "a number"),
+    "reuse": (int, "an integer"),
+}
 
 
 def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, Any]]:
@@ -113,11 +115,12 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
             raise ConfigError(f"{options.calib}: the calibration batch has no samples")
         if not np.all(np.isfinite(array)):
             raise ConfigError(f"{options.calib}: calibration data contains NaN or Inf")
-    layer_precision, layer_reuse = dict(options.layer_precision), dict(options.layer_reuse)
+    layer_precision, layer_keep, layer_reuse = dict(options.layer_precision), {}, dict(options.layer_reuse)
     if options.config:
-        settings = load_config(options.config, graph)
-        layer_precision.update(settings.precision)
-        layer_reuse.update(settings.reuse)
+        config = load_config(options.config, graph)
+        layer_precision.update(config["precision"])
+        layer_keep = {k: float(v) for k, v in config["keep"].items()}
+        layer_reuse.update(config["reuse"])
     calls = parse_pass_spec(options.passes)
     if "quantize" not in [c.name for c in calls]:
         calls.append(PassCall("quantize", {}))
@@ -125,6 +128,7 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         "precision": options.precision,
         "input_range": options.input_range,
         "layer_precision": layer_precision,
+        "layer_keep": layer_keep,
     }
     passes = [make_pass(call, calib, defaults) for call in calls]
     graph = run_pipeline(graph, passes)

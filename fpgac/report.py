@@ -63,6 +63,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         "outputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.outputs},
         "options": options,
         "layers": layers,
+        "compression": graph.metadata.get("compression", []),
     }
 
 
@@ -81,6 +82,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- parameters: {report['params']:,}",
         f"- weight storage: {report['weight_bits']:,} bits ({ratio:.2f}x smaller than float32)",
         f"- options: `{json.dumps(report['options'], sort_keys=True)}`",
+        *_compression_markdown(report.get("compression", [])),
         "",
         "| # | layer | op | output | MACs | params | weights | output format | accumulator |",
         "|---:|---|---|---|---:|---:|---|---|---|",
@@ -94,3 +96,19 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{weights} | {layer['output_format']} | {acc} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _compression_markdown(entries: list[dict[str, Any]]) -> list[str]:
+    """One line per compression pass and one per layer it changed (rank or kept units, MACs)."""
+    lines: list[str] = []
+    for entry in entries:
+        options = ", ".join(f"{k}={v}" for k, v in entry.get("options", {}).items())
+        before, after = entry.get("macs_before"), entry.get("macs_after")
+        total = f": MACs {before:,} -> {after:,}" if before and after is not None else ""
+        lines += ["", f"Compression `{entry['pass']}({options})`{total}:", ""]
+        for name, facts in entry.get("layers", {}).items():
+            what = ", ".join(f"{k} {v}" for k, v in facts.items() if k not in ("macs_before", "macs_after"))
+            lines.append(
+                f"- `{name}`: {what}; MACs {facts.get('macs_before', 0):,} -> {facts.get('macs_after', 0):,}"
+            )
+    return lines

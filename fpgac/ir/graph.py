@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
@@ -293,7 +294,7 @@ class Graph:
     def clone(self) -> Graph:
         """A deep copy (params are copied too, so the clone can be rewritten freely)."""
         copy = Graph(self.name)
-        copy.metadata = dict(self.metadata)
+        copy.metadata = deepcopy(self.metadata)  # passes append to lists in it
         mapping: dict[int, Value] = {}
         for value in self.inputs:
             new = Value(value.name, value.type)

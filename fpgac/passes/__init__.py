@@ -12,7 +12,9 @@ from typing import Protocol
 from fpgac.ir import Graph
 from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine
+from fpgac.passes.lowrank import LowRank
 from fpgac.passes.quantize import Quantize
+from fpgac.passes.reap import Reap
 
 
 class Pass(Protocol):
@@ -26,7 +28,9 @@ class Pass(Protocol):
 PASSES: dict[str, type] = {
     Cleanup.name: Cleanup,
     FoldAffine.name: FoldAffine,
+    LowRank.name: LowRank,
     Quantize.name: Quantize,
+    Reap.name: Reap,
 }
 
-__all__ = ["PASSES", "Cleanup", "FoldAffine", "Pass", "Quantize"]
+__all__ = ["PASSES", "Cleanup", "FoldAffine", "LowRank", "Pass", "Quantize", "Reap"]

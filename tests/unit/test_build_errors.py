@@ -8,6 +8,7 @@ are what users see. Also: building twice gives byte-identical folders.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,8 +196,19 @@ def test_infinite_input_range(workdir: Path) -> None:
         ('[layers.fc1]\nprecision = "8"\n', ("'8'",)),
         ("[layers.fc1]\nprecision = 8.5\n", ("8.5",)),
         ("[layers]\nfc1 = 8\n", ("'fc1'", "only 'precision'")),
+        ('[layers.fc1]\nkeep = "half"\n', ("keep of layer 'fc1'", "a number")),
     ],
-    ids=["syntax", "unknown-layer", "unknown-section", "unknown-key", "range", "string", "float", "flat"],
+    ids=[
+        "syntax",
+        "unknown-layer",
+        "unknown-section",
+        "unknown-key",
+        "range",
+        "string",
+        "float",
+        "flat",
+        "keep",
+    ],
 )
 def test_bad_config(workdir: Path, toml: str, says: tuple[str, ...]) -> None:
     (workdir / "config.toml").write_text(toml)
@@ -217,6 +229,23 @@ def test_good_config_is_applied(workdir: Path) -> None:
     assert result.returncode == 0, result.stderr
     fc1 = [line for line in (workdir / "build" / "graph.fir").read_text().splitlines() if "@fc1 " in line]
     assert len(fc1) == 1 and "fixed<8," in fc1[0], fc1
+
+
+def test_config_keep_reaches_reap(workdir: Path) -> None:
+    """``keep`` per layer overrides reap's own: fc1 keeps 2 of its 5 units; out of range is one line."""
+    (workdir / "config.toml").write_text('[layers."fc1"]\nkeep = 0.4\n')
+    args = ["--calib", workdir / "calib.npy", "--config", workdir / "config.toml", "--passes", "reap(keep=1)"]
+    result = fpgac("build", workdir / "model.onnx", "--out", workdir / "build", *args)
+    assert result.returncode == 0, result.stderr
+    fc1 = [line for line in (workdir / "build" / "graph.fir").read_text().splitlines() if "@fc1 " in line]
+    assert len(fc1) == 1 and "weight: fixed<16" in fc1[0] and "[2,6]" in fc1[0], fc1
+    (workdir / "config.toml").write_text('[layers."fc1"]\nkeep = 1.5\n')
+    shutil.rmtree(workdir / "build")
+    assert_fails_cleanly(workdir, *args, says=("reap: keep of 'fc1' must be in (0, 1]",))
+
+
+def test_reap_without_calibration_fails_cleanly(workdir: Path) -> None:
+    assert_fails_cleanly(workdir, "--passes", "reap(keep=0.5)", says=("reap:", "needs calibration data"))
 
 
 # -- the output folder -------------------------------------------------------------------------------

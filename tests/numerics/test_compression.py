@@ -1,0 +1,55 @@
+"""The compression passes on the exported model families: they run, keep the IR valid and quantize.
+
+Random-weight models say nothing about accuracy (``bench/compression.py`` measures that on trained ones),
+so this checks what must hold on any graph: pruning and splitting only where it is legal (grouped convs,
+residual sums and concats untouched), the IR verified, MACs down, and the result through ``quantize`` and
+the bit-accurate simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpgac.backends.sim.bitsim import run_fixed
+from fpgac.frontend.onnx import load_onnx
+from fpgac.ir import verify
+from fpgac.ir.cost import graph_cost
+from fpgac.passes.pipeline import make_pass, run_pipeline
+from fpgac.passes.spec import parse_pass_spec
+from tests.models import random_input
+
+FAMILIES = ("cnn", "depthwise_separable", "resnet_gap", "two_branch_concat", "conv1d", "squeeze_excite_conv")
+SPECS = (
+    "reap(keep=0.5)",
+    "reap(keep=0.5, method=unify)",
+    "lowrank(macs=0.6)",
+    "lowrank(macs=0.6, method=tucker)",
+)
+
+
+@pytest.mark.parametrize("spec", SPECS)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_compression_keeps_the_graph_valid_and_quantizable(
+    name: str, spec: str, onnx_export: Callable[[str, str], Path]
+) -> None:
+    graph = load_onnx(onnx_export(name, "torchscript"))
+    x = random_input(name, 32, seed=1)
+    before = graph_cost(graph).macs
+    passes = [make_pass(call, [x], {}) for call in parse_pass_spec(spec)]
+    compressed = run_pipeline(graph, passes)
+    verify(compressed)
+    (entry,) = compressed.metadata["compression"]
+    assert entry["macs_before"] == before and entry["macs_after"] == graph_cost(compressed).macs
+    if spec.startswith("lowrank"):
+        assert graph_cost(compressed).macs <= 0.6 * before
+    elif name in ("cnn", "resnet_gap", "conv1d"):
+        assert graph_cost(compressed).macs < before
+    elif name in ("depthwise_separable", "two_branch_concat"):  # grouped consumers, concatenated channels
+        assert graph_cost(compressed).macs == before and not entry["layers"]
+    quantized = run_pipeline(compressed, [make_pass(parse_pass_spec("quantize")[0], [x], {})])
+    outputs = run_fixed(quantized, [x]).outputs
+    assert all(np.all(np.isfinite(y)) for y in outputs)
