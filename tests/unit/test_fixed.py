@@ -209,6 +209,8 @@ def test_cast_matches_rational_reference(src: Fixed, dst: Fixed, data: st.DataOb
     ms = data.draw(st.lists(st.integers(src.min_mantissa, src.max_mantissa), max_size=12))
     got, bad = fx.cast(fx.as_mantissas(np.array(ms, dtype=object), src), src, dst, return_overflow=True)
     want = [_reference(Fraction(m, 1) / Fraction(2) ** src.frac_bits, dst) for m in ms]
+    if src == dst:  # ap_fixed's copy assignment copies the bits: a SAT_SYM min stays min
+        want = [(m, False) for m in ms]
     assert got.tolist() == [w[0] for w in want]
     assert bad.tolist() == [w[1] for w in want]
 
