@@ -25,6 +25,7 @@ from fpgac.backends.verify import verify
 from fpgac.backends.vitis import _templates, vitis_plan
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, ConfigError, build, compile_model
+from fpgac.errors import FpgacError
 
 EVIL = 'x"; system("rm -rf /"); //'
 EVIL_NODE = 'fc*/ #include <cstdlib>\n\\ int main() { system("reboot"); }'
@@ -181,3 +182,39 @@ def test_plan_does_not_mutate_the_graph(tmp_path: Path) -> None:
 def test_templates_are_strict() -> None:
     with pytest.raises(jinja2.UndefinedError):
         _templates().get_template("build.tcl.j2").render({})
+
+
+def test_reuse_reaches_the_hls_and_the_estimate(tmp_path: Path) -> None:
+    """--reuse for all layers, `reuse` per layer in the config: the config structs, the pragmas' II and
+    multiplier limit, and the estimate all use the same factors."""
+    model = _evil_model(tmp_path / "m.onnx")
+    base = compile_model(model, BuildOptions(io="parallel"))[1]
+    config = tmp_path / "c.toml"
+    config.write_text(f"[layers.{json.dumps(EVIL_NODE)}]\nreuse = 8\n")  # a TOML basic string
+    report = build(model, tmp_path / "out", BuildOptions(io="parallel", reuse=2, config=config))
+    reuse = {layer["name"]: layer["reuse"] for layer in report["layers"]}
+    assert reuse == {EVIL_NODE: 8, "int": 2, "1st layer": 2}
+    layers = (tmp_path / "out" / "hls" / "firmware" / "layers.h").read_text()
+    assert re.findall(r"static const int REUSE = (\d+);", layers) == ["8", "2"]  # relu: no config
+    assert "HLS ARRAY_RESHAPE variable=" in layers and "cyclic factor=3" in layers  # 24 weights / 8
+    kernels = (tmp_path / "out" / "hls" / "firmware" / "fpgac_kernels.h").read_text()
+    assert "HLS PIPELINE II=CFG::REUSE" in kernels and "limit=MULTS" in kernels
+    first = {layer["name"]: layer for layer in base["layers"]}[EVIL_NODE]
+    shared = {layer["name"]: layer for layer in report["layers"]}[EVIL_NODE]
+    assert shared["ii"] == 8 * first["ii"]
+    assert shared["resources"]["dsp"] < first["resources"]["dsp"]
+    assert verify(str(tmp_path / "out"), samples=8).mismatches == 0
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [("reuse = 0", "positive integer"), ("reuse = 1.5", "must be an integer"), ("reuse = true", "integer")],
+)
+def test_bad_reuse_is_one_clear_error(tmp_path: Path, setting: str, message: str) -> None:
+    model = _evil_model(tmp_path / "m.onnx")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[layers."int"]\n{setting}\n')
+    with pytest.raises(FpgacError, match=message):
+        compile_model(model, BuildOptions(config=config))
+    with pytest.raises(FpgacError, match="positive integer"):
+        compile_model(model, BuildOptions(reuse=0))
