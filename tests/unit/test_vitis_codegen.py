@@ -52,13 +52,13 @@ def _evil_model(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def evil_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["parallel", "stream"])
+def evil_build(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     root = tmp_path_factory.mktemp("evil")
     model = _evil_model(root / "evil.onnx")
     calib = root / "calib.npy"
     np.save(calib, np.random.default_rng(1).standard_normal((32, 6)).astype(np.float32))
-    build(model, root / "out", BuildOptions(calib=calib))
+    build(model, root / "out", BuildOptions(calib=calib, io=request.param))
     return root / "out"
 
 
