@@ -188,7 +188,7 @@ def _context(
             node, layer, in_names, in_types, in_fmts, "y_px.data", out.type, out.fmt, reuse, (p, c), "c"
         )
     names = [a["name"] for a in args]
-    return Ctx(node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=mode == "window")
+    return Ctx(node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=mode != "array")
 
 
 def storage_pragmas(

@@ -84,7 +84,7 @@ class Ctx:
     # channels, where ins are the beats' data ("x0_px.data"), out is "y_px.data" and ``elem`` is "c".
     beats: tuple[int, int] | None = None
     elem: str = "i"
-    stream: bool = False
+    stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
 
     @property
     def size(self) -> int:
@@ -195,9 +195,12 @@ def _loop(ctx: Ctx, body: str, size: int | None = None, label: str = "elementwis
     """
     if ctx.beats is None:
         n = ctx.size if size is None else size
+        # io_parallel: every element at once on partitioned arrays; io_stream (a layer that gathered its
+        # input): one element per cycle.
+        pragma = "HLS PIPELINE II=1" if ctx.stream else "HLS UNROLL"
         return (
             f"  FPGAC_LOOP({label})\n  for (int i = 0; i < {n}; i++) {{\n"
-            f"    FPGAC_PRAGMA(HLS PIPELINE II=1)\n{_indent(body, 4)}\n  }}"
+            f"    FPGAC_PRAGMA({pragma})\n{_indent(body, 4)}\n  }}"
         )
     beats, channels = ctx.beats
     reads = "".join(

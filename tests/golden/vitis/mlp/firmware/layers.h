@@ -31,7 +31,7 @@ static void fc1(const x_t x0[8], fc1_out_t y[6]) {
 static void relu1(const fc1_out_t x0[6], relu1_out_t y[6]) {
   FPGAC_LOOP(elementwise)
   for (int i = 0; i < 6; i++) {
-    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    FPGAC_PRAGMA(HLS UNROLL)
     fc1_out_t v = x0[i];
     if (v < 0) v = 0;
     y[i] = v;
