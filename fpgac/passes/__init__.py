@@ -12,7 +12,10 @@ from typing import Protocol
 from fpgac.ir import Graph
 from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine
+from fpgac.passes.huffman import Huffman
+from fpgac.passes.prune import Prune
 from fpgac.passes.quantize import Quantize
+from fpgac.passes.share import Share
 
 
 class Pass(Protocol):
@@ -27,6 +30,9 @@ PASSES: dict[str, type] = {
     Cleanup.name: Cleanup,
     FoldAffine.name: FoldAffine,
     Quantize.name: Quantize,
+    Prune.name: Prune,
+    Share.name: Share,
+    Huffman.name: Huffman,
 }
 
-__all__ = ["PASSES", "Cleanup", "FoldAffine", "Pass", "Quantize"]
+__all__ = ["PASSES", "Cleanup", "FoldAffine", "Huffman", "Pass", "Prune", "Quantize", "Share"]
