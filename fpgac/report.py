@@ -1,8 +1,11 @@
 """Build reports: ``report.json`` for tools and ``report.md`` for people, from the built graph.
 
 ``weight_bits`` counts everything the hardware must store for a layer: every param (weights, biases,
-lookup tables, reciprocals) at its format's width; a float param counts its float width. Next to it,
-``float32_bits`` is what the same params cost as float32, so the compression ratio is honest.
+lookup tables, reciprocals) at its format's width; a float param counts its float width. A compressed
+weight counts what its encoding stores (:func:`fpgac.ir.encoding.storage_bits`): kept values or codebook
+indices, relative indices and fillers of a sparse tensor, the codebook, Huffman bitstreams and their
+decoder tables; ``weight_storage`` lists those parts per layer. Next to it, ``float32_bits`` is what the
+same params cost as float32, so the compression ratio is honest.
 """
 
 from __future__ import annotations
@@ -12,16 +15,12 @@ from typing import Any
 
 from fpgac.boards import Board
 from fpgac.ir.cost import node_cost
+from fpgac.ir.encoding import storage_bits
 from fpgac.ir.graph import Graph, Node
-from fpgac.ir.types import Fixed, Float
-
-
-def _bits(fmt: Fixed | Float) -> int:
-    return fmt.width if isinstance(fmt, Fixed) else fmt.bits
 
 
 def node_weight_bits(node: Node) -> int:
-    return sum(p.data.size * _bits(p.format) for p in node.params.values())
+    return sum(storage_bits(p)["total"] for p in node.params.values())
 
 
 def _weight_format(node: Node) -> str | None:
@@ -49,6 +48,9 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
                 "weight_bits": node_weight_bits(node),
             }
         )
+        compressed = {k: storage_bits(p) for k, p in node.params.items() if p.encoding is not None}
+        if compressed:
+            layers[-1]["weight_storage"] = compressed
     params = sum(layer["params"] for layer in layers)
     return {
         "model": model,
@@ -62,6 +64,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         "inputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.inputs},
         "outputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.outputs},
         "options": options,
+        "compression": graph.metadata.get("compression", []),
         "layers": layers,
     }
 

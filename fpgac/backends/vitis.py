@@ -22,13 +22,14 @@ from fpgac import __version__
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis_ops import LAYER_SUFFIXES, Ctx, VitisError, emit_layer
+from fpgac.backends.vitis_weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Value
 from fpgac.ir.types import Fixed
 
 TOP = "fpgac_top"
 IO_STYLES = ("parallel",)
-KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
+KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h", "fpgac_compressed.h")
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
     TOP, "main", "defines", "layers", "read_double", "count", "in", "out", "trace", "argc", "argv", "token",
@@ -89,7 +90,7 @@ def design(graph: Graph) -> dict[str, Any]:
         )
     layers = []
     for node in graph.nodes:
-        layer = names.claim(node.name, LAYER_SUFFIXES)
+        layer = names.claim(node.name, LAYER_SUFFIXES + COMPRESSED_SUFFIXES)
         out_fmt = _fixed(node.output)
         out = ValueInfo(f"{layer}_out", f"{layer}_out_t", node.output.type.size, out_fmt)
         ins = [values[id(v)] for v in node.inputs]
