@@ -134,19 +134,32 @@ class Share:
 
 
 def kmeans_1d(values: np.ndarray, k: int, iterations: int) -> np.ndarray:
-    """Lloyd's k-means in one dimension from a linear initialisation; empty clusters keep their centre."""
+    """Lloyd's k-means in one dimension from a linear initialisation.
+
+    A pruned layer's weights are bimodal (the small ones are gone), so linear initialisation leaves
+    centroids in the empty middle; an empty cluster is moved onto the value worst served by its centroid
+    (the usual k-means repair), so all K codebook entries carry weights.
+    """
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if k <= 0:
         return np.zeros(0)
     if not values.size:
         return np.zeros(k)
+    distinct = np.unique(values)
+    if distinct.size <= k:
+        return np.concatenate([distinct, np.full(k - distinct.size, distinct[-1])])
     lo, hi = float(values.min()), float(values.max())
     centroids = np.linspace(lo, hi, k) if k > 1 else np.array([values.mean()])
     for _ in range(iterations):
         labels = nearest(values, centroids)
-        sums = np.bincount(labels, weights=values, minlength=k)
         counts = np.bincount(labels, minlength=k)
+        sums = np.bincount(labels, weights=values, minlength=k)
         moved = np.where(counts > 0, sums / np.maximum(counts, 1), centroids)
+        empty = np.flatnonzero(counts == 0)
+        if empty.size:
+            error = np.abs(values - moved[labels])
+            worst = np.argsort(-error, kind="stable")[: empty.size]
+            moved[empty] = values[worst]
         if np.allclose(moved, centroids, rtol=0, atol=1e-12):
             break
         centroids = moved
