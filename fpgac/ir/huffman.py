@@ -45,7 +45,13 @@ class HuffmanCode:
         stream = np.asarray(stream, dtype=np.int64).reshape(-1)
         if stream.size and (stream.min() < 0 or stream.max() >= symbols):
             raise HuffmanError(f"stream symbols must lie in 0..{symbols - 1}")
-        freq = np.bincount(stream, minlength=symbols).astype(np.int64)
+        return cls.from_frequencies(np.bincount(stream, minlength=symbols))
+
+    @classmethod
+    def from_frequencies(cls, frequencies: Sequence[int] | np.ndarray) -> HuffmanCode:
+        """The canonical Huffman code of symbols with these counts (0: symbol unused)."""
+        freq = np.asarray(frequencies, dtype=np.int64).reshape(-1)
+        symbols = freq.size
         live = np.flatnonzero(freq)
         if live.size == 1:
             return cls((0,) * symbols, int(live[0]))

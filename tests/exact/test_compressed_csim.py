@@ -46,7 +46,9 @@ VARIANTS = {
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]) -> dict[str, Path]:
+def folders(
+    tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("compressed")
     result: dict[str, Path] = {}
     for key, (family, passes) in VARIANTS.items():
