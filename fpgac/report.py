@@ -96,4 +96,37 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {i} | `{name}` | {layer['op']} | {shape} | {layer['macs']:,} | {layer['params']:,} | "
             f"{weights} | {layer['output_format']} | {acc} |"
         )
+    lines += _compression_markdown(report)
     return "\n".join(lines) + "\n"
+
+
+def _compression_markdown(report: dict[str, Any]) -> list[str]:
+    """Per compressed tensor, the bits of each stored part (what ``weight_bits`` adds up)."""
+    rows = [
+        (layer, key, parts)
+        for layer in report["layers"]
+        for key, parts in layer.get("weight_storage", {}).items()
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Compressed weights",
+        "",
+        f"Passes: {', '.join(e['pass'] for e in report.get('compression', [])) or 'none'}. "
+        "Bits per stored part (fillers: count of filler entries, included in the index and gap bits).",
+        "",
+        "| layer | param | values | codebook | indices | gaps | Huffman tables | fillers | total |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for layer, key, parts in rows:
+        name = layer["name"].replace("|", "\\|")
+        tables = parts.get("index_table", 0) + parts.get("gap_table", 0)
+        cells = [parts.get(k, 0) for k in ("values", "codebook", "indices", "gaps")] + [
+            tables,
+            parts.get("fillers", 0),
+        ]
+        lines.append(
+            f"| `{name}` | {key} | " + " | ".join(f"{c:,}" for c in cells) + f" | {parts['total']:,} |"
+        )
+    return lines
