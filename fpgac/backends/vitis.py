@@ -29,7 +29,8 @@ from fpgac.ir.types import Fixed
 
 TOP = "fpgac_top"
 IO_STYLES = ("parallel",)
-KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h", "fpgac_compressed.h")
+KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
+COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (vitis_weights.py)
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
     TOP, "main", "defines", "layers", "read_double", "count", "in", "out", "trace", "argc", "argv", "token",
@@ -129,7 +130,15 @@ def design(graph: Graph) -> dict[str, Any]:
         outputs.append({"port": port, "value": info.name, "type": info.type, "size": info.size, "index": k})
         doc = f'output "{comment_text(v.name)}" {_shape(v)} {info.fmt.ap_type()}'
         ports.append({"name": port, "decl": f"{info.type} {port}[{info.size}]", "doc": doc})
-    return {"inputs": inputs, "layers": layers, "outputs": outputs, "ports": ports, "top": TOP}
+    compressed = any(p.encoding is not None for n in graph.nodes for p in n.params.values())
+    return {
+        "inputs": inputs,
+        "layers": layers,
+        "outputs": outputs,
+        "ports": ports,
+        "top": TOP,
+        "compressed": compressed,
+    }
 
 
 def vitis_plan(graph: Graph, board: Board, io: str = "parallel", *, model: str = "") -> BuildPlan:
@@ -155,7 +164,8 @@ def vitis_plan(graph: Graph, board: Board, io: str = "parallel", *, model: str =
             text = env.get_template("weights.h.j2").render({**common, "layer": layer})
             plan.add(f"firmware/weights/{layer['name']}.h", text)
     kernels = resources.files("fpgac").joinpath("hls_templates")
-    for header in KERNEL_HEADERS:
+    headers = KERNEL_HEADERS + ((COMPRESSED_HEADER,) if data["compressed"] else ())
+    for header in headers:
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
     plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
     plan.add("tb/inputs.txt", input_text([np.zeros((1, *v.shape)) for v in graph.inputs]))
