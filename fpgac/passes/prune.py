@@ -3,7 +3,10 @@
 Three ways to pick the threshold: ``sparsity=S`` with one global magnitude threshold across layers
 (``scope=global``) or the same fraction in every layer (``scope=layer``); or ``threshold=q``, which zeroes
 weights below ``q`` times each layer's weight standard deviation, as Deep Compression does. ``layer_sparsity``
-(Python API) overrides the fraction per layer, like the paper's hand-tuned per-layer rates.
+(Python API) overrides the fraction per layer, like the paper's hand-tuned per-layer rates. With calibration
+data, ``criterion=activation`` ranks dense weights by ``|w| * ||x||`` (the input's norm over the batch,
+Wanda) instead of ``|w|``. On LeNet-300-100 one global magnitude threshold served best (README, "Deep
+compression").
 
 With calibration data, ``reconstruct=true`` refits the surviving weights (and the bias) of every output row
 of a dense layer by least squares, so the pruned layer reproduces the float layer's outputs on the inputs it

@@ -74,6 +74,11 @@ class Share:
                 raise ShareError(f"share failed on node {node.name!r}: its weights are already shared")
             sparse = enc.sparse
             total = self._clusters(node.name)
+            if total - int(sparse) < 1:
+                raise ShareError(
+                    f"share failed on node {node.name!r}: a pruned layer needs 2 codebook entries at least "
+                    "(the zero and one centroid)"
+                )
             data = weight.data.astype(np.float64)
             kept = data != 0 if sparse else np.ones(data.shape, bool)
             centroids = kmeans_1d(data[kept], total - int(sparse), self.iterations)
