@@ -3,15 +3,18 @@ leave in ``graph.metadata["compression"]`` for ``report.json``, and the calibrat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from fpgac.backends.sim.float_ops import windows
 from fpgac.backends.sim.interpreter import run_float
 from fpgac.ir.graph import Graph, Node
 
 COMPRESSIBLE = ("dense", "conv")
+MAX_ROWS = 20_000  # rows of a least-squares refit (conv: samples x output positions)
 
 
 def compressible(graph: Graph) -> list[Node]:
@@ -25,9 +28,33 @@ def record(graph: Graph, name: str, options: Mapping[str, Any], layers: Mapping[
     graph.metadata["compression"] = [*graph.metadata.get("compression", []), entry]
 
 
-def dense_inputs(graph: Graph, calib: Sequence[np.ndarray], node: Node) -> np.ndarray:
-    """The rows a dense layer multiplies on the calibration batch, as ``(samples * rows, IN)`` float64."""
+def refittable(node: Node) -> bool:
+    """Layers whose output is a matrix product of an input matrix and the weight: dense, ungrouped conv."""
+    return node.op == "dense" or (node.op == "conv" and node.attrs.get("groups", 1) == 1)
+
+
+def layer_inputs(graph: Graph, calib: Sequence[np.ndarray], node: Node) -> np.ndarray:
+    """The matrix ``X`` with ``output = X @ weight.reshape(OUT, -1).T`` (+ bias) on the calibration batch.
+
+    Dense: the input rows. Conv: the im2col patches (one row per sample and output position, columns in
+    the weight's (channel, kernel...) order). At most ``MAX_ROWS`` rows, picked evenly, so two graphs'
+    matrices always pair the same samples and positions.
+    """
     traced = run_float(graph, list(calib), trace=True)
     assert isinstance(traced, dict)
-    x = traced[node.inputs[0].name]
-    return np.asarray(x, dtype=np.float64).reshape(-1, node.params["weight"].shape[1])
+    x = np.asarray(traced[node.inputs[0].name], dtype=np.float64)
+    weight = node.params["weight"]
+    fan_in = math.prod(weight.shape[1:])
+    if node.op == "dense":
+        rows = x.reshape(-1, fan_in)
+    else:
+        a = node.attrs
+        kernel = list(weight.shape[2:])
+        nd = len(kernel)
+        out = list(node.output.shape[1:])
+        view = windows(x, kernel, a["strides"], a["pads"], a["dilations"], out, 0.0)  # (N, C, *out, *kernel)
+        order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+        rows = view.transpose(order).reshape(-1, fan_in)
+    if len(rows) > MAX_ROWS:
+        rows = rows[np.linspace(0, len(rows) - 1, MAX_ROWS).astype(np.int64)]
+    return rows

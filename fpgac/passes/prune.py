@@ -11,7 +11,8 @@ compression").
 With calibration data, ``reconstruct=true`` refits the surviving weights (and the bias) of every output row
 of a dense layer by least squares, so the pruned layer reproduces the float layer's outputs on the inputs it
 actually sees (those of the already pruned layers before it) -- a training-free stand-in for retraining, the
-unstructured cousin of REAP's refit. Conv layers are pruned but not refitted.
+unstructured cousin of REAP's refit; a conv layer's rows are its output channels and its inputs the
+im2col patches (grouped convs are pruned but not refitted).
 
 A pruned tensor is the same tensor with zeros, plus an :class:`~fpgac.ir.encoding.Encoding` with
 ``gap_bits``: it is stored sparse (relative indices with fillers), and the parallel-style HLS emits no
@@ -30,7 +31,7 @@ import numpy as np
 from fpgac.errors import FpgacError
 from fpgac.ir.encoding import Encoding
 from fpgac.ir.graph import Graph, Node
-from fpgac.passes.compression import compressible, dense_inputs, record
+from fpgac.passes.compression import compressible, layer_inputs, record, refittable
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Prune:
         for node in nodes:
             weight = node.params["weight"]
             keep = scores[node.name] > limits[node.name]
-            if self.reconstruct and node.op == "dense" and reference is not None:
+            if self.reconstruct and refittable(node) and reference is not None:
                 keep = self._prune_and_refit(graph, reference, node, int(keep.sum()))
             else:
                 weight.data = np.where(keep, weight.data, 0).astype(weight.data.dtype)
@@ -92,7 +93,7 @@ class Prune:
                 "sparsity": round(1.0 - float(keep.mean()), 6),
                 "kept": int(keep.sum()),
                 "threshold": float(limits[node.name]),
-                "refit": bool(self.reconstruct and node.op == "dense"),
+                "refit": bool(self.reconstruct and refittable(node)),
             }
         options = {
             "sparsity": self.sparsity,
@@ -124,12 +125,13 @@ class Prune:
     def _scores(self, graph: Graph, node: Node) -> np.ndarray:
         """What pruning ranks: ``|w|``, or with ``criterion=activation`` ``|w| * ||x_in||`` over the
         calibration batch (Wanda, Sun et al. 2023: a weight on an input that is always zero is useless
-        however large). Conv and the threshold rule use magnitudes."""
+        however large). Grouped convs and the threshold rule use magnitudes."""
         w = np.abs(node.params["weight"].data.astype(np.float64))
-        if self.criterion == "activation" and node.op == "dense" and self.threshold is None:
+        if self.criterion == "activation" and refittable(node) and self.threshold is None:
             assert self.calib is not None
-            x = dense_inputs(graph, self.calib, node)
-            return w * np.sqrt((x**2).sum(axis=0))[None, :]
+            x = layer_inputs(graph, self.calib, node)
+            norms = np.sqrt((x**2).sum(axis=0))
+            return (w.reshape(w.shape[0], -1) * norms[None, :]).reshape(w.shape)
         return w
 
     def _thresholds(self, nodes: list[Node], scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -154,10 +156,11 @@ class Prune:
     def _refit(self, graph: Graph, reference: Graph, node: Node, keep: np.ndarray) -> None:
         """Least-squares refit of each row's kept weights (and the bias) to the float layer's outputs."""
         assert self.calib is not None
-        x_ref = dense_inputs(reference, self.calib, reference.node(node.name))
-        x = dense_inputs(graph, self.calib, node)
+        x_ref = layer_inputs(reference, self.calib, reference.node(node.name))
+        x = layer_inputs(graph, self.calib, node)
         weight = node.params["weight"]
-        w = weight.data.astype(np.float64)
+        w = weight.data.astype(np.float64).reshape(weight.shape[0], -1)
+        keep = keep.reshape(w.shape)
         target = x_ref @ w.T  # the float layer's outputs without bias, on the float network's inputs
         has_bias = "bias" in node.params
         bias = node.params["bias"].data.astype(np.float64) if has_bias else np.zeros(w.shape[0])
@@ -175,7 +178,7 @@ class Prune:
             if has_bias:
                 new_b[o] = sol[-1]
         new_w[~keep] = 0.0
-        weight.data = new_w.astype(weight.data.dtype)
+        weight.data = new_w.reshape(weight.shape).astype(weight.data.dtype)
         if has_bias:
             node.params["bias"].data = new_b.astype(node.params["bias"].data.dtype)
 

@@ -8,7 +8,8 @@ In a pruned tensor the zeros are not clustered: index 0 is reserved for them, so
 
 With calibration data, ``refit=true`` then solves for the centroids by least squares on the layer's outputs
 (a dense layer's output is linear in its centroids: ``y = sum_k c_k * (x @ M_k.T)`` with ``M_k`` the mask
-of cluster k), a training-free stand-in for the paper's centroid fine-tuning. Conv layers are not refitted.
+of cluster k), a training-free stand-in for the paper's centroid fine-tuning; conv layers the same way over
+their im2col patches (grouped convs are not refitted).
 
 The result is an :class:`~fpgac.ir.encoding.Encoding` with ``codebook`` and ``indices``; ``data`` becomes
 ``codebook[indices]``. The codebook stays float here: the implied ``quantize`` pass rounds it into the
@@ -27,7 +28,7 @@ import numpy as np
 from fpgac.errors import FpgacError
 from fpgac.ir.encoding import Encoding
 from fpgac.ir.graph import Graph, Node
-from fpgac.passes.compression import compressible, dense_inputs, record
+from fpgac.passes.compression import compressible, layer_inputs, record, refittable
 
 MAX_CLUSTERS = 1 << 16
 
@@ -86,7 +87,7 @@ class Share:
             indices[kept] = nearest(data[kept], centroids) + int(sparse)
             codebook = np.concatenate([[0.0], centroids]) if sparse else centroids
             refitted = False
-            if self.refit and reference is not None and node.op == "dense":
+            if self.refit and reference is not None and refittable(node):
                 codebook = self._refit(graph, reference, node, indices, codebook, sparse)
                 refitted = True
             dtype = np.uint8 if len(codebook) <= 256 else np.uint16
@@ -121,12 +122,14 @@ class Share:
         """Centroids minimising the squared error of the layer's outputs against the float layer's."""
         assert self.calib is not None
         calib = [a[: self.refit_samples] for a in self.calib]
-        x_ref = dense_inputs(reference, calib, reference.node(node.name))
-        x = dense_inputs(graph, calib, node)
-        target = x_ref @ reference.node(node.name).params["weight"].data.astype(np.float64).T
+        x_ref = layer_inputs(reference, calib, reference.node(node.name))
+        x = layer_inputs(graph, calib, node)
+        w_ref = reference.node(node.name).params["weight"].data.astype(np.float64)
+        target = x_ref @ w_ref.reshape(w_ref.shape[0], -1).T
+        flat = indices.reshape(indices.shape[0], -1)
         first = int(sparse)  # the zero of a sparse tensor stays zero
         ks = range(first, len(codebook))
-        features = np.stack([(x @ (indices == k).T.astype(np.float64)).reshape(-1) for k in ks], axis=1)
+        features = np.stack([(x @ (flat == k).T.astype(np.float64)).reshape(-1) for k in ks], axis=1)
         used = features.any(axis=0)
         solution = codebook.copy()
         if used.any():

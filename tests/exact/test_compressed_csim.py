@@ -47,7 +47,7 @@ VARIANTS = {
     "mlp_prune": ("mlp", "prune(sparsity=0.6)"),
     "mlp_share": ("mlp", "share(bits=3)"),
     "mlp_all": ("mlp", "prune(sparsity=0.8, gap_bits=3), share(bits=4), huffman"),
-    "cnn_all": ("cnn", "prune(threshold=0.8), share(bits=4), huffman"),
+    "cnn_all": ("cnn", "prune(threshold=0.8, reconstruct=true), share(bits=4, refit=true), huffman"),
     "cnn_prune_share": ("cnn", "prune(sparsity=0.5, scope=layer), share(clusters=5)"),
 }
 

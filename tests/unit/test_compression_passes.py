@@ -22,6 +22,7 @@ from fpgac.ir.printer import print_graph
 from fpgac.ir.serialize import load_graph, save_graph
 from fpgac.ir.types import Fixed
 from fpgac.passes import Huffman, Prune, Quantize, Share
+from fpgac.passes.compression import layer_inputs
 from fpgac.passes.pipeline import run_pipeline
 from fpgac.passes.share import kmeans_1d
 
@@ -236,3 +237,53 @@ def test_encoding_round_trips(tmp_path: Path) -> None:
     verify(loaded)
     assert graphs_equal(graph, loaded)
     assert loaded.metadata["compression"] == graph.metadata["compression"]
+
+
+# -- conv refits ------------------------------------------------------------------------------------------
+
+CONV = {"strides": [2, 1], "pads": [1, 0, 1, 2], "dilations": [1, 2], "groups": 1}
+
+
+def cnn(seed: int = 0) -> Graph:
+    rng = np.random.default_rng(seed)
+    graph = Graph("c")
+    x = graph.add_input("x", TensorType((3, 9, 9)))
+    for i, (cin, cout) in enumerate([(3, 6), (6, 4)]):
+        params = {
+            "weight": Param((rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)),
+            "bias": Param((rng.standard_normal(cout) * 0.1).astype(np.float32)),
+        }
+        x = graph.add("conv", [x], name=f"conv{i}", attrs=dict(CONV), params=params).output
+        if i == 0:
+            x = graph.add("relu", [x], name="relu0").output
+    graph.set_outputs([x])
+    return graph
+
+
+def cnn_calib() -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(2)
+    smooth = rng.standard_normal((200, 3, 1, 9)) + rng.standard_normal((200, 3, 9, 1))  # correlated pixels
+    return ((smooth + 0.1 * rng.standard_normal((200, 3, 9, 9))).astype(np.float32),)
+
+
+def test_conv_patches_reproduce_the_conv() -> None:
+    graph, data = cnn(), cnn_calib()
+    node = graph.node("conv1")
+    x = layer_inputs(graph, data, node)
+    traced = run_float(graph, list(data), trace=True)
+    w = node.params["weight"].data.astype(np.float64).reshape(4, -1)
+    y = traced[node.output.name] - node.params["bias"].data[None, :, None, None]
+    expected = np.moveaxis(y, 1, -1).reshape(-1, 4)
+    assert np.allclose(x @ w.T, expected, atol=1e-4)
+
+
+def test_conv_refits_reduce_the_output_error() -> None:
+    data = cnn_calib()
+    plain = Prune(sparsity=0.7, scope="layer").run(cnn())
+    refit = Prune(sparsity=0.7, scope="layer", reconstruct=True, calib=data).run(cnn())
+    verify(refit)
+    assert output_error(refit, cnn(), data) < 0.7 * output_error(plain, cnn(), data)
+    shared = Share(bits=2).run(cnn())
+    shared_refit = Share(bits=2, refit=True, calib=data).run(cnn())
+    verify(shared_refit)
+    assert output_error(shared_refit, cnn(), data) < output_error(shared, cnn(), data)
