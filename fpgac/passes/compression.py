@@ -11,15 +11,33 @@ import numpy as np
 
 from fpgac.backends.sim.float_ops import windows
 from fpgac.backends.sim.interpreter import run_float
+from fpgac.errors import FpgacError
 from fpgac.ir.graph import Graph, Node
+from fpgac.ir.types import Float
 
 COMPRESSIBLE = ("dense", "conv")
 MAX_ROWS = 20_000  # rows of a least-squares refit (conv: samples x output positions)
 
 
-def compressible(graph: Graph) -> list[Node]:
-    """The nodes whose ``weight`` the compression passes rewrite."""
-    return [n for n in graph.nodes if n.op in COMPRESSIBLE and "weight" in n.params]
+class CompressionOrderError(FpgacError):
+    """A compression pass run where its result could not be kept (after quantize, or out of order)."""
+
+
+def compressible(graph: Graph, before_quantize: str | None = None) -> list[Node]:
+    """The nodes whose ``weight`` the compression passes rewrite.
+
+    ``before_quantize`` names a pass that needs float weights (prune, share): quantize rounds what they
+    produce (refitted weights, the codebook), not the other way round. Huffman codes only indices, so it
+    may run after quantize.
+    """
+    nodes = [n for n in graph.nodes if n.op in COMPRESSIBLE and "weight" in n.params]
+    for node in nodes if before_quantize else ():
+        if not isinstance(node.params["weight"].format, Float):
+            raise CompressionOrderError(
+                f"{before_quantize} failed on node {node.name!r}: its weights are already quantized; "
+                f"run {before_quantize} before quantize"
+            )
+    return nodes
 
 
 def record(graph: Graph, name: str, options: Mapping[str, Any], layers: Mapping[str, Any]) -> None:

@@ -72,7 +72,7 @@ class Prune:
             raise PruneError("prune: reconstruct=true and criterion=activation need calibration data")
 
     def run(self, graph: Graph) -> Graph:
-        nodes = compressible(graph)
+        nodes = compressible(graph, self.name)
         unknown = set(self.layer_sparsity) - {n.name for n in nodes}
         if unknown:
             raise PruneError(f"prune: layer_sparsity names layers without weights: {sorted(unknown)}")
@@ -82,6 +82,8 @@ class Prune:
         facts = {}
         for node in nodes:
             weight = node.params["weight"]
+            if weight.encoding is not None and weight.encoding.shared:
+                raise PruneError(f"prune failed on node {node.name!r}: its weights are shared; prune first")
             keep = scores[node.name] > limits[node.name]
             if self.reconstruct and refittable(node) and reference is not None:
                 keep = self._prune_and_refit(graph, reference, node, int(keep.sum()))

@@ -62,7 +62,7 @@ class Share:
             raise ShareError("share: refit=true needs calibration data (--calib)")
 
     def run(self, graph: Graph) -> Graph:
-        nodes = compressible(graph)
+        nodes = compressible(graph, self.name)
         unknown = set(self.layer_bits) - {n.name for n in nodes}
         if unknown:
             raise ShareError(f"share: layer_bits names layers without weights: {sorted(unknown)}")

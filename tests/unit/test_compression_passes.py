@@ -196,6 +196,17 @@ def test_quantize_rounds_the_codebook_and_keeps_indices() -> None:
 # -- huffman, storage, IR ------------------------------------------------------------------------------------
 
 
+def test_pass_order_is_checked() -> None:
+    quantized = Quantize(precision=8, calib=calib()).run(Share(bits=3).run(mlp()))
+    for late in (Prune(sparsity=0.5), Share(bits=3)):
+        with pytest.raises(FpgacError, match="before quantize"):
+            late.run(quantized.clone())
+    with pytest.raises(FpgacError, match="prune first"):
+        Prune(sparsity=0.5).run(Share(bits=3).run(mlp()))
+    coded = Huffman().run(quantized)  # codes depend on indices only: fine after quantize
+    verify(coded)
+
+
 def test_huffman_needs_share() -> None:
     with pytest.raises(FpgacError, match="run share first"):
         run_pipeline(Prune(sparsity=0.5).run(mlp()), [Huffman()])
