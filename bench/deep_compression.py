@@ -71,6 +71,7 @@ class Row:
     accuracy: float
     weight_bits: int
     float32_bits: int
+    rom: dict[str, int] | None = None  # index ROMs, summed over layers (Huffman-coded stages)
 
     @property
     def ratio(self) -> float:
@@ -106,7 +107,10 @@ def measure(model: Path, stage: str, v: Variant, bits: int, calib: np.ndarray, t
     x, y = test
     predicted = np.asarray(run_fixed(graph, x).outputs[0]).reshape(len(y), -1).argmax(axis=1)
     report = build_report(graph, model=model.name, board=get_board("zcu104"), options={})
-    return Row(stage, v.label, float((predicted == y).mean()), report["weight_bits"], report["float32_bits"])
+    roms = [rom for layer in report["layers"] for rom in layer.get("index_rom", {}).values()]
+    total = {k: sum(r[k] for r in roms) for k in roms[0]} if roms else None
+    accuracy = float((predicted == y).mean())
+    return Row(stage, v.label, accuracy, report["weight_bits"], report["float32_bits"], total)
 
 
 def main() -> None:
@@ -138,6 +142,14 @@ def main() -> None:
             f"| {row.stage} | {row.variant} | {100 * row.accuracy:.1f}% | {row.weight_bits:,} | "
             f"{row.ratio:.1f}x | {cite} |"
         )
+    print("\nIndex ROMs of the Huffman stage (all layers, 32-bit words; BRAM18s as report.json counts):\n")
+    for row in rows:
+        if row.rom:
+            r = row.rom
+            print(
+                f"- {row.variant}: packed {r['plain_bits']:,} bits in {r['plain_bram18']} BRAM18 -> "
+                f"Huffman {r['huffman_bits']:,} bits in {r['huffman_bram18']} BRAM18"
+            )
 
 
 if __name__ == "__main__":

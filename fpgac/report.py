@@ -13,14 +13,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fpgac.backends.estimate import memory_cost
 from fpgac.boards import Board
 from fpgac.ir.cost import node_cost
-from fpgac.ir.encoding import storage_bits
-from fpgac.ir.graph import Graph, Node
+from fpgac.ir.encoding import storage_bits, streams
+from fpgac.ir.graph import Graph, Node, Param
 
 
 def node_weight_bits(node: Node) -> int:
     return sum(storage_bits(p)["total"] for p in node.params.values())
+
+
+def _coded(param: Param) -> bool:
+    return param.encoding is not None and "index" in param.encoding.huffman
+
+
+def _index_rom(param: Param, board: Board) -> dict[str, int]:
+    """The index ROM of a Huffman-coded tensor (32-bit words, as the Vitis backend stores it) next to the
+    packed fixed-width indices it replaces: bits and BRAM18s (0 when small enough for LUT ROM)."""
+    assert param.encoding is not None
+    plain = int(streams(param)["index"].size) * param.encoding.index_bits
+    coded = storage_bits(param)["indices"]
+    out = {}
+    for key, bits in (("plain", plain), ("huffman", coded)):
+        words = -(-bits // 32)
+        out[f"{key}_bits"] = bits
+        out[f"{key}_bram18"] = memory_cost(words, 32, board, allow_uram=False).bram18
+    return out
 
 
 def _weight_format(node: Node) -> str | None:
@@ -51,6 +70,9 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         compressed = {k: storage_bits(p) for k, p in node.params.items() if p.encoding is not None}
         if compressed:
             layers[-1]["weight_storage"] = compressed
+            roms = {k: _index_rom(p, board) for k, p in node.params.items() if _coded(p)}
+            if roms:
+                layers[-1]["index_rom"] = roms
     params = sum(layer["params"] for layer in layers)
     return {
         "model": model,
@@ -116,8 +138,9 @@ def _compression_markdown(report: dict[str, Any]) -> list[str]:
         f"Passes: {', '.join(e['pass'] for e in report.get('compression', [])) or 'none'}. "
         "Bits per stored part (fillers: count of filler entries, included in the index and gap bits).",
         "",
-        "| layer | param | values | codebook | indices | gaps | Huffman tables | fillers | total |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer | param | values | codebook | indices | gaps | Huffman tables | fillers | total "
+        "| index ROM BRAM18, packed -> Huffman |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for layer, key, parts in rows:
         name = layer["name"].replace("|", "\\|")
@@ -126,7 +149,11 @@ def _compression_markdown(report: dict[str, Any]) -> list[str]:
             tables,
             parts.get("fillers", 0),
         ]
+        rom = layer.get("index_rom", {}).get(key)
+        bram = f"{rom['plain_bram18']} -> {rom['huffman_bram18']}" if rom else ""
         lines.append(
-            f"| `{name}` | {key} | " + " | ".join(f"{c:,}" for c in cells) + f" | {parts['total']:,} |"
+            f"| `{name}` | {key} | "
+            + " | ".join(f"{c:,}" for c in cells)
+            + f" | {parts['total']:,} | {bram} |"
         )
     return lines

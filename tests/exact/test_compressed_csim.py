@@ -122,6 +122,8 @@ def test_report_counts_compressed_storage(folders: dict[str, Path]) -> None:
     parts = layer["weight_storage"]["weight"]
     assert {"codebook", "indices", "gaps", "index_table", "gap_table", "fillers"} <= set(parts)
     assert parts["fillers"] > 0
+    rom = layer["index_rom"]["weight"]
+    assert rom["huffman_bits"] == parts["indices"] and rom["plain_bits"] > rom["huffman_bits"]
     assert report["weight_bits"] == sum(layer["weight_bits"] for layer in report["layers"])
     assert report["float32_bits"] / report["weight_bits"] > 4
     header = next((folders["mlp_all"] / "hls" / "firmware" / "weights").glob("*.h")).read_text()
