@@ -60,6 +60,9 @@ class Prune:
             raise PruneError("prune: give exactly one of sparsity=S or threshold=q")
         if self.sparsity is not None and not 0.0 <= self.sparsity < 1.0:
             raise PruneError(f"prune: sparsity {self.sparsity} is out of range [0, 1)")
+        for layer, fraction in self.layer_sparsity.items():
+            if not 0.0 <= fraction <= 1.0:
+                raise PruneError(f"prune: sparsity {fraction} of layer {layer!r} is out of range [0, 1]")
         if self.threshold is not None and self.threshold < 0:
             raise PruneError(f"prune: threshold {self.threshold} must be >= 0")
         if self.scope not in ("global", "layer"):
