@@ -1,8 +1,11 @@
 """Build reports: ``report.json`` for tools and ``report.md`` for people, from the built graph.
 
 ``weight_bits`` counts everything the hardware must store for a layer: every param (weights, biases,
-lookup tables, reciprocals) at its format's width; a float param counts its float width. Next to it,
-``float32_bits`` is what the same params cost as float32, so the compression ratio is honest.
+lookup tables, reciprocals) at its format's width; a float param counts its float width. A compressed
+weight counts what its encoding stores (:func:`fpgac.ir.encoding.storage_bits`): kept values or codebook
+indices, relative indices and fillers of a sparse tensor, the codebook, Huffman bitstreams and their
+decoder tables; ``weight_storage`` lists those parts per layer. Next to it, ``float32_bits`` is what the
+same params cost as float32, so the compression ratio is honest.
 """
 
 from __future__ import annotations
@@ -10,18 +13,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fpgac.backends.estimate import memory_cost
 from fpgac.boards import Board
 from fpgac.ir.cost import node_cost
-from fpgac.ir.graph import Graph, Node
-from fpgac.ir.types import Fixed, Float
-
-
-def _bits(fmt: Fixed | Float) -> int:
-    return fmt.width if isinstance(fmt, Fixed) else fmt.bits
+from fpgac.ir.encoding import storage_bits, streams
+from fpgac.ir.graph import Graph, Node, Param
 
 
 def node_weight_bits(node: Node) -> int:
-    return sum(p.data.size * _bits(p.format) for p in node.params.values())
+    return sum(storage_bits(p)["total"] for p in node.params.values())
+
+
+def _coded(param: Param) -> bool:
+    return param.encoding is not None and "index" in param.encoding.huffman
+
+
+def _index_rom(param: Param, board: Board) -> dict[str, int]:
+    """The index ROM of a Huffman-coded tensor (32-bit words, as the Vitis backend stores it) next to the
+    packed fixed-width indices it replaces: bits and BRAM18s (0 when small enough for LUT ROM)."""
+    assert param.encoding is not None
+    plain = int(streams(param)["index"].size) * param.encoding.index_bits
+    coded = storage_bits(param)["indices"]
+    out = {}
+    for key, bits in (("plain", plain), ("huffman", coded)):
+        words = -(-bits // 32)
+        out[f"{key}_bits"] = bits
+        out[f"{key}_bram18"] = memory_cost(words, 32, board, allow_uram=False).bram18
+    return out
 
 
 def _weight_format(node: Node) -> str | None:
@@ -49,6 +67,12 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
                 "weight_bits": node_weight_bits(node),
             }
         )
+        compressed = {k: storage_bits(p) for k, p in node.params.items() if p.encoding is not None}
+        if compressed:
+            layers[-1]["weight_storage"] = compressed
+            roms = {k: _index_rom(p, board) for k, p in node.params.items() if _coded(p)}
+            if roms:
+                layers[-1]["index_rom"] = roms
     params = sum(layer["params"] for layer in layers)
     return {
         "model": model,
@@ -82,7 +106,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- parameters: {report['params']:,}",
         f"- weight storage: {report['weight_bits']:,} bits ({ratio:.2f}x smaller than float32)",
         f"- options: `{json.dumps(report['options'], sort_keys=True)}`",
-        *_compression_markdown(report.get("compression", [])),
+        *_passes_markdown(report.get("compression", [])),
         "",
         "| # | layer | op | output | MACs | params | weights | output format | accumulator |",
         "|---:|---|---|---|---:|---:|---|---|---|",
@@ -95,10 +119,11 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {i} | `{name}` | {layer['op']} | {shape} | {layer['macs']:,} | {layer['params']:,} | "
             f"{weights} | {layer['output_format']} | {acc} |"
         )
+    lines += _storage_markdown(report)
     return "\n".join(lines) + "\n"
 
 
-def _compression_markdown(entries: list[dict[str, Any]]) -> list[str]:
+def _passes_markdown(entries: list[dict[str, Any]]) -> list[str]:
     """One line per compression pass and one per layer it changed (rank or kept units, MACs)."""
     lines: list[str] = []
     for entry in entries:
@@ -111,4 +136,41 @@ def _compression_markdown(entries: list[dict[str, Any]]) -> list[str]:
             lines.append(
                 f"- `{name}`: {what}; MACs {facts.get('macs_before', 0):,} -> {facts.get('macs_after', 0):,}"
             )
+    return lines
+
+
+def _storage_markdown(report: dict[str, Any]) -> list[str]:
+    """Per compressed tensor, the bits of each stored part (what ``weight_bits`` adds up)."""
+    rows = [
+        (layer, key, parts)
+        for layer in report["layers"]
+        for key, parts in layer.get("weight_storage", {}).items()
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Compressed weights",
+        "",
+        f"Passes: {', '.join(e['pass'] for e in report.get('compression', [])) or 'none'}. "
+        "Bits per stored part (fillers: count of filler entries, included in the index and gap bits).",
+        "",
+        "| layer | param | values | codebook | indices | gaps | Huffman tables | fillers | total "
+        "| index ROM BRAM18, packed -> Huffman |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for layer, key, parts in rows:
+        name = layer["name"].replace("|", "\\|")
+        tables = parts.get("index_table", 0) + parts.get("gap_table", 0)
+        cells = [parts.get(k, 0) for k in ("values", "codebook", "indices", "gaps")] + [
+            tables,
+            parts.get("fillers", 0),
+        ]
+        rom = layer.get("index_rom", {}).get(key)
+        bram = f"{rom['plain_bram18']} -> {rom['huffman_bram18']}" if rom else ""
+        lines.append(
+            f"| `{name}` | {key} | "
+            + " | ".join(f"{c:,}" for c in cells)
+            + f" | {parts['total']:,} | {bram} |"
+        )
     return lines

@@ -26,6 +26,7 @@ from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.estimate import BRAM_MIN_BITS, memory_cost
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis_ops import LAYER_SUFFIXES, Array, Ctx, VitisError, emit_layer
+from fpgac.backends.vitis_weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
@@ -34,6 +35,7 @@ TOP = "fpgac_top"
 IO_STYLES = ("parallel", "stream")
 KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
 STREAM_HEADERS = ("fpgac_stream.h",)
+COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (vitis_weights.py)
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
     TOP, "main", "defines", "layers", "read_double", "count", "in", "out", "trace", "argc", "argv", "token",
@@ -104,7 +106,7 @@ def design(
         )
     layers = []
     for node in graph.nodes:
-        layer = names.claim(node.name, LAYER_SUFFIXES)
+        layer = names.claim(node.name, LAYER_SUFFIXES + COMPRESSED_SUFFIXES)
         out_fmt = _fixed(node.output)
         out = ValueInfo(f"{layer}_out", f"{layer}_out_t", node.output.type.size, out_fmt)
         ins = [values[id(v)] for v in node.inputs]
@@ -171,7 +173,16 @@ def design(
         decl = f"{s_type}& {port}" if stream else f"{info.type} {port}[{info.size}]"
         outputs[-1]["stream_type"] = s_type
         ports.append({"name": port, "decl": decl, "doc": doc})
-    data = {"inputs": inputs, "layers": layers, "outputs": outputs, "ports": ports, "top": TOP, "io": io}
+    compressed = any(p.encoding is not None for n in graph.nodes for p in n.params.values())
+    data = {
+        "inputs": inputs,
+        "layers": layers,
+        "outputs": outputs,
+        "ports": ports,
+        "top": TOP,
+        "io": io,
+        "compressed": compressed,
+    }
     wiring = vitis_stream.wire(graph, data, names) if stream else vitis_stream.Wiring([], [])
     return {**data, "stream_top": wiring.lines, "forks": wiring.forks}
 
@@ -248,7 +259,9 @@ def vitis_plan(
             text = env.get_template("weights.h.j2").render({**common, "layer": layer})
             plan.add(f"firmware/weights/{layer['name']}.h", text)
     kernels = resources.files("fpgac").joinpath("hls_templates")
-    for header in KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ()):
+    headers = KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ())
+    headers += (COMPRESSED_HEADER,) if data["compressed"] else ()
+    for header in headers:
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
     plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
     plan.add("tb/inputs.txt", input_text([np.zeros((1, *v.shape)) for v in graph.inputs]))

@@ -246,7 +246,11 @@ def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
 
 
 def dense(ctx: Ctx, code: LayerCode) -> None:
-    weight, (n_out, n_in) = _param(ctx, code, "weight")
+    compressed = ctx.node.params["weight"].encoding is not None
+    if compressed:
+        weight, (n_out, n_in) = "", ctx.node.params["weight"].shape
+    else:
+        weight, (n_out, n_in) = _param(ctx, code, "weight")
     bias, bias_size = _bias(ctx, code)
     rows = ctx.node.inputs[0].type.size // n_in
     values = {
@@ -260,6 +264,11 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         ctx, values, {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
     )
     code.body = f"  fpgac::dense<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    if compressed:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
+        from fpgac.backends.vitis_weights import dense_compressed
+
+        code.body = ""
+        dense_compressed(ctx, code, values, bias)
 
 
 def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -278,7 +287,11 @@ def _window(attrs: dict, key: str, default: int, nd: int) -> tuple[int, int]:
 
 
 def conv(ctx: Ctx, code: LayerCode) -> None:
-    weight, w_shape = _param(ctx, code, "weight")
+    compressed = ctx.node.params["weight"].encoding is not None
+    if compressed:
+        weight, w_shape = "", ctx.node.params["weight"].shape
+    else:
+        weight, w_shape = _param(ctx, code, "weight")
     bias, bias_size = _bias(ctx, code)
     a = ctx.node.attrs
     x_shape, out_shape = ctx.node.inputs[0].shape, ctx.node.output.shape
@@ -303,6 +316,11 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         code.body = _window_stream(ctx, "CONV", [weight, bias])
         return
     code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    if compressed:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
+        from fpgac.backends.vitis_weights import conv_compressed
+
+        code.body = ""
+        conv_compressed(ctx, code, values, bias)
 
 
 def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:

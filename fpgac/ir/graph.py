@@ -19,6 +19,7 @@ import networkx as nx
 import numpy as np
 
 from fpgac.errors import FpgacError
+from fpgac.ir.encoding import Encoding
 from fpgac.ir.types import FLOAT32, Format, TensorType
 
 
@@ -32,22 +33,32 @@ class Param:
 
     Params are not values: they are not computed per sample and have no batch
     dimension, so they live on the node that uses them. ``format`` is the numeric
-    format the hardware stores them in (float until quantization).
+    format the hardware stores them in (float until quantization). ``encoding`` says how a
+    compressed tensor is stored (sparse, codebook + indices, Huffman); ``data`` is always the
+    decoded values, so code that only computes never looks at it.
     """
 
     data: np.ndarray
     format: Format = FLOAT32
+    encoding: Encoding | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.data.shape)
 
     def equals(self, other: Param) -> bool:
+        same_encoding = (
+            other.encoding is None if self.encoding is None else self.encoding.equals(other.encoding)
+        )
         return (
             self.format == other.format
             and self.data.dtype == other.data.dtype
             and np.array_equal(self.data, other.data)
+            and same_encoding
         )
+
+    def copy(self) -> Param:
+        return Param(self.data.copy(), self.format, None if self.encoding is None else self.encoding.copy())
 
 
 class Value:
@@ -304,7 +315,7 @@ class Graph:
         copy._node_names = set(self._node_names)
         for node in self._nodes:
             outputs = [Value(v.name, v.type) for v in node.outputs]
-            params = {k: Param(p.data.copy(), p.format) for k, p in node.params.items()}
+            params = {k: p.copy() for k, p in node.params.items()}
             new_node = Node(
                 node.op,
                 node.name,

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from fpgac.ir.encoding import Encoding
 from fpgac.ir.graph import Graph, IRError, Param, Value
+from fpgac.ir.huffman import HuffmanCode
 from fpgac.ir.ops import decode_attrs
 from fpgac.ir.types import parse_format, parse_type
 
@@ -54,7 +56,9 @@ def print_graph(graph: Graph) -> str:
         outs = ", ".join(f"%{_name(v.name)}" for v in node.outputs)
         ins = ", ".join(f"%{_name(v.name)}" for v in node.inputs)
         params = ", ".join(
-            f"{k}: {p.format}[{','.join(str(d) for d in p.shape)}]" for k, p in node.params.items()
+            f"{k}: {p.format}[{','.join(str(d) for d in p.shape)}]"
+            + (f" ~{_attrs(p.encoding.summary())}" if p.encoding is not None else "")
+            for k, p in node.params.items()
         )
         types = ", ".join(str(v.type) for v in node.outputs)
         line = f"{outs} = {node.op} @{_name(node.name)} ({ins}) {_attrs(node.attrs)}"
@@ -200,7 +204,11 @@ def _parse_node(
                 data = np.zeros(ptype.shape, dtype=np.float32)
             elif tuple(data.shape) != ptype.shape:
                 raise cur.error(f"param {key!r} data has shape {data.shape}, text says {ptype.shape}")
-            params[key] = Param(np.asarray(data), parse_format(str(ptype.format)))
+            encoding = None
+            if cur.peek("~"):
+                cur.expect("~")
+                encoding = _encoding(cur, cur.json_value(), node_name, key, ptype.shape, param_data)
+            params[key] = Param(np.asarray(data), parse_format(str(ptype.format)), encoding)
         cur.expect("]")
     cur.expect(":")
     types = [parse_type(cur.type())]
@@ -216,3 +224,42 @@ def _parse_node(
         raise cur.error("a node or value name is defined twice")
     for value in node.outputs:
         values[value.name] = value
+
+
+def encoding_arrays(key: str, encoding: Encoding) -> dict[str, np.ndarray]:
+    """The array part of an encoding, as extra param-data entries next to param ``key``."""
+    arrays: dict[str, np.ndarray] = {}
+    if encoding.codebook is not None and encoding.indices is not None:
+        arrays[f"{key}~codebook"] = encoding.codebook
+        arrays[f"{key}~indices"] = encoding.indices
+    for stream, code in encoding.huffman.items():
+        constant = -1 if code.constant is None else code.constant
+        arrays[f"{key}~huffman~{stream}"] = np.asarray([*code.lengths, constant], dtype=np.int64)
+    return arrays
+
+
+def _encoding(
+    cur: _Cursor,
+    summary: Any,
+    node: str,
+    key: str,
+    shape: tuple[int, ...],
+    param_data: Mapping[tuple[str, str], np.ndarray],
+) -> Encoding:
+    if not isinstance(summary, dict) or set(summary) - {"gap_bits", "codebook", "huffman"}:
+        raise cur.error(f"bad encoding of param {key!r}")
+    codebook = indices = None
+    if "codebook" in summary:
+        size = int(summary["codebook"])
+        codebook = np.asarray(param_data.get((node, f"{key}~codebook"), np.zeros(size)), dtype=np.float64)
+        indices = np.asarray(param_data.get((node, f"{key}~indices"), np.zeros(shape, dtype=np.uint16)))
+        if codebook.shape != (size,) or indices.shape != shape:
+            raise cur.error(f"encoding data of param {key!r} does not match its text")
+    huffman = {}
+    for stream in summary.get("huffman", []):
+        table = param_data.get((node, f"{key}~huffman~{stream}"))
+        if table is None:
+            raise cur.error(f"param {key!r} has no Huffman table for stream {stream!r}")
+        lengths, constant = [int(v) for v in table[:-1]], int(table[-1])
+        huffman[str(stream)] = HuffmanCode(tuple(lengths), None if constant < 0 else constant)
+    return Encoding(summary.get("gap_bits"), codebook, indices, huffman)

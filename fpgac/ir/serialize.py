@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from fpgac.ir.graph import Graph, IRError
-from fpgac.ir.printer import parse_graph, print_graph
+from fpgac.ir.printer import encoding_arrays, parse_graph, print_graph
 
 GRAPH_FILE = "graph.fir"
 WEIGHTS_FILE = "weights.npz"
@@ -29,6 +29,10 @@ def graph_files(graph: Graph) -> dict[str, bytes]:
             key = f"p{len(index)}"
             arrays[key] = param.data
             index.append([node.name, name])
+            if param.encoding is not None:
+                for extra, array in encoding_arrays(name, param.encoding).items():
+                    arrays[f"p{len(index)}"] = array
+                    index.append([node.name, extra])
     arrays["index"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

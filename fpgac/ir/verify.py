@@ -7,6 +7,7 @@ it, not three backends later.
 
 from __future__ import annotations
 
+from fpgac.ir.encoding import encoding_problem
 from fpgac.ir.graph import Graph, IRError, Node, Value
 from fpgac.ir.ops import OPS, ShapeError, infer_shapes
 from fpgac.ir.types import Fixed
@@ -82,6 +83,9 @@ def _check_node(node: Node, where: str) -> None:
     for key, param in node.params.items():
         if isinstance(param.format, Fixed) and param.data.dtype.kind not in "iuf":
             raise VerificationError(f"{where}: param {key!r} has non-numeric data")
+        problem = encoding_problem(param)
+        if problem:
+            raise VerificationError(f"{where}: param {key!r}: {problem}")
     layouts = {v.type.layout for v in node.inputs}
     if node.op in _ALIGNED_OPS and len(layouts) > 1:
         raise VerificationError(f"{where}: inputs have different layouts {sorted(map(str, layouts))}")

@@ -12,9 +12,12 @@ from typing import Protocol
 from fpgac.ir import Graph
 from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine
+from fpgac.passes.huffman import Huffman
 from fpgac.passes.lowrank import LowRank
+from fpgac.passes.prune import Prune
 from fpgac.passes.quantize import Quantize
 from fpgac.passes.reap import Reap
+from fpgac.passes.share import Share
 
 
 class Pass(Protocol):
@@ -31,6 +34,20 @@ PASSES: dict[str, type] = {
     LowRank.name: LowRank,
     Quantize.name: Quantize,
     Reap.name: Reap,
+    Prune.name: Prune,
+    Share.name: Share,
+    Huffman.name: Huffman,
 }
 
-__all__ = ["PASSES", "Cleanup", "FoldAffine", "LowRank", "Pass", "Quantize", "Reap"]
+__all__ = [
+    "PASSES",
+    "Cleanup",
+    "FoldAffine",
+    "Huffman",
+    "LowRank",
+    "Pass",
+    "Prune",
+    "Quantize",
+    "Reap",
+    "Share",
+]

@@ -216,7 +216,7 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     (fx,) = ins
     weight = node.params["weight"]
     fw = constant_format(weight.data, width)
-    node.params["weight"] = _quantized(weight.data, fw)
+    node.params["weight"] = _quantized_encoded(weight, fw)
     frac = fx.frac_bits + fw.frac_bits
     w_m = np.abs(_mantissas(node.params["weight"])).reshape(weight.data.shape[0], -1).sum(axis=1)
     terms = [(w_m * max(-fx.min_mantissa, fx.max_mantissa), frac)]
@@ -229,6 +229,22 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     acc_width = int(max(bound, default=0)).bit_length() + 1  # holds -bound..bound, sign included
     node.attrs["acc"] = Fixed(acc_width, acc_width - frac, True, Rounding.TRN, Overflow.WRAP)
     return activation_format(*r, width, headroom)
+
+
+def _quantized_encoded(param: Param, fmt: Fixed) -> Param:
+    """``_quantized``, keeping a compressed tensor's encoding: a shared tensor's codebook is rounded into
+    ``fmt`` and ``data`` rebuilt from it, so the codebook ROM holds exactly the values the layer computes
+    with (rounding is elementwise, so this equals quantizing ``data``). Indices, sparsity and Huffman codes
+    depend on indices only and are kept as they are."""
+    enc = param.encoding
+    if enc is None:
+        return _quantized(param.data, fmt)
+    if not enc.shared:
+        return Param(_quantized(param.data, fmt).data, fmt, enc)
+    assert enc.codebook is not None and enc.indices is not None
+    codebook = _quantized(enc.codebook, fmt).data
+    data = codebook[enc.indices.astype(np.int64)].reshape(param.data.shape)
+    return Param(data, fmt, enc.with_codebook(codebook))
 
 
 def _mantissas(param: Param) -> np.ndarray:
