@@ -34,6 +34,7 @@ LAYER_SUFFIXES = (
     "_bound_t",
     "_zero_t",
     "_config",
+    "_pixel",
     "_count_h",
     "_count_w",
     "_cells",
@@ -312,8 +313,8 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     code.config = _config(
         ctx, values, {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
     )
-    if ctx.stream:
-        code.body = _window_stream(ctx, "CONV", [weight, bias])
+    if ctx.stream and not compressed:
+        window_stream(ctx, code, f"fpgac::conv_pixel<{ctx.name}_config>(win, {weight}, {bias}, y);")
         return
     code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
     if compressed:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
@@ -336,13 +337,17 @@ def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:
     return {**values, "OH": oh, "OW": ow}
 
 
-def _window_stream(ctx: Ctx, kind: str, args: list[str]) -> str:
-    """The call of fpgac_stream.h's line-buffer kernel; params a kind does not use are ``no_param``."""
-    args = args + ["fpgac::no_param"] * (5 - len(args))
-    return (
-        f"  fpgac::window_stream<{ctx.name}_config, fpgac::{kind}_WINDOW>({ctx.ins[0]}, {ctx.out}, "
-        f"{', '.join(args)});"
+def window_stream(ctx: Ctx, code: LayerCode, compute: str) -> None:
+    """io_stream window layer: fpgac_stream.h's line-buffer kernel with this layer's per-pixel function.
+
+    ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``).
+    """
+    code.config += (
+        f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
+        f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
+        f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
     )
+    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out});"
 
 
 def _pool_stream_values(ctx: Ctx, values: dict[str, int], taps: int) -> dict[str, int]:
@@ -352,7 +357,7 @@ def _pool_stream_values(ctx: Ctx, values: dict[str, int], taps: int) -> dict[str
 def max_pool(ctx: Ctx, code: LayerCode) -> None:
     code.config = _config(ctx, _pool_stream_values(ctx, _pool_values(ctx, True), 0))
     if ctx.stream:
-        code.body = _window_stream(ctx, "MAX", [])
+        window_stream(ctx, code, f"fpgac::max_pool_pixel<{ctx.name}_config>(win, valid, y);")
         return
     code.body = f"  fpgac::max_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out});"
 
@@ -376,7 +381,8 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
     code.config = _config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     counts = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
     if ctx.stream:
-        code.body = _window_stream(ctx, "AVG", ["fpgac::no_param", "fpgac::no_param", recip, *counts])
+        count = f"{counts[0]}[oh] * {counts[1]}[ow]"
+        window_stream(ctx, code, f"fpgac::avg_pool_pixel<{ctx.name}_config>(win, {recip}, {count}, y);")
         return
     code.body = (
         f"  fpgac::avg_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {', '.join(counts)});"

@@ -1,4 +1,12 @@
-"""How the Vitis backend stores and reads a compressed weight tensor (io parallel).
+"""How the Vitis backend stores and reads a compressed weight tensor.
+
+io stream (:func:`_entry_storage`): Deep Compression's stored form itself. Each stored entry (fillers
+included) has its weight, or its codebook index, and in a sparse tensor its relative index; the compute
+loop walks the entries in order, so only they are stored and read, and a filler adds an exact zero. Index
+and gap streams sit in ROM packed or Huffman-coded and are decoded once, at start-up, into on-chip
+memories (a decoder in the compute loop would make every pixel wait on a bit-serial decode).
+
+io parallel:
 
 A dense or conv layer whose weight carries an :class:`~fpgac.ir.encoding.Encoding` is emitted over its
 *taps* (the kept weights; see ``fpgac_compressed.h``) instead of the dense kernels:
@@ -21,11 +29,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from fpgac.backends.vitis_ops import Array, Ctx, LayerCode, VitisError, _config, c_int_type, int_literal
+from fpgac.backends.vitis_ops import (
+    Array,
+    Ctx,
+    LayerCode,
+    VitisError,
+    _config,
+    c_int_type,
+    int_literal,
+    window_stream,
+)
 from fpgac.ir import fixed
 from fpgac.ir.encoding import layout, streams
 from fpgac.ir.graph import Param
-from fpgac.ir.huffman import pack_fixed
+from fpgac.ir.huffman import HuffmanCode, pack_fixed
 from fpgac.ir.types import Fixed
 
 COMPRESSED_SUFFIXES = (
@@ -42,6 +59,11 @@ COMPRESSED_SUFFIXES = (
     "_tap_c",
     "_tap_kh",
     "_tap_kw",
+    "_gap_t",
+    "_gap_mem",
+    "_gap_codes",
+    "_gap_counts",
+    "_gap_symbols",
 )
 
 
@@ -73,6 +95,36 @@ def _raw_bits(name: str, values: np.ndarray, fmt: Fixed, comment: str) -> Array:
     return Array(ctype, name, [int_literal(int(m), ctype) for m in mantissas], comment)
 
 
+def _coded_stream(
+    code: LayerCode,
+    prefix: str,
+    symbol_type: str,
+    stream: np.ndarray,
+    bits: int,
+    huff: HuffmanCode | None,
+    mem: str,
+) -> str:
+    """Declare the ROM of one symbol stream (packed ``bits`` wide, or Huffman-coded with its decoder
+    tables, names starting with ``prefix``); returns the statement that decodes it into memory ``mem``."""
+    count = int(stream.size)
+    if huff is None:
+        words = pack_fixed(stream, bits)
+        code.arrays.append(Array("unsigned int", f"{prefix}_codes", _words(words), f"{bits} bits per symbol"))
+        return f"fpgac::unpack_indices<{count}, {bits}>({prefix}_codes, {mem});"
+    words, nbits = huff.encode(stream)
+    code.arrays.append(
+        Array("unsigned int", f"{prefix}_codes", _words(words), f"Huffman bitstream, {nbits} bits")
+    )
+    code.arrays.append(Array("int", f"{prefix}_counts", _ints(huff.counts()), "Huffman codes per length"))
+    code.arrays.append(
+        Array(symbol_type, f"{prefix}_symbols", _ints(huff.used), "symbols in canonical order")
+    )
+    return (
+        f"fpgac::huffman_decode<{count}, {huff.max_length}>"
+        f"({prefix}_codes, {prefix}_counts, {prefix}_symbols, {mem});"
+    )
+
+
 def _weight_storage(ctx: Ctx, code: LayerCode, positions: np.ndarray) -> tuple[str, str, bool]:
     """Declare the weight ROMs (and the start-up decode); returns (weight array, index memory, shared)."""
     param = ctx.node.params["weight"]
@@ -97,22 +149,7 @@ def _weight_storage(ctx: Ctx, code: LayerCode, positions: np.ndarray) -> tuple[s
     code.typedefs.append((idx_type, f"ap_uint<{bits}>"))
     stream = streams(param)["index"]
     count = int(stream.size)
-    huff = enc.huffman.get("index")
-    if huff is None:
-        words = pack_fixed(stream, bits)
-        what = f"indices, {bits} bits each"
-        code.arrays.append(Array("unsigned int", f"{name}_codes", _words(words), what))
-        decode = f"fpgac::unpack_indices<{count}, {bits}>({name}_codes, {idx_mem});"
-    else:
-        words, nbits = huff.encode(stream)
-        what = f"Huffman bitstream, {nbits} bits"
-        code.arrays.append(Array("unsigned int", f"{name}_codes", _words(words), what))
-        code.arrays.append(Array("int", f"{name}_counts", _ints(huff.counts()), "Huffman codes per length"))
-        code.arrays.append(Array(idx_type, f"{name}_symbols", _ints(huff.used), "symbols in canonical order"))
-        decode = (
-            f"fpgac::huffman_decode<{count}, {huff.max_length}>"
-            f"({name}_codes, {name}_counts, {name}_symbols, {idx_mem});"
-        )
+    decode = _coded_stream(code, name, idx_type, stream, bits, enc.huffman.get("index"), idx_mem)
     code.body = (
         f"  static {idx_type} {idx_mem}[{max(count, 1)}];\n"
         f"  static bool {name}_ready = false;\n"
@@ -124,8 +161,77 @@ def _weight_storage(ctx: Ctx, code: LayerCode, positions: np.ndarray) -> tuple[s
     return w_name, idx_mem, True
 
 
+def _entry_storage(ctx: Ctx, code: LayerCode) -> tuple[list[str], dict[str, int], str, str]:
+    """io stream: Deep Compression's stored form, walked in order by the compute loop.
+
+    Per stored entry (fillers included): its weight (a ROM of raw bits) or its codebook index, and for a
+    sparse tensor its relative index (zeros skipped since the previous entry). Index and gap streams are
+    kept packed or Huffman-coded in ROM and decoded once, at start-up, into file-scope memories the pixel
+    function can read. Returns the kernel's array arguments (weights, indices, gaps), its config values,
+    the start-up decode statements and the memories' declarations.
+    """
+    param = ctx.node.params["weight"]
+    enc, fmt, name = param.encoding, param.format, ctx.name
+    assert enc is not None
+    if not isinstance(fmt, Fixed):
+        raise VitisError(f"{ctx.where()}: param 'weight' is not fixed point; quantize the graph first")
+    w_type, w_name = f"{name}_weight_t", f"{name}_weight"
+    code.typedefs.append((w_type, fmt.ap_type()))
+    lay = layout(param)
+    positions = lay.positions if lay is not None else np.arange(param.data.size)
+    count = max(int(positions.size), 1)
+    decodes, memories = [], []
+    if enc.shared:
+        assert enc.codebook is not None
+        what = f"codebook ({len(enc.codebook)} centroids): raw bits of {w_type}"
+        code.arrays.append(_raw_bits(w_name, np.asarray(enc.codebook, dtype=np.float64), fmt, what))
+        idx_type, idx = f"{name}_index_t", f"{name}_idx_mem"
+        code.typedefs.append((idx_type, f"ap_uint<{enc.index_bits}>"))
+        memories.append(
+            f"static {idx_type} {idx}[{count}];  // codebook index per entry, decoded at start-up"
+        )
+        stream = streams(param)["index"]
+        decodes.append(
+            _coded_stream(code, name, idx_type, stream, enc.index_bits, enc.huffman.get("index"), idx)
+        )
+    else:
+        values = np.asarray(param.data, dtype=np.float64).reshape(-1)[positions]
+        code.arrays.append(
+            _raw_bits(w_name, values, fmt, f"weight per entry (fillers: 0): raw bits of {w_type}")
+        )
+        idx = f"{name}_idx_mem"
+        code.arrays.append(Array("int", idx, ["0"], "no indices (never read)"))
+    gap = f"{name}_gap_mem"
+    if lay is not None:
+        assert enc.gap_bits is not None
+        gap_type = f"{name}_gap_t"
+        code.typedefs.append((gap_type, f"ap_uint<{enc.gap_bits}>"))
+        memories.append(
+            f"static {gap_type} {gap}[{count}];  // relative index per entry, decoded at start-up"
+        )
+        decodes.append(
+            _coded_stream(code, f"{name}_gap", gap_type, lay.gaps, enc.gap_bits, enc.huffman.get("gap"), gap)
+        )
+    else:
+        code.arrays.append(Array("int", gap, ["0"], "not sparse: no relative indices (never read)"))
+    declarations = "\n" + "\n".join([*memories, f"static bool {name}_ready = false;"])
+    startup = "".join(f"    {d}\n" for d in decodes)
+    decode = f"  if (!{name}_ready) {{  // decode the stored streams once, at start-up\n{startup}"
+    decode += f"    {name}_ready = true;\n  }}\n"
+    extra = {"ENTRIES": int(positions.size), "SHARED": int(enc.shared), "SPARSE": int(lay is not None)}
+    return [w_name, idx, gap], extra, decode, declarations
+
+
 def dense_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: str) -> None:
-    """A dense layer over its taps (see the module docstring)."""
+    """A dense layer over its taps (see the module docstring); in io stream over its stored entries."""
+    if ctx.stream:
+        arrays, extra, decode, declarations = _entry_storage(ctx, code)
+        code.config = _config(ctx, {**values, **extra}, _types(ctx)) + declarations
+        call = (
+            f"fpgac::dense_entries<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {', '.join(arrays)}, {bias});"
+        )
+        code.body = f"{decode}  {call}"
+        return
     param = ctx.node.params["weight"]
     n_in = param.shape[1]
     positions, entries = taps(param)
@@ -143,7 +249,15 @@ def dense_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: st
 
 
 def conv_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: str) -> None:
-    """A conv layer over its taps: every output channel of a pixel at once."""
+    """A conv layer over its taps: every output channel of a pixel at once; in io stream, each pixel
+    walks the layer's stored entries (see :func:`_entry_storage`)."""
+    if ctx.stream:
+        arrays, extra, decode, declarations = _entry_storage(ctx, code)
+        code.config = _config(ctx, {**values, **extra}, _types(ctx)) + declarations
+        code.body = decode
+        pixel = f"fpgac::conv_entries_pixel<{ctx.name}_config>(win, {', '.join(arrays)}, {bias}, y);"
+        window_stream(ctx, code, pixel)
+        return
     param = ctx.node.params["weight"]
     shape = param.shape
     positions, entries = taps(param)

@@ -1,7 +1,7 @@
 // fpgac compressed-weight kernels: pruned (sparse), weight-shared (codebook + indices) and Huffman-coded
 // dense and conv layers, as fpgac/backends/vitis_weights.py emits them. Hand-written, copied verbatim.
 //
-// Storage (io parallel):
+// Storage (io parallel; io stream at the end of this file):
 //  * the layer's kept weights are a list of *taps* (output, input position, stored entry): a pruned weight
 //    has no tap, so no multiplier exists for it; the tap lists are compile-time constants (the datapath's
 //    wiring), and the loop over taps is unrolled inside the pipelined row / pixel loop;
@@ -149,6 +149,67 @@ void conv2d_taps(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// io stream: a compressed layer walks Deep Compression's stored form in storage order. Entry e lies gap[e]
+// zeros after the previous entry (SPARSE; else it is the next weight), its weight is w[e] or, SHARED, the
+// codebook entry w[idx[e]]; a filler entry (bridging a run of zeros longer than a gap can say) holds a zero
+// weight and adds exactly nothing to the exact accumulator. Only the entries are stored and read.
+
+template <class CFG, class gap_t>
+int next_position(int pos, const gap_t gap[], int e) {
+  return pos + (CFG::SPARSE ? (int)gap[e] : 0) + 1;
+}
+
+// dense over the stored entries: position p is weight (p / IN, p % IN).
+template <class CFG, class in_t, class out_t, class w_t, class idx_t, class gap_t, class b_t>
+void dense_entries(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], const w_t w[],
+                   const idx_t idx[], const gap_t gap[], const b_t b[CFG::BIAS_SIZE]) {
+  typedef typename CFG::weight_t weight_t;
+  FPGAC_LOOP(dense_entries_rows)
+  for (int r = 0; r < CFG::ROWS; r++) {
+    typename CFG::acc_t acc[CFG::OUT];
+    FPGAC_LOOP(dense_entries_init)
+    for (int o = 0; o < CFG::OUT; o++) {
+      acc[o] = 0;
+      if (CFG::HAS_BIAS) acc[o] = from_bits<typename CFG::bias_t>(b[o]);
+    }
+    int pos = -1;
+    FPGAC_LOOP(dense_entries_walk)
+    for (int e = 0; e < CFG::ENTRIES; e++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      pos = next_position<CFG>(pos, gap, e);
+      acc[pos / CFG::IN] += x[r * CFG::IN + pos % CFG::IN] * tap_weight<CFG::SHARED>::template get<weight_t>(w, idx, e, e);
+    }
+    FPGAC_LOOP(dense_entries_outputs)
+    for (int o = 0; o < CFG::OUT; o++) y[r * CFG::OUT + o] = acc[o];
+  }
+}
+
+// One output pixel of a conv from its window (as conv_pixel) over the stored entries: position p is
+// weight (p / TAPS_PER_OC, p % TAPS_PER_OC) of [OC][CG * KH * KW].
+template <class CFG, class in_t, class out_t, class w_t, class idx_t, class gap_t, class b_t>
+void conv_entries_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[], const idx_t idx[],
+                        const gap_t gap[], const b_t b[CFG::BIAS_SIZE], out_t y[CFG::OC]) {
+  typedef typename CFG::weight_t weight_t;
+  const int K = CFG::CG * CFG::KH * CFG::KW;
+  typename CFG::acc_t acc[CFG::OC];
+  FPGAC_LOOP(conv_entries_init)
+  for (int oc = 0; oc < CFG::OC; oc++) {
+    acc[oc] = 0;
+    if (CFG::HAS_BIAS) acc[oc] = from_bits<typename CFG::bias_t>(b[oc]);
+  }
+  int pos = -1;
+  FPGAC_LOOP(conv_entries_walk)
+  for (int e = 0; e < CFG::ENTRIES; e++) {
+    pos = next_position<CFG>(pos, gap, e);
+    const int oc = pos / K;
+    const int group = oc / (CFG::OC / CFG::G);
+    acc[oc] += win[group * K + pos % K] * tap_weight<CFG::SHARED>::template get<weight_t>(w, idx, e, e);
+  }
+  FPGAC_LOOP(conv_entries_outputs)
+  for (int oc = 0; oc < CFG::OC; oc++) y[oc] = acc[oc];
 }
 
 }  // namespace fpgac

@@ -78,37 +78,13 @@ int last_row(int oh) {
   return last < 0 ? 0 : (last > CFG::H - 1 ? CFG::H - 1 : last);
 }
 
-// What a sliding window computes per output pixel, chosen at compile time by overloading on the tag (so a
-// pooling layer never instantiates the conv arithmetic). Params a kind does not use are `no_param`.
-enum window_kind { CONV_WINDOW, MAX_WINDOW, AVG_WINDOW };
-template <int KIND>
-struct window_tag {};
-static const int no_param[1] = {0};
-
-template <class CFG, class in_t, class out_t, class w_t, class b_t, class r_t>
-void window_pixel(window_tag<CONV_WINDOW>, const in_t win[], const bool[], const w_t w[], const b_t b[],
-                  const r_t[], const int[], const int[], int, int, out_t y[]) {
-  conv_pixel<CFG>(win, w, b, y);
-}
-
-template <class CFG, class in_t, class out_t, class w_t, class b_t, class r_t>
-void window_pixel(window_tag<MAX_WINDOW>, const in_t win[], const bool valid[], const w_t[], const b_t[],
-                  const r_t[], const int[], const int[], int, int, out_t y[]) {
-  max_pool_pixel<CFG>(win, valid, y);
-}
-
-template <class CFG, class in_t, class out_t, class w_t, class b_t, class r_t>
-void window_pixel(window_tag<AVG_WINDOW>, const in_t win[], const bool[], const w_t[], const b_t[],
-                  const r_t recip[], const int count_h[], const int count_w[], int oh, int ow, out_t y[]) {
-  avg_pool_pixel<CFG>(win, recip, count_h[oh] * count_w[ow], y);
-}
-
 // A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
 // window's height with dilation), then compute every output row that row completes, pixel by pixel, each
-// pixel's MULTS products over REUSE cycles. count_h/count_w are avg pooling's cells per window.
-template <class CFG, int KIND, class in_t, class out_t, class w_t, class b_t, class r_t>
-void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
-                   const w_t w[], const b_t b[], const r_t recip[], const int count_h[], const int count_w[]) {
+// pixel's MULTS products over REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static
+// function the generator writes per layer (conv_pixel, max_pool_pixel, avg_pool_pixel or a compressed
+// conv's entry walk, over the layer's own ROMs).
+template <class CFG, class PIXEL, class in_t, class out_t>
+void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y) {
   const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
   const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
   (void)MULTS;  // read by the pragma only
@@ -135,7 +111,7 @@ void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t
         bool valid[CFG::KH * CFG::KW];
         gather_window_rows<CFG, SPAN>(rows, oh, ow, win, valid);
         pixel<out_t, CFG::OUT_C> out;
-        window_pixel<CFG>(window_tag<KIND>(), win, valid, w, b, recip, count_h, count_w, oh, ow, out.data);
+        PIXEL::compute(win, valid, oh, ow, out.data);
         y.write(out);
       }
     }
