@@ -39,10 +39,17 @@ struct conv_config {
   typedef conv_weight_t weight_t;
   typedef conv_bias_t bias_t;
 };
+struct conv_pixel {
+  template <class in_t, class out_t>
+  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {
+    (void)valid, (void)oh, (void)ow;
+    fpgac::conv_pixel<conv_config>(win, conv_weight, conv_bias, y);
+  }
+};
 static void conv(hls::stream<fpgac::pixel<image_t, 1> >& x0, hls::stream<fpgac::pixel<conv_out_t, 2> >& y) {
   FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=conv_weight cyclic factor=5)
   FPGAC_PRAGMA(HLS BIND_STORAGE variable=conv_weight type=rom_1p impl=lutram)
-  fpgac::window_stream<conv_config, fpgac::CONV_WINDOW>(x0, y, conv_weight, conv_bias, fpgac::no_param, fpgac::no_param, fpgac::no_param);
+  fpgac::window_stream<conv_config, conv_pixel>(x0, y);
 }
 
 // relu: relu "relu", output (2, 6, 6) ap_ufixed<9,2,AP_RND,AP_SAT>
@@ -81,8 +88,15 @@ struct pool_config {
   static const int TAPS = 1;
   static const int REUSE = 1;
 };
+struct pool_pixel {
+  template <class in_t, class out_t>
+  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {
+    (void)valid, (void)oh, (void)ow;
+    fpgac::max_pool_pixel<pool_config>(win, valid, y);
+  }
+};
 static void pool(hls::stream<fpgac::pixel<relu_out_t, 2> >& x0, hls::stream<fpgac::pixel<pool_out_t, 2> >& y) {
-  fpgac::window_stream<pool_config, fpgac::MAX_WINDOW>(x0, y, fpgac::no_param, fpgac::no_param, fpgac::no_param, fpgac::no_param, fpgac::no_param);
+  fpgac::window_stream<pool_config, pool_pixel>(x0, y);
 }
 
 // gap: reduce "gap", output (2) ap_ufixed<9,2,AP_RND,AP_SAT>
