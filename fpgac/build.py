@@ -18,6 +18,9 @@ import numpy as np
 
 from fpgac.arrays import load_inputs
 from fpgac.backends.estimate import Estimate, default_io, estimate
+from fpgac.backends.hls4ml import IO_TYPES as HLS4ML_IO
+from fpgac.backends.hls4ml import hls4ml_plan
+from fpgac.backends.hls4ml_lower import lower as lower_for_hls4ml
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
 from fpgac.backends.vitis import IO_STYLES, vitis_plan
 from fpgac.boards import get_board
@@ -34,7 +37,8 @@ log = logging.getLogger(__name__)
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 HLS_DIR = "hls"
-BACKENDS = ("vitis", "none")
+HLS4ML_DIR = "hls4ml"
+BACKENDS = ("vitis", "hls4ml", "none")
 IO_CHOICES = ("parallel", "stream")
 
 
@@ -57,6 +61,7 @@ class BuildOptions:
     layer_precision: dict[str, int] = field(default_factory=dict)
     backend: str = "vitis"
     io: str = "parallel"
+    reuse: int = 1
 
 
 def load_config(path: Path, graph: Graph) -> dict[str, int]:
@@ -95,6 +100,12 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         raise ConfigError(
             f"--io {options.io} is not implemented yet for the vitis backend; use --io parallel"
         )
+    if options.backend == "hls4ml" and options.io not in HLS4ML_IO:
+        raise ConfigError(
+            f"--io {options.io} is not implemented yet for the hls4ml backend; use --io parallel"
+        )
+    if isinstance(options.reuse, bool) or not isinstance(options.reuse, int) or options.reuse < 1:
+        raise ConfigError(f"reuse factor must be a positive integer, not {options.reuse!r}")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_onnx(model)
     calib = load_inputs(options.calib, graph) if options.calib else None
@@ -154,10 +165,14 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     check_target(out, force=force)
     graph, report = compile_model(model, options)
     plan = BuildPlan()
+    board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
+    if options.backend == "hls4ml":
+        # The folder stores the lowered graph, so `fpgac sim DIR` simulates hls4ml's kernels.
+        graph = lower_for_hls4ml(graph)
+        plan.merge(hls4ml_plan(graph, board, options.io, options.reuse), prefix=f"{HLS4ML_DIR}/")
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if options.backend == "vitis":
-        board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
         plan.merge(vitis_plan(graph, board, options.io, model=model.name), prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(report))
     plan.add(REPORT_MD, report_markdown(report))

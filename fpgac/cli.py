@@ -135,10 +135,10 @@ def _float_pair(text: str) -> tuple[float, float]:
 @click.option("--clock", "clock_mhz", type=float, help="Override the board's clock (MHz).")
 @click.option(
     "--backend",
-    type=click.Choice(["vitis", "none"]),
+    type=click.Choice(["vitis", "hls4ml", "none"]),
     default="vitis",
     show_default=True,
-    help="HLS project to write under hls/ (none: the quantized IR and reports only).",
+    help="HLS project to write: hls/ (vitis), hls4ml/ (hls4ml, through its Python API) or none.",
 )
 @click.option(
     "--io",
@@ -269,11 +269,11 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
     Outputs are float64 values of the fixed-point results, as `fpgac sim FOLDER` writes them.
     """
     from fpgac.arrays import load_inputs, save_outputs
-    from fpgac.backends.csim import run_csim
+    from fpgac.backends.verify import run_any_csim
     from fpgac.ir.serialize import load_graph
 
     graph = load_graph(folder)
-    result = run_csim(folder, load_inputs(input_path, graph))
+    result = run_any_csim(folder, load_inputs(input_path, graph))
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
