@@ -128,7 +128,7 @@ def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str,
         return {"class_name": "Merge", "op": "add"}, {}
     if node.op == "concat":
         rank = x.type.rank
-        axis = _hls_shape_axis(x, a["axis"])
+        axis = _hls_shape_axis(x, a["axis"]) + 1  # hls4ml counts the batch axis, as Keras does
         return {"class_name": "Concatenate", "op": f"concatenate{rank}d", "axis": axis}, {}
     if node.op in ("hls4ml_sigmoid", "hls4ml_tanh"):
         table = node.params["table"]

@@ -65,6 +65,8 @@ def lower(graph: Graph) -> Graph:
                 value.producer
             ) else Hls4mlError(f"hls4ml backend: input {value.name!r} must be 1-d or (C, H, W)")
     for node in list(g.nodes):
+        if node.op == "max_pool" and (any(node.attrs["pads"]) or node.attrs["ceil_mode"]):
+            _signed_pool_input(node)
         if node.op == "reshape":
             _lower_reshape(g, node)
         elif node.op in ("sigmoid", "tanh"):
@@ -102,6 +104,22 @@ def _check(node: Node) -> None:
         raise _refuse(node, "hls4ml adds values of one shape only (no broadcasting)")
     if node.op == "concat" and len(node.inputs) != 2:
         raise _refuse(node, "hls4ml concatenates two inputs at a time")
+
+
+def _signed_pool_input(node: Node) -> None:
+    """hls4ml pads max pooling with ``T x = 0; x[x.width - 1] = 1`` (``pad_val``): the most negative value
+    of a signed type, but half the range of an unsigned one, where the padding would win. Non-negative
+    values (ReLU and clip outputs) are moved into the signed format one bit wider, which holds the same
+    values with the same saturation bound, so the model computes the same numbers and padding never wins.
+    """
+    value = node.inputs[0]
+    fmt = value.type.format
+    if not isinstance(fmt, Fixed) or fmt.signed:
+        return
+    if value.producer is None or value.producer.op not in ("relu", "clip"):
+        raise _refuse(node, "hls4ml's padding of max pooling wins over unsigned inputs; pad a signed value")
+    signed = Fixed(fmt.width + 1, fmt.int_bits + 1, True, fmt.rounding, fmt.overflow)
+    value.type = TensorType(value.shape, signed, value.type.layout)
 
 
 def _lower_reshape(g: Graph, node: Node) -> None:
