@@ -1,0 +1,118 @@
+"""The hls4ml backend against hls4ml's own C-simulation: zero mismatching bits.
+
+Each family of ``tests/models.py`` that the Vitis backend is verified on is built with ``--backend hls4ml``
+from both exporters; the project hls4ml writes is compiled by hls4ml's ``build_lib.sh`` and run through its
+bridge (what ``ModelGraph.predict``/``trace`` do), and ``fpgac verify`` compares every traced layer with
+``fpgac sim`` bit for bit, on inputs over each input format's whole range.
+
+hls4ml compiles with ``-O3`` and takes 5-80 s per project, so the libraries are compiled once per session,
+two at a time (about three minutes on two cores).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpgac.backends import hls4ml_csim
+from fpgac.backends.verify import verify
+from fpgac.build import BuildOptions, build
+from fpgac.ir.serialize import load_graph
+from tests.models import EXPORTERS, random_input
+
+if shutil.which("g++") is None:
+    pytest.skip("g++ is not installed", allow_module_level=True)
+pytest.importorskip("hls4ml")
+
+pytestmark = pytest.mark.slow
+
+FAMILIES = ("mlp", "cnn", "depthwise_separable", "resnet_gap", "two_branch_concat")
+
+
+@pytest.fixture(scope="session")
+def hls4ml_folders(
+    tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
+) -> dict[str, Path]:
+    """Every hls4ml build folder of this module, built and compiled once (two compiles at a time)."""
+    root = tmp_path_factory.mktemp("hls4ml")
+    result: dict[str, Path] = {}
+    for name in FAMILIES:
+        calib = root / f"{name}_calib.npy"
+        np.save(calib, random_input(name, 64, seed=3))
+        for exporter in EXPORTERS:
+            out = root / f"{name}_{exporter}"
+            build(onnx_export(name, exporter), out, BuildOptions(calib=calib, backend="hls4ml"))
+            result[f"{name}_{exporter}"] = out
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
+    return result
+
+
+def _compile_cost(folder: Path) -> int:
+    return sum(p.stat().st_size for p in (folder / "hls4ml" / "firmware" / "weights").glob("*.h"))
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_model_families_bit_exact_with_hls4ml(name: str, exporter: str, hls4ml_folders: dict[str, Path]) -> None:
+    result = verify(str(hls4ml_folders[f"{name}_{exporter}"]), samples=24)
+    compared = [d for d in result.layers if d.elements]
+    assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
+    # hls4ml traced every layer fpgac maps onto one (all but the input and the free relayouts)
+    layers = [n for n in load_graph(hls4ml_folders[f"{name}_{exporter}"]).nodes if n.op != "transpose"]
+    assert len(compared) >= len(layers), [d.layer for d in result.layers if not d.elements]
+
+
+def test_csim_cli_matches_sim_and_is_cached(
+    hls4ml_folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``fpgac csim`` on an hls4ml build writes what ``fpgac sim`` writes; the library is compiled once."""
+    folder = hls4ml_folders["two_branch_concat_torchscript"]
+    x = tmp_path / "x.npy"
+    np.save(x, random_input("two_branch_concat", 5, seed=9))
+    for command in ("sim", "csim"):
+        proc = _fpgac(command, folder, "--input", x, "--output", tmp_path / f"{command}.npy")
+        assert proc.returncode == 0, proc.stderr
+    assert np.array_equal(np.load(tmp_path / "sim.npy"), np.load(tmp_path / "csim.npy"))
+
+    def no_compile(*args: object, **kwargs: object) -> None:
+        raise AssertionError("recompiled a cached library")
+
+    monkeypatch.setattr(hls4ml_csim.subprocess, "run", no_compile)
+    assert hls4ml_csim.library(folder).is_file()
+    assert len(list((folder / ".csim").glob("hls4ml-*.so"))) == 1
+
+
+def test_verify_names_first_bad_layer(hls4ml_folders: dict[str, Path], tmp_path: Path) -> None:
+    """A corrupted weight in hls4ml's project (not in the IR): exit 1, the differing layer is named."""
+    good = hls4ml_folders["mlp_torchscript"]
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad, ignore=shutil.ignore_patterns(".csim"))
+    weights = sorted((bad / "hls4ml" / "firmware" / "weights").glob("w*.h"))
+    second = weights[1]  # the second dense layer: the first one must still match
+    text = second.read_text()
+    start = text.index("= {") + 3
+    end = text.index(",", start)
+    second.write_text(text[:start] + "1" + text[end:])
+    proc = _fpgac("verify", bad, "--samples", "8")
+    assert proc.returncode == 1
+    layer = load_graph(bad).nodes[2].name  # dense, relu, dense: the corrupted one
+    assert f"first at layer {layer!r}" in " ".join(proc.stdout.split()), proc.stdout
+
+
+def _fpgac(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "fpgac", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
