@@ -106,6 +106,8 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         )
     if isinstance(options.reuse, bool) or not isinstance(options.reuse, int) or options.reuse < 1:
         raise ConfigError(f"reuse factor must be a positive integer, not {options.reuse!r}")
+    if options.reuse != 1 and options.backend == "vitis":
+        raise ConfigError("--reuse is not implemented yet for the vitis backend; use --backend hls4ml")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_onnx(model)
     calib = load_inputs(options.calib, graph) if options.calib else None

@@ -147,6 +147,13 @@ def _float_pair(text: str) -> tuple[float, float]:
     show_default=True,
     help="HLS I/O style between layers (stream is not implemented yet).",
 )
+@click.option(
+    "--reuse",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Reuse factor: multiplications per multiplier (hls4ml backend: Resource strategy above 1).",
+)
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
     model: Path,
@@ -161,6 +168,7 @@ def build(
     clock_mhz: float | None,
     backend: str,
     io: str,
+    reuse: int,
     force: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
@@ -178,6 +186,7 @@ def build(
         input_range=_float_pair(input_range),
         backend=backend,
         io=io,
+        reuse=reuse,
     )
     report = run_build(model, out, options, force=force)
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from fpgac.backends.cnames import CNames
-from fpgac.backends.hls4ml_lower import CHANNELS_LAST, SOFTMAX_TABLE_BITS, TABLE_SIZE, Hls4mlError, softmax_formats
+from fpgac.backends.hls4ml_lower import (
+    CHANNELS_LAST,
+    SOFTMAX_TABLE_BITS,
+    TABLE_SIZE,
+    Hls4mlError,
+    softmax_formats,
+)
 from fpgac.backends.plan import BuildPlan
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Node, Value
@@ -112,7 +118,13 @@ def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str,
     if node.op in ("hls4ml_mean", "reduce"):
         c, h, w = x.shape
         kind = "GlobalAveragePooling2D" if node.op == "hls4ml_mean" else "GlobalMaxPooling2D"
-        layer = {"class_name": kind, "in_height": h, "in_width": w, "n_filt": c, "data_format": "channels_last"}
+        layer = {
+            "class_name": kind,
+            "in_height": h,
+            "in_width": w,
+            "n_filt": c,
+            "data_format": "channels_last",
+        }
         return layer, {"accum": precision(a["acc"] if node.op == "hls4ml_mean" else fx)}
     if node.op == "reshape":
         return {"class_name": "Reshape", "target_shape": _hls_shape(node.output)}, {}
@@ -172,8 +184,9 @@ def _conv(node: Node) -> dict[str, Any]:
     b = node.params.get("bias")
     layer: dict[str, Any] = {
         "data_format": "channels_last", "in_height": h, "in_width": width, "n_chan": c, "n_filt": out_ch,
-        "filt_height": kh, "filt_width": kw, "stride_height": a["strides"][0], "stride_width": a["strides"][1],
-        "pad_top": a["pads"][0], "pad_left": a["pads"][1], "pad_bottom": a["pads"][2], "pad_right": a["pads"][3],
+        "filt_height": kh, "filt_width": kw, "stride_height": a["strides"][0],
+        "stride_width": a["strides"][1], "pad_top": a["pads"][0], "pad_left": a["pads"][1],
+        "pad_bottom": a["pads"][2], "pad_right": a["pads"][3],
         "out_height": node.output.shape[1], "out_width": node.output.shape[2],
         "bias_data": b.data if b is not None else np.zeros(out_ch), "use_bias": True,
     }  # fmt: skip
@@ -211,7 +224,10 @@ def config(d: Design, board: Board, io: str, output_dir: str, reuse: int = 1) ->
         raise Hls4mlError(f"hls4ml backend: --io {io} is not implemented yet; use --io parallel")
     backend = hls4ml.backends.get_backend("Vitis")
     cfg = backend.create_initial_config(
-        part=board.part, clock_period=round(board.clock_period_ns, 6), io_type=IO_TYPES[io], write_weights_txt=False
+        part=board.part,
+        clock_period=round(board.clock_period_ns, 6),
+        io_type=IO_TYPES[io],
+        write_weights_txt=False,
     )
     # TraceOutput: every layer's output is kept for trace() (only in C-simulation: #ifndef __SYNTHESIS__).
     cfg.update(Backend="Vitis", OutputDir=output_dir, ProjectName=PROJECT, TraceOutput=True)

@@ -60,7 +60,9 @@ def library(folder: Path) -> Path:
         proc = subprocess.run(["bash", "build_lib.sh"], cwd=work, capture_output=True, text=True, env=env)
         built = list((work / "firmware").glob(f"{meta['project']}-*.so"))
         if proc.returncode != 0 or len(built) != 1:
-            raise CsimError(f"hls4ml's build_lib.sh failed on {project}:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            raise CsimError(
+                f"hls4ml's build_lib.sh failed on {project}:\n{(proc.stdout + proc.stderr)[-3000:]}"
+            )
         os.replace(built[0], lib)  # atomic: a concurrent run sees the whole library or none
     return lib
 
@@ -79,7 +81,7 @@ def _to_hls(array: np.ndarray, layout: list[int]) -> np.ndarray:
 
 
 def _from_hls(rows: np.ndarray, graph: Graph, entry: dict[str, Any]) -> np.ndarray:
-    """Doubles in hls4ml's order -> mantissas in logical order (exact: the values are on the format's grid)."""
+    """Doubles in hls4ml's order -> mantissas in logical order (exact: values are on the format's grid)."""
     value = next(v for v in graph.values() if v.name == entry["value"])
     fmt = value.type.format
     assert isinstance(fmt, Fixed)
@@ -93,7 +95,7 @@ def _from_hls(rows: np.ndarray, graph: Graph, entry: dict[str, Any]) -> np.ndarr
 
 
 class _TraceData(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.c_void_p)]  # noqa: RUF012 (ctypes layout)
+    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.c_void_p)]  # ctypes' layout
 
 
 def run_hls4ml_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = False) -> CsimResult:
@@ -105,7 +107,9 @@ def run_hls4ml_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool
     top = getattr(lib, f"{meta['project']}_double")
     top.restype = None
     rows_in = [_to_hls(x, e["layout"]) for x, e in zip(inputs, meta["inputs"], strict=True)]
-    sizes = [int(np.prod(next(v for v in graph.values() if v.name == e["value"]).shape)) for e in meta["outputs"]]
+    sizes = [
+        int(np.prod(next(v for v in graph.values() if v.name == e["value"]).shape)) for e in meta["outputs"]
+    ]
     n = rows_in[0].shape[0] if rows_in else 0
     outs = [np.zeros((n, s)) for s in sizes]
     traced = {name: np.zeros((n, int(np.prod(_shape(graph, e))))) for name, e in meta["traced"].items()}

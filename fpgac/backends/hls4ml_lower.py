@@ -61,9 +61,11 @@ def lower(graph: Graph) -> Graph:
         if value.type.rank == 3:
             value.type = TensorType(value.shape, value.type.format, CHANNELS_LAST)
         elif value.type.rank > 3 or (value.type.rank == 2 and value.producer is not None):
-            raise _refuse(value.producer, f"{value.type.rank}-d tensors are not supported") if (
-                value.producer
-            ) else Hls4mlError(f"hls4ml backend: input {value.name!r} must be 1-d or (C, H, W)")
+            raise (
+                _refuse(value.producer, f"{value.type.rank}-d tensors are not supported")
+                if (value.producer)
+                else Hls4mlError(f"hls4ml backend: input {value.name!r} must be 1-d or (C, H, W)")
+            )
     for node in list(g.nodes):
         if node.op == "max_pool" and (any(node.attrs["pads"]) or node.attrs["ceil_mode"]):
             _signed_pool_input(node)
@@ -91,7 +93,9 @@ def _check(node: Node) -> None:
     if node.op == "conv":
         groups, (out_ch, in_per_group, *_) = a["groups"], node.params["weight"].shape
         if groups != 1 and not (groups == node.inputs[0].shape[0] == out_ch and in_per_group == 1):
-            raise _refuse(node, "grouped convolutions other than depthwise (groups = channels) are not supported")
+            raise _refuse(
+                node, "grouped convolutions other than depthwise (groups = channels) are not supported"
+            )
     if node.op == "clip" and (a["min"] != 0.0 or a["max"] not in (1.0, 6.0)):
         raise _refuse(node, "only clips to [0, 6] and [0, 1] (relu6, relu1) exist in hls4ml")
     if node.op == "reduce" and (rank != 3 or sorted(a["axes"]) != [1, 2]):
@@ -151,7 +155,9 @@ def _permute_readers(node: Node, order: np.ndarray) -> None:
         raise _refuse(node, "a flattened channels-last tensor may only feed dense layers")
     for reader in value.consumers:
         if reader.op != "dense":
-            raise _refuse(node, f"a flattened channels-last tensor may only feed dense layers, not {reader.op}")
+            raise _refuse(
+                node, f"a flattened channels-last tensor may only feed dense layers, not {reader.op}"
+            )
         weight = reader.params["weight"]
         reader.params["weight"] = Param(weight.data[:, order].copy(), weight.format)
 

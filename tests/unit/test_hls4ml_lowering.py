@@ -38,14 +38,20 @@ def test_lowered_cnn_computes_the_same_bits(onnx_export: Callable[[str, str], Pa
     graph = _quantized("cnn", onnx_export, tmp_path)
     lowered = lower(graph)
     verify(lowered)
-    assert all(v.type.layout == CHANNELS_LAST for v in lowered.values() if v.type.rank == 3 and v.producer and v.producer.op != "transpose")
+    assert all(
+        v.type.layout == CHANNELS_LAST
+        for v in lowered.values()
+        if v.type.rank == 3 and v.producer and v.producer.op != "transpose"
+    )
     flatten = next(n for n in lowered.nodes if n.op == "reshape")
     assert flatten.inputs[0].producer is not None and flatten.inputs[0].producer.op == "transpose"
     pool = [n for n in lowered.nodes if n.op == "max_pool"][1]  # the padded, ceil-mode one
     assert isinstance(pool.inputs[0].type.format, Fixed) and pool.inputs[0].type.format.signed
     x = [random_input("cnn", 16, seed=5) * 3]
     assert np.array_equal(run_fixed(graph, x).outputs[0], run_fixed(lowered, x).outputs[0])
-    assert [n.op for n in graph.nodes] == [n.op for n in lowered.nodes if n.op != "transpose"]  # original intact
+    assert [n.op for n in graph.nodes] == [
+        n.op for n in lowered.nodes if n.op != "transpose"
+    ]  # original intact
 
 
 def test_layer_list_carries_the_ir_types(onnx_export: Callable[[str, str], Path], tmp_path: Path) -> None:

@@ -50,10 +50,7 @@ def table_index(m: np.ndarray, fmt: Fixed, size: int, span: int) -> np.ndarray:
     num = np.asarray(m).astype(object) * size if fmt.width > 40 else np.asarray(m, dtype=np.int64) * size
     den = 2 * span
     frac = fmt.frac_bits
-    if frac >= 0:
-        idx = _trunc_div(num, den << frac)
-    else:
-        idx = _trunc_div(num << -frac, den)
+    idx = _trunc_div(num, den << frac) if frac >= 0 else _trunc_div(num << -frac, den)
     return np.clip(np.asarray(idx).astype(object) + size // 2, 0, size - 1).astype(np.int64)
 
 
