@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from fpgac.ir.types import Fixed
 log = logging.getLogger(__name__)
 
 PROJECT = "fpgac_hls4ml"
+PROJECT_DIR = "hls4ml"  # the project's folder inside the build folder
 MAP_FILE = "fpgac.json"
 IO_TYPES = {"parallel": "io_parallel"}
 _RESERVED = (PROJECT, "input", "x", "y", "main")
@@ -285,12 +287,18 @@ def hls4ml_plan(graph: Graph, board: Board, io: str, reuse: int = 1) -> BuildPla
     """The hls4ml project of a lowered graph as a plan (written by hls4ml into a temporary folder)."""
     plan = BuildPlan()
     with tempfile.TemporaryDirectory(prefix="fpgac-hls4ml-") as tmp:
-        model = model_graph(graph, board, io, str(Path(tmp) / "prj"), reuse)
+        # hls4ml records OutputDir in its hls4ml_config.yml: written from the temporary folder as the
+        # relative "hls4ml", it is right for the build folder (no temporary path leaks into the project).
+        model = model_graph(graph, board, io, PROJECT_DIR, reuse)
+        cwd = Path.cwd()
         try:
+            os.chdir(tmp)
             model.write()
         except Exception as exc:  # hls4ml raises bare Exceptions for what it cannot write
             raise Hls4mlError(f"hls4ml could not write the project: {type(exc).__name__}: {exc}") from exc
-        root = Path(tmp) / "prj"
+        finally:
+            os.chdir(cwd)
+        root = Path(tmp) / PROJECT_DIR
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             plan.add(path.relative_to(root).as_posix(), path.read_bytes())
     plan.add(MAP_FILE, json.dumps(tensor_map(graph, reuse), indent=1) + "\n")

@@ -60,11 +60,11 @@ def lower(graph: Graph) -> Graph:
     for value in [*g.inputs, *(n.output for n in g.nodes)]:
         if value.type.rank == 3:
             value.type = TensorType(value.shape, value.type.format, CHANNELS_LAST)
-        elif value.type.rank > 3 or (value.type.rank == 2 and value.producer is not None):
-            raise (
-                _refuse(value.producer, f"{value.type.rank}-d tensors are not supported")
-                if (value.producer)
-                else Hls4mlError(f"hls4ml backend: input {value.name!r} must be 1-d or (C, H, W)")
+        elif value.type.rank != 1:
+            what = f"node {value.producer.name!r} ({value.producer.op})" if value.producer else "input"
+            raise Hls4mlError(
+                f"hls4ml backend: {what}: value {value.name!r} of shape {value.shape} is neither 1-d nor "
+                "(C, H, W)"
             )
     for node in list(g.nodes):
         if node.op == "max_pool" and (any(node.attrs["pads"]) or node.attrs["ceil_mode"]):
