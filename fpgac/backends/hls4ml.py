@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 PROJECT = "fpgac_hls4ml"
 PROJECT_DIR = "hls4ml"  # the project's folder inside the build folder
 MAP_FILE = "fpgac.json"
-IO_TYPES = {"parallel": "io_parallel"}
+IO_TYPES = {"parallel": "io_parallel", "stream": "io_stream"}
 _RESERVED = (PROJECT, "input", "x", "y", "main")
 
 
@@ -253,10 +253,31 @@ def _ap(p: Any) -> str:
     return f"ap_{sign}fixed<{p.width},{p.integer},AP_{p.rounding_mode.name},AP_{p.saturation_mode.name}>"
 
 
+def check_io(graph: Graph, io: str) -> None:
+    """What hls4ml's io_stream kernels cannot do: its pooling streams assert windows that tile the input
+    (kernel = stride, no padding), and relu6/relu1 have no stream kernel (its C++ does not compile). Conv
+    padding is fine: hls4ml inserts zero-padding layers itself."""
+    if io != "stream":
+        return
+    for node in graph.nodes:
+        a = node.attrs
+        if node.op == "clip":
+            raise Hls4mlError(
+                f"hls4ml backend: node {node.name!r} ({node.op}): hls4ml has no io_stream relu6/relu1; "
+                "use --io parallel"
+            )
+        if node.op == "max_pool" and (any(a["pads"]) or a["ceil_mode"] or a["kernel"] != a["strides"]):
+            raise Hls4mlError(
+                f"hls4ml backend: node {node.name!r} ({node.op}): hls4ml's io_stream pooling needs "
+                "kernel = stride and no padding; use --io parallel"
+            )
+
+
 def model_graph(graph: Graph, board: Board, io: str, output_dir: str, reuse: int = 1) -> Any:
     """The hls4ml ``ModelGraph`` of a lowered graph, with ``output_dir`` as its project folder."""
     from hls4ml.model.graph import ModelGraph
 
+    check_io(graph, io)
     d = design(graph, reuse)
     outputs = [d.tensors[v.name] for v in graph.outputs]
     inputs = [d.tensors[v.name] for v in graph.inputs]
