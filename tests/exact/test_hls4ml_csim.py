@@ -50,6 +50,14 @@ def hls4ml_folders(
             out = root / f"{name}_{exporter}"
             build(onnx_export(name, exporter), out, BuildOptions(calib=calib, backend="hls4ml"))
             result[f"{name}_{exporter}"] = out
+    stream = root / "two_branch_concat_stream"  # io_stream: conv, tables, concat, pooling, softmax
+    calib = root / "two_branch_concat_calib.npy"
+    build(
+        onnx_export("two_branch_concat", "torchscript"),
+        stream,
+        BuildOptions(calib=calib, backend="hls4ml", io="stream"),
+    )
+    result["two_branch_concat_stream"] = stream
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
     return result
@@ -71,6 +79,13 @@ def test_model_families_bit_exact_with_hls4ml(
     nodes = load_graph(hls4ml_folders[f"{name}_{exporter}"]).nodes
     layers = [n for n in nodes if n.op not in ("transpose", "reshape")]
     assert len(compared) >= len(layers), [d.layer for d in result.layers if not d.elements]
+
+
+def test_io_stream_bit_exact_with_hls4ml(hls4ml_folders: dict[str, Path]) -> None:
+    folder = hls4ml_folders["two_branch_concat_stream"]
+    assert "io_stream" in (folder / "hls4ml" / "firmware" / "parameters.h").read_text()
+    result = verify(str(folder), samples=24)
+    assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
 
 
 def test_csim_cli_matches_sim_and_is_cached(

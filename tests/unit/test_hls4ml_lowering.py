@@ -92,8 +92,13 @@ def test_unsupported_op_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
-def test_io_stream_is_refused_before_compiling(tmp_path: Path) -> None:
-    from fpgac.build import ConfigError
+def test_io_stream_refuses_what_hls4ml_streams_cannot_do(
+    onnx_export: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """hls4ml's io_stream pooling asserts kernel = stride and no padding: refused by name, nothing written."""
+    from fpgac.build import build
 
-    with pytest.raises(ConfigError, match="--io stream is not implemented yet for the hls4ml backend"):
-        compile_model(tmp_path / "missing.onnx", BuildOptions(backend="hls4ml", io="stream"))
+    out = tmp_path / "out"
+    with pytest.raises(Hls4mlError, match=r"node '/features/features.7/MaxPool' \(max_pool\): .*io_stream"):
+        build(onnx_export("cnn", "torchscript"), out, BuildOptions(backend="hls4ml", io="stream"))
+    assert not out.exists()
