@@ -218,8 +218,14 @@ def _pool(node: Node) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def config(d: Design, board: Board, io: str, output_dir: str, reuse: int = 1) -> dict[str, Any]:
-    """The hls4ml configuration dict: the Vitis backend for the board's part and clock."""
+def config(
+    d: Design, board: Board, io: str, output_dir: str, reuse: int = 1, weights_txt: bool = False
+) -> dict[str, Any]:
+    """The hls4ml configuration dict: the Vitis backend for the board's part and clock.
+
+    Weights are in headers (``weights_txt=False``), so the project is self-contained and can be moved;
+    hls4ml's text weights compile much faster for large layers but are read from an absolute path.
+    """
     import hls4ml
 
     if io not in IO_TYPES:
@@ -273,7 +279,9 @@ def check_io(graph: Graph, io: str) -> None:
             )
 
 
-def model_graph(graph: Graph, board: Board, io: str, output_dir: str, reuse: int = 1) -> Any:
+def model_graph(
+    graph: Graph, board: Board, io: str, output_dir: str, reuse: int = 1, weights_txt: bool = False
+) -> Any:
     """The hls4ml ``ModelGraph`` of a lowered graph, with ``output_dir`` as its project folder."""
     from hls4ml.model.graph import ModelGraph
 
@@ -282,7 +290,8 @@ def model_graph(graph: Graph, board: Board, io: str, output_dir: str, reuse: int
     outputs = [d.tensors[v.name] for v in graph.outputs]
     inputs = [d.tensors[v.name] for v in graph.inputs]
     try:
-        return ModelGraph.from_layer_list(config(d, board, io, output_dir, reuse), d.layers, inputs, outputs)
+        cfg = config(d, board, io, output_dir, reuse, weights_txt)
+        return ModelGraph.from_layer_list(cfg, d.layers, inputs, outputs)
     except (ValueError, KeyError, AttributeError, TypeError, RuntimeError, AssertionError) as exc:
         raise Hls4mlError(f"hls4ml rejected the model: {type(exc).__name__}: {exc}") from exc
 
