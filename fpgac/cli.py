@@ -275,6 +275,7 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
 def csim(folder: Path, input_path: Path, output_path: Path) -> None:
     """C-simulate the HLS project of build FOLDER with g++ (no Vitis needed) and save the outputs.
 
+    An hls4ml build runs hls4ml's own C-simulation (its build_lib.sh and bridge, as predict() does).
     Outputs are float64 values of the fixed-point results, as `fpgac sim FOLDER` writes them.
     """
     from fpgac.arrays import load_inputs, save_outputs
@@ -301,7 +302,7 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
 def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     """Compare `fpgac sim` and the g++ C-simulation of build FOLDER bit for bit; exit 1 on any mismatch.
 
-    Without --input, samples are drawn over each input format's whole range, ends included.
+    For an hls4ml build the C-simulation is hls4ml's, compared at every layer hls4ml traces. Without --input, samples are drawn over each input format's whole range, ends included.
     """
     from fpgac.arrays import load_inputs
     from fpgac.backends.verify import verify as run_verify
