@@ -302,7 +302,8 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
 def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     """Compare `fpgac sim` and the g++ C-simulation of build FOLDER bit for bit; exit 1 on any mismatch.
 
-    For an hls4ml build the C-simulation is hls4ml's, compared at every layer hls4ml traces. Without --input, samples are drawn over each input format's whole range, ends included.
+    For an hls4ml build the C-simulation is hls4ml's, compared at every layer hls4ml traces.
+    Without --input, samples are drawn over each input format's whole range, ends included.
     """
     from fpgac.arrays import load_inputs
     from fpgac.backends.verify import verify as run_verify
