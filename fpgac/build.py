@@ -134,8 +134,10 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
     settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
     report = build_report(graph, model=model.name, board=board, options=settings)
     report["backend"], report["io"] = options.backend, options.io
-    # The generated HLS pipelines every layer at II=1 (reuse 1); --reuse comes with its HLS support.
-    _add_estimate(report, estimate(graph, board, options.io, 1), default_io(graph, board))
+    # The generated Vitis HLS pipelines every layer at II=1 (reuse 1); hls4ml builds take --reuse.
+    reuse = options.reuse if options.backend == "hls4ml" else 1
+    report["reuse"] = reuse
+    _add_estimate(report, estimate(graph, board, options.io, reuse), default_io(graph, board))
     return graph, report
 
 
