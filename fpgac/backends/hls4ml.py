@@ -78,7 +78,7 @@ def _hls_shape(value: Value) -> list[int]:
 
 
 def design(graph: Graph, reuse: int = 1) -> Design:
-    """The hls4ml layer list and per-layer config of a lowered graph (no hls4ml import needed but types)."""
+    """The hls4ml layer list and per-layer config of a lowered graph (only its types come from hls4ml)."""
     d = Design()
     names = CNames(_RESERVED)
     for value in graph.inputs:
