@@ -10,7 +10,8 @@ only ratios taken in the same run are comparable.
 A second table compares ``fpgac sim`` with hls4ml's ``predict()`` (its g++ C-simulation, one ctypes call
 per sample) on the same hls4ml build: the lowered graph (``fpgac build --backend hls4ml``) and the
 ``ModelGraph`` made from it, compiled by hls4ml. Outputs are checked to be bit-identical before timing.
-``--no-hls4ml`` skips it (hls4ml compiles each model with g++ -O3: about a minute in all).
+``--no-hls4ml`` skips it (hls4ml compiles each model with g++ -O3: half a minute for the small models,
+more than 25 minutes for the 300k-parameter MLP on a 2-core machine).
 
 Both sides run single-threaded by default (``--threads``): numpy's OpenBLAS and onnxruntime's intra-op
 pool. On a shared 2-core machine a 2-thread OpenBLAS took 15 ms for a 1024x64 @ 64x32 product that
@@ -137,7 +138,7 @@ def bench_hls4ml(name: str, make: Callable[[], tuple[nn.Module, np.ndarray]], ba
         graph, _ = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy", backend="hls4ml"))
         lowered = lower(graph)
         # A 300k-parameter MLP takes hls4ml's Resource strategy (reuse 128: 235,200 parallel multipliers
-        # fit no FPGA); at reuse 1 (Latency) g++ -O3 spends over 15 minutes on hls4ml's dense kernels.
+        # fit no FPGA). Either way hls4ml's g++ -O3 compile of it took over 25 minutes on a 2-core machine.
         big = params > 100_000
         reuse = 128 if big else 1
         hls_model = model_graph(lowered, get_board("zcu104"), "parallel", str(Path(tmp) / "prj"), reuse)
