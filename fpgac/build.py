@@ -18,6 +18,8 @@ import numpy as np
 
 from fpgac.arrays import load_inputs
 from fpgac.backends.estimate import Estimate, default_io, estimate, reuse_factors
+from fpgac.backends.hls4ml import hls4ml_plan
+from fpgac.backends.hls4ml_lower import lower as lower_for_hls4ml
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
 from fpgac.backends.vitis import vitis_plan
 from fpgac.boards import get_board
@@ -34,7 +36,8 @@ log = logging.getLogger(__name__)
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 HLS_DIR = "hls"
-BACKENDS = ("vitis", "none")
+HLS4ML_DIR = "hls4ml"
+BACKENDS = ("vitis", "hls4ml", "none")
 IO_CHOICES = ("auto", "parallel", "stream")
 
 
@@ -121,6 +124,8 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         layer_precision.update(config["precision"])
         layer_keep = {k: float(v) for k, v in config["keep"].items()}
         layer_reuse.update(config["reuse"])
+    if layer_reuse and options.backend == "hls4ml":
+        raise ConfigError("per-layer reuse factors are not supported by the hls4ml backend; use --reuse")
     calls = parse_pass_spec(options.passes)
     if "quantize" not in [c.name for c in calls]:
         calls.append(PassCall("quantize", {}))
@@ -140,6 +145,7 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
     recommended = default_io(graph, board)
     io = recommended if options.io == "auto" else options.io
     report["backend"], report["io"] = options.backend, io
+    report["reuse"] = options.reuse
     report["io_choice"] = "auto (by model size)" if options.io == "auto" else "--io"
     _add_estimate(report, estimate(graph, board, io, reuse), recommended)
     return graph, report
@@ -173,10 +179,14 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     check_target(out, force=force)
     graph, report = compile_model(model, options)
     plan = BuildPlan()
+    board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
+    if options.backend == "hls4ml":
+        # The folder stores the lowered graph, so `fpgac sim DIR` simulates hls4ml's kernels.
+        graph = lower_for_hls4ml(graph)
+        plan.merge(hls4ml_plan(graph, board, report["io"], options.reuse), prefix=f"{HLS4ML_DIR}/")
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if options.backend == "vitis":
-        board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
         reuse = {layer["name"]: layer["reuse"] for layer in report["layers"]}
         hls = vitis_plan(graph, board, report["io"], reuse, model=model.name)
         plan.merge(hls, prefix=f"{HLS_DIR}/")

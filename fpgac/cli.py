@@ -135,10 +135,10 @@ def _float_pair(text: str) -> tuple[float, float]:
 @click.option("--clock", "clock_mhz", type=float, help="Override the board's clock (MHz).")
 @click.option(
     "--backend",
-    type=click.Choice(["vitis", "none"]),
+    type=click.Choice(["vitis", "hls4ml", "none"]),
     default="vitis",
     show_default=True,
-    help="HLS project to write under hls/ (none: the quantized IR and reports only).",
+    help="HLS project to write: hls/ (vitis), hls4ml/ (hls4ml, through its Python API) or none.",
 )
 @click.option(
     "--io",
@@ -153,7 +153,8 @@ def _float_pair(text: str) -> tuple[float, float]:
     default=1,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config).",
+    help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config; "
+    "hls4ml: its ReuseFactor, Resource strategy above 1).",
 )
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
@@ -277,14 +278,15 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
 def csim(folder: Path, input_path: Path, output_path: Path) -> None:
     """C-simulate the HLS project of build FOLDER with g++ (no Vitis needed) and save the outputs.
 
+    An hls4ml build runs hls4ml's own C-simulation (its build_lib.sh and bridge, as predict() does).
     Outputs are float64 values of the fixed-point results, as `fpgac sim FOLDER` writes them.
     """
     from fpgac.arrays import load_inputs, save_outputs
-    from fpgac.backends.csim import run_csim
+    from fpgac.backends.verify import run_any_csim
     from fpgac.ir.serialize import load_graph
 
     graph = load_graph(folder)
-    result = run_csim(folder, load_inputs(input_path, graph))
+    result = run_any_csim(folder, load_inputs(input_path, graph))
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
@@ -303,6 +305,7 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
 def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     """Compare `fpgac sim` and the g++ C-simulation of build FOLDER bit for bit; exit 1 on any mismatch.
 
+    For an hls4ml build the C-simulation is hls4ml's, compared at every layer hls4ml traces.
     Without --input, samples are drawn over each input format's whole range, ends included.
     """
     from fpgac.arrays import load_inputs

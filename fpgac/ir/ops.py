@@ -333,6 +333,38 @@ OPS: dict[str, OpDef] = {
 }
 
 
+# Ops of the hls4ml lowering (fpgac/backends/hls4ml_lower.py): hls4ml's own kernels, whose arithmetic
+# differs from fpgac's (truncating table indices, a reciprocal table in softmax, a truncating mean).
+# Only that lowering makes them; the simulator runs them through fpgac/backends/sim/hls4ml_ops.py.
+OPS.update(
+    {
+        op.name: op
+        for op in [
+            OpDef("hls4ml_sigmoid", 1, 1, {}, ("table",), (), _same, "hls4ml's sigmoid table over [-8, 8)."),
+            OpDef("hls4ml_tanh", 1, 1, {}, ("table",), (), _same, "hls4ml's tanh table over [-4, 4)."),
+            OpDef(
+                "hls4ml_softmax",
+                1,
+                1,
+                {"axis": "int", "acc": "format", "inp_norm": "format", "inv_inp": "format"},
+                ("exp_table", "inv_table"),
+                (),
+                _axis_op,
+                "hls4ml's stable softmax: exp table of max - x, reciprocal table of the sum.",
+            ),
+            OpDef(
+                "hls4ml_mean",
+                1,
+                1,
+                {"mode": "str", "axes": "ints", "keepdims": "bool", "acc": "format"},
+                infer=_reduce,
+                doc="hls4ml's global average pooling: a sum in acc, divided by the count (truncating).",
+            ),
+        ]
+    }
+)
+
+
 # What the fixed-point kernel of an op adds to a quantized node: accumulator formats,
 # lookup tables and constants in their hardware formats (see fpgac/backends/sim/fixed_ops.py).
 _TABLE = {"table_shift": "int", "table_offset": "int"}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fpgac.backends.sim.fixed_ops import FIXED_OPS, FixedKernelError
+from fpgac.backends.sim.hls4ml_ops import HLS4ML_OPS
 from fpgac.backends.sim.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
@@ -75,7 +76,7 @@ def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False) -> BitsimRes
 
 def _run_node(node: Node, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
     where = f"node {node.name!r} ({node.op})"
-    fn = FIXED_OPS.get(node.op)
+    fn = FIXED_OPS.get(node.op) or HLS4ML_OPS.get(node.op)
     if fn is None:
         raise FixedKernelError(f"{where}: this op has no fixed-point kernel")
     fmts = [_format(v.type.format, f"{where} input {v.name!r}") for v in node.inputs]

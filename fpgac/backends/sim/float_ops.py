@@ -362,3 +362,8 @@ FLOAT_OPS: dict[str, OpFn] = {
     "pad": pad,
 }
 """Every IR op's float semantics; a unit test checks it covers ``fpgac.ir.OPS`` exactly."""
+
+# The hls4ml lowering's ops compute, in float, the functions they approximate in fixed point.
+FLOAT_OPS.update(
+    {"hls4ml_sigmoid": sigmoid, "hls4ml_tanh": tanh, "hls4ml_softmax": softmax, "hls4ml_mean": reduce}
+)

@@ -1,0 +1,149 @@
+"""``fpgac csim`` of an hls4ml build: hls4ml's own C-simulation of the project in ``DIR/hls4ml/``.
+
+The project is compiled by hls4ml's ``build_lib.sh`` (what ``ModelGraph.compile()`` runs) into the shared
+library hls4ml's ``predict()`` and ``trace()`` call through ctypes, and called the same way: the bridge's
+``<project>_double`` per sample, and its trace storage (``allocate_trace_storage`` /
+``collect_trace_output``) for every layer's output. Doing those calls here rather than through a
+``ModelGraph`` lets the library be cached: it is compiled in a copy of the project under ``DIR/.csim/`` and
+kept under the hash of every project source and the compiler, so a second run does not recompile.
+
+Values cross the bridge as doubles: inputs are the float32 inputs (exact), hls4ml converts them into its
+input type as ``fpgac sim`` quantizes them, and every output or traced value (at most 53 bits wide) comes
+back exactly, so mantissas are recovered without loss. Channels-last tensors are transposed on the way in
+and back to the IR's logical order on the way out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fpgac.backends.csim import CACHE_DIR, CsimError, CsimResult, compiler
+from fpgac.backends.hls4ml import MAP_FILE
+from fpgac.ir import fixed
+from fpgac.ir.graph import Graph
+from fpgac.ir.serialize import load_graph
+from fpgac.ir.types import Fixed
+
+HLS4ML_DIR = "hls4ml"
+
+
+def _sources(project: Path) -> list[Path]:
+    return sorted(p for p in project.rglob("*") if p.is_file() and p.suffix in (".h", ".cpp", ".hpp"))
+
+
+def library(folder: Path) -> Path:
+    """The compiled C-simulation library of build folder ``folder``: cached, or built now."""
+    project = folder / HLS4ML_DIR
+    meta = _meta(folder)
+    digest = hashlib.sha256(compiler().encode() + b"\0")
+    for path in _sources(project):
+        digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
+    cache = folder / CACHE_DIR
+    lib = cache / f"hls4ml-{digest.hexdigest()[:20]}.so"
+    if lib.is_file():
+        return lib
+    cache.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        work = Path(tmp) / "prj"
+        shutil.copytree(project, work)
+        env = {**os.environ, "CC": compiler()}
+        proc = subprocess.run(["bash", "build_lib.sh"], cwd=work, capture_output=True, text=True, env=env)
+        built = list((work / "firmware").glob(f"{meta['project']}-*.so"))
+        if proc.returncode != 0 or len(built) != 1:
+            raise CsimError(
+                f"hls4ml's build_lib.sh failed on {project}:\n{(proc.stdout + proc.stderr)[-3000:]}"
+            )
+        os.replace(built[0], lib)  # atomic: a concurrent run sees the whole library or none
+    return lib
+
+
+def _meta(folder: Path) -> dict[str, Any]:
+    path = folder / HLS4ML_DIR / MAP_FILE
+    if not path.is_file():
+        raise CsimError(f"{folder}: no hls4ml project in {HLS4ML_DIR}/ (build with --backend hls4ml)")
+    return json.loads(path.read_text())
+
+
+def _to_hls(array: np.ndarray, layout: list[int]) -> np.ndarray:
+    """A batch in the IR's logical order -> hls4ml's memory order, one C-contiguous float64 row per sample."""
+    x = np.asarray(array, dtype=np.float64).transpose(0, *(a + 1 for a in layout))
+    return np.ascontiguousarray(x.reshape(x.shape[0], -1))
+
+
+def _from_hls(rows: np.ndarray, graph: Graph, entry: dict[str, Any]) -> np.ndarray:
+    """Doubles in hls4ml's order -> mantissas in logical order (exact: values are on the format's grid)."""
+    value = next(v for v in graph.values() if v.name == entry["value"])
+    fmt = value.type.format
+    assert isinstance(fmt, Fixed)
+    layout = entry["layout"]
+    scaled = rows * 2.0**fmt.frac_bits
+    m = np.rint(scaled).astype(np.int64)
+    if not np.array_equal(m, scaled):
+        raise CsimError(f"hls4ml returned a value of {value.name!r} that is not on the grid of {fmt}")
+    m = m.reshape(rows.shape[0], *(value.shape[a] for a in layout))
+    return m.transpose(0, *(layout.index(i) + 1 for i in range(len(layout))))
+
+
+class _TraceData(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("data", ctypes.c_void_p)]  # ctypes' layout
+
+
+def run_hls4ml_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = False) -> CsimResult:
+    """hls4ml's C-simulation of build folder ``folder`` on a batch (one float array per graph input)."""
+    folder = Path(folder)
+    graph = load_graph(folder)
+    meta = _meta(folder)
+    lib = ctypes.CDLL(str(library(folder)))
+    top = getattr(lib, f"{meta['project']}_double")
+    top.restype = None
+    rows_in = [_to_hls(x, e["layout"]) for x, e in zip(inputs, meta["inputs"], strict=True)]
+    sizes = [
+        int(np.prod(next(v for v in graph.values() if v.name == e["value"]).shape)) for e in meta["outputs"]
+    ]
+    n = rows_in[0].shape[0] if rows_in else 0
+    outs = [np.zeros((n, s)) for s in sizes]
+    traced = {name: np.zeros((n, int(np.prod(_shape(graph, e))))) for name, e in meta["traced"].items()}
+    buffer = (_TraceData * (len(traced) + 64))()  # hls4ml may trace fewer layers than fpgac maps
+    seen: set[str] = set()
+    if trace:
+        lib.allocate_trace_storage.argtypes = [ctypes.c_size_t]
+        lib.allocate_trace_storage(ctypes.sizeof(ctypes.c_double))
+    ptr = ctypes.POINTER(ctypes.c_double)
+    try:
+        for i in range(n):
+            args = [r[i].ctypes.data_as(ptr) for r in rows_in] + [o[i].ctypes.data_as(ptr) for o in outs]
+            top(*args)
+            if trace:
+                lib.collect_trace_output(buffer)
+                for item in buffer:
+                    if not item.name:
+                        break
+                    name = item.name.decode()
+                    if name not in traced:
+                        continue
+                    seen.add(name)
+                    size = traced[name].shape[1]
+                    traced[name][i] = np.ctypeslib.as_array(ctypes.cast(item.data, ptr), shape=(size,))
+    finally:
+        if trace:
+            lib.free_trace_storage()
+    mantissas = [_from_hls(o, graph, e) for o, e in zip(outs, meta["outputs"], strict=True)]
+    values = [fixed.to_float(m, v.type.format) for m, v in zip(mantissas, graph.outputs, strict=True)]
+    by_value = {
+        e["value"]: _from_hls(traced[name], graph, e) for name, e in meta["traced"].items() if name in seen
+    }
+    return CsimResult(values, mantissas, by_value)
+
+
+def _shape(graph: Graph, entry: dict[str, Any]) -> tuple[int, ...]:
+    return next(v for v in graph.values() if v.name == entry["value"]).shape

@@ -1,0 +1,107 @@
+"""Bit-exact kernels of the hls4ml ops (``hls4ml_*``) that the hls4ml lowering puts into the IR.
+
+Most ops of an hls4ml build compute what fpgac's own kernels compute (dense and conv: exact products
+summed in ``accum_t`` and one cast; relu, add, concat, max pooling: exact values and one cast), so the
+lowering keeps them and :mod:`fpgac.backends.sim.fixed_ops` runs them. The ops here are the ones whose
+arithmetic in hls4ml's ``nnet_utils`` headers differs; each function names the C++ it mirrors:
+
+* ``hls4ml_sigmoid`` / ``hls4ml_tanh`` (``nnet::sigmoid`` / ``nnet::tanh``, ``nnet_activation.h``):
+  ``int data_round = x * table_size / R`` (R = 16 or 8) converts to ``int`` by truncating *toward zero*,
+  then ``index = data_round + table_size / 2``, clamped; ``res = (res_T) table[index]``. Tables are
+  computed by the lowering exactly as hls4ml's ``init_*_table`` does (float arithmetic, ``table_t``).
+* ``hls4ml_softmax`` (``nnet::softmax_stable``): ``d = inp_norm_t(max - x)``; ``exp_res = exp_table[top
+  bits of d]`` in ``accum_t``; ``s = inv_inp_t(sum exp_res)``; ``res = (res_T)(exp_res * inv_table[top bits
+  of s])``.
+* ``hls4ml_mean`` (``nnet::global_pooling2d_cl`` with ``nnet::avg``): ``accum_t y = sum; y /= n;`` where
+  ``/=`` divides the mantissa by ``n`` truncating toward zero, then ``static_cast<res_T>``.
+
+The table index helpers return int64 arrays; inputs are mantissa arrays as everywhere in the simulator.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from fpgac.backends.sim.fixed_ops import FixedFn, FixedKernelError, _finish, _param
+from fpgac.ir import fixed
+from fpgac.ir.graph import Node
+from fpgac.ir.types import Fixed
+
+# Half-width of the input range each table covers (hls4ml's constants in nnet_activation.h).
+TABLE_SPAN = {"hls4ml_sigmoid": 8, "hls4ml_tanh": 4}
+
+
+def _trunc_div(num: np.ndarray, den: int) -> np.ndarray:
+    """C integer division (truncation toward zero) of an integer array by a positive integer."""
+    q = np.abs(num) // den
+    return np.where(num < 0, -q, q)
+
+
+def table_index(m: np.ndarray, fmt: Fixed, size: int, span: int) -> np.ndarray:
+    """``clamp(int(x * size / (2 * span)) + size / 2)`` with ``int()`` truncating toward zero.
+
+    ``x * size / (2 span)`` is ``m * size / (2 span 2**F)``: exact in ap_fixed (the product widens, the
+    division by an int keeps x's fraction and divides its mantissa exactly), so the only rounding is the
+    conversion to ``int``; nested truncations toward zero compose into one.
+    """
+    num = np.asarray(m).astype(object) * size if fmt.width > 40 else np.asarray(m, dtype=np.int64) * size
+    den = 2 * span
+    frac = fmt.frac_bits
+    idx = _trunc_div(num, den << frac) if frac >= 0 else _trunc_div(num << -frac, den)
+    return np.clip(np.asarray(idx).astype(object) + size // 2, 0, size - 1).astype(np.int64)
+
+
+def table(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    values, ft = _param(node, "table")
+    index = table_index(xs[0], fmts[0], values.shape[0], TABLE_SPAN[node.op])
+    return _finish(node, values[index], ft)
+
+
+def top_bits(m: np.ndarray, fmt: Fixed, size: int) -> np.ndarray:
+    """``softmax_idx_from_real_val``: the top ``log2(size)`` bits of the raw two's complement pattern."""
+    n = math.ceil(math.log2(size))
+    raw = np.asarray(m, dtype=np.int64) & ((1 << fmt.width) - 1) if fmt.width < 63 else np.asarray(m)
+    return (raw >> (fmt.width - n)) & ((1 << n) - 1) if fmt.width >= n else raw << (n - fmt.width)
+
+
+def softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    x, fx = xs[0], fmts[0]
+    a = node.attrs
+    axis = a["axis"] + 1
+    acc, inp_norm, inv_inp = a["acc"], a["inp_norm"], a["inv_inp"]
+    exp_table, f_exp = _param(node, "exp_table")
+    inv_table, f_inv = _param(node, "inv_table")
+    d, fd = fixed.sub(x.max(axis=axis, keepdims=True), fx, x, fx)
+    d = fixed.cast(d, fd, inp_norm)
+    e = fixed.cast(exp_table[top_bits(d, inp_norm, exp_table.shape[0])], f_exp, acc)
+    total = fixed.cast(e.sum(axis=axis, keepdims=True), Fixed(64, 64 - acc.frac_bits, True), acc)
+    s = fixed.cast(total, acc, inv_inp)
+    inv = inv_table[top_bits(s, inv_inp, inv_table.shape[0])]
+    return _finish(node, *fixed.mul(e, acc, inv, f_inv))
+
+
+def mean(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    a = node.attrs
+    if a["mode"] != "mean":
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): mode must be mean")
+    acc = a["acc"]
+    if acc.frac_bits < fx.frac_bits:
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator {acc} drops fraction bits")
+    axes = tuple(ax + 1 for ax in a["axes"])
+    count = math.prod(x.shape[ax] for ax in axes)
+    total = x.astype(object if x.dtype == object else np.int64).sum(axis=axes, keepdims=a["keepdims"])
+    width = int(np.abs(total).max(initial=0)).bit_length() + 2
+    y = fixed.cast(total, Fixed(width, width - fx.frac_bits, True), acc)  # accum_t y = sum (exact or wrapped)
+    return _finish(node, _trunc_div(y, count), acc)
+
+
+HLS4ML_OPS: dict[str, FixedFn] = {
+    "hls4ml_sigmoid": table,
+    "hls4ml_tanh": table,
+    "hls4ml_softmax": softmax,
+    "hls4ml_mean": mean,
+}

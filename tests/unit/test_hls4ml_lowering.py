@@ -1,0 +1,104 @@
+"""The hls4ml lowering and the hls4ml layer list/config it leads to, without compiling anything.
+
+The lowering must keep the model's meaning where hls4ml's kernels compute what fpgac's do: the lowered
+CNN (channels-last layouts, a relayout before the flatten, dense columns permuted, a padded max pool
+moved to a signed input) must give the same bits as the quantized graph it came from. The layer list
+must carry every type of the IR into hls4ml; unsupported ops must fail with one line naming node and op.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpgac.backends.hls4ml_lower import CHANNELS_LAST, Hls4mlError, lower
+from fpgac.backends.sim.bitsim import run_fixed
+from fpgac.build import BuildOptions, compile_model
+from fpgac.ir.types import Fixed
+from fpgac.ir.verify import verify
+from tests.models import random_input
+from tests.vitis_zoo import zoo_model
+
+hls4ml_backend = pytest.importorskip("fpgac.backends.hls4ml")
+
+
+def _quantized(name: str, onnx_export: Callable[[str, str], Path], tmp_path: Path):  # type: ignore[no-untyped-def]
+    calib = tmp_path / "calib.npy"
+    np.save(calib, random_input(name, 32, seed=3))
+    graph, _ = compile_model(onnx_export(name, "torchscript"), BuildOptions(calib=calib, backend="none"))
+    return graph
+
+
+def test_lowered_cnn_computes_the_same_bits(onnx_export: Callable[[str, str], Path], tmp_path: Path) -> None:
+    graph = _quantized("cnn", onnx_export, tmp_path)
+    lowered = lower(graph)
+    verify(lowered)
+    assert all(
+        v.type.layout == CHANNELS_LAST
+        for v in lowered.values()
+        if v.type.rank == 3 and v.producer and v.producer.op != "transpose"
+    )
+    flatten = next(n for n in lowered.nodes if n.op == "reshape")
+    assert flatten.inputs[0].producer is not None and flatten.inputs[0].producer.op == "transpose"
+    pool = [n for n in lowered.nodes if n.op == "max_pool"][1]  # the padded, ceil-mode one
+    assert isinstance(pool.inputs[0].type.format, Fixed) and pool.inputs[0].type.format.signed
+    x = [random_input("cnn", 16, seed=5) * 3]
+    assert np.array_equal(run_fixed(graph, x).outputs[0], run_fixed(lowered, x).outputs[0])
+    assert [n.op for n in graph.nodes] == [
+        n.op for n in lowered.nodes if n.op != "transpose"
+    ]  # original intact
+
+
+def test_layer_list_carries_the_ir_types(onnx_export: Callable[[str, str], Path], tmp_path: Path) -> None:
+    lowered = lower(_quantized("two_branch_concat", onnx_export, tmp_path))
+    design = hls4ml_backend.design(lowered)
+    classes = [layer["class_name"] for layer in design.layers]
+    assert classes == [
+        "InputLayer", "Conv2D", "Activation", "Conv2D", "Activation", "Concatenate", "LeakyReLU",
+        "MaxPooling2D", "Reshape", "Dense", "Softmax",
+    ]  # fmt: skip
+    by_op = {n.op: n for n in lowered.nodes}
+    dense = next(layer for layer in design.layers if layer["class_name"] == "Dense")
+    precision = design.layer_config[dense["name"]]["Precision"]
+    node = by_op["dense"]
+    assert hls4ml_backend._ap(precision["accum"]) == node.attrs["acc"].ap_type()
+    assert hls4ml_backend._ap(precision["weight"]) == node.params["weight"].format.ap_type()
+    assert hls4ml_backend._ap(precision["result"]) == node.output.type.format.ap_type()
+    np.testing.assert_array_equal(dense["weight_data"], node.params["weight"].data.T)
+    sigmoid = next(layer for layer in design.layers if layer.get("activation") == "sigmoid")
+    assert hls4ml_backend._ap(sigmoid["table_t"]) == by_op["hls4ml_sigmoid"].output.type.format.ap_type()
+    concat = next(layer for layer in design.layers if layer["class_name"] == "Concatenate")
+    assert concat["axis"] == 3  # channels of an (H, W, C) tensor, counted with the batch axis as in Keras
+
+
+def test_unsupported_op_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    model = zoo_model(tmp_path / "zoo.onnx")
+    with pytest.raises(Hls4mlError, match=r"node '.+' \(\w+\)"):
+        lower(compile_model(model, BuildOptions(backend="none", input_range=(-1.0, 1.0)))[0])
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fpgac", "build", str(model), "--backend", "hls4ml", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("WARNING")]
+    assert len(errors) == 1 and errors[0].startswith("error: hls4ml backend: node "), proc.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_io_stream_refuses_what_hls4ml_streams_cannot_do(
+    onnx_export: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """hls4ml's io_stream pooling asserts kernel = stride and no padding: refused by name, nothing written."""
+    from fpgac.build import build
+
+    out = tmp_path / "out"
+    with pytest.raises(Hls4mlError, match=r"node '/features/features.7/MaxPool' \(max_pool\): .*io_stream"):
+        build(onnx_export("cnn", "torchscript"), out, BuildOptions(backend="hls4ml", io="stream"))
+    assert not out.exists()
