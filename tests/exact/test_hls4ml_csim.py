@@ -48,7 +48,9 @@ def hls4ml_folders(
         np.save(calib, random_input(name, 64, seed=3))
         for exporter in EXPORTERS:
             out = root / f"{name}_{exporter}"
-            build(onnx_export(name, exporter), out, BuildOptions(calib=calib, backend="hls4ml"))
+            build(
+                onnx_export(name, exporter), out, BuildOptions(calib=calib, backend="hls4ml", io="parallel")
+            )
             result[f"{name}_{exporter}"] = out
     stream = root / "two_branch_concat_stream"  # io_stream: conv, tables, concat, pooling, softmax
     calib = root / "two_branch_concat_calib.npy"
