@@ -210,3 +210,40 @@ def test_resnet_of_a_million_parameters_in_stream_style(
     result = verify(str(out), samples=6)
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
     assert len(result.layers) == 1 + len(load_graph(out).nodes)
+
+
+def _fan_out_model(path: Path) -> Path:
+    """A value read three times and also a graph output (relu), ``r + r``, and an input passed through."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    w = np.random.default_rng(0).normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Sigmoid", ["r"], ["s"]),
+        helper.make_node("Add", ["r", "r"], ["d"]),
+        helper.make_node("Identity", ["x"], ["x_out"]),
+    ]
+    shapes = {"r": 4, "s": 4, "d": 4, "x_out": 3}
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", c, 5, 5]) for n, c in shapes.items()]
+    graph = helper.make_graph(
+        nodes,
+        "fan_out",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 5, 5])],
+        outputs,
+        initializer=[numpy_helper.from_array(w, "w")],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("io", IO_STYLES)
+def test_fan_out_to_layers_and_ports(io: str, tmp_path: Path) -> None:
+    """Stream style forks a FIFO per reader (layers and output ports, twice to one layer, an input straight
+    to an output); both styles stay bit-exact."""
+    out = tmp_path / "fan_out"
+    build(_fan_out_model(tmp_path / "fan_out.onnx"), out, BuildOptions(io=io))
+    top = (out / "hls" / "firmware" / "fpgac_top.cpp").read_text()
+    if io == "stream":
+        assert top.count("_fork(") == 2  # the input (layer + port) and relu (three layers + port)
+    assert verify(str(out), samples=8).mismatches == 0
