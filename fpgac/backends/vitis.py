@@ -115,7 +115,8 @@ def design(
             for k, (i, v) in enumerate(zip(ins, node.inputs, strict=True))
         ]
         mode = vitis_stream.layer_mode(node) if stream else "array"
-        code = emit_layer(_context(node, layer, args, ins, out, mode, (reuse or {}).get(node.name, 1)))
+        layer_reuse = (reuse or {}).get(node.name, 1)
+        code = emit_layer(_context(node, layer, args, ins, out, mode, layer_reuse))
         values[id(node.output)] = out
         body = code.body.rstrip()
         if mode == "array":
@@ -128,7 +129,7 @@ def design(
             signature = vitis_stream.signature(layer, mode, args, out.type, node.output)
             if mode == "buffered":
                 body = vitis_stream.buffered_body(body, args, out.type, node.output)
-        pragmas = storage_pragmas(node, layer, code.arrays, io, (reuse or {}).get(node.name, 1), board)
+        pragmas = storage_pragmas(node, code.arrays, io, layer_reuse, board)
         layers.append(
             {
                 "name": layer,
@@ -202,9 +203,7 @@ def _context(
     return Ctx(node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=mode != "array")
 
 
-def storage_pragmas(
-    node: Node, layer: str, arrays: list[Array], io: str, reuse: int, board: Board | None
-) -> list[str]:
+def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:
     """Where a layer's weights live, as the estimate (backends/estimate.py) assumes.
 
     Reuse 1: every weight is a constant wired into its own multiplier (partitioned completely). Reuse R > 1:
@@ -222,10 +221,11 @@ def storage_pragmas(
             continue
         factor = math.ceil(size / reuse)
         fmt = node.params["weight"].format
-        width = factor * (fmt.width if isinstance(fmt, Fixed) else 32)
+        assert isinstance(fmt, Fixed)  # the emitter refuses a float weight
         impl = "lutram"
-        if io == "stream" and size * width // factor >= BRAM_MIN_BITS:
-            impl = "uram" if board is not None and memory_cost(reuse, width, board).uram else "bram"
+        if io == "stream" and size * fmt.width >= BRAM_MIN_BITS:
+            uram = board is not None and memory_cost(reuse, factor * fmt.width, board).uram
+            impl = "uram" if uram else "bram"
         pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable={array.name} cyclic factor={factor})")
         pragmas.append(f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={array.name} type=rom_1p impl={impl})")
     return pragmas

@@ -246,12 +246,19 @@ def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
     return f"{ctx.name}_bias", 0
 
 
+def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
+    """The weight array (declared here unless the weight is compressed: vitis_weights stores those) and
+    the weight's shape."""
+    param = ctx.node.params["weight"]
+    return ("", param.shape) if param.encoding is not None else _param(ctx, code, "weight")
+
+
+def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
+    return {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
+
+
 def dense(ctx: Ctx, code: LayerCode) -> None:
-    compressed = ctx.node.params["weight"].encoding is not None
-    if compressed:
-        weight, (n_out, n_in) = "", ctx.node.params["weight"].shape
-    else:
-        weight, (n_out, n_in) = _param(ctx, code, "weight")
+    weight, (n_out, n_in) = _weight_shape(ctx, code)
     bias, bias_size = _bias(ctx, code)
     rows = ctx.node.inputs[0].type.size // n_in
     values = {
@@ -261,15 +268,14 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         "HAS_BIAS": int(bias_size > 0),
         "BIAS_SIZE": max(bias_size, 1),
     }
-    code.config = _config(
-        ctx, values, {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
-    )
-    code.body = f"  fpgac::dense<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
-    if compressed:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
+    types = _weight_types(ctx, code)
+    if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
         from fpgac.backends.vitis_weights import dense_compressed
 
-        code.body = ""
-        dense_compressed(ctx, code, values, bias)
+        dense_compressed(ctx, code, values, types, bias)
+        return
+    code.config = _config(ctx, values, types)
+    code.body = f"  fpgac::dense<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
 def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -288,11 +294,7 @@ def _window(attrs: dict, key: str, default: int, nd: int) -> tuple[int, int]:
 
 
 def conv(ctx: Ctx, code: LayerCode) -> None:
-    compressed = ctx.node.params["weight"].encoding is not None
-    if compressed:
-        weight, w_shape = "", ctx.node.params["weight"].shape
-    else:
-        weight, w_shape = _param(ctx, code, "weight")
+    weight, w_shape = _weight_shape(ctx, code)
     bias, bias_size = _bias(ctx, code)
     a = ctx.node.attrs
     x_shape, out_shape = ctx.node.inputs[0].shape, ctx.node.output.shape
@@ -310,18 +312,17 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     }  # fmt: skip
     if ctx.stream:
         values = {**values, "OUT_C": w_shape[0], "TAPS": math.prod(w_shape[1:])}
-    code.config = _config(
-        ctx, values, {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
-    )
-    if ctx.stream and not compressed:
+    types = _weight_types(ctx, code)
+    if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
+        from fpgac.backends.vitis_weights import conv_compressed
+
+        conv_compressed(ctx, code, values, types, bias)
+        return
+    code.config = _config(ctx, values, types)
+    if ctx.stream:
         window_stream(ctx, code, f"fpgac::conv_pixel<{ctx.name}_config>(win, {weight}, {bias}, y);")
         return
     code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
-    if compressed:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
-        from fpgac.backends.vitis_weights import conv_compressed
-
-        code.body = ""
-        conv_compressed(ctx, code, values, bias)
 
 
 def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:

@@ -222,11 +222,13 @@ def _entry_storage(ctx: Ctx, code: LayerCode) -> tuple[list[str], dict[str, int]
     return [w_name, idx, gap], extra, decode, declarations
 
 
-def dense_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: str) -> None:
+def dense_compressed(
+    ctx: Ctx, code: LayerCode, values: dict[str, int], types: dict[str, str], bias: str
+) -> None:
     """A dense layer over its taps (see the module docstring); in io stream over its stored entries."""
     if ctx.stream:
         arrays, extra, decode, declarations = _entry_storage(ctx, code)
-        code.config = _config(ctx, {**values, **extra}, _types(ctx)) + declarations
+        code.config = _config(ctx, {**values, **extra}, types) + declarations
         call = (
             f"fpgac::dense_entries<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {', '.join(arrays)}, {bias});"
         )
@@ -241,19 +243,21 @@ def dense_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: st
     code.arrays.append(Array("int", f"{name}_tap_i", _ints(positions % n_in), "tap: input"))
     code.arrays.append(Array("int", f"{name}_tap_e", _ints(entries), "tap: stored entry"))
     extra = {"TAPS": int(positions.size), "SHARED": int(shared)}
-    code.config = _config(ctx, {**values, **extra}, _types(ctx))
+    code.config = _config(ctx, {**values, **extra}, types)
     code.body += (
         f"  fpgac::dense_taps<{name}_config>({ctx.ins[0]}, {ctx.out}, {w_name}, {idx_mem}, "
         f"{name}_tap_o, {name}_tap_i, {name}_tap_e, {bias});"
     )
 
 
-def conv_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: str) -> None:
+def conv_compressed(
+    ctx: Ctx, code: LayerCode, values: dict[str, int], types: dict[str, str], bias: str
+) -> None:
     """A conv layer over its taps: every output channel of a pixel at once; in io stream, each pixel
     walks the layer's stored entries (see :func:`_entry_storage`)."""
     if ctx.stream:
         arrays, extra, decode, declarations = _entry_storage(ctx, code)
-        code.config = _config(ctx, {**values, **extra}, _types(ctx)) + declarations
+        code.config = _config(ctx, {**values, **extra}, types) + declarations
         code.body = decode
         pixel = f"fpgac::conv_entries_pixel<{ctx.name}_config>(win, {', '.join(arrays)}, {bias}, y);"
         window_stream(ctx, code, pixel)
@@ -280,16 +284,12 @@ def conv_compressed(ctx: Ctx, code: LayerCode, values: dict[str, int], bias: str
     ):
         code.arrays.append(Array("int", f"{name}_tap_{key}", _ints(arr), f"tap: {what}"))
     extra = {"TAPS": int(positions.size), "SHARED": int(shared)}
-    code.config = _config(ctx, {**values, **extra}, _types(ctx))
+    code.config = _config(ctx, {**values, **extra}, types)
     taps_args = ", ".join(f"{name}_tap_{k}" for k in ("oc", "c", "kh", "kw", "e"))
     code.body += (
         f"  fpgac::conv2d_taps<{name}_config>({ctx.ins[0]}, {ctx.out}, {w_name}, {idx_mem}, "
         f"{taps_args}, {bias});"
     )
-
-
-def _types(ctx: Ctx) -> dict[str, str]:
-    return {f"{k}_t": f"{ctx.name}_{k}_t" for k in ("acc", "weight", "bias")}
 
 
 def tap_count(param: Param) -> int:
