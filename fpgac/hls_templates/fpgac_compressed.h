@@ -100,8 +100,7 @@ void dense_taps(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT]
     FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=acc complete)
     FPGAC_LOOP(dense_taps_init)
     for (int o = 0; o < CFG::OUT; o++) {
-      acc[o] = 0;
-      if (CFG::HAS_BIAS) acc[o] = from_bits<typename CFG::bias_t>(b[o]);
+      acc[o] = initial_acc<CFG>(b, o);
     }
     FPGAC_LOOP(dense_taps_taps)
     for (int k = 0; k < CFG::TAPS; k++) {
@@ -130,8 +129,7 @@ void conv2d_taps(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::
       FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=acc complete)
       FPGAC_LOOP(conv_taps_init)
       for (int oc = 0; oc < CFG::OC; oc++) {
-        acc[oc] = 0;
-        if (CFG::HAS_BIAS) acc[oc] = from_bits<typename CFG::bias_t>(b[oc]);
+        acc[oc] = initial_acc<CFG>(b, oc);
       }
       FPGAC_LOOP(conv_taps_taps)
       for (int k = 0; k < CFG::TAPS; k++) {
@@ -172,8 +170,7 @@ void dense_entries(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::O
     typename CFG::acc_t acc[CFG::OUT];
     FPGAC_LOOP(dense_entries_init)
     for (int o = 0; o < CFG::OUT; o++) {
-      acc[o] = 0;
-      if (CFG::HAS_BIAS) acc[o] = from_bits<typename CFG::bias_t>(b[o]);
+      acc[o] = initial_acc<CFG>(b, o);
     }
     int pos = -1;
     FPGAC_LOOP(dense_entries_walk)
@@ -197,8 +194,7 @@ void conv_entries_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[
   typename CFG::acc_t acc[CFG::OC];
   FPGAC_LOOP(conv_entries_init)
   for (int oc = 0; oc < CFG::OC; oc++) {
-    acc[oc] = 0;
-    if (CFG::HAS_BIAS) acc[oc] = from_bits<typename CFG::bias_t>(b[oc]);
+    acc[oc] = initial_acc<CFG>(b, oc);
   }
   int pos = -1;
   FPGAC_LOOP(conv_entries_walk)

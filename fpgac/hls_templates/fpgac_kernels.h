@@ -80,6 +80,14 @@ int table_index(const T& x) {
   return idx < 0 ? 0 : (idx > SIZE - 1 ? SIZE - 1 : (int)idx);
 }
 
+// The accumulator's start for output o: its bias (exact in acc_t), or 0 for a layer without one.
+template <class CFG, class b_t>
+typename CFG::acc_t initial_acc(const b_t b[], int o) {
+  typename CFG::acc_t acc = 0;
+  if (CFG::HAS_BIAS) acc = from_bits<typename CFG::bias_t>(b[o]);
+  return acc;
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // dense: y[r][o] = acc_t(bias[o]) + sum_i x[r][i] * w[o][i], then one cast. x is [ROWS][IN] (the last axis
 // is the feature axis), w is [OUT][IN]. One row per step: the OUT x IN products of a row are spread over
@@ -95,8 +103,7 @@ void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], con
     FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
     FPGAC_LOOP(dense_outputs)
     for (int o = 0; o < CFG::OUT; o++) {
-      typename CFG::acc_t acc = 0;
-      if (CFG::HAS_BIAS) acc = from_bits<typename CFG::bias_t>(b[o]);
+      typename CFG::acc_t acc = initial_acc<CFG>(b, o);
       FPGAC_LOOP(dense_taps)
       for (int i = 0; i < CFG::IN; i++) {
         acc += x[r * CFG::IN + i] * from_bits<typename CFG::weight_t>(w[o * CFG::IN + i]);
@@ -109,12 +116,24 @@ void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], con
 // ---------------------------------------------------------------------------------------------------------
 // Sliding windows (conv, pooling) are computed one output pixel at a time from a window: the C x KH x KW
 // input cells under the kernel, with `valid[k]` false (and the cell 0) where the tap falls into padding.
-// io_parallel gathers windows from the whole input array (gather_window); io_stream gathers them from a
-// line buffer (fpgac_stream.h). Both then run the same per-pixel code below, so the arithmetic is one.
+// gather_window takes them from the whole input array (io_parallel) or from a line buffer (io_stream,
+// fpgac_stream.h); both styles then run the same per-pixel code below, so the arithmetic is one.
 
-// The window of output pixel (oh, ow) from x [C][H][W].
+// Input cell (c, ih, iw) of a window, from the whole input x [C][H][W] (io parallel) or from a line buffer
+// holding the last SPAN input rows, row ih at ih % SPAN, channels last (io stream, fpgac_stream.h).
 template <class CFG, class in_t>
-void gather_window(const in_t x[CFG::C * CFG::H * CFG::W], int oh, int ow, in_t win[CFG::C * CFG::KH * CFG::KW],
+in_t window_cell(const in_t* x, int c, int ih, int iw) {
+  return x[(c * CFG::H + ih) * CFG::W + iw];
+}
+
+template <class CFG, class in_t>
+in_t window_cell(in_t (*rows)[CFG::W][CFG::C], int c, int ih, int iw) {
+  return rows[ih % ((CFG::KH - 1) * CFG::DH + 1)][iw][c];
+}
+
+// The window of output pixel (oh, ow) from src (either source above).
+template <class CFG, class src_t, class in_t>
+void gather_window(src_t src, int oh, int ow, in_t win[CFG::C * CFG::KH * CFG::KW],
                    bool valid[CFG::KH * CFG::KW]) {
   FPGAC_LOOP(window_rows)
   for (int kh = 0; kh < CFG::KH; kh++) {
@@ -126,7 +145,7 @@ void gather_window(const in_t x[CFG::C * CFG::H * CFG::W], int oh, int ow, in_t 
       valid[kh * CFG::KW + kw] = inside;
       FPGAC_LOOP(window_channels)
       for (int c = 0; c < CFG::C; c++) {
-        win[(c * CFG::KH + kh) * CFG::KW + kw] = inside ? x[(c * CFG::H + ih) * CFG::W + iw] : in_t(0);
+        win[(c * CFG::KH + kh) * CFG::KW + kw] = inside ? window_cell<CFG>(src, c, ih, iw) : in_t(0);
       }
     }
   }
@@ -141,8 +160,7 @@ void conv_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[CFG::OC 
   FPGAC_LOOP(conv_channels)
   for (int oc = 0; oc < CFG::OC; oc++) {
     const int group = oc / (CFG::OC / CFG::G);
-    typename CFG::acc_t acc = 0;
-    if (CFG::HAS_BIAS) acc = from_bits<typename CFG::bias_t>(b[oc]);
+    typename CFG::acc_t acc = initial_acc<CFG>(b, oc);
     FPGAC_LOOP(conv_taps)
     for (int t = 0; t < CFG::CG * CFG::KH * CFG::KW; t++) {
       const int tap = group * CFG::CG * CFG::KH * CFG::KW + t;

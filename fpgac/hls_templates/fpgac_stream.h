@@ -48,27 +48,6 @@ void write_tensor(const T x[C * P], hls::stream<pixel<T, C> >& s) {
   }
 }
 
-// The window of output pixel (oh, ow) from a line buffer holding the last SPAN input rows, row ih at
-// ih % SPAN (the same window gather_window takes from a whole array).
-template <class CFG, int SPAN, class in_t>
-void gather_window_rows(const in_t rows[SPAN][CFG::W][CFG::C], int oh, int ow,
-                        in_t win[CFG::C * CFG::KH * CFG::KW], bool valid[CFG::KH * CFG::KW]) {
-  FPGAC_LOOP(window_rows)
-  for (int kh = 0; kh < CFG::KH; kh++) {
-    FPGAC_LOOP(window_cols)
-    for (int kw = 0; kw < CFG::KW; kw++) {
-      const int ih = oh * CFG::SH - CFG::PH + kh * CFG::DH;
-      const int iw = ow * CFG::SW - CFG::PW + kw * CFG::DW;
-      const bool inside = ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W;
-      valid[kh * CFG::KW + kw] = inside;
-      FPGAC_LOOP(window_channels)
-      for (int c = 0; c < CFG::C; c++) {
-        win[(c * CFG::KH + kh) * CFG::KW + kw] = inside ? rows[ih % SPAN][iw][c] : in_t(0);
-      }
-    }
-  }
-}
-
 // The input row after which output row oh can be computed: the last row its window touches, clamped to
 // the input (a window reaching into the bottom padding waits for the last row, one in the top padding
 // only needs the first).
@@ -109,7 +88,7 @@ void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t
         FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
         in_t win[CFG::C * CFG::KH * CFG::KW];
         bool valid[CFG::KH * CFG::KW];
-        gather_window_rows<CFG, SPAN>(rows, oh, ow, win, valid);
+        gather_window<CFG>(rows, oh, ow, win, valid);
         pixel<out_t, CFG::OUT_C> out;
         PIXEL::compute(win, valid, oh, ow, out.data);
         y.write(out);
