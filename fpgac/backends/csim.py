@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,28 +85,43 @@ def _sources(hls: Path) -> list[Path]:
     )
 
 
+def source_digest(root: Path, sources: list[Path], *settings: str) -> str:
+    """Hash of the settings and of every source (path below ``root`` and content): the cache key."""
+    digest = hashlib.sha256()
+    for item in settings:
+        digest.update(item.encode() + b"\0")
+    for path in sources:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:20]
+
+
+def cached(folder: Path, name: str, make: Callable[[Path], Path]) -> Path:
+    """``folder/.csim/name``: from the cache, or made now by ``make(scratch folder)`` and moved into place
+    atomically (a concurrent run sees the whole file or none)."""
+    cache = folder / CACHE_DIR
+    target = cache / name
+    if target.is_file():
+        return target
+    cache.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        os.replace(make(Path(tmp)), target)
+    return target
+
+
 def binary(folder: Path) -> Path:
     """The compiled testbench of build folder ``folder``: from the cache, or compiled now."""
     hls = folder / HLS_DIR
     if not (hls / "firmware" / f"{TOP}.cpp").is_file():
         raise CsimError(f"{folder}: no HLS project in {HLS_DIR}/ (build with --backend vitis)")
-    digest = hashlib.sha256()
-    for item in [*CXXFLAGS, compiler(), str(ap_types_dir())]:
-        digest.update(item.encode() + b"\0")
-    for path in _sources(hls):
-        digest.update(str(path.relative_to(hls)).encode() + b"\0" + path.read_bytes() + b"\0")
-    cache = folder / CACHE_DIR
-    exe = cache / f"tb-{digest.hexdigest()[:20]}"
-    if exe.is_file():
-        return exe
-    cache.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        out = Path(tmp) / "tb"
-        proc = subprocess.run(compile_command(hls, out), capture_output=True, text=True)
+
+    def compile_into(tmp: Path) -> Path:
+        proc = subprocess.run(compile_command(hls, tmp / "tb"), capture_output=True, text=True)
         if proc.returncode != 0:
             raise CsimError(f"g++ failed on {hls}:\n{proc.stderr[-3000:]}")
-        os.replace(out, exe)  # atomic: a concurrent run sees the whole binary or none
-    return exe
+        return tmp / "tb"
+
+    key = source_digest(hls, _sources(hls), *CXXFLAGS, compiler(), str(ap_types_dir()))
+    return cached(folder, f"tb-{key}", compile_into)
 
 
 def _parse_line(tokens: list[str]) -> np.ndarray:

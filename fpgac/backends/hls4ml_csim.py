@@ -16,18 +16,16 @@ and back to the IR's logical order on the way out.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fpgac.backends.csim import CACHE_DIR, CsimError, CsimResult, compiler
+from fpgac.backends.csim import CsimError, CsimResult, cached, compiler, source_digest
 from fpgac.backends.hls4ml import MAP_FILE
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
@@ -45,16 +43,9 @@ def library(folder: Path) -> Path:
     """The compiled C-simulation library of build folder ``folder``: cached, or built now."""
     project = folder / HLS4ML_DIR
     meta = _meta(folder)
-    digest = hashlib.sha256(compiler().encode() + b"\0")
-    for path in _sources(project):
-        digest.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes() + b"\0")
-    cache = folder / CACHE_DIR
-    lib = cache / f"hls4ml-{digest.hexdigest()[:20]}.so"
-    if lib.is_file():
-        return lib
-    cache.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        work = Path(tmp) / "prj"
+
+    def build_into(tmp: Path) -> Path:
+        work = tmp / "prj"
         shutil.copytree(project, work)
         env = {**os.environ, "CC": compiler()}
         proc = subprocess.run(["bash", "build_lib.sh"], cwd=work, capture_output=True, text=True, env=env)
@@ -63,8 +54,10 @@ def library(folder: Path) -> Path:
             raise CsimError(
                 f"hls4ml's build_lib.sh failed on {project}:\n{(proc.stdout + proc.stderr)[-3000:]}"
             )
-        os.replace(built[0], lib)  # atomic: a concurrent run sees the whole library or none
-    return lib
+        return built[0]
+
+    key = source_digest(project, _sources(project), compiler())
+    return cached(folder, f"hls4ml-{key}.so", build_into)
 
 
 def _meta(folder: Path) -> dict[str, Any]:
