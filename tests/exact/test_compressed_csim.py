@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,15 +31,11 @@ from fpgac.ir.serialize import load_graph
 from fpgac.passes import Huffman, Prune, Quantize, Share
 from fpgac.passes.compression import compressible
 from fpgac.passes.pipeline import run_pipeline
+from tests.csim_support import skip_without_csim
 from tests.models import random_input
 from tests.vitis_zoo import write_folder
 
-if shutil.which("g++") is None:
-    pytest.skip("g++ is not installed", allow_module_level=True)
-try:
-    csim.ap_types_dir()
-except csim.CsimError:
-    pytest.skip("hls4ml (ap_fixed headers) is not installed", allow_module_level=True)
+skip_without_csim()
 
 pytestmark = pytest.mark.slow
 

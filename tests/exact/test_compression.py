@@ -7,22 +7,16 @@ with calibration data, then C-simulated with g++ against the bit-accurate simula
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fpgac.backends import csim
 from fpgac.backends.verify import verify
 from fpgac.build import BuildOptions, build
+from tests.csim_support import skip_without_csim
 
-if shutil.which("g++") is None:
-    pytest.skip("g++ is not installed", allow_module_level=True)
-try:
-    csim.ap_types_dir()
-except csim.CsimError:
-    pytest.skip("hls4ml (ap_fixed headers) is not installed", allow_module_level=True)
+skip_without_csim()
 
 pytestmark = pytest.mark.slow  # one g++ compile per case, 3-10 s each
 

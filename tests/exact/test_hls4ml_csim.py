@@ -25,11 +25,10 @@ from fpgac.backends import hls4ml_csim
 from fpgac.backends.verify import verify
 from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
+from tests.csim_support import skip_without_csim
 from tests.models import EXPORTERS, random_input
 
-if shutil.which("g++") is None:
-    pytest.skip("g++ is not installed", allow_module_level=True)
-pytest.importorskip("hls4ml")
+skip_without_csim()
 
 pytestmark = pytest.mark.slow
 

@@ -29,15 +29,11 @@ from fpgac.backends.sim.fixed_ops import FIXED_OPS
 from fpgac.backends.verify import random_inputs, verify
 from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
+from tests.csim_support import skip_without_csim
 from tests.models import EXPORTERS, random_input
 from tests.vitis_zoo import ZOO_SHAPE, compile_zoo, every_mode, two_inputs_model, write_folder, zoo_model
 
-if shutil.which("g++") is None:
-    pytest.skip("g++ is not installed", allow_module_level=True)
-try:
-    csim.ap_types_dir()
-except csim.CsimError:
-    pytest.skip("hls4ml (ap_fixed headers) is not installed", allow_module_level=True)
+skip_without_csim()
 
 pytestmark = pytest.mark.slow  # the session fixture compiles 26 projects: about two minutes on two cores
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from fpgac.backends.vitis import _templates, vitis_plan
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, ConfigError, build, compile_model
 from fpgac.errors import FpgacError
+from tests.csim_support import skip_without_csim
 
 EVIL = 'x"; system("rm -rf /"); //'
 EVIL_NODE = 'fc*/ #include <cstdlib>\n\\ int main() { system("reboot"); }'
@@ -82,12 +82,7 @@ def test_hostile_names_stay_in_comments(evil_build: Path) -> None:
 
 def test_hostile_names_compile_clean_and_bit_exact(evil_build: Path, tmp_path: Path) -> None:
     """``g++ -Wall -Wextra``: no warning from our files; then zero mismatches against the simulator."""
-    if shutil.which("g++") is None:
-        pytest.skip("g++ is not installed")
-    try:
-        csim.ap_types_dir()
-    except csim.CsimError:
-        pytest.skip("hls4ml is not installed")
+    skip_without_csim()
     hls = evil_build / "hls"
     command = csim.compile_command(hls, tmp_path / "tb", ("-Wall", "-Wextra"))
     proc = subprocess.run(command, capture_output=True, text=True)
