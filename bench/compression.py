@@ -30,11 +30,11 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the models the tests use
 
-from fpgac.backends.sim.bitsim import run_fixed  # noqa: E402
-from fpgac.backends.sim.interpreter import run_float  # noqa: E402
+from fpgac.analysis.cost import graph_cost  # noqa: E402
 from fpgac.frontend.onnx import load_onnx  # noqa: E402
+from fpgac.interp.interpreter import run_float  # noqa: E402
+from fpgac.interp.simulator import run_fixed  # noqa: E402
 from fpgac.ir import Graph  # noqa: E402
-from fpgac.ir.cost import graph_cost  # noqa: E402
 from fpgac.passes.pipeline import make_pass, run_pipeline  # noqa: E402
 from fpgac.passes.spec import parse_pass_spec  # noqa: E402
 from tests.trained import Trained, export, train  # noqa: E402

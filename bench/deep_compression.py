@@ -34,14 +34,14 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the trained models
 
-from fpgac.backends.sim.bitsim import run_fixed  # noqa: E402
+from fpgac.analysis.report import build_report  # noqa: E402
 from fpgac.boards import get_board  # noqa: E402
 from fpgac.frontend.onnx import load_onnx  # noqa: E402
+from fpgac.interp.simulator import run_fixed  # noqa: E402
 from fpgac.ir import Graph  # noqa: E402
 from fpgac.passes import Huffman, Prune, Quantize, Share  # noqa: E402
 from fpgac.passes.compression import compressible  # noqa: E402
 from fpgac.passes.pipeline import run_pipeline  # noqa: E402
-from fpgac.report import build_report  # noqa: E402
 from tests.trained import export, train  # noqa: E402
 
 PAPER = {"float32": (1.64, 1.0), "prune": (1.59, 12.0), "share": (1.58, 31.0), "huffman": (1.58, 40.0)}

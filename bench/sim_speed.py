@@ -52,11 +52,11 @@ from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the models the tests use
 
-from fpgac.backends.hls4ml import model_graph  # noqa: E402
-from fpgac.backends.hls4ml_lower import lower  # noqa: E402
-from fpgac.backends.sim.bitsim import run_fixed  # noqa: E402
+from fpgac.backends.hls4ml.emitter import model_graph  # noqa: E402
+from fpgac.backends.hls4ml.lower import lower  # noqa: E402
 from fpgac.boards import get_board  # noqa: E402
 from fpgac.build import BuildOptions, compile_model  # noqa: E402
+from fpgac.interp.simulator import run_fixed  # noqa: E402
 from tests.models import export_model  # noqa: E402
 from tests.trained import train  # noqa: E402
 

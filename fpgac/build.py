@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from fpgac.analysis.estimate import Estimate, default_io, estimate, reuse_factors
+from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
-from fpgac.backends.estimate import Estimate, default_io, estimate, reuse_factors
-from fpgac.backends.hls4ml import hls4ml_plan
-from fpgac.backends.hls4ml_lower import lower as lower_for_hls4ml
+from fpgac.backends.hls4ml.emitter import hls4ml_plan
+from fpgac.backends.hls4ml.lower import lower as lower_for_hls4ml
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
-from fpgac.backends.vitis import vitis_plan
+from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
@@ -29,7 +30,6 @@ from fpgac.ir import Graph
 from fpgac.ir.serialize import graph_files
 from fpgac.passes.pipeline import make_pass, run_pipeline
 from fpgac.passes.spec import PassCall, parse_pass_spec
-from fpgac.report import build_report, report_json, report_markdown
 
 log = logging.getLogger(__name__)
 

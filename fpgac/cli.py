@@ -16,9 +16,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from fpgac.analysis.cost import node_cost
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph, print_graph
-from fpgac.ir.cost import node_cost
 
 _console = Console()
 _log = logging.getLogger("fpgac")
@@ -239,8 +239,8 @@ def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool)
     design; outputs are the fixed-point results as float64).
     """
     from fpgac.arrays import load_inputs, save_outputs
-    from fpgac.backends.sim.bitsim import run_fixed
-    from fpgac.backends.sim.interpreter import run_float
+    from fpgac.interp.interpreter import run_float
+    from fpgac.interp.simulator import run_fixed
     from fpgac.ir.serialize import load_graph
 
     if model.is_dir():
@@ -282,7 +282,7 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
     Outputs are float64 values of the fixed-point results, as `fpgac sim FOLDER` writes them.
     """
     from fpgac.arrays import load_inputs, save_outputs
-    from fpgac.backends.verify import run_any_csim
+    from fpgac.backends.equivalence import run_any_csim
     from fpgac.ir.serialize import load_graph
 
     graph = load_graph(folder)
@@ -309,7 +309,7 @@ def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     Without --input, samples are drawn over each input format's whole range, ends included.
     """
     from fpgac.arrays import load_inputs
-    from fpgac.backends.verify import verify as run_verify
+    from fpgac.backends.equivalence import verify as run_verify
     from fpgac.ir.serialize import load_graph
 
     inputs = load_inputs(input_path, load_graph(folder)) if input_path else None

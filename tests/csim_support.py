@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from fpgac.backends import csim
+from fpgac.backends.vitis import csim
 
 
 def skip_without_csim() -> None:

@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from fpgac.backends.plan import BuildPlan, write_plan
-from fpgac.backends.vitis import vitis_plan
+from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, compile_model
 from fpgac.ir.graph import Graph

@@ -24,8 +24,8 @@ from google.protobuf.message import DecodeError
 from fpgac.errors import FpgacError
 from fpgac.frontend.constants import FoldError, tensor_to_numpy
 from fpgac.frontend.context import FrontendError, NodeContext, Tensor
-from fpgac.frontend.folders import FOLDERS, fold
-from fpgac.frontend.onnx_ops import CONVERTERS
+from fpgac.frontend.converters import CONVERTERS
+from fpgac.frontend.folding import FOLDERS, fold
 from fpgac.ir import Graph, TensorType, Value, verify
 from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine

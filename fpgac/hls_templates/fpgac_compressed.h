@@ -1,5 +1,5 @@
 // fpgac compressed-weight kernels: pruned (sparse), weight-shared (codebook + indices) and Huffman-coded
-// dense and conv layers, as fpgac/backends/vitis_weights.py emits them. Hand-written, copied verbatim.
+// dense and conv layers, as fpgac/backends/vitis/weights.py emits them. Hand-written, copied verbatim.
 //
 // Storage (io parallel; io stream at the end of this file):
 //  * the layer's kept weights are a list of *taps* (output, input position, stored entry): a pruned weight

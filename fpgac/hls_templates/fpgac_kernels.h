@@ -1,4 +1,4 @@
-// fpgac kernel library: the arithmetic of every fixed-point op, as fpgac/backends/sim/fixed_ops.py states it.
+// fpgac kernel library: the arithmetic of every fixed-point op, as fpgac/interp/fixed_kernels.py states it.
 //
 // Hand-written, copied verbatim into every generated project. Each kernel is a template over the layer's
 // types and a config struct of compile-time sizes (generated per layer in parameters.h), so every loop bound

@@ -15,7 +15,7 @@ from fpgac.ir.types import (
     parse_format,
     parse_type,
 )
-from fpgac.ir.verify import VerificationError, verify
+from fpgac.ir.verifier import VerificationError, verify
 
 __all__ = [
     "FLOAT32",

@@ -333,9 +333,9 @@ OPS: dict[str, OpDef] = {
 }
 
 
-# Ops of the hls4ml lowering (fpgac/backends/hls4ml_lower.py): hls4ml's own kernels, whose arithmetic
+# Ops of the hls4ml lowering (fpgac/backends/hls4ml/lower.py): hls4ml's own kernels, whose arithmetic
 # differs from fpgac's (truncating table indices, a reciprocal table in softmax, a truncating mean).
-# Only that lowering makes them; the simulator runs them through fpgac/backends/sim/hls4ml_ops.py.
+# Only that lowering makes them; the simulator runs them through fpgac/interp/hls4ml_kernels.py.
 OPS.update(
     {
         op.name: op
@@ -366,7 +366,7 @@ OPS.update(
 
 
 # What the fixed-point kernel of an op adds to a quantized node: accumulator formats,
-# lookup tables and constants in their hardware formats (see fpgac/backends/sim/fixed_ops.py).
+# lookup tables and constants in their hardware formats (see fpgac/interp/fixed_kernels.py).
 _TABLE = {"table_shift": "int", "table_offset": "int"}
 _FIXED_EXTRAS: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "dense": ({"acc": "format"}, ()),

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import windows
-from fpgac.backends.sim.interpreter import run_float
 from fpgac.errors import FpgacError
+from fpgac.interp.float_kernels import windows
+from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.types import Float
 

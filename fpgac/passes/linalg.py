@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import windows
+from fpgac.interp.float_kernels import windows
 from fpgac.ir.graph import Node
 from fpgac.ir.ops import window_out
 

@@ -41,9 +41,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from fpgac.backends.sim.interpreter import run_float
+from fpgac.analysis.cost import graph_cost, node_cost
 from fpgac.errors import FpgacError
-from fpgac.ir.cost import graph_cost, node_cost
+from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.ir.types import Float
 from fpgac.passes import linalg

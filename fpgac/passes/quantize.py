@@ -17,7 +17,7 @@ Formats follow three rules.
   product never overflows whatever the input.
 
 Non-linear functions become lookup tables indexed by the input's raw bits (see
-:mod:`fpgac.backends.sim.fixed_ops` for the exact kernel semantics the HLS implements).
+:mod:`fpgac.interp.fixed_kernels` for the exact kernel semantics the HLS implements).
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import ClassVar
 
 import numpy as np
 
+from fpgac.analysis.ranges import Range, calibrated_ranges, interval_ranges
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
-from fpgac.passes.ranges import Range, calibrated_ranges, interval_ranges
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from fpgac.backends.sim.interpreter import run_float
+from fpgac.analysis.cost import graph_cost, node_cost
 from fpgac.errors import FpgacError
-from fpgac.ir.cost import graph_cost, node_cost
+from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph
 from fpgac.passes import linalg
 from fpgac.passes.units import Site, find_site, remove_units

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends import csim
-from fpgac.backends.verify import verify
+from fpgac.backends.equivalence import verify
+from fpgac.backends.vitis import csim
 from fpgac.build import BuildOptions, build
 from fpgac.frontend.onnx import load_onnx
 from fpgac.ir.encoding import layout

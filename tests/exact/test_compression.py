@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends.verify import verify
+from fpgac.backends.equivalence import verify
 from fpgac.build import BuildOptions, build
 from tests.csim_support import skip_without_csim
 

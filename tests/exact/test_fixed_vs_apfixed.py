@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fpgac.backends.csim import CsimError, ap_types_dir
+from fpgac.backends.vitis.csim import CsimError, ap_types_dir
 from fpgac.ir import fixed as fx
 from fpgac.ir.types import Fixed, Overflow, Rounding
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends import hls4ml_csim
-from fpgac.backends.verify import verify
+from fpgac.backends.equivalence import verify
+from fpgac.backends.hls4ml import csim as hls4ml_csim
 from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
 from tests.csim_support import skip_without_csim

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends import csim
-from fpgac.backends.sim.bitsim import run_fixed
-from fpgac.backends.sim.fixed_ops import FIXED_OPS
-from fpgac.backends.verify import random_inputs, verify
+from fpgac.backends.equivalence import random_inputs, verify
+from fpgac.backends.vitis import csim
 from fpgac.build import BuildOptions, build
+from fpgac.interp.fixed_kernels import FIXED_OPS
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir.serialize import load_graph
 from tests.csim_support import skip_without_csim
 from tests.models import EXPORTERS, random_input

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fpgac import __version__
-from fpgac.backends.vitis import vitis_plan
+from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.ir import Graph, Param, TensorType
 from fpgac.passes.quantize import Quantize

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends.sim.bitsim import run_fixed
+from fpgac.analysis.cost import graph_cost
 from fpgac.frontend.onnx import load_onnx
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir import verify
-from fpgac.ir.cost import graph_cost
 from fpgac.passes.pipeline import make_pass, run_pipeline
 from fpgac.passes.spec import parse_pass_spec
 from tests.models import random_input

@@ -29,9 +29,9 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from fpgac.backends.sim.interpreter import run_float
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
+from fpgac.interp.interpreter import run_float
 from fpgac.ir import verify
 from tests.numerics.compare import assert_close, assert_round_trips, run_onnxruntime
 

@@ -29,8 +29,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from fpgac.backends.sim.bitsim import run_fixed
 from fpgac.build import BuildOptions, build, compile_model
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph
 from fpgac.ir.serialize import load_graph
 from tests.models import MODELS, random_input

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from fpgac.backends.sim.interpreter import run_float
 from fpgac.frontend.onnx import load_onnx
+from fpgac.interp.interpreter import run_float
 from fpgac.ir import verify
 from tests.models import EXPORTERS, MODELS, build_model, random_input
 from tests.numerics.compare import assert_close, assert_round_trips, run_onnxruntime

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends.sim.interpreter import run_float
 from fpgac.errors import FpgacError
+from fpgac.interp.interpreter import run_float
 from fpgac.ir import Graph, Param, TensorType, VerificationError, graphs_equal, verify
 from fpgac.ir.encoding import sparse_layout, storage_bits, streams
 from fpgac.ir.printer import print_graph

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pytest
 
-from fpgac.backends.estimate import (
+from fpgac.analysis.estimate import (
     LUT_MULT_MAX_BITS,
     PARALLEL_MAX_MULTS,
     RESOURCES,

@@ -1,6 +1,6 @@
 """Every fixed-point kernel of the simulator against an independent, slow, exact reference.
 
-``fpgac/backends/sim/fixed_ops.py`` is the contract the generated HLS C++ implements, so its kernels must
+``fpgac/interp/fixed_kernels.py`` is the contract the generated HLS C++ implements, so its kernels must
 do exactly what its docstring says. The reference here shares no code with them: it works on
 ``fractions.Fraction`` values element by element (exact products, exact sums), applies exactly one final
 rounding by the destination's rounding mode and then its overflow mode, both written from the mode
@@ -25,9 +25,9 @@ from fractions import Fraction as Q
 import numpy as np
 import pytest
 
-from fpgac.backends.sim.bitsim import run_fixed
-from fpgac.backends.sim.fixed_ops import FIXED_OPS, FixedKernelError
-from fpgac.backends.sim.interpreter import run_float
+from fpgac.interp.fixed_kernels import FIXED_OPS, FixedKernelError
+from fpgac.interp.interpreter import run_float
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, infer_shapes, verify
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow, Rounding

@@ -21,8 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from fpgac.backends.sim import FLOAT_OPS, SimulationError, float_ops, run_float
 from fpgac.errors import FpgacError
+from fpgac.interp import FLOAT_OPS, SimulationError, run_float
+from fpgac.interp import float_kernels as float_ops
 from fpgac.ir import OPS, Graph, Param, TensorType, verify
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fpgac.backends.sim import run_float
+from fpgac.interp import run_float
 from fpgac.ir import Graph, Param, TensorType, verify
 from fpgac.passes import PASSES
 from fpgac.passes.fold_affine import FoldAffine

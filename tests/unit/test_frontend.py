@@ -17,11 +17,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fpgac.backends.sim import run_float
 from fpgac.errors import FpgacError
 from fpgac.frontend.constants import BatchDim, FoldError
 from fpgac.frontend.context import FrontendError
 from fpgac.frontend.onnx import SUPPORTED_OPS, load_onnx
+from fpgac.interp import run_float
 from fpgac.ir import Graph, verify
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends.hls4ml_lower import CHANNELS_LAST, Hls4mlError, lower
-from fpgac.backends.sim.bitsim import run_fixed
+from fpgac.backends.hls4ml.lower import CHANNELS_LAST, Hls4mlError, lower
 from fpgac.build import BuildOptions, compile_model
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir.types import Fixed
-from fpgac.ir.verify import verify
+from fpgac.ir.verifier import verify
 from tests.models import random_input
 from tests.vitis_zoo import zoo_model
 
-hls4ml_backend = pytest.importorskip("fpgac.backends.hls4ml")
+hls4ml_backend = pytest.importorskip("fpgac.backends.hls4ml.emitter")
 
 
 def _quantized(name: str, onnx_export: Callable[[str, str], Path], tmp_path: Path):  # type: ignore[no-untyped-def]

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from fpgac.backends.sim.interpreter import run_float
+from fpgac.analysis.cost import graph_cost
+from fpgac.interp.interpreter import run_float
 from fpgac.ir import Graph, Param, TensorType, verify
-from fpgac.ir.cost import graph_cost
 from fpgac.passes.linalg import vbmf_rank
 from fpgac.passes.lowrank import LowRank, LowRankError
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fpgac.backends.sim.bitsim import run_fixed
-from fpgac.backends.sim.interpreter import run_float
+from fpgac.interp.interpreter import run_float
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, verify
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow, Rounding

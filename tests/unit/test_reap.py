@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fpgac.backends.sim.interpreter import run_float
+from fpgac.interp.interpreter import run_float
 from fpgac.ir import Graph, Node, Param, TensorType, verify
 from fpgac.passes import linalg
 from fpgac.passes.linalg import add_damping, reap_select, refit, unify_select

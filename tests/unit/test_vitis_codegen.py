@@ -18,10 +18,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fpgac.backends import csim
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
-from fpgac.backends.verify import verify
-from fpgac.backends.vitis import _templates, vitis_plan
+from fpgac.backends.equivalence import verify
+from fpgac.backends.vitis import csim
+from fpgac.backends.vitis.emitter import _templates, vitis_plan
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, ConfigError, build, compile_model
 from fpgac.errors import FpgacError

@@ -3,7 +3,7 @@
 The split: this module rewrites (a clone of) the quantized IR into a graph whose every node is either an
 op whose fpgac kernel already equals hls4ml's (dense, conv, relu, relu6 clips, leaky ReLU, add, concat,
 max pooling, reshapes) or one of the ``hls4ml_*`` ops (tables, softmax, mean) that
-:mod:`fpgac.backends.sim.hls4ml_ops` runs bit-exactly. :mod:`fpgac.backends.hls4ml` then maps this
+:mod:`fpgac.interp.hls4ml_kernels` runs bit-exactly. :mod:`fpgac.backends.hls4ml.emitter` then maps this
 lowered graph one node to one hls4ml layer, and the build folder stores the lowered graph, so ``fpgac
 sim DIR`` needs nothing hls4ml-specific beyond those kernels.
 

@@ -33,8 +33,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import divisor_1d, pad_widths, pool_out, windows
 from fpgac.errors import FpgacError
+from fpgac.interp.float_kernels import divisor_1d, pad_widths, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
 from fpgac.ir.ops import window_out

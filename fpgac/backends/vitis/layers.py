@@ -2,7 +2,7 @@
 
 Each emitter turns a quantized node into calls of the hand-written kernels in
 ``fpgac/hls_templates/fpgac_kernels.h`` (dense, conv, pools, reduce, softmax) or into one pipelined loop of
-``out_t y = expr;`` statements (elementwise ops), following :mod:`fpgac.backends.sim.fixed_ops` exactly:
+``out_t y = expr;`` statements (elementwise ops), following :mod:`fpgac.interp.fixed_kernels` exactly:
 the same exact expression types, the same single cast, the same tables and index arithmetic. Shapes are
 per sample and arrays are flat in logical row-major order; broadcasting and data movement (transpose, pad,
 concat, reduce) read through index ROMs computed here, so the C++ needs no shape logic.
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import divisor_1d
 from fpgac.errors import FpgacError
+from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow
@@ -269,8 +269,8 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         "BIAS_SIZE": max(bias_size, 1),
     }
     types = _weight_types(ctx, code)
-    if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
-        from fpgac.backends.vitis_weights import dense_compressed
+    if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
+        from fpgac.backends.vitis.weights import dense_compressed
 
         dense_compressed(ctx, code, values, types, bias)
         return
@@ -313,8 +313,8 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     if ctx.stream:
         values = {**values, "OUT_C": w_shape[0], "TAPS": math.prod(w_shape[1:])}
     types = _weight_types(ctx, code)
-    if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis_weights.py
-        from fpgac.backends.vitis_weights import conv_compressed
+    if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
+        from fpgac.backends.vitis.weights import conv_compressed
 
         conv_compressed(ctx, code, values, types, bias)
         return

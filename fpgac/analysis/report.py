@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fpgac.backends.estimate import memory_cost
+from fpgac.analysis.cost import node_cost
+from fpgac.analysis.estimate import memory_cost
 from fpgac.boards import Board
-from fpgac.ir.cost import node_cost
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fpgac.backends.vitis_ops import (
+from fpgac.backends.vitis.layers import (
     Array,
     Ctx,
     LayerCode,

@@ -2,7 +2,7 @@
 
 Most ops of an hls4ml build compute what fpgac's own kernels compute (dense and conv: exact products
 summed in ``accum_t`` and one cast; relu, add, concat, max pooling: exact values and one cast), so the
-lowering keeps them and :mod:`fpgac.backends.sim.fixed_ops` runs them. The ops here are the ones whose
+lowering keeps them and :mod:`fpgac.interp.fixed_kernels` runs them. The ops here are the ones whose
 arithmetic in hls4ml's ``nnet_utils`` headers differs; each function names the C++ it mirrors:
 
 * ``hls4ml_sigmoid`` / ``hls4ml_tanh`` (``nnet::sigmoid`` / ``nnet::tanh``, ``nnet_activation.h``):
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fpgac.backends.sim.fixed_ops import FixedFn, FixedKernelError, _finish, _param
+from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _finish, _param
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed

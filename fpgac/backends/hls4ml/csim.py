@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.backends.csim import CsimError, CsimResult, cached, compiler, source_digest
-from fpgac.backends.hls4ml import MAP_FILE
+from fpgac.backends.hls4ml.emitter import MAP_FILE
+from fpgac.backends.vitis.csim import CsimError, CsimResult, cached, compiler, source_digest
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
 from fpgac.ir.serialize import load_graph

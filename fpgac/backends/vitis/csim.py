@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fpgac.backends.vitis import TOP, design, input_text
+from fpgac.backends.vitis.emitter import TOP, design, input_text
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import FLOAT_OPS
-from fpgac.backends.sim.interpreter import run_float
 from fpgac.errors import FpgacError
+from fpgac.interp.float_kernels import FLOAT_OPS
+from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph, Node, Param, Value
 
 Range = tuple[float, float]

@@ -1,6 +1,6 @@
 """The hls4ml backend: a lowered graph -> an hls4ml project (``hls4ml/`` in the build folder).
 
-The graph is first put into hls4ml's semantics by :func:`fpgac.backends.hls4ml_lower.lower`; this module
+The graph is first put into hls4ml's semantics by :func:`fpgac.backends.hls4ml.lower.lower`; this module
 maps each lowered node onto one hls4ml layer through hls4ml's public Python API
 (``ModelGraph.from_layer_list`` with a layer list and a config dict, as its converters build them) and
 never edits hls4ml's output. Every layer gets its types from the IR: weight, bias, accumulator
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from fpgac.backends.cnames import CNames
-from fpgac.backends.hls4ml_lower import (
+from fpgac.backends.hls4ml.lower import (
     CHANNELS_LAST,
     SOFTMAX_TABLE_BITS,
     TABLE_SIZE,

@@ -91,7 +91,7 @@ class Wiring:
 def wire(graph: Graph, design: dict, names: CNames) -> Wiring:
     """Connect ports, layers and forks with FIFOs; every value's trace is taken after its producer runs.
 
-    ``design`` is :func:`fpgac.backends.vitis.design`'s data (inputs, layers, outputs with C names).
+    ``design`` is :func:`fpgac.backends.vitis.emitter.design`'s data (inputs, layers, outputs with C names).
     """
     producer_stream: dict[int, str] = {}
     trace_name: dict[int, str] = {}

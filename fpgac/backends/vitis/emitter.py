@@ -21,12 +21,12 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
-from fpgac.backends import vitis_stream
+from fpgac.analysis.estimate import BRAM_MIN_BITS, memory_cost
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
-from fpgac.backends.estimate import BRAM_MIN_BITS, memory_cost
 from fpgac.backends.plan import BuildPlan
-from fpgac.backends.vitis_ops import LAYER_SUFFIXES, Array, Ctx, VitisError, emit_layer
-from fpgac.backends.vitis_weights import COMPRESSED_SUFFIXES
+from fpgac.backends.vitis import stream as vitis_stream
+from fpgac.backends.vitis.layers import LAYER_SUFFIXES, Array, Ctx, VitisError, emit_layer
+from fpgac.backends.vitis.weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed

@@ -4,7 +4,7 @@ Both sides trace every value (the simulator through ``run_fixed(trace=True)``, t
 ``FPGAC_TRACE`` hooks), so a mismatch is reported at the first layer, in graph order, whose output differs,
 which is where the bug is, rather than at the outputs where it has spread.
 
-An hls4ml build is compared with hls4ml's own C-simulation (:mod:`fpgac.backends.hls4ml_csim`, its
+An hls4ml build is compared with hls4ml's own C-simulation (:mod:`fpgac.backends.hls4ml.csim`, its
 ``trace`` storage for every layer). Values hls4ml has no layer for (the inputs, and the relayouts the
 lowering inserts, which are free in hls4ml) are not traced there and are checked through their readers.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fpgac.backends.csim import CsimError, CsimResult, run_csim
-from fpgac.backends.hls4ml import MAP_FILE
-from fpgac.backends.sim.bitsim import run_fixed
+from fpgac.backends.hls4ml.emitter import MAP_FILE
+from fpgac.backends.vitis.csim import CsimError, CsimResult, run_csim
+from fpgac.interp.simulator import run_fixed
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
 from fpgac.ir.serialize import load_graph
@@ -77,7 +77,7 @@ def is_hls4ml_build(folder: str | Path) -> bool:
 def run_any_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = False) -> CsimResult:
     """The C-simulation of the build folder's backend: fpgac's Vitis testbench or hls4ml's own."""
     if is_hls4ml_build(folder):
-        from fpgac.backends.hls4ml_csim import run_hls4ml_csim
+        from fpgac.backends.hls4ml.csim import run_hls4ml_csim
 
         return run_hls4ml_csim(folder, inputs, trace=trace)
     return run_csim(folder, inputs, trace=trace)

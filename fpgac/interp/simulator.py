@@ -1,8 +1,8 @@
 """The bit-accurate simulator: runs a quantized graph exactly as the generated HLS computes it.
 
-Inputs are float32 batches (as for :func:`~fpgac.backends.sim.interpreter.run_float`), quantized into
+Inputs are float32 batches (as for :func:`~fpgac.interp.interpreter.run_float`), quantized into
 each graph input's fixed-point format the way the C++ testbench does (``input_t v = x;``). Every node
-then runs its kernel from :mod:`fpgac.backends.sim.fixed_ops` on integer mantissas, and outputs come
+then runs its kernel from :mod:`fpgac.interp.fixed_kernels` on integer mantissas, and outputs come
 back as float64 values (exact for widths up to 53 bits). The simulator also counts, per node, how many
 output elements overflowed (were saturated or wrapped) — what a hardware engineer checks before
 trusting a design on new data.
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fpgac.backends.sim.fixed_ops import FIXED_OPS, FixedKernelError
-from fpgac.backends.sim.hls4ml_ops import HLS4ML_OPS
-from fpgac.backends.sim.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.errors import FpgacError
+from fpgac.interp.fixed_kernels import FIXED_OPS, FixedKernelError
+from fpgac.interp.hls4ml_kernels import HLS4ML_OPS
+from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.types import Fixed

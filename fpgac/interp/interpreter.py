@@ -1,7 +1,7 @@
 """Run an IR graph on a numpy batch in float32: the reference every other backend is checked against.
 
 The interpreter walks the graph's nodes in their (topological) order and calls
-one function per op from :data:`fpgac.backends.sim.float_ops.FLOAT_OPS`. Arrays
+one function per op from :data:`fpgac.interp.float_kernels.FLOAT_OPS`. Arrays
 carry the batch on axis 0 followed by the value's per-sample shape. Formats and
 layouts are ignored: this is the float meaning of the graph, whatever number
 formats a pass has assigned (the bit-accurate simulator honours those).
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from fpgac.backends.sim.float_ops import FLOAT_OPS
 from fpgac.errors import FpgacError
+from fpgac.interp.float_kernels import FLOAT_OPS
 from fpgac.ir.graph import Graph, Node, Value
 
 logger = logging.getLogger(__name__)
