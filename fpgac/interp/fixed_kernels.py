@@ -37,7 +37,7 @@ from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d, pad_widths, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
-from fpgac.ir.ops import window_out
+from fpgac.ir.shapes import window_out
 from fpgac.ir.types import Fixed, Overflow
 
 FixedFn = Callable[[Node, Sequence[np.ndarray], Sequence[Fixed]], tuple[np.ndarray, int]]

@@ -29,7 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fpgac.ir.graph import Param
-from fpgac.ir.ops import window_out
+from fpgac.ir.shapes import window_out
 
 OpFn = Callable[[Sequence[np.ndarray], Mapping[str, Any], Mapping[str, Param]], np.ndarray]
 

@@ -1,7 +1,8 @@
 """The typed graph IR: formats, tensor types, graph, op table, verifier, text form."""
 
 from fpgac.ir.graph import Graph, IRError, Node, Param, Value, graphs_equal
-from fpgac.ir.ops import OPS, ShapeError, infer_shapes, infer_types
+from fpgac.ir.opdef import ShapeError
+from fpgac.ir.ops import OPS, infer_shapes, infer_types
 from fpgac.ir.printer import parse_graph, print_graph
 from fpgac.ir.serialize import load_graph, save_graph
 from fpgac.ir.types import (

@@ -15,7 +15,7 @@ import numpy as np
 
 from fpgac.interp.float_kernels import windows
 from fpgac.ir.graph import Node
-from fpgac.ir.ops import window_out
+from fpgac.ir.shapes import window_out
 
 
 def layer_rows(node: Node, x: np.ndarray) -> np.ndarray:

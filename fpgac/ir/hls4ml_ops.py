@@ -1,0 +1,36 @@
+"""Ops of the hls4ml dialect: hls4ml's own kernels, whose arithmetic differs from fpgac's.
+
+Truncating table indices, a reciprocal table in softmax, a truncating mean: only the hls4ml lowering
+(:mod:`fpgac.backends.hls4ml.lower`) makes these nodes, and the simulator runs them through
+:mod:`fpgac.interp.hls4ml_kernels`. They live in the IR, not in the backend, so that the ``graph.fir``
+of an hls4ml build loads, verifies and simulates (``fpgac sim DIR``) without importing any backend.
+"""
+
+from __future__ import annotations
+
+from fpgac.ir import shapes
+from fpgac.ir.opdef import Dialect, Kind, OpDef
+
+_H = Dialect.HLS4ML
+
+HLS4ML_OPS: tuple[OpDef, ...] = (
+    OpDef(
+        "hls4ml_sigmoid", Kind.ELEMENTWISE, shapes.same, tables=("table",), dialect=_H,
+        doc="hls4ml's sigmoid table over [-8, 8).",
+    ),
+    OpDef(
+        "hls4ml_tanh", Kind.ELEMENTWISE, shapes.same, tables=("table",), dialect=_H,
+        doc="hls4ml's tanh table over [-4, 4).",
+    ),
+    OpDef(
+        "hls4ml_softmax", Kind.REDUCTION, shapes.axis_op,
+        attrs={"axis": "int", "acc": "format", "inp_norm": "format", "inv_inp": "format"},
+        tables=("exp_table", "inv_table"), dialect=_H,
+        doc="hls4ml's stable softmax: exp table of max - x, reciprocal table of the sum.",
+    ),
+    OpDef(
+        "hls4ml_mean", Kind.REDUCTION, shapes.reduce,
+        attrs={"mode": "str", "axes": "ints", "keepdims": "bool", "acc": "format"}, dialect=_H,
+        doc="hls4ml's global average pooling: a sum in acc, divided by the count (truncating).",
+    ),
+)  # fmt: skip
