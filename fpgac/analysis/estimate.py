@@ -75,7 +75,7 @@ congestion, which in practice makes designs above ~80 % of LUTs hard to close at
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +99,6 @@ CONTROL_LUT, CONTROL_FF = 100, 100  # loop counters, handshakes and FSM of one l
 DSP_LATENCY, LUT_MULT_LATENCY, BRAM_LATENCY = 3, 2, 2
 PARALLEL_MAX_MULTS = 4096  # HLS refuses to unroll more (hls4ml issue #1013, "XFORM 203-504")
 LARGEST_COUNT = 3
-
-_WIRING = {"reshape"}  # pure renaming in both styles
-_PARALLEL_WIRING = {"reshape", "transpose", "pad", "concat"}  # reorderings of a register array
-_TABLE_OPS = {"sigmoid", "tanh", "elu", "selu", "softmax"}
 
 
 class EstimateError(FpgacError):
@@ -371,66 +367,101 @@ def _steps(node: Node, io: str) -> int:
     return 1 if io == "parallel" else _spatial(node.output.shape)
 
 
-def _work(node: Node, io: str) -> _Work:
-    op, out = node.op, node.output
-    ow = _width(out.type.format)
-    x_fmt = node.inputs[0].type.format if node.inputs else out.type.format
-    xw = _signed_width(x_fmt)
-    if op in ("dense", "conv"):
-        weight = node.params["weight"]
-        nnz = int(np.count_nonzero(weight.data))
-        fan_in = math.prod(weight.shape[1:])
-        if op == "dense":
-            steps, elems = math.prod(out.shape[:-1]), out.shape[-1]
-        else:
-            steps, elems = _spatial(out.shape), out.shape[0]
-        acc = _width(node.attrs["acc"])
-        return _Work(
-            steps=steps,
-            elems=elems,
-            mults=nnz,
-            a_bits=xw,
-            b_bits=_signed_width(weight.format),
-            adds=nnz,
-            add_bits=acc,
-            logic=elems * ow,
-            fan_in=fan_in,
-            weights=nnz,
-            **(_window(node, io, fan_in) if op == "conv" else {}),
-        )
-    if op in ("max_pool", "avg_pool"):
-        taps = math.prod(node.attrs["kernel"])
-        steps, elems = _spatial(out.shape), out.shape[0]
-        common: dict[str, Any] = dict(steps=steps, elems=elems, fan_in=taps, **_window(node, io, taps))
-        if op == "max_pool":
-            return _Work(**common, logic=elems * (taps - 1) * 2 * xw + elems * ow)
-        acc = _width(node.attrs["acc"])
-        recip = node.params["recip"]
-        return _Work(
-            **common,
-            mults=elems,
-            a_bits=acc,
-            b_bits=_signed_width(recip.format),
-            adds=elems * (taps - 1),
-            add_bits=acc,
-            logic=elems * ow,
-            tables=((recip.shape[0], _width(recip.format)),) if recip.shape else (),
-        )
+def _in_bits(node: Node) -> int:
+    """Signed width of the first input (of the output for an op without inputs)."""
+    return _signed_width(node.inputs[0].type.format if node.inputs else node.output.type.format)
+
+
+def _per_step(node: Node, io: str) -> tuple[int, int]:
+    """(steps, elems) of a non-engine op: see :func:`_steps`."""
     steps = _steps(node, io)
-    elems = max(out.type.size // steps, 1)
-    if op in _WIRING or (io == "parallel" and op in _PARALLEL_WIRING):
+    return steps, max(node.output.type.size // steps, 1)
+
+
+def _matmul(node: Node, io: str) -> _Work:
+    """Dense and conv: one multiply-accumulate per non-zero weight."""
+    out = node.output
+    weight = node.params["weight"]
+    nnz = int(np.count_nonzero(weight.data))
+    fan_in = math.prod(weight.shape[1:])
+    if node.op == "dense":
+        steps, elems = math.prod(out.shape[:-1]), out.shape[-1]
+    else:
+        steps, elems = _spatial(out.shape), out.shape[0]
+    acc = _width(node.attrs["acc"])
+    return _Work(
+        steps=steps,
+        elems=elems,
+        mults=nnz,
+        a_bits=_in_bits(node),
+        b_bits=_signed_width(weight.format),
+        adds=nnz,
+        add_bits=acc,
+        logic=elems * _width(out.type.format),
+        fan_in=fan_in,
+        weights=nnz,
+        **(_window(node, io, fan_in) if node.op == "conv" else {}),
+    )
+
+
+def _pool(node: Node, io: str) -> _Work:
+    """Max pooling: a comparator tree per window; average pooling: a sum and one reciprocal product."""
+    out = node.output
+    ow, xw = _width(out.type.format), _in_bits(node)
+    taps = math.prod(node.attrs["kernel"])
+    steps, elems = _spatial(out.shape), out.shape[0]
+    common: dict[str, Any] = dict(steps=steps, elems=elems, fan_in=taps, **_window(node, io, taps))
+    if node.op == "max_pool":
+        return _Work(**common, logic=elems * (taps - 1) * 2 * xw + elems * ow)
+    acc = _width(node.attrs["acc"])
+    recip = node.params["recip"]
+    return _Work(
+        **common,
+        mults=elems,
+        a_bits=acc,
+        b_bits=_signed_width(recip.format),
+        adds=elems * (taps - 1),
+        add_bits=acc,
+        logic=elems * ow,
+        tables=((recip.shape[0], _width(recip.format)),) if recip.shape else (),
+    )
+
+
+def _layout(node: Node, io: str) -> _Work:
+    """Reorderings of a register array are wiring in parallel style; a reshape is wiring in both."""
+    steps, elems = _per_step(node, io)
+    if io == "parallel" or node.op == "reshape":
         return _Work(steps=1, elems=elems, depth=0)
-    if op == "transpose":  # stream: the whole tensor is buffered, then read out in the new order
-        return _Work(steps=steps, elems=elems, line_buffers=(1, out.type.size // elems, elems * ow))
-    if op in ("pad", "concat", "relu", "clip"):
-        return _Work(steps=steps, elems=elems, logic=elems * ow * (2 if op == "clip" else 1))
-    if op in ("add", "sub"):
-        return _Work(
-            steps=steps, elems=elems, adds=elems * (len(node.inputs) - 1), add_bits=ow + 1, logic=elems * ow
-        )
-    if op in ("affine", "mul", "leaky_relu", "prelu", "selu", "hard_sigmoid"):
-        key = {"affine": "scale", "leaky_relu": "alpha", "prelu": "slope", "selu": "gamma"}.get(op, "alpha")
-        if op == "mul":
+    ow = _width(node.output.type.format)
+    if node.op == "transpose":  # stream: the whole tensor is buffered, then read out in the new order
+        return _Work(steps=steps, elems=elems, line_buffers=(1, node.output.type.size // elems, elems * ow))
+    return _Work(steps=steps, elems=elems, logic=elems * ow)
+
+
+def _select(node: Node, io: str) -> _Work:
+    """ReLU (one select) and clip (two)."""
+    steps, elems = _per_step(node, io)
+    ow = _width(node.output.type.format)
+    return _Work(steps=steps, elems=elems, logic=elems * ow * (2 if node.op == "clip" else 1))
+
+
+def _sum(node: Node, io: str) -> _Work:
+    """Add and sub: an adder chain over the inputs."""
+    steps, elems = _per_step(node, io)
+    ow = _width(node.output.type.format)
+    adds = elems * (len(node.inputs) - 1)
+    return _Work(steps=steps, elems=elems, adds=adds, add_bits=ow + 1, logic=elems * ow)
+
+
+def _scaled(key: str | None, adds: bool, selects: int) -> Callable[[Node, str], _Work]:
+    """Ops that multiply by param ``key`` (by the second input when ``key`` is None): products that
+    are not by 0 or 1 (affine) or all of them, an adder when ``adds``, ``selects`` LUTs per output bit."""
+
+    def work(node: Node, io: str) -> _Work:
+        out = node.output
+        steps, elems = _per_step(node, io)
+        xw, ow = _in_bits(node), _width(out.type.format)
+        if key is None:
             factor_bits = _signed_width(node.inputs[1].type.format)
             count = out.type.size
         else:
@@ -441,59 +472,109 @@ def _work(node: Node, io: str) -> _Work:
                 if factor.data.ndim
                 else np.full(out.shape, factor.data)
             )
-            count = int(np.count_nonzero((data != 0) & (data != 1))) if op == "affine" else out.type.size
-        mults = math.ceil(count / steps)
-        tables = (
-            ((node.params["table"].shape[0], _width(node.params["table"].format)),) if op == "selu" else ()
-        )
+            count = int(np.count_nonzero((data != 0) & (data != 1))) if node.op == "affine" else out.type.size
+        table = node.params.get("table")
         return _Work(
             steps=steps,
             elems=elems,
-            mults=mults,
+            mults=math.ceil(count / steps),
             a_bits=xw,
             b_bits=factor_bits,
-            adds=elems if op in ("affine", "hard_sigmoid") else 0,
+            adds=elems if adds else 0,
             add_bits=xw + factor_bits,
-            logic=elems * ow * (1 if op in ("affine", "mul") else 2),
-            tables=tables,
+            logic=elems * ow * selects,
+            tables=((table.shape[0], _width(table.format)),) if table is not None else (),
         )
-    if op in _TABLE_OPS:
-        table = node.params["table"]
-        tables = ((table.shape[0], _width(table.format)),)
-        if op != "softmax":
-            return _Work(steps=steps, elems=elems, logic=elems * ow, tables=tables)
-        n = node.inputs[0].shape[node.attrs["axis"]]
-        acc = _width(node.attrs["acc"])
-        return _Work(
-            steps=steps,
-            elems=elems,
-            adds=elems,
-            add_bits=acc,
-            logic=elems * (2 * xw + xw + ow * acc),  # max tree, x - max, one divider per output
-            fan_in=n,
-            tables=tables,
-            depth=math.ceil(math.log2(max(n, 2))) + ow,  # the max tree; the divider's quotient bits
-        )
-    if op == "reduce":
-        n = math.prod(node.inputs[0].shape[a] for a in node.attrs["axes"])
-        steps = 1 if io == "parallel" else _spatial(node.inputs[0].shape)
-        elems = max(out.type.size // (1 if io == "parallel" else max(_spatial(out.shape), 1)), 1)
-        if node.attrs["mode"] == "max":
-            return _Work(steps=steps, elems=elems, logic=elems * 2 * xw * (n - 1 if io == "parallel" else 1))
-        acc = _width(node.attrs["acc"])
-        recip = node.params["recip"]
-        return _Work(
-            steps=steps,
-            elems=elems,
-            mults=elems,
-            a_bits=acc,
-            b_bits=_signed_width(recip.format),
-            adds=elems * (n - 1 if io == "parallel" else 1),
-            add_bits=acc,
-            logic=elems * ow,
-            fan_in=n if io == "parallel" else 1,
-        )
-    raise EstimateError(f"node {node.name!r} ({op}): no hardware estimate for this op")
+
+    return work
+
+
+def _table(node: Node, io: str) -> _Work:
+    """A lookup table per element (sigmoid, tanh, elu)."""
+    steps, elems = _per_step(node, io)
+    table = node.params["table"]
+    tables = ((table.shape[0], _width(table.format)),)
+    return _Work(steps=steps, elems=elems, logic=elems * _width(node.output.type.format), tables=tables)
+
+
+def _softmax(node: Node, io: str) -> _Work:
+    """An exp table, a max tree, an exact sum and one divider per output."""
+    steps, elems = _per_step(node, io)
+    xw, ow = _in_bits(node), _width(node.output.type.format)
+    table = node.params["table"]
+    n = node.inputs[0].shape[node.attrs["axis"]]
+    acc = _width(node.attrs["acc"])
+    return _Work(
+        steps=steps,
+        elems=elems,
+        adds=elems,
+        add_bits=acc,
+        logic=elems * (2 * xw + xw + ow * acc),  # max tree, x - max, one divider per output
+        fan_in=n,
+        tables=((table.shape[0], _width(table.format)),),
+        depth=math.ceil(math.log2(max(n, 2))) + ow,  # the max tree; the divider's quotient bits
+    )
+
+
+def _reduce(node: Node, io: str) -> _Work:
+    """Max: a comparator tree; mean: a sum and one reciprocal product (stream: one input pixel a step)."""
+    out = node.output
+    xw, ow = _in_bits(node), _width(out.type.format)
+    n = math.prod(node.inputs[0].shape[a] for a in node.attrs["axes"])
+    steps = 1 if io == "parallel" else _spatial(node.inputs[0].shape)
+    elems = max(out.type.size // (1 if io == "parallel" else max(_spatial(out.shape), 1)), 1)
+    if node.attrs["mode"] == "max":
+        return _Work(steps=steps, elems=elems, logic=elems * 2 * xw * (n - 1 if io == "parallel" else 1))
+    acc = _width(node.attrs["acc"])
+    recip = node.params["recip"]
+    return _Work(
+        steps=steps,
+        elems=elems,
+        mults=elems,
+        a_bits=acc,
+        b_bits=_signed_width(recip.format),
+        adds=elems * (n - 1 if io == "parallel" else 1),
+        add_bits=acc,
+        logic=elems * ow,
+        fan_in=n if io == "parallel" else 1,
+    )
+
+
+# The datapath of each op with a fixed-point kernel (float-only ops never reach the estimate).
+WORK: dict[str, Callable[[Node, str], _Work]] = {
+    "dense": _matmul,
+    "conv": _matmul,
+    "max_pool": _pool,
+    "avg_pool": _pool,
+    "reduce": _reduce,
+    "affine": _scaled("scale", adds=True, selects=1),
+    "add": _sum,
+    "sub": _sum,
+    "mul": _scaled(None, adds=False, selects=1),
+    "relu": _select,
+    "leaky_relu": _scaled("alpha", adds=False, selects=2),
+    "prelu": _scaled("slope", adds=False, selects=2),
+    "clip": _select,
+    "sigmoid": _table,
+    "hard_sigmoid": _scaled("alpha", adds=True, selects=2),
+    "tanh": _table,
+    "elu": _table,
+    "selu": _scaled("gamma", adds=False, selects=2),
+    "softmax": _softmax,
+    "reshape": _layout,
+    "transpose": _layout,
+    "concat": _layout,
+    "pad": _layout,
+}
+
+
+def _work(node: Node, io: str) -> _Work:
+    _width(node.output.type.format)  # refuse a float graph before anything else, wiring included
+    _in_bits(node)
+    fn = WORK.get(node.op)
+    if fn is None:
+        raise EstimateError(f"node {node.name!r} ({node.op}): no hardware estimate for this op")
+    return fn(node, io)
 
 
 def _window(node: Node, io: str, taps: int) -> dict[str, Any]:

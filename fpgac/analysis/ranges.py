@@ -22,6 +22,8 @@ from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import FLOAT_OPS
 from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph, Node, Param, Value
+from fpgac.ir.opdef import Monotone
+from fpgac.ir.ops import OPS
 
 Range = tuple[float, float]
 
@@ -48,25 +50,6 @@ def _where(graph: Graph, value_name: str) -> str:
         if any(v.name == value_name for v in node.outputs):
             return f"node {node.name!r} ({node.op})"
     return f"input {value_name!r}"
-
-
-# Ops that are monotone non-decreasing elementwise (or in every window), so
-# [f(lo), f(hi)] bounds f over [lo, hi].
-_MONOTONE = {
-    "relu",
-    "sigmoid",
-    "tanh",
-    "clip",
-    "max_pool",
-    "avg_pool",
-    "reduce",
-    "reshape",
-    "transpose",
-    "concat",
-    "pad",
-}
-# Ops that are monotone on each side of zero: evaluate at lo, hi and the kink.
-_KINKED = {"leaky_relu", "prelu", "elu", "selu", "hard_sigmoid"}
 
 
 Widen = Callable[[Value, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -120,10 +103,10 @@ def _split(
 
 
 def _propagate(node: Node, ins: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    op = node.op
-    if op in _MONOTONE:
+    op, monotone = node.op, OPS[node.op].monotone
+    if monotone is Monotone.INCREASING:
         return _apply(node, [lo for lo, _ in ins]), _apply(node, [hi for _, hi in ins])
-    if op in _KINKED:
+    if monotone is Monotone.PIECEWISE:
         ((lo, hi),) = ins
         kink = np.clip(np.zeros_like(lo), lo, hi)
         points = [_apply(node, [p]) for p in (lo, hi, kink)]

@@ -12,12 +12,6 @@ from fpgac.ir.graph import Graph, IRError, Node, Value
 from fpgac.ir.ops import OPS, ShapeError, infer_shapes
 from fpgac.ir.types import Fixed
 
-# Ops whose inputs are combined position by position: they must share one layout,
-# or the backend would pair up elements from different logical positions.
-_ALIGNED_OPS = {"add", "sub", "mul", "div", "concat"}
-# Ops whose meaning depends on row-major element order of the logical shape.
-_ORDER_OPS = {"reshape"}
-
 
 class VerificationError(IRError):
     """The graph breaks an IR invariant; the message names the node."""
@@ -86,12 +80,15 @@ def _check_node(node: Node, where: str) -> None:
         problem = encoding_problem(param)
         if problem:
             raise VerificationError(f"{where}: param {key!r}: {problem}")
+    opdef = OPS[node.op]
+    # Inputs combined position by position must share one layout, or the backend would pair up
+    # elements from different logical positions.
     layouts = {v.type.layout for v in node.inputs}
-    if node.op in _ALIGNED_OPS and len(layouts) > 1:
+    if opdef.aligned_inputs and len(layouts) > 1:
         raise VerificationError(f"{where}: inputs have different layouts {sorted(map(str, layouts))}")
-    if node.op in _ORDER_OPS and (
+    if opdef.logical_order and (
         node.inputs[0].type.layout is not None or node.output.type.layout is not None
     ):
         raise VerificationError(
-            f"{where}: reshape needs logical (row-major) order on both sides; insert a relayout first"
+            f"{where}: {node.op} needs logical (row-major) order on both sides; insert a relayout first"
         )

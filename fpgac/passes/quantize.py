@@ -34,6 +34,7 @@ from fpgac.analysis.ranges import Range, calibrated_ranges, interval_ranges
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
+from fpgac.ir.ops import OPS
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class Quantize:
             width = self.layer_precision.get(node.name, self.precision)
             for key, param in node.params.items():
                 node.params[key] = _quantized(param.data, constant_format(param.data, width))
-            for key in _QUANTIZED_ATTRS.get(node.op, ()):
+            for key in OPS[node.op].quantized_attrs:
                 data = np.float64(node.attrs[key])
                 node.attrs[key] = float(_quantized(data, constant_format(data, width)).data)
         return copy
@@ -195,9 +196,10 @@ def _check_quantizable(graph: Graph) -> None:
             raise QuantizeError(f"quantize: value {value.name!r} is already {value.type.format}")
     for node in graph.nodes:
         if node.op not in _RULES:
+            reason = OPS[node.op].float_only
             raise QuantizeError(
-                f"quantize failed on node {node.name!r} ({node.op}): no fixed-point kernel for {node.op}; "
-                "keep this part of the model in software"
+                f"quantize failed on node {node.name!r} ({node.op}): no fixed-point kernel for {node.op}"
+                f"{f' ({reason})' if reason else ''}; keep this part of the model in software"
             )
         for key, param in node.params.items():
             if not np.all(np.isfinite(param.data)):
@@ -387,9 +389,6 @@ def _softmax(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) 
     node.attrs["acc"] = Fixed(_EXP_FORMAT.width + grow, grow, False, Rounding.TRN, Overflow.WRAP)
     return Fixed(width, 1, False, Rounding.RND, Overflow.SAT)
 
-
-# Constants that op rules quantize from attributes (see _with_constant, _hard_sigmoid, _elu).
-_QUANTIZED_ATTRS = {"leaky_relu": ("alpha",), "hard_sigmoid": ("alpha", "beta"), "selu": ("gamma",)}
 
 _RULES: dict[str, Rule] = {
     "dense": _linear,

@@ -23,13 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from fpgac.ir.graph import Graph, Node, Param, Value
-from fpgac.ir.ops import infer_shapes
+from fpgac.ir.opdef import Kind
+from fpgac.ir.ops import OPS, infer_shapes
 from fpgac.ir.types import Float
 
 log = logging.getLogger(__name__)
-
-_ELEMENTWISE = {"relu", "leaky_relu", "clip", "sigmoid", "hard_sigmoid", "tanh", "elu", "selu"}
-_CHANNEL_PARAMS = {"affine": ("scale", "shift"), "prelu": ("slope",)}
 
 
 @dataclass(frozen=True)
@@ -108,11 +106,10 @@ def _consumer_site(producer: Node, path: list[Node], consumer: Node, axis: int, 
 
 def _passes_units(node: Node, value: Value, axis: int, block: int) -> str:
     """Why ``node`` does not act on each unit of ``value`` separately ('' when it does)."""
-    op = node.op
-    if op in _ELEMENTWISE:
-        return ""
-    if op in _CHANNEL_PARAMS:
-        for key in _CHANNEL_PARAMS[op]:
+    op, opdef = node.op, OPS[node.op]
+    if opdef.kind is Kind.ELEMENTWISE and len(node.inputs) == 1:
+        # Its weights (affine's scale and shift, prelu's slope) broadcast: they must be per unit.
+        for key in opdef.weights:
             data = node.params[key].data
             if not isinstance(node.params[key].format, Float):
                 return "is quantized"
@@ -120,7 +117,7 @@ def _passes_units(node: Node, value: Value, axis: int, block: int) -> str:
             if any(d != 1 for i, d in enumerate(data.shape) if i + lead != axis):
                 return f"param {key!r} varies along another axis than the units'"
         return ""
-    if op in ("max_pool", "avg_pool"):
+    if opdef.kind is Kind.WINDOW:  # a pool: conv is a consumer
         return "" if axis == 0 and block == 1 else "pools across units"
     if op == "reduce":
         return "" if axis == 0 and 0 not in node.attrs["axes"] else "reduces over units"
@@ -152,7 +149,7 @@ def remove_units(site: Site, kept: list[int], consumer_weight: np.ndarray) -> No
     _retype(producer)
     for node in site.path:
         value = node.inputs[0]
-        for key in _CHANNEL_PARAMS.get(node.op, ()):
+        for key in OPS[node.op].weights:
             param = node.params[key]
             index = axis - (len(value.shape) - param.data.ndim)
             if index >= 0 and param.data.shape[index] != 1:

@@ -27,14 +27,9 @@ from dataclasses import dataclass
 
 from fpgac.backends.cnames import CNames
 from fpgac.ir.graph import Graph, Node, Value
+from fpgac.ir.opdef import Kind
+from fpgac.ir.ops import OPS
 
-WINDOW_OPS = frozenset({"conv", "max_pool", "avg_pool"})
-BEAT_OPS = frozenset(
-    {
-        "affine", "add", "sub", "mul", "relu", "leaky_relu", "prelu", "clip", "sigmoid", "hard_sigmoid",
-        "tanh", "elu", "selu",
-    }
-)  # fmt: skip
 SHALLOW_DEPTH = 2
 # Names of locals in stream layer functions (reserved so model names never shadow them).
 RESERVED = ("p", "c", "y_px", "y_s", *(f"x{k}_px" for k in range(64)), *(f"x{k}_s" for k in range(64)))
@@ -53,9 +48,10 @@ def stream_type(type_name: str, value: Value) -> str:
 
 def layer_mode(node: Node) -> str:
     """``window``, ``beat`` or ``buffered`` (see the module docstring)."""
-    if node.op in WINDOW_OPS and len(node.inputs[0].shape) in (2, 3):
+    kind = OPS[node.op].kind
+    if kind is Kind.WINDOW and len(node.inputs[0].shape) in (2, 3):
         return "window"
-    if node.op in BEAT_OPS and all(v.shape == node.output.shape for v in node.inputs):
+    if kind is Kind.ELEMENTWISE and all(v.shape == node.output.shape for v in node.inputs):
         return "beat"
     return "buffered"
 
