@@ -13,7 +13,7 @@ from fpgac.ir.opdef import Dialect, Kind, OpDef
 
 _H = Dialect.HLS4ML
 
-HLS4ML_OPS: tuple[OpDef, ...] = (
+HLS4ML_DIALECT: tuple[OpDef, ...] = (
     OpDef(
         "hls4ml_sigmoid", Kind.ELEMENTWISE, shapes.same, tables=("table",), dialect=_H,
         doc="hls4ml's sigmoid table over [-8, 8).",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from fpgac.ir import shapes
-from fpgac.ir.hls4ml_ops import HLS4ML_OPS
+from fpgac.ir.hls4ml_ops import HLS4ML_DIALECT
 from fpgac.ir.opdef import Kind, Monotone, OpDef, Shape, ShapeError
 from fpgac.ir.types import TensorType, parse_format
 
@@ -97,7 +97,7 @@ CORE_OPS: tuple[OpDef, ...] = (
     ),
 )  # fmt: skip
 
-OPS: dict[str, OpDef] = {op.name: op for op in (*CORE_OPS, *HLS4ML_OPS)}
+OPS: dict[str, OpDef] = {op.name: op for op in (*CORE_OPS, *HLS4ML_DIALECT)}
 
 
 def decode_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
