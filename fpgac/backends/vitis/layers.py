@@ -13,14 +13,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from fpgac.errors import FpgacError
+from fpgac.backends.vitis.ccode import (
+    Array,
+    Ctx,
+    LayerCode,
+    VitisError,
+    c_int_type,
+    config,
+    int_literal,
+    literal,
+    window_stream,
+)
+from fpgac.backends.vitis.weights import conv_compressed, dense_compressed
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
-from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow
 
 PARAM_KEYS = ("weight", "bias", "scale", "shift", "slope", "alpha", "beta", "gamma", "table", "recip")
@@ -42,90 +51,6 @@ LAYER_SUFFIXES = (
     *(f"_{k}" for k in PARAM_KEYS),
     *(f"_{k}_t" for k in PARAM_KEYS),
 )
-
-
-class VitisError(FpgacError):
-    """A quantized graph the Vitis backend cannot express."""
-
-
-@dataclass(frozen=True)
-class Array:
-    """A constant array (weights, a table, an index ROM) written into the layer's weights header."""
-
-    ctype: str
-    name: str
-    values: list[str]
-    comment: str
-
-
-@dataclass
-class LayerCode:
-    """What one layer contributes to the project."""
-
-    typedefs: list[tuple[str, str]] = field(default_factory=list)
-    arrays: list[Array] = field(default_factory=list)
-    config: str = ""
-    body: str = ""
-
-
-@dataclass(frozen=True)
-class Ctx:
-    """A node and the C names around it."""
-
-    node: Node
-    name: str
-    ins: list[str]
-    in_types: list[str]
-    in_fmts: list[Fixed]
-    out: str
-    out_type: str
-    out_fmt: Fixed
-    reuse: int = 1
-    # io_stream: None for a whole-array layer; (P, C) for one working beat by beat on P beats of C
-    # channels, where ins are the beats' data ("x0_px.data"), out is "y_px.data" and ``elem`` is "c".
-    beats: tuple[int, int] | None = None
-    elem: str = "i"
-    stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
-
-    @property
-    def size(self) -> int:
-        return self.node.output.type.size
-
-    def x(self, k: int) -> str:
-        """Input ``k`` at the current element (an elementwise op on same-shape inputs)."""
-        return f"{self.ins[k]}[{self.elem}]"
-
-    @property
-    def y(self) -> str:
-        """The output at the current element."""
-        return f"{self.out}[{self.elem}]"
-
-    def where(self) -> str:
-        return f"node {self.node.name!r} ({self.node.op})"
-
-
-def literal(value: float) -> str:
-    """A C++ double literal that parses back to exactly ``value`` (Python's repr round-trips)."""
-    value = float(value)
-    if not math.isfinite(value):
-        raise VitisError(f"constant {value} has no fixed-point value")
-    text = repr(value)
-    return text if any(c in text for c in ".e") else text + ".0"
-
-
-def c_int_type(fmt: Fixed) -> str:
-    """The smallest C integer type holding the raw bits (mantissa) of ``fmt``."""
-    bits = next(b for b in (8, 16, 32, 64) if fmt.width <= b)
-    return f"{'' if fmt.signed else 'u'}int{bits}_t"
-
-
-def int_literal(value: int, ctype: str) -> str:
-    """A C integer literal of ``value`` for an array of ``ctype`` (64-bit ones need a suffix)."""
-    if not ctype.endswith("64_t"):
-        return str(value)
-    if value == -(2**63):
-        return "(-9223372036854775807LL - 1)"  # the literal 9223372036854775808 does not exist
-    return f"{value}{'LL' if ctype.startswith('int') else 'ULL'}"
 
 
 def _param(ctx: Ctx, code: LayerCode, key: str) -> tuple[str, tuple[int, ...]]:
@@ -222,13 +147,6 @@ def _loop(ctx: Ctx, body: str, size: int | None = None, label: str = "elementwis
 # kernels from fpgac_kernels.h
 
 
-def _config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None) -> str:
-    lines = [f"struct {ctx.name}_config {{"]
-    lines += [f"  static const int {k} = {int(v)};" for k, v in {**values, "REUSE": ctx.reuse}.items()]
-    lines += [f"  typedef {t} {k};" for k, t in (types or {}).items()]
-    return "\n".join(lines) + "\n};"
-
-
 def _acc(ctx: Ctx, code: LayerCode) -> dict[str, str]:
     acc = ctx.node.attrs.get("acc")
     if not isinstance(acc, Fixed) or acc.overflow is not Overflow.WRAP:
@@ -270,11 +188,9 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
     }
     types = _weight_types(ctx, code)
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
-        from fpgac.backends.vitis.weights import dense_compressed
-
         dense_compressed(ctx, code, values, types, bias)
         return
-    code.config = _config(ctx, values, types)
+    code.config = config(ctx, values, types)
     code.body = f"  fpgac::dense<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
@@ -314,11 +230,9 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         values = {**values, "OUT_C": w_shape[0], "TAPS": math.prod(w_shape[1:])}
     types = _weight_types(ctx, code)
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
-        from fpgac.backends.vitis.weights import conv_compressed
-
         conv_compressed(ctx, code, values, types, bias)
         return
-    code.config = _config(ctx, values, types)
+    code.config = config(ctx, values, types)
     if ctx.stream:
         window_stream(ctx, code, f"fpgac::conv_pixel<{ctx.name}_config>(win, {weight}, {bias}, y);")
         return
@@ -338,25 +252,12 @@ def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:
     return {**values, "OH": oh, "OW": ow}
 
 
-def window_stream(ctx: Ctx, code: LayerCode, compute: str) -> None:
-    """io_stream window layer: fpgac_stream.h's line-buffer kernel with this layer's per-pixel function.
-
-    ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``).
-    """
-    code.config += (
-        f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
-        f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
-        f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
-    )
-    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out});"
-
-
 def _pool_stream_values(ctx: Ctx, values: dict[str, int], taps: int) -> dict[str, int]:
     return {**values, "OUT_C": values["C"], "TAPS": max(taps, 1)} if ctx.stream else values
 
 
 def max_pool(ctx: Ctx, code: LayerCode) -> None:
-    code.config = _config(ctx, _pool_stream_values(ctx, _pool_values(ctx, True), 0))
+    code.config = config(ctx, _pool_stream_values(ctx, _pool_values(ctx, True), 0))
     if ctx.stream:
         window_stream(ctx, code, f"fpgac::max_pool_pixel<{ctx.name}_config>(win, valid, y);")
         return
@@ -379,7 +280,7 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
     if int(np.max(count_h[0]) * np.max(count_w[0])) >= recip_size:
         raise VitisError(f"{ctx.where()}: reciprocal table of {recip_size} entries is too short")
     values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
-    code.config = _config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
+    code.config = config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     counts = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
     if ctx.stream:
         count = f"{counts[0]}[oh] * {counts[1]}[ow]"
@@ -401,11 +302,11 @@ def reduce(ctx: Ctx, code: LayerCode) -> None:
     )
     values = {"IN_SIZE": math.prod(shape), "OUT_SIZE": ctx.size, "R": r}
     if a["mode"] == "max":
-        code.config = _config(ctx, values)
+        code.config = config(ctx, values)
         code.body = f"  fpgac::reduce_max<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {ctx.name}_cells);"
         return
     recip, _ = _param(ctx, code, "recip")
-    code.config = _config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
+    code.config = config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     code.body = (
         f"  fpgac::reduce_mean<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {ctx.name}_cells);"
     )
@@ -433,7 +334,7 @@ def softmax(ctx: Ctx, code: LayerCode) -> None:
     }  # fmt: skip
     if ctx.out_fmt.frac_bits < 0 or ctx.out_fmt.frac_bits > 40:
         raise VitisError(f"{ctx.where()}: softmax output of {ctx.out_fmt} is not supported")
-    code.config = _config(ctx, values, types)
+    code.config = config(ctx, values, types)
     code.body = f"  fpgac::softmax<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {table});"
 
 

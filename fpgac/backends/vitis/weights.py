@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from fpgac.backends.vitis.layers import (
+from fpgac.backends.vitis.ccode import (
     Array,
     Ctx,
     LayerCode,
     VitisError,
-    _config,
     c_int_type,
+    config,
     int_literal,
     window_stream,
 )
@@ -228,7 +228,7 @@ def dense_compressed(
     """A dense layer over its taps (see the module docstring); in io stream over its stored entries."""
     if ctx.stream:
         arrays, extra, decode, declarations = _entry_storage(ctx, code)
-        code.config = _config(ctx, {**values, **extra}, types) + declarations
+        code.config = config(ctx, {**values, **extra}, types) + declarations
         call = (
             f"fpgac::dense_entries<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {', '.join(arrays)}, {bias});"
         )
@@ -243,7 +243,7 @@ def dense_compressed(
     code.arrays.append(Array("int", f"{name}_tap_i", _ints(positions % n_in), "tap: input"))
     code.arrays.append(Array("int", f"{name}_tap_e", _ints(entries), "tap: stored entry"))
     extra = {"TAPS": int(positions.size), "SHARED": int(shared)}
-    code.config = _config(ctx, {**values, **extra}, types)
+    code.config = config(ctx, {**values, **extra}, types)
     code.body += (
         f"  fpgac::dense_taps<{name}_config>({ctx.ins[0]}, {ctx.out}, {w_name}, {idx_mem}, "
         f"{name}_tap_o, {name}_tap_i, {name}_tap_e, {bias});"
@@ -257,7 +257,7 @@ def conv_compressed(
     walks the layer's stored entries (see :func:`_entry_storage`)."""
     if ctx.stream:
         arrays, extra, decode, declarations = _entry_storage(ctx, code)
-        code.config = _config(ctx, {**values, **extra}, types) + declarations
+        code.config = config(ctx, {**values, **extra}, types) + declarations
         code.body = decode
         pixel = f"fpgac::conv_entries_pixel<{ctx.name}_config>(win, {', '.join(arrays)}, {bias}, y);"
         window_stream(ctx, code, pixel)
@@ -284,7 +284,7 @@ def conv_compressed(
     ):
         code.arrays.append(Array("int", f"{name}_tap_{key}", _ints(arr), f"tap: {what}"))
     extra = {"TAPS": int(positions.size), "SHARED": int(shared)}
-    code.config = _config(ctx, {**values, **extra}, types)
+    code.config = config(ctx, {**values, **extra}, types)
     taps_args = ", ".join(f"{name}_tap_{k}" for k in ("oc", "c", "kh", "kw", "e"))
     code.body += (
         f"  fpgac::conv2d_taps<{name}_config>({ctx.ins[0]}, {ctx.out}, {w_name}, {idx_mem}, "
