@@ -168,7 +168,7 @@ def test_plan_does_not_mutate_the_graph(tmp_path: Path) -> None:
     from fpgac.ir.printer import print_graph
 
     model = _evil_model(tmp_path / "m.onnx")
-    graph, _ = compile_model(model, BuildOptions(backend="none"))
+    graph = compile_model(model, BuildOptions(backend="none")).graph
     before = print_graph(graph)
     vitis_plan(graph, get_board("zcu104"))
     assert print_graph(graph) == before
@@ -183,7 +183,7 @@ def test_reuse_reaches_the_hls_and_the_estimate(tmp_path: Path) -> None:
     """--reuse for all layers, `reuse` per layer in the config: the config structs, the pragmas' II and
     multiplier limit, and the estimate all use the same factors."""
     model = _evil_model(tmp_path / "m.onnx")
-    base = compile_model(model, BuildOptions(io="parallel"))[1]
+    base = compile_model(model, BuildOptions(io="parallel")).report
     config = tmp_path / "c.toml"
     config.write_text(f"[layers.{json.dumps(EVIL_NODE)}]\nreuse = 8\n")  # a TOML basic string
     report = build(model, tmp_path / "out", BuildOptions(io="parallel", reuse=2, config=config))
