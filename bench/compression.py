@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the models the tests use
 
 from fpgac.analysis.cost import graph_cost  # noqa: E402
-from fpgac.frontend.onnx import load_onnx  # noqa: E402
+from fpgac.build import load_model  # noqa: E402
 from fpgac.interp.interpreter import run_float  # noqa: E402
 from fpgac.interp.simulator import run_fixed  # noqa: E402
 from fpgac.ir import Graph  # noqa: E402
@@ -96,7 +96,7 @@ class Model:
 
 def load(name: str, folder: Path) -> Model:
     trained = train(name)
-    graph = load_onnx(export(trained, folder / f"{name}.onnx"))
+    graph = load_model(export(trained, folder / f"{name}.onnx"))
     model = Model(trained, graph, trained.data.x_train[:1000], 0.0)
     model.accuracy = model.evaluate(graph)
     return model

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the
 
 from fpgac.analysis.report import build_report  # noqa: E402
 from fpgac.boards import get_board  # noqa: E402
-from fpgac.frontend.onnx import load_onnx  # noqa: E402
+from fpgac.build import load_model  # noqa: E402
 from fpgac.interp.simulator import run_fixed  # noqa: E402
 from fpgac.ir import Graph  # noqa: E402
 from fpgac.passes import Huffman, Prune, Quantize, Share  # noqa: E402
@@ -101,7 +101,7 @@ def _stage_passes(stage: str, names: list[str], v: Variant, bits: int, calib: tu
 
 
 def measure(model: Path, stage: str, v: Variant, bits: int, calib: np.ndarray, test: tuple) -> Row:
-    graph: Graph = load_onnx(model)
+    graph: Graph = load_model(model)
     names = [n.name for n in compressible(graph)]
     graph = run_pipeline(graph, _stage_passes(stage, names, v, bits, (calib,)))
     x, y = test

@@ -112,7 +112,7 @@ def bench(
     with tempfile.TemporaryDirectory() as tmp:
         path = export_model(model, torch.from_numpy(data[:2]), Path(tmp) / "model.onnx", "torchscript")
         np.save(Path(tmp) / "calib.npy", data[:512])
-        graph, _ = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy"))
+        graph = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy")).graph
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -135,7 +135,7 @@ def bench_hls4ml(name: str, make: Callable[[], tuple[nn.Module, np.ndarray]], ba
     with tempfile.TemporaryDirectory() as tmp:
         path = export_model(model, torch.from_numpy(data[:2]), Path(tmp) / "model.onnx", "torchscript")
         np.save(Path(tmp) / "calib.npy", data[:512])
-        graph, _ = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy", backend="hls4ml"))
+        graph = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy", backend="hls4ml")).graph
         lowered = lower(graph)
         # A 300k-parameter MLP takes hls4ml's Resource strategy (reuse 128: 235,200 parallel multipliers
         # fit no FPGA). Either way hls4ml's g++ -O3 compile of it took over 25 minutes on a 2-core machine.

@@ -1,15 +1,18 @@
 """``fpgac build``: model file -> passes -> quantized IR -> build folder, written atomically.
 
-The flow is the one in ARCHITECTURE.md: the frontend makes a float IR, the pass pipeline (from
-``--passes``, with ``quantize`` implied last) rewrites it, and the result is written with its report
-through a :class:`~fpgac.backends.plan.BuildPlan`, so nothing reaches the disk until everything
-succeeded.
+The flow is the one in ARCHITECTURE.md, each step handing the next a typed result: the frontend makes a
+float IR; the pass pipeline (the clean-ups, ``--passes``, ``quantize`` implied last) rewrites it;
+:func:`compile_model` decides io style and reuse factors (:class:`Decisions`) and estimates them on the
+board into a :class:`CompiledDesign`; :func:`build` renders that through the backend into a
+:class:`~fpgac.backends.plan.BuildPlan`, written with its report so nothing reaches the disk until
+everything succeeded.
 """
 
 from __future__ import annotations
 
 import logging
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +23,15 @@ from fpgac.analysis.estimate import Estimate, default_io, estimate, reuse_factor
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
-from fpgac.backends.hls4ml.lower import lower as lower_for_hls4ml
+from fpgac.backends.hls4ml.lower import Hls4mlLowering
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
 from fpgac.backends.vitis.emitter import vitis_plan
-from fpgac.boards import get_board
+from fpgac.boards import Board, get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
 from fpgac.ir import Graph
 from fpgac.ir.serialize import graph_files
-from fpgac.passes.pipeline import make_pass, run_pipeline
-from fpgac.passes.spec import PassCall, parse_pass_spec
+from fpgac.passes.pipeline import CLEANUPS, make_pass, run_pipeline, user_calls
 
 log = logging.getLogger(__name__)
 
@@ -104,14 +106,56 @@ _LAYER_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 
 
-def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, Any]]:
-    """Load, run the pipeline and make the report; nothing is written."""
+def load_model(model: Path) -> Graph:
+    """The float graph of ``model`` after the frontend's clean-ups (:data:`CLEANUPS`, run as passes).
+
+    What ``fpgac inspect`` shows, ``fpgac sim model.onnx`` runs and the build's own passes start from.
+    """
+    return run_pipeline(load_onnx(model), CLEANUPS)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What the build chose for the hardware; the backends render these and nothing reads them back.
+
+    Attributes:
+        backend: ``vitis``, ``hls4ml`` or ``none``.
+        io: the io style built, ``parallel`` or ``stream``.
+        io_choice: why: ``auto (by model size)`` or ``--io``.
+        recommended_io: what the model's size recommends (:func:`default_io`), whatever was chosen.
+        reuse: ``--reuse``, the factor of layers the config does not name (hls4ml's one ReuseFactor).
+        layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them.
+    """
+
+    backend: str
+    io: str
+    io_choice: str
+    recommended_io: str
+    reuse: int
+    layer_reuse: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class CompiledDesign:
+    """The hand-off from compiling to writing: the pipeline's graph, the board, the decisions and the
+    estimate they give, and ``report`` (the content of ``report.json``) made from them."""
+
+    graph: Graph
+    board: Board
+    passes: tuple[str, ...]
+    decisions: Decisions
+    estimate: Estimate
+    report: dict[str, Any]
+
+
+def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
+    """Load, run the pipeline, decide and estimate; nothing is written."""
     if options.backend not in BACKENDS:
         raise ConfigError(f"unknown backend {options.backend!r}; expected one of {list(BACKENDS)}")
     if options.io not in IO_CHOICES:
         raise ConfigError(f"unknown io style {options.io!r}; expected one of {list(IO_CHOICES)}")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
-    graph = load_onnx(model)
+    graph = load_model(model)
     calib = load_inputs(options.calib, graph) if options.calib else None
     for array in calib or []:
         if array.shape[0] == 0:
@@ -126,29 +170,50 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
         layer_reuse.update(config["reuse"])
     if layer_reuse and options.backend == "hls4ml":
         raise ConfigError("per-layer reuse factors are not supported by the hls4ml backend; use --reuse")
-    calls = parse_pass_spec(options.passes)
-    if "quantize" not in [c.name for c in calls]:
-        calls.append(PassCall("quantize", {}))
     defaults = {
         "precision": options.precision,
         "input_range": options.input_range,
         "layer_precision": layer_precision,
         "layer_keep": layer_keep,
     }
-    passes = [make_pass(call, calib, defaults) for call in calls]
+    passes = [make_pass(call, calib, defaults) for call in user_calls(options.passes)]
     graph = run_pipeline(graph, passes)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-    settings["passes"] = ", ".join(p.name for p in passes)  # type: ignore[attr-defined]
-    settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
-    report = build_report(graph, model=model.name, board=board, options=settings)
     reuse = reuse_factors(graph, layer_reuse, options.reuse)
     recommended = default_io(graph, board)
-    io = recommended if options.io == "auto" else options.io
-    report["backend"], report["io"] = options.backend, io
-    report["reuse"] = options.reuse
-    report["io_choice"] = "auto (by model size)" if options.io == "auto" else "--io"
-    _add_estimate(report, estimate(graph, board, io, reuse), recommended)
-    return graph, report
+    decisions = Decisions(
+        backend=options.backend,
+        io=recommended if options.io == "auto" else options.io,
+        io_choice="auto (by model size)" if options.io == "auto" else "--io",
+        recommended_io=recommended,
+        reuse=options.reuse,
+        layer_reuse=reuse,
+    )
+    est = estimate(graph, board, decisions.io, decisions.layer_reuse)
+    names = tuple(p.name for p in (*CLEANUPS, *passes))  # type: ignore[attr-defined]
+    report = _report(model, options, graph, board, names, decisions, est)
+    return CompiledDesign(graph, board, names, decisions, est, report)
+
+
+def _report(
+    model: Path,
+    options: BuildOptions,
+    graph: Graph,
+    board: Board,
+    passes: tuple[str, ...],
+    decisions: Decisions,
+    est: Estimate,
+) -> dict[str, Any]:
+    """``report.json``: the graph's layers, the options as run (the whole pipeline, the board looked up),
+    the decisions and the estimate."""
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
+    settings["passes"] = ", ".join(passes)
+    settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
+    report = build_report(graph, model=model.name, board=board, options=settings)
+    report["backend"], report["io"] = decisions.backend, decisions.io
+    report["reuse"] = decisions.reuse
+    report["io_choice"] = decisions.io_choice
+    _add_estimate(report, est, decisions.recommended_io)
+    return report
 
 
 def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) -> None:
@@ -177,20 +242,19 @@ def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) ->
 def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False) -> dict[str, Any]:
     """Compile ``model`` and write the build folder ``out`` atomically; returns the report."""
     check_target(out, force=force)
-    graph, report = compile_model(model, options)
+    compiled = compile_model(model, options)
+    graph, board, decisions = compiled.graph, compiled.board, compiled.decisions
     plan = BuildPlan()
-    board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
-    if options.backend == "hls4ml":
+    if decisions.backend == "hls4ml":
         # The folder stores the lowered graph, so `fpgac sim DIR` simulates hls4ml's kernels.
-        graph = lower_for_hls4ml(graph)
-        plan.merge(hls4ml_plan(graph, board, report["io"], options.reuse), prefix=f"{HLS4ML_DIR}/")
+        graph = run_pipeline(graph, [Hls4mlLowering()])
+        plan.merge(hls4ml_plan(graph, board, decisions.io, decisions.reuse), prefix=f"{HLS4ML_DIR}/")
     for name, data in graph_files(graph).items():
         plan.add(name, data)
-    if options.backend == "vitis":
-        reuse = {layer["name"]: layer["reuse"] for layer in report["layers"]}
-        hls = vitis_plan(graph, board, report["io"], reuse, model=model.name)
+    if decisions.backend == "vitis":
+        hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name)
         plan.merge(hls, prefix=f"{HLS_DIR}/")
-    plan.add(REPORT_JSON, report_json(report))
-    plan.add(REPORT_MD, report_markdown(report))
+    plan.add(REPORT_JSON, report_json(compiled.report))
+    plan.add(REPORT_MD, report_markdown(compiled.report))
     write_plan(plan, out, force=force)
-    return report
+    return compiled.report

@@ -66,9 +66,9 @@ def cli(debug: bool) -> None:
 
 
 def _load(model: Path) -> Graph:
-    from fpgac.frontend.onnx import load_onnx
+    from fpgac.build import load_model
 
-    return load_onnx(model)
+    return load_model(model)
 
 
 @cli.command()

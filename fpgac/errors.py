@@ -9,3 +9,11 @@ from __future__ import annotations
 
 class FpgacError(Exception):
     """A failure the user can act on (bad model, bad option, bad input)."""
+
+
+class Refusal(FpgacError):
+    """The model asks for something a target cannot do (an op hls4ml has no layer for).
+
+    Its message is complete (target, node, op, reason), so the pass pipeline passes it on as raised
+    instead of wrapping it as a failure of the pass that found it.
+    """

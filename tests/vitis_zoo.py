@@ -140,7 +140,7 @@ def every_mode(graph: Graph) -> Graph:
 
 
 def compile_zoo(onnx_path: Path, calib: Path, precision: int) -> Graph:
-    graph, _ = compile_model(onnx_path, BuildOptions(calib=calib, precision=precision, backend="none"))
+    graph = compile_model(onnx_path, BuildOptions(calib=calib, precision=precision, backend="none")).graph
     return graph
 
 

@@ -1,10 +1,11 @@
 """Load an ONNX file into the float IR.
 
 The driver reads and validates the file, finds the data inputs, then walks the
-nodes in order: a node on constants only is folded (``folders.py``), any
-other node is lowered by its converter (``onnx_ops.py``). Afterwards it cleans
-up (dead nodes, identity reshapes), folds affines into their producers, and
-verifies the result.
+nodes in order: a node on constants only is folded (``folding.py``), any
+other node is lowered by its converter (``converters.py``), and verifies the
+result. The graph comes back as converted: the clean-ups (dead nodes, identity
+reshapes, affines folded into their producers) are passes, run by the build's
+pipeline where they are listed (``fpgac.passes.pipeline.CLEANUPS``).
 
 Every failure, whatever bytes the file holds, is a :class:`FrontendError` whose
 one-line message names the file, and the node and op where there is one: the
@@ -27,8 +28,6 @@ from fpgac.frontend.context import FrontendError, NodeContext, Tensor
 from fpgac.frontend.converters import CONVERTERS
 from fpgac.frontend.folding import FOLDERS, fold
 from fpgac.ir import Graph, TensorType, Value, verify
-from fpgac.passes.cleanup import Cleanup
-from fpgac.passes.fold_affine import FoldAffine
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,10 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def load_onnx(path: str | Path) -> Graph:
-    """Read an ONNX model and lower it to a verified float IR graph.
+    """Read an ONNX model and lower it to a verified float IR graph, as converted (node for node).
+
+    The clean-ups every model then gets (dead nodes, identity reshapes, affine folding) are passes, run
+    by the build's pipeline (:data:`fpgac.passes.pipeline.CLEANUPS`; :func:`fpgac.build.load_model`).
 
     Raises:
         FrontendError: for any file that cannot be read or lowered.
@@ -76,9 +78,6 @@ def _load(path: Path, label: str) -> Graph:
     graph = _Lowering(model, label, opset).run()
     if invalid is not None:
         raise invalid
-    graph = Cleanup().run(graph)
-    graph = FoldAffine().run(graph)
-    _restore_output_names(graph)
     try:
         verify(graph)
     except FpgacError as exc:
@@ -363,20 +362,3 @@ class _Lowering:
                 value = [v.decode("utf-8", errors="replace") for v in value]
             attrs[attr.name] = value
         return attrs
-
-
-def _restore_output_names(graph: Graph) -> None:
-    """Give graph outputs their ONNX names again after passes removed the nodes that carried them."""
-    names = list(graph.metadata.get("outputs", {}))
-    outputs = graph.outputs
-    if len(names) != len(outputs):
-        return
-    live = {v.name for v in graph.values()}
-    for name, value in zip(names, outputs, strict=True):
-        if value.name == name or name in live:
-            continue
-        if value.producer is None or sum(v is value for v in outputs) > 1:
-            continue  # a graph input, or one value behind several outputs: keep its name
-        live.discard(value.name)
-        value.name = name
-        live.add(name)

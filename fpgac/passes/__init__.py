@@ -2,7 +2,9 @@
 
 A pass is a frozen dataclass: its fields are its options, ``name`` is what
 ``--passes`` calls it, and ``run(graph) -> graph`` does the work. The registry
-below is the only place passes are found: no folder scanning, no hidden order.
+below is the only place ``--passes`` finds passes: no folder scanning, no hidden
+order. The build's fixed steps (``output_names`` after the clean-ups, a backend's
+lowering) are passes too, placed by ``pipeline.py`` and the build, not by users.
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """The pass manager: an explicit ordered list of pass instances, run with a verify after each.
 
+The build's pipeline is, in this order: :data:`CLEANUPS` (what every model gets after the frontend), the
+user's ``--passes``, and ``quantize`` unless they named it (:func:`user_calls`); ``report.json`` lists
+it. A backend's lowering (hls4ml's) runs through :func:`run_pipeline` too, so its output is verified.
+
 ``--passes "lowrank(macs=0.3), reap(keep=0.5)"`` becomes pass objects here: each option is checked
 against the pass dataclass's fields and converted to the field's type, so a misspelt option fails
 before any work is done. Passes that need calibration data declare a ``calib`` field and receive the
@@ -17,16 +21,35 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.errors import FpgacError
+from fpgac.errors import FpgacError, Refusal
 from fpgac.ir import Graph, verify
-from fpgac.passes import PASSES
-from fpgac.passes.spec import PassCall, PassSpecError
+from fpgac.passes import PASSES, Pass
+from fpgac.passes.cleanup import Cleanup
+from fpgac.passes.fold_affine import FoldAffine
+from fpgac.passes.output_names import OutputNames
+from fpgac.passes.spec import PassCall, PassSpecError, parse_pass_spec
 
 log = logging.getLogger(__name__)
 
 
 class PassFailure(FpgacError):
     """A pass failed; the message names the pass, the passes before it and (usually) the node."""
+
+
+# Run on every model before the user's passes: lowering leaves dead nodes and identity reshapes behind
+# (cleanup) and BatchNorm or scale-and-shift affines that fold into the layer before them (fold_affine);
+# both may take the model's names from the graph outputs, which output_names gives back.
+CLEANUPS: tuple[Pass, ...] = (Cleanup(), FoldAffine(), OutputNames())
+# Every build ends quantized: the pass is implied last when --passes does not name it.
+IMPLIED_LAST = "quantize"
+
+
+def user_calls(spec: str) -> list[PassCall]:
+    """The user's part of the pipeline: ``spec`` (``--passes``) parsed, with ``quantize`` implied last."""
+    calls = parse_pass_spec(spec)
+    if IMPLIED_LAST not in [c.name for c in calls]:
+        calls.append(PassCall(IMPLIED_LAST, {}))
+    return calls
 
 
 def _convert(pass_name: str, key: str, value: object, hint: object) -> object:
@@ -73,6 +96,8 @@ def run_pipeline(graph: Graph, passes: Sequence[object]) -> Graph:
         try:
             graph = p.run(graph)  # type: ignore[attr-defined]
             verify(graph)
+        except Refusal:
+            raise  # its message already names the target, node and reason in full
         except FpgacError as exc:
             after = f" after [{', '.join(done)}]" if done else ""
             message = str(exc)

@@ -24,8 +24,7 @@ import pytest
 
 from fpgac.backends.equivalence import verify
 from fpgac.backends.vitis import csim
-from fpgac.build import BuildOptions, build
-from fpgac.frontend.onnx import load_onnx
+from fpgac.build import BuildOptions, build, load_model
 from fpgac.ir.encoding import layout
 from fpgac.ir.serialize import load_graph
 from fpgac.passes import Huffman, Prune, Quantize, Share
@@ -62,7 +61,7 @@ def folders(
             out = root / f"{key}_{io}"
             build(onnx_export(family, "torchscript"), out, BuildOptions(calib=calib, passes=passes, io=io))
             result[f"{key}_{io}"] = out
-    graph = load_onnx(onnx_export("mlp", "torchscript"))
+    graph = load_model(onnx_export("mlp", "torchscript"))
     first, second, *_ = [n.name for n in compressible(graph)]
     data = (random_input("mlp", 64, seed=3),)
     passes = [

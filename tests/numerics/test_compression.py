@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fpgac.analysis.cost import graph_cost
-from fpgac.frontend.onnx import load_onnx
+from fpgac.build import load_model
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import verify
 from fpgac.passes.pipeline import make_pass, run_pipeline
@@ -36,7 +36,7 @@ SPECS = (
 def test_compression_keeps_the_graph_valid_and_quantizable(
     name: str, spec: str, onnx_export: Callable[[str, str], Path]
 ) -> None:
-    graph = load_onnx(onnx_export(name, "torchscript"))
+    graph = load_model(onnx_export(name, "torchscript"))
     x = random_input(name, 32, seed=1)
     before = graph_cost(graph).macs
     passes = [make_pass(call, [x], {}) for call in parse_pass_spec(spec)]

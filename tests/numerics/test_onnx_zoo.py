@@ -12,7 +12,7 @@ the randomized variant compares the features that feed it.
 
 ``pytorch-converted/`` and ``pytorch-operator/`` are one-op models with inputs and
 expected outputs, run as shipped and upgraded to a current opset. Those in the
-supported lists must match; every other one must be refused by ``load_onnx`` with
+supported lists must match; every other one must be refused by ``load_model`` with
 a one-line :class:`FpgacError`, so support can neither silently regress nor
 silently appear.
 
@@ -29,8 +29,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from fpgac.build import load_model
 from fpgac.errors import FpgacError
-from fpgac.frontend.onnx import load_onnx
 from fpgac.interp.interpreter import run_float
 from fpgac.ir import verify
 from tests.numerics.compare import assert_close, assert_round_trips, run_onnxruntime
@@ -152,7 +152,7 @@ def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
 def test_light_model_as_shipped(name: str, tmp_path: Path) -> None:
     """Shipped graph: verifies, round-trips, and matches onnxruntime (degenerate weights, still compared)."""
     path = DATA / "light" / LIGHT[name]
-    graph = load_onnx(path)
+    graph = load_model(path)
     verify(graph)
     x = random_feed(onnx.load(path))
     (ref,) = run_onnxruntime(path, [x])
@@ -170,7 +170,7 @@ def test_light_model_random_weights(name: str, tmp_path: Path) -> None:
     model = randomize_weights(onnx.load(DATA / "light" / LIGHT[name]))
     path = tmp_path / f"{name}.onnx"
     onnx.save(model, path)
-    graph = load_onnx(path)
+    graph = load_model(path)
     verify(graph)
     x = random_feed(model)
     (ref,) = run_onnxruntime(path, [x])
@@ -286,7 +286,7 @@ def test_node_case(case: Path) -> None:
     data = case / "test_data_set_0"
     inputs, expected = _tensors(data, "input"), _tensors(data, "output")
     if case.name in supported:
-        graph = load_onnx(path)
+        graph = load_model(path)
         verify(graph)
         outputs = run_float(graph, inputs)
         assert len(outputs) == len(expected)
@@ -294,7 +294,7 @@ def test_node_case(case: Path) -> None:
             assert_close(ours, ref, f"{case.name} output {i}")
         return
     try:
-        load_onnx(path)
+        load_model(path)
     except FpgacError as exc:
         message = str(exc)
         assert message.strip(), "FpgacError without a message"

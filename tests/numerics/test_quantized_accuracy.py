@@ -88,7 +88,7 @@ def _accuracy(graph: Graph, model: Exported) -> float:
 def _sweep(model: Exported, precisions: tuple[int, ...]) -> dict[int, float]:
     accuracies = {}
     for bits in precisions:
-        graph, _ = compile_model(model.onnx, BuildOptions(calib=model.calib, precision=bits))
+        graph = compile_model(model.onnx, BuildOptions(calib=model.calib, precision=bits)).graph
         accuracies[bits] = _accuracy(graph, model)
     return accuracies
 
@@ -141,7 +141,7 @@ def test_cli_build_and_sim_match_the_api(trained_model: Callable[[str], Exported
     assert result.returncode == 0, result.stderr
     result = _fpgac("sim", tmp_path / "build", "--input", x, "--output", tmp_path / "y.npy")
     assert result.returncode == 0, result.stderr
-    graph, _ = compile_model(model.onnx, BuildOptions(calib=model.calib))
+    graph = compile_model(model.onnx, BuildOptions(calib=model.calib)).graph
     (expected,) = run_fixed(graph, [model.trained.data.x_test]).outputs
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
     accuracy = float((expected.argmax(1) == model.trained.data.y_test).mean())
@@ -152,7 +152,7 @@ def test_softmax_of_trained_model(trained_model: Callable[[str], Exported]) -> N
     """With a Softmax appended, every quantized probability is within 0.01 of float's."""
     model = trained_model("digits_mlp")
     path = export(model.trained, model.folder / "digits_mlp_softmax.onnx", softmax=True)
-    graph, _ = compile_model(path, BuildOptions(calib=model.calib))
+    graph = compile_model(path, BuildOptions(calib=model.calib)).graph
     assert graph.nodes[-1].op == "softmax"
     x = model.trained.data.x_test
     (probs,) = run_fixed(graph, [x]).outputs
@@ -171,7 +171,7 @@ FAMILIES = list(MODELS)
 def _calibrated(name: str, onnx_path: Path, tmp_path: Path) -> Graph:
     calib = tmp_path / "calib.npy"
     np.save(calib, random_input(name, BATCH, seed=3))
-    graph, _ = compile_model(onnx_path, BuildOptions(calib=calib))
+    graph = compile_model(onnx_path, BuildOptions(calib=calib)).graph
     return graph
 
 
@@ -251,7 +251,7 @@ def test_interval_mode_never_overflows(
     """No ``--calib``: a warning says so, and inputs inside [-1, 1] overflow nowhere."""
     path = onnx_export(name, "torchscript")
     with caplog.at_level(logging.WARNING, logger="fpgac"):
-        graph, _ = compile_model(path, BuildOptions())
+        graph = compile_model(path, BuildOptions()).graph
     assert any("no calibration data" in r.getMessage() for r in caplog.records)
     assert graph.metadata["quantize"]["ranges"] == "interval"
     result = run_fixed(graph, [_inside_range(MODELS[name].input_shape, -1.0, 1.0, seed=5)])

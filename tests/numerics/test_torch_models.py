@@ -1,4 +1,4 @@
-"""End to end: torch model -> ONNX (both exporters) -> ``load_onnx`` -> ``run_float`` vs onnxruntime.
+"""End to end: torch model -> ONNX (both exporters) -> ``load_model`` -> ``run_float`` vs onnxruntime.
 
 The models (``tests/models.py``) are the layer patterns users export: MLPs, CNNs,
 depthwise-separable, residual, concat branches, squeeze-excite, 1-d convs, odd
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from fpgac.frontend.onnx import load_onnx
+from fpgac.build import load_model
 from fpgac.interp.interpreter import run_float
 from fpgac.ir import verify
 from tests.models import EXPORTERS, MODELS, build_model, random_input
@@ -40,7 +40,7 @@ def test_matches_onnxruntime(name: str, exporter: str, onnx_export: Export) -> N
     Tolerance: ``assert_allclose(ours, ref, rtol=1e-4, atol=1e-4 * max(1, abs(ref).max()))``.
     """
     path = onnx_export(name, exporter)
-    graph = load_onnx(path)
+    graph = load_model(path)
     verify(graph)
     x = random_input(name, BATCH)
     (ref,) = run_onnxruntime(path, [x])
@@ -56,7 +56,7 @@ def test_matches_onnxruntime(name: str, exporter: str, onnx_export: Export) -> N
 @pytest.mark.parametrize(("name", "exporter"), CASES)
 def test_ir_round_trips(name: str, exporter: str, onnx_export: Export, tmp_path: Path) -> None:
     """The imported graph survives text and on-disk round trips, and the reloaded graph computes the same."""
-    graph = load_onnx(onnx_export(name, exporter))
+    graph = load_model(onnx_export(name, exporter))
     loaded = assert_round_trips(graph, tmp_path / "graph")
     x = random_input(name, BATCH)
     for a, b in zip(run_float(graph, [x]), run_float(loaded, [x]), strict=True):

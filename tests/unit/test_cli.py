@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from fpgac.frontend.onnx import load_onnx
+from fpgac.build import load_model
 from fpgac.ir import graphs_equal, parse_graph
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -37,7 +37,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: 
 def test_inspect_prints_layer_table_and_totals() -> None:
     result = fpgac("inspect", MODEL)
     assert result.returncode == 0, result.stderr
-    graph = load_onnx(MODEL)
+    graph = load_model(MODEL)
     params = sum(p.data.size for n in graph.nodes for p in n.params.values())
     assert "total" in result.stdout
     assert f"{params:,}" in result.stdout
@@ -48,7 +48,7 @@ def test_inspect_prints_layer_table_and_totals() -> None:
 def test_inspect_ir_parses_back() -> None:
     result = fpgac("inspect", MODEL, "--ir")
     assert result.returncode == 0, result.stderr
-    graph = load_onnx(MODEL)
+    graph = load_model(MODEL)
     params = {(n.name, k): p.data for n in graph.nodes for k, p in n.params.items()}
     assert graphs_equal(graph, parse_graph(result.stdout, params))
 

@@ -17,10 +17,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from fpgac.build import load_model
 from fpgac.errors import FpgacError
 from fpgac.frontend.constants import BatchDim, FoldError
 from fpgac.frontend.context import FrontendError
-from fpgac.frontend.onnx import SUPPORTED_OPS, load_onnx
+from fpgac.frontend.onnx import SUPPORTED_OPS
 from fpgac.interp import run_float
 from fpgac.ir import Graph, verify
 
@@ -78,7 +79,7 @@ def lower(
     tmp_path: Path, nodes: Sequence[onnx.NodeProto], in_shape: Sequence[int | str], **kw: object
 ) -> Graph:
     path = save_model(tmp_path, nodes, in_shape, None, **kw)  # type: ignore[arg-type]
-    graph = load_onnx(path)
+    graph = load_model(path)
     verify(graph)
     assert_matches_ort(path, graph)
     return graph
@@ -89,7 +90,7 @@ def lower_error(
 ) -> str:
     path = save_model(tmp_path, nodes, in_shape, None, **kw)  # type: ignore[arg-type]
     with pytest.raises(FrontendError) as info:
-        load_onnx(path)
+        load_model(path)
     message = str(info.value)
     assert "\n" not in message and message.startswith("model.onnx: ")
     return message
@@ -135,7 +136,7 @@ def torch_export(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 def test_torch_export_lowers_to_conv_relu_reshape_dense(torch_export: Path) -> None:
-    graph = load_onnx(torch_export)
+    graph = load_model(torch_export)
     assert ops(graph) == ["conv", "relu", "reshape", "dense"]  # the BatchNorm folded into the conv
     assert graph.inputs[0].name == "x" and graph.inputs[0].shape == (3, 6, 6)
     assert [v.name for v in graph.outputs] == ["y"] and graph.outputs[0].shape == (5,)
@@ -149,7 +150,7 @@ def test_torch_export_lowers_to_conv_relu_reshape_dense(torch_export: Path) -> N
 # -- the onnx package's light models (opset 9, ConstantOfShape weights, initializers as inputs) ----
 @pytest.mark.parametrize("path", sorted(LIGHT.glob("light_*.onnx")), ids=lambda p: p.stem)
 def test_light_models_load_and_verify(path: Path) -> None:
-    graph = load_onnx(path)
+    graph = load_model(path)
     verify(graph)
     assert len(graph.inputs) == 1 and graph.inputs[0].shape == (3, 224, 224)
     assert graph.metadata["opset"] == 9 and graph.metadata["batch"] == 1
@@ -428,7 +429,7 @@ def test_undefined_input_names_node(tmp_path: Path) -> None:
         helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
     )
     with pytest.raises(FrontendError, match=r"^model\.onnx: .*'W'"):
-        load_onnx(path)
+        load_model(path)
 
 
 def test_input_dtype_and_dynamic_dims_are_checked(tmp_path: Path) -> None:
@@ -457,7 +458,7 @@ def test_bad_files(tmp_path: Path, kind: str) -> None:
         path = tmp_path / "dir.onnx"
         path.mkdir()
     with pytest.raises(FpgacError) as info:
-        load_onnx(path)
+        load_model(path)
     assert "\n" not in str(info.value) and str(info.value).startswith(path.name + ": ")
 
 
@@ -499,7 +500,7 @@ def test_too_new_opset_is_refused(tmp_path: Path) -> None:
 def test_old_opset_is_upgraded(tmp_path: Path) -> None:
     """Opset < 7 models are converted by onnx's version converter, then lowered as usual."""
     path = save_model(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], ["N", 3], ["N", 3], opset=5)
-    graph = load_onnx(path)  # onnxruntime itself refuses opset 5, so there is no reference run
+    graph = load_model(path)  # onnxruntime itself refuses opset 5, so there is no reference run
     assert [n.op for n in graph.nodes] == ["relu"] and graph.metadata["opset"] == 13
 
 
@@ -519,6 +520,6 @@ def test_external_weights_and_two_inputs(tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
     onnx.save(model, path, save_as_external_data=True, location="weights.bin", size_threshold=0)
     assert (tmp_path / "weights.bin").is_file()
-    loaded = load_onnx(path)
+    loaded = load_model(path)
     assert [v.name for v in loaded.inputs] == ["a", "b"] and ops(loaded) == ["dense", "add"]
     np.testing.assert_array_equal(loaded.nodes[0].params["weight"].data, w.T)

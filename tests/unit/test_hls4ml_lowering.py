@@ -30,7 +30,7 @@ hls4ml_backend = pytest.importorskip("fpgac.backends.hls4ml.emitter")
 def _quantized(name: str, onnx_export: Callable[[str, str], Path], tmp_path: Path):  # type: ignore[no-untyped-def]
     calib = tmp_path / "calib.npy"
     np.save(calib, random_input(name, 32, seed=3))
-    graph, _ = compile_model(onnx_export(name, "torchscript"), BuildOptions(calib=calib, backend="none"))
+    graph = compile_model(onnx_export(name, "torchscript"), BuildOptions(calib=calib, backend="none")).graph
     return graph
 
 
@@ -79,7 +79,7 @@ def test_layer_list_carries_the_ir_types(onnx_export: Callable[[str, str], Path]
 def test_unsupported_op_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     model = zoo_model(tmp_path / "zoo.onnx")
     with pytest.raises(Hls4mlError, match=r"node '.+' \(\w+\)"):
-        lower(compile_model(model, BuildOptions(backend="none", input_range=(-1.0, 1.0)))[0])
+        lower(compile_model(model, BuildOptions(backend="none", input_range=(-1.0, 1.0))).graph)
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "fpgac", "build", str(model), "--backend", "hls4ml", "--out", str(out)],

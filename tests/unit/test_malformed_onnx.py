@@ -1,4 +1,4 @@
-"""No bytes make load_onnx fail with anything but an FpgacError.
+"""No bytes make ``load_model`` (``load_onnx`` and the clean-up passes) raise anything but an FpgacError.
 
 Hypothesis truncates, overwrites and splices the bytes of small valid models
 (hand-built ones covering the folding paths, and two of the onnx package's light
@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from fpgac.build import load_model
 from fpgac.errors import FpgacError
-from fpgac.frontend.onnx import load_onnx
 from fpgac.ir import Graph
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -120,7 +120,7 @@ def test_damaged_models_fail_cleanly(seed: int, cuts: list[tuple[int, int, bytes
     path = _FOLDER / "model.onnx"
     path.write_bytes(_mutate(SEEDS[seed], cuts))
     try:
-        graph = load_onnx(path)
+        graph = load_model(path)
     except FpgacError as exc:
         message = str(exc)
         assert message.startswith("model.onnx: ") and "\n" not in message
@@ -132,4 +132,4 @@ def test_damaged_models_fail_cleanly(seed: int, cuts: list[tuple[int, int, bytes
 def test_seeds_load(seed: int) -> None:
     path = _FOLDER / "seed.onnx"
     path.write_bytes(SEEDS[seed])
-    assert isinstance(load_onnx(path), Graph)
+    assert isinstance(load_model(path), Graph)

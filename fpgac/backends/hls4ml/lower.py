@@ -26,11 +26,13 @@ import ctypes
 import ctypes.util
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
+from typing import ClassVar
 
 import numpy as np
 
-from fpgac.errors import FpgacError
+from fpgac.errors import Refusal
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.ir.types import Fixed, Overflow, Rounding, TensorType
@@ -55,7 +57,7 @@ UNMAPPED = frozenset(
 )  # fmt: skip
 
 
-class Hls4mlError(FpgacError):
+class Hls4mlError(Refusal):
     """A node that hls4ml cannot express (or not bit-exactly)."""
 
 
@@ -90,6 +92,20 @@ def lower(graph: Graph) -> Graph:
             node.op = "hls4ml_mean"
             node.params = {}
     return g
+
+
+@dataclass(frozen=True)
+class Hls4mlLowering:
+    """:func:`lower` as a pass, so the lowered graph goes through the pipeline's verifier like any other.
+
+    The build runs it for ``--backend hls4ml``; it is not one of the ``--passes``: the backend choice
+    decides it, and nothing after it but the hls4ml emitter reads hls4ml ops.
+    """
+
+    name: ClassVar[str] = "hls4ml_lowering"
+
+    def run(self, graph: Graph) -> Graph:
+        return lower(graph)
 
 
 def _check(node: Node) -> None:

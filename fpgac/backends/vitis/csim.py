@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fpgac.backends.vitis.emitter import TOP, design, input_text
+from fpgac.backends.vitis.emitter import MAP_FILE, TOP, input_text
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
@@ -135,6 +136,7 @@ def run_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = Fals
     """Run the C simulation of build folder ``folder`` on a batch (one float array per graph input)."""
     folder = Path(folder)
     graph = load_graph(folder)
+    names = _trace_names(folder) if trace else {}
     exe = binary(folder)
     n = inputs[0].shape[0] if inputs else 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,10 +150,12 @@ def run_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = Fals
             )
         out_lines = out_path.read_text().splitlines()
         trace_lines = trace_path.read_text().splitlines() if trace else []
-    return _collect(graph, n, out_lines, trace_lines)
+    return _collect(graph, n, out_lines, trace_lines, names)
 
 
-def _collect(graph: Graph, n: int, out_lines: list[str], trace_lines: list[str]) -> CsimResult:
+def _collect(
+    graph: Graph, n: int, out_lines: list[str], trace_lines: list[str], names: dict[str, str]
+) -> CsimResult:
     per_output: list[list[np.ndarray]] = [[] for _ in graph.outputs]
     for line in out_lines:
         _, index, *tokens = line.split()
@@ -170,18 +174,29 @@ def _collect(graph: Graph, n: int, out_lines: list[str], trace_lines: list[str])
         if line.startswith("T "):
             _, name, *tokens = line.split()
             traced.setdefault(name, []).append(_parse_line(tokens))
-    return CsimResult(outputs, mantissas, _trace_by_value(graph, traced))
+    return CsimResult(outputs, mantissas, _trace_by_value(graph, traced, names))
 
 
-def _trace_by_value(graph: Graph, traced: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
-    """Trace rows keyed by the IR value's name (the C names are sanitized)."""
-    data = design(graph)
-    names = {p["name"]: p["value_name"] for p in data["inputs"]}
-    names.update({layer["out"]: layer["value_name"] for layer in data["layers"]})
+def _trace_names(folder: Path) -> dict[str, str]:
+    """Trace label -> IR value name, from the project's name map (``hls/fpgac.json``)."""
+    path = folder / HLS_DIR / MAP_FILE
+    try:
+        traced = json.loads(path.read_text())["traced"]
+        return {label: entry["value"] for label, entry in traced.items()}
+    except FileNotFoundError:
+        raise CsimError(f"{folder}: no {HLS_DIR}/{MAP_FILE} (made by an older fpgac? build again)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise CsimError(f"{path}: not a valid name map ({type(exc).__name__}: {exc})") from None
+
+
+def _trace_by_value(
+    graph: Graph, traced: dict[str, list[np.ndarray]], names: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """Trace rows keyed by the IR value's name (the trace labels are the sanitized C names)."""
     shapes = {v.name: v.shape for v in graph.values()}
     result = {}
-    for cname, rows in traced.items():
-        value = names[cname]
+    for label, rows in traced.items():
+        value = names[label]
         stacked = np.stack(rows) if all(r.dtype != object for r in rows) else np.array(rows, dtype=object)
         result[value] = stacked.reshape(len(rows), *shapes[value])
     return result

@@ -2,7 +2,8 @@
 
 ``vitis_plan(graph, board, io)`` reads the IR (never mutates it) and returns a :class:`BuildPlan` with a
 top function calling one function per layer, every type as an ``ap_fixed`` typedef named after its layer,
-constants in per-layer headers, a C++ testbench, ``build.tcl`` for ``vitis_hls`` and a README. Text comes
+constants in per-layer headers, a C++ testbench, ``build.tcl`` for ``vitis_hls``, a README, and ``fpgac.json``
+(IR value -> C identifier -> trace label, read by the C-simulation as hls4ml builds' map is). Text comes
 from the Jinja2 templates in ``fpgac/hls_templates`` (``StrictUndefined``: a missing variable is an error,
 not an empty string); the kernels are the hand-written ``fpgac_kernels.h``, copied verbatim. Model names
 pass through :mod:`fpgac.backends.cnames` before reaching any generated text. Output is deterministic:
@@ -11,6 +12,7 @@ nothing depends on time, paths or dict order beyond the graph's own.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ IO_STYLES = ("parallel", "stream")
 KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
 STREAM_HEADERS = ("fpgac_stream.h",)
 COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (vitis_weights.py)
+MAP_FILE = "fpgac.json"  # the name map, named as in hls4ml projects
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
     TOP, "main", "defines", "layers", "read_double", "count", "in", "out", "trace", "argc", "argv", "token",
@@ -78,10 +81,7 @@ def _shape(value: Value) -> str:
 def design(
     graph: Graph, io: str = "parallel", reuse: Mapping[str, int] | None = None, board: Board | None = None
 ) -> dict[str, Any]:
-    """Everything the templates need, as plain data (also used by csim to map trace names back).
-
-    The C names do not depend on ``io`` or ``reuse``: csim maps trace names with the defaults.
-    """
+    """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it)."""
     if io not in IO_STYLES:
         raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
     stream = io == "stream"
@@ -276,7 +276,25 @@ def vitis_plan(
     plan.add("build.tcl", env.get_template("build.tcl.j2").render(tcl))
     readme = {**tcl, "mark": ">", "board": board.name, "clock_mhz": f"{board.clock_mhz:g}"}
     plan.add("README.md", env.get_template("README.md.j2").render(readme))
+    plan.add(MAP_FILE, json.dumps(name_map(graph, data), indent=1, sort_keys=True) + "\n")
     return plan
+
+
+def name_map(graph: Graph, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``fpgac.json``: each IR value's C identifier and the label of its trace lines (the same text).
+
+    The C-simulation reads it to key the traced values by IR name, so it never regenerates the code.
+    """
+    inputs = [{"value": p["value_name"], "c_name": p["name"], "port": p["name"]} for p in data["inputs"]]
+    outputs = [
+        {"value": v.name, "c_name": o["value"], "port": o["port"]}
+        for v, o in zip(graph.outputs, data["outputs"], strict=True)
+    ]
+    traced = {p["name"]: {"value": p["value_name"], "c_name": p["name"]} for p in data["inputs"]}
+    traced.update(
+        {layer["out"]: {"value": layer["value_name"], "c_name": layer["out"]} for layer in data["layers"]}
+    )
+    return {"top": TOP, "inputs": inputs, "outputs": outputs, "traced": traced}
 
 
 def input_text(arrays: list[np.ndarray]) -> str:
