@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= build/demo
 
-.PHONY: demo test lint
+.PHONY: demo test quick lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ lint: $(VENV)/.test
 
 test: lint
 	$(BIN)/pytest -q
+
+# The check to run while editing (about 2.5 minutes on 2 cores): ruff, then the unit and golden tests
+# not marked slow, without test_build_errors.py (a fresh fpgac process per test).
+quick: lint
+	$(BIN)/pytest -q -m "not slow" tests/unit tests/golden --ignore=tests/unit/test_build_errors.py

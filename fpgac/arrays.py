@@ -74,18 +74,30 @@ def output_names(graph: Graph) -> list[str]:
     return names if len(names) == len(graph.outputs) else [v.name for v in graph.outputs]
 
 
-def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> None:
-    """Write outputs atomically: ``.npy`` for one output, ``.npz`` keyed by name for several."""
+def check_output_path(path: str | Path, graph: Graph) -> None:
+    """Refuse an output file the outputs cannot be written to as its name says.
+
+    numpy writes to any name, so ``y.txt`` would silently hold ``.npy`` bytes. The CLI calls this before
+    it simulates, so a long C-simulation does not end in this error.
+    """
     path = Path(path)
+    count = len(graph.outputs)
+    if count > 1 and path.suffix != ".npz":
+        raise ArrayFileError(f"{path}: the model has {count} outputs; write them to a .npz")
+    if path.suffix not in (".npy", ".npz"):
+        raise ArrayFileError(f"{path}: write the output to a .npy (or a .npz keyed by output name)")
     if not path.parent.is_dir():
         raise ArrayFileError(f"{path}: folder {path.parent} does not exist")
+
+
+def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> None:
+    """Write outputs atomically: ``.npy`` for one output, ``.npz`` keyed by name (for any number)."""
+    path = Path(path)
+    check_output_path(path, graph)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as handle:
-        if len(outputs) == 1 and path.suffix != ".npz":
+        if path.suffix == ".npy":
             np.save(handle, outputs[0])
-        elif path.suffix == ".npz":
-            np.savez(handle, **dict(zip(output_names(graph), outputs, strict=True)))
         else:
-            tmp.unlink()
-            raise ArrayFileError(f"{path}: the model has {len(outputs)} outputs; write them to a .npz")
+            np.savez(handle, **dict(zip(output_names(graph), outputs, strict=True)))
     tmp.replace(path)

@@ -203,16 +203,32 @@ def build(
 
 @cli.command()
 def boards() -> None:
-    """List the known boards: part, resource budgets, default clock."""
+    """List the known boards (the names --board takes): part, resource budgets, default clock."""
     from fpgac.boards import BOARDS
 
-    table = Table(title="boards")
-    for column in ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "description"]:
-        table.add_column(column)
+    header = ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "description"]
+    rows = [header]
     for b in BOARDS.values():
-        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)]
-        table.add_row(b.name, b.part, *numbers, f"{b.clock_mhz:g}", b.description)
-    _console.print(table)
+        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)] + [f"{b.clock_mhz:g}"]
+        rows.append([b.name, b.part, *numbers, b.description])
+    click.echo(_aligned(rows, numeric=range(2, 8)))
+
+
+def _aligned(rows: list[list[str]], numeric: range) -> str:
+    """Rows as plain text in aligned columns, the ``numeric`` ones right-justified.
+
+    Not a rich table: at 80 columns, or piped, rich shrinks every column and cuts the board and part names
+    that --board and --part take. A line longer than the terminal wraps instead; nothing is cut.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 @cli.command()
@@ -229,7 +245,7 @@ def boards() -> None:
     "output_path",
     required=True,
     type=click.Path(path_type=Path),
-    help="Where to write the outputs (.npy, or .npz for several outputs).",
+    help="Where to write the outputs: .npy, or .npz keyed by output name (needed for several outputs).",
 )
 @click.option("--overflow-report", is_flag=True, help="Per layer, how many values saturated or wrapped.")
 def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool) -> None:
@@ -238,13 +254,14 @@ def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool)
     MODEL is an .onnx file (float interpreter) or a build folder (bit-accurate simulation of the built
     design; outputs are the fixed-point results as float64).
     """
-    from fpgac.arrays import load_inputs, save_outputs
+    from fpgac.arrays import check_output_path, load_inputs, save_outputs
     from fpgac.interp.interpreter import run_float
     from fpgac.interp.simulator import run_fixed
     from fpgac.ir.serialize import load_graph
 
     if model.is_dir():
         graph = load_graph(model)
+        check_output_path(output_path, graph)
         result = run_fixed(graph, load_inputs(input_path, graph))
         outputs = result.outputs
         if overflow_report:
@@ -253,6 +270,7 @@ def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool)
         if overflow_report:
             raise click.UsageError("--overflow-report needs a build folder, not a float model")
         graph = _load(model)
+        check_output_path(output_path, graph)
         outputs = run_float(graph, load_inputs(input_path, graph))
     save_outputs(output_path, graph, outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
@@ -273,7 +291,11 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="Input batch.")
 @click.option(
-    "--output", "output_path", required=True, type=click.Path(path_type=Path), help="Outputs to write."
+    "--output",
+    "output_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where to write the outputs: .npy, or .npz keyed by output name (needed for several outputs).",
 )
 def csim(folder: Path, input_path: Path, output_path: Path) -> None:
     """C-simulate the HLS project of build FOLDER with g++ (no Vitis needed) and save the outputs.
@@ -281,11 +303,12 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
     An hls4ml build runs hls4ml's own C-simulation (its build_lib.sh and bridge, as predict() does).
     Outputs are float64 values of the fixed-point results, as `fpgac sim FOLDER` writes them.
     """
-    from fpgac.arrays import load_inputs, save_outputs
+    from fpgac.arrays import check_output_path, load_inputs, save_outputs
     from fpgac.backends.equivalence import run_any_csim
     from fpgac.ir.serialize import load_graph
 
     graph = load_graph(folder)
+    check_output_path(output_path, graph)
     result = run_any_csim(folder, load_inputs(input_path, graph))
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)

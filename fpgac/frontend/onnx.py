@@ -292,7 +292,10 @@ class _Lowering:
         op = node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
         where = f"{self.label}: node {name!r} (op {op})"
         if op not in CONVERTERS and op not in FOLDERS:
-            raise FrontendError(f"{where} is not supported; supported ops: {', '.join(SUPPORTED_OPS)}")
+            raise FrontendError(
+                f"{where} is not supported; the README's 'Supported ONNX ops' lists the "
+                f"{len(SUPPORTED_OPS)} that fpgac reads"
+            )
         if not node.output or not node.output[0]:
             raise FrontendError(f"{where} has no output")
         inputs: list[Tensor | None] = []

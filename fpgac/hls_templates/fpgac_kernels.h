@@ -1,10 +1,10 @@
 // fpgac kernel library: the arithmetic of every fixed-point op, as fpgac/interp/fixed_kernels.py states it.
 //
 // Hand-written, copied verbatim into every generated project. Each kernel is a template over the layer's
-// types and a config struct of compile-time sizes (generated per layer in parameters.h), so every loop bound
+// types and a config struct of compile-time sizes (generated per layer in layers.h), so every loop bound
 // is static: no dynamic allocation, no recursion. Tensors are flat arrays in logical (row-major, ONNX) order.
 //
-// Exactness rules the kernels rely on (see fixed_ops.py for the full contract):
+// Exactness rules the kernels rely on (see fpgac/interp/fixed_kernels.py for the full contract):
 //  * accumulators (CFG::acc_t) are AP_TRN/AP_WRAP and hold every product's fraction, so `acc += x * w` is a
 //    sum modulo 2^W: the order of the additions cannot change the result;
 //  * every value is cast once into its output type, by `out_t y = expr;` on an exact ap_fixed expression;
@@ -58,7 +58,7 @@ T from_bits(B bits) {
 }
 
 // Index of x in a lookup table: clamp(floor(x / 2^SHIFT) + OFFSET, 0, SIZE - 1), where S = frac(x) + SHIFT
-// (fixed_ops.table_index). Values beyond +-(SIZE + |OFFSET|) clamp to an end whatever the offset, so the
+// (fixed_kernels.table_index). Values beyond +-(SIZE + |OFFSET|) clamp to an end whatever the offset, so the
 // mantissa is limited to that first; every intermediate then fits in 64 bits for any input width.
 template <int S, int OFFSET, int SIZE, class T>
 int table_index(const T& x) {
@@ -91,7 +91,7 @@ typename CFG::acc_t initial_acc(const b_t b[], int o) {
 // ---------------------------------------------------------------------------------------------------------
 // dense: y[r][o] = acc_t(bias[o]) + sum_i x[r][i] * w[o][i], then one cast. x is [ROWS][IN] (the last axis
 // is the feature axis), w is [OUT][IN]. One row per step: the OUT x IN products of a row are spread over
-// CFG::REUSE cycles on MULTS multipliers (II = REUSE), as the estimate (backends/estimate.py) counts them.
+// CFG::REUSE cycles on MULTS multipliers (II = REUSE), as the estimate (analysis/estimate.py) counts them.
 template <class CFG, class in_t, class out_t, class w_t, class b_t>
 void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], const w_t w[CFG::OUT * CFG::IN],
            const b_t b[CFG::BIAS_SIZE]) {
@@ -215,7 +215,7 @@ void max_pool_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const bool valid
 }
 
 // avg pooling: the window sum in acc_t (exact), times recip[count], one cast. count_h/count_w hold, per
-// output row/column, how many cells count (fixed_ops / float_ops.divisor_1d); the count is their product.
+// output row/column, how many cells count (float_kernels.divisor_1d); the count is their product.
 template <class CFG, class in_t, class out_t, class r_t>
 void avg_pool_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const r_t recip[CFG::RECIP_SIZE], int count,
                     out_t y[CFG::C]) {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from fpgac.boards import BOARDS
 from fpgac.build import load_model
 from fpgac.ir import graphs_equal, parse_graph
 
@@ -19,9 +21,13 @@ MODEL = EXAMPLES / "digits_cnn.onnx"
 BATCH = EXAMPLES / "digits_batch.npy"
 
 
-def fpgac(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def fpgac(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fpgac", *map(str, args)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "fpgac", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -79,6 +85,43 @@ def test_sim_rejects_non_numpy_input(tmp_path: Path) -> None:
     assert_one_line_error(fpgac("sim", MODEL, "--input", bad, "--output", tmp_path / "y.npy"), "x.npy")
 
 
+@pytest.mark.parametrize("output", ["y.txt", "y", "y.npy.tmp"])
+def test_sim_refuses_an_output_name_that_is_not_npy(tmp_path: Path, output: str) -> None:
+    result = fpgac("sim", MODEL, "--input", BATCH, "--output", tmp_path / output)
+    assert_one_line_error(result, output, ".npy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sim_refuses_npy_for_several_outputs(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["y0"]), helper.make_node("Neg", ["x"], ["y1"])]
+    info = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3]) for n in ("x", "y0", "y1")]
+    graph = helper.make_graph(nodes, "g", info[:1], info[1:])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((1, 3), np.float32))
+    result = fpgac("sim", tmp_path / "m.onnx", "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy")
+    assert_one_line_error(result, "y.npy", "2 outputs", ".npz")
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_csim_refuses_a_bad_output_name_before_compiling(tmp_path: Path) -> None:
+    build = fpgac("build", MODEL, "--out", tmp_path / "b", "--backend", "none")
+    assert build.returncode == 0, build.stderr
+    # A build without an HLS project cannot be C-simulated: the output name is checked first.
+    result = fpgac("csim", tmp_path / "b", "--input", BATCH, "--output", tmp_path / "y.txt")
+    assert_one_line_error(result, "y.txt", ".npy")
+
+
+def test_boards_names_are_never_cut() -> None:
+    """The names --board and --part take, whole, at 80 columns and piped (rich shrank them to 'alveo…')."""
+    result = fpgac("boards", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["board", "part", "LUT"]
+    for board, line in zip(BOARDS.values(), lines[1:], strict=True):
+        assert line.split()[:3] == [board.name, board.part, f"{board.lut:,}"]
+        assert line.endswith(board.description)
+
+
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
@@ -109,7 +152,7 @@ def _lstm_model(path: Path) -> Path:
         (lambda d: _write(d / "model.txt", MODEL.read_bytes()), ["model.txt"]),
         (
             lambda d: _lstm_model(d / "lstm.onnx"),
-            ["lstm.onnx", "node 'Foo_3' (op LSTM) is not supported", "supported ops: ", "Conv"],
+            ["lstm.onnx", "node 'Foo_3' (op LSTM) is not supported", "'Supported ONNX ops'"],
         ),
     ],
     ids=["missing", "empty", "truncated", "extension", "unsupported-op"],
