@@ -84,7 +84,7 @@ def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> N
         if len(outputs) == 1 and path.suffix != ".npz":
             np.save(handle, outputs[0])
         elif path.suffix == ".npz":
-            np.savez(handle, **dict(zip(output_names(graph), outputs, strict=True)))
+            np.savez(handle, allow_pickle=True, **dict(zip(output_names(graph), outputs, strict=True)))
         else:
             tmp.unlink()
             raise ArrayFileError(f"{path}: the model has {len(outputs)} outputs; write them to a .npz")

@@ -138,7 +138,7 @@ def compile_model(model: Path, options: BuildOptions) -> tuple[Graph, dict[str, 
     passes = [make_pass(call, calib, defaults) for call in calls]
     graph = run_pipeline(graph, passes)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-    settings["passes"] = ", ".join(p.name for p in passes)  # type: ignore[attr-defined]
+    settings["passes"] = ", ".join(p.name for p in passes)
     settings["board"], settings["part"], settings["clock_mhz"] = board.name, board.part, board.clock_mhz
     report = build_report(graph, model=model.name, board=board, options=settings)
     reuse = reuse_factors(graph, layer_reuse, options.reuse)

@@ -173,7 +173,7 @@ def alphabet(param: Param, stream: str) -> int:
 
 def _width(param: Param) -> int:
     fmt = param.format
-    return fmt.width if isinstance(fmt, Fixed) else fmt.bits  # type: ignore[union-attr]
+    return fmt.width if isinstance(fmt, Fixed) else fmt.bits
 
 
 def storage_bits(param: Param) -> dict[str, int]:

@@ -90,6 +90,11 @@ def _param_shape(params: dict[str, Any], key: str) -> Shape | None:
     return tuple(np.shape(data))
 
 
+def _required_shape(params: dict[str, Any], key: str) -> Shape:
+    """The shape of a required param (``OpDef.check`` has made sure it is there)."""
+    return tuple(np.shape(getattr(params[key], "data", params[key])))
+
+
 def _broadcast(shapes: list[Shape], what: str) -> Shape:
     try:
         return tuple(int(d) for d in np.broadcast_shapes(*shapes))
@@ -107,7 +112,7 @@ def _elementwise(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, A
 
 def _affine(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    out = _broadcast([x, _param_shape(params, "scale"), _param_shape(params, "shift")], "affine")
+    out = _broadcast([x, _required_shape(params, "scale"), _required_shape(params, "shift")], "affine")
     if out != x:
         raise ShapeError(f"affine params would broadcast the input {x} to {out}")
     return x
@@ -115,7 +120,7 @@ def _affine(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) 
 
 def _prelu(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    out = _broadcast([x, _param_shape(params, "slope")], "prelu")
+    out = _broadcast([x, _required_shape(params, "slope")], "prelu")
     if out != x:
         raise ShapeError(f"prelu slope would broadcast the input {x} to {out}")
     return x
@@ -123,7 +128,7 @@ def _prelu(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -
 
 def _dense(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    weight = _param_shape(params, "weight")
+    weight = _required_shape(params, "weight")
     if len(weight) != 2 or not x or x[-1] != weight[1]:
         raise ShapeError(f"dense weight {weight} does not fit input {x} (weight is (out, in))")
     bias = _param_shape(params, "bias")
@@ -163,7 +168,7 @@ def _spatial(x: Shape, attrs: dict[str, Any], kernel: list[int], ceil_mode: bool
 
 def _conv(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    weight = _param_shape(params, "weight")
+    weight = _required_shape(params, "weight")
     groups = attrs["groups"]
     if len(weight) != len(x) + 1 or groups < 1 or x[0] % groups or weight[0] % groups:
         raise ShapeError(f"conv weight {weight} with groups={groups} does not fit input {x}")

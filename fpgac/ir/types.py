@@ -21,6 +21,10 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Rounding(StrEnum):
@@ -97,7 +101,7 @@ class Fixed:
         """Value of one mantissa step, ``2**-frac_bits`` (exact unless outside float64's exponent range)."""
         return math.ldexp(1.0, -self.frac_bits)
 
-    def quantize(self, x: object) -> object:
+    def quantize(self, x: np.ndarray) -> np.ndarray:
         """Mantissas of ``fmt_t y = (double)x`` for an array ``x``; see :func:`fpgac.ir.fixed.quantize`."""
         from fpgac.ir.fixed import quantize  # fixed.py imports this module
 
