@@ -29,8 +29,6 @@ from fpgac.ir.types import Fixed
 if TYPE_CHECKING:
     from fpgac.ir.graph import Param
 
-STREAMS = ("index", "gap")
-
 
 @dataclass(frozen=True, eq=False)
 class Encoding:

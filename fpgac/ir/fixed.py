@@ -68,12 +68,6 @@ def as_mantissas(m: np.ndarray | int, fmt: Fixed) -> np.ndarray:
     raise TypeError(f"mantissas of {fmt} must be integers, not {arr.dtype}")
 
 
-def in_range(m: np.ndarray, fmt: Fixed) -> np.ndarray:
-    """Boolean mask of the elements of ``m`` that are valid mantissas of ``fmt``."""
-    m = np.asarray(m)
-    return (m >= fmt.min_mantissa) & (m <= fmt.max_mantissa)
-
-
 _as_py_int = np.frompyfunc(int, 1, 1)
 
 

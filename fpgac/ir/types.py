@@ -21,10 +21,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import numpy as np
 
 
 class Rounding(StrEnum):
@@ -101,12 +97,6 @@ class Fixed:
         """Value of one mantissa step, ``2**-frac_bits`` (exact unless outside float64's exponent range)."""
         return math.ldexp(1.0, -self.frac_bits)
 
-    def quantize(self, x: np.ndarray) -> np.ndarray:
-        """Mantissas of ``fmt_t y = (double)x`` for an array ``x``; see :func:`fpgac.ir.fixed.quantize`."""
-        from fpgac.ir.fixed import quantize  # fixed.py imports this module
-
-        return quantize(x, self)
-
     def ap_type(self) -> str:
         """The C++ type that implements this format, e.g. ``ap_fixed<16,6,AP_RND_CONV,AP_SAT>``."""
         base = "ap_fixed" if self.signed else "ap_ufixed"
@@ -165,9 +155,6 @@ class TensorType:
         for d in self.shape:
             size *= d
         return size
-
-    def with_shape(self, shape: tuple[int, ...]) -> TensorType:
-        return TensorType(tuple(shape), self.format)
 
     def with_format(self, fmt: Format) -> TensorType:
         return TensorType(self.shape, fmt, self.layout)
