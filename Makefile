@@ -28,6 +28,7 @@ demo: $(VENV)/.core
 lint: $(VENV)/.test
 	$(BIN)/ruff check fpgac tests bench examples
 	$(BIN)/ruff format --check fpgac tests bench examples
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q

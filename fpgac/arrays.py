@@ -99,5 +99,5 @@ def save_outputs(path: str | Path, graph: Graph, outputs: list[np.ndarray]) -> N
         if path.suffix == ".npy":
             np.save(handle, outputs[0])
         else:
-            np.savez(handle, **dict(zip(output_names(graph), outputs, strict=True)))
+            np.savez(handle, allow_pickle=False, **dict(zip(output_names(graph), outputs, strict=True)))
     tmp.replace(path)

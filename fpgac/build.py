@@ -189,7 +189,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         layer_reuse=reuse,
     )
     est = estimate(graph, board, decisions.io, decisions.layer_reuse)
-    names = tuple(p.name for p in (*CLEANUPS, *passes))  # type: ignore[attr-defined]
+    names = tuple(p.name for p in (*CLEANUPS, *passes))
     report = _report(model, options, graph, board, names, decisions, est)
     return CompiledDesign(graph, board, names, decisions, est, report)
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from fpgac.analysis.cost import node_cost
@@ -81,15 +81,16 @@ def inspect(model: Path, show_ir: bool) -> None:
         click.echo(print_graph(graph), nl=False)
         return
     table = Table(title=f"{model.name}: {len(graph.nodes)} layers")
-    for column, justify in [
+    columns: list[tuple[str, JustifyMethod]] = [
         ("#", "right"),
         ("layer", "left"),
         ("op", "left"),
         ("output", "left"),
         ("params", "right"),
         ("MACs", "right"),
-    ]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    ]
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     total_params = total_macs = 0
     for index, node in enumerate(graph.nodes):
         cost = node_cost(node)
@@ -279,8 +280,14 @@ def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool)
 
 def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> None:
     table = Table(title="overflows: values saturated or wrapped at each layer's output")
-    for column, justify in [("layer", "left"), ("overflows", "right"), ("values", "right"), ("%", "right")]:
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    columns: list[tuple[str, JustifyMethod]] = [
+        ("layer", "left"),
+        ("overflows", "right"),
+        ("values", "right"),
+        ("%", "right"),
+    ]
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     for name, count in overflows.items():
         total = elements[name]
         table.add_row(name, f"{count:,}", f"{total:,}", f"{100 * count / max(total, 1):.3f}")

@@ -51,7 +51,7 @@ def _weight_format(node: Node) -> str | None:
 
 def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, Any]) -> dict[str, Any]:
     """The content of ``report.json``."""
-    layers = []
+    layers: list[dict[str, Any]] = []
     for node in graph.nodes:
         cost = node_cost(node)
         layers.append(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 import onnx
@@ -50,7 +50,7 @@ class BatchDim:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, BatchDim):
             return self.coef == other.coef
-        if _is_int(other) and int(other) <= 0 < self.coef:  # type: ignore[call-overload]
+        if _is_int(other) and int(other) <= 0 < self.coef:
             return False  # N >= 1, so it never equals 0 or -1 (the special reshape entries)
         raise FoldError(f"cannot compare the batch size {self!r} with {other!r}")
 
@@ -59,24 +59,24 @@ class BatchDim:
 
     def __mul__(self, other: object) -> BatchDim:
         if _is_int(other):
-            return BatchDim(self.coef * int(other))  # type: ignore[call-overload]
+            return BatchDim(self.coef * int(other))
         raise FoldError(f"cannot multiply the batch size {self!r} by {other!r}")
 
     __rmul__ = __mul__
 
     def __add__(self, other: object) -> BatchDim:
-        if _is_int(other) and int(other) == 0:  # type: ignore[call-overload]
+        if _is_int(other) and int(other) == 0:
             return self
         raise FoldError(f"cannot add {other!r} to the batch size {self!r}")
 
     __radd__ = __add__
 
     def __sub__(self, other: object) -> BatchDim:
-        return self.__add__(-other if _is_int(other) else other)  # type: ignore[operator]
+        return self.__add__(-other if _is_int(other) else other)
 
     def __floordiv__(self, other: object) -> BatchDim:
-        if _is_int(other) and int(other) != 0 and self.coef % int(other) == 0:  # type: ignore[call-overload]
-            return BatchDim(self.coef // int(other))  # type: ignore[call-overload]
+        if _is_int(other) and int(other) != 0 and self.coef % int(other) == 0:
+            return BatchDim(self.coef // int(other))
         raise FoldError(f"cannot divide the batch size {self!r} by {other!r}")
 
     __truediv__ = __floordiv__
@@ -85,10 +85,10 @@ class BatchDim:
         raise FoldError("the batch size is only known at run time")
 
     __index__ = __int__
-    __float__ = __int__  # type: ignore[assignment]
+    __float__ = __int__
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 

@@ -98,8 +98,9 @@ class NodeContext:
 
     def const_raw(self, index: int, what: str) -> np.ndarray:
         """Like :meth:`const`, but symbolic batch entries are allowed (shape tensors)."""
-        if self.has(index) and isinstance(self.inputs[index], np.ndarray):
-            return self.inputs[index]  # type: ignore[return-value]
+        value = self.inputs[index] if self.has(index) else None
+        if isinstance(value, np.ndarray):
+            return value
         return self.const(index, what)
 
     def floats(self, index: int, what: str) -> np.ndarray:

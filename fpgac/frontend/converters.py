@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import SupportsInt
 
 import numpy as np
 
@@ -218,9 +219,10 @@ def convert_average_pool(ctx: NodeContext) -> list[Tensor]:
     kernel = ctx.ints_attr("kernel_shape")
     if not kernel:
         raise ctx.error("kernel_shape is required")
-    attrs: dict[str, object] = {**_window_attrs(ctx, x, kernel), "kernel": kernel}
-    if any(d != 1 for d in attrs.pop("dilations")):  # type: ignore[union-attr]
+    window = _window_attrs(ctx, x, kernel)
+    if any(d != 1 for d in window.pop("dilations")):
         raise ctx.error("dilated average pooling is not supported")
+    attrs: dict[str, object] = {**window, "kernel": kernel}
     attrs["ceil_mode"] = bool(ctx.int_attr("ceil_mode", 0))
     attrs["count_include_pad"] = bool(ctx.int_attr("count_include_pad", 0))
     return [ctx.emit("avg_pool", [x], attrs)]
@@ -394,10 +396,10 @@ def convert_size(ctx: NodeContext) -> list[Tensor]:
     return [np.asarray(BatchDim(math.prod(ctx.act(0).shape)), dtype=object)]
 
 
-def _is_batch_entry(ctx: NodeContext, entry: object, allowzero: bool) -> bool:
+def _is_batch_entry(ctx: NodeContext, entry: BatchDim | SupportsInt, allowzero: bool) -> bool:
     if isinstance(entry, BatchDim):
         return entry.coef == 1
-    value = int(entry)  # type: ignore[call-overload]
+    value = int(entry)
     return value == -1 or (value == 0 and not allowzero) or (ctx.batch is not None and value == ctx.batch)
 
 

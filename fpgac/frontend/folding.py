@@ -43,9 +43,10 @@ _INT_TYPES = {
 
 
 def _need(inputs: Inputs, index: int, what: str) -> np.ndarray:
-    if index >= len(inputs) or inputs[index] is None:
+    value = inputs[index] if index < len(inputs) else None
+    if value is None:
         raise FoldError(f"missing input {index} ({what})")
-    return inputs[index]  # type: ignore[return-value]
+    return value
 
 
 def _axis(axis: int, rank: int) -> int:

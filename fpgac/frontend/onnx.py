@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
@@ -331,9 +330,10 @@ class _Lowering:
 
     def _evaluate(self, ctx: NodeContext, where: str) -> list[Tensor]:
         present = [v for v in ctx.inputs if v is not None]
-        if ctx.op in FOLDERS and all(isinstance(v, np.ndarray) for v in present):
+        constants = [v for v in ctx.inputs if not isinstance(v, Value)]
+        if ctx.op in FOLDERS and len(constants) == len(ctx.inputs):
             try:
-                return list(fold(ctx.op, ctx.inputs, ctx.attrs, ctx.opset))  # type: ignore[arg-type]
+                return list(fold(ctx.op, constants, ctx.attrs, ctx.opset))
             except FoldError as exc:
                 raise FrontendError(f"{where}: {exc}") from None
         if ctx.op not in CONVERTERS:

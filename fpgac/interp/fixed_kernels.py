@@ -149,7 +149,9 @@ def _wrap_into(total: np.ndarray, frac: int, acc: Fixed) -> np.ndarray:
     return fixed.cast(total, Fixed(width, width - frac, True), acc)
 
 
-def _accumulate(node: Node, products: np.ndarray, prod_frac: int, bias_axis_shape: tuple[int, ...]) -> tuple:
+def _accumulate(
+    node: Node, products: np.ndarray, prod_frac: int, bias_axis_shape: tuple[int, ...]
+) -> tuple[np.ndarray, Fixed]:
     """Add the bias and wrap into ``acc``: what ``acc_t acc = bias; acc += x * w; ...`` leaves."""
     acc = _acc(node)
     total = _shift_left(products, acc.frac_bits - prod_frac, node)

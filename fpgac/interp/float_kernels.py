@@ -51,13 +51,14 @@ def windows(
     pads: Sequence[int],
     dilations: Sequence[int],
     out: Sequence[int],
-    fill: float,
+    fill: float | np.ndarray,
 ) -> np.ndarray:
     """A strided view ``(N, C, *out, *kernel)`` of every window of ``x`` (N, C, *spatial).
 
     ``x`` is padded with ``fill`` by ``pads`` and, where ``out`` asks for windows
     that run past the end padding (pooling with ``ceil_mode``), by as much more
-    as the last window needs. The caller decides what those extra cells mean.
+    as the last window needs. The caller decides what those extra cells mean;
+    ``fill`` may be a 0-d object array, which keeps wide mantissas exact.
     """
     nd = len(kernel)
     widths = [(0, 0), (0, 0)]

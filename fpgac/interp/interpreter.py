@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Literal, overload
 
 import numpy as np
 
@@ -32,6 +33,10 @@ class SimulationError(FpgacError):
     """The inputs do not fit the graph, or an op failed while simulating it."""
 
 
+@overload
+def run_float(graph: Graph, inputs: Inputs, *, trace: Literal[False] = False) -> list[np.ndarray]: ...
+@overload
+def run_float(graph: Graph, inputs: Inputs, *, trace: Literal[True]) -> dict[str, np.ndarray]: ...
 def run_float(
     graph: Graph, inputs: Inputs, *, trace: bool = False
 ) -> list[np.ndarray] | dict[str, np.ndarray]:

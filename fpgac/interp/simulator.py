@@ -51,9 +51,9 @@ def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False) -> BitsimRes
         fmt = _format(value.type.format, f"input {value.name!r}")
         if np.isnan(array).any():
             raise SimulationError(f"input {value.name!r} contains NaN, which has no fixed-point value")
-        m, bad = fixed.quantize(array.astype(np.float64), fmt, return_overflow=True)
+        m, overflowed = fixed.quantize(array.astype(np.float64), fmt, return_overflow=True)
         env[id(value)] = m
-        overflows[value.name], elements[value.name] = int(np.count_nonzero(bad)), m.size
+        overflows[value.name], elements[value.name] = int(np.count_nonzero(overflowed)), m.size
         if trace:
             traced[value.name] = m
     keep = {id(v) for v in graph.outputs}

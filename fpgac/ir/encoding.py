@@ -29,8 +29,6 @@ from fpgac.ir.types import Fixed
 if TYPE_CHECKING:
     from fpgac.ir.graph import Param
 
-STREAMS = ("index", "gap")
-
 
 @dataclass(frozen=True, eq=False)
 class Encoding:
@@ -173,7 +171,7 @@ def alphabet(param: Param, stream: str) -> int:
 
 def _width(param: Param) -> int:
     fmt = param.format
-    return fmt.width if isinstance(fmt, Fixed) else fmt.bits  # type: ignore[union-attr]
+    return fmt.width if isinstance(fmt, Fixed) else fmt.bits
 
 
 def storage_bits(param: Param) -> dict[str, int]:

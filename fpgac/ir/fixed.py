@@ -29,6 +29,8 @@ offer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal, overload
 
 import numpy as np
 
@@ -64,12 +66,6 @@ def as_mantissas(m: np.ndarray | int, fmt: Fixed) -> np.ndarray:
     if arr.dtype == object or arr.dtype.kind in "iub":
         return arr.astype(np.int64)
     raise TypeError(f"mantissas of {fmt} must be integers, not {arr.dtype}")
-
-
-def in_range(m: np.ndarray, fmt: Fixed) -> np.ndarray:
-    """Boolean mask of the elements of ``m`` that are valid mantissas of ``fmt``."""
-    m = np.asarray(m)
-    return (m >= fmt.min_mantissa) & (m <= fmt.max_mantissa)
 
 
 _as_py_int = np.frompyfunc(int, 1, 1)
@@ -248,6 +244,12 @@ def _requantize(
 # public API
 
 
+@overload
+def cast(m: np.ndarray, src: Fixed, dst: Fixed, *, return_overflow: Literal[False] = False) -> np.ndarray: ...
+@overload
+def cast(
+    m: np.ndarray, src: Fixed, dst: Fixed, *, return_overflow: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
 def cast(
     m: np.ndarray, src: Fixed, dst: Fixed, *, return_overflow: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -284,7 +286,7 @@ _SHIFT_ROUNDERS = {
 
 # Each mode's rounding of a float64 ``v`` to an integer; exact while ``|v| < 2**51`` (``v +- 0.5`` is
 # then exactly representable). They match ``_round_increment``'s rules on the floored value.
-_FLOAT_ROUNDERS = {
+_FLOAT_ROUNDERS: dict[Rounding, Callable[[np.ndarray], np.ndarray]] = {
     Rounding.TRN: np.floor,
     Rounding.TRN_ZERO: np.trunc,
     Rounding.RND: lambda v: np.floor(v + 0.5),
@@ -331,6 +333,12 @@ def _decompose_double(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return man, exp, zero
 
 
+@overload
+def quantize(x: np.ndarray, fmt: Fixed, *, return_overflow: Literal[False] = False) -> np.ndarray: ...
+@overload
+def quantize(
+    x: np.ndarray, fmt: Fixed, *, return_overflow: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
 def quantize(
     x: np.ndarray, fmt: Fixed, *, return_overflow: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,8 @@
 Learned from onnx-ir's ``_core.py``: a :class:`Value` knows the node that produces
 it and every (node, input index) that uses it, so rewrites are local
 (``value.replace_all_uses_with(other)``) instead of dictionary bookkeeping.
-Storage is our own; :meth:`Graph.to_networkx` gives networkx a view for
-analyses.
+Storage is our own; networkx serves analyses on a view built for the purpose
+(:meth:`Graph.sort`'s topological order).
 """
 
 from __future__ import annotations
@@ -276,17 +276,6 @@ class Graph:
         return len(self._nodes)
 
     # -- analyses ---------------------------------------------------------------------------
-    def to_networkx(self) -> nx.MultiDiGraph:
-        """A view for analyses: one networkx node per IR node, edges labelled by value."""
-        view = nx.MultiDiGraph(name=self.name)
-        for node in self._nodes:
-            view.add_node(node.name, op=node.op)
-        for node in self._nodes:
-            for value in node.outputs:
-                for consumer in value.consumers:
-                    view.add_edge(node.name, consumer.name, value=value.name)
-        return view
-
     def sort(self) -> None:
         """Restore topological order (stable: keeps the current order where it is legal)."""
         position = {id(n): i for i, n in enumerate(self._nodes)}

@@ -35,7 +35,7 @@ def graph_files(graph: Graph) -> dict[str, bytes]:
                     index.append([node.name, extra])
     arrays["index"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=True, **arrays)
     return {GRAPH_FILE: print_graph(graph).encode(), WEIGHTS_FILE: buffer.getvalue()}
 
 

@@ -24,6 +24,11 @@ def _param_shape(params: dict[str, Any], key: str) -> Shape | None:
     return tuple(np.shape(data))
 
 
+def _required_shape(params: dict[str, Any], key: str) -> Shape:
+    """The shape of a required param (``OpDef.check`` has made sure it is there)."""
+    return tuple(np.shape(getattr(params[key], "data", params[key])))
+
+
 def _broadcast(shapes: list[Shape], what: str) -> Shape:
     try:
         return tuple(int(d) for d in np.broadcast_shapes(*shapes))
@@ -41,7 +46,7 @@ def elementwise(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, An
 
 def affine(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    out = _broadcast([x, _param_shape(params, "scale"), _param_shape(params, "shift")], "affine")
+    out = _broadcast([x, _required_shape(params, "scale"), _required_shape(params, "shift")], "affine")
     if out != x:
         raise ShapeError(f"affine params would broadcast the input {x} to {out}")
     return x
@@ -49,7 +54,7 @@ def affine(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -
 
 def prelu(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    out = _broadcast([x, _param_shape(params, "slope")], "prelu")
+    out = _broadcast([x, _required_shape(params, "slope")], "prelu")
     if out != x:
         raise ShapeError(f"prelu slope would broadcast the input {x} to {out}")
     return x
@@ -57,7 +62,7 @@ def prelu(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) ->
 
 def dense(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    weight = _param_shape(params, "weight")
+    weight = _required_shape(params, "weight")
     if len(weight) != 2 or not x or x[-1] != weight[1]:
         raise ShapeError(f"dense weight {weight} does not fit input {x} (weight is (out, in))")
     bias = _param_shape(params, "bias")
@@ -97,7 +102,7 @@ def _spatial(x: Shape, attrs: dict[str, Any], kernel: list[int], ceil_mode: bool
 
 def conv(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
-    weight = _param_shape(params, "weight")
+    weight = _required_shape(params, "weight")
     groups = attrs["groups"]
     if len(weight) != len(x) + 1 or groups < 1 or x[0] % groups or weight[0] % groups:
         raise ShapeError(f"conv weight {weight} with groups={groups} does not fit input {x}")

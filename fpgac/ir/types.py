@@ -156,9 +156,6 @@ class TensorType:
             size *= d
         return size
 
-    def with_shape(self, shape: tuple[int, ...]) -> TensorType:
-        return TensorType(tuple(shape), self.format)
-
     def with_format(self, fmt: Format) -> TensorType:
         return TensorType(self.shape, fmt, self.layout)
 

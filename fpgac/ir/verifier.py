@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from fpgac.ir.encoding import encoding_problem
 from fpgac.ir.graph import Graph, IRError, Node, Value
-from fpgac.ir.ops import OPS, ShapeError, infer_shapes
+from fpgac.ir.opdef import ShapeError
+from fpgac.ir.ops import OPS, infer_shapes
 from fpgac.ir.types import Fixed
 
 

@@ -9,7 +9,8 @@ lowering) are passes too, placed by ``pipeline.py`` and the build, not by users.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import Field
+from typing import Any, ClassVar, Protocol
 
 from fpgac.ir import Graph
 from fpgac.passes.cleanup import Cleanup
@@ -23,14 +24,15 @@ from fpgac.passes.share import Share
 
 
 class Pass(Protocol):
-    """What every pass provides."""
+    """What every pass provides: a dataclass (its fields are its options) with a name and a ``run``."""
 
-    name: str
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
+    name: ClassVar[str]
 
     def run(self, graph: Graph) -> Graph: ...
 
 
-PASSES: dict[str, type] = {
+PASSES: dict[str, type[Pass]] = {
     Cleanup.name: Cleanup,
     FoldAffine.name: FoldAffine,
     LowRank.name: LowRank,

@@ -132,6 +132,7 @@ class LowRank:
                 drifted = True
             else:
                 if current is not traced:  # an unsplit layer after split ones still corrects their drift
+                    assert current is not None and traced is not None
                     _refit_in_place(layer.node, current, traced, self.damp)
                 after = before
             kept = r if split else layer.full  # an unsplit layer keeps its full rank

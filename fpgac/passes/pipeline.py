@@ -68,7 +68,7 @@ def _convert(pass_name: str, key: str, value: object, hint: object) -> object:
     raise PassSpecError(f"--passes: option {key}={value!r} of {pass_name!r} must be {expected}")
 
 
-def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapping[str, Any]) -> object:
+def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapping[str, Any]) -> Pass:
     """Instantiate one pass from a spec call, with build-wide ``defaults`` for fields it has."""
     cls = PASSES.get(call.name)
     if cls is None:
@@ -88,13 +88,13 @@ def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapp
     return cls(**kwargs)
 
 
-def run_pipeline(graph: Graph, passes: Sequence[object]) -> Graph:
+def run_pipeline(graph: Graph, passes: Sequence[Pass]) -> Graph:
     """Run passes in order on ``graph``, verifying after each; failures name the pass and its history."""
     done: list[str] = []
     for p in passes:
-        name = p.name  # type: ignore[attr-defined]
+        name = p.name
         try:
-            graph = p.run(graph)  # type: ignore[attr-defined]
+            graph = p.run(graph)
             verify(graph)
         except Refusal:
             raise  # its message already names the target, node and reason in full

@@ -100,7 +100,7 @@ class Prune:
                 "threshold": float(limits[node.name]),
                 "refit": bool(self.reconstruct and refittable(node)),
             }
-        options = {
+        options: dict[str, object] = {
             "sparsity": self.sparsity,
             "scope": self.scope,
             "threshold": self.threshold,

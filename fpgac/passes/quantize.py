@@ -67,13 +67,13 @@ def activation_format(lo: float, hi: float, width: int, headroom: int, signed: b
     return Fixed(width, _int_bits(magnitude, signed) + headroom, signed, Rounding.RND, Overflow.SAT)
 
 
-def constant_format(data: np.ndarray, width: int) -> Fixed:
+def constant_format(data: np.ndarray | np.float64, width: int) -> Fixed:
     return Fixed(
         width, _int_bits(float(np.abs(data).max(initial=0.0)), True), True, Rounding.RND_CONV, Overflow.SAT
     )
 
 
-def _quantized(data: np.ndarray, fmt: Fixed) -> Param:
+def _quantized(data: np.ndarray | np.float64, fmt: Fixed) -> Param:
     """The param as the hardware stores it: values exactly representable in ``fmt`` (float64)."""
     data = np.asarray(data, np.float64)
     # fixed.quantize returns at least 1-d arrays: keep scalar params (alpha, gamma) scalar.
@@ -322,7 +322,12 @@ def _mean(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> 
 
 
 def _table(
-    node: Node, fx: Fixed, domain: tuple[float, float], entries: int, fn: Callable, out: Fixed
+    node: Node,
+    fx: Fixed,
+    domain: tuple[float, float],
+    entries: int,
+    fn: Callable[[np.ndarray], np.ndarray],
+    out: Fixed,
 ) -> None:
     """A lookup table of ``fn`` over ``domain``, indexed by ``floor(x / 2**shift) + offset``.
 

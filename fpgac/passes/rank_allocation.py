@@ -95,7 +95,7 @@ def effective_cost(layer: SplitLayer, ranks: Ranks, what: str) -> int:
 
 def energy_ranks(layer: SplitLayer, energy: float) -> Ranks:
     def least(e: np.ndarray) -> int:
-        return int(min(np.searchsorted(np.cumsum(e), energy - 1e-12) + 1, len(e)))
+        return min(int(np.searchsorted(np.cumsum(e), energy - 1e-12)) + 1, len(e))
 
     return least(layer.energies[0]), least(layer.energies[1]) if layer.tucker else least(layer.energies[0])
 

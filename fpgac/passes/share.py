@@ -99,7 +99,7 @@ class Share:
                 "used": int(np.unique(indices).size),
                 "refit": refitted,
             }
-        options = {"bits": self.bits, "clusters": self.clusters, "refit": self.refit}
+        options: dict[str, object] = {"bits": self.bits, "clusters": self.clusters, "refit": self.refit}
         if self.layer_bits:
             options["layer_bits"] = dict(self.layer_bits)
         record(graph, self.name, options, facts)

@@ -69,7 +69,8 @@ def parse_pass_spec(spec: str) -> list[PassCall]:
         kind, text = tokens[i]
         if kind != "name":
             raise error(f"expected a pass name, got {text!r}")
-        name, options = text, {}
+        name = text
+        options: dict[str, str | int | float | bool] = {}
         i += 1
         if i < len(tokens) and tokens[i] == ("punct", "("):
             i += 1

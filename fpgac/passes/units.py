@@ -74,7 +74,8 @@ def find_site(graph: Graph, producer: Node) -> Site | str:
         return "already quantized"
     value = producer.output
     axis = 0 if producer.op == "conv" else len(value.shape) - 1
-    block, path = 1, []
+    block = 1
+    path: list[Node] = []
     outputs = {id(v) for v in graph.outputs}
     while True:
         if id(value) in outputs or len(value.uses) != 1:

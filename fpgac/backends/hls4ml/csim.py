@@ -131,7 +131,11 @@ def run_hls4ml_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool
         if trace:
             lib.free_trace_storage()
     mantissas = [_from_hls(o, graph, e) for o, e in zip(outs, meta["outputs"], strict=True)]
-    values = [fixed.to_float(m, v.type.format) for m, v in zip(mantissas, graph.outputs, strict=True)]
+    values = []
+    for m, value in zip(mantissas, graph.outputs, strict=True):
+        fmt = value.type.format
+        assert isinstance(fmt, Fixed)  # _from_hls has checked it
+        values.append(fixed.to_float(m, fmt))
     by_value = {
         e["value"]: _from_hls(traced[name], graph, e) for name, e in meta["traced"].items() if name in seen
     }

@@ -118,12 +118,12 @@ def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str,
     if node.op == "max_pool":
         return _pool(node), {"accum": precision(fx)}
     if node.op in ("hls4ml_mean", "reduce"):
-        c, h, w = x.shape
+        c, h, width = x.shape
         kind = "GlobalAveragePooling2D" if node.op == "hls4ml_mean" else "GlobalMaxPooling2D"
         layer = {
             "class_name": kind,
             "in_height": h,
-            "in_width": w,
+            "in_width": width,
             "n_filt": c,
             "data_format": "channels_last",
         }

@@ -31,6 +31,7 @@ from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
 from fpgac.ir.serialize import load_graph
+from fpgac.ir.types import Fixed
 
 HLS_DIR = "hls"
 CACHE_DIR = ".csim"
@@ -166,7 +167,7 @@ def _collect(
             raise CsimError(f"C simulation wrote {len(rows)} samples of output {value.name!r}, expected {n}")
         m = np.stack(rows).reshape(n, *value.shape) if rows else np.zeros((0, *value.shape), np.int64)
         fmt = value.type.format
-        assert isinstance(fmt, fixed.Fixed)
+        assert isinstance(fmt, Fixed)
         mantissas.append(m)
         outputs.append(fixed.to_float(m, fmt))
     traced: dict[str, list[np.ndarray]] = {}

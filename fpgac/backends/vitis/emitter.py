@@ -27,7 +27,8 @@ from fpgac.analysis.estimate import BRAM_MIN_BITS, memory_cost
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import stream as vitis_stream
-from fpgac.backends.vitis.layers import LAYER_SUFFIXES, Array, Ctx, VitisError, emit_layer
+from fpgac.backends.vitis.ccode import Array, Ctx, VitisError
+from fpgac.backends.vitis.layers import LAYER_SUFFIXES, emit_layer
 from fpgac.backends.vitis.weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Node, Value
@@ -110,7 +111,7 @@ def design(
         out_fmt = _fixed(node.output)
         out = ValueInfo(f"{layer}_out", f"{layer}_out_t", node.output.type.size, out_fmt)
         ins = [values[id(v)] for v in node.inputs]
-        args = [
+        args: list[vitis_stream.LayerArg] = [
             {"name": f"x{k}", "type": i.type, "size": i.size, "value": i.name, "v": v}
             for k, (i, v) in enumerate(zip(ins, node.inputs, strict=True))
         ]
@@ -189,7 +190,13 @@ def design(
 
 
 def _context(
-    node: Node, layer: str, args: list[dict], ins: list[ValueInfo], out: ValueInfo, mode: str, reuse: int
+    node: Node,
+    layer: str,
+    args: list[vitis_stream.LayerArg],
+    ins: list[ValueInfo],
+    out: ValueInfo,
+    mode: str,
+    reuse: int,
 ) -> Ctx:
     """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index."""
     in_types, in_fmts = [i.type for i in ins], [i.fmt for i in ins]

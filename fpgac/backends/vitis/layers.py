@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -203,7 +204,7 @@ def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str
     raise VitisError(f"{where}: only 1-d and 2-d windows are supported, input is {x_shape}")
 
 
-def _window(attrs: dict, key: str, default: int, nd: int) -> tuple[int, int]:
+def _window(attrs: dict[str, Any], key: str, default: int, nd: int) -> tuple[int, int]:
     """(H, W) components of a per-axis attribute; 1-d ops get the neutral value on H."""
     values = attrs.get(key) or [default] * nd
     return (default, values[0]) if nd == 1 else (values[0], values[1])
@@ -281,13 +282,13 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
         raise VitisError(f"{ctx.where()}: reciprocal table of {recip_size} entries is too short")
     values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
     code.config = config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
-    counts = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
+    cells = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
     if ctx.stream:
-        count = f"{counts[0]}[oh] * {counts[1]}[ow]"
+        count = f"{cells[0]}[oh] * {cells[1]}[ow]"
         window_stream(ctx, code, f"fpgac::avg_pool_pixel<{ctx.name}_config>(win, {recip}, {count}, y);")
         return
     code.body = (
-        f"  fpgac::avg_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {', '.join(counts)});"
+        f"  fpgac::avg_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {', '.join(cells)});"
     )
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, TypedDict
 
 from fpgac.backends.cnames import CNames
 from fpgac.ir.graph import Graph, Node, Value
@@ -56,7 +57,17 @@ def layer_mode(node: Node) -> str:
     return "buffered"
 
 
-def signature(name: str, mode: str, args: list[dict], out_type: str, out: Value) -> str:
+class LayerArg(TypedDict):
+    """One input of a layer function: its C name (``x0``...), type and size, and the value it carries."""
+
+    name: str
+    type: str
+    size: int
+    value: str
+    v: Value
+
+
+def signature(name: str, mode: str, args: list[LayerArg], out_type: str, out: Value) -> str:
     """The layer function's declaration: streams in, stream out (buffered layers' streams end in ``_s``)."""
     suffix = "_s" if mode == "buffered" else ""
     params = [f"{stream_type(a['type'], a['v'])}& {a['name']}{suffix}" for a in args]
@@ -64,7 +75,7 @@ def signature(name: str, mode: str, args: list[dict], out_type: str, out: Value)
     return f"static void {name}({', '.join(params)})"
 
 
-def buffered_body(body: str, args: list[dict], out_type: str, out: Value) -> str:
+def buffered_body(body: str, args: list[LayerArg], out_type: str, out: Value) -> str:
     """Gather every input into a logical-order array, run the array code, stream the result out."""
     lines = []
     for a in args:
@@ -84,7 +95,7 @@ class Wiring:
     forks: list[str]
 
 
-def wire(graph: Graph, design: dict, names: CNames) -> Wiring:
+def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
     """Connect ports, layers and forks with FIFOs; every value's trace is taken after its producer runs.
 
     ``design`` is :func:`fpgac.backends.vitis.emitter.design`'s data (inputs, layers, outputs with C names).
