@@ -21,7 +21,6 @@ from fpgac.errors import FpgacError
 from fpgac.ir import Graph, print_graph
 
 _console = Console()
-_log = logging.getLogger("fpgac")
 
 
 def main(argv: list[str] | None = None) -> None:

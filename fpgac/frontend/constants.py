@@ -3,7 +3,7 @@
 Exporters compute shapes at run time: TorchScript writes ``x.view(x.size(0), -1)``
 as ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``, and weights in old models
 come out of ``ConstantOfShape``. Everything that does not depend on the data is
-folded in numpy (``folders.py``) before lowering sees it.
+folded in numpy (``folding.py``) before lowering sees it.
 
 The one run-time quantity a shape computation may legally see is the batch size
 (axis 0 of every activation). It is carried as :class:`BatchDim` entries inside

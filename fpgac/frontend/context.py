@@ -1,6 +1,6 @@
 """What a converter sees of the ONNX node it lowers, and the frontend's error type.
 
-Converters in ``onnx_ops.py`` take one :class:`NodeContext` and return the node's
+Converters in ``converters.py`` take one :class:`NodeContext` and return the node's
 outputs. The context hides the two kinds of ONNX tensors the frontend tracks:
 
 * activations: IR :class:`~fpgac.ir.Value` objects whose ONNX shape is

@@ -1,7 +1,7 @@
 """ONNX op converters: one function per ONNX op, registered in :data:`CONVERTERS`.
 
 A converter lowers one ONNX node whose inputs include at least one activation
-(nodes on constants only are folded in ``folders.py`` before converters see
+(nodes on constants only are folded in ``folding.py`` before converters see
 them). It returns the node's outputs: IR values for activations, numpy arrays for
 constants. ONNX axis 0 is the batch; converters translate axes with
 :meth:`NodeContext.axis`, which rejects the batch axis, and reject anything else

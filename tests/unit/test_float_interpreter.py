@@ -22,8 +22,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from fpgac.errors import FpgacError
-from fpgac.interp import FLOAT_OPS, SimulationError, run_float
-from fpgac.interp import float_kernels as float_ops
+from fpgac.interp import FLOAT_OPS, SimulationError, float_kernels, run_float
 from fpgac.ir import OPS, Graph, Param, TensorType, verify
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -560,7 +559,7 @@ def test_avg_pool_window_of_padding_only_is_zero() -> None:
 
 
 def test_max_pool_and_reduce_max_propagate_nan() -> None:
-    """A deliberate choice: onnxruntime's NaN handling differs by kernel (see ``float_ops.max_pool``)."""
+    """A deliberate choice: onnxruntime's NaN handling differs by kernel (see ``float_kernels.max_pool``)."""
     x = np.array([[[1.0, np.nan, 3.0, -1.0]]], np.float32)
     attrs = {"kernel": [2], "strides": [2], "pads": [0, 0], "dilations": [1], "ceil_mode": False}
     np.testing.assert_array_equal(ir_run("max_pool", [x], attrs).ravel(), [np.nan, 3.0])
@@ -658,7 +657,7 @@ def test_intermediates_are_freed_after_their_last_use(monkeypatch: pytest.Monkey
     def relu(xs: Sequence[np.ndarray], attrs: dict[str, Any], params: dict[str, Param]) -> np.ndarray:
         if len(seen) >= 2:
             alive_two_back.append(seen[-2]() is not None)
-        y = float_ops.relu(xs, attrs, params)
+        y = float_kernels.relu(xs, attrs, params)
         seen.append(weakref.ref(y))
         return y
 

@@ -38,7 +38,7 @@ TOP = "fpgac_top"
 IO_STYLES = ("parallel", "stream")
 KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
 STREAM_HEADERS = ("fpgac_stream.h",)
-COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (vitis_weights.py)
+COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (weights.py)
 MAP_FILE = "fpgac.json"  # the name map, named as in hls4ml projects
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (

@@ -166,7 +166,7 @@ def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
 
 
 def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
-    """The weight array (declared here unless the weight is compressed: vitis_weights stores those) and
+    """The weight array (declared here unless the weight is compressed: weights.py stores those) and
     the weight's shape."""
     param = ctx.node.params["weight"]
     return ("", param.shape) if param.encoding is not None else _param(ctx, code, "weight")
@@ -388,7 +388,10 @@ def _negative_side(key: str) -> Callable[[Ctx, LayerCode], None]:
 
 
 def clip(ctx: Ctx, code: LayerCode) -> None:
-    """Clamp on exact values in a type holding the input and both bounds, then one cast (fixed_ops.clip)."""
+    """Clamp on exact values in a type holding the input and both bounds, then one cast.
+
+    As ``fixed_kernels.clip`` does.
+    """
     fx, out = ctx.in_fmts[0], ctx.out_fmt
     frac = max(fx.frac_bits, out.frac_bits)
     int_bits = max(fx.int_bits, out.int_bits) + 1

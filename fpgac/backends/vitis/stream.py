@@ -17,7 +17,7 @@ value's beats, so a branch that waits (a line buffer filling up, a concat readin
 end) never stalls its sibling: no dataflow deadlock whatever the graph. Other FIFOs are 2 deep.
 
 This module decides modes, signatures and the top function's wiring; the arithmetic is the io_parallel
-emitters' (``vitis_ops``), so both styles are bit-exact with ``fpgac sim`` by the same argument.
+emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by the same argument.
 """
 
 from __future__ import annotations

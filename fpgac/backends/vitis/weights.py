@@ -89,7 +89,7 @@ def _words(words: np.ndarray) -> list[str]:
 
 
 def _raw_bits(name: str, values: np.ndarray, fmt: Fixed, comment: str) -> Array:
-    """Values as a ROM of their raw bits (read through ``fpgac::from_bits``, as vitis_ops stores params)."""
+    """Values as a ROM of their raw bits (read through ``fpgac::from_bits``, as layers.py stores params)."""
     ctype = c_int_type(fmt)
     mantissas = np.asarray(fixed.quantize(values.reshape(-1), fmt)).tolist() if values.size else [0]
     return Array(ctype, name, [int_literal(int(m), ctype) for m in mantissas], comment)
@@ -290,8 +290,3 @@ def conv_compressed(
         f"  fpgac::conv2d_taps<{name}_config>({ctx.ins[0]}, {ctx.out}, {w_name}, {idx_mem}, "
         f"{taps_args}, {bias});"
     )
-
-
-def tap_count(param: Param) -> int:
-    """Multipliers of a compressed layer per row or pixel (one per tap)."""
-    return int(taps(param)[0].size)
