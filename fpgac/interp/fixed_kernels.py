@@ -20,7 +20,8 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
   ``floor(x / 2**table_shift) + table_offset`` clamped to the table, computed with shifts on the raw
   bits; entries were computed by the quantize pass at bin centres.
 * **softmax**: ``d = x - max`` (exact, <= 0), ``e = exp_table[d]``, ``s = sum(e)`` in ``acc``, and
-  ``p = floor(e * 2**F / s)`` by integer division, F the output's fraction bits.
+  ``p = floor(e * 2**F / s)`` by integer division, F the output's fraction bits. The table's last entry
+  is read by ``d = 0`` alone and holds ``exp(0)``, so ``s > 0`` at any logit range.
 * **div, lrn**: no fixed-point kernel; the quantize pass refuses graphs that need them.
 """
 

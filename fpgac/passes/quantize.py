@@ -332,13 +332,17 @@ def _table(
     """A lookup table of ``fn`` over ``domain``, indexed by ``floor(x / 2**shift) + offset``.
 
     The step is a power of two (so the index is a shift of the raw bits), no finer than the input's
-    LSB, and each entry holds ``fn`` at the centre of the input values that reach it.
+    LSB, and each entry holds ``fn`` at the centre of the input values that reach it. On an input grid
+    coarser than the domain (uncalibrated formats of deep nets), the domain grows to a bin below zero and
+    one beyond the bin of zero, so the table is never empty and ``x = lsb`` does not read ``fn(0)``.
     """
     lo, hi = domain
     fx_lsb = 2.0**-fx.frac_bits
     step = max((hi - lo) / entries, fx_lsb)
     shift = math.ceil(math.log2(step))
     step = 2.0**shift
+    lo = min(lo, -step) if lo < 0 else lo
+    hi = max(hi, 2 * step) if hi > 0 else hi
     offset = round(-lo / step)
     size = round((hi - lo) / step)
     starts = (np.arange(size) - offset) * step
@@ -355,7 +359,8 @@ def _domain(fx: Fixed, limit: float) -> float:
 def _sigmoid(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
     out = Fixed(width, 0, False, Rounding.RND, Overflow.SAT)
     half = _domain(ins[0], 8.0)
-    _table(node, ins[0], (-half, half), _TABLE_ENTRIES, lambda c: 1.0 / (1.0 + np.exp(-c)), out)
+    with np.errstate(over="ignore"):  # exp(-c) of a coarse grid's far bins is inf: 1 / inf is the 0 wanted
+        _table(node, ins[0], (-half, half), _TABLE_ENTRIES, lambda c: 1.0 / (1.0 + np.exp(-c)), out)
     return out
 
 
@@ -386,13 +391,32 @@ def _hard_sigmoid(node: Node, ins: list[Fixed], r: Range, width: int, headroom: 
 
 
 def _softmax(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
-    """exp table over ``x - max`` in [-16, 0], an exact sum, one integer division per output."""
-    diff = fixed.sub_format(ins[0], ins[0])
-    _table(node, diff, (-_EXP_DOMAIN, 0.0), _EXP_ENTRIES, np.exp, _EXP_FORMAT)
+    """exp table over ``d = x - max``, an exact sum, one integer division per output."""
+    _exp_table(node, fixed.sub_format(ins[0], ins[0]))
     n = node.inputs[0].shape[node.attrs["axis"]]
     grow = max(math.ceil(math.log2(n)), 0) if n > 1 else 0
     node.attrs["acc"] = Fixed(_EXP_FORMAT.width + grow, grow, False, Rounding.TRN, Overflow.WRAP)
     return Fixed(width, 1, False, Rounding.RND, Overflow.SAT)
+
+
+def _exp_table(node: Node, fd: Fixed) -> None:
+    """``exp(d)`` for ``d = x - max <= 0``: bins of ``2**shift`` from ``-_EXP_DOMAIN`` up to 0, and one
+    last entry that only ``d = 0`` reaches.
+
+    The index is ``floor(d / 2**shift) + offset`` with ``offset = size - 1``, so the max itself always
+    reads ``exp(0)`` (saturated to the table's largest value): the sum is never 0 and the division is
+    defined, whatever the logits' range. Values below the domain clamp onto entry 0. The bins are at least
+    the input's LSB wide, so on a coarse grid (uncalibrated logits can have an LSB of ``2**87``) the table
+    shrinks to two entries, ``exp(-lsb)`` and ``exp(0)``, but never to none.
+    """
+    lsb = 2.0**-fd.frac_bits
+    shift = math.ceil(math.log2(max(_EXP_DOMAIN / _EXP_ENTRIES, lsb)))
+    step = 2.0**shift
+    below = math.ceil(_EXP_DOMAIN / step)  # bins below zero; at least one
+    starts = (np.arange(below) - below) * step
+    centres = np.append(starts + max(step - lsb, 0.0) / 2, 0.0)  # centre of the input values in each bin
+    node.attrs["table_shift"], node.attrs["table_offset"] = shift, below
+    node.params["table"] = _quantized(np.exp(centres), _EXP_FORMAT)
 
 
 _RULES: dict[str, Rule] = {

@@ -28,7 +28,7 @@ import pytest
 from fpgac.interp.fixed_kernels import FIXED_OPS, FixedKernelError
 from fpgac.interp.interpreter import run_float
 from fpgac.interp.simulator import run_fixed
-from fpgac.ir import Graph, Param, TensorType, infer_shapes, verify
+from fpgac.ir import Graph, Param, TensorType, fixed, infer_shapes, verify
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow, Rounding
 from fpgac.passes.quantize import Quantize
@@ -979,6 +979,25 @@ def test_softmax_contract_and_accuracy() -> None:
     node = graph.nodes[0]
     node.output.type = node.output.type.with_format(Fixed(5, 1, False, Rounding.RND_INF, Overflow.SAT))
     run_hand(graph, rng, batch=6)
+
+
+@pytest.mark.parametrize("op", ["softmax", "sigmoid", "tanh", "elu"])
+def test_tables_on_a_grid_coarser_than_their_domain(op: str) -> None:
+    """Inputs of about +-1e5 at 8 bits have an LSB of 2**12: far coarser than the exp domain [-16, 0] or
+    sigmoid's [-8, 8]. Tables stay non-empty, follow the contract, and are exact on such a grid (the max
+    reads exp(0), x = +-lsb reads sigmoid's saturated ends)."""
+    rng = np.random.default_rng(12)
+    attrs = {"axis": 0} if op == "softmax" else {"alpha": 1.0} if op == "elu" else {}
+    base = float_graph(op, [(10,)], attrs)
+    graph = quantized(base.clone(), calib_for(base, rng, 1e5), precision=8)
+    assert graph.inputs[0].type.format.lsb >= 2**12
+    assert graph.nodes[0].params["table"].data.size >= (1 if op == "elu" else 2)  # elu: x < 0 only
+    x = (rng.standard_normal((16, 10)) * 1e5).astype(np.float32)
+    check_graph(graph, [x])
+    fx = graph.inputs[0].type.format
+    on_grid = fixed.to_float(fixed.quantize(x.astype(np.float64), fx), fx).astype(np.float32)
+    want = run_float(base, [on_grid])[0]
+    assert np.max(np.abs(run_fixed(graph, [x]).outputs[0] - want)) < 0.01 * max(1.0, np.abs(want).max())
 
 
 def test_hard_sigmoid_quantized() -> None:

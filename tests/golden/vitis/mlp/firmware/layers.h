@@ -62,7 +62,7 @@ struct prob_config {
   static const int INNER = 1;
   static const int SHIFT = 0;
   static const int OFFSET = 1024;
-  static const int TABLE_SIZE = 1024;
+  static const int TABLE_SIZE = 1025;
   static const int F = 9;
   static const int REUSE = 1;
   typedef prob_acc_t acc_t;
