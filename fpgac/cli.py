@@ -256,13 +256,14 @@ def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool)
     """
     from fpgac.arrays import check_output_path, load_inputs, save_outputs
     from fpgac.interp.interpreter import run_float
-    from fpgac.interp.simulator import run_fixed
+    from fpgac.interp.simulator import run_fixed, warn_saturated_inputs
     from fpgac.ir.serialize import load_graph
 
     if model.is_dir():
         graph = load_graph(model)
         check_output_path(output_path, graph)
         result = run_fixed(graph, load_inputs(input_path, graph))
+        warn_saturated_inputs(graph, result)
         outputs = result.outputs
         if overflow_report:
             _print_overflows(result.overflows, result.elements)

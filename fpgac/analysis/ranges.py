@@ -9,7 +9,12 @@ Not a pass: the analysis the ``quantize`` pass sizes its formats from.
   and negative parts for dense/conv/affine, monotone ops applied to both ends,
   kinked ops evaluated at the kink too), so formats sized from it cannot
   overflow. The bounds are sound but loose on deep networks, which is why
-  calibration is preferred.
+  calibration is preferred: they grow by a layer's ``sum |w|`` at every layer,
+  so a 50-layer net's would reach 2**87 (16-bit formats with an LSB of 2**72)
+  or overflow float64. They are therefore capped at :data:`GROWTH_BITS` bits
+  above the input range's magnitude. Values past a cap saturate in their
+  format, so every bound after it is sound again; the capped nodes are
+  returned, for the quantize pass to name.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from fpgac.ir.opdef import Monotone
 from fpgac.ir.ops import OPS
 
 Range = tuple[float, float]
+
+# Interval bounds stay within 2**GROWTH_BITS times the input range's magnitude: at 16 bits and an input
+# range of [-1, 1], a capped value keeps 4 fraction bits (12 integer bits, sign included).
+GROWTH_BITS = 10
 
 
 class RangeError(FpgacError):
@@ -55,8 +64,11 @@ def _where(graph: Graph, value_name: str) -> str:
 Widen = Callable[[Value, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def interval_ranges(graph: Graph, input_range: Range, widen: Widen | None = None) -> dict[str, Range]:
-    """Sound (min, max) of every value when every input element lies in ``input_range``.
+def interval_ranges(
+    graph: Graph, input_range: Range, widen: Widen | None = None
+) -> tuple[dict[str, Range], list[str]]:
+    """Sound (min, max) of every value when every input element lies in ``input_range``, and the nodes
+    whose bounds were capped (see the module docstring; their values may saturate, no others can).
 
     ``widen(value, lo, hi)``, when given, may enlarge each value's elementwise bounds before they
     propagate further: the quantize pass uses it to cover the rounding of every value into its format,
@@ -65,6 +77,7 @@ def interval_ranges(graph: Graph, input_range: Range, widen: Widen | None = None
     lo_in, hi_in = input_range
     if not lo_in <= hi_in:
         raise RangeError(f"input range {input_range} is empty")
+    limit = (max(abs(lo_in), abs(hi_in)) or 1.0) * 2.0**GROWTH_BITS
     bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for value in graph.inputs:
         bounds[id(value)] = (
@@ -73,21 +86,24 @@ def interval_ranges(graph: Graph, input_range: Range, widen: Widen | None = None
         )
         if widen is not None:
             bounds[id(value)] = widen(value, *bounds[id(value)])
+    capped: list[str] = []
     for node in graph.nodes:
         ins = [bounds[id(v)] for v in node.inputs]
         try:
-            bounds[id(node.output)] = _propagate(node, ins)
-            if widen is not None:
-                bounds[id(node.output)] = widen(node.output, *bounds[id(node.output)])
+            lo, hi = _propagate(node, ins)
         except FloatingPointError as exc:
             raise RangeError(f"node {node.name!r} ({node.op}): cannot bound its output ({exc})") from None
+        if np.any(lo < -limit) or np.any(hi > limit):
+            capped.append(node.name)
+            lo, hi = np.maximum(lo, -limit), np.minimum(hi, limit)
+        bounds[id(node.output)] = (lo, hi) if widen is None else widen(node.output, lo, hi)
     ranges = {}
     for value in graph.values():
         lo, hi = bounds[id(value)]
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             raise RangeError(f"{_where(graph, value.name)} has an unbounded output range")
         ranges[value.name] = (float(lo.min(initial=0.0)), float(hi.max(initial=0.0)))
-    return ranges
+    return ranges, capped
 
 
 def _apply(node: Node, xs: list[np.ndarray], params: Mapping[str, Param] | None = None) -> np.ndarray:

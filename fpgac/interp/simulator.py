@@ -10,6 +10,7 @@ trusting a design on new data.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.types import Fixed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +75,29 @@ def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False) -> BitsimRes
         fixed.to_float(env[id(v)], _format(v.type.format, f"output {v.name!r}")) for v in graph.outputs
     ]
     return BitsimResult(outputs, overflows, elements, traced)
+
+
+def warn_saturated_inputs(graph: Graph, result: BitsimResult) -> None:
+    """One warning line per graph input whose values fell outside its format and saturated.
+
+    The input format is the first cast of the design: a batch unlike the calibration data (or, without
+    it, outside ``--input-range``) is silently clipped there, and every later layer computes on clipped
+    values. The per-layer ``--overflow-report`` shows it too, but only when asked.
+    """
+    for value in graph.inputs:
+        bad, total = result.overflows[value.name], result.elements[value.name]
+        if bad:
+            fmt = _format(value.type.format, f"input {value.name!r}")
+            log.warning(
+                "input %r: %d of %d values (%.1f%%) lie outside its format's range [%g, %g] and saturated; "
+                "rebuild with --calib on data like these",
+                value.name,
+                bad,
+                total,
+                100 * bad / total,
+                fmt.min_mantissa * fmt.lsb,
+                fmt.max_mantissa * fmt.lsb,
+            )
 
 
 def _run_node(node: Node, args: list[np.ndarray]) -> tuple[np.ndarray, int]:

@@ -5,9 +5,10 @@ Formats follow three rules.
 * **Activations** get ``precision`` bits; the integer bits come from the value's range — measured on
   calibration data plus ``headroom`` bits, or, without data, bounded by interval arithmetic from
   ``input_range`` (sound: nothing can overflow, but wider; the bounds use the quantized constants and
-  cover each value's rounding into its format). They round to nearest (RND, one adder) and
-  saturate. Ops that only move or compare values (max pooling, reshapes, padding) keep their input's
-  format, ReLU drops the sign bit, and bounded ops (sigmoid, tanh, softmax, hard sigmoid, clip) get
+  cover each value's rounding into its format; on deep nets they are capped, see
+  :mod:`fpgac.analysis.ranges`, and only capped values can saturate). They round to nearest (RND, one
+  adder) and saturate. Ops that only move or compare values (max pooling, reshapes, padding) keep their
+  input's format, ReLU drops the sign bit, and bounded ops (sigmoid, tanh, softmax, hard sigmoid, clip) get
   formats from their bounds, not from data.
 * **Weights, biases and constants** get ``precision`` bits sized to their largest magnitude, rounded to
   nearest-even (RND_CONV) with saturation. hls4ml's default truncation biases every weight downwards;
@@ -30,7 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from fpgac.analysis.ranges import Range, calibrated_ranges, interval_ranges
+from fpgac.analysis.ranges import GROWTH_BITS, Range, calibrated_ranges, interval_ranges
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
@@ -150,13 +151,28 @@ class Quantize:
                     )
             return ranges, self.headroom
         lo, hi = self.input_range
-        log.warning(
-            "no calibration data: formats are bounded by interval arithmetic from the input range "
-            "[%g, %g], so nothing can overflow, but they are wider than calibrated ones; pass --calib",
-            lo,
-            hi,
-        )
-        return interval_ranges(self._with_quantized_constants(graph), (lo, hi), self._widen), 0
+        ranges, capped = interval_ranges(self._with_quantized_constants(graph), (lo, hi), self._widen)
+        if capped:
+            first = graph.node(capped[0])
+            log.warning(
+                "no calibration data, and interval bounds from the input range [%g, %g] run away from layer "
+                "%r (%s) on: %d layers capped at 2^%d times the input range, where values beyond it "
+                "saturate; pass --calib",
+                lo,
+                hi,
+                first.name,
+                first.op,
+                len(capped),
+                GROWTH_BITS,
+            )
+        else:
+            log.warning(
+                "no calibration data: formats are bounded by interval arithmetic from the input range "
+                "[%g, %g], so nothing can overflow, but they are wider than calibrated ones; pass --calib",
+                lo,
+                hi,
+            )
+        return ranges, 0
 
     def _width(self, value: Value) -> int:
         node = value.producer
