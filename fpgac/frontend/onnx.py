@@ -197,6 +197,7 @@ class _Lowering:
         self.batch: int | None = None
 
     def run(self) -> Graph:
+        self._check_ops()
         inputs = self._inputs()
         used = {name for node in self.onnx_graph.node for name in node.input}
         used |= {o.name for o in self.onnx_graph.output}
@@ -286,15 +287,29 @@ class _Lowering:
             return data
         return None
 
-    def _node(self, index: int, node: onnx.NodeProto, used: set[str]) -> None:
+    def _where(self, index: int, node: onnx.NodeProto) -> tuple[str, str, str]:
+        """The node's name, its op (domain-qualified outside the default domain) and an error prefix."""
         name = node.name or f"{node.op_type}_{index}"
         op = node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
-        where = f"{self.label}: node {name!r} (op {op})"
-        if op not in CONVERTERS and op not in FOLDERS:
-            raise FrontendError(
-                f"{where} is not supported; the README's 'Supported ONNX ops' lists the "
-                f"{len(SUPPORTED_OPS)} that fpgac reads"
-            )
+        return name, op, f"{self.label}: node {name!r} (op {op})"
+
+    def _check_ops(self) -> None:
+        """Refuse the first op fpgac cannot read before converting anything.
+
+        Converting first would fail on whatever node breaks first, often an innocent one: a torch LSTM
+        export fails on the Transpose before it (its perm moves the batch axis because the LSTM wants
+        time first), which hides the LSTM that is the real limit.
+        """
+        for index, node in enumerate(self.onnx_graph.node):
+            _, op, where = self._where(index, node)
+            if op not in CONVERTERS and op not in FOLDERS:
+                raise FrontendError(
+                    f"{where} is not supported; the README's 'Supported ONNX ops' lists the "
+                    f"{len(SUPPORTED_OPS)} that fpgac reads"
+                )
+
+    def _node(self, index: int, node: onnx.NodeProto, used: set[str]) -> None:
+        name, op, where = self._where(index, node)
         if not node.output or not node.output[0]:
             raise FrontendError(f"{where} has no output")
         inputs: list[Tensor | None] = []

@@ -412,6 +412,18 @@ def test_unsupported_op_message(tmp_path: Path) -> None:
     )
 
 
+def test_first_unsupported_op_is_named_before_converting(tmp_path: Path) -> None:
+    """A torch LSTM export: the Transpose to time-first (perm [1, 0, 2] moves the batch axis) fails only
+    because of the LSTM after it, so the error names the LSTM."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="/Transpose", perm=[1, 0, 2]),
+        helper.make_node("LSTM", ["t", "w", "r"], ["y"], name="/lstm/LSTM", hidden_size=4),
+    ]
+    inits = {"w": weights(1, 16, 3), "r": weights(1, 16, 4)}
+    message = lower_error(tmp_path, nodes, ["N", 5, 3], inits=inits)
+    assert message.startswith("model.onnx: node '/lstm/LSTM' (op LSTM) is not supported"), message
+
+
 def test_unnamed_nodes_get_op_and_index_names(tmp_path: Path) -> None:
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Tanh", ["r"], ["y"])]
     graph = lower(tmp_path, nodes, ["N", 3])
