@@ -32,3 +32,16 @@ def wide_softmax_model(path: Path, scale: float = 1e5) -> Path:
         helper.make_node("Softmax", ["logits"], ["prob"], name="prob", axis=1),
     ]
     return _save(path, "wide_softmax", nodes, [w], [16])
+
+
+def lrn_model(path: Path) -> Path:
+    """Conv, ReLU, LRN with AlexNet's constants (size 5, alpha 1e-4, beta 0.75), then an even-sized LRN."""
+    rng = np.random.default_rng(1)
+    w = numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 3).astype(np.float32), "w")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("LRN", ["r"], ["n1"], name="norm1", size=5, alpha=1e-4, beta=0.75, bias=1.0),
+        helper.make_node("LRN", ["n1"], ["n2"], name="norm2", size=4, alpha=0.5, beta=0.5, bias=2.0),
+    ]
+    return _save(path, "lrn", nodes, [w], [3, 6, 6])

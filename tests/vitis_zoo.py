@@ -77,6 +77,7 @@ def zoo_model(path: Path, seed: int = 0) -> Path:
     node("Elu", ["x"], alpha=0.7)
     node("Selu", ["x"])
     node("Softmax", ["x"], axis=1)
+    node("LRN", ["x"], size=3, alpha=0.5, beta=0.75, bias=1.0)
     node("Transpose", ["x"], perm=[0, 2, 3, 1])
     pads = const("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64))
     node("Pad", ["x", pads, const("pad_value", np.array(0.3, f32))], mode="constant")

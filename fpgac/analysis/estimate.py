@@ -516,6 +516,26 @@ def _softmax(node: Node, io: str) -> _Work:
     )
 
 
+def _lrn(node: Node, io: str) -> _Work:
+    """A square per input, a window sum of ``size`` squares, a power table and one product per output."""
+    steps, elems = _per_step(node, io)
+    xw, ow = _in_bits(node), _width(node.output.type.format)
+    table = node.params["table"]
+    size = node.attrs["size"]
+    return _Work(
+        steps=steps,
+        elems=elems,
+        mults=2 * elems,  # x * x, and x * table[s]
+        a_bits=xw,
+        b_bits=max(xw, _width(table.format)),
+        adds=elems * (size - 1),
+        add_bits=_width(node.attrs["acc"]),
+        logic=elems * ow,
+        fan_in=size,
+        tables=((table.shape[0], _width(table.format)),),
+    )
+
+
 def _reduce(node: Node, io: str) -> _Work:
     """Max: a comparator tree; mean: a sum and one reciprocal product (stream: one input pixel a step)."""
     out = node.output
@@ -561,6 +581,7 @@ WORK: dict[str, Callable[[Node, str], _Work]] = {
     "elu": _table,
     "selu": _scaled("gamma", adds=False, selects=2),
     "softmax": _softmax,
+    "lrn": _lrn,
     "reshape": _layout,
     "transpose": _layout,
     "concat": _layout,

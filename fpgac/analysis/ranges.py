@@ -152,4 +152,11 @@ def _propagate(node: Node, ins: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np
         ((lo, _),) = ins
         shape = _apply(node, [lo]).shape
         return np.zeros(shape), np.ones(shape)
+    if op == "lrn":  # y = x * f with 0 < f <= bias^-beta when bias > 0 and alpha, beta >= 0
+        ((lo, hi),) = ins
+        a = node.attrs
+        if not (a["bias"] > 0 and a["alpha"] >= 0 and a["beta"] >= 0):
+            raise FloatingPointError("lrn is bounded only for bias > 0, alpha >= 0 and beta >= 0")
+        top = float(a["bias"]) ** -float(a["beta"])
+        return np.minimum(lo, 0) * top, np.maximum(hi, 0) * top
     raise FloatingPointError(f"no interval rule for op {op!r}")

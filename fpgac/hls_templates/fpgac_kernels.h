@@ -334,6 +334,33 @@ void softmax(const in_t x[CFG::OUTER * CFG::N * CFG::INNER], out_t y[CFG::OUTER 
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// lrn over the channels of a [C][INNER] view: s = sum of x[c']^2 over the SIZE channels from c - BEFORE
+// (exact in acc_t; channels past the ends add nothing), f = table[s] = (bias + alpha / size * s)^-beta at
+// the bin's centre, y = x * f (an exact product), one cast.
+template <class CFG, class in_t, class out_t, class bits_t>
+void lrn(const in_t x[CFG::C * CFG::INNER], out_t y[CFG::C * CFG::INNER], const bits_t table[CFG::TABLE_SIZE]) {
+  typedef typename CFG::table_t t_t;
+  FPGAC_LOOP(lrn_channels)
+  for (int c = 0; c < CFG::C; c++) {
+    FPGAC_LOOP(lrn_inner)
+    for (int i = 0; i < CFG::INNER; i++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      typename CFG::acc_t s = 0;
+      FPGAC_LOOP(lrn_window)
+      for (int k = 0; k < CFG::SIZE; k++) {
+        const int cc = c - CFG::BEFORE + k;
+        if (cc >= 0 && cc < CFG::C) {
+          const in_t v = x[cc * CFG::INNER + i];
+          s += v * v;
+        }
+      }
+      const t_t f = from_bits<t_t>(table[table_index<CFG::SHIFT, CFG::OFFSET, CFG::TABLE_SIZE>(s)]);
+      y[c * CFG::INNER + i] = x[c * CFG::INNER + i] * f;
+    }
+  }
+}
+
 }  // namespace fpgac
 
 #endif  // FPGAC_KERNELS_H

@@ -22,7 +22,11 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
 * **softmax**: ``d = x - max`` (exact, <= 0), ``e = exp_table[d]``, ``s = sum(e)`` in ``acc``, and
   ``p = floor(e * 2**F / s)`` by integer division, F the output's fraction bits. The table's last entry
   is read by ``d = 0`` alone and holds ``exp(0)``, so ``s > 0`` at any logit range.
-* **div, lrn**: no fixed-point kernel; the quantize pass refuses graphs that need them.
+* **lrn**: ``s = sum of x[c']**2`` over the ``size`` channels around ``c`` (ONNX's window: ``(size - 1) // 2``
+  before, the rest after; channels past the ends add nothing), exact in ``acc``; ``f = table[s]``, the
+  table holding ``(bias + alpha / size * s)**-beta`` at bin centres (index ``floor(s / 2**table_shift) +
+  table_offset``, as for the other tables); ``y = out_t(x * f)``, an exact product and one cast.
+* **div**: no fixed-point kernel; the quantize pass refuses graphs that need it.
 """
 
 from __future__ import annotations
@@ -397,6 +401,21 @@ def softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tupl
     return _finish(node, np.asarray(p), Fixed(frac + 2, 2, False))
 
 
+def lrn(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    x, fx = xs[0], fmts[0]
+    size, channels = node.attrs["size"], x.shape[1]
+    before = (size - 1) // 2
+    acc = _acc(node)
+    wide = x.dtype == object or 2 * fx.width + size.bit_length() > 62  # squares summed in int64 below that
+    squares = np.square(x.astype(object) if wide else x.astype(np.int64))
+    widths = [(0, 0), (before, size - 1 - before)] + [(0, 0)] * (x.ndim - 2)
+    padded = np.pad(squares, widths, constant_values=_fill(squares, 0))
+    total = sum(padded[:, k : k + channels] for k in range(size))
+    s = _wrap_into(np.asarray(total), 2 * fx.frac_bits, acc)
+    f, ff = _lookup(node, s, acc)
+    return _finish(node, *fixed.mul(x, fx, f, ff))
+
+
 def reshape(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     x = xs[0]
     return _finish(node, x.reshape(x.shape[0], *node.attrs["shape"]), fmts[0])
@@ -442,6 +461,7 @@ FIXED_OPS: dict[str, FixedFn] = {
     "elu": elu,
     "selu": selu,
     "softmax": softmax,
+    "lrn": lrn,
     "reshape": reshape,
     "transpose": transpose,
     "concat": concat,

@@ -83,8 +83,8 @@ CORE_OPS: tuple[OpDef, ...] = (
     OpDef(
         "lrn", Kind.REDUCTION, shapes.channel_op,
         attrs={"size": "int", "alpha": "float", "beta": "float", "bias": "float"},
-        float_only="the power with a real exponent has no fixed-point kernel yet",
-        doc="Local response normalization across axis 0 (float only).",
+        fixed_attrs={**_ACC, **_TABLE}, fixed_params=("table",),
+        doc="Local response normalization across axis 0: x / (bias + alpha / size * sum of squares)^beta.",
     ),
     OpDef(
         "reshape", Kind.LAYOUT, shapes.reshape, attrs={"shape": "ints"}, monotone=UP, logical_order=True,

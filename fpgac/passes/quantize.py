@@ -46,6 +46,7 @@ _TABLE_ENTRIES = 1024
 _EXP_ENTRIES = 2048
 _EXP_DOMAIN = 16.0  # exp(-16) = 1.1e-7: smaller probabilities are not worth a table entry
 _EXP_FORMAT = Fixed(18, 0, False, Rounding.RND_CONV, Overflow.SAT)
+_TABLE_WIDTH = 18  # LRN's power table: the width of a BRAM word
 # Reciprocals round down (TRN): sum * recip[c] <= sum / c, so the mean of values inside a format stays
 # inside it. Rounded to nearest, 1/9 rounds up and a 3x3 mean of 16-bit inputs at max saturated.
 _RECIP_FORMAT = Fixed(18, 1, False, Rounding.TRN, Overflow.SAT)
@@ -435,6 +436,37 @@ def _exp_table(node: Node, fd: Fixed) -> None:
     node.params["table"] = _quantized(np.exp(centres), _EXP_FORMAT)
 
 
+def _lrn(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    """Squares summed exactly in ``acc``, a table of ``(bias + alpha / size * s)^-beta`` indexed by the sum
+    ``s``, one product with ``x``, one cast.
+
+    The table covers every sum the input format can produce (``size * max|x|^2``), in power-of-two bins
+    of at most ``_TABLE_ENTRIES * 2`` entries; its format holds its largest entry (``bias^-beta`` for the
+    usual positive constants) in ``_TABLE_WIDTH`` bits.
+    """
+    (fx,) = ins
+    a = node.attrs
+    frac = 2 * fx.frac_bits
+    bound = a["size"] * max(-fx.min_mantissa, fx.max_mantissa) ** 2  # exact sum bound on the squares' grid
+    acc_width = max(bound.bit_length(), 1)
+    acc = Fixed(acc_width, acc_width - frac, False, Rounding.TRN, Overflow.WRAP)
+    node.attrs["acc"] = acc
+    scale, bias, beta = a["alpha"] / a["size"], a["bias"], a["beta"]
+
+    def power(s: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.power(bias + scale * s, -beta)
+
+    domain = (0.0, bound * acc.lsb)
+    corners = power(np.array(domain))
+    if not (np.all(np.isfinite(corners)) and np.all(bias + scale * np.array(domain) > 0)):
+        raise ValueError(f"(bias + alpha / size * s)^-beta is not finite for s in [0, {domain[1]:g}]")
+    top = float(np.max(corners))
+    table_fmt = Fixed(_TABLE_WIDTH, _int_bits(top, False), False, Rounding.RND_CONV, Overflow.SAT)
+    _table(node, acc, domain, 2 * _TABLE_ENTRIES, power, table_fmt)
+    return activation_format(*r, width, headroom)
+
+
 _RULES: dict[str, Rule] = {
     "dense": _linear,
     "conv": _linear,
@@ -452,6 +484,7 @@ _RULES: dict[str, Rule] = {
     "selu": _elu,
     "hard_sigmoid": _hard_sigmoid,
     "softmax": _softmax,
+    "lrn": _lrn,
     "max_pool": _same,
     "avg_pool": _mean,
     "reduce": _mean,

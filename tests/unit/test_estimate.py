@@ -435,6 +435,7 @@ def every_op_graph() -> Graph:
     d = add("selu", [d], {"alpha": 1.67, "gamma": 1.05})
     d = add("sigmoid", [d])
     d = add("tanh", [d])
+    d = add("lrn", [d], {"size": 3, "alpha": 1e-4, "beta": 0.75, "bias": 1.0})
     e = add("concat", [c, d], {"axis": 0})
     e = add("pad", [e], {"pads": [0, 1, 1, 0, 1, 1], "mode": "constant", "value": 0.0})
     e = add("transpose", [e], {"perm": [0, 2, 1]})

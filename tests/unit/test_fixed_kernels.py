@@ -345,6 +345,23 @@ def ref_softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> 
     return cast_all(p, fmt)
 
 
+def ref_lrn(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """``s`` = the window's squares summed exactly (wrapped into ``acc``), ``y = x * table[s]``, cast."""
+    x = vals(xs[0], fmts[0])
+    size, channels = node.attrs["size"], x.shape[1]
+    before = (size - 1) // 2
+    table = pvals(node, "table")
+    y = np.empty(x.shape, dtype=object)
+    for idx in np.ndindex(x.shape):
+        c = idx[1]
+        window = range(max(c - before, 0), min(c - before + size, channels))
+        s = wrap_all(
+            np.array([sum((x[(idx[0], k, *idx[2:])] ** 2 for k in window), Q(0))]), node.attrs["acc"]
+        )
+        y[idx] = x[idx] * table_value(node, s[0], table)
+    return cast_all(y, out_fmt(node))
+
+
 def ref_reshape(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     x = vals(xs[0], fmts[0])
     return cast_all(x.reshape(x.shape[0], *node.attrs["shape"]), out_fmt(node))
@@ -391,6 +408,7 @@ REFS: dict[str, Ref] = {
     "elu": ref_elu,
     "selu": ref_elu,
     "softmax": ref_softmax,
+    "lrn": ref_lrn,
     "reshape": ref_reshape,
     "transpose": ref_transpose,
     "concat": ref_concat,
@@ -998,6 +1016,36 @@ def test_tables_on_a_grid_coarser_than_their_domain(op: str) -> None:
     on_grid = fixed.to_float(fixed.quantize(x.astype(np.float64), fx), fx).astype(np.float32)
     want = run_float(base, [on_grid])[0]
     assert np.max(np.abs(run_fixed(graph, [x]).outputs[0] - want)) < 0.01 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize(
+    ("shape", "attrs", "scale", "tolerance"),
+    [
+        ((6, 3, 3), {"size": 5, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}, 40.0, 0.01),  # AlexNet's
+        ((5,), {"size": 4, "alpha": 2.0, "beta": 0.5, "bias": 2.0}, 2.0, 0.01),  # even size: one more after
+        # x / (0.5 + x^2): the table's slope at s = 0 is 4, times half a bin of 2**-7
+        ((3, 4), {"size": 1, "alpha": 1.0, "beta": 1.0, "bias": 0.5}, 1.0, 0.025),
+    ],
+)
+def test_lrn_contract_and_accuracy(
+    shape: tuple[int, ...], attrs: dict, scale: float, tolerance: float
+) -> None:
+    """The kernel per the contract (hand-set narrow outputs too), and within ``tolerance`` of the float
+    LRN's largest output (the power table is linear in the sum: its error is the slope times half a bin)."""
+    rng = np.random.default_rng(len(shape) + attrs["size"])
+    base = float_graph("lrn", [shape], attrs)
+    graph = quantized(base.clone(), calib_for(base, rng, scale), precision=14)
+    x = (rng.standard_normal((6, *shape)) * scale).astype(np.float32)
+    check_graph(graph, [x])
+    got, want = run_fixed(graph, [x]).outputs[0], run_float(base, [x])[0]
+    assert np.max(np.abs(got - want)) < tolerance * np.abs(want).max(), np.max(np.abs(got - want))
+    node = graph.nodes[0]
+    for k, (rounding, overflow) in enumerate(ALL_MODES[::5]):
+        fx = graph.inputs[0].type.format
+        node.output.type = node.output.type.with_format(
+            Fixed(6, fx.int_bits - k % 3, k % 2 == 0, rounding, overflow)
+        )
+        run_hand(graph, rng, batch=4)
 
 
 def test_hard_sigmoid_quantized() -> None:

@@ -467,18 +467,12 @@ def test_quantizing_twice_is_refused() -> None:
         Quantize(calib=(f32(rng, 4, 5),)).run(q)
 
 
-@pytest.mark.parametrize("op", ["div", "lrn"])
-def test_ops_without_a_kernel_are_refused_by_name(op: str) -> None:
+def test_ops_without_a_kernel_are_refused_by_name() -> None:
     graph = Graph("g")
     x = graph.add_input("x", TensorType((3, 4)))
-    if op == "div":
-        node = graph.add("div", [x, x], name="my_div")
-    else:
-        node = graph.add(
-            "lrn", [x], name="my_lrn", attrs={"size": 3, "alpha": 1e-4, "beta": 0.75, "bias": 1.0}
-        )
+    node = graph.add("div", [x, x], name="my_div")
     graph.set_outputs([node.output])
-    with pytest.raises(QuantizeError, match=rf"{node.name}.*\({op}\)"):
+    with pytest.raises(QuantizeError, match=r"my_div.*\(div\)"):
         Quantize(calib=(np.ones((2, 3, 4), np.float32),)).run(graph)
 
 

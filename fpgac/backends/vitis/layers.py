@@ -1,8 +1,8 @@
 """One C++ emitter per fixed-point op: the body of a layer function, its types, constants and config.
 
 Each emitter turns a quantized node into calls of the hand-written kernels in
-``fpgac/hls_templates/fpgac_kernels.h`` (dense, conv, pools, reduce, softmax) or into one pipelined loop of
-``out_t y = expr;`` statements (elementwise ops), following :mod:`fpgac.interp.fixed_kernels` exactly:
+``fpgac/hls_templates/fpgac_kernels.h`` (dense, conv, pools, reduce, softmax, lrn) or into one pipelined
+loop of ``out_t y = expr;`` statements (elementwise ops), following :mod:`fpgac.interp.fixed_kernels` exactly:
 the same exact expression types, the same single cast, the same tables and index arithmetic. Shapes are
 per sample and arrays are flat in logical row-major order; broadcasting and data movement (transpose, pad,
 concat, reduce) read through index ROMs computed here, so the C++ needs no shape logic.
@@ -339,6 +339,22 @@ def softmax(ctx: Ctx, code: LayerCode) -> None:
     code.body = f"  fpgac::softmax<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {table});"
 
 
+def lrn(ctx: Ctx, code: LayerCode) -> None:
+    shape, size = ctx.node.inputs[0].shape, ctx.node.attrs["size"]
+    acc = ctx.node.attrs.get("acc")
+    if not isinstance(acc, Fixed):
+        raise VitisError(f"{ctx.where()}: needs an accumulator format (attrs['acc']), got {acc}")
+    table, args = _table_args(ctx, code, acc)
+    s, offset, table_size = (int(v) for v in args.split(", "))
+    types = {**_acc(ctx, code), **_param_types(ctx, table_t="table")}
+    values = {
+        "C": shape[0], "INNER": math.prod(shape[1:]), "SIZE": size, "BEFORE": (size - 1) // 2,
+        "SHIFT": s, "OFFSET": offset, "TABLE_SIZE": table_size,
+    }  # fmt: skip
+    code.config = config(ctx, values, types)
+    code.body = f"  fpgac::lrn<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {table});"
+
+
 # ------------------------------------------------------------------------------------------------------
 # elementwise ops: one pipelined loop of `out_t y = expr;`
 
@@ -512,6 +528,7 @@ EMITTERS: dict[str, Callable[[Ctx, LayerCode], None]] = {
     "elu": elu,
     "selu": elu,
     "softmax": softmax,
+    "lrn": lrn,
     "reshape": reshape,
     "transpose": transpose,
     "concat": concat,
