@@ -10,8 +10,8 @@ Not a pass: the analysis the ``quantize`` pass sizes its formats from.
   kinked ops evaluated at the kink too), so formats sized from it cannot
   overflow. The bounds are sound but loose on deep networks, which is why
   calibration is preferred: they grow by a layer's ``sum |w|`` at every layer,
-  so a 50-layer net's would reach 2**87 (16-bit formats with an LSB of 2**72)
-  or overflow float64. They are therefore capped at :data:`GROWTH_BITS` bits
+  so ShuffleNet's logits reached 2**102 (a 16-bit format with an LSB of 2**87)
+  and ResNet-50's overflowed float64. They are therefore capped at :data:`GROWTH_BITS` bits
   above the input range's magnitude. Values past a cap saturate in their
   format, so every bound after it is sound again; the capped nodes are
   returned, for the quantize pass to name.
