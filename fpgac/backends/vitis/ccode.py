@@ -162,34 +162,36 @@ def _python_rows(values: np.ndarray, ctype: str) -> str:
 @functools.cache
 def _literal_table() -> tuple[np.ndarray, np.ndarray]:
     """Every literal from ``_TABLE_MIN`` to ``_TABLE_MAX`` followed by ", ", right-aligned in 8 bytes (one
-    uint64 each, so a lookup moves a whole literal), and each one's length."""
-    texts = [f"{v}, " for v in range(_TABLE_MIN, _TABLE_MAX + 1)]
+    uint64 each, so a lookup moves a whole literal), and the mask of its text's bytes (1 where it is, in
+    the same layout); the last entry, index -1, is empty: no literal."""
+    texts = [f"{v}, " for v in range(_TABLE_MIN, _TABLE_MAX + 1)] + [""]
     padded = "".join(t.rjust(8) for t in texts).encode("ascii")
-    return np.frombuffer(padded, np.uint64), np.array([len(t) for t in texts], np.int64)
+    masks = b"".join(bytes(8 - len(t)) + b"\1" * len(t) for t in texts)
+    return np.frombuffer(padded, np.uint64), np.frombuffer(masks, np.uint64)
 
 
-_INDENT = np.frombuffer(b"        ", np.uint64)[0]  # four spaces of indent, right-aligned like a literal
+# Four spaces of indent, right-aligned like a literal, and its mask.
+_INDENT = np.frombuffer(b"        ", np.uint64)[0]
+_INDENT_MASK = np.frombuffer(bytes(4) + b"\1" * 4, np.uint64)[0]
 
 
 def _table_rows(values: np.ndarray) -> str:
     """:func:`_python_rows` vectorized: every line is an indent and ten 8-byte records, of which the
     right-aligned text is kept; the last literal's trailing space becomes the newline."""
-    table, lengths = _literal_table()
+    table, masks = _literal_table()
     rows = -(-values.size // ROW_LITERALS)
     flat = np.full(rows * ROW_LITERALS, -1, np.int64)  # -1: no literal (the last line's unused places)
     flat[: values.size] = values.astype(np.int64) - _TABLE_MIN
     index = flat.reshape(rows, ROW_LITERALS)
     records = np.empty((rows, ROW_LITERALS + 1), np.uint64)
-    records[:, 0] = _INDENT
-    records[:, 1:] = table[index]
-    length = np.empty((rows, ROW_LITERALS + 1), np.int64)
-    length[:, 0] = 4
-    length[:, 1:] = np.where(index >= 0, lengths[index], 0)
+    records[:, 0], records[:, 1:] = _INDENT, table[index]
+    keep = np.empty((rows, ROW_LITERALS + 1), np.uint64)
+    keep[:, 0], keep[:, 1:] = _INDENT_MASK, masks[index]
     data = records.view(np.uint8).reshape(rows, ROW_LITERALS + 1, 8)
-    last = np.minimum(np.count_nonzero(index >= 0, axis=1), ROW_LITERALS)  # records per line, indent aside
+    last = np.full(rows, ROW_LITERALS)  # the record of each line's last literal (the indent is record 0)
+    last[-1] = values.size - (rows - 1) * ROW_LITERALS
     data[np.arange(rows), last, 7] = ord("\n")
-    keep = np.arange(8) >= 8 - length[..., None]
-    return data[keep].tobytes().decode("ascii")
+    return data[keep.view(np.bool_).reshape(data.shape)].tobytes().decode("ascii")
 
 
 def config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None) -> str:
