@@ -257,20 +257,22 @@ def _quantized_encoded(param: Param, fmt: Fixed) -> Param:
 
 
 def _abs_row_sums(param: Param) -> np.ndarray:
-    """Per output unit (first axis), the sum of the absolute stored mantissas, as Python ints.
+    """Per output unit (first axis), the sum of the absolute stored mantissas of a quantized ``param``,
+    as Python ints.
 
-    Summed in int64 a block of rows at a time where no sum can reach 2**63 (a row of ``n`` mantissas of a
-    ``W``-bit format sums below ``2**(W + n.bit_length())``): exact, and without a Python int per weight,
-    which for VGG-19 meant 143M objects (5 GB).
+    The values are on the format's grid, ``m * 2**-F``, so where no sum of ``|m|`` can reach 2**53 (a row
+    of ``n`` mantissas of a ``W``-bit format sums below ``2**(W + n.bit_length())``) float64 sums them
+    exactly, a block of rows at a time: no Python int per weight (VGG-19: 143M of them, 5 GB), no
+    second quantization.
     """
     fmt = param.format
     assert isinstance(fmt, Fixed)
     rows = param.data.reshape(param.data.shape[0], -1)
-    if fmt.width + rows.shape[1].bit_length() > 62:
+    if fmt.width + rows.shape[1].bit_length() > 52:
         return np.abs(_mantissas(param)).reshape(rows.shape[0], -1).sum(axis=1)
     step = max(1, fixed.QUANTIZE_CHUNK // max(rows.shape[1], 1))
-    sums = [np.abs(fixed.quantize(rows[i : i + step], fmt)).sum(axis=1) for i in range(0, len(rows), step)]
-    return np.concatenate(sums).astype(object)
+    sums = [np.abs(rows[i : i + step]).sum(axis=1) for i in range(0, len(rows), step)]
+    return np.array([int(v) for v in np.ldexp(np.concatenate(sums), fmt.frac_bits)], dtype=object)
 
 
 def _mantissas(param: Param) -> np.ndarray:
