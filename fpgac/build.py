@@ -32,6 +32,7 @@ from fpgac.frontend.onnx import load_onnx
 from fpgac.ir import Graph
 from fpgac.ir.serialize import graph_files
 from fpgac.passes.pipeline import CLEANUPS, make_pass, run_pipeline, user_calls
+from fpgac.progress import step
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,9 @@ def load_model(model: Path) -> Graph:
 
     What ``fpgac inspect`` shows, ``fpgac sim model.onnx`` runs and the build's own passes start from.
     """
-    return run_pipeline(load_onnx(model), CLEANUPS)
+    with step(f"loading {model.name}"):
+        graph = load_onnx(model)
+    return run_pipeline(graph, CLEANUPS, step)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         "layer_keep": layer_keep,
     }
     passes = [make_pass(call, calib, defaults) for call in user_calls(options.passes)]
-    graph = run_pipeline(graph, passes)
+    graph = run_pipeline(graph, passes, step)
     reuse = reuse_factors(graph, layer_reuse, options.reuse)
     recommended = default_io(graph, board)
     decisions = Decisions(
@@ -188,9 +191,10 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         reuse=options.reuse,
         layer_reuse=reuse,
     )
-    est = estimate(graph, board, decisions.io, decisions.layer_reuse)
-    names = tuple(p.name for p in (*CLEANUPS, *passes))
-    report = _report(model, options, graph, board, names, decisions, est)
+    with step("estimate and report"):
+        est = estimate(graph, board, decisions.io, decisions.layer_reuse)
+        names = tuple(p.name for p in (*CLEANUPS, *passes))
+        report = _report(model, options, graph, board, names, decisions, est)
     return CompiledDesign(graph, board, names, decisions, est, report)
 
 
@@ -247,14 +251,17 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     plan = BuildPlan()
     if decisions.backend == "hls4ml":
         # The folder stores the lowered graph, so `fpgac sim DIR` simulates hls4ml's kernels.
-        graph = run_pipeline(graph, [Hls4mlLowering()])
-        plan.merge(hls4ml_plan(graph, board, decisions.io, decisions.reuse), prefix=f"{HLS4ML_DIR}/")
+        graph = run_pipeline(graph, [Hls4mlLowering()], step)
+        with step("generating the hls4ml project"):
+            plan.merge(hls4ml_plan(graph, board, decisions.io, decisions.reuse), prefix=f"{HLS4ML_DIR}/")
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if decisions.backend == "vitis":
-        hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name)
+        with step("generating the Vitis HLS project"):
+            hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name)
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))
     plan.add(REPORT_MD, report_markdown(compiled.report))
-    write_plan(plan, out, force=force)
+    with step(f"writing {out}"):
+        write_plan(plan, out, force=force)
     return compiled.report

@@ -176,6 +176,7 @@ def build(
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
     from fpgac.build import BuildOptions
     from fpgac.build import build as run_build
+    from fpgac.progress import shown
 
     options = BuildOptions(
         board=board,
@@ -190,7 +191,8 @@ def build(
         io=io,
         reuse=reuse,
     )
-    report = run_build(model, out, options, force=force)
+    with shown():
+        report = run_build(model, out, options, force=force)
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)
     _console.print(
         f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "

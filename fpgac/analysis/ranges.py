@@ -42,15 +42,19 @@ class RangeError(FpgacError):
 
 
 def calibrated_ranges(graph: Graph, calib: list[np.ndarray]) -> dict[str, Range]:
-    """Observed (min, max) of every value over the calibration batch."""
-    traced = run_float(graph, calib, trace=True)
-    assert isinstance(traced, dict)
+    """Observed (min, max) of every value over the calibration batch.
+
+    Each value is measured as the interpreter computes it, so the batch's activations are not all kept
+    (a deep network on a real calibration batch holds gigabytes of them).
+    """
     ranges: dict[str, Range] = {}
-    for name, array in traced.items():
+
+    def measure(value: Value, array: np.ndarray) -> None:
         if not np.all(np.isfinite(array)):
-            where = _where(graph, name)
-            raise RangeError(f"{where} produces NaN or Inf on the calibration data")
-        ranges[name] = (float(array.min(initial=0.0)), float(array.max(initial=0.0)))
+            raise RangeError(f"{_where(graph, value.name)} produces NaN or Inf on the calibration data")
+        ranges[value.name] = (float(array.min(initial=0.0)), float(array.max(initial=0.0)))
+
+    run_float(graph, calib, observe=measure)
     return ranges
 
 

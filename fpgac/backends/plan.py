@@ -1,19 +1,24 @@
 """Build plans: what a backend wants written, and the one place that writes it.
 
 Backends return a :class:`BuildPlan` (relative path -> bytes) and never touch the
-disk, as in Amaranth's ``build/plat.py``. :func:`write_plan` writes a plan into a
-temporary folder beside the target and renames it into place, so a failed or
-interrupted build never leaves a half-written folder, and refuses any path that
-would escape the build folder.
+disk, as in Amaranth's ``build/plat.py``. A big file (a model's weights, as an
+archive or as C literals) may instead be planned as a function that writes it, run
+only when the plan is written, so a plan never holds a second copy of the weights.
+:func:`write_plan` writes a plan into a temporary folder beside the target and
+renames it into place, so a failed or interrupted build never leaves a
+half-written folder, and refuses any path that would escape the build folder.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from fpgac.errors import FpgacError
 
@@ -24,21 +29,49 @@ class BuildFolderError(FpgacError):
     """The build folder cannot be written as asked."""
 
 
+Writer = Callable[[BinaryIO], None]
+"""Writes a planned file's bytes to an open file, when the plan is written (or read through ``files``)."""
+
+
 @dataclass
 class BuildPlan:
-    """Files of a build folder, by relative POSIX path."""
+    """Files of a build folder, by relative POSIX path: bytes, or a :data:`Writer` that makes them."""
 
-    files: dict[str, bytes] = field(default_factory=dict)
+    contents: dict[str, bytes | Writer] = field(default_factory=dict)
 
-    def add(self, path: str, content: str | bytes) -> None:
+    def add(self, path: str, content: str | bytes | Writer) -> None:
         _check_relative(path)
-        if path in self.files:
+        if path in self.contents:
             raise BuildFolderError(f"build plan writes {path!r} twice")
-        self.files[path] = content.encode() if isinstance(content, str) else content
+        self.contents[path] = content.encode() if isinstance(content, str) else content
 
     def merge(self, other: BuildPlan, prefix: str = "") -> None:
-        for path, content in other.files.items():
+        for path, content in other.contents.items():
             self.add(f"{prefix}{path}", content)
+
+    @property
+    def files(self) -> Mapping[str, bytes]:
+        """Every file's bytes by path; a writer's file is made when it is read."""
+        return _Files(self.contents)
+
+
+class _Files(Mapping[str, bytes]):
+    def __init__(self, contents: Mapping[str, bytes | Writer]) -> None:
+        self._contents = contents
+
+    def __getitem__(self, path: str) -> bytes:
+        content = self._contents[path]
+        if isinstance(content, bytes):
+            return content
+        buffer = io.BytesIO()
+        content(buffer)
+        return buffer.getvalue()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._contents)
+
+    def __len__(self) -> int:
+        return len(self._contents)
 
 
 def _check_relative(path: str) -> None:
@@ -80,10 +113,14 @@ def write_plan(plan: BuildPlan, folder: str | Path, *, force: bool = False) -> P
     except OSError as exc:
         raise BuildFolderError(f"{folder}: cannot create the build folder ({exc.strerror or exc})") from None
     try:
-        for path, content in sorted(plan.files.items()):
+        for path, content in sorted(plan.contents.items()):
             target = staging / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                with target.open("wb") as file:
+                    content(file)
         (staging / MARKER).write_text("written by fpgac; safe to delete\n")
         os.chmod(staging, 0o755)
         if folder.exists():

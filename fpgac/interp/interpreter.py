@@ -8,14 +8,15 @@ formats a pass has assigned (the bit-accurate simulator honours those).
 
 Intermediate arrays are dropped as soon as their last consumer has run, so peak
 memory on a deep network is a few activations, not all of them; ``trace=True``
-keeps every value instead, for per-layer debugging.
+keeps every value instead, for per-layer debugging, and ``observe`` sees every
+value as it is computed (calibration's ranges), keeping none.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, overload
 
 import numpy as np
@@ -33,12 +34,19 @@ class SimulationError(FpgacError):
     """The inputs do not fit the graph, or an op failed while simulating it."""
 
 
+Observer = Callable[[Value, np.ndarray], None]
+
+
 @overload
-def run_float(graph: Graph, inputs: Inputs, *, trace: Literal[False] = False) -> list[np.ndarray]: ...
-@overload
-def run_float(graph: Graph, inputs: Inputs, *, trace: Literal[True]) -> dict[str, np.ndarray]: ...
 def run_float(
-    graph: Graph, inputs: Inputs, *, trace: bool = False
+    graph: Graph, inputs: Inputs, *, trace: Literal[False] = False, observe: Observer | None = None
+) -> list[np.ndarray]: ...
+@overload
+def run_float(
+    graph: Graph, inputs: Inputs, *, trace: Literal[True], observe: Observer | None = None
+) -> dict[str, np.ndarray]: ...
+def run_float(
+    graph: Graph, inputs: Inputs, *, trace: bool = False, observe: Observer | None = None
 ) -> list[np.ndarray] | dict[str, np.ndarray]:
     """Execute ``graph`` in float32 on a batch.
 
@@ -50,6 +58,8 @@ def run_float(
             converted to float32. NaN and inf pass through as data.
         trace: return every value (inputs, intermediates, outputs) by name
             instead of the graph outputs only.
+        observe: called with every value (inputs first, then each node's
+            output) and its array as soon as it is computed.
 
     Returns:
         The graph outputs in order, each ``(batch, *shape)`` float32; or, with
@@ -63,10 +73,15 @@ def run_float(
     env: dict[int, np.ndarray] = {id(v): a for v, a in zip(graph.inputs, arrays, strict=True)}
     traced = {v.name: a for v, a in zip(graph.inputs, arrays, strict=True)}
     keep = {id(v) for v in graph.outputs}
+    if observe is not None:
+        for value, array in zip(graph.inputs, arrays, strict=True):
+            observe(value, array)
     remaining = Counter(id(value) for node in graph.nodes for value in set(node.inputs))
     for node in graph.nodes:
         result = _run_node(node, [_lookup(env, v, node) for v in node.inputs])
         env[id(node.output)] = result
+        if observe is not None:
+            observe(node.output, result)
         if trace:
             traced[node.output.name] = result
             continue

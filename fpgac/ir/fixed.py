@@ -355,9 +355,26 @@ def quantize(
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"cannot quantize dtype {x.dtype}")
-    fast = _quantize_fast(x, fmt)
-    out, bad = fast if fast is not None else _quantize_bits(x, fmt)
+    if x.size <= QUANTIZE_CHUNK:
+        out, bad = _quantize_array(x, fmt)
+    else:
+        # Elementwise, so chunk by chunk gives the same result: with the temporaries of one chunk, not
+        # of the whole tensor (about ten float64 copies: 8 GB for VGG-19's biggest weight).
+        flat = x.reshape(-1)
+        out, bad = np.empty(flat.size, mantissa_dtype(fmt)), np.empty(flat.size, bool)
+        for start in range(0, flat.size, QUANTIZE_CHUNK):
+            part = slice(start, start + QUANTIZE_CHUNK)
+            out[part], bad[part] = _quantize_array(flat[part], fmt)
+        out, bad = out.reshape(x.shape), bad.reshape(x.shape)
     return (out, bad) if return_overflow else out
+
+
+QUANTIZE_CHUNK = 1 << 20  # elements that quantize handles at once
+
+
+def _quantize_array(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray]:
+    fast = _quantize_fast(x, fmt)
+    return fast if fast is not None else _quantize_bits(x, fmt)
 
 
 def _quantize_bits(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray]:

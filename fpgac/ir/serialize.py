@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -15,12 +16,15 @@ GRAPH_FILE = "graph.fir"
 WEIGHTS_FILE = "weights.npz"
 
 
-def graph_files(graph: Graph) -> dict[str, bytes]:
+def graph_files(graph: Graph) -> dict[str, bytes | Callable[[BinaryIO], None]]:
     """The files that store ``graph``: its text form and its params.
 
     Params are keyed by position (``p<node index>_<k>``) with an index that maps
     keys back to (node, param) names, because model names may hold characters
-    that are not safe as zip member names.
+    that are not safe as zip member names. The params' archive is a function that
+    writes it to a file: made in memory it would be a second copy of the model's
+    weights (and a third while ``BytesIO.getvalue`` copies it). It holds the
+    params' arrays themselves, not copies.
     """
     arrays: dict[str, np.ndarray] = {}
     index: list[list[str]] = []
@@ -34,16 +38,22 @@ def graph_files(graph: Graph) -> dict[str, bytes]:
                     arrays[f"p{len(index)}"] = array
                     index.append([node.name, extra])
     arrays["index"] = np.frombuffer(json.dumps(index).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=True, **arrays)
-    return {GRAPH_FILE: print_graph(graph).encode(), WEIGHTS_FILE: buffer.getvalue()}
+
+    def write_weights(file: BinaryIO) -> None:
+        np.savez(file, allow_pickle=True, **arrays)
+
+    return {GRAPH_FILE: print_graph(graph).encode(), WEIGHTS_FILE: write_weights}
 
 
 def save_graph(graph: Graph, folder: str | Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in graph_files(graph).items():
-        (folder / name).write_bytes(data)
+        with (folder / name).open("wb") as file:
+            if isinstance(data, bytes):
+                file.write(data)
+            else:
+                data(file)
 
 
 def load_graph(folder: str | Path) -> Graph:

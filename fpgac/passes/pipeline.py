@@ -12,11 +12,13 @@ batch from the build, never from a global.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -88,14 +90,20 @@ def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapp
     return cls(**kwargs)
 
 
-def run_pipeline(graph: Graph, passes: Sequence[Pass]) -> Graph:
-    """Run passes in order on ``graph``, verifying after each; failures name the pass and its history."""
+def run_pipeline(
+    graph: Graph, passes: Sequence[Pass], step: Callable[[str], AbstractContextManager[None]] | None = None
+) -> Graph:
+    """Run passes in order on ``graph``, verifying after each; failures name the pass and its history.
+
+    ``step(description)``, when given, is entered around each pass (the build's progress display).
+    """
     done: list[str] = []
     for p in passes:
         name = p.name
         try:
-            graph = p.run(graph)
-            verify(graph)
+            with step(f"pass {name}") if step else contextlib.nullcontext():
+                graph = p.run(graph)
+                verify(graph)
         except Refusal:
             raise  # its message already names the target, node and reason in full
         except FpgacError as exc:

@@ -76,10 +76,17 @@ def constant_format(data: np.ndarray | np.float64, width: int) -> Fixed:
 
 
 def _quantized(data: np.ndarray | np.float64, fmt: Fixed) -> Param:
-    """The param as the hardware stores it: values exactly representable in ``fmt`` (float64)."""
-    data = np.asarray(data, np.float64)
-    # fixed.quantize returns at least 1-d arrays: keep scalar params (alpha, gamma) scalar.
-    return Param(fixed.to_float(fixed.quantize(data, fmt), fmt).reshape(data.shape), fmt)
+    """The param as the hardware stores it: values exactly representable in ``fmt`` (float64).
+
+    Chunk by chunk into the result, so a big weight needs no full-size float64 copy of its float32 data
+    nor a full-size array of mantissas on the way (quantize reads float32 exactly).
+    """
+    data = np.asarray(data)
+    flat, out = data.reshape(-1), np.empty(data.size, np.float64)
+    for start in range(0, flat.size, fixed.QUANTIZE_CHUNK):
+        part = slice(start, start + fixed.QUANTIZE_CHUNK)
+        out[part] = fixed.to_float(fixed.quantize(flat[part], fmt), fmt)
+    return Param(out.reshape(data.shape), fmt)  # scalar params (alpha, gamma) stay scalar
 
 
 @dataclass(frozen=True)
@@ -237,7 +244,7 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     fw = constant_format(weight.data, width)
     node.params["weight"] = _quantized_encoded(weight, fw)
     frac = fx.frac_bits + fw.frac_bits
-    w_m = np.abs(_mantissas(node.params["weight"])).reshape(weight.data.shape[0], -1).sum(axis=1)
+    w_m = _abs_row_sums(node.params["weight"])
     terms = [(w_m * max(-fx.min_mantissa, fx.max_mantissa), frac)]
     if "bias" in node.params:
         fb = constant_format(node.params["bias"].data, width)
@@ -264,6 +271,25 @@ def _quantized_encoded(param: Param, fmt: Fixed) -> Param:
     codebook = _quantized(enc.codebook, fmt).data
     data = codebook[enc.indices.astype(np.int64)].reshape(param.data.shape)
     return Param(data, fmt, enc.with_codebook(codebook))
+
+
+def _abs_row_sums(param: Param) -> np.ndarray:
+    """Per output unit (first axis), the sum of the absolute stored mantissas of a quantized ``param``,
+    as Python ints.
+
+    The values are on the format's grid, ``m * 2**-F``, so where no sum of ``|m|`` can reach 2**53 (a row
+    of ``n`` mantissas of a ``W``-bit format sums below ``2**(W + n.bit_length())``) float64 sums them
+    exactly, a block of rows at a time: no Python int per weight (VGG-19: 143M of them, 5 GB), no
+    second quantization.
+    """
+    fmt = param.format
+    assert isinstance(fmt, Fixed)
+    rows = param.data.reshape(param.data.shape[0], -1)
+    if fmt.width + rows.shape[1].bit_length() > 52:
+        return np.abs(_mantissas(param)).reshape(rows.shape[0], -1).sum(axis=1)
+    step = max(1, fixed.QUANTIZE_CHUNK // max(rows.shape[1], 1))
+    sums = [np.abs(rows[i : i + step]).sum(axis=1) for i in range(0, len(rows), step)]
+    return np.array([int(v) for v in np.ldexp(np.concatenate(sums), fmt.frac_bits)], dtype=object)
 
 
 def _mantissas(param: Param) -> np.ndarray:

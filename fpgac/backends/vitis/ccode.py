@@ -6,8 +6,12 @@ Shared by :mod:`fpgac.backends.vitis.layers` (one emitter per op) and :mod:`fpga
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Node
@@ -20,12 +24,21 @@ class VitisError(FpgacError):
 
 @dataclass(frozen=True)
 class Array:
-    """A constant array (weights, a table, an index ROM) written into the layer's weights header."""
+    """A constant array (weights, a table, an index ROM) written into the layer's weights header.
+
+    ``values`` are the integers themselves (1-d; an object array of Python ints beyond 64 bits), not their
+    literals: a big model has a hundred million of them, which as Python strings took ten times the
+    memory of the model; :meth:`rows` formats them as the header is written.
+    """
 
     ctype: str
     name: str
-    values: list[str]
+    values: np.ndarray
     comment: str
+
+    def rows(self) -> Iterator[str]:
+        """The initializer's lines (``    v, v, ..., v,`` ten literals each), many lines per chunk."""
+        return literal_rows(self.values, self.ctype)
 
 
 @dataclass
@@ -90,12 +103,95 @@ def c_int_type(fmt: Fixed) -> str:
 
 
 def int_literal(value: int, ctype: str) -> str:
-    """A C integer literal of ``value`` for an array of ``ctype`` (64-bit ones need a suffix)."""
+    """A C integer literal of ``value`` for an array of ``ctype`` (64-bit ones need a suffix; ``unsigned
+    int`` words carry one to say so)."""
+    if ctype == "unsigned int":
+        return f"{value}u"
     if not ctype.endswith("64_t"):
         return str(value)
     if value == -(2**63):
         return "(-9223372036854775807LL - 1)"  # the literal 9223372036854775808 does not exist
     return f"{value}{'LL' if ctype.startswith('int') else 'ULL'}"
+
+
+def c_int_array(values: np.ndarray | list[int], ctype: str) -> np.ndarray:
+    """``values`` as a 1-d array for an :class:`Array` of ``ctype``, in its own width where numpy has it
+    (a 16-bit weight array takes 2 bytes a value until it is written, not 8)."""
+    flat = np.asarray(values).reshape(-1)
+    if flat.dtype == object or not ctype.endswith("_t"):
+        return flat
+    return flat.astype(np.dtype(ctype.removesuffix("_t")))
+
+
+# Literals per line of an initializer, and lines per chunk that literal_rows yields.
+ROW_LITERALS = 10
+_CHUNK_ROWS = 100_000
+_SUFFIXED = ("unsigned int", "int64_t", "uint64_t")  # types whose literals int_literal suffixes
+_TABLE_MIN, _TABLE_MAX = -(2**16), 2**16 - 1  # values the vectorized path formats from a table
+
+
+def literal_rows(values: np.ndarray, ctype: str) -> Iterator[str]:
+    """The lines of a C initializer of ``values``: four spaces, ten literals of ``ctype`` joined by ", "
+    and a trailing comma each, yielded in chunks of up to ``_CHUNK_ROWS`` lines.
+
+    Integers of up to 17 bits (weights at the usual precisions, most index maps) are formatted by numpy
+    from a table of every literal; wider ones and suffixed literals one by one in Python.
+    """
+    values = np.asarray(values).reshape(-1)
+    if values.size == 0:
+        return
+    table = (
+        ctype not in _SUFFIXED
+        and values.dtype != object
+        and int(values.min()) >= _TABLE_MIN
+        and int(values.max()) <= _TABLE_MAX
+    )
+    step = _CHUNK_ROWS * ROW_LITERALS
+    for start in range(0, values.size, step):
+        chunk = values[start : start + step]
+        yield _table_rows(chunk) if table else _python_rows(chunk, ctype)
+
+
+def _python_rows(values: np.ndarray, ctype: str) -> str:
+    texts = [int_literal(v, ctype) for v in values.tolist()]
+    return "".join(
+        f"    {', '.join(texts[i : i + ROW_LITERALS])},\n" for i in range(0, len(texts), ROW_LITERALS)
+    )
+
+
+@functools.cache
+def _literal_table() -> tuple[np.ndarray, np.ndarray]:
+    """Every literal from ``_TABLE_MIN`` to ``_TABLE_MAX`` followed by ", ", right-aligned in 8 bytes (one
+    uint64 each, so a lookup moves a whole literal), and the mask of its text's bytes (1 where it is, in
+    the same layout); the last entry, index -1, is empty: no literal."""
+    texts = [f"{v}, " for v in range(_TABLE_MIN, _TABLE_MAX + 1)] + [""]
+    padded = "".join(t.rjust(8) for t in texts).encode("ascii")
+    masks = b"".join(bytes(8 - len(t)) + b"\1" * len(t) for t in texts)
+    return np.frombuffer(padded, np.uint64), np.frombuffer(masks, np.uint64)
+
+
+# Four spaces of indent, right-aligned like a literal, and its mask.
+_INDENT = np.frombuffer(b"        ", np.uint64)[0]
+_INDENT_MASK = np.frombuffer(bytes(4) + b"\1" * 4, np.uint64)[0]
+
+
+def _table_rows(values: np.ndarray) -> str:
+    """:func:`_python_rows` vectorized: every line is an indent and ten 8-byte records, of which the
+    right-aligned text is kept; the last literal's trailing space becomes the newline."""
+    table, masks = _literal_table()
+    rows = -(-values.size // ROW_LITERALS)
+    flat = np.full(rows * ROW_LITERALS, -1, np.int64)  # -1: no literal (the last line's unused places)
+    flat[: values.size] = values.astype(np.int64) - _TABLE_MIN
+    index = flat.reshape(rows, ROW_LITERALS)
+    records = np.empty((rows, ROW_LITERALS + 1), np.uint64)
+    records[:, 0], records[:, 1:] = _INDENT, table[index]
+    keep = np.empty((rows, ROW_LITERALS + 1), np.uint64)
+    keep[:, 0], keep[:, 1:] = _INDENT_MASK, masks[index]
+    data = records.view(np.uint8).reshape(rows, ROW_LITERALS + 1, 8)
+    last = np.full(rows, ROW_LITERALS)  # the record of each line's last literal (the indent is record 0)
+    last[-1] = values.size - (rows - 1) * ROW_LITERALS
+    data[np.arange(rows), last, 7] = ord("\n")
+    return data[keep.view(np.bool_).reshape(data.shape)].tobytes().decode("ascii")
 
 
 def config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None) -> str:

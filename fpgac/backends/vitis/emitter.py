@@ -12,12 +12,13 @@ nothing depends on time, paths or dict order beyond the graph's own.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, BinaryIO
 
 import jinja2
 import numpy as np
@@ -261,10 +262,12 @@ def vitis_plan(
     plan.add("firmware/layers.h", env.get_template("layers.h.j2").render(common))
     plan.add(f"firmware/{TOP}.h", env.get_template("top.h.j2").render(common))
     plan.add(f"firmware/{TOP}.cpp", env.get_template("top.cpp.j2").render(common))
+    weights = env.get_template("weights.h.j2")
     for layer in data["layers"]:
         if layer["arrays"]:
-            text = env.get_template("weights.h.j2").render({**common, "layer": layer})
-            plan.add(f"firmware/weights/{layer['name']}.h", text)
+            # Rendered as the file is written: a big model's literals would be gigabytes of text.
+            write = functools.partial(_write_streamed, weights, {**common, "layer": layer})
+            plan.add(f"firmware/weights/{layer['name']}.h", write)
     kernels = resources.files("fpgac").joinpath("hls_templates")
     headers = KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ())
     headers += (COMPRESSED_HEADER,) if data["compressed"] else ()
@@ -285,6 +288,11 @@ def vitis_plan(
     plan.add("README.md", env.get_template("README.md.j2").render(readme))
     plan.add(MAP_FILE, json.dumps(name_map(graph, data), indent=1, sort_keys=True) + "\n")
     return plan
+
+
+def _write_streamed(template: jinja2.Template, context: dict[str, Any], file: BinaryIO) -> None:
+    """Render ``template`` into ``file`` piece by piece (the pieces :meth:`Array.rows` yields)."""
+    template.stream(context).dump(file, encoding="utf-8")
 
 
 def name_map(graph: Graph, data: Mapping[str, Any]) -> dict[str, Any]:

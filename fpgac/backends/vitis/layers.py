@@ -22,9 +22,9 @@ from fpgac.backends.vitis.ccode import (
     Ctx,
     LayerCode,
     VitisError,
+    c_int_array,
     c_int_type,
     config,
-    int_literal,
     literal,
     window_stream,
 )
@@ -67,11 +67,11 @@ def _param(ctx: Ctx, code: LayerCode, key: str) -> tuple[str, tuple[int, ...]]:
         raise VitisError(f"{ctx.where()}: param {key!r} is not fixed point; quantize the graph first")
     data = np.asarray(param.data, dtype=np.float64)
     # Already on fmt's grid after quantize; quantizing again is a no-op that guards hand-made graphs.
-    mantissas = np.asarray(fixed.quantize(data.reshape(-1), fmt)).tolist()
+    mantissas = fixed.quantize(data.reshape(-1), fmt)
     type_name, array, ctype = f"{ctx.name}_{key}_t", f"{ctx.name}_{key}", c_int_type(fmt)
     code.typedefs.append((type_name, fmt.ap_type()))
     comment = f"{key} {list(data.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
-    code.arrays.append(Array(ctype, array, [int_literal(int(m), ctype) for m in mantissas], comment))
+    code.arrays.append(Array(ctype, array, c_int_array(mantissas, ctype), comment))
     return array, tuple(data.shape)
 
 
@@ -100,7 +100,7 @@ def _index(code: LayerCode, ctx: Ctx, k: int, idx: np.ndarray, var: str = "i") -
         if np.all(per_channel == per_channel[:, :1]):
             return _index(code, ctx, k, per_channel[:, 0], "c")
     name = f"{ctx.name}_idx{k}"
-    code.arrays.append(Array("int", name, [str(int(v)) for v in idx], "index map"))
+    code.arrays.append(Array("int", name, idx, "index map"))
     return f"{name}[{var}]"
 
 
@@ -161,7 +161,7 @@ def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
         name, shape = _param(ctx, code, "bias")
         return name, math.prod(shape)
     code.typedefs.append((f"{ctx.name}_bias_t", "ap_fixed<2,2>"))
-    code.arrays.append(Array("int8_t", f"{ctx.name}_bias", ["0"], "no bias (never read)"))
+    code.arrays.append(Array("int8_t", f"{ctx.name}_bias", np.zeros(1, np.int8), "no bias (never read)"))
     return f"{ctx.name}_bias", 0
 
 
@@ -277,7 +277,8 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
         counts.append(divisor_1d(x_shape[1 + i], k, s, pb, pe, out, a["count_include_pad"]))
     count_h, count_w = ([np.ones(1, np.int64)], counts) if nd == 1 else ([counts[0]], [counts[1]])
     for suffix, c in (("count_h", count_h[0]), ("count_w", count_w[0])):
-        code.arrays.append(Array("int", f"{ctx.name}_{suffix}", [str(int(v)) for v in c], "cells per window"))
+        per_window = np.asarray(c).reshape(-1)
+        code.arrays.append(Array("int", f"{ctx.name}_{suffix}", per_window, "cells per window"))
     if int(np.max(count_h[0]) * np.max(count_w[0])) >= recip_size:
         raise VitisError(f"{ctx.where()}: reciprocal table of {recip_size} entries is too short")
     values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
@@ -299,7 +300,7 @@ def reduce(ctx: Ctx, code: LayerCode) -> None:
     r = math.prod(shape[ax] for ax in axes)
     idx = np.moveaxis(np.arange(math.prod(shape)).reshape(shape), axes, range(-len(axes), 0)).reshape(-1)
     code.arrays.append(
-        Array("int", f"{ctx.name}_cells", [str(int(v)) for v in idx], "input cells per output")
+        Array("int", f"{ctx.name}_cells", np.asarray(idx).reshape(-1), "input cells per output")
     )
     values = {"IN_SIZE": math.prod(shape), "OUT_SIZE": ctx.size, "R": r}
     if a["mode"] == "max":

@@ -34,9 +34,9 @@ from fpgac.backends.vitis.ccode import (
     Ctx,
     LayerCode,
     VitisError,
+    c_int_array,
     c_int_type,
     config,
-    int_literal,
     window_stream,
 )
 from fpgac.ir import fixed
@@ -78,21 +78,17 @@ def taps(param: Param) -> tuple[np.ndarray, np.ndarray]:
     return lay.positions[real], real
 
 
-def _ints(values: np.ndarray | list[int]) -> list[str]:
-    """An int array's literals; C++ has no zero-length arrays, so an empty one holds one unused 0."""
-    out = [str(int(v)) for v in np.asarray(values).reshape(-1)]
-    return out or ["0"]
-
-
-def _words(words: np.ndarray) -> list[str]:
-    return [f"{int(w)}u" for w in words] or ["0u"]
+def _ints(values: np.ndarray | list[int]) -> np.ndarray:
+    """An int array's values; C++ has no zero-length arrays, so an empty one holds one unused 0."""
+    out = np.asarray(values, dtype=np.int64).reshape(-1)
+    return out if out.size else np.zeros(1, np.int64)
 
 
 def _raw_bits(name: str, values: np.ndarray, fmt: Fixed, comment: str) -> Array:
     """Values as a ROM of their raw bits (read through ``fpgac::from_bits``, as layers.py stores params)."""
     ctype = c_int_type(fmt)
-    mantissas = np.asarray(fixed.quantize(values.reshape(-1), fmt)).tolist() if values.size else [0]
-    return Array(ctype, name, [int_literal(int(m), ctype) for m in mantissas], comment)
+    mantissas = fixed.quantize(values.reshape(-1), fmt) if values.size else [0]
+    return Array(ctype, name, c_int_array(mantissas, ctype), comment)
 
 
 def _coded_stream(
@@ -109,11 +105,11 @@ def _coded_stream(
     count = int(stream.size)
     if huff is None:
         words = pack_fixed(stream, bits)
-        code.arrays.append(Array("unsigned int", f"{prefix}_codes", _words(words), f"{bits} bits per symbol"))
+        code.arrays.append(Array("unsigned int", f"{prefix}_codes", _ints(words), f"{bits} bits per symbol"))
         return f"fpgac::unpack_indices<{count}, {bits}>({prefix}_codes, {mem});"
     words, nbits = huff.encode(stream)
     code.arrays.append(
-        Array("unsigned int", f"{prefix}_codes", _words(words), f"Huffman bitstream, {nbits} bits")
+        Array("unsigned int", f"{prefix}_codes", _ints(words), f"Huffman bitstream, {nbits} bits")
     )
     code.arrays.append(Array("int", f"{prefix}_counts", _ints(huff.counts()), "Huffman codes per length"))
     code.arrays.append(
@@ -139,7 +135,7 @@ def _weight_storage(ctx: Ctx, code: LayerCode, positions: np.ndarray) -> tuple[s
     if not enc.shared:
         values = np.asarray(param.data, dtype=np.float64).reshape(-1)[positions]
         code.arrays.append(_raw_bits(w_name, values, fmt, f"kept weights: raw bits of {w_type}"))
-        code.arrays.append(Array("int", idx_mem, ["0"], "no indices (never read)"))
+        code.arrays.append(Array("int", idx_mem, _ints([]), "no indices (never read)"))
         return w_name, idx_mem, False
     assert enc.codebook is not None
     what = f"codebook ({len(enc.codebook)} centroids): raw bits of {w_type}"
@@ -200,7 +196,7 @@ def _entry_storage(ctx: Ctx, code: LayerCode) -> tuple[list[str], dict[str, int]
             _raw_bits(w_name, values, fmt, f"weight per entry (fillers: 0): raw bits of {w_type}")
         )
         idx = f"{name}_idx_mem"
-        code.arrays.append(Array("int", idx, ["0"], "no indices (never read)"))
+        code.arrays.append(Array("int", idx, _ints([]), "no indices (never read)"))
     gap = f"{name}_gap_mem"
     if lay is not None:
         assert enc.gap_bits is not None
@@ -213,7 +209,7 @@ def _entry_storage(ctx: Ctx, code: LayerCode) -> tuple[list[str], dict[str, int]
             _coded_stream(code, f"{name}_gap", gap_type, lay.gaps, enc.gap_bits, enc.huffman.get("gap"), gap)
         )
     else:
-        code.arrays.append(Array("int", gap, ["0"], "not sparse: no relative indices (never read)"))
+        code.arrays.append(Array("int", gap, _ints([]), "not sparse: no relative indices (never read)"))
     declarations = "\n" + "\n".join([*memories, f"static bool {name}_ready = false;"])
     startup = "".join(f"    {d}\n" for d in decodes)
     decode = f"  if (!{name}_ready) {{  // decode the stored streams once, at start-up\n{startup}"
