@@ -252,7 +252,8 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if decisions.backend == "vitis":
-        hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name)
+        samples = load_inputs(options.calib, graph) if options.calib else None
+        hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name, samples=samples)
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))
     plan.add(REPORT_MD, report_markdown(compiled.report))
