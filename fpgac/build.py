@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fpgac.analysis.estimate import Estimate, default_io, estimate, reuse_factors
+from fpgac.analysis.fidelity import FidelityProbe, StageFidelity, fidelity_json
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
@@ -177,7 +178,12 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         "layer_keep": layer_keep,
     }
     passes = [make_pass(call, calib, defaults) for call in user_calls(options.passes)]
-    graph = run_pipeline(graph, passes)
+    stages: list[StageFidelity] = []  # the design against the float model after each pass (fidelity.py)
+    if calib:
+        probe = FidelityProbe(graph, calib)
+        graph = run_pipeline(graph, passes, lambda name, g: stages.append(probe.measure(name, g)))
+    else:
+        graph = run_pipeline(graph, passes)
     reuse = reuse_factors(graph, layer_reuse, options.reuse)
     recommended = default_io(graph, board)
     decisions = Decisions(
@@ -191,6 +197,8 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
     est = estimate(graph, board, decisions.io, decisions.layer_reuse)
     names = tuple(p.name for p in (*CLEANUPS, *passes))
     report = _report(model, options, graph, board, names, decisions, est)
+    if stages:
+        report["fidelity"] = fidelity_json(stages)
     return CompiledDesign(graph, board, names, decisions, est, report)
 
 

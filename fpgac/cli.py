@@ -199,6 +199,10 @@ def build(
         highlight=False,
         soft_wrap=True,
     )
+    if "fidelity" in report:
+        from fpgac.analysis.fidelity import fidelity_line
+
+        _console.print(fidelity_line(report["fidelity"]), highlight=False, soft_wrap=True)
 
 
 @cli.command()

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -88,8 +88,12 @@ def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapp
     return cls(**kwargs)
 
 
-def run_pipeline(graph: Graph, passes: Sequence[Pass]) -> Graph:
-    """Run passes in order on ``graph``, verifying after each; failures name the pass and its history."""
+def run_pipeline(
+    graph: Graph, passes: Sequence[Pass], on_pass: Callable[[str, Graph], None] | None = None
+) -> Graph:
+    """Run passes in order on ``graph``, verifying after each; failures name the pass and its history.
+
+    ``on_pass(name, graph)`` sees the graph after each pass (the build measures fidelity there)."""
     done: list[str] = []
     for p in passes:
         name = p.name
@@ -107,4 +111,6 @@ def run_pipeline(graph: Graph, passes: Sequence[Pass]) -> Graph:
             ) from exc
         log.info("pass %s done", name)
         done.append(name)
+        if on_pass is not None:
+            on_pass(name, graph)
     return graph
