@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,24 @@ def wide_mlp() -> tuple[Graph, np.ndarray]:
     return Quantize(precision=16, calib=(calib,)).run(graph), calib
 
 
-def build_folder(folder: Path, io: str) -> Path:
-    graph, calib = wide_mlp()
+def wide_image() -> tuple[Graph, np.ndarray]:
+    """A 1x1 conv from 96 to 80 channels on a 2x3 image, 16 bits: both ports narrower than a pixel."""
+    rng = np.random.default_rng(8)
+    graph = Graph("wide_image")
+    x = graph.add_input("x", TensorType((96, 2, 3)))
+    attrs = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "groups": 1}
+    params = {
+        "weight": Param((rng.standard_normal((80, 96, 1, 1)) * 0.1).astype(np.float32)),
+        "bias": Param((rng.standard_normal(80) * 0.1).astype(np.float32)),
+    }
+    conv = graph.add("conv", [x], name="conv", attrs=attrs, params=params)
+    graph.set_outputs([conv.output])
+    calib = rng.uniform(-1.0, 1.0, (16, 96, 2, 3)).astype(np.float32)
+    return Quantize(precision=16, calib=(calib,)).run(graph), calib
+
+
+def build_folder(folder: Path, io: str, make: Callable[[], tuple[Graph, np.ndarray]] = wide_mlp) -> Path:
+    graph, calib = make()
     plan = BuildPlan()
     for name, data in graph_files(graph).items():
         plan.add(name, data)
@@ -90,3 +107,13 @@ def test_testbench_passes_a_correct_design_and_fails_a_corrupted_one(io: str, tm
         r"MISMATCH: sample 0, output 0 \(\w+\), index \d+: expected mantissa -?\d+, got -?\d+", first_line
     ), bad.stderr
     assert "FAIL:" in bad.stderr
+
+
+def test_image_ports_in_narrow_beats_are_bit_exact(tmp_path: Path) -> None:
+    """Pixels of 96 and 80 channels cross the ports as 2 beats of 48 and 2 of 40, in pixel order."""
+    folder = build_folder(tmp_path / "image", "stream", wide_image)
+    top = (folder / "hls" / "firmware" / "fpgac_top.h").read_text()
+    assert "pixel<x_t, 48>" in top and "pixel<conv_out_t, 40>" in top
+    result = run_testbench(folder, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert verify(str(folder), samples=8).mismatches == 0
