@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -117,3 +118,20 @@ def test_image_ports_in_narrow_beats_are_bit_exact(tmp_path: Path) -> None:
     result = run_testbench(folder, tmp_path)
     assert result.returncode == 0, result.stderr
     assert verify(str(folder), samples=8).mismatches == 0
+
+
+def test_csim_write_tb_puts_your_samples_into_the_testbench(tmp_path: Path) -> None:
+    """``fpgac csim --write-tb``: a build without --calib (one zero sample) gets real samples to check."""
+    graph, calib = wide_mlp()
+    plan = BuildPlan()
+    for name, data in graph_files(graph).items():
+        plan.add(name, data)
+    plan.merge(vitis_plan(graph, get_board("zcu104"), "parallel"), prefix="hls/")
+    folder = write_plan(plan, tmp_path / "build", force=True)
+    assert (folder / "hls" / "tb" / "inputs.txt").read_text().startswith("1\n")
+    np.save(tmp_path / "x.npy", calib[:5])
+    args = ["csim", folder, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--write-tb"]
+    proc = subprocess.run([sys.executable, "-m", "fpgac", *map(str, args)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = run_testbench(folder, tmp_path)
+    assert result.returncode == 0 and "PASS: 5 samples" in result.stdout, result.stdout + result.stderr

@@ -10,10 +10,14 @@ one all-zero sample.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from fpgac.errors import FpgacError
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir.graph import Graph
 
@@ -49,3 +53,16 @@ def testbench_data(graph: Graph, samples: Sequence[np.ndarray] | None = None) ->
         arrays = [np.asarray(a[:TB_SAMPLES], np.float32) for a in samples]
     expected = run_fixed(graph, arrays).mantissas
     return {INPUTS_FILE: input_text(arrays), EXPECTED_FILE: output_text(expected)}
+
+
+def write_testbench_data(folder: Path, graph: Graph, samples: Sequence[np.ndarray]) -> Path:
+    """Replace the testbench data of build folder ``folder`` (its IR is ``graph``) with ``samples`` (the
+    first :data:`TB_SAMPLES`) and their expected outputs; each file is replaced atomically."""
+    tb = folder / "hls" / "tb"
+    if not tb.is_dir():
+        raise FpgacError(f"{folder}: no Vitis testbench in hls/tb/ (build with --backend vitis)")
+    for name, text in testbench_data(graph, samples).items():
+        with tempfile.NamedTemporaryFile("w", dir=tb, delete=False, suffix=".tmp") as tmp:
+            tmp.write(text)
+        os.replace(tmp.name, tb / name)
+    return tb
