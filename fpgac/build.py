@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from fpgac.analysis.estimate import Estimate, default_io, estimate, reuse_factors
+from fpgac.analysis.fidelity import FidelityProbe, StageFidelity, fidelity_json
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
@@ -180,7 +181,12 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         "layer_keep": layer_keep,
     }
     passes = [make_pass(call, calib, defaults) for call in user_calls(options.passes)]
-    graph = run_pipeline(graph, passes, step)
+    stages: list[StageFidelity] = []  # the design against the float model after each pass (fidelity.py)
+    if calib:
+        probe = FidelityProbe(graph, calib)
+        graph = run_pipeline(graph, passes, step, lambda name, g: stages.append(probe.measure(name, g)))
+    else:
+        graph = run_pipeline(graph, passes, step)
     reuse = reuse_factors(graph, layer_reuse, options.reuse)
     recommended = default_io(graph, board)
     decisions = Decisions(
@@ -195,6 +201,8 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         est = estimate(graph, board, decisions.io, decisions.layer_reuse)
         names = tuple(p.name for p in (*CLEANUPS, *passes))
         report = _report(model, options, graph, board, names, decisions, est)
+        if stages:
+            report["fidelity"] = fidelity_json(stages)
     return CompiledDesign(graph, board, names, decisions, est, report)
 
 
@@ -257,8 +265,11 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if decisions.backend == "vitis":
+        samples = load_inputs(options.calib, graph) if options.calib else None
         with step("generating the Vitis HLS project"):
-            hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name)
+            hls = vitis_plan(
+                graph, board, decisions.io, decisions.layer_reuse, model=model.name, samples=samples
+            )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))
     plan.add(REPORT_MD, report_markdown(compiled.report))

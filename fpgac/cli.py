@@ -201,6 +201,10 @@ def build(
         highlight=False,
         soft_wrap=True,
     )
+    if "fidelity" in report:
+        from fpgac.analysis.fidelity import fidelity_line
+
+        _console.print(fidelity_line(report["fidelity"]), highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -306,7 +310,13 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
     type=click.Path(path_type=Path),
     help="Where to write the outputs: .npy, or .npz keyed by output name (needed for several outputs).",
 )
-def csim(folder: Path, input_path: Path, output_path: Path) -> None:
+@click.option(
+    "--write-tb",
+    is_flag=True,
+    help="Also make the first 8 input samples the Vitis testbench's (hls/tb/inputs.txt), with `fpgac sim`'s "
+    "outputs as the bits it must produce (hls/tb/expected.txt).",
+)
+def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool) -> None:
     """C-simulate the HLS project of build FOLDER with g++ (no Vitis needed) and save the outputs.
 
     An hls4ml build runs hls4ml's own C-simulation (its build_lib.sh and bridge, as predict() does).
@@ -318,10 +328,16 @@ def csim(folder: Path, input_path: Path, output_path: Path) -> None:
 
     graph = load_graph(folder)
     check_output_path(output_path, graph)
-    result = run_any_csim(folder, load_inputs(input_path, graph))
+    inputs = load_inputs(input_path, graph)
+    result = run_any_csim(folder, inputs)
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
+    if write_tb:
+        from fpgac.backends.vitis.testbench import write_testbench_data
+
+        tb = write_testbench_data(folder, graph, inputs)
+        _console.print(f"wrote {tb}/inputs.txt and expected.txt (testbench samples)", highlight=False)
 
 
 @cli.command()

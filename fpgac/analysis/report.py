@@ -15,6 +15,7 @@ from typing import Any
 
 from fpgac.analysis.cost import node_cost
 from fpgac.analysis.estimate import memory_cost
+from fpgac.analysis.fidelity import fidelity_markdown
 from fpgac.boards import Board
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
@@ -120,6 +121,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{weights} | {layer['output_format']} | {acc} |"
         )
     lines += _storage_markdown(report)
+    lines += fidelity_markdown(report.get("fidelity"))
     return "\n".join(lines) + "\n"
 
 

@@ -48,6 +48,61 @@ void write_tensor(const T x[C * P], hls::stream<pixel<T, C> >& s) {
   }
 }
 
+// Top-level ports carry narrower beats than the layers' (at most 64 elements or 1024 bits; K divides C,
+// chosen by the generator): an internal beat of C channels crosses a port as C / K beats of K channels,
+// in channel order. narrow() feeds an output port, widen() reads an input port.
+template <int P, class T, int C, int K>
+void narrow(hls::stream<pixel<T, C> >& wide, hls::stream<pixel<T, K> >& port) {
+  pixel<T, C> px;
+  FPGAC_LOOP(narrow_beats)
+  for (int b = 0; b < P * (C / K); b++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const int j = b % (C / K);
+    if (j == 0) px = wide.read();
+    pixel<T, K> out;
+    FPGAC_LOOP(narrow_channels)
+    for (int c = 0; c < K; c++) out.data[c] = px.data[j * K + c];
+    port.write(out);
+  }
+}
+
+template <int P, class T, int C, int K>
+void widen(hls::stream<pixel<T, K> >& port, hls::stream<pixel<T, C> >& wide) {
+  pixel<T, C> px;
+  FPGAC_LOOP(widen_beats)
+  for (int b = 0; b < P * (C / K); b++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const int j = b % (C / K);
+    const pixel<T, K> in = port.read();
+    FPGAC_LOOP(widen_channels)
+    for (int c = 0; c < K; c++) px.data[j * K + c] = in.data[c];
+    if (j == C / K - 1) wide.write(px);
+  }
+}
+
+// The testbench's side of a port: a tensor of P pixels of C channels (logical order, x[c * P + p]) as the
+// port's P * C / K beats of K channels, and back.
+template <int P, int C, class T, int K>
+void write_port(const T x[C * P], hls::stream<pixel<T, K> >& s) {
+  for (int p = 0; p < P; p++) {
+    for (int j = 0; j < C / K; j++) {
+      pixel<T, K> px;
+      for (int c = 0; c < K; c++) px.data[c] = x[(j * K + c) * P + p];
+      s.write(px);
+    }
+  }
+}
+
+template <int P, int C, class T, int K>
+void read_port(hls::stream<pixel<T, K> >& s, T x[C * P]) {
+  for (int p = 0; p < P; p++) {
+    for (int j = 0; j < C / K; j++) {
+      const pixel<T, K> px = s.read();
+      for (int c = 0; c < K; c++) x[(j * K + c) * P + p] = px.data[c];
+    }
+  }
+}
+
 // The input row after which output row oh can be computed: the last row its window touches, clamped to
 // the input (a window reaching into the bottom padding waits for the last row, one in the top padding
 // only needs the first).

@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BitsimResult:
-    """Outputs (float64 values of the fixed-point results) and per-node overflow counts."""
+    """Outputs (float64 values of the fixed-point results, and their exact mantissas) and per-node overflow
+    counts."""
 
     outputs: list[np.ndarray]
     overflows: dict[str, int]
     elements: dict[str, int]
     trace: dict[str, np.ndarray] = field(default_factory=dict)
+    mantissas: list[np.ndarray] = field(default_factory=list)
 
 
 def _format(value_fmt: object, where: str) -> Fixed:
@@ -74,7 +76,8 @@ def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False) -> BitsimRes
     outputs = [
         fixed.to_float(env[id(v)], _format(v.type.format, f"output {v.name!r}")) for v in graph.outputs
     ]
-    return BitsimResult(outputs, overflows, elements, traced)
+    mantissas = [env[id(v)] for v in graph.outputs]
+    return BitsimResult(outputs, overflows, elements, traced, mantissas)
 
 
 def warn_saturated_inputs(graph: Graph, result: BitsimResult) -> None:

@@ -120,6 +120,25 @@ def add_damping(gram: np.ndarray, damp: float) -> np.ndarray:
     return gram + damp * (scale or 1.0) * np.eye(len(gram))
 
 
+def anchored_fit(a: np.ndarray, t: np.ndarray, prior: np.ndarray, damp: float) -> np.ndarray:
+    """``x`` minimising ``‖a x - t‖² + λ‖x - prior‖²`` (``λ = damp * mean(diag(aᵀa))``); ``prior`` itself
+    when ``a`` has fewer rows than columns.
+
+    The refit of pruned weights (``prior``: their trained values). Plain ridge pulls towards zero, and that
+    is what made ``prune(reconstruct=true)`` worse than no refit: a direction the calibration batch does not
+    excite (an input that is zero on every sample, a unit that never fires on it) lost its trained weight,
+    and a batch with fewer rows than unknowns was fitted exactly, by the minimum-norm solution. Anchored,
+    unexcited directions keep their trained values; with fewer rows than unknowns the batch cannot tell the
+    layer from the batch, so the weights stay as trained (plain magnitude pruning).
+    """
+    if len(a) < a.shape[1]:
+        return np.array(prior, np.float64)
+    gram = a.T @ a
+    scale = float(np.mean(np.diag(gram))) if len(gram) else 1.0
+    lam = damp * (scale or 1.0)
+    return np.linalg.solve(gram + lam * np.eye(len(gram)), a.T @ t + lam * prior)
+
+
 def refit(weight: np.ndarray, gram: np.ndarray, kept: np.ndarray) -> np.ndarray:
     """The least-squares refit of ``weight`` onto the columns ``kept``, zeros elsewhere.
 

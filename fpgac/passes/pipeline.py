@@ -91,11 +91,15 @@ def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapp
 
 
 def run_pipeline(
-    graph: Graph, passes: Sequence[Pass], step: Callable[[str], AbstractContextManager[None]] | None = None
+    graph: Graph,
+    passes: Sequence[Pass],
+    step: Callable[[str], AbstractContextManager[None]] | None = None,
+    on_pass: Callable[[str, Graph], None] | None = None,
 ) -> Graph:
     """Run passes in order on ``graph``, verifying after each; failures name the pass and its history.
 
-    ``step(description)``, when given, is entered around each pass (the build's progress display).
+    ``step(description)``, when given, is entered around each pass (the build's progress display);
+    ``on_pass(name, graph)`` sees the graph after each pass (the build measures fidelity there).
     """
     done: list[str] = []
     for p in passes:
@@ -115,4 +119,6 @@ def run_pipeline(
             ) from exc
         log.info("pass %s done", name)
         done.append(name)
+        if on_pass is not None:
+            on_pass(name, graph)
     return graph

@@ -12,7 +12,8 @@ With calibration data, ``reconstruct=true`` refits the surviving weights (and th
 of a dense layer by least squares, so the pruned layer reproduces the float layer's outputs on the inputs it
 actually sees (those of the already pruned layers before it) -- a training-free stand-in for retraining, the
 unstructured cousin of REAP's refit; a conv layer's rows are its output channels and its inputs the
-im2col patches (grouped convs are pruned but not refitted).
+im2col patches (grouped convs are pruned but not refitted). The fit is anchored at the trained weights
+(:func:`~fpgac.passes.linalg.anchored_fit`): what the calibration batch cannot determine stays as trained.
 
 A pruned tensor is the same tensor with zeros, plus an :class:`~fpgac.ir.encoding.Encoding` with
 ``gap_bits``: it is stored sparse (relative indices with fillers), and the parallel-style HLS emits no
@@ -32,6 +33,7 @@ from fpgac.errors import FpgacError
 from fpgac.ir.encoding import Encoding
 from fpgac.ir.graph import Graph, Node
 from fpgac.passes.compression import compressible, layer_inputs, record, refittable
+from fpgac.passes.linalg import anchored_fit
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +161,8 @@ class Prune:
         return limits
 
     def _refit(self, graph: Graph, reference: Graph, node: Node, keep: np.ndarray) -> None:
-        """Least-squares refit of each row's kept weights (and the bias) to the float layer's outputs."""
+        """Least-squares refit of each row's kept weights (and the bias) to the float layer's outputs,
+        anchored at their trained values (:func:`~fpgac.passes.linalg.anchored_fit`)."""
         assert self.calib is not None
         x_ref = layer_inputs(reference, self.calib, reference.node(node.name))
         x = layer_inputs(graph, self.calib, node)
@@ -176,9 +179,8 @@ class Prune:
             cols = np.flatnonzero(keep[o])
             a = np.hstack([x[:, cols], ones]) if has_bias else x[:, cols]
             t = target[:, o] + (bias[o] if has_bias else 0.0)
-            gram = a.T @ a
-            reg = self.ridge * (np.trace(gram) / max(len(gram), 1) + 1e-12)
-            sol = np.linalg.solve(gram + reg * np.eye(len(gram)), a.T @ t)
+            prior = np.append(w[o, cols], bias[o]) if has_bias else w[o, cols]
+            sol = anchored_fit(a, t, prior, self.ridge)
             new_w[o, cols] = sol[: len(cols)]
             if has_bias:
                 new_b[o] = sol[-1]

@@ -23,6 +23,7 @@ from fpgac.ir.serialize import load_graph, save_graph
 from fpgac.ir.types import Fixed
 from fpgac.passes import Huffman, Prune, Quantize, Share
 from fpgac.passes.compression import layer_inputs
+from fpgac.passes.linalg import anchored_fit
 from fpgac.passes.pipeline import run_pipeline
 from fpgac.passes.share import kmeans_1d
 
@@ -98,6 +99,19 @@ def test_reconstruct_reduces_the_output_error() -> None:
     for name, w in weights(refit).items():
         assert np.array_equal(w == 0, weights(plain)[name] == 0)  # same survivors, new values
     assert output_error(refit, mlp(), data) < 0.5 * output_error(plain, mlp(), data)
+
+
+def test_anchored_fit_keeps_what_the_batch_cannot_see() -> None:
+    """An input that is zero on every calibration row keeps its trained weight (plain ridge zeroed it, which
+    made prune's refit worse than none); fewer rows than unknowns: the trained weights, untouched."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((50, 4))
+    a[:, 2] = 0.0
+    prior = np.array([1.0, -2.0, 3.0, 0.5])
+    t = a @ np.array([1.5, -2.0, 0.0, 0.5])
+    x = anchored_fit(a, t, prior, 1e-3)
+    assert x[2] == pytest.approx(3.0) and np.allclose(x[[0, 1, 3]], [1.5, -2.0, 0.5], atol=1e-2)
+    assert np.array_equal(anchored_fit(a[:3], t[:3], prior, 1e-3), prior)
 
 
 def test_activation_criterion_skips_dead_inputs() -> None:

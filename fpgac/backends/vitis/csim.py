@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fpgac.backends.vitis.emitter import MAP_FILE, TOP, input_text
+from fpgac.backends.vitis.emitter import MAP_FILE, TOP
+from fpgac.backends.vitis.testbench import input_text
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
@@ -143,7 +144,7 @@ def run_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = Fals
     with tempfile.TemporaryDirectory() as tmp:
         in_path, out_path, trace_path = Path(tmp) / "in.txt", Path(tmp) / "out.txt", Path(tmp) / "trace.txt"
         in_path.write_text(input_text([np.asarray(a, dtype=np.float32) for a in inputs]))
-        args = [str(exe), str(in_path), str(out_path)] + ([str(trace_path)] if trace else [])
+        args = [str(exe), str(in_path), str(out_path)] + (["-", str(trace_path)] if trace else [])
         proc = subprocess.run(args, capture_output=True, text=True)
         if proc.returncode != 0:
             raise CsimError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, BinaryIO
@@ -30,6 +30,7 @@ from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import stream as vitis_stream
 from fpgac.backends.vitis.ccode import Array, Ctx, VitisError
 from fpgac.backends.vitis.layers import LAYER_SUFFIXES, emit_layer
+from fpgac.backends.vitis.testbench import testbench_data
 from fpgac.backends.vitis.weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Node, Value
@@ -103,7 +104,8 @@ def design(
                 "shape": _shape(v),
                 "value_name": v.name,
                 "beats": vitis_stream.beats(v)[0],
-                "stream_type": vitis_stream.stream_type(f"{name}_t", v),
+                "channels": vitis_stream.beats(v)[1],
+                "stream_type": vitis_stream.port_stream_type(f"{name}_t", v),
             }
         )
     layers = []
@@ -160,7 +162,7 @@ def design(
     for k, v in enumerate(graph.outputs):
         info = values[id(v)]
         port = names.claim(f"out_{v.name}")
-        beat_count = vitis_stream.beats(v)[0]
+        beat_count, channels = vitis_stream.beats(v)
         outputs.append(
             {
                 "port": port,
@@ -169,10 +171,11 @@ def design(
                 "size": info.size,
                 "index": k,
                 "beats": beat_count,
+                "channels": channels,
             }
         )
         doc = f'output "{comment_text(v.name)}" {_shape(v)} {info.fmt.ap_type()}'
-        s_type = vitis_stream.stream_type(info.type, v)
+        s_type = vitis_stream.port_stream_type(info.type, v)
         decl = f"{s_type}& {port}" if stream else f"{info.type} {port}[{info.size}]"
         outputs[-1]["stream_type"] = s_type
         ports.append({"name": port, "decl": decl, "doc": doc})
@@ -246,8 +249,10 @@ def vitis_plan(
     reuse: Mapping[str, int] | None = None,
     *,
     model: str = "",
+    samples: Sequence[np.ndarray] | None = None,
 ) -> BuildPlan:
-    """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``)."""
+    """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``); the testbench checks
+    the outputs of ``samples`` (the calibration batch; one zero sample without), see testbench.py."""
     env = _templates()
     data = design(graph, io, reuse, board)
     common = {
@@ -274,7 +279,8 @@ def vitis_plan(
     for header in headers:
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
     plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
-    plan.add("tb/inputs.txt", input_text([np.zeros((1, *v.shape)) for v in graph.inputs]))
+    for name, text in testbench_data(graph, samples).items():
+        plan.add(f"tb/{name}", text)
     project = f"fpgac_{c_identifier(graph.name or 'model')}"
     tcl = {
         **common,
@@ -310,14 +316,3 @@ def name_map(graph: Graph, data: Mapping[str, Any]) -> dict[str, Any]:
         {layer["out"]: {"value": layer["value_name"], "c_name": layer["out"]} for layer in data["layers"]}
     )
     return {"top": TOP, "inputs": inputs, "outputs": outputs, "traced": traced}
-
-
-def input_text(arrays: list[np.ndarray]) -> str:
-    """The testbench's input file: sample count, then per sample every input's values as exact hex doubles."""
-    n = arrays[0].shape[0] if arrays else 0
-    flat = [np.asarray(a, dtype=np.float64).reshape(n, -1) for a in arrays]
-    lines = [str(n)]
-    for s in range(n):
-        for a in flat:
-            lines.append(" ".join(float(v).hex() for v in a[s]))
-    return "\n".join(lines) + "\n"

@@ -30,8 +30,13 @@ from fpgac.backends.cnames import CNames
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.opdef import Kind
 from fpgac.ir.ops import OPS
+from fpgac.ir.types import Fixed
 
 SHALLOW_DEPTH = 2
+# A top-level port beat carries at most this many elements and bits: a 1000-class output would otherwise be
+# one 16,000-bit AXI stream beat. A wider beat crosses the port as several narrower ones (port_channels).
+PORT_BEAT_ELEMENTS = 64
+PORT_BEAT_BITS = 1024
 # Names of locals in stream layer functions (reserved so model names never shadow them).
 RESERVED = ("p", "c", "y_px", "y_s", *(f"x{k}_px" for k in range(64)), *(f"x{k}_s" for k in range(64)))
 
@@ -45,6 +50,21 @@ def beats(value: Value) -> tuple[int, int]:
 
 def stream_type(type_name: str, value: Value) -> str:
     return f"hls::stream<fpgac::pixel<{type_name}, {beats(value)[1]}> >"
+
+
+def port_channels(value: Value) -> int:
+    """K: the channels a top-level port's beat carries, the largest divisor of the value's C that fits
+    :data:`PORT_BEAT_ELEMENTS` and :data:`PORT_BEAT_BITS`; each internal beat of C channels crosses the
+    port as C / K beats, in channel order (a divisor, so every port beat is full)."""
+    fmt = value.type.format
+    assert isinstance(fmt, Fixed)  # the emitter refuses float values first
+    channels = beats(value)[1]
+    limit = max(1, min(PORT_BEAT_ELEMENTS, PORT_BEAT_BITS // fmt.width))
+    return max(k for k in range(1, min(channels, limit) + 1) if channels % k == 0)
+
+
+def port_stream_type(type_name: str, value: Value) -> str:
+    return f"hls::stream<fpgac::pixel<{type_name}, {port_channels(value)}> >"
 
 
 def layer_mode(node: Node) -> str:
@@ -118,7 +138,6 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
             uses.setdefault(id(value), []).append(("arg", i, k))
     for k, value in enumerate(graph.outputs):
         uses.setdefault(id(value), []).append(("port", k, 0))
-    ports = [o["port"] for o in design["outputs"]]
     reads: dict[tuple[str, int, int], str] = {}
     lines: list[str] = []
     forks: list[str] = []
@@ -126,6 +145,23 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
     def declare(name: str, value: Value, depth: int) -> None:
         lines.append(f'  {stream_type(type_of[id(value)], value)} {name}("{name}");')
         lines.append(f"  FPGAC_PRAGMA(HLS STREAM variable={name} depth={depth})")
+
+    # Ports with narrower beats than the value's (port_channels) get a full-width stream inside and a
+    # converter process between it and the port; the layers only ever see full-width streams.
+    ports, narrows = [], []
+    for value, o in zip(graph.outputs, design["outputs"], strict=True):
+        if port_channels(value) == beats(value)[1]:
+            ports.append(o["port"])
+            continue
+        ports.append(names.claim(f"{o['port']}_wide"))
+        declare(ports[-1], value, SHALLOW_DEPTH)
+        narrows.append(f"  fpgac::narrow<{beats(value)[0]}>({ports[-1]}, {o['port']});")
+    for value, p in zip(graph.inputs, design["inputs"], strict=True):
+        if port_channels(value) != beats(value)[1]:
+            wide = names.claim(f"{p['name']}_wide")
+            declare(wide, value, SHALLOW_DEPTH)
+            lines.append(f"  fpgac::widen<{beats(value)[0]}>({p['name']}, {wide});")
+            producer_stream[id(value)] = wide
 
     def distribute(value: Value) -> None:
         """Route the value's stream to its uses: directly when there is one, through a fork otherwise."""
@@ -165,7 +201,7 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
         lines.append(f"  {layer['name']}({', '.join([*args, out])});")
         lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {beats(node.output)[0]});')
         distribute(node.output)
-    return Wiring(lines, forks)
+    return Wiring(lines + narrows, forks)
 
 
 def _fork_function(name: str, stream: str, beat_count: int, n: int) -> str:

@@ -7,7 +7,8 @@
 #include "fpgac_stream.h"
 
 // The design: one sample in, one sample out. Each port is a stream of pixels: a tensor (C, ...) as
-// size / C beats of its C channel values (channels-last for images; see fpgac_stream.h).
+// size / C pixels of its C channel values (channels-last for images), each pixel as C / K beats of the
+// port's K channels (at most 64 elements and 1024 bits a beat; see fpgac_stream.h).
 void fpgac_top(
     hls::stream<fpgac::pixel<image_t, 1> >& image,  // input "image" (1, 6, 6) ap_ufixed<10,1,AP_RND,AP_SAT>
     hls::stream<fpgac::pixel<out_2_out_t, 3> >& out_out  // output "out" (3) ap_ufixed<10,0,AP_RND,AP_SAT>
