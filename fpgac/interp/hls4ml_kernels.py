@@ -14,6 +14,9 @@ arithmetic in hls4ml's ``nnet_utils`` headers differs; each function names the C
   of s])``.
 * ``hls4ml_mean`` (``nnet::global_pooling2d_cl`` with ``nnet::avg``): ``accum_t y = sum; y /= n;`` where
   ``/=`` divides the mantissa by ``n`` truncating toward zero, then ``static_cast<res_T>``.
+* ``hls4ml_avg_pool`` (``nnet::pooling2d_cl`` with ``nnet::avg``): the same per window, divided by the
+  window's ``patch_size``: every cell with ``count_pad``, else the cells inside the input (the lowering
+  only makes nodes where that is the model's count).
 
 The table index helpers return int64 arrays; inputs are mantissa arrays as everywhere in the simulator.
 """
@@ -25,7 +28,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _finish, _param
+from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _fill, _finish, _param
+from fpgac.interp.float_kernels import divisor_1d, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed
@@ -34,8 +38,8 @@ from fpgac.ir.types import Fixed
 TABLE_SPAN = {"hls4ml_sigmoid": 8, "hls4ml_tanh": 4}
 
 
-def _trunc_div(num: np.ndarray, den: int) -> np.ndarray:
-    """C integer division (truncation toward zero) of an integer array by a positive integer."""
+def _trunc_div(num: np.ndarray, den: int | np.ndarray) -> np.ndarray:
+    """C integer division (truncation toward zero) of an integer array by positive integers."""
     q = np.abs(num) // den
     return np.where(num < 0, -q, q)
 
@@ -83,20 +87,44 @@ def softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tupl
     return _finish(node, *fixed.mul(e, acc, inv, f_inv))
 
 
+def _divided(node: Node, total: np.ndarray, fx: Fixed, count: int | np.ndarray) -> tuple[np.ndarray, int]:
+    """``accum_t y = sum; y /= count; (res_T) y``: the exact sum (of mantissas in ``fx``) into ``acc``."""
+    acc = node.attrs["acc"]
+    if acc.frac_bits < fx.frac_bits:
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator {acc} drops fraction bits")
+    width = int(np.abs(total).max(initial=0)).bit_length() + 2
+    y = fixed.cast(total, Fixed(width, width - fx.frac_bits, True), acc)  # accum_t y = sum (exact or wrapped)
+    return _finish(node, _trunc_div(y, count), acc)
+
+
 def mean(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     a = node.attrs
     if a["mode"] != "mean":
         raise FixedKernelError(f"node {node.name!r} ({node.op}): mode must be mean")
-    acc = a["acc"]
-    if acc.frac_bits < fx.frac_bits:
-        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator {acc} drops fraction bits")
     axes = tuple(ax + 1 for ax in a["axes"])
     count = math.prod(x.shape[ax] for ax in axes)
     total = x.astype(object if x.dtype == object else np.int64).sum(axis=axes, keepdims=a["keepdims"])
-    width = int(np.abs(total).max(initial=0)).bit_length() + 2
-    y = fixed.cast(total, Fixed(width, width - fx.frac_bits, True), acc)  # accum_t y = sum (exact or wrapped)
-    return _finish(node, _trunc_div(y, count), acc)
+    return _divided(node, total, fx, count)
+
+
+def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    a = node.attrs
+    kernel, strides, pads = a["kernel"], a["strides"], a["pads"]
+    nd = len(kernel)
+    out = pool_out(x, a, [1] * nd)
+    x = x.astype(object if x.dtype == object else np.int64)
+    total = windows(x, kernel, strides, pads, [1] * nd, out, _fill(x, 0)).sum(axis=tuple(range(-nd, 0)))
+    counts = np.ones((), dtype=np.int64)
+    for i in range(nd):
+        c = divisor_1d(
+            x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], out[i], a["count_include_pad"]
+        )
+        shape = [1] * nd
+        shape[i] = out[i]
+        counts = counts * c.astype(np.int64).reshape(shape)
+    return _divided(node, total, fx, np.broadcast_to(counts, total.shape[2:]))
 
 
 HLS4ML_OPS: dict[str, FixedFn] = {
@@ -104,4 +132,5 @@ HLS4ML_OPS: dict[str, FixedFn] = {
     "hls4ml_tanh": table,
     "hls4ml_softmax": softmax,
     "hls4ml_mean": mean,
+    "hls4ml_avg_pool": avg_pool,
 }

@@ -40,21 +40,23 @@ from fpgac.ir.types import Fixed, Overflow, Rounding, TensorType
 CHANNELS_LAST = (1, 2, 0)
 TABLE_SIZE = 1024
 SOFTMAX_TABLE_BITS = 12  # 4096-entry exp and reciprocal tables
-# Core ops the lowering maps onto hls4ml layers, and those it refuses by name: hls4ml has no layer that
-# computes what fpgac's kernel computes, or none is mapped yet. Every core op is in one of the two
-# (tests/unit/test_op_coverage.py); the hls4ml_* ops are this lowering's output.
+# Core ops the lowering maps onto hls4ml layers, and those it refuses, each with what hls4ml lacks. Every
+# core op is in one of the two (tests/unit/test_op_coverage.py); the hls4ml_* ops are this lowering's output.
 SUPPORTED = frozenset(
     {
-        "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "reduce", "reshape", "add", "concat",
-        "sigmoid", "tanh", "softmax",
+        "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "avg_pool", "reduce", "reshape", "add",
+        "sub", "mul", "affine", "prelu", "pad", "concat", "sigmoid", "tanh", "softmax",
     }
 )  # fmt: skip
-UNMAPPED = frozenset(
-    {
-        "affine", "sub", "mul", "div", "prelu", "hard_sigmoid", "elu", "selu", "avg_pool", "lrn", "transpose",
-        "pad",
-    }
-)  # fmt: skip
+UNMAPPED: dict[str, str] = {
+    "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
+    "average, max, min, dot and concatenate)",
+    "lrn": "hls4ml has no local response normalization layer",
+    "hard_sigmoid": "fpgac does not map it to hls4ml's hard_sigmoid (its slope/shift types) yet",
+    "elu": "hls4ml's elu table (inputs in [-8, 0)) is not modelled by fpgac yet",
+    "selu": "hls4ml's selu table (inputs in [-8, 0)) is not modelled by fpgac yet",
+    "transpose": "a transpose of a channels-last tensor is not mapped to hls4ml's Transpose yet",
+}
 
 
 class Hls4mlError(Refusal):
@@ -91,6 +93,12 @@ def lower(graph: Graph) -> Graph:
         elif node.op == "reduce" and node.attrs["mode"] == "mean":
             node.op = "hls4ml_mean"
             node.params = {}
+        elif node.op == "avg_pool":
+            node.op = "hls4ml_avg_pool"
+            node.params = {}
+            # Without padding, counting it changes nothing, but hls4ml's count_pad would count the cells
+            # of ceil-mode windows past the input, which ONNX does not.
+            node.attrs["count_include_pad"] = node.attrs["count_include_pad"] and any(node.attrs["pads"])
     return g
 
 
@@ -109,12 +117,22 @@ class Hls4mlLowering:
 
 
 def _check(node: Node) -> None:
+    if node.op in UNMAPPED:
+        raise _refuse(node, UNMAPPED[node.op])
     if node.op not in SUPPORTED:
         raise _refuse(node, "hls4ml has no layer for this op")
     rank = node.inputs[0].type.rank
     a = node.attrs
-    if node.op in ("conv", "max_pool") and rank != 3:
+    if node.op in ("conv", "max_pool", "avg_pool") and rank != 3:
         raise _refuse(node, "only 2-d windows (C, H, W) are supported")
+    if node.op == "avg_pool":
+        _check_avg_pool(node)
+    if node.op in ("sub", "mul") and len({v.shape for v in node.inputs}) > 1:
+        raise _refuse(node, f"hls4ml's Merge layers {node.op} values of one shape only (no broadcasting)")
+    if node.op == "affine":
+        _check_affine(node)
+    if node.op == "pad":
+        _check_pad(node)
     if node.op in ("conv", "max_pool") and set(a["dilations"]) != {1}:
         raise _refuse(node, "hls4ml has no dilated convolution or pooling")
     if node.op == "conv":
@@ -135,6 +153,53 @@ def _check(node: Node) -> None:
         raise _refuse(node, "hls4ml adds values of one shape only (no broadcasting)")
     if node.op == "concat" and len(node.inputs) != 2:
         raise _refuse(node, "hls4ml concatenates two inputs at a time")
+
+
+def _check_avg_pool(node: Node) -> None:
+    """hls4ml divides each window's sum by its cells inside the input, or by the kernel's size with
+    ``count_pad``; ONNX's count is the same except for windows of padding only (hls4ml would divide by
+    zero) and, counting padding, ceil-mode windows that run past the end padding (ONNX does not count
+    those cells)."""
+    a = node.attrs
+    (kh, kw), pads = a["kernel"], a["pads"]
+    if any(p >= k for p, k in zip(pads, (kh, kw, kh, kw), strict=True)):
+        raise _refuse(node, "a window of padding only: hls4ml's average would divide by zero")
+    *_, bottom, right = pool_pads(node)
+    if a["count_include_pad"] and any(pads) and (bottom, right) != (pads[2], pads[3]):
+        raise _refuse(
+            node, "ceil-mode windows past the padding: hls4ml's count_pad would count cells ONNX does not"
+        )
+
+
+def pool_pads(node: Node) -> tuple[int, int, int, int]:
+    """Pooling pads as hls4ml needs them: it pools floor-mode windows over the padded input, so ceil mode
+    becomes extra end padding (never counted by an average without count_pad, never winning a max)."""
+    a, (_, h, w) = node.attrs, node.inputs[0].shape
+    (kh, kw), (sh, sw) = a["kernel"], a["strides"]
+    out_h, out_w = node.output.shape[1:]
+    top, left, bottom, right = a["pads"]
+    bottom = max(bottom, (out_h - 1) * sh + kh - h - top)
+    right = max(right, (out_w - 1) * sw + kw - w - left)
+    return top, left, bottom, right
+
+
+def _check_affine(node: Node) -> None:
+    """hls4ml removes a BatchNormalization of scale 1 and shift 0 (its RemoveNopBatchNormalization pass)
+    and with it the cast to the output type; such an affine is refused rather than silently changed."""
+    scale, shift = node.params["scale"].data, node.params["shift"].data
+    if np.all(scale == 1) and np.all(shift == 0):
+        raise _refuse(node, "hls4ml removes a BatchNormalization of scale 1 and shift 0, and its cast")
+
+
+def _check_pad(node: Node) -> None:
+    """hls4ml's ZeroPadding2D pads the spatial axes of (C, H, W) with zeros and keeps its input's type."""
+    a, x = node.attrs, node.inputs[0]
+    if x.type.rank != 3 or a["pads"][0] or a["pads"][3]:
+        raise _refuse(node, "hls4ml pads the spatial axes of (C, H, W) values only (ZeroPadding2D)")
+    if a["mode"] != "constant" or a["value"] != 0.0:
+        raise _refuse(node, f"hls4ml pads with zeros only, not {a['mode']} padding with {a['value']}")
+    if x.type.format != node.output.type.format:
+        raise _refuse(node, "hls4ml's ZeroPadding2D keeps its input's type; the output's differs")
 
 
 def _signed_pool_input(node: Node) -> None:
