@@ -42,7 +42,7 @@ MAPPED = ("avgpool_ceil", "bn_input_cnn", "bn_input_mlp", "zeropad")
 
 class MergeOps(torch.nn.Module):
     """Two conv branches subtracted, multiplied and added (hls4ml's Merge subtract, multiply and add),
-    one through a per-channel PReLU."""
+    one through a per-channel PReLU, then a hard sigmoid."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class MergeOps(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.prelu(self.a(x)), self.b(x)
-        return self.fc(torch.flatten((a - b) * b + a, 1))
+        return self.fc(torch.flatten(torch.nn.functional.hardsigmoid((a - b) * b + a), 1))
 
 
 @pytest.fixture(scope="session")
@@ -121,7 +121,7 @@ def test_mapped_layers_bit_exact_with_hls4ml(name: str, hls4ml_folders: dict[str
     result = verify(str(folder), samples=24)
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
     ops = {n.op for n in load_graph(folder).nodes}
-    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "pad"} & ops
+    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad"} & ops
     assert layers, ops  # the model still has the layer it is here for (not folded away)
     compared = {d.layer for d in result.layers if d.elements}
     mapped = [n.name for n in load_graph(folder).nodes if n.op in layers]

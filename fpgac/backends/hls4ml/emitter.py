@@ -171,6 +171,12 @@ def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
         return _batchnorm(node)
     if node.op == "pad":
         return _zero_pad(node), {}
+    if node.op == "hard_sigmoid":  # clip(slope * x + shift, 0, 1), slope and shift in their own types
+        alpha, beta = node.params["alpha"], node.params["beta"]
+        layer = {"class_name": "HardActivation", "activation": "hard_sigmoid"}
+        layer.update(slope=float(alpha.data), shift=float(beta.data))
+        layer.update(slope_prec=precision(alpha.format), shift_prec=precision(beta.format))
+        return layer, {}
     if node.op == "prelu":
         slope = node.params["slope"]
         layer = {"class_name": "PReLU", "activation": "prelu", "n_in": x.type.size}

@@ -45,14 +45,13 @@ SOFTMAX_TABLE_BITS = 12  # 4096-entry exp and reciprocal tables
 SUPPORTED = frozenset(
     {
         "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "avg_pool", "reduce", "reshape", "add",
-        "sub", "mul", "affine", "prelu", "pad", "concat", "sigmoid", "tanh", "softmax",
+        "sub", "mul", "affine", "prelu", "hard_sigmoid", "pad", "concat", "sigmoid", "tanh", "softmax",
     }
 )  # fmt: skip
 UNMAPPED: dict[str, str] = {
     "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
     "average, max, min, dot and concatenate)",
     "lrn": "hls4ml has no local response normalization layer",
-    "hard_sigmoid": "fpgac does not map it to hls4ml's hard_sigmoid (its slope/shift types) yet",
     "elu": "hls4ml's elu table (inputs in [-8, 0)) is not modelled by fpgac yet",
     "selu": "hls4ml's selu table (inputs in [-8, 0)) is not modelled by fpgac yet",
     "transpose": "a transpose of a channels-last tensor is not mapped to hls4ml's Transpose yet",
@@ -133,6 +132,8 @@ def _check(node: Node) -> None:
         _check_affine(node)
     if node.op == "pad":
         _check_pad(node)
+    if node.op == "hard_sigmoid":
+        _check_hard_sigmoid(node)
     if node.op in ("conv", "max_pool") and set(a["dilations"]) != {1}:
         raise _refuse(node, "hls4ml has no dilated convolution or pooling")
     if node.op == "conv":
@@ -189,6 +190,18 @@ def _check_affine(node: Node) -> None:
     scale, shift = node.params["scale"].data, node.params["shift"].data
     if np.all(scale == 1) and np.all(shift == 0):
         raise _refuse(node, "hls4ml removes a BatchNormalization of scale 1 and shift 0, and its cast")
+
+
+def _check_hard_sigmoid(node: Node) -> None:
+    """hls4ml clamps ``auto t = slope * x + shift`` by assigning ``1`` to ``t``'s exact type: right only
+    where that type holds 1 (else the clamp would wrap or round)."""
+    fx, (fa, fb) = node.inputs[0].type.format, (node.params[k].format for k in ("alpha", "beta"))
+    assert isinstance(fx, Fixed) and isinstance(fa, Fixed) and isinstance(fb, Fixed)  # quantized by now
+    t = fixed.add_format(fixed.mul_format(fa, fx), fb)
+    if t.frac_bits < 0 or t.int_bits < (2 if t.signed else 1):
+        raise _refuse(
+            node, f"hls4ml's hard_sigmoid clamps to 1 in the type of slope * x + shift, {t}, which has no 1"
+        )
 
 
 def _check_pad(node: Node) -> None:
