@@ -372,5 +372,7 @@ FLOAT_OPS.update(
         "hls4ml_softmax": softmax,
         "hls4ml_mean": reduce,
         "hls4ml_avg_pool": avg_pool,
+        "hls4ml_elu": elu,
+        "hls4ml_selu": selu,
     }
 )

@@ -9,6 +9,9 @@ arithmetic in hls4ml's ``nnet_utils`` headers differs; each function names the C
   ``int data_round = x * table_size / R`` (R = 16 or 8) converts to ``int`` by truncating *toward zero*,
   then ``index = data_round + table_size / 2``, clamped; ``res = (res_T) table[index]``. Tables are
   computed by the lowering exactly as hls4ml's ``init_*_table`` does (float arithmetic, ``table_t``).
+* ``hls4ml_elu`` / ``hls4ml_selu`` (``nnet::elu`` / ``nnet::selu``): ``x >= 0`` gives ``(res_T) x`` (selu:
+  ``(res_T)(lambda * x)``, ``lambda`` an ``ap_ufixed<16,1>``); below, ``int index = x * N / -8`` (truncating
+  toward zero), clamped to ``N - 1``, gives ``(res_T)(alpha * table[index])`` (selu: ``table[index]``).
 * ``hls4ml_softmax`` (``nnet::softmax_stable``): ``d = inp_norm_t(max - x)``; ``exp_res = exp_table[top
   bits of d]`` in ``accum_t``; ``s = inv_inp_t(sum exp_res)``; ``res = (res_T)(exp_res * inv_table[top bits
   of s])``.
@@ -28,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _fill, _finish, _param
+from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _fill, _finish, _out_format, _param
 from fpgac.interp.float_kernels import divisor_1d, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node
@@ -62,6 +65,38 @@ def table(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[
     values, ft = _param(node, "table")
     index = table_index(xs[0], fmts[0], values.shape[0], TABLE_SPAN[node.op])
     return _finish(node, values[index], ft)
+
+
+# hls4ml's SELU scale: ``static const ap_ufixed<16, 1> lambda = 1.0507009873554805`` (truncated).
+SELU_LAMBDA = Fixed(16, 1, False)
+ELU_SPAN = 8  # the tables cover (-8, 0]
+
+
+def negative_index(m: np.ndarray, fmt: Fixed, size: int) -> np.ndarray:
+    """``int(x * size / -8)`` for x < 0, clamped to ``size - 1`` (as :func:`table_index`, exact until the
+    conversion to int, which truncates toward zero)."""
+    num = -(np.asarray(m).astype(object) if fmt.width > 40 else np.asarray(m, dtype=np.int64)) * size
+    frac = fmt.frac_bits
+    idx = _trunc_div(num, ELU_SPAN << frac) if frac >= 0 else _trunc_div(num << -frac, ELU_SPAN)
+    return np.clip(np.asarray(idx).astype(object), 0, size - 1).astype(np.int64)
+
+
+def elu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    x, fx = xs[0], fmts[0]
+    values, ft = _param(node, "table")
+    negative = x < 0
+    neg = values[negative_index(np.where(negative, x, 0), fx, values.shape[0])]
+    if node.op == "hls4ml_elu":
+        alpha, fa = _param(node, "alpha")
+        neg_m, neg_f = fixed.mul(neg, ft, alpha, fa)
+        pos_m, pos_f = x, fx
+    else:
+        lam = fixed.quantize(np.array([1.0507009873554805]), SELU_LAMBDA)
+        neg_m, neg_f = neg, ft
+        pos_m, pos_f = fixed.mul(lam, SELU_LAMBDA, x, fx)
+    pos, pos_bad = fixed.cast(pos_m, pos_f, _out_format(node), return_overflow=True)
+    out, neg_bad = fixed.cast(neg_m, neg_f, _out_format(node), return_overflow=True)
+    return np.where(negative, out, pos), int(np.count_nonzero(np.where(negative, neg_bad, pos_bad)))
 
 
 def top_bits(m: np.ndarray, fmt: Fixed, size: int) -> np.ndarray:
@@ -133,4 +168,6 @@ HLS4ML_OPS: dict[str, FixedFn] = {
     "hls4ml_softmax": softmax,
     "hls4ml_mean": mean,
     "hls4ml_avg_pool": avg_pool,
+    "hls4ml_elu": elu,
+    "hls4ml_selu": elu,
 }

@@ -23,6 +23,16 @@ HLS4ML_DIALECT: tuple[OpDef, ...] = (
         doc="hls4ml's tanh table over [-4, 4).",
     ),
     OpDef(
+        "hls4ml_elu", Kind.ELEMENTWISE, shapes.same, attrs={"alpha": "float"}, tables=("table",),
+        fixed_params=("alpha",), dialect=_H,
+        doc="hls4ml's ELU: x >= 0 ? x : alpha * table[x], a table of e^x - 1 over (-8, 0].",
+    ),
+    OpDef(
+        "hls4ml_selu", Kind.ELEMENTWISE, shapes.same, attrs={"alpha": "float", "gamma": "float"},
+        tables=("table",), dialect=_H,
+        doc="hls4ml's SELU: x >= 0 ? lambda * x (lambda in ap_ufixed<16,1>) : table[x], over (-8, 0].",
+    ),
+    OpDef(
         "hls4ml_softmax", Kind.REDUCTION, shapes.axis_op,
         attrs={"axis": "int", "acc": "format", "inp_norm": "format", "inv_inp": "format"},
         tables=("exp_table", "inv_table"), dialect=_H,

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.slow
 
 FAMILIES = ("mlp", "cnn", "depthwise_separable", "resnet_gap", "two_branch_concat")
 # avg_pool (ceil mode, padding counted or not), affine as BatchNormalization on (C, H, W) and 1-d values,
-# zero padding (before a max pool)
-MAPPED = ("avgpool_ceil", "bn_input_cnn", "bn_input_mlp", "zeropad")
+# zero padding (before a max pool), ELU/SELU tables, PReLU per channel and shared, hard sigmoid
+MAPPED = ("avgpool_ceil", "bn_input_cnn", "bn_input_mlp", "zeropad", "activations")
 
 
 class MergeOps(torch.nn.Module):
@@ -121,7 +121,7 @@ def test_mapped_layers_bit_exact_with_hls4ml(name: str, hls4ml_folders: dict[str
     result = verify(str(folder), samples=24)
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
     ops = {n.op for n in load_graph(folder).nodes}
-    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad"} & ops
+    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad", "hls4ml_elu"} & ops
     assert layers, ops  # the model still has the layer it is here for (not folded away)
     compared = {d.layer for d in result.layers if d.elements}
     mapped = [n.name for n in load_graph(folder).nodes if n.op in layers]

@@ -215,6 +215,15 @@ def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
         layer = {"class_name": "Activation", "activation": activation, "table_size": TABLE_SIZE}
         layer["table_t"] = precision(table.format)
         return layer, {}
+    if node.op in ("hls4ml_elu", "hls4ml_selu"):
+        table = node.params["table"]
+        layer = {"class_name": "Activation", "activation": "selu", "table_size": TABLE_SIZE}
+        layer["table_t"] = precision(table.format)
+        if node.op == "hls4ml_selu":
+            return layer, {}
+        alpha = node.params["alpha"]
+        layer.update(class_name="ELU", activation="elu", activ_param=float(alpha.data))
+        return layer, {"param": precision(alpha.format)}
     if node.op == "hls4ml_softmax":
         f = softmax_formats(x.shape[0])
         size = 1 << SOFTMAX_TABLE_BITS

@@ -40,20 +40,21 @@ from fpgac.ir.types import Fixed, Overflow, Rounding, TensorType
 CHANNELS_LAST = (1, 2, 0)
 TABLE_SIZE = 1024
 SOFTMAX_TABLE_BITS = 12  # 4096-entry exp and reciprocal tables
+SELU_CONSTANTS = {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}
+ELU_TABLE = Fixed(18, 1, True, Rounding.RND, Overflow.SAT)  # e^x - 1 in (-1, 0]
 # Core ops the lowering maps onto hls4ml layers, and those it refuses, each with what hls4ml lacks. Every
 # core op is in one of the two (tests/unit/test_op_coverage.py); the hls4ml_* ops are this lowering's output.
 SUPPORTED = frozenset(
     {
         "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "avg_pool", "reduce", "reshape", "add",
-        "sub", "mul", "affine", "prelu", "hard_sigmoid", "pad", "concat", "sigmoid", "tanh", "softmax",
+        "sub", "mul", "affine", "prelu", "hard_sigmoid", "elu", "selu", "pad", "concat", "sigmoid", "tanh",
+        "softmax",
     }
 )  # fmt: skip
 UNMAPPED: dict[str, str] = {
     "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
     "average, max, min, dot and concatenate)",
     "lrn": "hls4ml has no local response normalization layer",
-    "elu": "hls4ml's elu table (inputs in [-8, 0)) is not modelled by fpgac yet",
-    "selu": "hls4ml's selu table (inputs in [-8, 0)) is not modelled by fpgac yet",
     "transpose": "a transpose of a channels-last tensor is not mapped to hls4ml's Transpose yet",
 }
 
@@ -87,6 +88,8 @@ def lower(graph: Graph) -> Graph:
             _lower_reshape(g, node)
         elif node.op in ("sigmoid", "tanh"):
             _lower_table(node)
+        elif node.op in ("elu", "selu"):
+            _lower_elu(node)
         elif node.op == "softmax":
             _lower_softmax(node)
         elif node.op == "reduce" and node.attrs["mode"] == "mean":
@@ -134,6 +137,8 @@ def _check(node: Node) -> None:
         _check_pad(node)
     if node.op == "hard_sigmoid":
         _check_hard_sigmoid(node)
+    if node.op == "selu" and not all(math.isclose(a[k], v, rel_tol=1e-6) for k, v in SELU_CONSTANTS.items()):
+        raise _refuse(node, f"hls4ml's selu has the standard constants {SELU_CONSTANTS} only")
     if node.op in ("conv", "max_pool") and set(a["dilations"]) != {1}:
         raise _refuse(node, "hls4ml has no dilated convolution or pooling")
     if node.op == "conv":
@@ -316,6 +321,36 @@ def _lower_table(node: Node) -> None:
     assert isinstance(out, Fixed)
     node.params = {"table": _TABLES[node.op](TABLE_SIZE, out)}  # table_t = res_T: the final cast is exact
     node.attrs = {}
+    node.op = f"hls4ml_{node.op}"
+
+
+def elu_table(size: int, fmt: Fixed, selu: bool) -> Param:
+    """``init_elu_table`` / ``init_selu_table``: ``in_val = -8 i / N`` (float); ``elu_fcn_float`` returns
+    the float of ``double(expf(x)) - 1``, ``selu_fcn_float`` the float of ``1.0507.. * (1.6732.. * (expf(x)
+    - 1.))`` (double arithmetic, the constants as C++ double literals)."""
+    in_val = (-8.0 * np.arange(size) / np.float32(size)).astype(np.float32)
+    e = _cfloat("expf", in_val).astype(np.float64) - 1.0
+    if selu:
+        e = 1.0507009873554804934193349852946 * (1.6732632423543772848170429916717 * e)
+    return _quantized(e.astype(np.float32), fmt)
+
+
+def _lower_elu(node: Node) -> None:
+    """hls4ml's ELU multiplies its table of e^x - 1 by alpha in ``param_t`` (chosen here: 18 bits); its SELU
+    table is the output (``table_t`` = ``res_T``, so the final cast is exact)."""
+    if node.op == "elu":
+        alpha = float(node.attrs["alpha"])
+        int_bits = max(math.floor(math.log2(abs(alpha))) + 2, 1) if alpha else 1
+        node.params = {
+            "table": elu_table(TABLE_SIZE, ELU_TABLE, selu=False),
+            "alpha": _quantized(np.array(alpha), Fixed(18, int_bits, True, Rounding.RND, Overflow.SAT)),
+        }
+        node.attrs = {"alpha": alpha}
+    else:
+        out = node.output.type.format
+        assert isinstance(out, Fixed)
+        node.params = {"table": elu_table(TABLE_SIZE, out, selu=True)}
+        node.attrs = {"alpha": node.attrs["alpha"], "gamma": node.attrs["gamma"]}
     node.op = f"hls4ml_{node.op}"
 
 
