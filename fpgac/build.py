@@ -127,7 +127,7 @@ class Decisions:
         io: the io style built, ``parallel`` or ``stream``.
         io_choice: why: ``auto (by model size)`` or ``--io``.
         recommended_io: what the model's size recommends (:func:`default_io`), whatever was chosen.
-        reuse: ``--reuse``, the factor of layers the config does not name (hls4ml's one ReuseFactor).
+        reuse: ``--reuse``, the factor of layers the config does not name.
         layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them.
     """
 
@@ -172,8 +172,6 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         layer_precision.update(config["precision"])
         layer_keep = {k: float(v) for k, v in config["keep"].items()}
         layer_reuse.update(config["reuse"])
-    if layer_reuse and options.backend == "hls4ml":
-        raise ConfigError("per-layer reuse factors are not supported by the hls4ml backend; use --reuse")
     defaults = {
         "precision": options.precision,
         "input_range": options.input_range,
@@ -261,7 +259,8 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
         # The folder stores the lowered graph, so `fpgac sim DIR` simulates hls4ml's kernels.
         graph = run_pipeline(graph, [Hls4mlLowering()], step)
         with step("generating the hls4ml project"):
-            plan.merge(hls4ml_plan(graph, board, decisions.io, decisions.reuse), prefix=f"{HLS4ML_DIR}/")
+            hls4ml = hls4ml_plan(graph, board, decisions.io, decisions.reuse, decisions.layer_reuse)
+            plan.merge(hls4ml, prefix=f"{HLS4ML_DIR}/")
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if decisions.backend == "vitis":

@@ -366,5 +366,13 @@ FLOAT_OPS: dict[str, OpFn] = {
 
 # The hls4ml lowering's ops compute, in float, the functions they approximate in fixed point.
 FLOAT_OPS.update(
-    {"hls4ml_sigmoid": sigmoid, "hls4ml_tanh": tanh, "hls4ml_softmax": softmax, "hls4ml_mean": reduce}
+    {
+        "hls4ml_sigmoid": sigmoid,
+        "hls4ml_tanh": tanh,
+        "hls4ml_softmax": softmax,
+        "hls4ml_mean": reduce,
+        "hls4ml_avg_pool": avg_pool,
+        "hls4ml_elu": elu,
+        "hls4ml_selu": selu,
+    }
 )

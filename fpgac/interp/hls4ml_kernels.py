@@ -9,11 +9,17 @@ arithmetic in hls4ml's ``nnet_utils`` headers differs; each function names the C
   ``int data_round = x * table_size / R`` (R = 16 or 8) converts to ``int`` by truncating *toward zero*,
   then ``index = data_round + table_size / 2``, clamped; ``res = (res_T) table[index]``. Tables are
   computed by the lowering exactly as hls4ml's ``init_*_table`` does (float arithmetic, ``table_t``).
+* ``hls4ml_elu`` / ``hls4ml_selu`` (``nnet::elu`` / ``nnet::selu``): ``x >= 0`` gives ``(res_T) x`` (selu:
+  ``(res_T)(lambda * x)``, ``lambda`` an ``ap_ufixed<16,1>``); below, ``int index = x * N / -8`` (truncating
+  toward zero), clamped to ``N - 1``, gives ``(res_T)(alpha * table[index])`` (selu: ``table[index]``).
 * ``hls4ml_softmax`` (``nnet::softmax_stable``): ``d = inp_norm_t(max - x)``; ``exp_res = exp_table[top
   bits of d]`` in ``accum_t``; ``s = inv_inp_t(sum exp_res)``; ``res = (res_T)(exp_res * inv_table[top bits
   of s])``.
 * ``hls4ml_mean`` (``nnet::global_pooling2d_cl`` with ``nnet::avg``): ``accum_t y = sum; y /= n;`` where
   ``/=`` divides the mantissa by ``n`` truncating toward zero, then ``static_cast<res_T>``.
+* ``hls4ml_avg_pool`` (``nnet::pooling2d_cl`` with ``nnet::avg``): the same per window, divided by the
+  window's ``patch_size``: every cell with ``count_pad``, else the cells inside the input (the lowering
+  only makes nodes where that is the model's count).
 
 The table index helpers return int64 arrays; inputs are mantissa arrays as everywhere in the simulator.
 """
@@ -25,7 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _finish, _param
+from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _fill, _finish, _out_format, _param
+from fpgac.interp.float_kernels import divisor_1d, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed
@@ -34,8 +41,8 @@ from fpgac.ir.types import Fixed
 TABLE_SPAN = {"hls4ml_sigmoid": 8, "hls4ml_tanh": 4}
 
 
-def _trunc_div(num: np.ndarray, den: int) -> np.ndarray:
-    """C integer division (truncation toward zero) of an integer array by a positive integer."""
+def _trunc_div(num: np.ndarray, den: int | np.ndarray) -> np.ndarray:
+    """C integer division (truncation toward zero) of an integer array by positive integers."""
     q = np.abs(num) // den
     return np.where(num < 0, -q, q)
 
@@ -58,6 +65,38 @@ def table(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[
     values, ft = _param(node, "table")
     index = table_index(xs[0], fmts[0], values.shape[0], TABLE_SPAN[node.op])
     return _finish(node, values[index], ft)
+
+
+# hls4ml's SELU scale: ``static const ap_ufixed<16, 1> lambda = 1.0507009873554805`` (truncated).
+SELU_LAMBDA = Fixed(16, 1, False)
+ELU_SPAN = 8  # the tables cover (-8, 0]
+
+
+def negative_index(m: np.ndarray, fmt: Fixed, size: int) -> np.ndarray:
+    """``int(x * size / -8)`` for x < 0, clamped to ``size - 1`` (as :func:`table_index`, exact until the
+    conversion to int, which truncates toward zero)."""
+    num = -(np.asarray(m).astype(object) if fmt.width > 40 else np.asarray(m, dtype=np.int64)) * size
+    frac = fmt.frac_bits
+    idx = _trunc_div(num, ELU_SPAN << frac) if frac >= 0 else _trunc_div(num << -frac, ELU_SPAN)
+    return np.clip(np.asarray(idx).astype(object), 0, size - 1).astype(np.int64)
+
+
+def elu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    x, fx = xs[0], fmts[0]
+    values, ft = _param(node, "table")
+    negative = x < 0
+    neg = values[negative_index(np.where(negative, x, 0), fx, values.shape[0])]
+    if node.op == "hls4ml_elu":
+        alpha, fa = _param(node, "alpha")
+        neg_m, neg_f = fixed.mul(neg, ft, alpha, fa)
+        pos_m, pos_f = x, fx
+    else:
+        lam = fixed.quantize(np.array([1.0507009873554805]), SELU_LAMBDA)
+        neg_m, neg_f = neg, ft
+        pos_m, pos_f = fixed.mul(lam, SELU_LAMBDA, x, fx)
+    pos, pos_bad = fixed.cast(pos_m, pos_f, _out_format(node), return_overflow=True)
+    out, neg_bad = fixed.cast(neg_m, neg_f, _out_format(node), return_overflow=True)
+    return np.where(negative, out, pos), int(np.count_nonzero(np.where(negative, neg_bad, pos_bad)))
 
 
 def top_bits(m: np.ndarray, fmt: Fixed, size: int) -> np.ndarray:
@@ -83,20 +122,44 @@ def softmax(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tupl
     return _finish(node, *fixed.mul(e, acc, inv, f_inv))
 
 
+def _divided(node: Node, total: np.ndarray, fx: Fixed, count: int | np.ndarray) -> tuple[np.ndarray, int]:
+    """``accum_t y = sum; y /= count; (res_T) y``: the exact sum (of mantissas in ``fx``) into ``acc``."""
+    acc = node.attrs["acc"]
+    if acc.frac_bits < fx.frac_bits:
+        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator {acc} drops fraction bits")
+    width = int(np.abs(total).max(initial=0)).bit_length() + 2
+    y = fixed.cast(total, Fixed(width, width - fx.frac_bits, True), acc)  # accum_t y = sum (exact or wrapped)
+    return _finish(node, _trunc_div(y, count), acc)
+
+
 def mean(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     a = node.attrs
     if a["mode"] != "mean":
         raise FixedKernelError(f"node {node.name!r} ({node.op}): mode must be mean")
-    acc = a["acc"]
-    if acc.frac_bits < fx.frac_bits:
-        raise FixedKernelError(f"node {node.name!r} ({node.op}): accumulator {acc} drops fraction bits")
     axes = tuple(ax + 1 for ax in a["axes"])
     count = math.prod(x.shape[ax] for ax in axes)
     total = x.astype(object if x.dtype == object else np.int64).sum(axis=axes, keepdims=a["keepdims"])
-    width = int(np.abs(total).max(initial=0)).bit_length() + 2
-    y = fixed.cast(total, Fixed(width, width - fx.frac_bits, True), acc)  # accum_t y = sum (exact or wrapped)
-    return _finish(node, _trunc_div(y, count), acc)
+    return _divided(node, total, fx, count)
+
+
+def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    a = node.attrs
+    kernel, strides, pads = a["kernel"], a["strides"], a["pads"]
+    nd = len(kernel)
+    out = pool_out(x, a, [1] * nd)
+    x = x.astype(object if x.dtype == object else np.int64)
+    total = windows(x, kernel, strides, pads, [1] * nd, out, _fill(x, 0)).sum(axis=tuple(range(-nd, 0)))
+    counts = np.ones((), dtype=np.int64)
+    for i in range(nd):
+        c = divisor_1d(
+            x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], out[i], a["count_include_pad"]
+        )
+        shape = [1] * nd
+        shape[i] = out[i]
+        counts = counts * c.astype(np.int64).reshape(shape)
+    return _divided(node, total, fx, np.broadcast_to(counts, total.shape[2:]))
 
 
 HLS4ML_OPS: dict[str, FixedFn] = {
@@ -104,4 +167,7 @@ HLS4ML_OPS: dict[str, FixedFn] = {
     "hls4ml_tanh": table,
     "hls4ml_softmax": softmax,
     "hls4ml_mean": mean,
+    "hls4ml_avg_pool": avg_pool,
+    "hls4ml_elu": elu,
+    "hls4ml_selu": elu,
 }

@@ -5,8 +5,9 @@ from both exporters; the project hls4ml writes is compiled by hls4ml's ``build_l
 bridge (what ``ModelGraph.predict``/``trace`` do), and ``fpgac verify`` compares every traced layer with
 ``fpgac sim`` bit for bit, on inputs over each input format's whole range.
 
-hls4ml compiles with ``-O3`` and takes 5-80 s per project, so the libraries are compiled once per session,
-two at a time (about three minutes on two cores).
+The layers mapped onto hls4ml's average pooling (padding counted or not, ceil mode), standalone
+BatchNormalization (per channel and per feature) and subtract/multiply merges are checked on their own
+models, exported once. The libraries are compiled once per session (20-50 s each on two busy cores).
 """
 
 from __future__ import annotations
@@ -26,13 +27,33 @@ from fpgac.backends.hls4ml import csim as hls4ml_csim
 from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
 from tests.csim_support import skip_without_csim
-from tests.models import EXPORTERS, random_input
+from tests.models import EXPORTERS, export_model, random_input
 
 skip_without_csim()
+torch = pytest.importorskip("torch")
 
 pytestmark = pytest.mark.slow
 
 FAMILIES = ("mlp", "cnn", "depthwise_separable", "resnet_gap", "two_branch_concat")
+# avg_pool (ceil mode, padding counted or not), affine as BatchNormalization on (C, H, W) and 1-d values,
+# zero padding (before a max pool), ELU/SELU tables, PReLU per channel and shared, hard sigmoid
+MAPPED = ("avgpool_ceil", "bn_input_cnn", "bn_input_mlp", "zeropad", "activations")
+
+
+class MergeOps(torch.nn.Module):
+    """Two conv branches subtracted, multiplied and added (hls4ml's Merge subtract, multiply and add),
+    one through a per-channel PReLU, then a hard sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.b = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.prelu = torch.nn.PReLU(4, init=0.1)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.prelu(self.a(x)), self.b(x)
+        return self.fc(torch.flatten(torch.nn.functional.hardsigmoid((a - b) * b + a), 1))
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +80,18 @@ def hls4ml_folders(
         BuildOptions(calib=calib, backend="hls4ml", io="stream"),
     )
     result["two_branch_concat_stream"] = stream
+    for name in MAPPED:
+        calib = root / f"{name}_calib.npy"
+        np.save(calib, random_input(name, 64, seed=3))
+        result[name] = root / name
+        build(onnx_export(name, "torchscript"), root / name, BuildOptions(calib=calib, backend="hls4ml"))
+    torch.manual_seed(0)
+    merge = export_model(MergeOps().eval(), torch.randn(2, 3, 6, 6), root / "merge_ops.onnx", "torchscript")
+    np.save(
+        root / "merge_calib.npy", np.random.default_rng(3).standard_normal((64, 3, 6, 6)).astype(np.float32)
+    )
+    result["merge_ops"] = root / "merge_ops"
+    build(merge, result["merge_ops"], BuildOptions(calib=root / "merge_calib.npy", backend="hls4ml"))
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
     return result
@@ -80,6 +113,19 @@ def test_model_families_bit_exact_with_hls4ml(
     nodes = load_graph(hls4ml_folders[f"{name}_{exporter}"]).nodes
     layers = [n for n in nodes if n.op not in ("transpose", "reshape")]
     assert len(compared) >= len(layers), [d.layer for d in result.layers if not d.elements]
+
+
+@pytest.mark.parametrize("name", [*MAPPED, "merge_ops"])
+def test_mapped_layers_bit_exact_with_hls4ml(name: str, hls4ml_folders: dict[str, Path]) -> None:
+    folder = hls4ml_folders[name]
+    result = verify(str(folder), samples=24)
+    assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
+    ops = {n.op for n in load_graph(folder).nodes}
+    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad", "hls4ml_elu"} & ops
+    assert layers, ops  # the model still has the layer it is here for (not folded away)
+    compared = {d.layer for d in result.layers if d.elements}
+    mapped = [n.name for n in load_graph(folder).nodes if n.op in layers]
+    assert set(mapped) <= compared, (mapped, compared)
 
 
 def test_io_stream_bit_exact_with_hls4ml(hls4ml_folders: dict[str, Path]) -> None:
@@ -114,12 +160,10 @@ def test_verify_names_first_bad_layer(hls4ml_folders: dict[str, Path], tmp_path:
     good = hls4ml_folders["mlp_torchscript"]
     bad = tmp_path / "bad"
     shutil.copytree(good, bad, ignore=shutil.ignore_patterns(".csim"))
-    weights = sorted((bad / "hls4ml" / "firmware" / "weights").glob("w*.h"))
+    weights = sorted((bad / "hls4ml" / "firmware" / "weights").glob("w*.txt"))  # what C-simulation loads
     second = weights[1]  # the second dense layer: the first one must still match
     text = second.read_text()
-    start = text.index("= {") + 3
-    end = text.index(",", start)
-    second.write_text(text[:start] + "1" + text[end:])
+    second.write_text("1" + text[text.index(",") :])
     proc = _fpgac("verify", bad, "--samples", "8")
     assert proc.returncode == 1
     layer = load_graph(bad).nodes[2].name  # dense, relu, dense: the corrupted one

@@ -102,3 +102,70 @@ def test_io_stream_refuses_what_hls4ml_streams_cannot_do(
     with pytest.raises(Hls4mlError, match=r"node '/features/features.7/MaxPool' \(max_pool\): .*io_stream"):
         build(onnx_export("cnn", "torchscript"), out, BuildOptions(backend="hls4ml", io="stream"))
     assert not out.exists()
+
+
+def test_avg_pool_and_affine_become_hls4ml_layers(
+    onnx_export: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """avg_pool -> AveragePooling2D (count_pad only where padding exists to count; ceil mode as end
+    padding), affine -> BatchNormalization per channel; the lowered graph verifies and stays close to the
+    quantized one (hls4ml divides by the count where fpgac multiplies by a reciprocal)."""
+    graph = _quantized("avgpool_ceil", onnx_export, tmp_path)
+    lowered = lower(graph)
+    verify(lowered)
+    pools = [
+        layer for layer in hls4ml_backend.design(lowered).layers if layer["class_name"] == "AveragePooling2D"
+    ]
+    assert [p["count_pad"] for p in pools] == [
+        False,
+        False,
+        True,
+        False,
+    ]  # p3 pads and counts; p4 has no pads
+    assert (pools[0]["pad_bottom"], pools[0]["out_height"]) == (2, 9)  # ceil mode: one more row of windows
+    x = [random_input("avgpool_ceil", 8, seed=5)]
+    ours, theirs = run_fixed(graph, x).outputs[0], run_fixed(lowered, x).outputs[0]
+    assert np.abs(ours - theirs).max() <= 0.05 * np.abs(ours).max()
+    bn = lower(_quantized("bn_input_cnn", onnx_export, tmp_path))
+    norm = next(
+        layer for layer in hls4ml_backend.design(bn).layers if layer["class_name"] == "BatchNormalization"
+    )
+    affine = next(n for n in bn.nodes if n.op == "affine")
+    assert norm["n_filt"] == 3 and norm["n_in"] == 3 * 8 * 8
+    np.testing.assert_array_equal(norm["scale_data"], affine.params["scale"].data.ravel())
+
+
+def test_per_layer_reuse_takes_the_nearest_valid_factor_above(
+    onnx_export: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """A layer's reuse factor becomes its hls4ml ReuseFactor with the Resource strategy, raised to the
+    smallest factor hls4ml accepts (hls4ml would pick the closest, possibly below); others stay Latency."""
+    import hls4ml
+
+    lowered = lower(_quantized("mlp", onnx_export, tmp_path))
+    dense = [n for n in lowered.nodes if n.op == "dense"]
+    first, second = dense[0], dense[1]
+    n_out, n_in = first.params["weight"].shape
+    valid = hls4ml.backends.get_backend("Vitis").get_valid_reuse_factors(n_in, n_out)
+    asked = next(r for r in range(2, n_in * n_out) if r not in valid)
+    design = hls4ml_backend.design(lowered, 1, {first.name: asked, second.name: 2})
+    config = {layer["name"]: design.layer_config[layer["name"]] for layer in design.layers[1:]}
+    names = {n.name: layer["name"] for n, layer in zip(lowered.nodes, design.layers[1:], strict=True)}
+    used = min(r for r in valid if r > asked)
+    assert config[names[first.name]]["ReuseFactor"] == used
+    assert config[names[first.name]]["Strategy"] == "Resource"
+    assert design.reuse == {first.name: {"asked": asked, "used": used}}
+    assert config[names[second.name]]["ReuseFactor"] == 2
+    assert config[names[dense[2].name]]["Strategy"] == "Latency"
+
+
+def test_build_renders_per_layer_reuse(onnx_export: Callable[[str, str], Path], tmp_path: Path) -> None:
+    from fpgac.build import build
+
+    model = onnx_export("mlp", "torchscript")
+    graph = compile_model(model, BuildOptions(backend="none")).graph
+    name = next(n.name for n in graph.nodes if n.op == "dense")
+    out = tmp_path / "out"
+    build(model, out, BuildOptions(backend="hls4ml", io="parallel", layer_reuse={name: 4}))
+    parameters = (out / "hls4ml" / "firmware" / "parameters.h").read_text()
+    assert "strategy = nnet::resource;\n    static const unsigned reuse_factor = 4;" in parameters

@@ -5,9 +5,9 @@ maps each lowered node onto one hls4ml layer through hls4ml's public Python API
 (``ModelGraph.from_layer_list`` with a layer list and a config dict, as its converters build them) and
 never edits hls4ml's output. Every layer gets its types from the IR: weight, bias, accumulator
 (``accum_t``) and result formats with their rounding and overflow modes, table types for activations;
-plus reuse factor, strategy (Latency at reuse 1, Resource otherwise) and I/O type. Layers are
-channels-last (``data_format='channels_last'``, weights transposed here), matching the explicit layouts
-of the lowered graph; hls4ml's own channels-first conversion pass never runs.
+plus each layer's reuse factor and strategy (Latency at reuse 1, Resource otherwise) and the I/O type.
+Layers are channels-last (``data_format='channels_last'``, weights transposed here), matching the
+explicit layouts of the lowered graph; hls4ml's own channels-first conversion pass never runs.
 
 hls4ml writes its project to disk itself, so the plan is made by writing into a temporary folder and
 reading every file back: the build stays atomic (``write_plan``). ``fpgac.json`` beside the project maps
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from fpgac.backends.hls4ml.lower import (
     SOFTMAX_TABLE_BITS,
     TABLE_SIZE,
     Hls4mlError,
+    pool_pads,
     softmax_formats,
 )
 from fpgac.backends.plan import BuildPlan
@@ -48,6 +50,7 @@ PROJECT_DIR = "hls4ml"  # the project's folder inside the build folder
 MAP_FILE = "fpgac.json"
 IO_TYPES = {"parallel": "io_parallel", "stream": "io_stream"}
 _RESERVED = (PROJECT, "input", "x", "y", "main")
+MERGES = {"add": "add", "sub": "subtract", "mul": "multiply"}  # fpgac op -> hls4ml Merge op
 
 
 @dataclass
@@ -59,6 +62,9 @@ class Design:
     tensors: dict[str, str] = field(default_factory=dict)  # IR value name -> hls4ml tensor (layer) name
     shapes: dict[str, list[int]] = field(default_factory=dict)  # hls4ml tensor name -> its shape
     traced: dict[str, str] = field(default_factory=dict)  # hls4ml layer name -> IR value name
+    reuse: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # IR node -> {asked, used} where they differ
 
 
 def precision(fmt: object) -> Any:
@@ -77,8 +83,12 @@ def _hls_shape(value: Value) -> list[int]:
     return list(shape)
 
 
-def design(graph: Graph, reuse: int = 1) -> Design:
-    """The hls4ml layer list and per-layer config of a lowered graph (only its types come from hls4ml)."""
+def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> Design:
+    """The hls4ml layer list and per-layer config of a lowered graph (only its types come from hls4ml).
+
+    Each layer's reuse factor is ``layer_reuse[node name]``, else ``reuse``; dense and conv layers above 1
+    take hls4ml's Resource strategy, moved up to the nearest factor it accepts (:func:`valid_reuse`).
+    """
     d = Design()
     names = CNames(_RESERVED)
     for value in graph.inputs:
@@ -92,17 +102,55 @@ def design(graph: Graph, reuse: int = 1) -> Design:
             d.tensors[node.output.name] = src  # the memory order is unchanged: no hls4ml layer
             continue
         name = names.claim(node.name)
-        layer, prec = _layer(node, d, reuse)
+        layer, prec = _layer(node, d)
         layer.update(name=name, inputs=[d.tensors[v.name] for v in node.inputs])
         prec["result"] = precision(node.output.type.format)
         d.layers.append(layer)
-        d.layer_config[name] = {"Precision": prec, "ReuseFactor": reuse, "Trace": True}
+        asked = (layer_reuse or {}).get(node.name, reuse)
+        used = valid_reuse(layer, asked)
+        if used != asked:
+            d.reuse[node.name] = {"asked": asked, "used": used}
+        strategy = "Resource" if used > 1 and layer["class_name"] in _MULT_SIZE else "Latency"
+        d.layer_config[name] = {"Precision": prec, "ReuseFactor": used, "Strategy": strategy, "Trace": True}
         d.tensors[node.output.name], d.shapes[name] = name, _hls_shape(node.output)
         d.traced[name] = node.output.name
     return d
 
 
-def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str, Any]]:
+# The layers whose reuse factor hls4ml's Resource strategy constrains: their (n_in, n_out) as hls4ml's
+# FPGABackend.get_layer_mult_size counts them.
+_MULT_SIZE = {
+    "Dense": lambda layer: (layer["n_in"], layer["n_out"]),
+    "Conv2D": lambda layer: (layer["n_chan"] * layer["filt_height"] * layer["filt_width"], layer["n_filt"]),
+    "DepthwiseConv2D": lambda layer: (
+        layer["n_chan"] * layer["filt_height"] * layer["filt_width"],
+        layer["n_filt"],
+    ),
+}
+
+
+def valid_reuse(layer: dict[str, Any], asked: int) -> int:
+    """The smallest reuse factor >= ``asked`` that hls4ml's Resource strategy accepts for ``layer``.
+
+    hls4ml itself replaces an invalid factor by the *closest* valid one, possibly smaller (more
+    multipliers than asked); fpgac moves up instead, so a layer never takes more of the board than the
+    reuse factor it was given. Validity is hls4ml's own test (``FPGABackend._validate_reuse_factor``);
+    ``n_in * n_out`` is always valid. Other layers take any factor.
+    """
+    size = _MULT_SIZE.get(layer["class_name"])
+    if size is None or asked <= 1:
+        return asked
+    import hls4ml
+
+    n_in, n_out = size(layer)
+    backend = hls4ml.backends.get_backend("Vitis")
+    rf = min(asked, n_in * n_out)
+    while not backend._validate_reuse_factor(n_in, n_out, rf):
+        rf = rf + 1 if rf < n_in else (rf // n_in + 1) * n_in  # at or above n_in only multiples of n_in pass
+    return int(rf)
+
+
+def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
     """One hls4ml layer dict (as hls4ml's converters make them) and its precision config."""
     a, x = node.attrs, node.inputs[0]
     fx = x.type.format
@@ -116,7 +164,24 @@ def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str,
     if node.op == "conv":
         return _conv(node), _linear_precision(node)
     if node.op == "max_pool":
-        return _pool(node), {"accum": precision(fx)}
+        return _pool(node, "MaxPooling2D", count_pad=False), {"accum": precision(fx)}
+    if node.op == "hls4ml_avg_pool":
+        return _pool(node, "AveragePooling2D", a["count_include_pad"]), {"accum": precision(a["acc"])}
+    if node.op == "affine":
+        return _batchnorm(node)
+    if node.op == "pad":
+        return _zero_pad(node), {}
+    if node.op == "hard_sigmoid":  # clip(slope * x + shift, 0, 1), slope and shift in their own types
+        alpha, beta = node.params["alpha"], node.params["beta"]
+        layer = {"class_name": "HardActivation", "activation": "hard_sigmoid"}
+        layer.update(slope=float(alpha.data), shift=float(beta.data))
+        layer.update(slope_prec=precision(alpha.format), shift_prec=precision(beta.format))
+        return layer, {}
+    if node.op == "prelu":
+        slope = node.params["slope"]
+        layer = {"class_name": "PReLU", "activation": "prelu", "n_in": x.type.size}
+        layer["param_data"] = _per_element(slope.data, x)  # hls4ml's alpha: one per element
+        return layer, {"param": precision(slope.format)}
     if node.op in ("hls4ml_mean", "reduce"):
         c, h, width = x.shape
         kind = "GlobalAveragePooling2D" if node.op == "hls4ml_mean" else "GlobalMaxPooling2D"
@@ -138,8 +203,8 @@ def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str,
         alpha = node.params["alpha"]
         layer = {"class_name": "LeakyReLU", "activation": "leaky_relu", "activ_param": float(alpha.data)}
         return layer, {"param": precision(alpha.format)}
-    if node.op == "add":
-        return {"class_name": "Merge", "op": "add"}, {}
+    if node.op in MERGES:
+        return {"class_name": "Merge", "op": MERGES[node.op]}, {}
     if node.op == "concat":
         rank = x.type.rank
         axis = _hls_shape_axis(x, a["axis"]) + 1  # hls4ml counts the batch axis, as Keras does
@@ -150,6 +215,15 @@ def _layer(node: Node, d: Design, reuse: int) -> tuple[dict[str, Any], dict[str,
         layer = {"class_name": "Activation", "activation": activation, "table_size": TABLE_SIZE}
         layer["table_t"] = precision(table.format)
         return layer, {}
+    if node.op in ("hls4ml_elu", "hls4ml_selu"):
+        table = node.params["table"]
+        layer = {"class_name": "Activation", "activation": "selu", "table_size": TABLE_SIZE}
+        layer["table_t"] = precision(table.format)
+        if node.op == "hls4ml_selu":
+            return layer, {}
+        alpha = node.params["alpha"]
+        layer.update(class_name="ELU", activation="elu", activ_param=float(alpha.data))
+        return layer, {"param": precision(alpha.format)}
     if node.op == "hls4ml_softmax":
         f = softmax_formats(x.shape[0])
         size = 1 << SOFTMAX_TABLE_BITS
@@ -200,31 +274,60 @@ def _conv(node: Node) -> dict[str, Any]:
     return layer
 
 
-def _pool(node: Node) -> dict[str, Any]:
-    """hls4ml pools floor-mode windows over the padded input; ceil mode becomes extra end padding (the
-    padding of max pooling is the type's minimum, which never beats a real value in the window)."""
+def _pool(node: Node, class_name: str, count_pad: bool) -> dict[str, Any]:
+    """A max or average pooling layer (its padding: :func:`fpgac.backends.hls4ml.lower.pool_pads`)."""
     a, x = node.attrs, node.inputs[0]
     c, h, w = x.shape
     (kh, kw), (sh, sw) = a["kernel"], a["strides"]
     out_h, out_w = node.output.shape[1:]
-    top, left, bottom, right = a["pads"]
-    bottom = max(bottom, (out_h - 1) * sh + kh - h - top)
-    right = max(right, (out_w - 1) * sw + kw - w - left)
+    top, left, bottom, right = pool_pads(node)
     return {
-        "class_name": "MaxPooling2D", "data_format": "channels_last", "in_height": h, "in_width": w,
+        "class_name": class_name, "data_format": "channels_last", "in_height": h, "in_width": w,
         "n_filt": c, "pool_height": kh, "pool_width": kw, "stride_height": sh, "stride_width": sw,
         "pad_top": top, "pad_bottom": bottom, "pad_left": left, "pad_right": right,
-        "out_height": out_h, "out_width": out_w, "count_pad": False,
+        "out_height": out_h, "out_width": out_w, "count_pad": count_pad,
     }  # fmt: skip
 
 
-def config(
-    d: Design, board: Board, io: str, output_dir: str, reuse: int = 1, weights_txt: bool = False
-) -> dict[str, Any]:
+def _zero_pad(node: Node) -> dict[str, Any]:
+    c, h, w = node.inputs[0].shape
+    _, top, left, _, bottom, right = node.attrs["pads"]
+    out_h, out_w = node.output.shape[1:]
+    return {
+        "class_name": "ZeroPadding2D", "data_format": "channels_last", "in_height": h, "in_width": w,
+        "out_height": out_h, "out_width": out_w, "n_chan": c, "pad_top": top, "pad_bottom": bottom,
+        "pad_left": left, "pad_right": right,
+    }  # fmt: skip
+
+
+def _per_element(param: np.ndarray, x: Value) -> np.ndarray:
+    """A param broadcast to every element of ``x``, flat in hls4ml's memory order (channels last)."""
+    order = CHANNELS_LAST if x.type.layout == CHANNELS_LAST else tuple(range(x.type.rank))
+    return np.broadcast_to(param, x.shape).transpose(order).ravel().copy()
+
+
+def _batchnorm(node: Node) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An affine as hls4ml's BatchNormalization (``res = x * scale + bias``: an exact product and sum, one
+    cast, as fpgac's affine). Per-channel params of a (C, H, W) value index the channels-last channel
+    (``n_filt`` = C); any other broadcast is written out per element in hls4ml's memory order."""
+    x = node.inputs[0]
+    scale, shift = node.params["scale"], node.params["shift"]
+    full = [np.broadcast_to(p.data, x.shape) for p in (scale, shift)]
+    if x.type.rank == 3 and all(np.array_equal(f, np.broadcast_to(f[:, :1, :1], f.shape)) for f in full):
+        n_filt, data = x.shape[0], [f[:, 0, 0].copy() for f in full]
+    else:
+        n_filt, data = -1, [_per_element(f, x) for f in full]
+    layer = {"class_name": "BatchNormalization", "n_in": x.type.size, "n_filt": n_filt}
+    layer.update(scale_data=data[0], bias_data=data[1])
+    return layer, {"scale": precision(scale.format), "bias": precision(shift.format)}
+
+
+def config(d: Design, board: Board, io: str, output_dir: str, reuse: int = 1) -> dict[str, Any]:
     """The hls4ml configuration dict: the Vitis backend for the board's part and clock.
 
-    Weights are in headers (``weights_txt=False``), so the project is self-contained and can be moved;
-    hls4ml's text weights compile much faster for large layers but are read from an absolute path.
+    Weights are written twice, as hls4ml does by default: as header initializers (what synthesis reads)
+    and as text files that C-simulation loads at run time, so that compiling it does not cost minutes and
+    gigabytes (see :mod:`fpgac.backends.hls4ml.csim`). Both are in the project, which stays movable.
     """
     import hls4ml
 
@@ -235,14 +338,14 @@ def config(
         part=board.part,
         clock_period=round(board.clock_period_ns, 6),
         io_type=IO_TYPES[io],
-        write_weights_txt=False,
+        write_weights_txt=True,
     )
     # TraceOutput: every layer's output is kept for trace() (only in C-simulation: #ifndef __SYNTHESIS__).
     cfg.update(Backend="Vitis", OutputDir=output_dir, ProjectName=PROJECT, TraceOutput=True)
     cfg["HLSConfig"] = {
         "Model": {
             "Precision": "ap_fixed<16,6>",  # every layer's types are set below; this default is never used
-            "ReuseFactor": reuse,
+            "ReuseFactor": reuse,  # every layer sets its own factor and strategy below
             "Strategy": "Latency" if reuse == 1 else "Resource",
             "TraceOutput": True,
         },
@@ -261,8 +364,9 @@ def _ap(p: Any) -> str:
 
 def check_io(graph: Graph, io: str) -> None:
     """What hls4ml's io_stream kernels cannot do: its pooling streams assert windows that tile the input
-    (kernel = stride, no padding), and relu6/relu1 have no stream kernel (its C++ does not compile). Conv
-    padding is fine: hls4ml inserts zero-padding layers itself."""
+    (kernel = stride, no padding), its average pooling divides as ``sum / N`` in a type of its own, and
+    relu6/relu1 have no stream kernel (its C++ does not compile). Conv padding is fine: hls4ml inserts
+    zero-padding layers itself."""
     if io != "stream":
         return
     for node in graph.nodes:
@@ -272,6 +376,11 @@ def check_io(graph: Graph, io: str) -> None:
                 f"hls4ml backend: node {node.name!r} ({node.op}): hls4ml has no io_stream relu6/relu1; "
                 "use --io parallel"
             )
+        if node.op == "hls4ml_avg_pool":
+            raise Hls4mlError(
+                f"hls4ml backend: node {node.name!r} (avg_pool): hls4ml's io_stream average pooling divides "
+                "in its own types (sum / N), which fpgac does not model; use --io parallel"
+            )
         if node.op == "max_pool" and (any(a["pads"]) or a["ceil_mode"] or a["kernel"] != a["strides"]):
             raise Hls4mlError(
                 f"hls4ml backend: node {node.name!r} ({node.op}): hls4ml's io_stream pooling needs "
@@ -280,25 +389,31 @@ def check_io(graph: Graph, io: str) -> None:
 
 
 def model_graph(
-    graph: Graph, board: Board, io: str, output_dir: str, reuse: int = 1, weights_txt: bool = False
+    graph: Graph,
+    board: Board,
+    io: str,
+    output_dir: str,
+    reuse: int = 1,
+    layer_reuse: Mapping[str, int] | None = None,
 ) -> Any:
     """The hls4ml ``ModelGraph`` of a lowered graph, with ``output_dir`` as its project folder."""
     from hls4ml.model.graph import ModelGraph
 
     check_io(graph, io)
-    d = design(graph, reuse)
+    d = design(graph, reuse, layer_reuse)
     outputs = [d.tensors[v.name] for v in graph.outputs]
     inputs = [d.tensors[v.name] for v in graph.inputs]
     try:
-        cfg = config(d, board, io, output_dir, reuse, weights_txt)
+        cfg = config(d, board, io, output_dir, reuse)
         return ModelGraph.from_layer_list(cfg, d.layers, inputs, outputs)
     except (ValueError, KeyError, AttributeError, TypeError, RuntimeError, AssertionError) as exc:
         raise Hls4mlError(f"hls4ml rejected the model: {type(exc).__name__}: {exc}") from exc
 
 
-def tensor_map(graph: Graph, reuse: int = 1) -> dict[str, Any]:
-    """``fpgac.json``: how IR values map onto the project's inputs, outputs and traced layers."""
-    d = design(graph, reuse)
+def tensor_map(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """``fpgac.json``: how IR values map onto the project's inputs, outputs and traced layers, and the
+    reuse factors hls4ml needed raised (``{node: {asked, used}}``)."""
+    d = design(graph, reuse, layer_reuse)
     value = {v.name: v for v in graph.values()}
 
     def entry(name: str) -> dict[str, Any]:
@@ -310,16 +425,22 @@ def tensor_map(graph: Graph, reuse: int = 1) -> dict[str, Any]:
         "inputs": [entry(v.name) for v in graph.inputs],
         "outputs": [entry(v.name) for v in graph.outputs],
         "traced": {layer: entry(name) for layer, name in d.traced.items()},
+        "reuse": d.reuse,
     }
 
 
-def hls4ml_plan(graph: Graph, board: Board, io: str, reuse: int = 1) -> BuildPlan:
-    """The hls4ml project of a lowered graph as a plan (written by hls4ml into a temporary folder)."""
+def hls4ml_plan(
+    graph: Graph, board: Board, io: str, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None
+) -> BuildPlan:
+    """The hls4ml project of a lowered graph as a plan (written by hls4ml into a temporary folder).
+
+    ``layer_reuse`` maps node names to reuse factors (the build's decisions); other layers get ``reuse``.
+    """
     plan = BuildPlan()
     with tempfile.TemporaryDirectory(prefix="fpgac-hls4ml-") as tmp:
         # hls4ml records OutputDir in its hls4ml_config.yml: written from the temporary folder as the
         # relative "hls4ml", it is right for the build folder (no temporary path leaks into the project).
-        model = model_graph(graph, board, io, PROJECT_DIR, reuse)
+        model = model_graph(graph, board, io, PROJECT_DIR, reuse, layer_reuse)
         cwd = Path.cwd()
         try:
             os.chdir(tmp)
@@ -331,5 +452,5 @@ def hls4ml_plan(graph: Graph, board: Board, io: str, reuse: int = 1) -> BuildPla
         root = Path(tmp) / PROJECT_DIR
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             plan.add(path.relative_to(root).as_posix(), path.read_bytes())
-    plan.add(MAP_FILE, json.dumps(tensor_map(graph, reuse), indent=1) + "\n")
+    plan.add(MAP_FILE, json.dumps(tensor_map(graph, reuse, layer_reuse), indent=1) + "\n")
     return plan

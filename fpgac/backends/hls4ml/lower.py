@@ -40,21 +40,23 @@ from fpgac.ir.types import Fixed, Overflow, Rounding, TensorType
 CHANNELS_LAST = (1, 2, 0)
 TABLE_SIZE = 1024
 SOFTMAX_TABLE_BITS = 12  # 4096-entry exp and reciprocal tables
-# Core ops the lowering maps onto hls4ml layers, and those it refuses by name: hls4ml has no layer that
-# computes what fpgac's kernel computes, or none is mapped yet. Every core op is in one of the two
-# (tests/unit/test_op_coverage.py); the hls4ml_* ops are this lowering's output.
+SELU_CONSTANTS = {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}
+ELU_TABLE = Fixed(18, 1, True, Rounding.RND, Overflow.SAT)  # e^x - 1 in (-1, 0]
+# Core ops the lowering maps onto hls4ml layers, and those it refuses, each with what hls4ml lacks. Every
+# core op is in one of the two (tests/unit/test_op_coverage.py); the hls4ml_* ops are this lowering's output.
 SUPPORTED = frozenset(
     {
-        "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "reduce", "reshape", "add", "concat",
-        "sigmoid", "tanh", "softmax",
+        "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "avg_pool", "reduce", "reshape", "add",
+        "sub", "mul", "affine", "prelu", "hard_sigmoid", "elu", "selu", "pad", "concat", "sigmoid", "tanh",
+        "softmax",
     }
 )  # fmt: skip
-UNMAPPED = frozenset(
-    {
-        "affine", "sub", "mul", "div", "prelu", "hard_sigmoid", "elu", "selu", "avg_pool", "lrn", "transpose",
-        "pad",
-    }
-)  # fmt: skip
+UNMAPPED: dict[str, str] = {
+    "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
+    "average, max, min, dot and concatenate)",
+    "lrn": "hls4ml has no local response normalization layer",
+    "transpose": "a transpose of a channels-last tensor is not mapped to hls4ml's Transpose yet",
+}
 
 
 class Hls4mlError(Refusal):
@@ -86,11 +88,19 @@ def lower(graph: Graph) -> Graph:
             _lower_reshape(g, node)
         elif node.op in ("sigmoid", "tanh"):
             _lower_table(node)
+        elif node.op in ("elu", "selu"):
+            _lower_elu(node)
         elif node.op == "softmax":
             _lower_softmax(node)
         elif node.op == "reduce" and node.attrs["mode"] == "mean":
             node.op = "hls4ml_mean"
             node.params = {}
+        elif node.op == "avg_pool":
+            node.op = "hls4ml_avg_pool"
+            node.params = {}
+            # Without padding, counting it changes nothing, but hls4ml's count_pad would count the cells
+            # of ceil-mode windows past the input, which ONNX does not.
+            node.attrs["count_include_pad"] = node.attrs["count_include_pad"] and any(node.attrs["pads"])
     return g
 
 
@@ -109,12 +119,26 @@ class Hls4mlLowering:
 
 
 def _check(node: Node) -> None:
+    if node.op in UNMAPPED:
+        raise _refuse(node, UNMAPPED[node.op])
     if node.op not in SUPPORTED:
         raise _refuse(node, "hls4ml has no layer for this op")
     rank = node.inputs[0].type.rank
     a = node.attrs
-    if node.op in ("conv", "max_pool") and rank != 3:
+    if node.op in ("conv", "max_pool", "avg_pool") and rank != 3:
         raise _refuse(node, "only 2-d windows (C, H, W) are supported")
+    if node.op == "avg_pool":
+        _check_avg_pool(node)
+    if node.op in ("sub", "mul") and len({v.shape for v in node.inputs}) > 1:
+        raise _refuse(node, f"hls4ml's Merge layers {node.op} values of one shape only (no broadcasting)")
+    if node.op == "affine":
+        _check_affine(node)
+    if node.op == "pad":
+        _check_pad(node)
+    if node.op == "hard_sigmoid":
+        _check_hard_sigmoid(node)
+    if node.op == "selu" and not all(math.isclose(a[k], v, rel_tol=1e-6) for k, v in SELU_CONSTANTS.items()):
+        raise _refuse(node, f"hls4ml's selu has the standard constants {SELU_CONSTANTS} only")
     if node.op in ("conv", "max_pool") and set(a["dilations"]) != {1}:
         raise _refuse(node, "hls4ml has no dilated convolution or pooling")
     if node.op == "conv":
@@ -135,6 +159,65 @@ def _check(node: Node) -> None:
         raise _refuse(node, "hls4ml adds values of one shape only (no broadcasting)")
     if node.op == "concat" and len(node.inputs) != 2:
         raise _refuse(node, "hls4ml concatenates two inputs at a time")
+
+
+def _check_avg_pool(node: Node) -> None:
+    """hls4ml divides each window's sum by its cells inside the input, or by the kernel's size with
+    ``count_pad``; ONNX's count is the same except for windows of padding only (hls4ml would divide by
+    zero) and, counting padding, ceil-mode windows that run past the end padding (ONNX does not count
+    those cells)."""
+    a = node.attrs
+    (kh, kw), pads = a["kernel"], a["pads"]
+    if any(p >= k for p, k in zip(pads, (kh, kw, kh, kw), strict=True)):
+        raise _refuse(node, "a window of padding only: hls4ml's average would divide by zero")
+    *_, bottom, right = pool_pads(node)
+    if a["count_include_pad"] and any(pads) and (bottom, right) != (pads[2], pads[3]):
+        raise _refuse(
+            node, "ceil-mode windows past the padding: hls4ml's count_pad would count cells ONNX does not"
+        )
+
+
+def pool_pads(node: Node) -> tuple[int, int, int, int]:
+    """Pooling pads as hls4ml needs them: it pools floor-mode windows over the padded input, so ceil mode
+    becomes extra end padding (never counted by an average without count_pad, never winning a max)."""
+    a, (_, h, w) = node.attrs, node.inputs[0].shape
+    (kh, kw), (sh, sw) = a["kernel"], a["strides"]
+    out_h, out_w = node.output.shape[1:]
+    top, left, bottom, right = a["pads"]
+    bottom = max(bottom, (out_h - 1) * sh + kh - h - top)
+    right = max(right, (out_w - 1) * sw + kw - w - left)
+    return top, left, bottom, right
+
+
+def _check_affine(node: Node) -> None:
+    """hls4ml removes a BatchNormalization of scale 1 and shift 0 (its RemoveNopBatchNormalization pass)
+    and with it the cast to the output type; such an affine is refused rather than silently changed."""
+    scale, shift = node.params["scale"].data, node.params["shift"].data
+    if np.all(scale == 1) and np.all(shift == 0):
+        raise _refuse(node, "hls4ml removes a BatchNormalization of scale 1 and shift 0, and its cast")
+
+
+def _check_hard_sigmoid(node: Node) -> None:
+    """hls4ml clamps ``auto t = slope * x + shift`` by assigning ``1`` to ``t``'s exact type: right only
+    where that type holds 1 (else the clamp would wrap or round)."""
+    fx, (fa, fb) = node.inputs[0].type.format, (node.params[k].format for k in ("alpha", "beta"))
+    assert isinstance(fx, Fixed) and isinstance(fa, Fixed) and isinstance(fb, Fixed)  # quantized by now
+    t = fixed.add_format(fixed.mul_format(fa, fx), fb)
+    if t.frac_bits < 0 or t.int_bits < (2 if t.signed else 1):
+        raise _refuse(
+            node, f"hls4ml's hard_sigmoid clamps to 1 in the type of slope * x + shift, {t}, which has no 1"
+        )
+
+
+def _check_pad(node: Node) -> None:
+    """hls4ml's ZeroPadding2D pads the spatial axes of (C, H, W) with zeros and keeps its input's type."""
+    a, x = node.attrs, node.inputs[0]
+    if x.type.rank != 3 or a["pads"][0] or a["pads"][3]:
+        raise _refuse(node, "hls4ml pads the spatial axes of (C, H, W) values only (ZeroPadding2D)")
+    if a["mode"] != "constant" or a["value"] != 0.0:
+        raise _refuse(node, f"hls4ml pads with zeros only, not {a['mode']} padding with {a['value']}")
+    if x.type.format != node.output.type.format:
+        raise _refuse(node, "hls4ml's ZeroPadding2D keeps its input's type; the output's differs")
 
 
 def _signed_pool_input(node: Node) -> None:
@@ -238,6 +321,36 @@ def _lower_table(node: Node) -> None:
     assert isinstance(out, Fixed)
     node.params = {"table": _TABLES[node.op](TABLE_SIZE, out)}  # table_t = res_T: the final cast is exact
     node.attrs = {}
+    node.op = f"hls4ml_{node.op}"
+
+
+def elu_table(size: int, fmt: Fixed, selu: bool) -> Param:
+    """``init_elu_table`` / ``init_selu_table``: ``in_val = -8 i / N`` (float); ``elu_fcn_float`` returns
+    the float of ``double(expf(x)) - 1``, ``selu_fcn_float`` the float of ``1.0507.. * (1.6732.. * (expf(x)
+    - 1.))`` (double arithmetic, the constants as C++ double literals)."""
+    in_val = (-8.0 * np.arange(size) / np.float32(size)).astype(np.float32)
+    e = _cfloat("expf", in_val).astype(np.float64) - 1.0
+    if selu:
+        e = 1.0507009873554804934193349852946 * (1.6732632423543772848170429916717 * e)
+    return _quantized(e.astype(np.float32), fmt)
+
+
+def _lower_elu(node: Node) -> None:
+    """hls4ml's ELU multiplies its table of e^x - 1 by alpha in ``param_t`` (chosen here: 18 bits); its SELU
+    table is the output (``table_t`` = ``res_T``, so the final cast is exact)."""
+    if node.op == "elu":
+        alpha = float(node.attrs["alpha"])
+        int_bits = max(math.floor(math.log2(abs(alpha))) + 2, 1) if alpha else 1
+        node.params = {
+            "table": elu_table(TABLE_SIZE, ELU_TABLE, selu=False),
+            "alpha": _quantized(np.array(alpha), Fixed(18, int_bits, True, Rounding.RND, Overflow.SAT)),
+        }
+        node.attrs = {"alpha": alpha}
+    else:
+        out = node.output.type.format
+        assert isinstance(out, Fixed)
+        node.params = {"table": elu_table(TABLE_SIZE, out, selu=True)}
+        node.attrs = {"alpha": node.attrs["alpha"], "gamma": node.attrs["gamma"]}
     node.op = f"hls4ml_{node.op}"
 
 
