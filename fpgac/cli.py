@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console, JustifyMethod
@@ -150,11 +151,25 @@ def _float_pair(text: str) -> tuple[float, float]:
 )
 @click.option(
     "--reuse",
-    default=1,
-    show_default=True,
     type=click.IntRange(min=1),
     help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config; "
-    "hls4ml: its ReuseFactor, Resource strategy above 1).",
+    "hls4ml: its ReuseFactor, Resource strategy above 1). Default: fitted per layer to the board.",
+)
+@click.option(
+    "--util",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    help="Fraction of each board resource the fitted design may use.",
+)
+@click.option("--target-fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate to fold for.")
+@click.option(
+    "--weights",
+    type=click.Choice(["auto", "onchip", "offchip"]),
+    default="auto",
+    show_default=True,
+    help="Where weights live: auto moves the largest layers' weights to external memory only when the "
+    "design cannot fit on chip.",
 )
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
@@ -170,7 +185,10 @@ def build(
     clock_mhz: float | None,
     backend: str,
     io: str,
-    reuse: int,
+    reuse: int | None,
+    util: float,
+    target_fps: float | None,
+    weights: str,
     force: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
@@ -189,16 +207,26 @@ def build(
         backend=backend,
         io=io,
         reuse=reuse,
+        util=util,
+        target_fps=target_fps,
+        weights=weights,
     )
     report = run_build(model, out, options, force=force)
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)
     _console.print(
         f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "
         f"{report['weight_bits']:,} weight bits ({ratio:.1f}x below float32) for {report['board']}, "
-        f"io {report['io']}",
+        f"io {report['io']}; {_fit_line(report)}",
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _fit_line(report: dict[str, Any]) -> str:
+    """Whether the estimate fits the board, and at what frame rate."""
+    fits = "fits" if report["fits"] else "does NOT fit"
+    offchip = f", {len(report['offchip'])} layers' weights off chip" if report["offchip"] else ""
+    return f"estimate {fits} at {report['fps']:,.1f} fps ({report['clock_mhz']:g} MHz){offchip}"
 
 
 @cli.command()
