@@ -10,12 +10,14 @@ point (no calibration, broadcast weights).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from fpgac.analysis.estimate import RESOURCES, estimate, layer_models
 from fpgac.analysis.fit import FitError, Fitting, fit
 from fpgac.boards import BOARDS
+from fpgac.build import BuildOptions, compile_model
 from fpgac.ir import Graph
 from tests.unit.test_estimate import cnn, mlp, resnet50_like
 
@@ -162,3 +164,12 @@ def test_resnet50_sized_graph_gets_a_design_for_zcu104() -> None:
     f = fitted(resnet50_like(), ZCU104)
     assert f.io == "stream" and f.offchip  # 205 Mbit of weights: far beyond 28 Mbit of BRAM and URAM
     assert f.estimate.fps > 0 and (f.fits or f.note)
+
+
+def test_the_demo_takes_block_ram_in_proportion_to_its_weight_bits() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    options = BuildOptions(calib=examples / "digits_batch.npy", backend="none", io="stream", reuse=2)
+    report = compile_model(examples / "digits_cnn.onnx", options).report
+    assert report["weight_bits"] < 32_000  # one global reuse 2 used to cost 399 BRAM18 for these
+    assert report["resources"]["bram18"] * 18432 <= 2 * report["weight_bits"] + 18432
+    assert {layer["memory"] for layer in report["layers"]} <= {"none", "lutram"}
