@@ -83,6 +83,7 @@ class Fitting:
             (a layer whose reuse factor the user fixed) or ``target-fps`` (the rate asked for is met).
         limit_layer: the layer that sets the limit when one does (``steps``, ``bandwidth``, ``reuse``).
         util: the fraction of each resource the design was fitted into.
+        within_util: whether the design takes at most ``util`` of every resource.
         target_fps: the frame rate asked for, if any.
         note: one line when the design does not fit or misses ``target_fps``; else None.
     """
@@ -94,6 +95,7 @@ class Fitting:
     limit: str
     limit_layer: str | None
     util: float
+    within_util: bool
     target_fps: float | None
     note: str | None
 
@@ -105,6 +107,7 @@ class Fitting:
         return {
             "io": self.io,
             "util": self.util,
+            "within_util": self.within_util,
             "target_fps": self.target_fps,
             "fps": round(self.estimate.fps, 3),
             "limit": self.limit,
@@ -139,7 +142,7 @@ def fit(
         models = layer_models(graph, "parallel", board)
         if max(_unrolled(m) for m in models) <= PARALLEL_MAX_MULTS:
             parallel = _fit_style(models, util, target_fps, fixed, weights)
-            if parallel.fits:
+            if parallel.within_util:
                 return parallel
         io = "stream"
     return _fit_style(layer_models(graph, io, board), util, target_fps, fixed, weights)
@@ -203,9 +206,10 @@ def _fit_style(
                 note += f"{best:,.1f} fps ({why})"
     factors = reuse_at(ii)
     est = assemble(models, factors, offchip)
-    if not est.fits or any(getattr(est.total, k) > getattr(budget, k) for k in RESOURCES):
+    within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
+    if not within:
         note = _no_fit(est, budget, util)
-    return Fitting(models[0].io, factors, offchip, est, limit, limit_layer, util, target_fps, note)
+    return Fitting(models[0].io, factors, offchip, est, limit, limit_layer, util, within, target_fps, note)
 
 
 def _offchip(
