@@ -173,3 +173,13 @@ def test_the_demo_takes_block_ram_in_proportion_to_its_weight_bits() -> None:
     assert report["weight_bits"] < 32_000  # one global reuse 2 used to cost 399 BRAM18 for these
     assert report["resources"]["bram18"] * 18432 <= 2 * report["weight_bits"] + 18432
     assert {layer["memory"] for layer in report["layers"]} <= {"none", "lutram"}
+
+
+def test_config_reuse_wins_and_the_other_layers_are_fitted() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    dense = "/classifier/Gemm"
+    options = BuildOptions(calib=examples / "digits_batch.npy", backend="none", layer_reuse={dense: 5})
+    compiled = compile_model(examples / "digits_cnn.onnx", options)
+    reuse = compiled.decisions.layer_reuse
+    assert reuse[dense] == 5 and compiled.decisions.reuse is None
+    assert max(reuse.values()) > 1 and compiled.report["fit"]["within_util"]
