@@ -231,15 +231,16 @@ def _fit_line(report: dict[str, Any]) -> str:
 
 @cli.command()
 def boards() -> None:
-    """List the known boards (the names --board takes): part, resource budgets, default clock."""
+    """List the known boards (the names --board takes): part, resource budgets, default clock, DDR GB/s."""
     from fpgac.boards import BOARDS
 
-    header = ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "description"]
+    header = ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "GB/s", "description"]
     rows = [header]
     for b in BOARDS.values():
-        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)] + [f"{b.clock_mhz:g}"]
+        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)]
+        numbers += [f"{b.clock_mhz:g}", f"{b.mem_gb_s:g}"]
         rows.append([b.name, b.part, *numbers, b.description])
-    click.echo(_aligned(rows, numeric=range(2, 8)))
+    click.echo(_aligned(rows, numeric=range(2, 9)))
 
 
 def _aligned(rows: list[list[str]], numeric: range) -> str:
