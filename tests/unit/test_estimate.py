@@ -475,3 +475,20 @@ def test_every_quantized_op_has_an_estimate(io: str) -> None:
         assert entry.ii >= 1 and entry.latency_cycles >= 0
         wiring = entry.op == "reshape" or (io == "parallel" and entry.op in ("transpose", "pad", "concat"))
         assert (entry.resources.lut == 0) == wiring, entry.name  # moves of wires cost nothing
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_emitted_weight_storage_is_the_estimated_one(io: str) -> None:
+    from fpgac.backends.vitis.emitter import design
+
+    graph = cnn([1, 8, 16], size=8)
+    for r in (1, 2, 64, 512):
+        memory = layer(estimate(graph, ZCU104, io, {"conv1": r}), "conv1")["memory"]
+        body = next(
+            x["body"] for x in design(graph, io, {"conv1": r}, ZCU104)["layers"] if x["name"] == "conv1"
+        )
+        if memory == "const":
+            assert "ARRAY_PARTITION variable=conv1_weight complete" in body
+        else:
+            assert f"impl={memory})" in body
+    assert memory == ("bram" if io == "stream" else "lutram")
