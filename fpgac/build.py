@@ -125,7 +125,7 @@ class Decisions:
     Attributes:
         backend: ``vitis``, ``hls4ml`` or ``none``.
         io: the io style built, ``parallel`` or ``stream``.
-        io_choice: why: ``auto (by model size)`` or ``--io``.
+        io_choice: why: ``auto (fitted to the board)`` or ``--io``.
         recommended_io: what the fitting chooses for the board (:func:`~fpgac.analysis.fit.fit`),
             whatever was built.
         reuse: ``--reuse`` (None: fitted per layer), hls4ml's one ReuseFactor (1 when not given).
@@ -190,7 +190,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
     decisions = Decisions(
         backend=options.backend,
         io=fitting.io,
-        io_choice="auto (by model size)" if options.io == "auto" else "--io",
+        io_choice="auto (fitted to the board)" if options.io == "auto" else "--io",
         recommended_io=fitting.io
         if options.io == "auto"
         else _fit(graph, board, options, layer_reuse, "auto").io,

@@ -147,7 +147,7 @@ def _float_pair(text: str) -> tuple[float, float]:
     default="auto",
     show_default=True,
     help="HLS style between layers: parallel (arrays, lowest latency, small models), stream (FIFOs, "
-    "line buffers, weights in BRAM/URAM); auto picks by model size and says so in the report.",
+    "line buffers, weights in BRAM/URAM); auto: parallel when the fitted parallel design fits the board.",
 )
 @click.option(
     "--reuse",
