@@ -248,6 +248,8 @@ def _report(
         report["warnings"] = [fitting.note]
         log.warning(fitting.note)
     _add_estimate(report, fitting.estimate, decisions.recommended_io)
+    for layer, estimated in zip(report["layers"], fitting.estimate.layers, strict=True):
+        layer["bound"] = fitting.bound(estimated)
     return report
 
 

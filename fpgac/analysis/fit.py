@@ -76,6 +76,7 @@ class Fitting:
     Attributes:
         io: the io style chosen (``parallel`` or ``stream``).
         reuse: every layer's reuse factor, by name.
+        fixed: the layers whose reuse factor the user gave.
         offchip: layers whose weights live in external memory.
         estimate: the design's estimate on the board.
         limit: what stops a faster design: a resource over ``util`` of the board (``dsp``, ``lut``, ...),
@@ -90,6 +91,7 @@ class Fitting:
 
     io: str
     reuse: dict[str, int]
+    fixed: frozenset[str]
     offchip: frozenset[str]
     estimate: Estimate
     limit: str
@@ -102,6 +104,13 @@ class Fitting:
     @property
     def fits(self) -> bool:
         return self.estimate.fits
+
+    def bound(self, layer: LayerEstimate) -> str:
+        """What sets a layer's ii: ``bandwidth``, ``steps`` (one step a cycle), ``reuse`` (the user's
+        factor), or for a folded layer the design's limit (``dsp``, ``lut``, ``target-fps``, ...)."""
+        if layer.bound != "reuse":
+            return layer.bound
+        return "reuse" if layer.name in self.fixed else self.limit
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -209,7 +218,19 @@ def _fit_style(
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util)
-    return Fitting(models[0].io, factors, offchip, est, limit, limit_layer, util, within, target_fps, note)
+    return Fitting(
+        models[0].io,
+        factors,
+        frozenset(fixed),
+        offchip,
+        est,
+        limit,
+        limit_layer,
+        util,
+        within,
+        target_fps,
+        note,
+    )
 
 
 def _offchip(

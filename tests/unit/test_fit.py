@@ -182,4 +182,7 @@ def test_config_reuse_wins_and_the_other_layers_are_fitted() -> None:
     compiled = compile_model(examples / "digits_cnn.onnx", options)
     reuse = compiled.decisions.layer_reuse
     assert reuse[dense] == 5 and compiled.decisions.reuse is None
+    bounds = {layer["name"]: layer["bound"] for layer in compiled.report["layers"]}
+    assert bounds[dense] == "reuse"  # the user's factor
+    assert bounds["/features/features.4/Conv"] == compiled.report["fit"]["limit"]  # folded by the fitting
     assert max(reuse.values()) > 1 and compiled.report["fit"]["within_util"]
