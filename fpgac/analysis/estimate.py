@@ -51,9 +51,11 @@ per step, with ``M`` non-zero multiplications per step.
   it when that takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
   Block RAM is thus in proportion to the weight bits (at most ``1 / BRAM_MIN_FILL`` times their
   18-Kbit count).
-* **Off-chip weights** (layers in ``offchip``): the ROM is replaced by a double buffer of two words in
-  registers, refilled from external memory. fpgac's kernels walk every weight once per step, so a
-  layer reads ``steps * weights * b`` bits per frame; all off-chip layers share the board's sustained
+* **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM
+  is replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external
+  memory, and the layer computes one product a cycle (R = its products per step). A dense layer reads
+  its weights once a frame, a conv once per output row (each row read serves the row's windows), so a
+  layer reads ``sweeps * weights * b`` bits a frame; all off-chip layers share the board's sustained
   bandwidth (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes at least the
   cycles the whole off-chip traffic of a frame needs.
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
@@ -146,8 +148,9 @@ class LayerEstimate:
 
     ``fill_cycles`` is how long the layer delays a dataflow pipeline (depth plus line-buffer wait).
     ``memory`` is where its weights live (:data:`MEMORIES`); ``bound`` what sets its ii: ``steps`` (one
-    step per cycle: R = 1, or an op without multipliers), ``reuse`` (R cycles a step) or ``bandwidth``
-    (off-chip weights); ``offchip_bits`` the external-memory bits it reads per frame.
+    step per cycle: R = 1, or an op without multipliers), ``reuse`` (R cycles a step), ``serial``
+    (off-chip weights, one product a cycle) or ``bandwidth`` (off-chip weight reads); ``offchip_bits``
+    the external-memory bits it reads per frame.
     """
 
     name: str
@@ -384,6 +387,7 @@ class _Work:
     fan_in: int = 1  # products summed into one output
     weights: int = 0  # non-zero weights stored (stream: in memory)
     weight_bits: int = 0  # bits of one stored weight
+    sweeps: int = 1  # reads of all the weights a frame when they are off chip
     tables: tuple[tuple[int, int], ...] = ()  # (entries, width) ROMs read once per element
     window_regs: int = 0  # FF bits of a window register
     line_buffers: tuple[int, int, int, int] = (0, 0, 0, 0)  # (rows, depth, memories a row, bits of each)
@@ -434,6 +438,7 @@ def _matmul(node: Node, io: str) -> _Work:
         fan_in=fan_in,
         weights=nnz,
         weight_bits=_width(weight.format),
+        sweeps=out.shape[1] if node.op == "conv" and len(out.shape) > 2 else 1,  # conv: once per output row
         **(_window(node, io, fan_in) if node.op == "conv" else {}),
     )
 
@@ -701,14 +706,15 @@ class LayerModel:
         return self.work.weights * self.work.weight_bits
 
     def offchip_bits(self) -> int:
-        """External-memory bits read per frame with the weights off chip: all of them every step."""
-        return self.weight_bits * self.work.steps
+        """External-memory bits read per frame with the weights off chip (see the module docstring)."""
+        return self.weight_bits * self.work.sweeps
 
     def at(self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame."""
         node, work, board = self.node, self.work, self.board
-        r = reuse if self.folds else 1
+        offchip = offchip and bool(work.weights)
+        r = self.max_reuse if offchip else (reuse if self.folds else 1)  # off chip: one product a cycle
         mults = math.ceil(work.mults / r)
         adders = math.ceil(work.adds / r)
         dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board) if mults else (0, 0)
@@ -719,9 +725,11 @@ class LayerModel:
             + adders * work.add_bits
             + work.window_regs,
         )
-        offchip = offchip and bool(work.weights)
-        if offchip:  # a double buffer of one word per cycle, refilled from external memory
-            memory, storage = "offchip", Resources(ff=2 * math.ceil(work.weights / r) * work.weight_bits)
+        if offchip:  # two tiles of one output's weights (ping-pong), refilled from external memory
+            memory, storage = (
+                "offchip",
+                memory_cost(2 * work.fan_in, work.weight_bits, board, allow_uram=False),
+            )
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         res = res + storage
@@ -745,13 +753,13 @@ class LayerModel:
         if work.tables or rows:
             depth += BRAM_LATENCY
         ii = work.steps * r
-        bound = "reuse" if r > 1 else "steps"
+        bound = "serial" if offchip else ("reuse" if r > 1 else "steps")  # serial: one product a cycle
         if offchip and bandwidth_ii >= ii:
             ii, bound = bandwidth_ii, "bandwidth"
         return LayerEstimate(
             node.name,
             node.op,
-            reuse,
+            r if offchip else reuse,
             mults,
             res,
             ii + depth,

@@ -35,8 +35,9 @@ Off-chip weights
 ``weights="auto"`` keeps every weight on chip when the most folded design fits the block RAM and URAM
 budget; otherwise it moves the layers with the most weight bits to external memory, one at a time, until
 it does.
-``offchip`` moves every layer with weights, ``onchip`` none. Off-chip layers read their weights at the
-board's sustained bandwidth, which bounds the design's II from below (see the estimate).
+``offchip`` moves every layer with weights, ``onchip`` none. Off-chip weights need io stream. Off-chip
+layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
+bounds the design's II from below (see the estimate).
 """
 
 from __future__ import annotations
@@ -147,12 +148,15 @@ def fit(
     if weights not in WEIGHT_PLACES:
         raise FitError(f"unknown weight placement {weights!r}; choose one of {', '.join(WEIGHT_PLACES)}")
     fixed = dict(fixed or {})
-    if io == "auto":
+    if io == "parallel" and weights == "offchip":
+        raise FitError("off-chip weights need io stream (the parallel kernels keep weights on chip)")
+    if io == "auto" and weights != "offchip":
         models = layer_models(graph, "parallel", board)
         if max(_unrolled(m) for m in models) <= PARALLEL_MAX_MULTS:
             parallel = _fit_style(models, util, target_fps, fixed, weights)
             if parallel.within_util:
                 return parallel
+    if io == "auto":
         io = "stream"
     return _fit_style(layer_models(graph, io, board), util, target_fps, fixed, weights)
 
@@ -182,7 +186,11 @@ def _fit_style(
         return cache[key]
 
     def reuse_at(ii: int) -> dict[str, int]:
-        return {m.name: fixed.get(m.name) or min(max(ii // m.steps, 1), m.max_reuse) for m in models}
+        return {
+            m.name: fixed.get(m.name)
+            or (m.max_reuse if m.name in offchip else min(max(ii // m.steps, 1), m.max_reuse))
+            for m in models
+        }
 
     limits = _vector(budget)
 
@@ -238,7 +246,7 @@ def _offchip(
 ) -> frozenset[str]:
     """The layers whose weights go to external memory (see the module docstring)."""
     stored = [m for m in models if m.weight_bits]
-    if weights == "onchip" or not stored:
+    if weights == "onchip" or not stored or models[0].io != "stream":
         return frozenset()
     if weights == "offchip":
         return frozenset(m.name for m in stored)
