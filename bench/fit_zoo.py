@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the
 
 from fpgac.analysis.fit import fit
 from fpgac.boards import get_board
-from fpgac.build import BuildOptions, compile_model
+from fpgac.build import BuildOptions, compile_model, load_model
 from fpgac.ir import Graph
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -55,10 +55,9 @@ def _onnx_file(name: str, folder: Path) -> Path:
 
 def _quantized(name: str, folder: Path) -> Graph:
     model = _onnx_file(name, folder)
-    graph = onnx.load(str(model), load_external_data=False).graph
-    shape = [d.dim_value or 1 for d in graph.input[0].type.tensor_type.shape.dim]
+    shape = load_model(model).inputs[0].shape  # without the batch axis
     calib = folder / f"{name}_calib.npy"
-    np.save(calib, np.random.default_rng(0).standard_normal((2, *shape[1:])).astype(np.float32))
+    np.save(calib, np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32))
     return compile_model(model, BuildOptions(calib=calib, backend="none", reuse=1)).graph
 
 
