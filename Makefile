@@ -22,7 +22,7 @@ $(VENV)/.test: $(BIN)/python pyproject.toml
 
 demo: $(VENV)/.core
 	$(BIN)/fpgac inspect examples/digits_cnn.onnx
-	$(BIN)/fpgac build examples/digits_cnn.onnx --board zcu104 --out $(OUT) --calib examples/digits_batch.npy --reuse 2
+	$(BIN)/fpgac build examples/digits_cnn.onnx --board zcu104 --out $(OUT) --calib examples/digits_batch.npy --io stream
 	$(BIN)/fpgac sim $(OUT) --input examples/digits_batch.npy --output build/demo_logits.npy --overflow-report
 
 lint: $(VENV)/.test

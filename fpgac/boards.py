@@ -5,6 +5,14 @@ UltraScale+, DS190 for Zynq-7000, DS962 for Alveo, DS950 for Versal), with BRAM
 counted in 18 Kb blocks as HLS reports do (one 36 Kb block = two BRAM18).
 Default clocks are conservative targets that HLS designs close on each part
 without heroic effort.
+
+``mem_gb_s`` is the nominal bandwidth of the external memory the programmable logic reads weights from
+(GB/s, transfers per second times bus bytes): DDR4-2400 on a 64-bit bus is 19.2 GB/s (ZCU104 UG1267,
+ZCU102 UG1182, KV260 DS986: the PS DDR4 the PL reaches through its HP/HPC ports); the Ultra96-V2's
+LPDDR4-2133 on 32 bits is 8.5 GB/s; the PYNQ-Z2's DDR3-1066 on 32 bits is 4.3 GB/s; the U250 has four
+DDR4-2400 channels (DS962, 77 GB/s), the U280 and U55C HBM2 (460 GB/s, DS963); the VCK190 a DDR4-3200
+DIMM on 64 bits (25.6 GB/s). A design sustains ``MEMORY_EFFICIENCY`` of that with long bursts (refresh,
+bank and read/write turnarounds: 70-85 % is what AXI masters reach in practice, Xilinx XAPP1326 / PG150).
 """
 
 from __future__ import annotations
@@ -31,10 +39,19 @@ class Board:
     uram: int
     clock_mhz: float
     description: str
+    mem_gb_s: float = 0.0
 
     @property
     def clock_period_ns(self) -> float:
         return 1000.0 / self.clock_mhz
+
+    @property
+    def mem_bits_per_cycle(self) -> float:
+        """External-memory bits the design can read per cycle of its clock, at the sustained efficiency."""
+        return self.mem_gb_s * 1e9 * 8 * MEMORY_EFFICIENCY / (self.clock_mhz * 1e6)
+
+
+MEMORY_EFFICIENCY = 0.7  # sustained / nominal bandwidth of long AXI bursts (see the module docstring)
 
 
 BOARDS: dict[str, Board] = {
@@ -50,6 +67,7 @@ BOARDS: dict[str, Board] = {
             96,
             200.0,
             "Zynq UltraScale+ MPSoC ZCU104",
+            mem_gb_s=19.2,
         ),
         Board(
             "zcu102",
@@ -61,9 +79,32 @@ BOARDS: dict[str, Board] = {
             0,
             200.0,
             "Zynq UltraScale+ MPSoC ZCU102",
+            mem_gb_s=19.2,
         ),
-        Board("ultra96v2", "xczu3eg-sbva484-1-i", 70_560, 141_120, 360, 432, 0, 150.0, "Avnet Ultra96-V2"),
-        Board("pynq-z2", "xc7z020clg400-1", 53_200, 106_400, 220, 280, 0, 100.0, "TUL PYNQ-Z2 (Zynq-7020)"),
+        Board(
+            "ultra96v2",
+            "xczu3eg-sbva484-1-i",
+            70_560,
+            141_120,
+            360,
+            432,
+            0,
+            150.0,
+            "Avnet Ultra96-V2",
+            mem_gb_s=8.5,
+        ),
+        Board(
+            "pynq-z2",
+            "xc7z020clg400-1",
+            53_200,
+            106_400,
+            220,
+            280,
+            0,
+            100.0,
+            "TUL PYNQ-Z2 (Zynq-7020)",
+            mem_gb_s=4.3,
+        ),
         Board(
             "kv260",
             "xck26-sfvc784-2LV-c",
@@ -74,6 +115,7 @@ BOARDS: dict[str, Board] = {
             64,
             200.0,
             "Kria KV260 Vision AI Starter Kit",
+            mem_gb_s=19.2,
         ),
         Board(
             "alveo-u250",
@@ -85,6 +127,7 @@ BOARDS: dict[str, Board] = {
             1_280,
             300.0,
             "Alveo U250 data-center card",
+            mem_gb_s=76.8,
         ),
         Board(
             "alveo-u280",
@@ -96,6 +139,7 @@ BOARDS: dict[str, Board] = {
             960,
             300.0,
             "Alveo U280 data-center card (HBM)",
+            mem_gb_s=460.0,
         ),
         Board(
             "alveo-u55c",
@@ -107,6 +151,7 @@ BOARDS: dict[str, Board] = {
             960,
             300.0,
             "Alveo U55C data-center card (HBM)",
+            mem_gb_s=460.0,
         ),
         Board(
             "vck190",
@@ -118,6 +163,7 @@ BOARDS: dict[str, Board] = {
             463,
             300.0,
             "Versal AI Core VCK190",
+            mem_gb_s=25.6,
         ),
     ]
 }

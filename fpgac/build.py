@@ -2,10 +2,10 @@
 
 The flow is the one in ARCHITECTURE.md, each step handing the next a typed result: the frontend makes a
 float IR; the pass pipeline (the clean-ups, ``--passes``, ``quantize`` implied last) rewrites it;
-:func:`compile_model` decides io style and reuse factors (:class:`Decisions`) and estimates them on the
-board into a :class:`CompiledDesign`; :func:`build` renders that through the backend into a
-:class:`~fpgac.backends.plan.BuildPlan`, written with its report so nothing reaches the disk until
-everything succeeded.
+:func:`compile_model` fits the design to the board (io style, reuse factors, off-chip weights:
+:mod:`fpgac.analysis.fit`) into :class:`Decisions` and their estimate, a :class:`CompiledDesign`;
+:func:`build` renders that through the backend into a :class:`~fpgac.backends.plan.BuildPlan`, written
+with its report so nothing reaches the disk until everything succeeded.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.estimate import Estimate, default_io, estimate, reuse_factors
+from fpgac.analysis.estimate import Estimate, reuse_factors
 from fpgac.analysis.fidelity import FidelityProbe, StageFidelity, fidelity_json
+from fpgac.analysis.fit import DEFAULT_UTIL, Fitting, fit
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
@@ -64,8 +65,11 @@ class BuildOptions:
     layer_precision: dict[str, int] = field(default_factory=dict)
     backend: str = "vitis"
     io: str = "auto"
-    reuse: int = 1
+    reuse: int | None = None
     layer_reuse: dict[str, int] = field(default_factory=dict)
+    util: float = DEFAULT_UTIL
+    target_fps: float | None = None
+    weights: str = "auto"
 
 
 def load_config(path: Path, graph: Graph) -> dict[str, dict[str, Any]]:
@@ -125,18 +129,22 @@ class Decisions:
     Attributes:
         backend: ``vitis``, ``hls4ml`` or ``none``.
         io: the io style built, ``parallel`` or ``stream``.
-        io_choice: why: ``auto (by model size)`` or ``--io``.
-        recommended_io: what the model's size recommends (:func:`default_io`), whatever was chosen.
-        reuse: ``--reuse``, the factor of layers the config does not name.
-        layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them.
+        io_choice: why: ``auto (fitted to the board)`` or ``--io``.
+        recommended_io: what the fitting chooses for the board (:func:`~fpgac.analysis.fit.fit`),
+            whatever was built.
+        reuse: ``--reuse`` (None: fitted per layer); hls4ml's ReuseFactor where ``layer_reuse`` has none.
+        layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them:
+            the user's where given (``--reuse``, ``reuse`` in ``--config``), else the fitting's.
+        offchip: the layers whose weights live in external memory (``--weights``).
     """
 
     backend: str
     io: str
     io_choice: str
     recommended_io: str
-    reuse: int
+    reuse: int | None
     layer_reuse: Mapping[str, int]
+    offchip: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -185,23 +193,44 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         graph = run_pipeline(graph, passes, step, lambda name, g: stages.append(probe.measure(name, g)))
     else:
         graph = run_pipeline(graph, passes, step)
-    reuse = reuse_factors(graph, layer_reuse, options.reuse)
-    recommended = default_io(graph, board)
+    with step("fitting to the board"):
+        fitting = _fit(graph, board, options, layer_reuse)
     decisions = Decisions(
         backend=options.backend,
-        io=recommended if options.io == "auto" else options.io,
-        io_choice="auto (by model size)" if options.io == "auto" else "--io",
-        recommended_io=recommended,
+        io=fitting.io,
+        io_choice="auto (fitted to the board)" if options.io == "auto" else "--io",
+        recommended_io=fitting.io
+        if options.io == "auto"
+        else _fit(graph, board, options, layer_reuse, "auto").io,
         reuse=options.reuse,
-        layer_reuse=reuse,
+        layer_reuse=fitting.reuse,
+        offchip=fitting.offchip,
     )
     with step("estimate and report"):
-        est = estimate(graph, board, decisions.io, decisions.layer_reuse)
         names = tuple(p.name for p in (*CLEANUPS, *passes))
-        report = _report(model, options, graph, board, names, decisions, est)
+        report = _report(model, options, graph, board, names, decisions, fitting)
         if stages:
             report["fidelity"] = fidelity_json(stages)
-    return CompiledDesign(graph, board, names, decisions, est, report)
+    return CompiledDesign(graph, board, names, decisions, fitting.estimate, report)
+
+
+def _fit(
+    graph: Graph, board: Board, options: BuildOptions, layer_reuse: Mapping[str, int], io: str | None = None
+) -> Fitting:
+    """The fitted design; the user's reuse factors (``--reuse``, ``reuse`` in ``--config``) are kept."""
+    fixed = (
+        reuse_factors(graph, layer_reuse, options.reuse) if options.reuse is not None else dict(layer_reuse)
+    )
+    reuse_factors(graph, fixed)  # a layer name or factor that is not valid fails here, with its name
+    return fit(
+        graph,
+        board,
+        io or options.io,
+        util=options.util,
+        target_fps=options.target_fps,
+        fixed=fixed,
+        weights=options.weights,
+    )
 
 
 def _report(
@@ -211,7 +240,7 @@ def _report(
     board: Board,
     passes: tuple[str, ...],
     decisions: Decisions,
-    est: Estimate,
+    fitting: Fitting,
 ) -> dict[str, Any]:
     """``report.json``: the graph's layers, the options as run (the whole pipeline, the board looked up),
     the decisions and the estimate."""
@@ -222,7 +251,13 @@ def _report(
     report["backend"], report["io"] = decisions.backend, decisions.io
     report["reuse"] = decisions.reuse
     report["io_choice"] = decisions.io_choice
-    _add_estimate(report, est, decisions.recommended_io)
+    report["fit"] = fitting.to_json()
+    if fitting.note:
+        report["warnings"] = [fitting.note]
+        log.warning(fitting.note)
+    _add_estimate(report, fitting.estimate, decisions.recommended_io)
+    for layer, estimated in zip(report["layers"], fitting.estimate.layers, strict=True):
+        layer["bound"] = fitting.bound(estimated)
     return report
 
 
@@ -231,11 +266,13 @@ def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) ->
     data = est.to_json()
     total = data["total"]
     report["resources"] = {k: total[k] for k in ("dsp", "bram18", "lut", "ff", "uram")}
-    report["latency_cycles"], report["ii"], report["latency_us"] = (
+    report["latency_cycles"], report["ii"], report["latency_us"], report["fps"] = (
         total["latency_cycles"],
         total["ii"],
         total["latency_us"],
+        total["fps"],
     )
+    report["offchip"], report["offchip_bits"] = data["offchip"], total["offchip_bits"]
     report["budget"], report["utilization"] = data["budget"], data["utilization"]
     report["fits"], report["recommended_io"] = data["fits"], recommended_io
     per_layer = {layer["name"]: layer for layer in data["layers"]}
@@ -244,8 +281,10 @@ def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) ->
         layer["reuse"] = layer_est["reuse"]
         layer["resources"] = {k: layer_est[k] for k in ("dsp", "bram18", "lut", "ff", "uram")}
         layer["latency_cycles"], layer["ii"] = layer_est["latency_cycles"], layer_est["ii"]
-    if est.warning:
-        report["warnings"] = [est.warning]
+        layer["memory"], layer["bound"] = layer_est["memory"], layer_est["bound"]
+        layer["offchip_bits"] = layer_est["offchip_bits"]
+    if est.warning and not report.get("warnings"):
+        report.setdefault("warnings", []).append(est.warning)
         log.warning(est.warning)
 
 
@@ -259,7 +298,7 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
         # The folder stores the lowered graph, so `fpgac sim DIR` simulates hls4ml's kernels.
         graph = run_pipeline(graph, [Hls4mlLowering()], step)
         with step("generating the hls4ml project"):
-            hls4ml = hls4ml_plan(graph, board, decisions.io, decisions.reuse, decisions.layer_reuse)
+            hls4ml = hls4ml_plan(graph, board, decisions.io, decisions.reuse or 1, decisions.layer_reuse)
             plan.merge(hls4ml, prefix=f"{HLS4ML_DIR}/")
     for name, data in graph_files(graph).items():
         plan.add(name, data)

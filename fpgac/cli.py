@@ -11,6 +11,7 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console, JustifyMethod
@@ -146,15 +147,29 @@ def _float_pair(text: str) -> tuple[float, float]:
     default="auto",
     show_default=True,
     help="HLS style between layers: parallel (arrays, lowest latency, small models), stream (FIFOs, "
-    "line buffers, weights in BRAM/URAM); auto picks by model size and says so in the report.",
+    "line buffers, weights in BRAM/URAM); auto: parallel when the fitted parallel design fits the board.",
 )
 @click.option(
     "--reuse",
-    default=1,
-    show_default=True,
     type=click.IntRange(min=1),
     help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config; "
-    "hls4ml: its ReuseFactor, Resource strategy above 1).",
+    "hls4ml: its ReuseFactor, Resource strategy above 1). Default: fitted per layer to the board.",
+)
+@click.option(
+    "--util",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    help="Fraction of each board resource the fitted design may use.",
+)
+@click.option("--target-fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate to fold for.")
+@click.option(
+    "--weights",
+    type=click.Choice(["auto", "onchip", "offchip"]),
+    default="auto",
+    show_default=True,
+    help="Where weights live: auto moves the largest layers' weights to external memory only when the "
+    "design cannot fit on chip.",
 )
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
@@ -170,7 +185,10 @@ def build(
     clock_mhz: float | None,
     backend: str,
     io: str,
-    reuse: int,
+    reuse: int | None,
+    util: float,
+    target_fps: float | None,
+    weights: str,
     force: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
@@ -190,6 +208,9 @@ def build(
         backend=backend,
         io=io,
         reuse=reuse,
+        util=util,
+        target_fps=target_fps,
+        weights=weights,
     )
     with shown():
         report = run_build(model, out, options, force=force)
@@ -197,7 +218,7 @@ def build(
     _console.print(
         f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "
         f"{report['weight_bits']:,} weight bits ({ratio:.1f}x below float32) for {report['board']}, "
-        f"io {report['io']}",
+        f"io {report['io']}; {_fit_line(report)}",
         highlight=False,
         soft_wrap=True,
     )
@@ -207,17 +228,25 @@ def build(
         _console.print(fidelity_line(report["fidelity"]), highlight=False, soft_wrap=True)
 
 
+def _fit_line(report: dict[str, Any]) -> str:
+    """Whether the estimate fits the board, and at what frame rate."""
+    fits = "fits" if report["fits"] else "does NOT fit"
+    offchip = f", {len(report['offchip'])} layers' weights off chip" if report["offchip"] else ""
+    return f"estimate {fits} at {report['fps']:,.1f} fps ({report['clock_mhz']:g} MHz){offchip}"
+
+
 @cli.command()
 def boards() -> None:
-    """List the known boards (the names --board takes): part, resource budgets, default clock."""
+    """List the known boards (the names --board takes): part, resource budgets, default clock, DDR GB/s."""
     from fpgac.boards import BOARDS
 
-    header = ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "description"]
+    header = ["board", "part", "LUT", "FF", "DSP", "BRAM18", "URAM", "MHz", "GB/s", "description"]
     rows = [header]
     for b in BOARDS.values():
-        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)] + [f"{b.clock_mhz:g}"]
+        numbers = [f"{n:,}" for n in (b.lut, b.ff, b.dsp, b.bram18, b.uram)]
+        numbers += [f"{b.clock_mhz:g}", f"{b.mem_gb_s:g}"]
         rows.append([b.name, b.part, *numbers, b.description])
-    click.echo(_aligned(rows, numeric=range(2, 8)))
+    click.echo(_aligned(rows, numeric=range(2, 9)))
 
 
 def _aligned(rows: list[list[str]], numeric: range) -> str:

@@ -38,19 +38,30 @@ per step, with ``M`` non-zero multiplications per step.
   products are registered inside the DSP, in its M and P registers), the output registers
   (``parallel``: the whole partitioned output array; ``stream``: one step's elements), the window
   registers of a line buffer, and ``CONTROL_FF`` per layer.
-* **Weights.** At R = 1 each weight is a constant wired into its multiplier, in both styles: no
-  storage (a memory read every cycle by every multiplier would be registers anyway). At R > 1,
-  ``parallel`` keeps them in the fabric, each multiplier reading its R weights from a LUT ROM;
-  ``stream`` reshapes each layer's weights into a memory ``R`` words deep and ``ceil(M/R) * b`` bits
-  wide (one word feeds all multipliers for one cycle), in block RAM once it holds ``BRAM_MIN_BITS``
-  or more. Block RAM counts come from the 18-Kbit block's aspect ratios (UG573: 512x36, 1Kx18, 2Kx9,
-  4Kx4, 8Kx2, 16Kx1), the best of ``ceil(depth/d) * ceil(width/w)``: capacity and port width both
-  count, so a shallow, wide memory (small R) needs many blocks, which is why large models need a large
-  R. A memory of at least one URAM (4Kx72, 288 Kbit) goes to URAM on boards that have it when that
-  takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
+* **Weights** (:func:`weight_memory`, which the Vitis emitter's pragmas follow). At R = 1 each weight
+  is a constant wired into its multiplier, in both styles: no storage (a memory read every cycle by
+  every multiplier would be registers anyway). At R > 1 a layer's weights form a ROM ``R`` words deep
+  and ``ceil(M/R) * b`` bits wide (one word feeds all multipliers for one cycle). ``parallel`` keeps it
+  in LUTs. ``stream`` puts it in block RAM only when that fills the blocks at least half
+  (``BRAM_MIN_FILL``): block counts come from the 18-Kbit block's aspect ratios (UG573: 512x36,
+  1Kx18, 2Kx9, 4Kx4, 8Kx2, 16Kx1), the best of ``ceil(depth/d) * ceil(width/w)``, so a shallow, wide
+  ROM (small R) is port-bound: at R = 2 each block would hold 72 of its 18,432 bits. Such a ROM is LUT
+  ROM instead, ``width * ceil(R/64)`` LUTs (a LUT6 is a 64x1 ROM), in proportion to the bits once R
+  reaches 64. A ROM that fills URAM (4Kx72, 288 Kbit) at least half goes to URAM on boards that have
+  it when that takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
+  Block RAM is thus in proportion to the weight bits (at most ``1 / BRAM_MIN_FILL`` times their
+  18-Kbit count).
+* **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM
+  is replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external
+  memory, and the layer computes one product a cycle (R = its products per step). A dense layer reads
+  its weights once a frame, a conv once per output row (each row read serves the row's windows), so a
+  layer reads ``sweeps * weights * b`` bits a frame; all off-chip layers share the board's sustained
+  bandwidth (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes at least the
+  cycles the whole off-chip traffic of a frame needs.
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
   (dual-port). **Line buffers** of 2-d (and higher) windows in ``stream`` style hold ``k - 1`` input
-  rows of channel vectors, each row its own memory because all are read every cycle. A transpose in
+  rows of channel vectors, each row and each channel its own memory (``width`` deep) because all are
+  read every cycle, as ``fpgac_stream.h`` partitions them. A transpose in
   ``stream`` style buffers the whole tensor.
 * **Latency** of a layer is ``ii`` plus its pipeline depth: a multiplier (``DSP_LATENCY`` or
   ``LUT_MULT_LATENCY``), ``ceil(log2(fan-in + 1))`` adder levels (a tree over ``fan-in / R`` products
@@ -59,14 +70,13 @@ per step, with ``M`` non-zero multiplications per step.
   ``parallel``: the layers run one after the other, so the total latency is the sum and the total ii
   is the slowest layer's. ``stream``: layers overlap in a dataflow region, so the total ii is still the
   slowest stage's, and the total latency is that stage's ii plus every layer's fill time (its depth,
-  plus the pixels a line buffer waits for before its first window).
+  plus the pixels a line buffer waits for before its first window). Frames per second are the clock
+  over the total ii.
 * **Fits** when every total is within the board's budget. The layers named in the warning are those
   with the largest share of the resources over budget.
-* **Default io style** (:func:`default_io`): ``parallel`` when no layer unrolls more than
-  ``PARALLEL_MAX_MULTS`` (4096) multiplications or elements per step (beyond that HLS stops unrolling,
-  hls4ml issue #1013) and the ``parallel`` estimate at R = 1 fits the board: weights as constants in
-  the fabric, every multiplier within the DSP (or LUT) budget, every activation in registers. Else
-  ``stream``, whose block-RAM weights and pixel-serial layers scale with R.
+* **Folding and io style** are chosen by :mod:`fpgac.analysis.fit`; ``PARALLEL_MAX_MULTS`` (4096) is
+  the most products or elements one step may unroll in ``parallel`` style (beyond that HLS stops
+  unrolling, hls4ml issue #1013).
 
 Not modelled: the top-level AXI interfaces and stream FIFOs (sized by the backend), and routing
 congestion, which in practice makes designs above ~80 % of LUTs hard to close at the board's clock.
@@ -75,7 +85,7 @@ congestion, which in practice makes designs above ~80 % of LUTs hard to close at
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +101,10 @@ RESOURCES = ("dsp", "bram18", "uram", "lut", "ff")
 
 LUT_MULT_MAX_BITS = 6  # a product with an operand this narrow is cheaper in LUTs than in a DSP
 BRAM_MIN_BITS = 4096  # smaller memories are LUT ROM/RAM: a block would be mostly empty
+BRAM_MIN_FILL = 0.5  # a weight ROM filling its blocks less than this is LUT ROM (port-bound, see above)
 BRAM18_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))  # UG573, SDP
 URAM_SHAPE = (4096, 72)  # UltraRAM: 288 Kbit, one aspect ratio
+BRAM18_BITS = 18432  # with the parity bits (the 512x36 and 1Kx18 shapes)
 URAM_PER_BRAM18 = 16  # capacity ratio: 294,912 / 18,432
 LUTRAM_DEPTH = 64  # a LUT6 stores 64x1
 CONTROL_LUT, CONTROL_FF = 100, 100  # loop counters, handshakes and FSM of one layer
@@ -135,6 +147,10 @@ class LayerEstimate:
     """One layer: its multipliers and resources, its latency and initiation interval in cycles.
 
     ``fill_cycles`` is how long the layer delays a dataflow pipeline (depth plus line-buffer wait).
+    ``memory`` is where its weights live (:data:`MEMORIES`); ``bound`` what sets its ii: ``steps`` (one
+    step per cycle: R = 1, or an op without multipliers), ``reuse`` (R cycles a step), ``serial``
+    (off-chip weights, one product a cycle) or ``bandwidth`` (off-chip weight reads); ``offchip_bits``
+    the external-memory bits it reads per frame.
     """
 
     name: str
@@ -145,6 +161,9 @@ class LayerEstimate:
     latency_cycles: int
     ii: int
     fill_cycles: int
+    memory: str = "none"
+    bound: str = "steps"
+    offchip_bits: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,6 +174,9 @@ class LayerEstimate:
             **self.resources.to_json(),
             "latency_cycles": self.latency_cycles,
             "ii": self.ii,
+            "memory": self.memory,
+            "bound": self.bound,
+            "offchip_bits": self.offchip_bits,
         }
 
 
@@ -168,6 +190,7 @@ class Estimate:
     layers: tuple[LayerEstimate, ...]
     latency_cycles: int
     ii: int
+    offchip: frozenset[str] = frozenset()
     total: Resources = field(init=False)
 
     def __post_init__(self) -> None:
@@ -233,11 +256,21 @@ class Estimate:
     def latency_us(self) -> float:
         return self.latency_cycles / self.board.clock_mhz
 
+    @property
+    def fps(self) -> float:
+        """Frames per second: one frame every ``ii`` cycles at the board's clock."""
+        return self.board.clock_mhz * 1e6 / self.ii
+
+    @property
+    def offchip_bits(self) -> int:
+        return sum(layer.offchip_bits for layer in self.layers)
+
     def to_json(self) -> dict[str, Any]:
         util = {k: (None if math.isinf(v) else v) for k, v in self.utilization.items()}
         return {
             "io": self.io,
             "reuse": self.reuse,
+            "offchip": sorted(self.offchip),
             "layers": [layer.to_json() for layer in self.layers],
             "total": {
                 "multipliers": self.multipliers,
@@ -245,6 +278,8 @@ class Estimate:
                 "latency_cycles": self.latency_cycles,
                 "ii": self.ii,
                 "latency_us": round(self.latency_us, 3),
+                "fps": round(self.fps, 3),
+                "offchip_bits": self.offchip_bits,
             },
             "budget": self.budget.to_json(),
             "utilization": util,
@@ -351,9 +386,11 @@ class _Work:
     logic: int = 0  # comparators, selects, dividers, rounding: LUTs per step
     fan_in: int = 1  # products summed into one output
     weights: int = 0  # non-zero weights stored (stream: in memory)
+    weight_bits: int = 0  # bits of one stored weight
+    sweeps: int = 1  # reads of all the weights a frame when they are off chip
     tables: tuple[tuple[int, int], ...] = ()  # (entries, width) ROMs read once per element
     window_regs: int = 0  # FF bits of a window register
-    line_buffers: tuple[int, int, int] = (0, 0, 0)  # (rows, depth, width bits)
+    line_buffers: tuple[int, int, int, int] = (0, 0, 0, 0)  # (rows, depth, memories a row, bits of each)
     warmup: int = 0  # pixels a line buffer waits for before its first window
     depth: int = 1
 
@@ -400,6 +437,8 @@ def _matmul(node: Node, io: str) -> _Work:
         logic=elems * _width(out.type.format),
         fan_in=fan_in,
         weights=nnz,
+        weight_bits=_width(weight.format),
+        sweeps=out.shape[1] if node.op == "conv" and len(out.shape) > 2 else 1,  # conv: once per output row
         **(_window(node, io, fan_in) if node.op == "conv" else {}),
     )
 
@@ -434,7 +473,8 @@ def _layout(node: Node, io: str) -> _Work:
         return _Work(steps=1, elems=elems, depth=0)
     ow = _width(node.output.type.format)
     if node.op == "transpose":  # stream: the whole tensor is buffered, then read out in the new order
-        return _Work(steps=steps, elems=elems, line_buffers=(1, node.output.type.size // elems, elems * ow))
+        buffer = (1, node.output.type.size // elems, 1, elems * ow)
+        return _Work(steps=steps, elems=elems, line_buffers=buffer)
     return _Work(steps=steps, elems=elems, logic=elems * ow)
 
 
@@ -609,10 +649,11 @@ def _window(node: Node, io: str, taps: int) -> dict[str, Any]:
     kernel = [d * (k - 1) + 1 for k, d in zip(kernel, dilations, strict=True)]  # the span of the window
     bits = channels * _width(x.type.format)
     rows = (kernel[0] - 1) if len(spatial) > 1 else 0
+    row = (rows, math.prod(spatial[1:]), channels, _width(x.type.format))  # channels partitioned
     warmup = sum((k - 1) * math.prod(spatial[i + 1 :]) for i, k in enumerate(kernel))
     return {
         "window_regs": bits * math.prod(kernel),
-        "line_buffers": (rows, math.prod(spatial[1:]), bits),
+        "line_buffers": row,
         "warmup": warmup,
     }
 
@@ -620,92 +661,198 @@ def _window(node: Node, io: str, taps: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------
 # the estimate
 
-
-def _layer(node: Node, io: str, reuse: int, board: Board) -> LayerEstimate:
-    work = _work(node, io)
-    r = reuse if work.mults or node.op == "softmax" else 1  # softmax shares its dividers
-    mults = math.ceil(work.mults / r)
-    adders = math.ceil(work.adds / r)
-    dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board) if mults else (0, 0)
-    res = Resources(
-        dsp=mults * dsp_each,
-        lut=mults * lut_each + adders * work.add_bits + math.ceil(work.logic / r),
-        ff=(0 if dsp_each else mults * (work.a_bits + work.b_bits))
-        + adders * work.add_bits
-        + work.window_regs,
-    )
-    res = res + _weight_storage(work, mults, r, io, board)
-    lookups = math.ceil(work.elems / r) if work.tables else 0
-    for entries, width in work.tables:
-        copy = memory_cost(entries, width, board, allow_uram=False)
-        res = res + Resources(*(getattr(copy, k) * math.ceil(lookups / 2) for k in RESOURCES))
-    rows, lb_depth, lb_width = work.line_buffers
-    for _ in range(rows):
-        res = res + memory_cost(lb_depth, lb_width, board, allow_uram=False)
-    ow = _width(node.output.type.format)
-    out_regs = node.output.type.size if io == "parallel" else work.elems
-    if work.depth == 0:  # wiring: no registers, no control, no time
-        return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)
-    res = res + Resources(lut=CONTROL_LUT, ff=CONTROL_FF + out_regs * ow)
-    depth = work.depth + 1  # the cast into the output format
-    if mults:
-        depth += DSP_LATENCY if dsp_each else LUT_MULT_LATENCY
-    if work.adds:
-        depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
-    if work.tables or rows:
-        depth += BRAM_LATENCY
-    ii = work.steps * r
-    return LayerEstimate(node.name, node.op, reuse, mults, res, ii + depth, ii, depth + work.warmup)
+MEMORIES = ("none", "const", "lutram", "bram", "uram", "offchip")
 
 
-def _weight_storage(work: _Work, mults: int, r: int, io: str, board: Board) -> Resources:
-    """Weights wired as constants (R = 1), in LUT ROMs (parallel, small), or in BRAM/URAM (stream)."""
-    if not work.weights or r == 1:
-        return Resources()
-    width = mults * work.b_bits
-    if io == "stream" and work.weights * work.b_bits >= BRAM_MIN_BITS:
-        return memory_cost(r, width, board)
-    return Resources(lut=width * math.ceil(r / LUTRAM_DEPTH))
+def weight_memory(count: int, bits: int, reuse: int, io: str, board: Board) -> tuple[str, Resources]:
+    """Where ``count`` weights of ``bits`` bits live at reuse ``reuse``, and what that costs (on chip).
+
+    ``const`` (R = 1: wired into the multipliers), ``lutram`` or ``bram``/``uram`` (a ROM of ``reuse``
+    words of ``ceil(count / reuse) * bits`` bits); see the module docstring. The Vitis emitter binds the
+    ROM to the same storage, so the estimate and the HLS agree.
+    """
+    if not count:
+        return "none", Resources()
+    if reuse == 1:
+        return "const", Resources()
+    depth, width = reuse, math.ceil(count / reuse) * bits
+    lutrom = Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
+    if io != "stream" or count * bits < BRAM_MIN_BITS:
+        return "lutram", lutrom
+    block = memory_cost(depth, width, board)
+    if block.uram and count * bits >= BRAM_MIN_FILL * block.uram * URAM_SHAPE[0] * URAM_SHAPE[1]:
+        return "uram", block
+    bram = memory_cost(depth, width, board, allow_uram=False)
+    if count * bits >= BRAM_MIN_FILL * bram.bram18 * BRAM18_BITS:
+        return "bram", bram
+    return "lutram", lutrom
 
 
-def estimate(graph: Graph, board: Board, io: str, reuse: int | Mapping[str, int] = 1) -> Estimate:
+@dataclass(frozen=True)
+class LayerModel:
+    """One layer's datapath on a board in an io style, ready to be costed at any reuse factor.
+
+    Computing the datapath reads the weights (non-zero counts); costing it is arithmetic, so the fitting
+    (:mod:`fpgac.analysis.fit`) can try many reuse factors per layer cheaply.
+    """
+
+    node: Node
+    io: str
+    board: Board
+    work: _Work
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def steps(self) -> int:
+        return self.work.steps
+
+    @property
+    def folds(self) -> bool:
+        """Whether a reuse factor changes this layer (it has multipliers, or is a softmax's dividers)."""
+        return bool(self.work.mults) or self.node.op == "softmax"
+
+    @property
+    def max_reuse(self) -> int:
+        """The reuse factor beyond which nothing is saved: one multiplier (one divider) left."""
+        if not self.folds:
+            return 1
+        return max(self.work.mults if self.work.mults else self.work.elems, 1)
+
+    @property
+    def weight_bits(self) -> int:
+        """Bits of the weights the layer stores (what moving it off chip frees)."""
+        return self.work.weights * self.work.weight_bits
+
+    def offchip_bits(self) -> int:
+        """External-memory bits read per frame with the weights off chip (see the module docstring)."""
+        return self.weight_bits * self.work.sweeps
+
+    def at(self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0) -> LayerEstimate:
+        """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
+        ``bandwidth_ii`` cycles a frame."""
+        node, work, board = self.node, self.work, self.board
+        offchip = offchip and bool(work.weights)
+        r = self.max_reuse if offchip else (reuse if self.folds else 1)  # off chip: one product a cycle
+        mults = math.ceil(work.mults / r)
+        adders = math.ceil(work.adds / r)
+        dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board) if mults else (0, 0)
+        res = Resources(
+            dsp=mults * dsp_each,
+            lut=mults * lut_each + adders * work.add_bits + math.ceil(work.logic / r),
+            ff=(0 if dsp_each else mults * (work.a_bits + work.b_bits))
+            + adders * work.add_bits
+            + work.window_regs,
+        )
+        if offchip:  # two tiles of one output's weights (ping-pong), refilled from external memory
+            memory, storage = (
+                "offchip",
+                memory_cost(2 * work.fan_in, work.weight_bits, board, allow_uram=False),
+            )
+        else:
+            memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
+        res = res + storage
+        lookups = math.ceil(work.elems / r) if work.tables else 0
+        for entries, width in work.tables:
+            copy = memory_cost(entries, width, board, allow_uram=False)
+            res = res + Resources(*(getattr(copy, k) * math.ceil(lookups / 2) for k in RESOURCES))
+        rows, lb_depth, lb_count, lb_width = work.line_buffers
+        row = memory_cost(lb_depth, lb_width, board, allow_uram=False)
+        res = res + Resources(*(getattr(row, k) * rows * lb_count for k in RESOURCES))
+        ow = _width(node.output.type.format)
+        out_regs = node.output.type.size if self.io == "parallel" else work.elems
+        if work.depth == 0:  # wiring: no registers, no control, no time
+            return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)
+        res = res + Resources(lut=CONTROL_LUT, ff=CONTROL_FF + out_regs * ow)
+        depth = work.depth + 1  # the cast into the output format
+        if mults:
+            depth += DSP_LATENCY if dsp_each else LUT_MULT_LATENCY
+        if work.adds:
+            depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
+        if work.tables or rows:
+            depth += BRAM_LATENCY
+        ii = work.steps * r
+        bound = "serial" if offchip else ("reuse" if r > 1 else "steps")  # serial: one product a cycle
+        if offchip and bandwidth_ii >= ii:
+            ii, bound = bandwidth_ii, "bandwidth"
+        return LayerEstimate(
+            node.name,
+            node.op,
+            r if offchip else reuse,
+            mults,
+            res,
+            ii + depth,
+            ii,
+            depth + work.warmup,
+            memory,
+            bound,
+            self.offchip_bits() if offchip else 0,
+        )
+
+
+def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
+    """Every node's :class:`LayerModel` (refuses a float graph or an unknown io style)."""
+    check_io(io)
+    for value in graph.inputs:
+        _width(value.type.format)
+    return tuple(LayerModel(node, io, board, _work(node, io)) for node in graph.nodes)
+
+
+def bandwidth_ii(models: Sequence[LayerModel], offchip: frozenset[str], board: Board) -> int:
+    """Cycles a frame's off-chip weight traffic takes at the board's sustained bandwidth (0 if none)."""
+    bits = sum(m.offchip_bits() for m in models if m.name in offchip)
+    if not bits:
+        return 0
+    if board.mem_gb_s <= 0:
+        raise EstimateError(f"board {board.name} has no external-memory bandwidth: weights must stay on chip")
+    return math.ceil(bits / board.mem_bits_per_cycle)
+
+
+def assemble(
+    models: Sequence[LayerModel],
+    factors: Mapping[str, int],
+    offchip: frozenset[str] = frozenset(),
+    shown_reuse: int | dict[str, int] | None = None,
+) -> Estimate:
+    """The whole design from its layer models at the given reuse factors and off-chip layers."""
+    if not models:
+        raise EstimateError("estimate of an empty graph")
+    board, io = models[0].board, models[0].io
+    bw = bandwidth_ii(models, offchip, board)
+    layers = tuple(m.at(factors[m.name], m.name in offchip, bw) for m in models)
+    ii = max((layer.ii for layer in layers), default=1)
+    if io == "parallel":
+        latency = sum(layer.latency_cycles for layer in layers)
+    else:
+        latency = ii + sum(layer.fill_cycles for layer in layers)
+    shown = dict(factors) if shown_reuse is None else shown_reuse
+    stored = frozenset(layer.name for layer in layers if layer.memory == "offchip")
+    return Estimate(io, shown, board, layers, latency, ii, stored)
+
+
+def estimate(
+    graph: Graph,
+    board: Board,
+    io: str,
+    reuse: int | Mapping[str, int] = 1,
+    offchip: frozenset[str] = frozenset(),
+) -> Estimate:
     """Estimate resources and latency of ``graph`` built in ``io`` style with the given reuse factors.
 
     Args:
         graph: a quantized graph (every value and param fixed point).
-        board: the target, for its DSP kind, URAM and budgets.
+        board: the target, for its DSP kind, URAM, memory bandwidth and budgets.
         io: ``"parallel"`` or ``"stream"``.
         reuse: one factor for every layer, or a mapping from layer name to factor (others get 1).
+        offchip: names of the layers whose weights live in external memory.
 
     Raises:
         EstimateError: an unknown io style or a float graph; ReuseError: a bad reuse factor.
     """
     check_io(io)
     factors = reuse_factors(graph, reuse)
-    for value in graph.inputs:
-        _width(value.type.format)
-    layers = tuple(_layer(node, io, factors[node.name], board) for node in graph.nodes)
-    ii = max((layer.ii for layer in layers), default=1)
-    if io == "parallel":
-        latency = sum(layer.latency_cycles for layer in layers)
-    else:
-        latency = ii + sum(layer.fill_cycles for layer in layers)
+    models = layer_models(graph, io, board)
     shown = dict(reuse) if isinstance(reuse, Mapping) else int(reuse)
-    return Estimate(io, shown, board, layers, latency, ii)
-
-
-def default_io(graph: Graph, board: Board) -> str:
-    """``parallel`` for models small enough to unroll, ``stream`` otherwise.
-
-    Parallel style needs, at reuse 1: no layer with more than ``PARALLEL_MAX_MULTS`` multiplications or
-    output elements per step (HLS stops unrolling beyond that, hls4ml issue #1013), and the whole
-    design, with its weights as constants in the fabric, its multipliers in DSPs or LUTs and every
-    activation in registers, within the board's budget. That is the regime hls4ml recommends
-    io_parallel for (MLPs and small CNNs); anything larger streams pixels between layers and keeps
-    weights in block RAM, where reuse factors can bring it into budget.
-    """
-    for node in graph.nodes:
-        work = _work(node, "parallel")
-        if max(work.mults, work.elems) > PARALLEL_MAX_MULTS:
-            return "stream"
-    return "parallel" if estimate(graph, board, "parallel", 1).fits else "stream"
+    return assemble(models, factors, offchip, shown)

@@ -120,9 +120,55 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {i} | `{name}` | {layer['op']} | {shape} | {layer['macs']:,} | {layer['params']:,} | "
             f"{weights} | {layer['output_format']} | {acc} |"
         )
+    lines += _design_markdown(report)
     lines += _storage_markdown(report)
     lines += fidelity_markdown(report.get("fidelity"))
     return "\n".join(lines) + "\n"
+
+
+def _design_markdown(report: dict[str, Any]) -> list[str]:
+    """The estimate of the fitted design: fit, frame rate, utilisation, and per layer its folding."""
+    if "resources" not in report:
+        return []
+    fit = report.get("fit", {})
+    used, budget, util = report["resources"], report["budget"], report["utilization"]
+    verdict = "fits" if report["fits"] else "does **not** fit"
+    bound = fit.get("limit", "")
+    if fit.get("limit_layer"):
+        bound += f" (`{fit['limit_layer']}`)"
+    lines = [
+        "",
+        "## Design estimate",
+        "",
+        f"- {verdict} {report['board']} (io {report['io']}); {report['fps']:,.1f} frames/s at "
+        f"{report['clock_mhz']:g} MHz (ii {report['ii']:,} cycles), latency {report['latency_us']:,.2f} us",
+        f"- fitted within {fit.get('util', 1):.0%} of each resource; faster is bounded by: {bound}"
+        + (f"; target {fit['target_fps']:g} fps" if fit.get("target_fps") else ""),
+        "- "
+        + ", ".join(
+            f"{k} {used[k]:,}/{budget[k]:,} ({util[k]:.0%})" if util[k] is not None else f"{k} {used[k]:,}"
+            for k in ("dsp", "lut", "ff", "bram18", "uram")
+        ),
+    ]
+    if report.get("offchip"):
+        lines.append(
+            f"- weights off chip: {len(report['offchip'])} layers, {report['offchip_bits']:,} bits a frame"
+        )
+    lines += [f"- warning: {w}" for w in report.get("warnings", [])]
+    lines += [
+        "",
+        "| layer | reuse | ii | bound | weights in | DSP | LUT | FF | BRAM18 | URAM |",
+        "|---|---:|---:|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for layer in report["layers"]:
+        name = layer["name"].replace("|", "\\|")
+        res = layer["resources"]
+        lines.append(
+            f"| `{name}` | {layer['reuse']} | {layer['ii']:,} | {layer['bound']} | {layer['memory']} | "
+            + " | ".join(f"{res[k]:,}" for k in ("dsp", "lut", "ff", "bram18", "uram"))
+            + " |"
+        )
+    return lines
 
 
 def _passes_markdown(entries: list[dict[str, Any]]) -> list[str]:

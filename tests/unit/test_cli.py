@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -190,3 +191,27 @@ def test_sim_keeps_onnx_output_names_when_outputs_share_a_value(tmp_path: Path) 
     with np.load(tmp_path / "y.npz") as out:
         assert list(out.keys()) == ["y0", "y1", "y2"]
         assert np.array_equal(out["y0"], np.maximum(x, 0)) and np.array_equal(out["y2"], x)
+
+
+def test_build_fits_the_board_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "digits"
+    args = ("build", MODEL, "--board", "pynq-z2", "--calib", BATCH, "--backend", "none", "--out", out)
+    result = fpgac(*args, "--util", "0.5", "--target-fps", "100000", "--weights", "onchip")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["fits"] and report["fps"] >= 100_000 and report["fit"]["util"] == 0.5
+    assert f"estimate fits at {report['fps']:,.1f} fps (100 MHz)" in result.stdout
+    assert all(u <= 0.5 for u in report["utilization"].values())
+    assert "## Design estimate" in (out / "report.md").read_text()
+    result = fpgac(*args, "--force", "--reuse", "3")
+    assert result.returncode == 0, result.stderr
+    assert {layer["reuse"] for layer in json.loads((out / "report.json").read_text())["layers"]} == {3}
+
+
+@pytest.mark.parametrize(
+    ("option", "fragment"),
+    [("--util=0", "--util"), ("--target-fps=-5", "--target-fps"), ("--weights=ddr", "--weights")],
+)
+def test_build_rejects_bad_fit_options(tmp_path: Path, option: str, fragment: str) -> None:
+    result = fpgac("build", MODEL, "--board", "pynq-z2", "--backend", "none", "--out", tmp_path / "x", option)
+    assert result.returncode != 0 and fragment in result.stderr and "Traceback" not in result.stderr

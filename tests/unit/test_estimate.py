@@ -1,10 +1,10 @@
 """The resource and latency estimate: the properties a hardware engineer relies on.
 
 Bigger models never estimate smaller, reuse R divides multipliers and multiplies the initiation interval,
-DSPs follow operand widths and the DSP kind of the board, zero weights are free, a ResNet-50-sized model
-does not fit a PYNQ-Z2 (and the warning names its largest layers), the default io style switches with
-model size, and bad options fail with one clear line. Small graphs are built in float and quantized with
-calibration data, as the build does; the ResNet-50-sized one is built directly in fixed point (with
+DSPs follow operand widths and the DSP kind of the board, zero weights are free, block RAM is in
+proportion to the weight bits, a ResNet-50-sized model does not fit a PYNQ-Z2 (and the warning names its
+largest layers), and bad options fail with one clear line. Small graphs are built in float and quantized
+with calibration data, as the build does; the ResNet-50-sized one is built directly in fixed point (with
 broadcast weights, so it costs no memory) because calibrating 4 GMACs would take minutes.
 """
 
@@ -19,15 +19,14 @@ import pytest
 
 from fpgac.analysis.estimate import (
     LUT_MULT_MAX_BITS,
-    PARALLEL_MAX_MULTS,
     RESOURCES,
     EstimateError,
     ReuseError,
-    default_io,
     estimate,
     memory_cost,
     product_cost,
     reuse_factors,
+    weight_memory,
 )
 from fpgac.boards import BOARDS
 from fpgac.errors import FpgacError
@@ -246,14 +245,26 @@ def test_reuse_of_a_stream_conv_is_per_pixel() -> None:
         assert conv1["ii"] == 64 * r  # 8 x 8 output pixels, R cycles each
 
 
-def test_stream_weights_move_to_block_ram_with_reuse() -> None:
+def test_stream_weights_move_to_block_ram_only_when_it_fills() -> None:
     graph = cnn([1, 8, 16], size=8)
-    conv1 = [layer(estimate(graph, ZCU104, "stream", r), "conv1") for r in (1, 2, 8, 32, 128)]
-    assert conv1[0]["bram18"] == 0  # R = 1: every weight is a constant wired into its multiplier
-    # R > 1: 1,152 16-bit weights reshaped into R words of 18,432 / R bits. Shallow, wide memories are
-    # port-bound (a BRAM18 reads at most 36 bits a cycle): R = 2 needs 256 blocks for 18 Kbit of weights.
-    assert [c["bram18"] for c in conv1[1:]] == [256, 64, 16, 4]
+    rs = (1, 2, 8, 32, 128, 512)
+    conv1 = [layer(estimate(graph, ZCU104, "stream", r), "conv1") for r in rs]
+    assert conv1[0]["bram18"] == 0 and conv1[0]["memory"] == "const"  # R = 1: wired into the multipliers
+    # R > 1: 1,152 16-bit weights reshaped into R words of 18,432 / R bits. A shallow, wide ROM would be
+    # port-bound in block RAM (R = 2: 256 blocks for 18 Kbit), so it is LUT ROM, in proportion to the bits.
+    for r, c in zip(rs[1:5], conv1[1:5], strict=True):
+        assert c["memory"] == "lutram" and c["bram18"] == 0
+        assert weight_memory(1152, 16, r, "stream", ZCU104)[1].lut == 18432 // r * math.ceil(r / 64)
+    assert conv1[5]["memory"] == "bram" and conv1[5]["bram18"] == 2  # 512 x 48 bits: half of 2 blocks
     assert layer(estimate(graph, ZCU104, "parallel", 8), "conv1")["bram18"] == 0  # parallel: LUT ROMs
+
+
+def test_block_ram_is_in_proportion_to_the_weight_bits() -> None:
+    for count, bits in ((1152, 16), (30_000, 8), (250_000, 4), (2_000_000, 16)):
+        for r in (2, 4, 16, 64, 256, 1024, 4096):
+            kind, cost = weight_memory(count, bits, r, "stream", ZCU104)
+            assert cost.bram18 * 18432 * 0.5 <= count * bits + 18432 * 0.5, (count, bits, r, kind)
+            assert cost.uram * 294912 * 0.5 <= count * bits + 294912 * 0.5, (count, bits, r, kind)
 
 
 def test_per_layer_reuse() -> None:
@@ -272,7 +283,17 @@ def test_per_layer_reuse() -> None:
 def test_report_totals_add_up(io: str) -> None:
     est = estimate(cnn([1, 4, 8]), ZCU104, io, 2)
     data = json.loads(json.dumps(est.to_json()))
-    assert set(data) == {"io", "reuse", "layers", "total", "budget", "utilization", "fits", "largest"}
+    assert set(data) == {
+        "io",
+        "reuse",
+        "offchip",
+        "layers",
+        "total",
+        "budget",
+        "utilization",
+        "fits",
+        "largest",
+    }
     assert data["io"] == io and data["reuse"] == 2
     for kind in (*RESOURCES, "multipliers"):
         assert data["total"][kind] == sum(entry[kind] for entry in data["layers"])
@@ -300,12 +321,13 @@ def test_small_model_fits() -> None:
 
 
 def test_resnet50_does_not_fit_a_pynq_z2(resnet50: Graph) -> None:
-    for reuse in (64, 4096):  # weights in block RAM: 25.6 M 8-bit weights are 40 times the board's
-        est = estimate(resnet50, PYNQ, "stream", reuse)
-        assert not est.fits and "bram18" in est.over_budget
-        assert est.total.bram18 * 18432 >= 25_000_000 * 8
+    est = estimate(resnet50, PYNQ, "stream", 64)  # shallow weight ROMs in LUTs: 25.6 M 8-bit weights
+    assert not est.fits and "lut" in est.over_budget
+    est = estimate(resnet50, PYNQ, "stream", 4096)  # deep ones in block RAM: 40 times the board's
+    assert not est.fits and "bram18" in est.over_budget
+    assert est.total.bram18 * 18432 >= 25_000_000 * 8
     est = estimate(resnet50, PYNQ, "stream", 1)
-    assert set(est.over_budget) >= {"dsp", "bram18", "lut"}
+    assert set(est.over_budget) >= {"dsp", "lut", "ff"}  # R = 1: weights wired in, line buffers in LUTs
     largest = est.largest
     assert len(largest) == 3 and all(name.startswith(("s", "conv1", "fc")) for name in largest)
     assert est.warning is not None and est.warning.startswith(
@@ -338,26 +360,6 @@ def test_resnet50_estimate_is_in_a_sensible_range(resnet50: Graph) -> None:
     # ~4.1 GMACs per sample: at R = 1 the slowest stage is conv1 (112 x 112 pixels).
     assert est.ii == 112 * 112
     assert not est.fits
-
-
-# -- default io style --------------------------------------------------------------------------------------
-
-
-def test_default_io_switches_with_model_size(resnet50: Graph) -> None:
-    tiny = mlp([16, 32, 10])
-    assert default_io(tiny, ZCU104) == "parallel"
-    assert default_io(tiny, PYNQ) == "stream"  # 832 multipliers do not fit 220 DSPs at reuse 1
-    assert default_io(mlp([16, 64, 64, 10]), ZCU104) == "stream"  # 5,760 multipliers > 1,728 DSPs
-    assert default_io(cnn([1, 4, 4]), ZCU104) == "parallel"
-    assert default_io(cnn([1, 8, 16]), ZCU104) == "stream"
-    assert default_io(resnet50, BOARDS["alveo-u250"]) == "stream"
-
-
-def test_default_io_respects_the_unroll_limit() -> None:
-    graph = mlp([64, PARALLEL_MAX_MULTS // 64 + 16, 2], precision=6)  # narrow: fits in LUTs, but too wide
-    assert np.count_nonzero(graph.node("fc0").params["weight"].data) > PARALLEL_MAX_MULTS
-    assert estimate(graph, BOARDS["alveo-u250"], "parallel").fits
-    assert default_io(graph, BOARDS["alveo-u250"]) == "stream"
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -398,13 +400,15 @@ def test_versal_dsp58_takes_wider_products() -> None:
     assert estimate(graph, ZCU104, "parallel").total.dsp == 2 * estimate(graph, VCK190, "parallel").total.dsp
 
 
-def test_stream_convolutions_buffer_rows_in_block_ram() -> None:
+def test_stream_convolutions_buffer_rows_per_channel() -> None:
     graph = cnn([1, 16, 16], size=32)
     conv1 = graph.node("conv1")
-    bits = 16 * conv1.inputs[0].type.format.width  # one pixel: 16 channels
-    # Two rows of 32 pixels (3x3 kernel), each its own memory 32 deep and `bits` wide; weights are
-    # constants at R = 1, so the line buffers are all the block RAM this layer takes.
-    assert layer(estimate(graph, ZCU104, "stream"), "conv1")["bram18"] == 2 * math.ceil(bits / 36)
+    width = conv1.inputs[0].type.format.width
+    # Two rows of 32 pixels (3x3 kernel), each channel its own memory 32 deep (fpgac_stream.h partitions
+    # rows and channels): 16 small LUT RAMs a row, no block RAM; weights are constants at R = 1.
+    est = layer(estimate(graph, ZCU104, "stream"), "conv1")
+    assert est["bram18"] == 0
+    assert est["lut"] >= 2 * 16 * width
     assert layer(estimate(graph, ZCU104, "parallel"), "conv1")["bram18"] == 0  # input in registers
     # The dataflow pipeline waits for two rows and two pixels before conv1's first window.
     stream = estimate(graph, ZCU104, "stream")
@@ -472,3 +476,20 @@ def test_every_quantized_op_has_an_estimate(io: str) -> None:
         assert entry.ii >= 1 and entry.latency_cycles >= 0
         wiring = entry.op == "reshape" or (io == "parallel" and entry.op in ("transpose", "pad", "concat"))
         assert (entry.resources.lut == 0) == wiring, entry.name  # moves of wires cost nothing
+
+
+@pytest.mark.parametrize("io", ["parallel", "stream"])
+def test_emitted_weight_storage_is_the_estimated_one(io: str) -> None:
+    from fpgac.backends.vitis.emitter import design
+
+    graph = cnn([1, 8, 16], size=8)
+    for r in (1, 2, 64, 512):
+        memory = layer(estimate(graph, ZCU104, io, {"conv1": r}), "conv1")["memory"]
+        body = next(
+            x["body"] for x in design(graph, io, {"conv1": r}, ZCU104)["layers"] if x["name"] == "conv1"
+        )
+        if memory == "const":
+            assert "ARRAY_PARTITION variable=conv1_weight complete" in body
+        else:
+            assert f"impl={memory})" in body
+    assert memory == ("bram" if io == "stream" else "lutram")

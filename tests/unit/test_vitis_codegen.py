@@ -156,7 +156,7 @@ def test_backend_and_io_options(tmp_path: Path) -> None:
     assert not (tmp_path / "none" / "hls").exists()
     written = json.loads((tmp_path / "none" / "report.json").read_text())
     assert written["io"] == written["recommended_io"] == "parallel"  # a tiny model: auto picks parallel
-    assert written["io_choice"] == "auto (by model size)"
+    assert written["io_choice"] == "auto (fitted to the board)"
     assert report["backend"] == "none"
     report = build(model, tmp_path / "stream", BuildOptions(io="stream"))
     assert (report["io"], report["io_choice"]) == ("stream", "--io")

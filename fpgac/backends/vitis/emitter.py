@@ -24,7 +24,7 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
-from fpgac.analysis.estimate import BRAM_MIN_BITS, memory_cost
+from fpgac.analysis.estimate import weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import stream as vitis_stream
@@ -215,12 +215,12 @@ def _context(
 
 
 def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:
-    """Where a layer's weights live, as the estimate (backends/estimate.py) assumes.
+    """Where a layer's weights live: the storage the estimate counts (:func:`weight_memory`).
 
     Reuse 1: every weight is a constant wired into its own multiplier (partitioned completely). Reuse R > 1:
     one word of ceil(size / R) weights feeds all multipliers per cycle, so the array is reshaped cyclically
-    into R words, in LUT ROM in io_parallel or when small, else in block RAM (UltraRAM on boards that have
-    it, for memories of a URAM or more).
+    into R words, bound to LUT ROM, block RAM or UltraRAM as :func:`weight_memory` decides (block RAM only
+    when the ROM fills its blocks, so a shallow, wide ROM at a small R is LUT ROM).
     """
     pragmas = []
     for array in arrays:
@@ -230,13 +230,12 @@ def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board:
         if reuse == 1:
             pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable={array.name} complete)")
             continue
-        factor = math.ceil(size / reuse)
         fmt = node.params["weight"].format
         assert isinstance(fmt, Fixed)  # the emitter refuses a float weight
         impl = "lutram"
-        if io == "stream" and size * fmt.width >= BRAM_MIN_BITS:
-            uram = board is not None and memory_cost(reuse, factor * fmt.width, board).uram
-            impl = "uram" if uram else "bram"
+        if board is not None:
+            impl, _ = weight_memory(size, fmt.width, reuse, io, board)
+        factor = math.ceil(size / reuse)
         pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable={array.name} cyclic factor={factor})")
         pragmas.append(f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={array.name} type=rom_1p impl={impl})")
     return pragmas

@@ -1,0 +1,313 @@
+"""Fitting: the folding (reuse factor) of every layer, the io style and the off-chip weights for a board.
+
+``fpgac build --board B`` must give a design that fits B, at the highest frame rate that fits, without the
+user searching reuse factors by trial and error. The estimate (:mod:`fpgac.analysis.estimate`) says what a
+design costs; this module chooses the design.
+
+Balanced folding
+================
+A layer runs ``steps`` steps a frame at R cycles each (``ii = steps * R``) on ``ceil(M / R)``
+multipliers. Layers overlap in a dataflow region (``stream``) or run one after another (``parallel``);
+either way a frame leaves every ``max(ii)`` cycles, so a layer faster than the slowest one wastes
+multipliers. As FINN folds for a target frame rate, the fitting picks one target II for the whole design
+and gives each layer the largest R with ``steps * R <= II`` (capped where one multiplier is left): the
+multipliers go where the MACs are. The target is the smallest II whose design fits within ``util`` of
+every resource of the board (DSP, LUT, FF, BRAM18, URAM); with ``target_fps``, the largest II that still
+makes that rate (the cheapest design that meets it), or the fastest that fits when none does, saying so.
+A design's cost falls as II grows (fewer multipliers, narrower weight ROMs), so a binary search over II
+finds it; each layer's cost at a reuse factor is arithmetic on a datapath read once
+(:class:`~fpgac.analysis.estimate.LayerModel`), so ResNet-50's ~120 layers fit in well under a second.
+
+Fpgac's Vitis kernels take any positive reuse factor: ``ceil(products / R)`` multipliers
+(``ALLOCATION``) and a cyclic reshape by ``ceil(size / R)``, neither of which needs R to divide anything.
+
+Reuse factors the user gives (a global ``--reuse``, per-layer ``reuse`` in ``--config``) are kept as
+given; the fitting folds only the other layers.
+
+IO style
+========
+``auto`` takes ``parallel`` (every activation in registers, layers one after another: the lowest latency)
+when no layer unrolls more than ``PARALLEL_MAX_MULTS`` products or elements per step (HLS stops
+unrolling beyond that, hls4ml issue #1013) and the fitted parallel design fits; else ``stream``.
+
+Off-chip weights
+================
+``weights="auto"`` keeps every weight on chip when the most folded design fits the block RAM and URAM
+budget; otherwise it moves the layers with the most weight bits to external memory, one at a time, until
+it does.
+``offchip`` moves every layer with weights, ``onchip`` none. Off-chip weights need io stream. Off-chip
+layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
+bounds the design's II from below (see the estimate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from fpgac.analysis.estimate import (
+    PARALLEL_MAX_MULTS,
+    RESOURCES,
+    Estimate,
+    EstimateError,
+    LayerEstimate,
+    LayerModel,
+    Resources,
+    assemble,
+    bandwidth_ii,
+    layer_models,
+)
+from fpgac.boards import Board
+from fpgac.ir.graph import Graph
+
+WEIGHT_PLACES = ("auto", "onchip", "offchip")
+MEMORY = ("bram18", "uram")  # the budget off-chip weights relieve
+DEFAULT_UTIL = 0.8  # routing congestion makes designs above ~80 % of a resource hard to close
+
+
+class FitError(EstimateError):
+    """Fitting options that cannot be used (utilisation, frame rate, weight placement)."""
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """The chosen design and why.
+
+    Attributes:
+        io: the io style chosen (``parallel`` or ``stream``).
+        reuse: every layer's reuse factor, by name.
+        fixed: the layers whose reuse factor the user gave.
+        offchip: layers whose weights live in external memory.
+        estimate: the design's estimate on the board.
+        limit: what stops a faster design: a resource over ``util`` of the board (``dsp``, ``lut``, ...),
+            ``steps`` (a layer already at one step a cycle), ``bandwidth`` (off-chip weights), ``reuse``
+            (a layer whose reuse factor the user fixed) or ``target-fps`` (the rate asked for is met).
+        limit_layer: the layer that sets the limit when one does (``steps``, ``bandwidth``, ``reuse``).
+        util: the fraction of each resource the design was fitted into.
+        within_util: whether the design takes at most ``util`` of every resource.
+        target_fps: the frame rate asked for, if any.
+        note: one line when the design does not fit or misses ``target_fps``; else None.
+    """
+
+    io: str
+    reuse: dict[str, int]
+    fixed: frozenset[str]
+    offchip: frozenset[str]
+    estimate: Estimate
+    limit: str
+    limit_layer: str | None
+    util: float
+    within_util: bool
+    target_fps: float | None
+    note: str | None
+
+    @property
+    def fits(self) -> bool:
+        return self.estimate.fits
+
+    def bound(self, layer: LayerEstimate) -> str:
+        """What sets a layer's ii: ``bandwidth``, ``steps`` (one step a cycle), ``reuse`` (the user's
+        factor), or for a folded layer the design's limit (``dsp``, ``lut``, ``target-fps``, ...)."""
+        if layer.bound != "reuse":
+            return layer.bound
+        return "reuse" if layer.name in self.fixed else self.limit
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "io": self.io,
+            "util": self.util,
+            "within_util": self.within_util,
+            "target_fps": self.target_fps,
+            "fps": round(self.estimate.fps, 3),
+            "limit": self.limit,
+            "limit_layer": self.limit_layer,
+            "offchip": sorted(self.offchip),
+            "note": self.note,
+        }
+
+
+def fit(
+    graph: Graph,
+    board: Board,
+    io: str = "auto",
+    *,
+    util: float = DEFAULT_UTIL,
+    target_fps: float | None = None,
+    fixed: Mapping[str, int] | None = None,
+    weights: str = "auto",
+) -> Fitting:
+    """Choose the io style (``auto``), reuse factors and off-chip layers of ``graph`` on ``board``.
+
+    ``fixed`` maps layer names to the reuse factors the user gave (kept as given).
+    """
+    if not 0 < util <= 1:
+        raise FitError(f"utilisation target {util} must be in (0, 1]")
+    if target_fps is not None and not target_fps > 0:
+        raise FitError(f"target frame rate {target_fps} must be positive")
+    if weights not in WEIGHT_PLACES:
+        raise FitError(f"unknown weight placement {weights!r}; choose one of {', '.join(WEIGHT_PLACES)}")
+    fixed = dict(fixed or {})
+    if io == "parallel" and weights == "offchip":
+        raise FitError("off-chip weights need io stream (the parallel kernels keep weights on chip)")
+    if io == "auto" and weights != "offchip":
+        models = layer_models(graph, "parallel", board)
+        if max(_unrolled(m) for m in models) <= PARALLEL_MAX_MULTS:
+            parallel = _fit_style(models, util, target_fps, fixed, weights)
+            if parallel.within_util:
+                return parallel
+    if io == "auto":
+        io = "stream"
+    return _fit_style(layer_models(graph, io, board), util, target_fps, fixed, weights)
+
+
+def _unrolled(model: LayerModel) -> int:
+    """Products or elements one step unrolls in parallel style."""
+    return max(model.work.mults, model.work.elems)
+
+
+def _fit_style(
+    models: Sequence[LayerModel],
+    util: float,
+    target_fps: float | None,
+    fixed: Mapping[str, int],
+    weights: str,
+) -> Fitting:
+    board = models[0].board
+    budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
+    offchip = _offchip(models, budget, fixed, weights)
+    bw = bandwidth_ii(models, offchip, board)
+    cache: dict[tuple[str, int], LayerEstimate] = {}
+
+    def layer_at(m: LayerModel, r: int) -> LayerEstimate:
+        key = (m.name, r)
+        if key not in cache:
+            cache[key] = m.at(r, m.name in offchip, bw)
+        return cache[key]
+
+    def reuse_at(ii: int) -> dict[str, int]:
+        return {
+            m.name: fixed.get(m.name)
+            or (m.max_reuse if m.name in offchip else min(max(ii // m.steps, 1), m.max_reuse))
+            for m in models
+        }
+
+    limits = _vector(budget)
+
+    def over(ii: int) -> tuple[str, ...]:
+        factors = reuse_at(ii)
+        total = [0] * len(RESOURCES)
+        for m in models:
+            for i, n in enumerate(_vector(layer_at(m, factors[m.name]).resources)):
+                total[i] += n
+        return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
+
+    floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
+    ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
+    goal = math.floor(board.clock_mhz * 1e6 / target_fps) if target_fps else None
+    note = None
+    if over(ceiling):
+        ii = ceiling
+        limit, limit_layer = over(ceiling)[0], None
+    else:
+        ii = _smallest(lambda c: not over(c), floor, ceiling)
+        limit, limit_layer = (floor_kind, floor_layer) if ii == floor else ((*over(ii - 1), "dsp")[0], None)
+        if goal is not None:
+            if goal >= ii:
+                slow = min(goal, ceiling)  # the cheapest design that makes the rate (if cost falls with II)
+                ii, limit, limit_layer = (ii if over(slow) else slow), "target-fps", None
+            else:
+                best = board.clock_mhz * 1e6 / ii
+                why = f"{limit} of layer {limit_layer!r}" if limit_layer else f"{limit} at {util:.0%}"
+                note = f"target {target_fps:g} fps cannot be met: the fastest design that fits makes "
+                note += f"{best:,.1f} fps ({why})"
+    factors = reuse_at(ii)
+    est = assemble(models, factors, offchip)
+    within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
+    if not within:
+        note = _no_fit(est, budget, util)
+    return Fitting(
+        models[0].io,
+        factors,
+        frozenset(fixed),
+        offchip,
+        est,
+        limit,
+        limit_layer,
+        util,
+        within,
+        target_fps,
+        note,
+    )
+
+
+def _offchip(
+    models: Sequence[LayerModel], budget: Resources, fixed: Mapping[str, int], weights: str
+) -> frozenset[str]:
+    """The layers whose weights go to external memory (see the module docstring)."""
+    stored = [m for m in models if m.weight_bits]
+    if weights == "onchip" or not stored or models[0].io != "stream":
+        return frozenset()
+    if weights == "offchip":
+        return frozenset(m.name for m in stored)
+    if models[0].board.mem_gb_s <= 0:
+        return frozenset()
+    # Each layer's memory at its most folding, on chip and off; moving a layer swaps one for the other.
+    memory = [k in MEMORY for k in RESOURCES]
+    on, off, total = {}, {}, [0] * len(RESOURCES)
+    for m in models:
+        r = fixed.get(m.name) or m.max_reuse
+        on[m.name], off[m.name] = _vector(m.at(r).resources), _vector(m.at(r, offchip=True).resources)
+        total = [t + n for t, n in zip(total, on[m.name], strict=True)]
+    limits = _vector(budget)
+    offchip: set[str] = set()
+    for m in sorted(stored, key=lambda m: (-m.weight_bits, m.name)):
+        if all(t <= limit for t, limit, mem in zip(total, limits, memory, strict=True) if mem):
+            break
+        offchip.add(m.name)
+        total = [t - a + b for t, a, b in zip(total, on[m.name], off[m.name], strict=True)]
+    return frozenset(offchip)
+
+
+def _vector(res: Resources) -> tuple[int, ...]:
+    return (res.dsp, res.bram18, res.uram, res.lut, res.ff)
+
+
+def _floor(
+    models: Sequence[LayerModel],
+    fixed: Mapping[str, int],
+    offchip: frozenset[str],
+    bw: int,
+    layer_at: Callable[[LayerModel, int], LayerEstimate],
+) -> tuple[str | None, int, str]:
+    """The lowest II any folding can reach, the layer that sets it and why (steps, reuse, bandwidth)."""
+    best: tuple[str | None, int, str] = (None, 1, "steps")
+    for m in models:
+        r = fixed.get(m.name, 1)
+        layer = layer_at(m, r)
+        if layer.ii > best[1]:
+            kind = "bandwidth" if layer.bound == "bandwidth" else ("reuse" if m.name in fixed else "steps")
+            best = (m.name, layer.ii, kind)
+    return best
+
+
+def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The smallest ``x`` in [lo, hi] with ``ok(x)``, given ``ok(hi)`` and ``ok`` monotone."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _no_fit(est: Estimate, budget: Resources, util: float) -> str:
+    """One line: the most folded design allowed still exceeds ``util`` of the board (resources, layers)."""
+    used = est.total
+    over = [k for k in RESOURCES if getattr(used, k) > getattr(budget, k)]
+    parts = ", ".join(f"{k} {getattr(used, k):,}/{getattr(budget, k):,}" for k in over)
+    return (
+        f"does not fit {est.board.name} at {util:.0%} even at the most folding allowed: {parts}; "
+        f"largest layers: {', '.join(est.largest)}"
+    )

@@ -1,0 +1,197 @@
+"""Fitting: every design the fitting chooses fits its board within the utilisation target, runs at the
+fastest balanced folding that does (or the asked frame rate), keeps the user's reuse factors, and moves
+weights off chip only when they cannot stay.
+
+Graphs are small quantized models (the builders of test_estimate.py): the jet-tagging MLP of hls4ml's
+papers (16-64-32-32-5) and an MNIST-sized CNN, plus the ResNet-50-sized graph built directly in fixed
+point (no calibration, broadcast weights).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from fpgac.analysis.estimate import RESOURCES, estimate, layer_models
+from fpgac.analysis.fit import FitError, Fitting, fit
+from fpgac.boards import BOARDS
+from fpgac.build import BuildOptions, compile_model
+from fpgac.ir import Graph
+from tests.unit.test_estimate import cnn, mlp, resnet50_like
+
+ZCU104, PYNQ = BOARDS["zcu104"], BOARDS["pynq-z2"]
+
+
+@pytest.fixture(scope="module")
+def jet() -> Graph:
+    return mlp([16, 64, 32, 32, 5])
+
+
+@pytest.fixture(scope="module")
+def mnist() -> Graph:
+    return cnn([1, 16, 32], size=28, precision=8)
+
+
+def within(f: Fitting, util: float) -> bool:
+    board = f.estimate.board
+    return all(getattr(f.estimate.total, k) <= math.floor(getattr(board, k) * util) for k in RESOURCES)
+
+
+def assert_balanced(f: Fitting, graph: Graph) -> None:
+    """Every folded layer takes the largest reuse factor the design's II allows (or one multiplier)."""
+    for m in layer_models(graph, f.io, f.estimate.board):
+        if m.folds:
+            assert f.reuse[m.name] == min(max(f.estimate.ii // m.steps, 1), m.max_reuse), m.name
+
+
+def fitted(graph: Graph, board: object, io: str = "auto", **kwargs: object) -> Fitting:
+    return fit(graph, board, io, **kwargs)  # type: ignore[arg-type]
+
+
+# -- fits, balanced, fastest -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("board", [ZCU104, PYNQ], ids=["zcu104", "pynq-z2"])
+def test_jet_tagging_mlp_fits(jet: Graph, board: object) -> None:
+    assert not estimate(jet, board, "parallel", 1).fits  # 4,256 multipliers at reuse 1
+    f = fitted(jet, board)
+    assert f.fits and within(f, 0.8) and f.note is None
+    assert_balanced(f, jet)
+    assert f.limit in RESOURCES  # folding any less would exceed 80 % of a resource
+    faster = {name: max(r // 2, 1) for name, r in f.reuse.items()}
+    assert not within(Fitting(**{**f.__dict__, "estimate": estimate(jet, board, f.io, faster)}), 0.8)
+
+
+def test_mnist_cnn_fits_a_pynq_z2_without_trial_and_error(mnist: Graph) -> None:
+    assert not estimate(mnist, PYNQ, "stream", 4).fits
+    f = fitted(mnist, PYNQ)
+    assert f.fits and within(f, 0.8) and not f.offchip
+    assert_balanced(f, mnist)
+    assert f.estimate.fps > 1000
+
+
+def test_a_small_model_stays_parallel_at_reuse_1() -> None:
+    f = fitted(mlp([16, 32, 10]), ZCU104)
+    assert f.io == "parallel" and set(f.reuse.values()) == {1} and f.limit == "steps"
+
+
+def test_stream_balances_layers_by_their_steps(mnist: Graph) -> None:
+    f = fitted(mnist, ZCU104, "stream")
+    assert_balanced(f, mnist)
+    est = f.estimate
+    assert f.reuse["fc"] > f.reuse["conv1"]  # one step a frame vs one per pixel
+    folded = [layer.ii for layer in est.layers if layer.multipliers]
+    assert max(folded) == est.ii
+
+
+def test_parallel_unroll_limit_forces_stream() -> None:
+    graph = mlp([64, 4096 // 64 + 16, 2], precision=6)  # narrow products in LUTs, too wide to unroll
+    assert fitted(graph, BOARDS["alveo-u250"]).io == "stream"
+
+
+# -- the user's choices ------------------------------------------------------------------------------------
+
+
+def test_explicit_reuse_wins(jet: Graph) -> None:
+    f = fitted(jet, ZCU104, fixed={"fc0": 7})
+    assert f.reuse["fc0"] == 7 and f.fits
+    every = {n.name: 3 for n in jet.nodes}
+    f = fitted(jet, ZCU104, fixed=every)
+    assert f.reuse == every and f.estimate.ii == estimate(jet, ZCU104, f.io, 3).ii
+
+
+def test_target_fps(jet: Graph) -> None:
+    fastest = fitted(jet, ZCU104, "stream")
+    slow = fitted(jet, ZCU104, "stream", target_fps=fastest.estimate.fps / 8)
+    assert slow.note is None and slow.limit == "target-fps"
+    assert slow.estimate.fps >= fastest.estimate.fps / 8
+    assert slow.estimate.total.dsp < fastest.estimate.total.dsp
+    too_fast = fitted(jet, ZCU104, "stream", target_fps=fastest.estimate.fps * 10)
+    assert too_fast.estimate.ii == fastest.estimate.ii
+    assert too_fast.note is not None and "cannot be met" in too_fast.note
+
+
+def test_util(jet: Graph) -> None:
+    loose, tight = fitted(jet, ZCU104, "stream"), fitted(jet, ZCU104, "stream", util=0.2)
+    assert within(tight, 0.2) and tight.estimate.fps < loose.estimate.fps
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"util": 0}, "utilisation"),
+        ({"util": 1.5}, "utilisation"),
+        ({"target_fps": -1.0}, "frame rate"),
+        ({"weights": "ddr"}, "weight placement"),
+    ],
+)
+def test_bad_options(kwargs: dict, match: str) -> None:
+    with pytest.raises(FitError, match=match):
+        fit(mlp([4, 2]), ZCU104, **kwargs)
+
+
+# -- off-chip weights --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wide() -> Graph:
+    """6.3 Mbit of 6-bit weights: more than a PYNQ-Z2's 5.2 Mbit of block RAM."""
+    return mlp([1024, 1024, 10], precision=6)
+
+
+def test_weights_that_cannot_stay_on_chip_go_off_chip(wide: Graph) -> None:
+    onchip = fitted(wide, PYNQ, weights="onchip")
+    assert not onchip.fits and onchip.note is not None
+    assert onchip.note.startswith("does not fit pynq-z2 at 80% even at the most folding")
+    auto = fitted(wide, PYNQ)
+    assert auto.offchip == {"fc0"} and auto.fits  # the largest layer only: fc1 stays
+    layer = next(x for x in auto.estimate.layers if x.name == "fc0")
+    # Off chip: two tiles of one output's 1,024 weights (12 Kbit) instead of 5.7 Mbit of ROM, one product
+    # a cycle, its reads at 4.3 GB/s x 70 % and 100 MHz bounding nothing slower than that.
+    assert layer.memory == "offchip" and layer.resources.bram18 <= 1 and layer.multipliers == 1
+    nnz = int((wide.node("fc0").params["weight"].data != 0).sum())
+    assert layer.offchip_bits == nnz * 6  # a dense layer reads its weights once a frame
+    assert layer.ii == max(nnz, math.ceil(layer.offchip_bits / PYNQ.mem_bits_per_cycle)) == auto.estimate.ii
+    assert layer.bound == "serial"
+    everything = fitted(wide, PYNQ, weights="offchip")
+    assert everything.offchip == {"fc0", "fc1"}
+
+
+def test_weights_stay_on_chip_when_they_fit(jet: Graph) -> None:
+    assert not fitted(jet, PYNQ).offchip
+
+
+def test_resnet50_sized_graph_gets_a_design_for_zcu104() -> None:
+    f = fitted(resnet50_like(), ZCU104)
+    assert f.io == "stream" and f.offchip  # 205 Mbit of weights: far beyond 28 Mbit of BRAM and URAM
+    assert f.estimate.fps > 0 and (f.fits or f.note)
+
+
+def test_the_demo_takes_block_ram_in_proportion_to_its_weight_bits() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    options = BuildOptions(calib=examples / "digits_batch.npy", backend="none", io="stream", reuse=2)
+    report = compile_model(examples / "digits_cnn.onnx", options).report
+    assert report["weight_bits"] < 32_000  # one global reuse 2 used to cost 399 BRAM18 for these
+    assert report["resources"]["bram18"] * 18432 <= 2 * report["weight_bits"] + 18432
+    assert {layer["memory"] for layer in report["layers"]} <= {"none", "lutram"}
+
+
+def test_config_reuse_wins_and_the_other_layers_are_fitted() -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    dense = "/classifier/Gemm"
+    options = BuildOptions(calib=examples / "digits_batch.npy", backend="none", layer_reuse={dense: 5})
+    compiled = compile_model(examples / "digits_cnn.onnx", options)
+    reuse = compiled.decisions.layer_reuse
+    assert reuse[dense] == 5 and compiled.decisions.reuse is None
+    bounds = {layer["name"]: layer["bound"] for layer in compiled.report["layers"]}
+    assert bounds[dense] == "reuse"  # the user's factor
+    assert bounds["/features/features.4/Conv"] == compiled.report["fit"]["limit"]  # folded by the fitting
+    assert max(reuse.values()) > 1 and compiled.report["fit"]["within_util"]
+
+
+def test_off_chip_weights_need_io_stream(jet: Graph) -> None:
+    with pytest.raises(FitError, match="off-chip weights need io stream"):
+        fit(jet, ZCU104, "parallel", weights="offchip")
+    assert fit(jet, ZCU104, weights="offchip").io == "stream"
