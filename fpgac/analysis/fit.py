@@ -14,6 +14,9 @@ and gives each layer the largest R with ``steps * R <= II`` (capped where one mu
 multipliers go where the MACs are. The target is the smallest II whose design fits within ``util`` of
 every resource of the board (DSP, LUT, FF, BRAM18, URAM); with ``target_fps``, the largest II that still
 makes that rate (the cheapest design that meets it), or the fastest that fits when none does, saying so.
+A resource that is over budget even at the most folding (the layers that do not fold: pools, elementwise
+ops and line buffers work on a pixel's channels at once) cannot be helped by folding: the fitting then
+fits the other resources and the note names what does not fit.
 A design's cost falls as II grows (fewer multipliers, narrower weight ROMs), so a binary search over II
 finds it; each layer's cost at a reuse factor is arithmetic on a datapath read once
 (:class:`~fpgac.analysis.estimate.LayerModel`), so ResNet-50's ~120 layers fit in well under a second.
@@ -206,26 +209,29 @@ def _fit_style(
     ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
     goal = math.floor(board.clock_mhz * 1e6 / target_fps) if target_fps else None
     note = None
-    if over(ceiling):
-        ii = ceiling
-        limit, limit_layer = over(ceiling)[0], None
-    else:
-        ii = _smallest(lambda c: not over(c), floor, ceiling)
-        limit, limit_layer = (floor_kind, floor_layer) if ii == floor else ((*over(ii - 1), "dsp")[0], None)
-        if goal is not None:
-            if goal >= ii:
-                slow = min(goal, ceiling)  # the cheapest design that makes the rate (if cost falls with II)
-                ii, limit, limit_layer = (ii if over(slow) else slow), "target-fps", None
-            else:
-                best = board.clock_mhz * 1e6 / ii
-                why = f"{limit} of layer {limit_layer!r}" if limit_layer else f"{limit} at {util:.0%}"
-                note = f"target {target_fps:g} fps cannot be met: the fastest design that fits makes "
-                note += f"{best:,.1f} fps ({why})"
+    # Resources over budget even at the most folding cannot be helped: fit the others, and say so.
+    stuck = set(over(ceiling))
+
+    def fixable_over(ii: int) -> list[str]:
+        return [k for k in over(ii) if k not in stuck]
+
+    ii = _smallest(lambda c: not fixable_over(c), floor, ceiling)
+    limit, limit_layer = (
+        (floor_kind, floor_layer) if ii == floor else ((*fixable_over(ii - 1), "dsp")[0], None)
+    )
+    if goal is not None and goal >= ii:
+        slow = min(goal, ceiling)  # the cheapest design that makes the rate (if cost falls with II)
+        ii, limit, limit_layer = (ii if fixable_over(slow) else slow), "target-fps", None
+    elif goal is not None:
+        best = board.clock_mhz * 1e6 / ii
+        why = f"{limit} of layer {limit_layer!r}" if limit_layer else f"{limit} at {util:.0%}"
+        note = f"target {target_fps:g} fps cannot be met: the fastest design that fits makes "
+        note += f"{best:,.1f} fps ({why})"
     factors = reuse_at(ii)
     est = assemble(models, factors, offchip)
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
-        note = _no_fit(est, budget, util)
+        note = _no_fit(est, budget, util, stuck)
     return Fitting(
         models[0].io,
         factors,
@@ -302,12 +308,14 @@ def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
     return lo
 
 
-def _no_fit(est: Estimate, budget: Resources, util: float) -> str:
-    """One line: the most folded design allowed still exceeds ``util`` of the board (resources, layers)."""
+def _no_fit(est: Estimate, budget: Resources, util: float, stuck: set[str]) -> str:
+    """One line: the resources over ``util`` of the board (``stuck``: even at the most folding allowed,
+    so the design is the fastest that fits the others) and the layers that take most of them."""
     used = est.total
     over = [k for k in RESOURCES if getattr(used, k) > getattr(budget, k)]
     parts = ", ".join(f"{k} {getattr(used, k):,}/{getattr(budget, k):,}" for k in over)
+    why = "even at the most folding allowed" if set(over) <= stuck else "at this folding"
     return (
-        f"does not fit {est.board.name} at {util:.0%} even at the most folding allowed: {parts}; "
+        f"does not fit {est.board.name} at {util:.0%} {why}: {parts}; "
         f"largest layers: {', '.join(est.largest)}"
     )
