@@ -1,4 +1,5 @@
-"""Big tensors are quantized in chunks and measured on the fly; the results are those of one piece.
+"""Big tensors are quantized in chunks, measured on the fly and kept out of shape inference; the results
+are those of one piece.
 
 The chunk size is made tiny here so that small arrays cross chunk boundaries.
 """
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from fpgac.analysis.ranges import RangeError, calibrated_ranges
+from fpgac.frontend import onnx as onnx_frontend
 from fpgac.interp.interpreter import run_float
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Param
@@ -68,3 +71,22 @@ def test_ranges_name_the_node_that_makes_inf() -> None:
     node.params["weight"] = Param(np.full_like(node.params["weight"].data, 1e38))
     with pytest.raises(RangeError, match=f"node '{node.name}'"), np.errstate(over="ignore"):
         calibrated_ranges(graph, [calib * 0 + 1e3])
+
+
+def test_shape_inference_sees_big_weights_without_their_data() -> None:
+    """The output type is inferred through a weight above the size limit, and the model keeps its data."""
+    weight = np.random.default_rng(0).standard_normal((128, 64)).astype(np.float32)
+    assert weight.size > onnx_frontend._WEIGHT_ELEMENTS
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["h"]), helper.make_node("Reshape", ["h", "s"], ["y"])],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 128])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(np.array([-1, 8, 8]), "s")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    inferred = onnx_frontend._infer_shapes(model, "big.onnx")
+    dims = [d.dim_value for d in inferred.graph.output[0].type.tensor_type.shape.dim]
+    assert dims == [1, 8, 8]
+    assert [v.name for v in inferred.graph.value_info] == ["h"]
+    np.testing.assert_array_equal(numpy_helper.to_array(inferred.graph.initializer[0]), weight)
