@@ -126,7 +126,7 @@ def _check(node: Node) -> None:
     rank = node.inputs[0].type.rank
     a = node.attrs
     if node.op in ("conv", "max_pool", "avg_pool") and rank != 3:
-        raise _refuse(node, "only 2-d windows (C, H, W) are supported")
+        raise _refuse(node, "2-d windows (C, H, W) only: hls4ml's Conv1D and Pooling1D are not mapped yet")
     if node.op == "avg_pool":
         _check_avg_pool(node)
     if node.op in ("sub", "mul") and len({v.shape for v in node.inputs}) > 1:
