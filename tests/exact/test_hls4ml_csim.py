@@ -24,6 +24,7 @@ import pytest
 
 from fpgac.backends.equivalence import verify
 from fpgac.backends.hls4ml import csim as hls4ml_csim
+from fpgac.backends.hls4ml.emitter import memory_perm
 from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
 from tests.csim_support import skip_without_csim
@@ -54,6 +55,21 @@ class MergeOps(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.prelu(self.a(x)), self.b(x)
         return self.fc(torch.flatten(torch.nn.functional.hardsigmoid((a - b) * b + a), 1))
+
+
+class Transposed(torch.nn.Module):
+    """Permutes between convs (channels <-> height, then more), fused into one transpose: hls4ml's
+    Transpose over its channels-last memory axes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3)
+        self.b = torch.nn.Conv2d(7, 6, 3)
+        self.fc = torch.nn.Linear(6 * 2 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.a(x)).permute(0, 2, 1, 3).permute(0, 3, 2, 1)  # (4, 5, 7) -> (7, 4, 5)
+        return self.fc(torch.flatten(self.b(y), 1))
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +120,11 @@ def mapped_folders(
     np.save(root / "merge_calib.npy", batch)
     result["merge_ops"] = root / "merge_ops"
     build(merge, result["merge_ops"], BuildOptions(calib=root / "merge_calib.npy", **options))
+    transposed = export_model(Transposed().eval(), torch.randn(2, 3, 7, 9), root / "t.onnx", "torchscript")
+    batch = np.random.default_rng(3).standard_normal((64, 3, 7, 9)).astype(np.float32)
+    np.save(root / "transposed_calib.npy", batch)
+    result["transposed"] = root / "transposed"
+    build(transposed, result["transposed"], BuildOptions(calib=root / "transposed_calib.npy", **options))
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
     return result
@@ -127,17 +148,19 @@ def test_model_families_bit_exact_with_hls4ml(
     assert len(compared) >= len(layers), [d.layer for d in result.layers if not d.elements]
 
 
-@pytest.mark.parametrize("name", [*MAPPED, "merge_ops"])
+@pytest.mark.parametrize("name", [*MAPPED, "merge_ops", "transposed"])
 def test_mapped_layers_bit_exact_with_hls4ml(name: str, mapped_folders: dict[str, Path]) -> None:
     folder = mapped_folders[name]
     result = verify(str(folder), samples=24)
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
-    ops = {n.op for n in load_graph(folder).nodes}
-    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad", "hls4ml_elu"} & ops
-    assert layers, ops  # the model still has the layer it is here for (not folded away)
+    nodes = load_graph(folder).nodes
+    new_ops = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad", "hls4ml_elu"}
+    # transposes that move data (not the relayouts before a flatten, which are free: no hls4ml layer)
+    moved = [n for n in nodes if n.op == "transpose" and memory_perm(n) != list(range(n.output.type.rank))]
+    layers = [n.name for n in nodes if n.op in new_ops] + [n.name for n in moved]
+    assert layers, [n.op for n in nodes]  # the model still has the layers it is here for (not folded away)
     compared = {d.layer for d in result.layers if d.elements}
-    mapped = [n.name for n in load_graph(folder).nodes if n.op in layers]
-    assert set(mapped) <= compared, (mapped, compared)
+    assert set(layers) <= compared, (layers, compared)
 
 
 def test_per_layer_reuse_bit_exact_with_hls4ml(
