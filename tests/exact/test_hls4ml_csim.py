@@ -24,6 +24,7 @@ import pytest
 
 from fpgac.backends.equivalence import verify
 from fpgac.backends.hls4ml import csim as hls4ml_csim
+from fpgac.backends.hls4ml.emitter import memory_perm
 from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
 from tests.csim_support import skip_without_csim
@@ -56,6 +57,21 @@ class MergeOps(torch.nn.Module):
         return self.fc(torch.flatten(torch.nn.functional.hardsigmoid((a - b) * b + a), 1))
 
 
+class Transposed(torch.nn.Module):
+    """Permutes between convs (channels <-> height, then more), fused into one transpose: hls4ml's
+    Transpose over its channels-last memory axes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3)
+        self.b = torch.nn.Conv2d(7, 6, 3)
+        self.fc = torch.nn.Linear(6 * 2 * 3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.a(x)).permute(0, 2, 1, 3).permute(0, 3, 2, 1)  # (4, 5, 7) -> (7, 4, 5)
+        return self.fc(torch.flatten(self.b(y), 1))
+
+
 @pytest.fixture(scope="session")
 def hls4ml_folders(
     tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
@@ -80,18 +96,35 @@ def hls4ml_folders(
         BuildOptions(calib=calib, backend="hls4ml", io="stream"),
     )
     result["two_branch_concat_stream"] = stream
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
+    return result
+
+
+@pytest.fixture(scope="session")
+def mapped_folders(
+    tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
+) -> dict[str, Path]:
+    """The builds of the models for the layers mapped beyond the families (torchscript export only)."""
+    root = tmp_path_factory.mktemp("hls4ml_mapped")
+    result: dict[str, Path] = {}
+    options = {"backend": "hls4ml", "io": "parallel"}
     for name in MAPPED:
         calib = root / f"{name}_calib.npy"
         np.save(calib, random_input(name, 64, seed=3))
         result[name] = root / name
-        build(onnx_export(name, "torchscript"), root / name, BuildOptions(calib=calib, backend="hls4ml"))
+        build(onnx_export(name, "torchscript"), root / name, BuildOptions(calib=calib, **options))
     torch.manual_seed(0)
     merge = export_model(MergeOps().eval(), torch.randn(2, 3, 6, 6), root / "merge_ops.onnx", "torchscript")
-    np.save(
-        root / "merge_calib.npy", np.random.default_rng(3).standard_normal((64, 3, 6, 6)).astype(np.float32)
-    )
+    batch = np.random.default_rng(3).standard_normal((64, 3, 6, 6)).astype(np.float32)
+    np.save(root / "merge_calib.npy", batch)
     result["merge_ops"] = root / "merge_ops"
-    build(merge, result["merge_ops"], BuildOptions(calib=root / "merge_calib.npy", backend="hls4ml"))
+    build(merge, result["merge_ops"], BuildOptions(calib=root / "merge_calib.npy", **options))
+    transposed = export_model(Transposed().eval(), torch.randn(2, 3, 7, 9), root / "t.onnx", "torchscript")
+    batch = np.random.default_rng(3).standard_normal((64, 3, 7, 9)).astype(np.float32)
+    np.save(root / "transposed_calib.npy", batch)
+    result["transposed"] = root / "transposed"
+    build(transposed, result["transposed"], BuildOptions(calib=root / "transposed_calib.npy", **options))
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
     return result
@@ -115,17 +148,41 @@ def test_model_families_bit_exact_with_hls4ml(
     assert len(compared) >= len(layers), [d.layer for d in result.layers if not d.elements]
 
 
-@pytest.mark.parametrize("name", [*MAPPED, "merge_ops"])
-def test_mapped_layers_bit_exact_with_hls4ml(name: str, hls4ml_folders: dict[str, Path]) -> None:
-    folder = hls4ml_folders[name]
+@pytest.mark.parametrize("name", [*MAPPED, "merge_ops", "transposed"])
+def test_mapped_layers_bit_exact_with_hls4ml(name: str, mapped_folders: dict[str, Path]) -> None:
+    folder = mapped_folders[name]
     result = verify(str(folder), samples=24)
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
-    ops = {n.op for n in load_graph(folder).nodes}
-    layers = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad", "hls4ml_elu"} & ops
-    assert layers, ops  # the model still has the layer it is here for (not folded away)
+    nodes = load_graph(folder).nodes
+    new_ops = {"hls4ml_avg_pool", "affine", "sub", "mul", "prelu", "hard_sigmoid", "pad", "hls4ml_elu"}
+    # transposes that move data (not the relayouts before a flatten, which are free: no hls4ml layer)
+    moved = [n for n in nodes if n.op == "transpose" and memory_perm(n) != list(range(n.output.type.rank))]
+    layers = [n.name for n in nodes if n.op in new_ops] + [n.name for n in moved]
+    assert layers, [n.op for n in nodes]  # the model still has the layers it is here for (not folded away)
     compared = {d.layer for d in result.layers if d.elements}
-    mapped = [n.name for n in load_graph(folder).nodes if n.op in layers]
-    assert set(mapped) <= compared, (mapped, compared)
+    assert set(layers) <= compared, (layers, compared)
+
+
+def test_per_layer_reuse_bit_exact_with_hls4ml(
+    onnx_export: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """Per-layer reuse factors become hls4ml's Resource strategy, raised to factors it accepts where
+    needed (recorded in fpgac.json); its Resource kernels compute the same bits."""
+    import json
+
+    from fpgac.build import compile_model
+
+    model = onnx_export("cnn", "torchscript")
+    calib = tmp_path / "calib.npy"
+    np.save(calib, random_input("cnn", 64, seed=3))
+    graph = compile_model(model, BuildOptions(calib=calib, backend="none")).graph
+    reuse = dict(zip((n.name for n in graph.nodes if n.op in ("conv", "dense")), (3, 5, 7), strict=True))
+    out = tmp_path / "out"
+    build(model, out, BuildOptions(calib=calib, backend="hls4ml", io="parallel", layer_reuse=reuse))
+    raised = json.loads((out / "hls4ml" / "fpgac.json").read_text())["reuse"]
+    assert raised and all(r["used"] > r["asked"] == reuse[name] for name, r in raised.items())
+    result = verify(str(out), samples=24)
+    assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
 
 
 def test_io_stream_bit_exact_with_hls4ml(hls4ml_folders: dict[str, Path]) -> None:

@@ -169,3 +169,20 @@ def test_build_renders_per_layer_reuse(onnx_export: Callable[[str, str], Path], 
     build(model, out, BuildOptions(backend="hls4ml", io="parallel", layer_reuse={name: 4}))
     parameters = (out / "hls4ml" / "firmware" / "parameters.h").read_text()
     assert "strategy = nnet::resource;\n    static const unsigned reuse_factor = 4;" in parameters
+
+
+def test_csim_refuses_im2col_code_too_large_to_compile(
+    onnx_export: Callable[[str, str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project whose generated im2col code would need more memory than allowed is refused by size,
+    before any g++ runs (SqueezeNet's io_parallel project: 3.4 million assignments)."""
+    from fpgac.backends.hls4ml import csim
+    from fpgac.backends.vitis.csim import CsimError
+    from fpgac.build import build
+
+    out = tmp_path / "out"
+    build(onnx_export("cnn", "torchscript"), out, BuildOptions(backend="hls4ml", io="parallel"))
+    monkeypatch.setattr(csim, "MAX_CODE_GEN_MB", 0.001)
+    monkeypatch.setattr(csim.subprocess, "run", lambda *a, **k: pytest.fail("g++ ran"))
+    with pytest.raises(CsimError, match=r"MB of im2col code .* g\+\+ would need about"):
+        csim.library(out)

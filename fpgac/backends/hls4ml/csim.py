@@ -43,6 +43,11 @@ from fpgac.ir.serialize import load_graph
 from fpgac.ir.types import Fixed
 
 HLS4ML_DIR = "hls4ml"
+# hls4ml's io_parallel convolutions come with generated im2col code (nnet_code_gen.h): one assignment per
+# output pixel and kernel tap, in one function per layer, which g++ compiles at about 0.4 GB and 20-30 s
+# per MB even at -O0 (bench/hls4ml_csim_compile.py: 5.4 MB took 2.0 GB). Above this the compile is
+# refused rather than left to exhaust the machine (SqueezeNet at 224x224: 3.4 million assignments).
+MAX_CODE_GEN_MB = 10.0
 # hls4ml's own flags but -O1 for -O3: its kernels are loops over small arrays; -O3 spends minutes and
 # gigabytes unrolling and vectorizing them for a run of a few samples.
 CXXFLAGS = ("-O1", "-fPIC", "-std=c++17", "-fno-gnu-unique")
@@ -58,6 +63,14 @@ def library(folder: Path) -> Path:
     name = _meta(folder)["project"]
     weights = project / "firmware" / "weights"
     defines = (f"-DWEIGHTS_DIR={json.dumps(str(weights))}",)
+    code_gen = project / "firmware" / "nnet_utils" / "nnet_code_gen.h"
+    size_mb = code_gen.stat().st_size / 2**20 if code_gen.is_file() else 0.0
+    if size_mb > MAX_CODE_GEN_MB:
+        raise CsimError(
+            f"{folder}: hls4ml generated {size_mb:.0f} MB of im2col code for its io_parallel convolutions "
+            f"(firmware/nnet_utils/nnet_code_gen.h, one statement per output pixel and tap); g++ would need "
+            f"about {0.4 * size_mb:.0f} GB to compile it (the limit is {MAX_CODE_GEN_MB:.0f} MB)"
+        )
 
     def build_into(tmp: Path) -> Path:
         units = [project / "firmware" / f"{name}.cpp", project / f"{name}_bridge.cpp"]

@@ -98,7 +98,10 @@ def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None =
         d.tensors[value.name], d.shapes[name] = name, _hls_shape(value)
     for node in graph.nodes:
         src = d.tensors[node.inputs[0].name]
-        if node.op == "transpose" or (node.op == "reshape" and d.shapes[src] == _hls_shape(node.output)):
+        moves = node.op == "transpose" and memory_perm(node) != list(range(node.output.type.rank))
+        if (node.op == "transpose" and not moves) or (
+            node.op == "reshape" and d.shapes[src] == _hls_shape(node.output)
+        ):
             d.tensors[node.output.name] = src  # the memory order is unchanged: no hls4ml layer
             continue
         name = names.claim(node.name)
@@ -195,6 +198,8 @@ def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
         return layer, {"accum": precision(a["acc"] if node.op == "hls4ml_mean" else fx)}
     if node.op == "reshape":
         return {"class_name": "Reshape", "target_shape": _hls_shape(node.output)}, {}
+    if node.op == "transpose":
+        return {"class_name": "Transpose", "perm": memory_perm(node)}, {}
     if node.op == "relu":
         return {"class_name": "Activation", "activation": "relu"}, {}
     if node.op == "clip":
@@ -234,6 +239,15 @@ def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
         layer["accum_t"] = precision(f["acc"])
         return layer, {"accum": precision(f["acc"])}
     raise Hls4mlError(f"hls4ml backend: node {node.name!r} ({node.op}): no hls4ml layer for this op")
+
+
+def memory_perm(node: Node) -> list[int]:
+    """A transpose as a permutation of hls4ml's memory axes: output memory axis k holds input memory axis
+    ``perm[k]`` (the relayout before a flatten, logical CHW -> HWC, is the identity: no layer)."""
+    x, y = node.inputs[0].type, node.output.type
+    in_mem = list(x.layout or range(x.rank))
+    out_mem = list(y.layout or range(y.rank))
+    return [in_mem.index(node.attrs["perm"][axis]) for axis in out_mem]
 
 
 def _hls_shape_axis(value: Value, axis: int) -> int:

@@ -47,15 +47,14 @@ ELU_TABLE = Fixed(18, 1, True, Rounding.RND, Overflow.SAT)  # e^x - 1 in (-1, 0]
 SUPPORTED = frozenset(
     {
         "dense", "conv", "relu", "leaky_relu", "clip", "max_pool", "avg_pool", "reduce", "reshape", "add",
-        "sub", "mul", "affine", "prelu", "hard_sigmoid", "elu", "selu", "pad", "concat", "sigmoid", "tanh",
-        "softmax",
+        "sub", "mul", "affine", "prelu", "hard_sigmoid", "elu", "selu", "pad", "transpose", "concat",
+        "sigmoid", "tanh", "softmax",
     }
 )  # fmt: skip
 UNMAPPED: dict[str, str] = {
     "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
     "average, max, min, dot and concatenate)",
     "lrn": "hls4ml has no local response normalization layer",
-    "transpose": "a transpose of a channels-last tensor is not mapped to hls4ml's Transpose yet",
 }
 
 
@@ -126,7 +125,7 @@ def _check(node: Node) -> None:
     rank = node.inputs[0].type.rank
     a = node.attrs
     if node.op in ("conv", "max_pool", "avg_pool") and rank != 3:
-        raise _refuse(node, "only 2-d windows (C, H, W) are supported")
+        raise _refuse(node, "2-d windows (C, H, W) only: hls4ml's Conv1D and Pooling1D are not mapped yet")
     if node.op == "avg_pool":
         _check_avg_pool(node)
     if node.op in ("sub", "mul") and len({v.shape for v in node.inputs}) > 1:
