@@ -41,6 +41,7 @@ HLS_DIR = "hls"
 HLS4ML_DIR = "hls4ml"
 BACKENDS = ("vitis", "hls4ml", "none")
 IO_CHOICES = ("auto", "parallel", "stream")
+WEIGHTS_CHOICES = ("auto", "onchip", "offchip")
 
 
 class ConfigError(FpgacError):
@@ -64,6 +65,7 @@ class BuildOptions:
     io: str = "auto"
     reuse: int = 1
     layer_reuse: dict[str, int] = field(default_factory=dict)
+    weights: str = "auto"
 
 
 def load_config(path: Path, graph: Graph) -> dict[str, dict[str, Any]]:
@@ -125,6 +127,8 @@ class Decisions:
         recommended_io: what the model's size recommends (:func:`default_io`), whatever was chosen.
         reuse: ``--reuse``, the factor of layers the config does not name (hls4ml's one ReuseFactor).
         layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them.
+        offchip: the layers whose weights live in external memory (``--weights offchip``: every layer
+            with a weight; ``onchip`` and ``auto``: none).
     """
 
     backend: str
@@ -133,6 +137,7 @@ class Decisions:
     recommended_io: str
     reuse: int
     layer_reuse: Mapping[str, int]
+    offchip: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,10 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         raise ConfigError(f"unknown backend {options.backend!r}; expected one of {list(BACKENDS)}")
     if options.io not in IO_CHOICES:
         raise ConfigError(f"unknown io style {options.io!r}; expected one of {list(IO_CHOICES)}")
+    if options.weights not in WEIGHTS_CHOICES:
+        raise ConfigError(f"unknown weights {options.weights!r}; expected one of {list(WEIGHTS_CHOICES)}")
+    if options.weights == "offchip" and options.backend != "vitis":
+        raise ConfigError("--weights offchip needs --backend vitis")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_model(model)
     calib = load_inputs(options.calib, graph) if options.calib else None
@@ -187,6 +196,9 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         recommended_io=recommended,
         reuse=options.reuse,
         layer_reuse=reuse,
+        offchip=frozenset(n.name for n in graph.nodes if "weight" in n.params)
+        if options.weights == "offchip"
+        else frozenset(),
     )
     est = estimate(graph, board, decisions.io, decisions.layer_reuse)
     names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -252,7 +264,9 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     if decisions.backend == "vitis":
-        hls = vitis_plan(graph, board, decisions.io, decisions.layer_reuse, model=model.name)
+        hls = vitis_plan(
+            graph, board, decisions.io, decisions.layer_reuse, model=model.name, offchip=decisions.offchip
+        )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))
     plan.add(REPORT_MD, report_markdown(compiled.report))

@@ -156,6 +156,14 @@ def _float_pair(text: str) -> tuple[float, float]:
     help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config; "
     "hls4ml: its ReuseFactor, Resource strategy above 1).",
 )
+@click.option(
+    "--weights",
+    type=click.Choice(["auto", "onchip", "offchip"]),
+    default="auto",
+    show_default=True,
+    help="Where layer weights live: onchip (ROMs), offchip (external memory through m_axi, read from "
+    "hls/weights.bin; needs --io stream), auto (on chip for now).",
+)
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 def build(
     model: Path,
@@ -171,6 +179,7 @@ def build(
     backend: str,
     io: str,
     reuse: int,
+    weights: str,
     force: bool,
 ) -> None:
     """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
@@ -189,6 +198,7 @@ def build(
         backend=backend,
         io=io,
         reuse=reuse,
+        weights=weights,
     )
     report = run_build(model, out, options, force=force)
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)

@@ -61,9 +61,11 @@ int last_row(int oh) {
 // window's height with dilation), then compute every output row that row completes, pixel by pixel, each
 // pixel's MULTS products over REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static
 // function the generator writes per layer (conv_pixel, max_pool_pixel, avg_pool_pixel or a compressed
-// conv's entry walk, over the layer's own ROMs).
-template <class CFG, class PIXEL, class in_t, class out_t>
-void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y) {
+// conv's entry walk, over the layer's own ROMs). `memory` are the layer's external-memory ports (off-chip
+// weights, fpgac_offchip.h), passed on to PIXEL::compute; none for a layer whose constants are on chip.
+template <class CFG, class PIXEL, class in_t, class out_t, class... M>
+void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
+                   const M*... memory) {
   const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
   const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
   (void)MULTS;  // read by the pragma only
@@ -90,7 +92,7 @@ void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t
         bool valid[CFG::KH * CFG::KW];
         gather_window<CFG>(rows, oh, ow, win, valid);
         pixel<out_t, CFG::OUT_C> out;
-        PIXEL::compute(win, valid, oh, ow, out.data);
+        PIXEL::compute(win, valid, oh, ow, out.data, memory...);
         y.write(out);
       }
     }

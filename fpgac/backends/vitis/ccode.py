@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed
@@ -28,6 +30,17 @@ class Array:
     comment: str
 
 
+@dataclass(frozen=True, eq=False)
+class ExternalArray:
+    """A constant array in external memory (off-chip weights): the raw words the hardware reads through
+    the m_axi port ``name``, packed into the weight image by :mod:`fpgac.backends.vitis.weight_image`."""
+
+    ctype: str
+    name: str
+    words: np.ndarray  # the mantissas, flat, in the order the kernel reads them
+    comment: str
+
+
 @dataclass
 class LayerCode:
     """What one layer contributes to the project."""
@@ -36,6 +49,7 @@ class LayerCode:
     arrays: list[Array] = field(default_factory=list)
     config: str = ""
     body: str = ""
+    external: ExternalArray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,7 @@ class Ctx:
     beats: tuple[int, int] | None = None
     elem: str = "i"
     stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
+    offchip: bool = False  # the weight lives in external memory (fpgac_offchip.h), read through a port
 
     @property
     def size(self) -> int:
@@ -106,14 +121,19 @@ def config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None
     return "\n".join(lines) + "\n};"
 
 
-def window_stream(ctx: Ctx, code: LayerCode, compute: str) -> None:
+def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "") -> None:
     """io_stream window layer: fpgac_stream.h's line-buffer kernel with this layer's per-pixel function.
 
-    ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``).
+    ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``);
+    ``memory`` names the layer's external-memory port (off-chip weights), which the kernel passes on to it.
     """
+    template, param, arg = "template <class in_t, class out_t>", "", ""
+    if memory:
+        template = "template <class in_t, class out_t, class m_t>"
+        param, arg = f", const m_t* {memory}", f", {memory}"
     code.config += (
-        f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
-        f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
+        f"\nstruct {ctx.name}_pixel {{\n  {template}\n"
+        f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]{param}) {{\n"
         f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
     )
-    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out});"
+    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out}{arg});"
