@@ -42,8 +42,11 @@ typename CFG::acc_t tile_sum(const in_t x[], int base, const raw_t tile[T], cons
 // y[y0 + o] for o < OUT from the block at w ([OUT][T] raw words): output o reads x from x0 + (o /
 // GROUP_OUT) * T (its conv group; dense: GROUP_OUT = OUT). While output o is computed from one tile, the
 // next output's row is burst into the other; the two calls share no buffer, so HLS runs them in parallel.
+// Not inlined: a conv's pixel loop is pipelined (window_stream), which would unroll these loops; kept as
+// one instance, each pixel waits for its sweep, the rate the external memory allows anyway.
 template <class CFG, int OUT, int T, int GROUP_OUT, class in_t, class out_t, class raw_t, class b_t>
 void offchip_outputs(const in_t x[], int x0, const raw_t* w, const b_t b[], out_t y[], int y0) {
+  FPGAC_PRAGMA(HLS INLINE off)
   raw_t ping[T];
   raw_t pong[T];
   load_tile<T>(w, ping);

@@ -209,6 +209,7 @@ def design(
         "external": external,
         "weights_file": weight_image.WEIGHTS_FILE,
         "weights_bytes": blocks[-1].end if blocks else 0,
+        "weights_align": weight_image.ALIGN,
     }
     wiring = vitis_stream.wire(graph, data, names) if stream else vitis_stream.Wiring([], [])
     return {**data, "stream_top": wiring.lines, "forks": wiring.forks}
@@ -357,7 +358,7 @@ def name_map(graph: Graph, data: Mapping[str, Any]) -> dict[str, Any]:
         names["weights"] = {
             "file": data["weights_file"],
             "bytes": data["weights_bytes"],
-            "align": weight_image.ALIGN,
+            "align": data["weights_align"],
             "blocks": data["memory_ports"],
         }
     return names
