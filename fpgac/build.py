@@ -200,6 +200,8 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         if options.weights == "offchip"
         else frozenset(),
     )
+    if decisions.offchip and decisions.io != "stream":
+        raise ConfigError(f"--weights offchip needs --io stream, not {decisions.io} ({decisions.io_choice})")
     est = estimate(graph, board, decisions.io, decisions.layer_reuse)
     names = tuple(p.name for p in (*CLEANUPS, *passes))
     report = _report(model, options, graph, board, names, decisions, est)

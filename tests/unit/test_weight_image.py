@@ -23,6 +23,7 @@ from fpgac.build import BuildOptions, ConfigError, compile_model
 from fpgac.ir import Graph, Param, TensorType, fixed
 from fpgac.ir.types import Fixed
 from fpgac.passes import Prune, Quantize
+from tests.unit.test_cli import assert_one_line_error, fpgac
 
 BOARD = get_board("zcu104")
 
@@ -140,3 +141,19 @@ def test_weights_option_is_checked_before_loading() -> None:
         compile_model(Path("never_read.onnx"), BuildOptions(weights="ddr"))
     with pytest.raises(ConfigError, match="--weights offchip needs --backend vitis"):
         compile_model(Path("never_read.onnx"), BuildOptions(weights="offchip", backend="hls4ml"))
+
+
+def test_cli_weights_option(tmp_path: Path) -> None:
+    """``fpgac build --weights offchip``: the image in an io stream build; io parallel is one clear line."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    base = ["build", examples / "digits_cnn.onnx", "--calib", examples / "digits_batch.npy"]
+    ok = fpgac(*base, "--out", tmp_path / "s", "--io", "stream", "--weights", "offchip")
+    assert ok.returncode == 0, ok.stderr
+    blocks = json.loads((tmp_path / "s" / "hls" / "fpgac.json").read_text())["weights"]["blocks"]
+    assert len(blocks) == 3  # two convs and the dense layer
+    last = blocks[-1]
+    end = last["offset"] + last["count"] * DTYPES[last["ctype"]].itemsize
+    assert (tmp_path / "s" / "hls" / WEIGHTS_FILE).stat().st_size == -(-end // ALIGN) * ALIGN
+    bad = fpgac(*base, "--out", tmp_path / "p", "--io", "parallel", "--weights", "offchip")
+    assert_one_line_error(bad, "--weights offchip needs --io stream, not parallel (--io)")
+    assert not (tmp_path / "p").exists()
