@@ -2,12 +2,13 @@
 
 ``vitis_plan(graph, board, io)`` reads the IR (never mutates it) and returns a :class:`BuildPlan` with a
 top function calling one function per layer, every type as an ``ap_fixed`` typedef named after its layer,
-constants in per-layer headers, a C++ testbench, ``build.tcl`` for ``vitis_hls``, a README, and ``fpgac.json``
-(IR value -> C identifier -> trace label, read by the C-simulation as hls4ml builds' map is). Text comes
-from the Jinja2 templates in ``fpgac/hls_templates`` (``StrictUndefined``: a missing variable is an error,
-not an empty string); the kernels are the hand-written ``fpgac_kernels.h``, copied verbatim. Model names
-pass through :mod:`fpgac.backends.cnames` before reaching any generated text. Output is deterministic:
-nothing depends on time, paths or dict order beyond the graph's own.
+constants in per-layer headers (the weights of layers named in ``offchip``: in ``weights.bin``, read
+through m_axi ports; see weight_image.py), a C++ testbench, ``build.tcl`` for ``vitis_hls``, a README,
+and ``fpgac.json`` (IR value -> C identifier -> trace label, read by the C-simulation as hls4ml builds'
+map is). Text comes from the Jinja2 templates in ``fpgac/hls_templates`` (``StrictUndefined``: a missing
+variable is an error, not an empty string); the kernels are the hand-written ``fpgac_kernels.h``, copied
+verbatim. Model names pass through :mod:`fpgac.backends.cnames` before reaching any generated text.
+Output is deterministic: nothing depends on time, paths or dict order beyond the graph's own.
 """
 
 from __future__ import annotations
