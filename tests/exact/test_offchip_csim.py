@@ -1,15 +1,17 @@
 """Weights off chip (``--weights offchip``, io stream) through g++ C-simulation: zero mismatching bits.
 
-A small CNN and a small ResNet (``tests/models.py``: cnn, resnet_gap) are built with every dense and conv
-weight in external memory: the testbench loads ``hls/weights.bin`` into the buffer behind the m_axi ports
-and the off-chip kernels burst each output's row into ping-pong tiles. ``fpgac verify`` must find the
-simulator and the C++ equal on every layer, and the image must really be what the C++ reads: the same
-binary on a zeroed image gives other outputs. Compressed weights are refused off chip with one line.
+A small CNN, a small ResNet and a depthwise-separable net (grouped convs) of ``tests/models.py`` are built
+with every dense and conv weight in external memory: the testbench loads ``hls/weights.bin`` into the
+buffer behind the m_axi ports and the off-chip kernels burst each output's row into ping-pong tiles.
+``fpgac verify`` must find the simulator and the C++ equal on every layer, and the image must really be
+what the C++ reads: the same binary on a zeroed image gives other outputs. Compressed weights are refused
+off chip with one line.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +32,7 @@ skip_without_csim()
 
 pytestmark = pytest.mark.slow
 
-FAMILIES = ("cnn", "resnet_gap")
+FAMILIES = ("cnn", "resnet_gap", "depthwise_separable")
 EXPORTER = "torchscript"
 
 
@@ -63,6 +65,19 @@ def test_offchip_build_is_bit_exact(name: str, folders: dict[str, Path]) -> None
     result = verify(str(folder), samples=24)
     assert result.samples == 24
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
+
+
+def test_offchip_kernels_compile_without_warnings(folders: dict[str, Path], tmp_path: Path) -> None:
+    """``g++ -Wall -Wextra``: no warning located in a generated or fpgac kernel file."""
+    hls = folders["depthwise_separable"] / "hls"
+    proc = subprocess.run(
+        csim.compile_command(hls, tmp_path / "tb", ("-Wall", "-Wextra", "-fsyntax-only")),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if str(hls) in line and "warning" in line]
+    assert not ours, "\n".join(ours[:20])
 
 
 def test_csim_reads_the_image(folders: dict[str, Path], tmp_path: Path) -> None:

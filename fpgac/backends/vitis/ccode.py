@@ -124,16 +124,22 @@ def config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None
 def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "") -> None:
     """io_stream window layer: fpgac_stream.h's line-buffer kernel with this layer's per-pixel function.
 
-    ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``);
-    ``memory`` names the layer's external-memory port (off-chip weights), which the kernel passes on to it.
+    ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``).
+    With ``memory`` (the layer's m_axi port: off-chip weights) it computes a whole output row ``oh`` from
+    the line buffer ``rows`` into stream ``y`` instead (see ``window_row`` in fpgac_stream.h).
     """
-    template, param, arg = "template <class in_t, class out_t>", "", ""
     if memory:
-        template = "template <class in_t, class out_t, class m_t>"
-        param, arg = f", const m_t* {memory}", f", {memory}"
-    code.config += (
-        f"\nstruct {ctx.name}_pixel {{\n  {template}\n"
-        f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]{param}) {{\n"
-        f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
-    )
-    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out}{arg});"
+        code.config += (
+            f"\nstruct {ctx.name}_pixel {{\n  template <class rows_t, class y_t, class m_t>\n"
+            f"  static void row(rows_t rows, int oh, y_t& y, const m_t* {memory}) {{\n"
+            f"    {compute}\n  }}\n}};"
+        )
+        call = f"{ctx.ins[0]}, {ctx.out}, {memory}"
+    else:
+        code.config += (
+            f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
+            f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
+            f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
+        )
+        call = f"{ctx.ins[0]}, {ctx.out}"
+    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({call});"

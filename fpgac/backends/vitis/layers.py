@@ -259,9 +259,11 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         return
     code.config = config(ctx, values, types)
     if ctx.stream:
-        pixel, memory = ("conv_pixel_offchip", weight) if ctx.offchip else ("conv_pixel", "")
-        compute = f"fpgac::{pixel}<{ctx.name}_config>(win, {weight}, {bias}, y);"
-        window_stream(ctx, code, compute, memory)
+        if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
+            row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
+            window_stream(ctx, code, row, weight)
+            return
+        window_stream(ctx, code, f"fpgac::conv_pixel<{ctx.name}_config>(win, {weight}, {bias}, y);")
         return
     code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
