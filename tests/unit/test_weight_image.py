@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fpgac.backends.vitis.ccode import VitisError
+from fpgac.backends.vitis.ccode import ExternalArray, VitisError
 from fpgac.backends.vitis.emitter import vitis_plan
-from fpgac.backends.vitis.weight_image import ALIGN, DTYPES, WEIGHTS_FILE
+from fpgac.backends.vitis.weight_image import ALIGN, DTYPES, WEIGHTS_FILE, layout, pack
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, ConfigError, compile_model
 from fpgac.ir import Graph, Param, TensorType, fixed
@@ -157,3 +157,19 @@ def test_cli_weights_option(tmp_path: Path) -> None:
     bad = fpgac(*base, "--out", tmp_path / "p", "--io", "parallel", "--weights", "offchip")
     assert_one_line_error(bad, "--weights offchip needs --io stream, not parallel (--io)")
     assert not (tmp_path / "p").exists()
+
+
+def test_pack_aligns_every_block_and_keeps_wide_words() -> None:
+    """Blocks start on ALIGN bytes whatever their size; 64-bit words beyond int64 (object arrays) pack too."""
+    arrays = [
+        ExternalArray("int8_t", "a", np.array([-1, 2, -3]), ""),
+        ExternalArray("uint64_t", "b", np.array([2**64 - 1, 5], dtype=object), ""),
+        ExternalArray("int32_t", "c", np.arange(17) - 8, ""),
+    ]
+    blocks = layout(arrays)
+    assert [(b.offset, b.size, b.end) for b in blocks] == [(0, 3, 64), (64, 16, 128), (128, 68, 256)]
+    image = pack(arrays)
+    assert len(image) == blocks[-1].end == 256
+    assert image[:3] == bytes([0xFF, 2, 0xFD]) and image[3:64] == bytes(61)
+    assert np.frombuffer(image, "<u8", 2, 64).tolist() == [2**64 - 1, 5]
+    assert np.frombuffer(image, "<i4", 17, 128).tolist() == list(range(-8, 9))
