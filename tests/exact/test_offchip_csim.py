@@ -5,7 +5,7 @@ with every dense and conv weight in external memory: the testbench loads ``hls/w
 buffer behind the m_axi ports and the off-chip kernels burst each output's row into ping-pong tiles.
 ``fpgac verify`` must find the simulator and the C++ equal on every layer, and the image must really be
 what the C++ reads: the same binary on a zeroed image gives other outputs. Compressed weights are refused
-off chip with one line.
+off chip with one line. The op zoo (``tests/vitis_zoo.py``) runs off chip at 16 and 4 bits too.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from fpgac.build import BuildOptions, build
 from fpgac.ir.serialize import load_graph
 from tests.csim_support import skip_without_csim
 from tests.models import random_input
+from tests.vitis_zoo import ZOO_SHAPE, compile_zoo, every_mode, write_folder, zoo_model
 
 skip_without_csim()
 
@@ -78,6 +79,22 @@ def test_offchip_kernels_compile_without_warnings(folders: dict[str, Path], tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     ours = [line for line in proc.stderr.splitlines() if str(hls) in line and "warning" in line]
     assert not ours, "\n".join(ours[:20])
+
+
+@pytest.mark.parametrize(("precision", "modes"), [(16, False), (4, True)], ids=["p16", "p4_modes"])
+def test_op_zoo_off_chip(precision: int, modes: bool, tmp_path: Path) -> None:
+    """The op zoo (2-d and 1-d conv, Gemm, MatMul...) with its weights off chip, at 16 bits and at 4 bits
+    (int8 words) with every node's output cycled through all rounding and overflow modes."""
+    calib = tmp_path / "calib.npy"
+    np.save(calib, (np.random.default_rng(1).standard_normal((64, *ZOO_SHAPE)) * 0.5).astype(np.float32))
+    graph = compile_zoo(zoo_model(tmp_path / "zoo.onnx"), calib, precision)
+    graph = every_mode(graph) if modes else graph
+    offchip = frozenset(n.name for n in graph.nodes if "weight" in n.params)
+    assert len(offchip) == 4
+    folder = write_folder(graph, tmp_path / "zoo", "stream", offchip)
+    result = verify(str(folder), random_inputs(graph, 48, seed=11))
+    bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
+    assert not bad, bad
 
 
 def test_csim_reads_the_image(folders: dict[str, Path], tmp_path: Path) -> None:
