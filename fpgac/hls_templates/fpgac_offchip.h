@@ -31,7 +31,8 @@ void load_tile(const raw_t* src, raw_t tile[T]) {
 // Output o at every position p < P: y[p * OUT + o] = acc_t(b[o]) + sum_t x[p * X + base + t] * tile[t],
 // exact (acc_t is AP_WRAP and holds every product's fraction), as dense and conv_pixel accumulate it.
 template <class CFG, int P, int X, int OUT, int T, class in_t, class out_t, class raw_t, class b_t>
-void tile_outputs(const in_t x[P * X], int base, const raw_t tile[T], const b_t b[], int o, out_t y[P * OUT]) {
+void tile_outputs(const in_t x[P * X], int base, const raw_t tile[T], const b_t b[], int o,
+                  out_t y[P * OUT]) {
   FPGAC_LOOP(offchip_positions)
   for (int p = 0; p < P; p++) {
     typename CFG::acc_t acc = initial_acc<CFG>(b, o);
@@ -48,7 +49,8 @@ void tile_outputs(const in_t x[P * X], int base, const raw_t tile[T], const b_t 
 // GROUP_OUT) * T within each position (its conv group; dense: GROUP_OUT = OUT, X = T). While output o is
 // computed from one tile, the next output's row is burst into the other; the two calls share no buffer,
 // so HLS runs them in parallel. Not inlined: kept as one instance with its own loops.
-template <class CFG, int P, int X, int OUT, int T, int GROUP_OUT, class in_t, class out_t, class raw_t, class b_t>
+template <class CFG, int P, int X, int OUT, int T, int GROUP_OUT, class in_t, class out_t, class raw_t,
+          class b_t>
 void offchip_outputs(const in_t x[P * X], const raw_t* w, const b_t b[], out_t y[P * OUT]) {
   FPGAC_PRAGMA(HLS INLINE off)
   raw_t ping[T];
@@ -92,7 +94,8 @@ void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out
     FPGAC_LOOP(conv_offchip_window)
     for (int i = 0; i < WIN; i++) windows[ow * WIN + i] = win[i];
   }
-  offchip_outputs<CFG, CFG::OW, WIN, CFG::OC, CFG::CG * CFG::KH * CFG::KW, CFG::OC / CFG::G>(windows, w, b, out);
+  const int T = CFG::CG * CFG::KH * CFG::KW;
+  offchip_outputs<CFG, CFG::OW, WIN, CFG::OC, T, CFG::OC / CFG::G>(windows, w, b, out);
   FPGAC_LOOP(conv_offchip_write)
   for (int ow = 0; ow < CFG::OW; ow++) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
