@@ -44,6 +44,7 @@ HLS_DIR = "hls"
 HLS4ML_DIR = "hls4ml"
 BACKENDS = ("vitis", "hls4ml", "none")
 IO_CHOICES = ("auto", "parallel", "stream")
+WEIGHTS_CHOICES = ("auto", "onchip", "offchip")
 
 
 class ConfigError(FpgacError):
@@ -166,6 +167,10 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         raise ConfigError(f"unknown backend {options.backend!r}; expected one of {list(BACKENDS)}")
     if options.io not in IO_CHOICES:
         raise ConfigError(f"unknown io style {options.io!r}; expected one of {list(IO_CHOICES)}")
+    if options.weights not in WEIGHTS_CHOICES:
+        raise ConfigError(f"unknown weights {options.weights!r}; expected one of {list(WEIGHTS_CHOICES)}")
+    if options.weights == "offchip" and options.backend != "vitis":
+        raise ConfigError("--weights offchip needs --backend vitis")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
     graph = load_model(model)
     calib = load_inputs(options.calib, graph) if options.calib else None
@@ -206,6 +211,8 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         layer_reuse=fitting.reuse,
         offchip=fitting.offchip,
     )
+    if decisions.offchip and decisions.io != "stream":
+        raise ConfigError(f"--weights offchip needs --io stream, not {decisions.io} ({decisions.io_choice})")
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
         report = _report(model, options, graph, board, names, decisions, fitting)
@@ -306,7 +313,13 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
         samples = load_inputs(options.calib, graph) if options.calib else None
         with step("generating the Vitis HLS project"):
             hls = vitis_plan(
-                graph, board, decisions.io, decisions.layer_reuse, model=model.name, samples=samples
+                graph,
+                board,
+                decisions.io,
+                decisions.layer_reuse,
+                model=model.name,
+                samples=samples,
+                offchip=decisions.offchip,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

@@ -145,10 +145,14 @@ def compile_zoo(onnx_path: Path, calib: Path, precision: int) -> Graph:
     return graph
 
 
-def write_folder(graph: Graph, folder: Path, io: str = "parallel") -> Path:
-    """A build folder for ``graph`` (IR + HLS project in ``io`` style), as ``fpgac build`` writes one."""
+def write_folder(
+    graph: Graph, folder: Path, io: str = "parallel", offchip: frozenset[str] = frozenset()
+) -> Path:
+    """A build folder for ``graph`` (IR + HLS project in ``io`` style, the weights of the layers in
+    ``offchip`` in external memory), as ``fpgac build`` writes one."""
     plan = BuildPlan()
     for name, data in graph_files(graph).items():
         plan.add(name, data)
-    plan.merge(vitis_plan(graph, get_board("zcu104"), io, model=graph.name), prefix="hls/")
+    board = get_board("zcu104")
+    plan.merge(vitis_plan(graph, board, io, model=graph.name, offchip=offchip), prefix="hls/")
     return write_plan(plan, folder, force=True)

@@ -112,16 +112,43 @@ int last_row(int oh) {
   return last < 0 ? 0 : (last > CFG::H - 1 ? CFG::H - 1 : last);
 }
 
-// A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
-// window's height with dilation), then compute every output row that row completes, pixel by pixel, each
-// pixel's MULTS products over REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static
-// function the generator writes per layer (conv_pixel, max_pool_pixel, avg_pool_pixel or a compressed
-// conv's entry walk, over the layer's own ROMs).
+// Output row oh of a window layer from the line buffer, pixel by pixel, each pixel's MULTS products over
+// REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static function the generator writes
+// per layer (conv_pixel, max_pool_pixel, avg_pool_pixel or a compressed conv's entry walk, over the
+// layer's own ROMs).
 template <class CFG, class PIXEL, class in_t, class out_t>
-void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y) {
-  const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CFG::OUT_C> >& y) {
+  FPGAC_PRAGMA(HLS INLINE)
   const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
   (void)MULTS;  // read by the pragma only
+  FPGAC_LOOP(window_output_cols)
+  for (int ow = 0; ow < CFG::OW; ow++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+    FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
+    in_t win[CFG::C * CFG::KH * CFG::KW];
+    bool valid[CFG::KH * CFG::KW];
+    gather_window<CFG>(rows, oh, ow, win, valid);
+    pixel<out_t, CFG::OUT_C> out;
+    PIXEL::compute(win, valid, oh, ow, out.data);
+    y.write(out);
+  }
+}
+
+// Output row oh of a layer whose weights live in external memory (`memory`, its m_axi port): the whole row
+// at once by PIXEL::row (conv_row_offchip in fpgac_offchip.h), so each weight read serves every pixel.
+template <class CFG, class PIXEL, class in_t, class out_t, class m_t>
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
+                const m_t* memory) {
+  PIXEL::row(rows, oh, y, memory);
+}
+
+// A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
+// window's height with dilation), then compute every output row that row completes (window_row).
+// `memory` is the layer's external-memory port (off-chip weights), none for constants on chip.
+template <class CFG, class PIXEL, class in_t, class out_t, class... M>
+void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
+                   const M*... memory) {
+  const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
   static in_t rows[SPAN][CFG::W][CFG::C];
   FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
   FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
@@ -137,17 +164,7 @@ void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t
     FPGAC_LOOP(window_output_rows)
     for (int oh = 0; oh < CFG::OH; oh++) {
       if (last_row<CFG>(oh) != h) continue;
-      FPGAC_LOOP(window_output_cols)
-      for (int ow = 0; ow < CFG::OW; ow++) {
-        FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
-        FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
-        in_t win[CFG::C * CFG::KH * CFG::KW];
-        bool valid[CFG::KH * CFG::KW];
-        gather_window<CFG>(rows, oh, ow, win, valid);
-        pixel<out_t, CFG::OUT_C> out;
-        PIXEL::compute(win, valid, oh, ow, out.data);
-        y.write(out);
-      }
+      window_row<CFG, PIXEL>(rows, oh, y, memory...);
     }
   }
 }

@@ -41,6 +41,17 @@ class Array:
         return literal_rows(self.values, self.ctype)
 
 
+@dataclass(frozen=True, eq=False)
+class ExternalArray:
+    """A constant array in external memory (off-chip weights): the raw words the hardware reads through
+    the m_axi port ``name``, packed into the weight image by :mod:`fpgac.backends.vitis.weight_image`."""
+
+    ctype: str
+    name: str
+    words: np.ndarray  # the mantissas, flat, in the order the kernel reads them
+    comment: str
+
+
 @dataclass
 class LayerCode:
     """What one layer contributes to the project."""
@@ -49,6 +60,7 @@ class LayerCode:
     arrays: list[Array] = field(default_factory=list)
     config: str = ""
     body: str = ""
+    external: ExternalArray | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ class Ctx:
     beats: tuple[int, int] | None = None
     elem: str = "i"
     stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
+    offchip: bool = False  # the weight lives in external memory (fpgac_offchip.h), read through a port
 
     @property
     def size(self) -> int:
@@ -202,14 +215,25 @@ def config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None
     return "\n".join(lines) + "\n};"
 
 
-def window_stream(ctx: Ctx, code: LayerCode, compute: str) -> None:
+def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "") -> None:
     """io_stream window layer: fpgac_stream.h's line-buffer kernel with this layer's per-pixel function.
 
     ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``).
+    With ``memory`` (the layer's m_axi port: off-chip weights) it computes a whole output row ``oh`` from
+    the line buffer ``rows`` into stream ``y`` instead (see ``window_row`` in fpgac_stream.h).
     """
-    code.config += (
-        f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
-        f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
-        f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
-    )
-    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out});"
+    if memory:
+        code.config += (
+            f"\nstruct {ctx.name}_pixel {{\n  template <class rows_t, class y_t, class m_t>\n"
+            f"  static void row(rows_t rows, int oh, y_t& y, const m_t* {memory}) {{\n"
+            f"    {compute}\n  }}\n}};"
+        )
+        call = f"{ctx.ins[0]}, {ctx.out}, {memory}"
+    else:
+        code.config += (
+            f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
+            f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
+            f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
+        )
+        call = f"{ctx.ins[0]}, {ctx.out}"
+    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({call});"

@@ -144,8 +144,9 @@ def run_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = Fals
     with tempfile.TemporaryDirectory() as tmp:
         in_path, out_path, trace_path = Path(tmp) / "in.txt", Path(tmp) / "out.txt", Path(tmp) / "trace.txt"
         in_path.write_text(input_text([np.asarray(a, dtype=np.float32) for a in inputs]))
-        args = [str(exe), str(in_path), str(out_path)] + (["-", str(trace_path)] if trace else [])
-        proc = subprocess.run(args, capture_output=True, text=True)
+        args = [str(exe.resolve()), str(in_path), str(out_path)] + (["-", str(trace_path)] if trace else [])
+        # In hls/: a build with off-chip weights loads weights.bin from there, as Vitis runs csim beside it.
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=folder / HLS_DIR)
         if proc.returncode != 0:
             raise CsimError(
                 f"C simulation of {folder} failed (exit {proc.returncode}): {proc.stderr[-2000:]}"

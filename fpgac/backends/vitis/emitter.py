@@ -2,12 +2,13 @@
 
 ``vitis_plan(graph, board, io)`` reads the IR (never mutates it) and returns a :class:`BuildPlan` with a
 top function calling one function per layer, every type as an ``ap_fixed`` typedef named after its layer,
-constants in per-layer headers, a C++ testbench, ``build.tcl`` for ``vitis_hls``, a README, and ``fpgac.json``
-(IR value -> C identifier -> trace label, read by the C-simulation as hls4ml builds' map is). Text comes
-from the Jinja2 templates in ``fpgac/hls_templates`` (``StrictUndefined``: a missing variable is an error,
-not an empty string); the kernels are the hand-written ``fpgac_kernels.h``, copied verbatim. Model names
-pass through :mod:`fpgac.backends.cnames` before reaching any generated text. Output is deterministic:
-nothing depends on time, paths or dict order beyond the graph's own.
+constants in per-layer headers (the weights of layers named in ``offchip``: in ``weights.bin``, read
+through m_axi ports; see weight_image.py), a C++ testbench, ``build.tcl`` for ``vitis_hls``, a README,
+and ``fpgac.json`` (IR value -> C identifier -> trace label, read by the C-simulation as hls4ml builds'
+map is). Text comes from the Jinja2 templates in ``fpgac/hls_templates`` (``StrictUndefined``: a missing
+variable is an error, not an empty string); the kernels are the hand-written ``fpgac_kernels.h``, copied
+verbatim. Model names pass through :mod:`fpgac.backends.cnames` before reaching any generated text.
+Output is deterministic: nothing depends on time, paths or dict order beyond the graph's own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, BinaryIO
@@ -28,7 +29,8 @@ from fpgac.analysis.estimate import weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import stream as vitis_stream
-from fpgac.backends.vitis.ccode import Array, Ctx, VitisError
+from fpgac.backends.vitis import weight_image
+from fpgac.backends.vitis.ccode import Array, Ctx, ExternalArray, VitisError
 from fpgac.backends.vitis.layers import LAYER_SUFFIXES, emit_layer
 from fpgac.backends.vitis.testbench import testbench_data
 from fpgac.backends.vitis.weights import COMPRESSED_SUFFIXES
@@ -41,6 +43,7 @@ IO_STYLES = ("parallel", "stream")
 KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
 STREAM_HEADERS = ("fpgac_stream.h",)
 COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (weights.py)
+OFFCHIP_HEADER = "fpgac_offchip.h"  # only in projects with off-chip weights (weight_image.py)
 MAP_FILE = "fpgac.json"  # the name map, named as in hls4ml projects
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
@@ -82,12 +85,17 @@ def _shape(value: Value) -> str:
 
 
 def design(
-    graph: Graph, io: str = "parallel", reuse: Mapping[str, int] | None = None, board: Board | None = None
+    graph: Graph,
+    io: str = "parallel",
+    reuse: Mapping[str, int] | None = None,
+    board: Board | None = None,
+    offchip: Set[str] = frozenset(),
 ) -> dict[str, Any]:
     """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it)."""
     if io not in IO_STYLES:
         raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
     stream = io == "stream"
+    _check_offchip(graph, io, offchip)
     names = CNames(_RESERVED)
     values: dict[int, ValueInfo] = {}
     inputs = []
@@ -109,6 +117,8 @@ def design(
             }
         )
     layers = []
+    external: list[ExternalArray] = []  # off-chip weights, in graph order
+    external_nodes: list[str] = []
     for node in graph.nodes:
         layer = names.claim(node.name, LAYER_SUFFIXES + COMPRESSED_SUFFIXES)
         out_fmt = _fixed(node.output)
@@ -120,7 +130,11 @@ def design(
         ]
         mode = vitis_stream.layer_mode(node) if stream else "array"
         layer_reuse = (reuse or {}).get(node.name, 1)
-        code = emit_layer(_context(node, layer, args, ins, out, mode, layer_reuse))
+        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip)
+        code = emit_layer(ctx)
+        memory = [code.external] if code.external else []
+        external += memory
+        external_nodes += [node.name for _ in memory]
         values[id(node.output)] = out
         body = code.body.rstrip()
         if mode == "array":
@@ -130,7 +144,8 @@ def design(
                 + f"{out.type} y[{out.size}])"
             )
         else:
-            signature = vitis_stream.signature(layer, mode, args, out.type, node.output)
+            pointers = [f"const {m.ctype}* {m.name}" for m in memory]
+            signature = vitis_stream.signature(layer, mode, args, out.type, node.output, pointers)
             if mode == "buffered":
                 body = vitis_stream.buffered_body(body, args, out.type, node.output)
         pragmas = storage_pragmas(node, code.arrays, io, layer_reuse, board)
@@ -152,13 +167,15 @@ def design(
                 "body": "\n".join([*pragmas, body]),
                 "args": [{k: a[k] for k in ("name", "type", "size", "value")} for a in args],
                 "value_name": node.output.name,
+                "memory": memory,
             }
         )
-    outputs, ports = [], []
+    outputs: list[dict[str, Any]] = []
+    ports: list[dict[str, Any]] = []
     for p in inputs:
         doc = f'input "{p["comment"]}" {p["shape"]} {p["ap_type"]}'
         decl = f"{p['stream_type']}& {p['name']}" if stream else f"const {p['type']} {p['name']}[{p['size']}]"
-        ports.append({"name": p["name"], "decl": decl, "doc": doc})
+        ports.append({"name": p["name"], "decl": decl, "doc": doc, "memory": False})
     for k, v in enumerate(graph.outputs):
         info = values[id(v)]
         port = names.claim(f"out_{v.name}")
@@ -178,7 +195,12 @@ def design(
         s_type = vitis_stream.port_stream_type(info.type, v)
         decl = f"{s_type}& {port}" if stream else f"{info.type} {port}[{info.size}]"
         outputs[-1]["stream_type"] = s_type
-        ports.append({"name": port, "decl": decl, "doc": doc})
+        ports.append({"name": port, "decl": decl, "doc": doc, "memory": False})
+    blocks = weight_image.layout(external)
+    memory_ports = [{**b.to_json(), "node": n} for b, n in zip(blocks, external_nodes, strict=True)]
+    for m in external:
+        decl, doc = f"const {m.ctype}* {m.name}", f"off chip (m_axi): {m.comment}"
+        ports.append({"name": m.name, "decl": decl, "doc": doc, "memory": True})
     compressed = any(p.encoding is not None for n in graph.nodes for p in n.params.values())
     data = {
         "inputs": inputs,
@@ -188,9 +210,28 @@ def design(
         "top": TOP,
         "io": io,
         "compressed": compressed,
+        "memory_ports": memory_ports,
+        "external": external,
+        "weights_file": weight_image.WEIGHTS_FILE,
+        "weights_bytes": blocks[-1].end if blocks else 0,
+        "weights_align": weight_image.ALIGN,
     }
     wiring = vitis_stream.wire(graph, data, names) if stream else vitis_stream.Wiring([], [])
     return {**data, "stream_top": wiring.lines, "forks": wiring.forks}
+
+
+def _check_offchip(graph: Graph, io: str, offchip: Set[str]) -> None:
+    """Off-chip weights: layers with a weight, in io stream (its kernels, fpgac_offchip.h, read their
+    weights through m_axi ports of a dataflow design; the io parallel style wires weights into
+    multipliers, which is what it is for)."""
+    if not offchip:
+        return
+    if io != "stream":
+        raise VitisError(f"off-chip weights need --io stream (io {io} keeps every weight on chip)")
+    weighted = {n.name for n in graph.nodes if "weight" in n.params}
+    unknown = sorted(set(offchip) - weighted)
+    if unknown:
+        raise VitisError(f"off-chip weights asked for {unknown}: not layers with a weight in this graph")
 
 
 def _context(
@@ -201,6 +242,7 @@ def _context(
     out: ValueInfo,
     mode: str,
     reuse: int,
+    offchip: bool,
 ) -> Ctx:
     """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index."""
     in_types, in_fmts = [i.type for i in ins], [i.fmt for i in ins]
@@ -211,7 +253,10 @@ def _context(
             node, layer, in_names, in_types, in_fmts, "y_px.data", out.type, out.fmt, reuse, (p, c), "c"
         )
     names = [a["name"] for a in args]
-    return Ctx(node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=mode != "array")
+    stream = mode != "array"
+    return Ctx(
+        node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=stream, offchip=offchip
+    )
 
 
 def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:
@@ -249,11 +294,17 @@ def vitis_plan(
     *,
     model: str = "",
     samples: Sequence[np.ndarray] | None = None,
+    offchip: frozenset[str] = frozenset(),
 ) -> BuildPlan:
-    """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``); the testbench checks
-    the outputs of ``samples`` (the calibration batch; one zero sample without), see testbench.py."""
+    """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``).
+
+    The testbench checks the outputs of ``samples`` (the calibration batch; one zero sample without), see
+    testbench.py. The layers named in ``offchip`` keep their weights in external memory: the top function
+    reads them through m_axi ports (bundle ``gmem_w``) from the image written as ``weights.bin``
+    (weight_image.py).
+    """
     env = _templates()
-    data = design(graph, io, reuse, board)
+    data = design(graph, io, reuse, board, offchip)
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),
@@ -275,8 +326,11 @@ def vitis_plan(
     kernels = resources.files("fpgac").joinpath("hls_templates")
     headers = KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ())
     headers += (COMPRESSED_HEADER,) if data["compressed"] else ()
+    headers += (OFFCHIP_HEADER,) if data["memory_ports"] else ()
     for header in headers:
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
+    if data["external"]:
+        plan.add(weight_image.WEIGHTS_FILE, weight_image.pack(data["external"]))
     plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
     for name, text in testbench_data(graph, samples).items():
         plan.add(f"tb/{name}", text)
@@ -314,4 +368,12 @@ def name_map(graph: Graph, data: Mapping[str, Any]) -> dict[str, Any]:
     traced.update(
         {layer["out"]: {"value": layer["value_name"], "c_name": layer["out"]} for layer in data["layers"]}
     )
-    return {"top": TOP, "inputs": inputs, "outputs": outputs, "traced": traced}
+    names = {"top": TOP, "inputs": inputs, "outputs": outputs, "traced": traced}
+    if data["memory_ports"]:
+        names["weights"] = {
+            "file": data["weights_file"],
+            "bytes": data["weights_bytes"],
+            "align": data["weights_align"],
+            "blocks": data["memory_ports"],
+        }
+    return names

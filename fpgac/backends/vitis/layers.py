@@ -20,6 +20,7 @@ import numpy as np
 from fpgac.backends.vitis.ccode import (
     Array,
     Ctx,
+    ExternalArray,
     LayerCode,
     VitisError,
     c_int_array,
@@ -166,10 +167,32 @@ def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
 
 
 def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
-    """The weight array (declared here unless the weight is compressed: weights.py stores those) and
-    the weight's shape."""
+    """The weight array (declared here unless the weight is compressed: weights.py stores those; an
+    off-chip weight is the name of its memory port) and the weight's shape."""
     param = ctx.node.params["weight"]
+    if ctx.offchip:
+        return _external_weight(ctx, code), param.shape
     return ("", param.shape) if param.encoding is not None else _param(ctx, code, "weight")
+
+
+def _external_weight(ctx: Ctx, code: LayerCode) -> str:
+    """An off-chip weight: its type, and its raw words in row-major order (``[OUT][...]``: the order the
+    off-chip kernels read them) for the weight image; returns the name of its memory port."""
+    param = ctx.node.params["weight"]
+    fmt = param.format
+    if param.encoding is not None:
+        raise VitisError(
+            f"{ctx.where()}: compressed (pruned or shared) weights stay on chip; off-chip storage "
+            "holds dense weights only, so keep this layer on chip or build without compression"
+        )
+    if not isinstance(fmt, Fixed):
+        raise VitisError(f"{ctx.where()}: param 'weight' is not fixed point; quantize the graph first")
+    data = np.asarray(param.data, dtype=np.float64).reshape(-1)
+    type_name, port, ctype = f"{ctx.name}_weight_t", f"{ctx.name}_weight", c_int_type(fmt)
+    code.typedefs.append((type_name, fmt.ap_type()))
+    comment = f"weight {list(param.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
+    code.external = ExternalArray(ctype, port, np.asarray(fixed.quantize(data, fmt)), comment)
+    return port
 
 
 def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
@@ -192,7 +215,8 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         dense_compressed(ctx, code, values, types, bias)
         return
     code.config = config(ctx, values, types)
-    code.body = f"  fpgac::dense<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    kernel = "dense_offchip" if ctx.offchip else "dense"
+    code.body = f"  fpgac::{kernel}<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
 def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -235,6 +259,10 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         return
     code.config = config(ctx, values, types)
     if ctx.stream:
+        if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
+            row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
+            window_stream(ctx, code, row, weight)
+            return
         window_stream(ctx, code, f"fpgac::conv_pixel<{ctx.name}_config>(win, {weight}, {bias}, y);")
         return
     code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"

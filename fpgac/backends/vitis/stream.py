@@ -23,6 +23,7 @@ emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -87,11 +88,15 @@ class LayerArg(TypedDict):
     v: Value
 
 
-def signature(name: str, mode: str, args: list[LayerArg], out_type: str, out: Value) -> str:
-    """The layer function's declaration: streams in, stream out (buffered layers' streams end in ``_s``)."""
+def signature(
+    name: str, mode: str, args: list[LayerArg], out_type: str, out: Value, memory: Sequence[str] = ()
+) -> str:
+    """The layer function's declaration: streams in, stream out (buffered layers' streams end in ``_s``),
+    then its external-memory ports (``memory``: declarations of off-chip weight pointers)."""
     suffix = "_s" if mode == "buffered" else ""
     params = [f"{stream_type(a['type'], a['v'])}& {a['name']}{suffix}" for a in args]
     params.append(f"{stream_type(out_type, out)}& y{suffix}")
+    params.extend(memory)
     return f"static void {name}({', '.join(params)})"
 
 
@@ -198,7 +203,8 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
             declare(out, node.output, SHALLOW_DEPTH)
         producer_stream[id(node.output)] = out
         args = [reads[("arg", i, k)] for k in range(len(node.inputs))]
-        lines.append(f"  {layer['name']}({', '.join([*args, out])});")
+        memory = [m.name for m in layer["memory"]]  # off-chip weights: the top's m_axi ports
+        lines.append(f"  {layer['name']}({', '.join([*args, out, *memory])});")
         lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {beats(node.output)[0]});')
         distribute(node.output)
     return Wiring(lines + narrows, forks)
