@@ -72,6 +72,27 @@ class Transposed(torch.nn.Module):
         return self.fc(torch.flatten(self.b(y), 1))
 
 
+class DenseBlock(torch.nn.Module):
+    """DenseNet's pattern: concat, standalone BatchNorm, ReLU, 1x1 conv, 2x2 average pool, then a global
+    average pool kept (C, 1, 1) and read by a 1x1 conv classifier (hls4ml's pooling gives [C]: reshaped)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.c = torch.nn.Conv2d(3, 4, 1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.b = torch.nn.Conv2d(8, 4, 1)
+        self.fc = torch.nn.Conv2d(4, 5, 1)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-1, 1)
+            self.bn.running_var.uniform_(0.5, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(torch.cat([self.c(x), self.a(x)], 1)))
+        y = torch.nn.functional.avg_pool2d(torch.relu(self.b(y)), 2)
+        return self.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1))
+
+
 @pytest.fixture(scope="session")
 def hls4ml_folders(
     tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
@@ -125,6 +146,12 @@ def mapped_folders(
     np.save(root / "transposed_calib.npy", batch)
     result["transposed"] = root / "transposed"
     build(transposed, result["transposed"], BuildOptions(calib=root / "transposed_calib.npy", **options))
+    block = export_model(DenseBlock().eval(), torch.randn(2, 3, 8, 8), root / "block.onnx", "torchscript")
+    np.save(
+        root / "block_calib.npy", np.random.default_rng(3).standard_normal((64, 3, 8, 8)).astype(np.float32)
+    )
+    result["dense_block"] = root / "dense_block"
+    build(block, result["dense_block"], BuildOptions(calib=root / "block_calib.npy", **options))
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
     return result
@@ -148,7 +175,7 @@ def test_model_families_bit_exact_with_hls4ml(
     assert len(compared) >= len(layers), [d.layer for d in result.layers if not d.elements]
 
 
-@pytest.mark.parametrize("name", [*MAPPED, "merge_ops", "transposed"])
+@pytest.mark.parametrize("name", [*MAPPED, "merge_ops", "transposed", "dense_block"])
 def test_mapped_layers_bit_exact_with_hls4ml(name: str, mapped_folders: dict[str, Path]) -> None:
     folder = mapped_folders[name]
     result = verify(str(folder), samples=24)

@@ -117,7 +117,20 @@ def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None =
         d.layer_config[name] = {"Precision": prec, "ReuseFactor": used, "Strategy": strategy, "Trace": True}
         d.tensors[node.output.name], d.shapes[name] = name, _hls_shape(node.output)
         d.traced[name] = node.output.name
+        if layer["class_name"].startswith("Global") and node.output.type.rank == 3:
+            _keep_dims(node, name, names, d)
     return d
+
+
+def _keep_dims(node: Node, pooled: str, names: CNames, d: Design) -> None:
+    """hls4ml's global pooling outputs a 1-d [C]; a (C, 1, 1) value (keepdims, read by a conv) becomes a
+    free io_parallel Reshape of it to [1, 1, C] (the same memory order)."""
+    d.shapes[pooled] = [node.output.shape[0]]
+    name = names.claim(f"{node.name}_keepdims")
+    shape = _hls_shape(node.output)
+    d.layers.append({"class_name": "Reshape", "name": name, "inputs": [pooled], "target_shape": shape})
+    d.layer_config[name] = {"Precision": {"result": precision(node.output.type.format)}}
+    d.tensors[node.output.name], d.shapes[name] = name, shape
 
 
 # The layers whose reuse factor hls4ml's Resource strategy constrains: their (n_in, n_out) as hls4ml's
@@ -420,7 +433,7 @@ def model_graph(
     try:
         cfg = config(d, board, io, output_dir, reuse)
         return ModelGraph.from_layer_list(cfg, d.layers, inputs, outputs)
-    except (ValueError, KeyError, AttributeError, TypeError, RuntimeError, AssertionError) as exc:
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError, RuntimeError, AssertionError) as exc:
         raise Hls4mlError(f"hls4ml rejected the model: {type(exc).__name__}: {exc}") from exc
 
 
