@@ -224,10 +224,17 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
 def _fit(
     graph: Graph, board: Board, options: BuildOptions, layer_reuse: Mapping[str, int], io: str | None = None
 ) -> Fitting:
-    """The fitted design; the user's reuse factors (``--reuse``, ``reuse`` in ``--config``) are kept."""
+    """The fitted design; the user's reuse factors (``--reuse``, ``reuse`` in ``--config``) are kept.
+
+    hls4ml builds are not folded per layer yet: the Resource strategy's kernels assert on reuse factors
+    hls4ml has not validated for the layer (an abort inside C-simulation), so every layer the config does
+    not name gets ``--reuse`` (1 when not given) and only io style and weights are fitted.
+    """
     fixed = (
         reuse_factors(graph, layer_reuse, options.reuse) if options.reuse is not None else dict(layer_reuse)
     )
+    if options.backend == "hls4ml":
+        fixed = reuse_factors(graph, layer_reuse, options.reuse or 1)
     reuse_factors(graph, fixed)  # a layer name or factor that is not valid fails here, with its name
     return fit(
         graph,
