@@ -211,8 +211,6 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         layer_reuse=fitting.reuse,
         offchip=fitting.offchip,
     )
-    if decisions.offchip and decisions.io != "stream":
-        raise ConfigError(f"--weights offchip needs --io stream, not {decisions.io} ({decisions.io_choice})")
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
         report = _report(model, options, graph, board, names, decisions, fitting)
