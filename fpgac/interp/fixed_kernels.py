@@ -208,8 +208,11 @@ def _recip_times(node: Node, total: np.ndarray, fx: Fixed, index: np.ndarray) ->
     return _finish(node, *fixed.mul(acc_m, acc, recip[index], fr))
 
 
-def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
-    (x,), (fx,) = xs, fmts
+def window_sums(node: Node, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact sums of an average pool's windows over mantissas ``x``, and each output pixel's divisor.
+
+    Shared by fpgac's average pool and hls4ml's: they differ only in how the sum is divided.
+    """
     a = node.attrs
     kernel, strides, pads = a["kernel"], a["strides"], a["pads"]
     nd = len(kernel)
@@ -223,7 +226,13 @@ def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tup
         shape = [1] * nd
         shape[i] = out[i]
         counts = counts * c.astype(np.int64).reshape(shape)
-    return _recip_times(node, total, fx, np.broadcast_to(counts, total.shape[2:]))
+    return total, np.broadcast_to(counts, total.shape[2:])
+
+
+def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    total, counts = window_sums(node, x)
+    return _recip_times(node, total, fx, counts)
 
 
 def max_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:

@@ -31,8 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _fill, _finish, _out_format, _param
-from fpgac.interp.float_kernels import divisor_1d, pool_out, windows
+from fpgac.interp.fixed_kernels import FixedFn, FixedKernelError, _finish, _out_format, _param, window_sums
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed
@@ -145,21 +144,8 @@ def mean(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
 
 def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
-    a = node.attrs
-    kernel, strides, pads = a["kernel"], a["strides"], a["pads"]
-    nd = len(kernel)
-    out = pool_out(x, a, [1] * nd)
-    x = x.astype(object if x.dtype == object else np.int64)
-    total = windows(x, kernel, strides, pads, [1] * nd, out, _fill(x, 0)).sum(axis=tuple(range(-nd, 0)))
-    counts = np.ones((), dtype=np.int64)
-    for i in range(nd):
-        c = divisor_1d(
-            x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], out[i], a["count_include_pad"]
-        )
-        shape = [1] * nd
-        shape[i] = out[i]
-        counts = counts * c.astype(np.int64).reshape(shape)
-    return _divided(node, total, fx, np.broadcast_to(counts, total.shape[2:]))
+    total, counts = window_sums(node, x.astype(object if x.dtype == object else np.int64))
+    return _divided(node, total, fx, counts)
 
 
 HLS4ML_OPS: dict[str, FixedFn] = {
