@@ -18,6 +18,7 @@ from rich.console import Console, JustifyMethod
 from rich.table import Table
 
 from fpgac.analysis.cost import node_cost
+from fpgac.analysis.fit import DEFAULT_UTIL
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph, print_graph
 
@@ -153,11 +154,12 @@ def _float_pair(text: str) -> tuple[float, float]:
     "--reuse",
     type=click.IntRange(min=1),
     help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config; "
-    "hls4ml: its ReuseFactor, Resource strategy above 1). Default: fitted per layer to the board.",
+    "hls4ml: its ReuseFactor, Resource strategy above 1). Default: fitted per layer to the board "
+    "(hls4ml: 1).",
 )
 @click.option(
     "--util",
-    default=0.8,
+    default=DEFAULT_UTIL,
     show_default=True,
     type=click.FloatRange(min=0, max=1, min_open=True),
     help="Fraction of each board resource the fitted design may use.",
