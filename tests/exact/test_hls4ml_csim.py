@@ -93,6 +93,23 @@ class DenseBlock(torch.nn.Module):
         return self.fc(torch.nn.functional.adaptive_avg_pool2d(y, 1))
 
 
+class OverlappingPools(torch.nn.Module):
+    """Max pools whose windows overlap (3x3/2 as in SqueezeNet and ResNet, and 3x2 by 2x1) on odd and even
+    sizes: hls4ml's io_stream pooling only tiles, so fpgac builds them from crops, tiling pools and
+    maximum merges."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.pool = torch.nn.MaxPool2d(3, stride=2)
+        self.pool2 = torch.nn.MaxPool2d((3, 2), stride=(2, 1))
+        self.fc = torch.nn.Linear(4 * 2 * 3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pool2(self.pool(torch.relu(self.conv(x))))
+        return self.fc(torch.flatten(y, 1))
+
+
 @pytest.fixture(scope="session")
 def hls4ml_folders(
     tmp_path_factory: pytest.TempPathFactory, onnx_export: Callable[[str, str], Path]
@@ -117,6 +134,19 @@ def hls4ml_folders(
         BuildOptions(calib=calib, backend="hls4ml", io="stream"),
     )
     result["two_branch_concat_stream"] = stream
+    torch.manual_seed(0)
+    pools = export_model(
+        OverlappingPools().eval(), torch.randn(2, 2, 11, 10), root / "pools.onnx", "torchscript"
+    )
+    np.save(
+        root / "pools_calib.npy", np.random.default_rng(3).standard_normal((64, 2, 11, 10)).astype(np.float32)
+    )
+    result["overlapping_pools_stream"] = root / "overlapping_pools_stream"
+    build(
+        pools,
+        result["overlapping_pools_stream"],
+        BuildOptions(calib=root / "pools_calib.npy", backend="hls4ml", io="stream"),
+    )
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(hls4ml_csim.library, sorted(result.values(), key=_compile_cost, reverse=True)))
     return result
@@ -212,8 +242,9 @@ def test_per_layer_reuse_bit_exact_with_hls4ml(
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"
 
 
-def test_io_stream_bit_exact_with_hls4ml(hls4ml_folders: dict[str, Path]) -> None:
-    folder = hls4ml_folders["two_branch_concat_stream"]
+@pytest.mark.parametrize("name", ["two_branch_concat_stream", "overlapping_pools_stream"])
+def test_io_stream_bit_exact_with_hls4ml(name: str, hls4ml_folders: dict[str, Path]) -> None:
+    folder = hls4ml_folders[name]
     assert "io_stream" in (folder / "hls4ml" / "firmware" / "parameters.h").read_text()
     result = verify(str(folder), samples=24)
     assert result.mismatches == 0, f"first mismatch: {result.first_mismatch}"

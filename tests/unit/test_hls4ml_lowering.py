@@ -56,7 +56,7 @@ def test_lowered_cnn_computes_the_same_bits(onnx_export: Callable[[str, str], Pa
 
 def test_layer_list_carries_the_ir_types(onnx_export: Callable[[str, str], Path], tmp_path: Path) -> None:
     lowered = lower(_quantized("two_branch_concat", onnx_export, tmp_path))
-    design = hls4ml_backend.design(lowered)
+    design = hls4ml_backend.design(lowered, "parallel")
     classes = [layer["class_name"] for layer in design.layers]
     assert classes == [
         "InputLayer", "Conv2D", "Activation", "Conv2D", "Activation", "Concatenate", "LeakyReLU",
@@ -95,7 +95,8 @@ def test_unsupported_op_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
 def test_io_stream_refuses_what_hls4ml_streams_cannot_do(
     onnx_export: Callable[[str, str], Path], tmp_path: Path
 ) -> None:
-    """hls4ml's io_stream pooling asserts kernel = stride and no padding: refused by name, nothing written."""
+    """hls4ml's io_stream pooling asserts kernel = stride and no padding: fpgac builds overlapping windows
+    from tiling ones, but a padded pool is refused by name, nothing written."""
     from fpgac.build import build
 
     out = tmp_path / "out"
@@ -114,7 +115,7 @@ def test_avg_pool_and_affine_become_hls4ml_layers(
     lowered = lower(graph)
     verify(lowered)
     pools = [
-        layer for layer in hls4ml_backend.design(lowered).layers if layer["class_name"] == "AveragePooling2D"
+        layer for layer in hls4ml_backend.design(lowered, "parallel").layers if layer["class_name"] == "AveragePooling2D"
     ]
     assert [p["count_pad"] for p in pools] == [
         False,
@@ -128,7 +129,7 @@ def test_avg_pool_and_affine_become_hls4ml_layers(
     assert np.abs(ours - theirs).max() <= 0.05 * np.abs(ours).max()
     bn = lower(_quantized("bn_input_cnn", onnx_export, tmp_path))
     norm = next(
-        layer for layer in hls4ml_backend.design(bn).layers if layer["class_name"] == "BatchNormalization"
+        layer for layer in hls4ml_backend.design(bn, "parallel").layers if layer["class_name"] == "BatchNormalization"
     )
     affine = next(n for n in bn.nodes if n.op == "affine")
     assert norm["n_filt"] == 3 and norm["n_in"] == 3 * 8 * 8
@@ -148,7 +149,7 @@ def test_per_layer_reuse_takes_the_nearest_valid_factor_above(
     n_out, n_in = first.params["weight"].shape
     valid = hls4ml.backends.get_backend("Vitis").get_valid_reuse_factors(n_in, n_out)
     asked = next(r for r in range(2, n_in * n_out) if r not in valid)
-    design = hls4ml_backend.design(lowered, 1, {first.name: asked, second.name: 2})
+    design = hls4ml_backend.design(lowered, "parallel", 1, {first.name: asked, second.name: 2})
     config = {layer["name"]: design.layer_config[layer["name"]] for layer in design.layers[1:]}
     names = {n.name: layer["name"] for n, layer in zip(lowered.nodes, design.layers[1:], strict=True)}
     used = min(r for r in valid if r > asked)

@@ -83,11 +83,12 @@ def _hls_shape(value: Value) -> list[int]:
     return list(shape)
 
 
-def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> Design:
+def design(graph: Graph, io: str, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> Design:
     """The hls4ml layer list and per-layer config of a lowered graph (only its types come from hls4ml).
 
     Each layer's reuse factor is ``layer_reuse[node name]``, else ``reuse``; dense and conv layers above 1
-    take hls4ml's Resource strategy, moved up to the nearest factor it accepts (:func:`valid_reuse`).
+    take hls4ml's Resource strategy, moved up to the nearest factor it accepts (:func:`valid_reuse`). In
+    io_stream, a max pool whose windows overlap becomes several layers (:func:`_overlapping_max_pool`).
     """
     d = Design()
     names = CNames(_RESERVED)
@@ -103,6 +104,9 @@ def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None =
             node.op == "reshape" and d.shapes[src] == _hls_shape(node.output)
         ):
             d.tensors[node.output.name] = src  # the memory order is unchanged: no hls4ml layer
+            continue
+        if io == "stream" and node.op == "max_pool" and overlapping(node):
+            _overlapping_max_pool(node, names, d)
             continue
         name = names.claim(node.name)
         layer, prec = _layer(node, d)
@@ -120,6 +124,61 @@ def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None =
         if layer["class_name"].startswith("Global") and node.output.type.rank == 3:
             _keep_dims(node, name, names, d)
     return d
+
+
+def overlapping(node: Node) -> bool:
+    """Whether a pool's windows overlap (stride < kernel on some axis)."""
+    return any(s < k for k, s in zip(node.attrs["kernel"], node.attrs["strides"], strict=True))
+
+
+def _overlapping_max_pool(node: Node, names: CNames, d: Design) -> None:
+    """A max pool with overlapping windows (stride < kernel <= 2 * stride, no padding: :func:`check_io`)
+    in hls4ml's io_stream, whose pooling asserts windows that tile the input (kernel = stride).
+
+    On an axis, the window ``[s*i, s*i + k)`` is the union of the two tiles ``[s*i, s*i + s)`` and
+    ``[s*i + k - s, s*i + k)`` (``k - s <= s``), so the pool is the elementwise maximum of (up to) four
+    tiling pools (kernel = stride), each over the input cropped at offset 0 or ``k - s`` on each axis to
+    whole tiles: hls4ml's Cropping2D, MaxPooling2D and Merge ``maximum`` layers, all in the input's format
+    (exact: a maximum selects a value), and the last maximum casts to the pool's output format (rounding
+    and saturation are monotone, so they commute with the maximum). The last layer carries the node's name
+    and is the one traced.
+    """
+    x = node.inputs[0]
+    c, h, w = x.shape
+    (kh, kw), (sh, sw) = node.attrs["kernel"], node.attrs["strides"]
+    out_h, out_w = node.output.shape[1:]
+    fmt = precision(x.type.format)
+    src = d.tensors[x.name]
+    tiles: list[str] = []
+    for top in sorted({0, kh - sh}):
+        for left in sorted({0, kw - sw}):
+            crop = names.claim(f"{node.name}_crop{top}{left}")
+            d.layers.append({
+                "class_name": "Cropping2D", "name": crop, "inputs": [src], "data_format": "channels_last",
+                "in_height": h, "in_width": w, "out_height": out_h * sh, "out_width": out_w * sw, "n_chan": c,
+                "crop_top": top, "crop_bottom": h - top - out_h * sh, "crop_left": left,
+                "crop_right": w - left - out_w * sw,
+            })  # fmt: skip
+            d.layer_config[crop] = {"Precision": {"result": fmt}}
+            pool = names.claim(f"{node.name}_tile{top}{left}")
+            d.layers.append({
+                "class_name": "MaxPooling2D", "name": pool, "inputs": [crop], "data_format": "channels_last",
+                "in_height": out_h * sh, "in_width": out_w * sw, "n_filt": c, "pool_height": sh,
+                "pool_width": sw, "stride_height": sh, "stride_width": sw, "pad_top": 0, "pad_bottom": 0,
+                "pad_left": 0, "pad_right": 0, "out_height": out_h, "out_width": out_w, "count_pad": False,
+            })  # fmt: skip
+            d.layer_config[pool] = {"Precision": {"result": fmt, "accum": fmt}}
+            tiles.append(pool)
+    result = tiles[0]
+    for i, tile in enumerate(tiles[1:], start=1):
+        last = i == len(tiles) - 1
+        name = names.claim(node.name if last else f"{node.name}_max{i}")
+        d.layers.append({"class_name": "Merge", "op": "maximum", "name": name, "inputs": [result, tile]})
+        out_fmt = precision(node.output.type.format) if last else fmt
+        d.layer_config[name] = {"Precision": {"result": out_fmt}, "Trace": last}
+        result = name
+    d.tensors[node.output.name], d.shapes[result] = result, _hls_shape(node.output)
+    d.traced[result] = node.output.name
 
 
 def _keep_dims(node: Node, pooled: str, names: CNames, d: Design) -> None:
@@ -408,10 +467,15 @@ def check_io(graph: Graph, io: str) -> None:
                 f"hls4ml backend: node {node.name!r} (avg_pool): hls4ml's io_stream average pooling divides "
                 "in its own types (sum / N), which fpgac does not model; use --io parallel"
             )
-        if node.op == "max_pool" and (any(a["pads"]) or a["ceil_mode"] or a["kernel"] != a["strides"]):
+        if node.op == "max_pool" and (
+            any(a["pads"])
+            or a["ceil_mode"]
+            or any(k > 2 * s for k, s in zip(a["kernel"], a["strides"], strict=True))
+        ):
             raise Hls4mlError(
-                f"hls4ml backend: node {node.name!r} ({node.op}): hls4ml's io_stream pooling needs "
-                "kernel = stride and no padding; use --io parallel"
+                f"hls4ml backend: node {node.name!r} ({node.op}): hls4ml's io_stream pooling needs windows "
+                "without padding and kernel <= 2 * stride (fpgac builds overlapping ones from tiling "
+                "pools); use --io parallel"
             )
 
 
@@ -427,7 +491,7 @@ def model_graph(
     from hls4ml.model.graph import ModelGraph
 
     check_io(graph, io)
-    d = design(graph, reuse, layer_reuse)
+    d = design(graph, io, reuse, layer_reuse)
     outputs = [d.tensors[v.name] for v in graph.outputs]
     inputs = [d.tensors[v.name] for v in graph.inputs]
     try:
@@ -437,10 +501,12 @@ def model_graph(
         raise Hls4mlError(f"hls4ml rejected the model: {type(exc).__name__}: {exc}") from exc
 
 
-def tensor_map(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> dict[str, Any]:
+def tensor_map(
+    graph: Graph, io: str, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """``fpgac.json``: how IR values map onto the project's inputs, outputs and traced layers, and the
     reuse factors hls4ml needed raised (``{node: {asked, used}}``)."""
-    d = design(graph, reuse, layer_reuse)
+    d = design(graph, io, reuse, layer_reuse)
     value = {v.name: v for v in graph.values()}
 
     def entry(name: str) -> dict[str, Any]:
@@ -479,5 +545,5 @@ def hls4ml_plan(
         root = Path(tmp) / PROJECT_DIR
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             plan.add(path.relative_to(root).as_posix(), path.read_bytes())
-    plan.add(MAP_FILE, json.dumps(tensor_map(graph, reuse, layer_reuse), indent=1) + "\n")
+    plan.add(MAP_FILE, json.dumps(tensor_map(graph, io, reuse, layer_reuse), indent=1) + "\n")
     return plan
