@@ -101,11 +101,10 @@ def run_ray(
         raise SweepRunError("--ray needs Ray: pip install 'fpgac[ray]'") from None
     if not ray.is_initialized():
         try:
-            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
             if address == "auto":
-                ray.init(include_dashboard=False, **quiet)
+                ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             else:
-                ray.init(address=address, **quiet)
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise SweepRunError(f"--ray {address}: cannot reach a Ray cluster ({exc})") from None
     if not points:
