@@ -407,7 +407,10 @@ def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool) -> N
     graph = load_graph(folder)
     check_output_path(output_path, graph)
     inputs = load_inputs(input_path, graph)
-    result = run_any_csim(folder, inputs)
+    from fpgac.progress import shown, step
+
+    with shown(), step("C-simulation (g++ compile, cached in .csim/, then run)"):
+        result = run_any_csim(folder, inputs)
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
@@ -439,7 +442,10 @@ def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     from fpgac.ir.serialize import load_graph
 
     inputs = load_inputs(input_path, load_graph(folder)) if input_path else None
-    result = run_verify(str(folder), inputs, samples=samples)
+    from fpgac.progress import shown, step
+
+    with shown(), step("sim and C-simulation (g++ compile, cached in .csim/), layer by layer"):
+        result = run_verify(str(folder), inputs, samples=samples)
     checked = sum(d.elements for d in result.layers)
     first = result.first_mismatch
     if first is None:
