@@ -67,7 +67,7 @@ def _table(axes: list[str], rows: list[dict[str, Any]], on: Mapping[str, list[in
     header = ["point", "status", *axes, *COLUMNS, "front", "error"]
     body, classes = [], []
     for row in sorted(rows, key=lambda r: r["point"]):
-        front = " ".join(COSTS[c] for c in COSTS if row["point"] in on.get(c, []))
+        front = " ".join(COSTS[c].split(" (")[0] for c in COSTS if row["point"] in on.get(c, []))
         body.append(
             [row["point"], row["status"], *(row["settings"].get(a) for a in axes)]
             + [_shown(row.get(c)) for c in COLUMNS]
