@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 HLS_DIR = "hls"
 HLS4ML_DIR = "hls4ml"
 BACKENDS = ("vitis", "hls4ml", "none")
@@ -300,8 +301,26 @@ def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) ->
         log.warning(est.warning)
 
 
-def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False) -> dict[str, Any]:
-    """Compile ``model`` and write the build folder ``out`` atomically; returns the report."""
+def _add_html(plan: BuildPlan, report: dict[str, Any], graph: Graph) -> None:
+    """report.html, when matplotlib (the ``report`` extra) is installed; else a warning, not a failure."""
+    from fpgac.html import build_page
+    from fpgac.html.plots import PlotsUnavailable
+
+    with step("drawing report.html"):
+        try:
+            plan.add(REPORT_HTML, build_page.render(report, graph, source=REPORT_JSON))
+        except PlotsUnavailable as exc:
+            log.warning("%s; %s not written", exc, REPORT_HTML)
+
+
+def build(
+    model: Path, out: Path, options: BuildOptions, *, force: bool = False, html: bool = False
+) -> dict[str, Any]:
+    """Compile ``model`` and write the build folder ``out`` atomically; returns the report.
+
+    ``html`` adds report.html (:mod:`fpgac.html`; ``fpgac build`` asks for it): drawing it costs a second
+    or more, which the library's many builds in tests and sweeps need not pay.
+    """
     check_target(out, force=force)
     compiled = compile_model(model, options)
     graph, board, decisions = compiled.graph, compiled.board, compiled.decisions
@@ -329,6 +348,8 @@ def build(model: Path, out: Path, options: BuildOptions, *, force: bool = False)
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))
     plan.add(REPORT_MD, report_markdown(compiled.report))
+    if html:
+        _add_html(plan, compiled.report, graph)
     with step(f"writing {out}"):
         write_plan(plan, out, force=force)
     return compiled.report

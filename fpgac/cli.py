@@ -123,7 +123,7 @@ def _float_pair(text: str) -> tuple[float, float]:
 
 
 @cli.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", required=False, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Build folder to write.")
 @click.option("--board", default="zcu104", show_default=True, help="Target board (see `fpgac boards`).")
 @click.option(
@@ -174,8 +174,16 @@ def _float_pair(text: str) -> tuple[float, float]:
     "design cannot fit on chip.",
 )
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
+@click.option(
+    "--from-sweep",
+    type=click.Path(path_type=Path),
+    help="Build a point of this sweep folder (with --point), with the model and options it was swept with.",
+)
+@click.option("--point", type=click.IntRange(min=0), help="The sweep's point to build (see its results.csv).")
+@click.pass_context
 def build(
-    model: Path,
+    ctx: click.Context,
+    model: Path | None,
     out: Path,
     board: str,
     calib: Path | None,
@@ -192,12 +200,22 @@ def build(
     target_fps: float | None,
     weights: str,
     force: bool,
+    from_sweep: Path | None,
+    point: int | None,
 ) -> None:
-    """Compile MODEL (.onnx) into a quantized, bit-accurate build folder."""
+    """Compile MODEL (.onnx) into a quantized, bit-accurate build folder (or --from-sweep DIR --point K)."""
     from fpgac.build import BuildOptions
     from fpgac.build import build as run_build
     from fpgac.progress import shown
 
+    if from_sweep is not None or point is not None:
+        model, options = _swept_point(ctx, model, from_sweep, point)
+        with shown():
+            report = run_build(model, out, options, force=force, html=True)
+        _print_built(out, report)
+        return
+    if model is None:
+        raise click.UsageError("missing MODEL (or --from-sweep DIR --point K)")
     options = BuildOptions(
         board=board,
         part=part,
@@ -215,7 +233,34 @@ def build(
         weights=weights,
     )
     with shown():
-        report = run_build(model, out, options, force=force)
+        report = run_build(model, out, options, force=force, html=True)
+    _print_built(out, report)
+
+
+def _swept_point(
+    ctx: click.Context, model: Path | None, folder: Path | None, point: int | None
+) -> tuple[Path, Any]:
+    """The model and options of ``--from-sweep DIR --point K``; other build options would contradict them."""
+    from fpgac.sweep.sweep import point_options
+
+    if folder is None or point is None:
+        raise click.UsageError("--from-sweep DIR and --point K go together")
+    kept = {"out", "force", "from_sweep", "point"}
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in ctx.params
+        if name not in kept and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    ]
+    if model is not None or given:
+        extra = ", ".join(([str(model)] if model else []) + given)
+        raise click.UsageError(
+            f"--from-sweep builds the point as it was swept (model and options); only --out and --force "
+            f"apply, not {extra}"
+        )
+    return point_options(folder, point)
+
+
+def _print_built(out: Path, report: dict[str, Any]) -> None:
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)
     _console.print(
         f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "
@@ -362,7 +407,10 @@ def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool) -> N
     graph = load_graph(folder)
     check_output_path(output_path, graph)
     inputs = load_inputs(input_path, graph)
-    result = run_any_csim(folder, inputs)
+    from fpgac.progress import shown, step
+
+    with shown(), step("C-simulation (g++ compile, cached in .csim/, then run)"):
+        result = run_any_csim(folder, inputs)
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
@@ -394,7 +442,10 @@ def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     from fpgac.ir.serialize import load_graph
 
     inputs = load_inputs(input_path, load_graph(folder)) if input_path else None
-    result = run_verify(str(folder), inputs, samples=samples)
+    from fpgac.progress import shown, step
+
+    with shown(), step("sim and C-simulation (g++ compile, cached in .csim/), layer by layer"):
+        result = run_verify(str(folder), inputs, samples=samples)
     checked = sum(d.elements for d in result.layers)
     first = result.first_mismatch
     if first is None:
@@ -412,3 +463,113 @@ def verify(folder: Path, input_path: Path | None, samples: int) -> None:
         soft_wrap=True,
     )
     sys.exit(1)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(path_type=Path), help="Sweep folder (resumed if it exists)."
+)
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Validation data: .npz keyed by input name (as `sim` takes them) plus `labels`, or .npy; without "
+    "labels, points are measured against the float model.",
+)
+@click.option("--grid", type=click.Path(path_type=Path), help="TOML file of the settings to sweep (README).")
+@click.option("--board", default="zcu104", show_default=True, help="Target board (see `fpgac boards`).")
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration batch for quantization.")
+@click.option("--config", type=click.Path(path_type=Path), help="TOML file with per-layer settings.")
+@click.option("--input-range", default="-1,1", show_default=True, help="LO,HI of the inputs when no --calib.")
+@click.option("--part", help="Override the board's FPGA part.")
+@click.option("--clock", "clock_mhz", type=float, help="Override the board's clock (MHz).")
+@click.option(
+    "--backend", type=click.Choice(["vitis", "hls4ml"]), default="vitis", show_default=True,
+    help="The backend the points are fitted for (nothing is written).",
+)  # fmt: skip
+@click.option(
+    "--util",
+    default=DEFAULT_UTIL,
+    show_default=True,
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    help="Fraction of each board resource a fitted design may use.",
+)
+@click.option("--target-fps", type=click.FloatRange(min=0, min_open=True), help="Frame rate to fold for.")
+@click.option(
+    "--jobs", type=click.IntRange(min=1), help="Local worker processes (default: one per CPU core)."
+)
+@click.option("--ray", "ray_address", help="Run the points as Ray tasks: auto, or a cluster's ADDRESS.")
+@click.option("--force", is_flag=True, help="Replace --out even if it holds another sweep or other files.")
+def sweep(
+    model: Path,
+    out: Path,
+    data: Path,
+    grid: Path | None,
+    board: str,
+    calib: Path | None,
+    config: Path | None,
+    input_range: str,
+    part: str | None,
+    clock_mhz: float | None,
+    backend: str,
+    util: float,
+    target_fps: float | None,
+    jobs: int | None,
+    ray_address: str | None,
+    force: bool,
+) -> None:
+    """Compile and measure many designs of MODEL: a table, Pareto fronts and report.html in --out."""
+    import os
+
+    from fpgac.build import BuildOptions
+    from fpgac.progress import shown
+    from fpgac.sweep.pareto import COSTS
+    from fpgac.sweep.store import FRONT_CSV, REPORT_HTML, TABLE_CSV
+    from fpgac.sweep.sweep import sweep as run_sweep
+
+    base = BuildOptions(
+        board=board,
+        part=part,
+        clock_mhz=clock_mhz,
+        calib=calib,
+        config=config,
+        input_range=_float_pair(input_range),
+        backend=backend,
+        util=util,
+        target_fps=target_fps,
+    )
+    with shown():
+        result = run_sweep(
+            model, out, base, data, grid=grid, jobs=jobs or os.cpu_count() or 1, ray=ray_address, force=force
+        )
+    html = f", {REPORT_HTML}" if (out / REPORT_HTML).is_file() else ""
+    _console.print(
+        f"sweep {out}: {result.points} points ({result.ran} run now, {result.skipped} finished before), "
+        f"{result.failed} failed, {result.seconds:.1f} s; wrote {TABLE_CSV}, {FRONT_CSV}{html}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    by_point = {r["point"]: r for r in result.rows}
+    for cost, label in COSTS.items():
+        shown_points = ", ".join(
+            f"{k} ({by_point[k]['accuracy']:.4f} at {by_point[k][cost]:,})" for k in result.fronts[cost]
+        )
+        _console.print(
+            f"front accuracy vs {label}: {shown_points or 'none'}", highlight=False, soft_wrap=True
+        )
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def report(folder: Path) -> None:
+    """Write FOLDER/report.html for a build folder or a sweep folder (self-contained, offline)."""
+    from fpgac.html.build_page import write_folder
+    from fpgac.sweep.store import SWEEP_JSON
+    from fpgac.sweep.sweep import write_sweep_html
+
+    if (folder / SWEEP_JSON).is_file():
+        path = write_sweep_html(folder, required=True)
+    else:
+        path = write_folder(folder)
+    _console.print(f"wrote {path}", highlight=False)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from rich.console import Console
@@ -44,5 +44,26 @@ def step(description: str) -> Iterator[None]:
         return
     task = display.add_task(description, total=None)
     yield
+    display.update(task, total=1, completed=1)
+    display.stop_task(task)
+
+
+@contextlib.contextmanager
+def counted(description: str, total: int) -> Iterator[Callable[[], None]]:
+    """A step made of ``total`` pieces of work (a sweep's points), its count shown as they finish; yields
+    the call that marks one done. Like :func:`step`, it shows only inside :func:`shown` on a terminal."""
+    display = _current.get()
+    if display is None:
+        yield lambda: None
+        return
+    task = display.add_task(f"{description} 0/{total}", total=None)
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        display.update(task, description=f"{description} {done}/{total}")
+
+    yield advance
     display.update(task, total=1, completed=1)
     display.stop_task(task)

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (inline SVG charts, no script) of a build folder and of a sweep."""
