@@ -59,6 +59,7 @@ def ranked(ctx: Ctx, code: LayerCode, values: dict[str, int], types: dict[str, s
         "N_OUT": weight[0],
         "N_IN": per_component if out_side else 1,
         "UNROLL": unroll,
+        "GROUPS": math.ceil(rank / unroll),
         "STEP_II": step_ii,
         "MULTS": math.ceil(rank * per_component / ctx.reuse),
     }
