@@ -4,7 +4,7 @@ A design with rank levels (:mod:`fpgac.ir.levels`) gets a scalar port ``rank_lev
 function, passed to every factor layer; each factor gets a ROM of its rank per level and its bias per level,
 and runs ``fpgac_levels.h``'s kernels, whose component loop stops at the level's rank. The arithmetic is
 the static layer's (exact accumulator, one cast), so level ``i`` computes what ``fpgac sim --rank-level i``
-does. The layout of the component loop is :func:`component_schedule`, which the estimate counts too.
+does. The component loop's schedule is :mod:`fpgac.analysis.rank_schedule`'s, which the estimate counts.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from fpgac.analysis.rank_schedule import component_schedule, largest_rank
 from fpgac.backends.vitis.ccode import Array, Ctx, LayerCode, VitisError, config
 from fpgac.ir.graph import Node
 from fpgac.ir.levels import LEVEL_BIAS
@@ -20,23 +21,6 @@ from fpgac.ir.levels import LEVEL_BIAS
 LEVELS_HEADER = "fpgac_levels.h"
 LEVEL_PORT = "rank_level"
 LEVEL_ARG = f"int {LEVEL_PORT}"
-
-
-def component_schedule(rank: int, products: int, reuse: int) -> tuple[int, int]:
-    """(UNROLL, STEP_II): components per iteration of the rank loop and its initiation interval.
-
-    The step's ``products`` spread over ``ceil(products / reuse)`` multipliers as in a static layer: at
-    reuse R <= rank, ceil(rank / R) components a cycle; above, one component every ceil(R / rank) cycles.
-    """
-    if reuse <= rank:
-        return math.ceil(rank / reuse), 1
-    return 1, math.ceil(reuse / rank)
-
-
-def step_cycles(rank: int, level_rank: int, products: int, reuse: int) -> int:
-    """Cycles of one step (a dense row, a conv pixel) of a factor at a level's rank."""
-    unroll, ii = component_schedule(rank, products, reuse)
-    return math.ceil(level_rank / unroll) * ii
 
 
 def ranked(ctx: Ctx, code: LayerCode, values: dict[str, int], types: dict[str, str]) -> None:
@@ -47,11 +31,11 @@ def ranked(ctx: Ctx, code: LayerCode, values: dict[str, int], types: dict[str, s
     out_side = "ranks_out" in node.attrs
     ranks = [int(r) for r in node.attrs["ranks_out" if out_side else "ranks_in"]]
     weight = node.params["weight"].shape
-    rank = weight[0] if out_side else weight[1]
+    rank = largest_rank(node)
     per_component = math.prod(weight[1:]) if out_side else weight[0]
     if node.op == "conv" and (node.attrs["groups"] != 1 or (not out_side and math.prod(weight[2:]) != 1)):
         raise VitisError(f"{ctx.where()}: rank levels need a groups-1 first factor or a 1 x 1 second factor")
-    unroll, step_ii = component_schedule(rank, rank * per_component, ctx.reuse)
+    unroll, step_ii = component_schedule(rank, ctx.reuse)
     extra = {
         "LEVELS": len(ranks),
         "RANK": rank,
