@@ -32,14 +32,16 @@ refitted by least squares to its *original* outputs on the inputs the split grap
 absorbs the earlier splits' error (on the digits CNN at ``macs=0.3``: 88% instead of 41%).
 
 ``levels="1,0.5,0.3,0.2"`` (svd only): rank levels, one design whose rank is chosen at run time
-(:mod:`fpgac.ir.levels`). Each level is a MAC budget (a fraction of the original's MACs, largest first);
-every splittable layer is split, with its factors at the largest level's rank. The ranks of every level come
-from the one global criterion above at that level's budget, so a smaller budget only raises the threshold
-and every layer keeps a prefix of its components (singular values in descending order); a top-up that
-would break the prefix is capped by the level above (:func:`~fpgac.passes.rank_allocation.nested_ranks`).
-With calibration data every level gets its own bias on each second factor: the least-squares bias for the
-level's own inputs (the mean of the original output minus the level's), fitted front to back so a layer
-corrects the levels' drift from the layers before it.
+(:mod:`fpgac.ir.levels`). Each level is a MAC budget (a fraction of the original's MACs, largest first).
+The layers that get levels are those the smallest level's allocation splits (elsewhere a split would not
+save MACs); they are split at every level, their factors at the largest level's rank, the others keep
+their weights. The ranks of every level come from the one global criterion above at that level's budget,
+so a smaller budget only raises the threshold and every layer keeps a prefix of its components (singular
+values in descending order); a top-up that would break the prefix is capped by the level above
+(:func:`~fpgac.passes.rank_allocation.nested_ranks`). With calibration data the weights are shared, so the
+refits of later layers fit the inputs of every level at once (the levels' traces stacked), and every level
+gets its own bias on each second factor: the least-squares bias for the level's own inputs (the mean of the
+original output minus the level's), fitted front to back.
 """
 
 from __future__ import annotations
@@ -151,33 +153,38 @@ class LowRank:
         what = "params" if self.params is not None else "macs"
         total = getattr(graph_cost(graph), what)
         macs_before = graph_cost(graph).macs
-        per_level = self._level_ranks(layers, total) if self.levels is not None else None
+        per_level, levelled = self._level_ranks(layers, total) if self.levels is not None else (None, [])
         ranks = per_level[0] if per_level is not None else self._allocate(layers, what, total)
         record, drifted, seconds = {}, False, []
+        target = traced  # what refits aim at: the original outputs (once per level with levels)
+        if per_level is not None and traced is not None:
+            target = {k: np.concatenate([v] * len(per_level)) for k, v in traced.items()}
         for i, (layer, r) in enumerate(zip(layers, ranks, strict=True)):
             name = layer.node.name
             before = node_cost(layer.node).macs
-            split = per_level is not None or (
-                layer.cost(r, "macs") < layer.original("macs") and r != layer.full
+            split = (
+                levelled[i]
+                if per_level is not None
+                else (layer.cost(r, "macs") < layer.original("macs") and r != layer.full)
             )
             current = traced
             if drifted and traced is not None:  # refit to the original outputs on today's inputs
-                assert self.calib is not None
-                current = run_float(graph, list(self.calib), trace=True)
+                current = self._current(graph, len(per_level) if per_level is not None else 1)
             if split:
                 if current is not traced:
-                    layer = self._layer(layer.node, current, traced)
-                nodes = _replace(graph, layer, r, self._fit_last(layer, r, current, traced))
+                    assert target is not None
+                    layer = self._layer(layer.node, current, target)
+                nodes = _replace(graph, layer, r, self._fit_last(layer, r, current, target))
                 after = sum(node_cost(n).macs for n in nodes)
-                if per_level is not None:
+                if per_level is not None:  # every level's rank; the factors hold the largest
                     nodes[0].attrs["ranks_out"] = [level[i][0] for level in per_level]
                     nodes[1].attrs["ranks_in"] = [level[i][0] for level in per_level]
                     seconds.append(nodes[1])
                 drifted = True
             else:
                 if current is not traced:  # an unsplit layer after split ones still corrects their drift
-                    assert current is not None and traced is not None
-                    _refit_in_place(layer.node, current, traced, self.damp)
+                    assert current is not None and target is not None
+                    _refit_in_place(layer.node, current, target, self.damp)
                 after = before
             kept = r if split else layer.full  # an unsplit layer keeps its full rank
             record[name] = {
@@ -242,20 +249,48 @@ class LowRank:
         layer.bias = bias
         return layer
 
-    def _level_ranks(self, layers: list[SplitLayer], total: int) -> list[list[Ranks]]:
-        """Nested ranks per level; every layer is split (its cost is the factors', at every level)."""
-        fixed = total - sum(layer.original("macs") for layer in layers)
+    def _current(self, graph: Graph, count: int) -> dict[str, np.ndarray]:
+        """Every value on the calibration batch; with rank levels, at each level, stacked along the batch,
+        so a refit serves all levels at once (their weights are shared; ``count`` times the memory)."""
+        assert self.calib is not None
+        runs = [run_float(at_level(graph, level), list(self.calib), trace=True) for level in range(count)]
+        return runs[0] if count == 1 else {k: np.concatenate([run[k] for run in runs]) for k in runs[0]}
+
+    def _level_ranks(self, layers: list[SplitLayer], total: int) -> tuple[list[list[Ranks]], list[bool]]:
+        """Nested ranks per level, and which layers get levels: those that the allocation at the smallest
+        level splits (there a split saves MACs); the others keep their weights at every level."""
+        fractions = self.level_fractions
+
+        def out_of_reach() -> LowRankError:
+            return LowRankError(f"lowrank: levels={self.levels} are out of reach: rank 1 costs too much")
+
+        def fits_smallest(ranks: list[Ranks]) -> bool:
+            cost = sum(effective_cost(layer, r, "macs") for layer, r in zip(layers, ranks, strict=True))
+            return total - sum(layer.original("macs") for layer in layers) + cost <= fractions[-1] * total
+
+        smallest = global_ranks(layers, "macs", fits_smallest)
+        if smallest is None:
+            raise out_of_reach()
+        levelled = [
+            effective_cost(layer, r, "macs") < layer.original("macs")
+            for layer, r in zip(layers, smallest, strict=True)
+        ]
+        chosen = [layer for layer, keep in zip(layers, levelled, strict=True) if keep]
+        fixed = total - sum(layer.original("macs") for layer in chosen)
 
         def fits(ranks: list[Ranks], fraction: float) -> bool:
-            cost = fixed + sum(layer.cost(r, "macs") for layer, r in zip(layers, ranks, strict=True))
+            cost = fixed + sum(layer.cost(r, "macs") for layer, r in zip(chosen, ranks, strict=True))
             return cost <= fraction * total
 
-        levels = nested_ranks(layers, self.level_fractions, fits)
-        if levels is None:
-            raise LowRankError(
-                f"lowrank: levels={self.levels} are out of reach: rank 1 in every layer costs more"
-            )
-        return levels
+        nested = nested_ranks(chosen, fractions, fits)
+        if nested is None:
+            raise out_of_reach()
+        per_level = []
+        for level in nested:
+            picks = iter(level)
+            pairs = zip(layers, levelled, strict=True)
+            per_level.append([next(picks) if keep else layer.full for layer, keep in pairs])
+        return per_level, levelled
 
     def _allocate(self, layers: list[SplitLayer], what: str, total: int) -> list[Ranks]:
         if self.rank is not None:
