@@ -4,6 +4,9 @@ level, the estimate per level and the backends' view of them (g++: tests/exact/t
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from fpgac.boards import BOARDS
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, verify
 from fpgac.ir.levels import LEVEL_BIAS, RankLevelError, level_count
+from fpgac.ir.serialize import save_graph
 from fpgac.passes.lowrank import LowRank, LowRankError
 from tests.rank_levels import LEVELS, calib, levelled, small_cnn, truncated
 
@@ -101,3 +105,18 @@ def test_levels_are_refused_by_name_where_they_cannot_be(graph: Graph) -> None:
         LowRank(levels="1,0.5", method="tucker")
     with pytest.raises(LowRankError, match="exactly one of"):
         LowRank(levels="1,0.5", macs=0.5)
+
+
+@pytest.mark.slow  # two fpgac processes
+def test_fpgac_sim_takes_the_rank_level(graph: Graph, tmp_path: Path) -> None:
+    save_graph(graph, tmp_path / "design")
+    x = calib(4, seed=7)
+    np.save(tmp_path / "x.npy", x)
+    args = [sys.executable, "-m", "fpgac", "sim", tmp_path / "design", "--input", tmp_path / "x.npy"]
+    done = subprocess.run([*map(str, args), "--output", str(tmp_path / "y.npy"), "--rank-level", "2"])
+    assert done.returncode == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), run_fixed(graph, [x], rank_level=2).outputs[0])
+    bad = subprocess.run([*map(str, args), "--output", str(tmp_path / "z.npy"), "--rank-level", "4"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "rank level 4 does not exist" in bad.stderr
+    assert "Traceback" not in bad.stderr
