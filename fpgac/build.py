@@ -22,6 +22,7 @@ import numpy as np
 from fpgac.analysis.estimate import Estimate, reuse_factors
 from fpgac.analysis.fidelity import FidelityProbe, StageFidelity, fidelity_json
 from fpgac.analysis.fit import DEFAULT_UTIL, Fitting, fit
+from fpgac.analysis.level_report import level_report
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
@@ -32,6 +33,7 @@ from fpgac.boards import Board, get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.onnx import load_onnx
 from fpgac.ir import Graph
+from fpgac.ir.levels import level_count
 from fpgac.ir.serialize import graph_files
 from fpgac.passes.pipeline import CLEANUPS, make_pass, run_pipeline, user_calls
 from fpgac.progress import step
@@ -271,6 +273,8 @@ def _report(
     _add_estimate(report, fitting.estimate, decisions.recommended_io)
     for layer, estimated in zip(report["layers"], fitting.estimate.layers, strict=True):
         layer["bound"] = fitting.bound(estimated)
+    if level_count(graph) > 1:  # run-time rank levels (lowrank levels=...): each level's ranks and speed
+        report["rank_levels"] = level_report(graph, fitting.estimate)
     return report
 
 

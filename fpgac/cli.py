@@ -332,7 +332,15 @@ def _aligned(rows: list[list[str]], numeric: range) -> str:
     help="Where to write the outputs: .npy, or .npz keyed by output name (needed for several outputs).",
 )
 @click.option("--overflow-report", is_flag=True, help="Per layer, how many values saturated or wrapped.")
-def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool) -> None:
+@click.option(
+    "--rank-level",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rank level of a build with rank levels (lowrank levels=...): 0, the largest, by default.",
+)
+def sim(
+    model: Path, input_path: Path, output_path: Path, overflow_report: bool, rank_level: int | None
+) -> None:
     """Run MODEL on a batch and save the outputs.
 
     MODEL is an .onnx file (float interpreter) or a build folder (bit-accurate simulation of the built
@@ -346,14 +354,16 @@ def sim(model: Path, input_path: Path, output_path: Path, overflow_report: bool)
     if model.is_dir():
         graph = load_graph(model)
         check_output_path(output_path, graph)
-        result = run_fixed(graph, load_inputs(input_path, graph))
+        result = run_fixed(graph, load_inputs(input_path, graph), rank_level=rank_level or 0)
         warn_saturated_inputs(graph, result)
         outputs = result.outputs
         if overflow_report:
             _print_overflows(result.overflows, result.elements)
     else:
-        if overflow_report:
-            raise click.UsageError("--overflow-report needs a build folder, not a float model")
+        if overflow_report or rank_level is not None:
+            raise click.UsageError(
+                "--overflow-report and --rank-level need a build folder, not a float model"
+            )
         graph = _load(model)
         check_output_path(output_path, graph)
         outputs = run_float(graph, load_inputs(input_path, graph))
@@ -394,7 +404,10 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
     help="Also make the first 8 input samples the Vitis testbench's (hls/tb/inputs.txt), with `fpgac sim`'s "
     "outputs as the bits it must produce (hls/tb/expected.txt).",
 )
-def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool) -> None:
+@click.option(
+    "--rank-level", type=click.IntRange(min=0), default=0, help="Rank level (0, the largest, by default)."
+)
+def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool, rank_level: int) -> None:
     """C-simulate the HLS project of build FOLDER with g++ (no Vitis needed) and save the outputs.
 
     An hls4ml build runs hls4ml's own C-simulation (its build_lib.sh and bridge, as predict() does).
@@ -410,7 +423,7 @@ def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool) -> N
     from fpgac.progress import shown, step
 
     with shown(), step("C-simulation (g++ compile, cached in .csim/, then run)"):
-        result = run_any_csim(folder, inputs)
+        result = run_any_csim(folder, inputs, rank_level=rank_level)
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
@@ -431,7 +444,13 @@ def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool) -> N
     type=click.IntRange(min=1),
     help="Random samples when no --input is given.",
 )
-def verify(folder: Path, input_path: Path | None, samples: int) -> None:
+@click.option(
+    "--rank-level",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Compare this rank level only (default: every level of a build with rank levels).",
+)
+def verify(folder: Path, input_path: Path | None, samples: int, rank_level: int | None) -> None:
     """Compare `fpgac sim` and the g++ C-simulation of build FOLDER bit for bit; exit 1 on any mismatch.
 
     For an hls4ml build the C-simulation is hls4ml's, compared at every layer hls4ml traces.
@@ -444,21 +463,26 @@ def verify(folder: Path, input_path: Path | None, samples: int) -> None:
     inputs = load_inputs(input_path, load_graph(folder)) if input_path else None
     from fpgac.progress import shown, step
 
+    levels = None if rank_level is None else [rank_level]
     with shown(), step("sim and C-simulation (g++ compile, cached in .csim/), layer by layer"):
-        result = run_verify(str(folder), inputs, samples=samples)
+        result = run_verify(str(folder), inputs, samples=samples, rank_levels=levels)
     checked = sum(d.elements for d in result.layers)
     first = result.first_mismatch
+    compared = sorted({d.level for d in result.layers})
+    at = f" at each of {len(compared)} rank levels" if len(compared) > 1 else ""
+    at = f" at rank level {compared[0]}" if compared not in ([0], []) and not at else at
     if first is None:
         _console.print(
-            f"verify {folder}: {result.samples} samples, {len(result.layers)} values, {checked:,} elements: "
-            "0 mismatching bits (sim == csim)",
+            f"verify {folder}: {result.samples} samples{at}, {len(result.layers)} values, "
+            f"{checked:,} elements: 0 mismatching bits (sim == csim)",
             highlight=False,
             soft_wrap=True,
         )
         return
     _console.print(
         f"verify {folder}: {result.mismatches:,} mismatching elements; first at layer {first.layer!r} "
-        f"({first.op}, value {first.value!r}): {first.mismatches:,} of {first.elements:,} differ",
+        f"({first.op}, value {first.value!r}{f', rank level {first.level}' if at else ''}): "
+        f"{first.mismatches:,} of {first.elements:,} differ",
         highlight=False,
         soft_wrap=True,
     )

@@ -91,6 +91,7 @@ from typing import Any
 
 import numpy as np
 
+from fpgac.analysis.rank_schedule import step_cycles
 from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Graph, Node
@@ -700,6 +701,7 @@ class LayerModel:
     io: str
     board: Board
     work: _Work
+    level: int = 0  # the rank level whose latency it counts (fpgac/analysis/rank_schedule.py)
 
     @property
     def name(self) -> str:
@@ -773,7 +775,7 @@ class LayerModel:
             depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
         if work.tables or rows:
             depth += BRAM_LATENCY
-        ii = work.steps * r
+        ii = work.steps * step_cycles(node, r, self.level)
         bound = "serial" if offchip else ("reuse" if r > 1 else "steps")  # serial: one product a cycle
         if offchip and bandwidth_ii >= ii:
             ii, bound = bandwidth_ii, "bandwidth"

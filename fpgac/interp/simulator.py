@@ -22,6 +22,7 @@ from fpgac.interp.hls4ml_kernels import HLS4ML_OPS
 from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node
+from fpgac.ir.levels import at_level
 from fpgac.ir.types import Fixed
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ def _format(value_fmt: object, where: str) -> Fixed:
     return value_fmt
 
 
-def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False) -> BitsimResult:
-    """Simulate ``graph`` bit-accurately on a batch; see the module docstring."""
+def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False, rank_level: int = 0) -> BitsimResult:
+    """Simulate ``graph`` bit-accurately on a batch; see the module docstring. ``rank_level`` picks the
+    run-time rank level of a design that has them (:mod:`fpgac.ir.levels`; 0, the largest, by default)."""
+    graph = at_level(graph, rank_level)
     arrays = bind_inputs(graph, inputs)
     env: dict[int, np.ndarray] = {}
     overflows: dict[str, int] = {}

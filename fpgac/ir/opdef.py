@@ -66,6 +66,7 @@ _KINDS: dict[str, Callable[[Any], bool]] = {
 class OpDef:
     """One op: what its nodes carry, how their output shape follows, and the traits others ask for.
 
+    ``optional_attrs`` may be absent (a dense or conv layer's rank levels, :mod:`fpgac.ir.levels`).
     ``weights`` are the trained tensors of the float op (``bias`` among ``optional_weights``); on an
     elementwise op they broadcast against the input, so a pass removing channels slices them. ``tables``
     are params every node carries that are computed, not trained (the hls4ml ops' lookup tables).
@@ -80,6 +81,7 @@ class OpDef:
     min_inputs: int = 1
     max_inputs: int | None = 1
     attrs: dict[str, str] = field(default_factory=dict)
+    optional_attrs: dict[str, str] = field(default_factory=dict)
     weights: tuple[str, ...] = ()
     optional_weights: tuple[str, ...] = ()
     tables: tuple[str, ...] = ()
@@ -110,10 +112,10 @@ class OpDef:
                 raise ShapeError(f"{self.name} needs attribute {key!r}")
             if not _KINDS[kind](attrs[key]):
                 raise ShapeError(f"{self.name} attribute {key!r} must be {kind}, got {attrs[key]!r}")
-        for key, kind in self.fixed_attrs.items():
+        for key, kind in {**self.optional_attrs, **self.fixed_attrs}.items():
             if key in attrs and not _KINDS[kind](attrs[key]):
                 raise ShapeError(f"{self.name} attribute {key!r} must be {kind}, got {attrs[key]!r}")
-        extra = set(attrs) - set(self.attrs) - set(self.fixed_attrs)
+        extra = set(attrs) - set(self.attrs) - set(self.optional_attrs) - set(self.fixed_attrs)
         if extra:
             raise ShapeError(f"{self.name} has unknown attributes {sorted(extra)}")
         for key in (*self.weights, *self.tables):

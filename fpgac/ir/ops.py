@@ -20,18 +20,20 @@ from fpgac.ir.types import TensorType, parse_format
 
 _WINDOW = {"strides": "ints", "pads": "ints"}
 _ACC = {"acc": "format"}  # the accumulator of a sum, chosen by the quantize pass
+# Rank levels of a low-rank factor (fpgac/ir/levels.py): per level, the output (or input) channels in use.
+_LEVELS = {"ranks_out": "ints", "ranks_in": "ints"}
 _TABLE = {"table_shift": "int", "table_offset": "int"}  # how an input indexes its lookup table
 E, UP, KINK = Kind.ELEMENTWISE, Monotone.INCREASING, Monotone.PIECEWISE
 
 CORE_OPS: tuple[OpDef, ...] = (
     OpDef(
-        "dense", Kind.MATMUL, shapes.dense, weights=("weight",), optional_weights=("bias",),
-        fixed_attrs=_ACC, doc="y = x @ weight.T + bias over the last axis.",
+        "dense", Kind.MATMUL, shapes.dense, weights=("weight",), optional_weights=("bias", "level_bias"),
+        optional_attrs=_LEVELS, fixed_attrs=_ACC, doc="y = x @ weight.T + bias over the last axis.",
     ),
     OpDef(
         "conv", Kind.WINDOW, shapes.conv, attrs={**_WINDOW, "dilations": "ints", "groups": "int"},
-        weights=("weight",), optional_weights=("bias",), fixed_attrs=_ACC,
-        doc="N-d grouped convolution (cross-correlation) over a (C, *spatial) input.",
+        weights=("weight",), optional_weights=("bias", "level_bias"), optional_attrs=_LEVELS,
+        fixed_attrs=_ACC, doc="N-d grouped convolution (cross-correlation) over a (C, *spatial) input.",
     ),
     OpDef(
         "max_pool", Kind.WINDOW, shapes.pool,
@@ -105,7 +107,7 @@ def decode_attrs(op: str, attrs: dict[str, Any]) -> dict[str, Any]:
     opdef = OPS.get(op)
     if opdef is None:
         return attrs
-    kinds = {**opdef.attrs, **opdef.fixed_attrs}
+    kinds = {**opdef.attrs, **opdef.optional_attrs, **opdef.fixed_attrs}
     return {
         k: parse_format(v) if kinds.get(k) == "format" and isinstance(v, str) else v for k, v in attrs.items()
     }

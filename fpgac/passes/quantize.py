@@ -35,6 +35,7 @@ from fpgac.analysis.ranges import GROWTH_BITS, Range, calibrated_ranges, interva
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
+from fpgac.ir.levels import LEVEL_BIAS, at_level, level_count
 from fpgac.ir.ops import OPS
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 
@@ -150,6 +151,9 @@ class Quantize:
                 if not np.all(np.isfinite(array)):
                     raise QuantizeError(f"calibration data for input {value.name!r} contains NaN or Inf")
             ranges = calibrated_ranges(graph, list(self.calib))
+            for level in range(1, level_count(graph)):  # formats hold every rank level's activations
+                at = calibrated_ranges(at_level(graph, level), list(self.calib))
+                ranges = {k: (min(lo, at[k][0]), max(hi, at[k][1])) for k, (lo, hi) in ranges.items()}
             for value in graph.inputs:
                 if ranges[value.name] == (0.0, 0.0):
                     log.warning(
@@ -247,9 +251,14 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     w_m = _abs_row_sums(node.params["weight"])
     terms = [(w_m * max(-fx.min_mantissa, fx.max_mantissa), frac)]
     if "bias" in node.params:
-        fb = constant_format(node.params["bias"].data, width)
+        # One format for every rank level's bias (fpgac/ir/levels.py), the accumulator sized for the largest.
+        biases = node.params.get(LEVEL_BIAS, node.params["bias"])
+        fb = constant_format(biases.data, width)
         node.params["bias"] = _quantized(node.params["bias"].data, fb)
-        terms.append((np.abs(_mantissas(node.params["bias"])), fb.frac_bits))
+        if LEVEL_BIAS in node.params:
+            node.params[LEVEL_BIAS] = _quantized(biases.data, fb)
+        all_biases = node.params.get(LEVEL_BIAS, node.params["bias"])
+        terms.append((np.abs(_mantissas(all_biases)).reshape(-1, w_m.shape[0]).max(axis=0), fb.frac_bits))
         frac = max(frac, fb.frac_bits)
     bound = sum(m * 2 ** (frac - f) for m, f in terms)  # exact mantissa bound on the accumulator's grid
     acc_width = int(max(bound, default=0)).bit_length() + 1  # holds -bound..bound, sign included

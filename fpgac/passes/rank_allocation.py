@@ -159,3 +159,28 @@ def uniform_ranks(
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if fits(ranks(mid)) else (lo, mid)
     return ranks(lo)
+
+
+def nested_ranks(
+    layers: list[SplitLayer], budgets: list[float], fits: Callable[[list[Ranks], float], bool]
+) -> list[list[Ranks]] | None:
+    """Ranks for rank levels, largest budget first, each level a prefix of the one before.
+
+    Every level comes from the same global criterion (:func:`global_ranks` at that level's budget), so a
+    smaller budget raises the one threshold and each layer keeps a prefix of its components. The top-up
+    after the threshold may add a component at a smaller budget that a larger one left out; each level is
+    therefore capped by the level before it (which only lowers its cost), so the levels are nested.
+    """
+    levels: list[list[Ranks]] = []
+    for budget in budgets:
+
+        def at_budget(ranks: list[Ranks], budget: float = budget) -> bool:
+            return fits(ranks, budget)
+
+        ranks = global_ranks(layers, "macs", at_budget)
+        if ranks is None:
+            return None
+        if levels:
+            ranks = [(min(a[0], b[0]), min(a[1], b[1])) for a, b in zip(ranks, levels[-1], strict=True)]
+        levels.append(ranks)
+    return levels

@@ -35,6 +35,7 @@ import numpy as np
 from fpgac.errors import Refusal
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param
+from fpgac.ir.levels import is_levelled
 from fpgac.ir.types import Fixed, Overflow, Rounding, TensorType
 
 CHANNELS_LAST = (1, 2, 0)
@@ -118,6 +119,12 @@ class Hls4mlLowering:
 
 
 def _check(node: Node) -> None:
+    if is_levelled(node):
+        raise _refuse(
+            node,
+            "rank levels (lowrank levels=...) choose a rank at run time, but hls4ml fixes every layer's "
+            "size at compile time; build with --backend vitis, or lowrank(macs=...) for one level",
+        )
     if node.op in UNMAPPED:
         raise _refuse(node, UNMAPPED[node.op])
     if node.op not in SUPPORTED:

@@ -31,6 +31,7 @@ from fpgac.backends.vitis.testbench import input_text
 from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
+from fpgac.ir.levels import check_level
 from fpgac.ir.serialize import load_graph
 from fpgac.ir.types import Fixed
 
@@ -134,10 +135,15 @@ def _parse_line(tokens: list[str]) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def run_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = False) -> CsimResult:
-    """Run the C simulation of build folder ``folder`` on a batch (one float array per graph input)."""
+def run_csim(
+    folder: str | Path, inputs: list[np.ndarray], *, trace: bool = False, rank_level: int = 0
+) -> CsimResult:
+    """Run the C simulation of build folder ``folder`` on a batch (one float array per graph input), at
+    rank level ``rank_level`` (a design with rank levels reads it from ``FPGAC_RANK_LEVEL``)."""
     folder = Path(folder)
     graph = load_graph(folder)
+    check_level(graph, rank_level)
+    env = {**os.environ, "FPGAC_RANK_LEVEL": str(rank_level)}
     names = _trace_names(folder) if trace else {}
     exe = binary(folder)
     n = inputs[0].shape[0] if inputs else 0
@@ -146,7 +152,7 @@ def run_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool = Fals
         in_path.write_text(input_text([np.asarray(a, dtype=np.float32) for a in inputs]))
         args = [str(exe.resolve()), str(in_path), str(out_path)] + (["-", str(trace_path)] if trace else [])
         # In hls/: a build with off-chip weights loads weights.bin from there, as Vitis runs csim beside it.
-        proc = subprocess.run(args, capture_output=True, text=True, cwd=folder / HLS_DIR)
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=folder / HLS_DIR, env=env)
         if proc.returncode != 0:
             raise CsimError(
                 f"C simulation of {folder} failed (exit {proc.returncode}): {proc.stderr[-2000:]}"

@@ -28,6 +28,7 @@ from fpgac import __version__
 from fpgac.analysis.estimate import weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
+from fpgac.backends.vitis import levels as vitis_levels
 from fpgac.backends.vitis import stream as vitis_stream
 from fpgac.backends.vitis import weight_image
 from fpgac.backends.vitis.ccode import Array, Ctx, ExternalArray, VitisError
@@ -36,6 +37,7 @@ from fpgac.backends.vitis.testbench import testbench_data
 from fpgac.backends.vitis.weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph, Node, Value
+from fpgac.ir.levels import is_levelled, level_count
 from fpgac.ir.types import Fixed
 
 TOP = "fpgac_top"
@@ -97,6 +99,8 @@ def design(
     stream = io == "stream"
     _check_offchip(graph, io, offchip)
     names = CNames(_RESERVED)
+    if level_count(graph) > 1:
+        names.claim(vitis_levels.LEVEL_PORT)  # the top's rank level port: no model name may take it
     values: dict[int, ValueInfo] = {}
     inputs = []
     for v in graph.inputs:
@@ -137,14 +141,17 @@ def design(
         external_nodes += [node.name for _ in memory]
         values[id(node.output)] = out
         body = code.body.rstrip()
+        scalars = [vitis_levels.LEVEL_PORT] if is_levelled(node) else []  # run-time rank level
         if mode == "array":
             signature = (
                 f"static void {layer}("
                 + "".join(f"const {a['type']} {a['name']}[{a['size']}], " for a in args)
-                + f"{out.type} y[{out.size}])"
+                + f"{out.type} y[{out.size}]"
+                + "".join(f", int {s}" for s in scalars)
+                + ")"
             )
         else:
-            pointers = [f"const {m.ctype}* {m.name}" for m in memory]
+            pointers = [f"const {m.ctype}* {m.name}" for m in memory] + [f"int {s}" for s in scalars]
             signature = vitis_stream.signature(layer, mode, args, out.type, node.output, pointers)
             if mode == "buffered":
                 body = vitis_stream.buffered_body(body, args, out.type, node.output)
@@ -168,6 +175,7 @@ def design(
                 "args": [{k: a[k] for k in ("name", "type", "size", "value")} for a in args],
                 "value_name": node.output.name,
                 "memory": memory,
+                "scalars": scalars,
             }
         )
     outputs: list[dict[str, Any]] = []
@@ -201,6 +209,11 @@ def design(
     for m in external:
         decl, doc = f"const {m.ctype}* {m.name}", f"off chip (m_axi): {m.comment}"
         ports.append({"name": m.name, "decl": decl, "doc": doc, "memory": True})
+    levels = level_count(graph)
+    if levels > 1:
+        doc = f"rank level 0..{levels - 1} (0: the largest), read at the start of each sample (s_axilite)"
+        ports.append({"name": vitis_levels.LEVEL_PORT, "decl": vitis_levels.LEVEL_ARG, "doc": doc,
+                      "memory": False, "scalar": True})  # fmt: skip
     compressed = any(p.encoding is not None for n in graph.nodes for p in n.params.values())
     data = {
         "inputs": inputs,
@@ -210,6 +223,7 @@ def design(
         "top": TOP,
         "io": io,
         "compressed": compressed,
+        "levels": levels,
         "memory_ports": memory_ports,
         "external": external,
         "weights_file": weight_image.WEIGHTS_FILE,
@@ -327,6 +341,7 @@ def vitis_plan(
     headers = KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ())
     headers += (COMPRESSED_HEADER,) if data["compressed"] else ()
     headers += (OFFCHIP_HEADER,) if data["memory_ports"] else ()
+    headers += (vitis_levels.LEVELS_HEADER,) if data["levels"] > 1 else ()
     for header in headers:
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
     if data["external"]:

@@ -29,9 +29,11 @@ from fpgac.backends.vitis.ccode import (
     literal,
     window_stream,
 )
+from fpgac.backends.vitis.levels import level_biases, ranked
 from fpgac.backends.vitis.weights import conv_compressed, dense_compressed
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
+from fpgac.ir.levels import is_levelled
 from fpgac.ir.types import Fixed, Overflow
 
 PARAM_KEYS = ("weight", "bias", "scale", "shift", "slope", "alpha", "beta", "gamma", "table", "recip")
@@ -49,24 +51,28 @@ LAYER_SUFFIXES = (
     "_count_h",
     "_count_w",
     "_cells",
+    "_ranks",
     *(f"_idx{k}" for k in range(8)),
     *(f"_{k}" for k in PARAM_KEYS),
     *(f"_{k}_t" for k in PARAM_KEYS),
 )
 
 
-def _param(ctx: Ctx, code: LayerCode, key: str) -> tuple[str, tuple[int, ...]]:
+def _param(
+    ctx: Ctx, code: LayerCode, key: str, values: np.ndarray | None = None
+) -> tuple[str, tuple[int, ...]]:
     """Declare param ``key``: its ap type and an array of its raw bits; returns the name and the shape.
 
     Raw bits rather than ``ap_fixed`` values: an integer array is initialized at compile time, while each
     element of an ``ap_fixed`` array is a constructor call (g++ needs minutes for a million weights);
-    kernels read elements through ``fpgac::from_bits<type>``, which is wiring in hardware.
+    kernels read elements through ``fpgac::from_bits<type>``, which is wiring in hardware. ``values``
+    replaces the param's data (same format: a ranked layer's bias per level).
     """
     param = ctx.node.params[key]
     fmt = param.format
     if not isinstance(fmt, Fixed):
         raise VitisError(f"{ctx.where()}: param {key!r} is not fixed point; quantize the graph first")
-    data = np.asarray(param.data, dtype=np.float64)
+    data = np.asarray(param.data if values is None else values, dtype=np.float64)
     type_name, array, ctype = f"{ctx.name}_{key}_t", f"{ctx.name}_{key}", c_int_type(fmt)
     # Already on fmt's grid after quantize; quantizing again is a no-op that guards hand-made graphs. A
     # chunk at a time, kept in the C type's width: VGG-19's fc6 as int64 mantissas was its build's peak.
@@ -162,7 +168,7 @@ def _acc(ctx: Ctx, code: LayerCode) -> dict[str, str]:
 
 def _bias(ctx: Ctx, code: LayerCode) -> tuple[str, int]:
     if "bias" in ctx.node.params:
-        name, shape = _param(ctx, code, "bias")
+        name, shape = _param(ctx, code, "bias", level_biases(ctx.node) if is_levelled(ctx.node) else None)
         return name, math.prod(shape)
     code.typedefs.append((f"{ctx.name}_bias_t", "ap_fixed<2,2>"))
     code.arrays.append(Array("int8_t", f"{ctx.name}_bias", np.zeros(1, np.int8), "no bias (never read)"))
@@ -214,6 +220,9 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         "BIAS_SIZE": max(bias_size, 1),
     }
     types = _weight_types(ctx, code)
+    if is_levelled(ctx.node):  # rank levels: fpgac/backends/vitis/levels.py
+        ranked(ctx, code, values, types)
+        return
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
         dense_compressed(ctx, code, values, types, bias)
         return
@@ -257,6 +266,9 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     if ctx.stream:
         values = {**values, "OUT_C": w_shape[0], "TAPS": math.prod(w_shape[1:])}
     types = _weight_types(ctx, code)
+    if is_levelled(ctx.node):  # rank levels: fpgac/backends/vitis/levels.py
+        ranked(ctx, code, values, types)
+        return
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
         conv_compressed(ctx, code, values, types, bias)
         return

@@ -204,7 +204,8 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
         producer_stream[id(node.output)] = out
         args = [reads[("arg", i, k)] for k in range(len(node.inputs))]
         memory = [m.name for m in layer["memory"]]  # off-chip weights: the top's m_axi ports
-        lines.append(f"  {layer['name']}({', '.join([*args, out, *memory])});")
+        scalars = layer["scalars"]  # the top's scalar ports (rank_level)
+        lines.append(f"  {layer['name']}({', '.join([*args, out, *memory, *scalars])});")
         lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {beats(node.output)[0]});')
         distribute(node.output)
     return Wiring(lines + narrows, forks)
