@@ -9,8 +9,9 @@ most of their energy there while unknown inputs do not. With no retraining and a
   with SVD ``W = U S V^T``, keep the top-k right singular vectors ``V_k`` (default ``k = ceil(srank(W))``,
   the stable rank ``||W||_F^2 / ||W||_2^2``); score ``s = sum_p ||V_k^T h_p||^2 / sum_p ||h_p||^2`` over the
   layer's input patches ``h_p`` (dense: the input rows; conv: its zero-padded windows with its own stride and
-  padding). ``layer=auto`` takes the hidden layer (never the first) of lowest stable rank, as the paper does,
-  and warns when that rank is above a quarter of ``min(m, n)``: the weights are then not low-rank.
+  padding). ``layer=auto`` takes the hidden layer (never the first, nor the output layer) of lowest stable
+  rank, as the paper does, and warns when that rank is above a quarter of ``min(m, n)``: the weights are
+  then not low-rank.
 * ``score=residual`` (weights that are not low-rank; dense layers): PCA of the calibration batch's features
   at the layer's input, mean ``mu`` and the top-k directions ``E_k`` holding 95% of the variance; the same
   ratio on ``h - mu`` (the complement of ViM's residual). ``layer=auto`` takes the hidden dense layer whose
@@ -162,16 +163,20 @@ class Ood:
         if len(graph.inputs) != 1:
             raise OodError("ood: monitors single-input models only")
         layers = _monitorable(graph)
+        # The first layer is never monitored; auto skips the output layer too (unless it is the only other
+        # one): its stable rank is bounded by the number of classes, so it would win the comparison by
+        # shape, not by what it learned, and its input is also the penultimate features MSP/energy read.
         hidden = layers[1:]
+        auto = layers[1:-1] or hidden
         if not hidden:
             raise OodError("ood: no hidden dense or conv layer to monitor (the first layer never is)")
         sranks = {n.name: stable_rank(n.params["weight"].data) for n in layers}
         x = np.asarray(self.calib[0], dtype=np.float32)
         facts: dict[str, Any] = {"score": self.score, "srank": {k: round(v, 3) for k, v in sranks.items()}}
         if self.score == "projection":
-            node, basis, mean = self._projection(graph, hidden, sranks, facts)
+            node, basis, mean = self._projection(hidden, auto, sranks, facts)
         else:
-            node, basis, mean = self._residual(graph, hidden, x, facts)
+            node, basis, mean = self._residual(graph, hidden, auto, x, facts)
         num, den, flag = _insert(graph, node, basis, mean)
         facts |= _threshold(graph, num, den, flag, x, self.tpr)
         facts |= _memory(graph, node, basis, mean, num.producer, den.producer)
@@ -190,10 +195,10 @@ class Ood:
         return node
 
     def _projection(
-        self, graph: Graph, hidden: list[Node], sranks: dict[str, float], facts: dict[str, Any]
+        self, hidden: list[Node], auto: list[Node], sranks: dict[str, float], facts: dict[str, Any]
     ) -> tuple[Node, np.ndarray, None]:
         if self.layer == "auto":
-            node = min(hidden, key=lambda n: sranks[n.name])
+            node = min(auto, key=lambda n: sranks[n.name])
             facts["chosen_by"] = "lowest stable rank among the hidden layers"
         else:
             node = self._named(hidden)
@@ -214,11 +219,11 @@ class Ood:
         return node, basis, None
 
     def _residual(
-        self, graph: Graph, hidden: list[Node], x: np.ndarray, facts: dict[str, Any]
+        self, graph: Graph, hidden: list[Node], auto: list[Node], x: np.ndarray, facts: dict[str, Any]
     ) -> tuple[Node, np.ndarray, np.ndarray]:
-        dense = [n for n in hidden if n.op == "dense"]
+        dense = [n for n in auto if n.op == "dense"]
         if self.layer != "auto":
-            dense = [self._named(dense)]
+            dense = [self._named([n for n in hidden if n.op == "dense"])]
         if not dense:
             raise OodError("ood: score=residual monitors dense layers; this model has no hidden one")
         k = None if self.k == "auto" else int(self.k)

@@ -124,7 +124,8 @@ def test_auto_picks_the_lowest_stable_rank_hidden_layer_and_warns_on_full_rank(
     assert facts["layer"] == "fc3" and facts["k"] == 2 and "warning" not in facts
     assert facts["srank"]["fc3"] == min(facts["srank"][n] for n in ("fc2", "fc3", "fc4"))
     assert not [r for r in caplog.records if "not low-rank" in r.message]
-    full = mlp(rng, [20, 24, 24, 6], {})
+    full = mlp(rng, [20, 24, 24, 6], {})  # fc3, the output layer, is never auto's choice next to fc2
+    full.node("fc2").params["weight"] = Param(np.linalg.qr(rng.normal(size=(24, 24)))[0])  # srank 24
     with caplog.at_level(logging.WARNING):
         facts = Ood(calib=(calib,)).run(quantized(full, calib)).metadata["ood"]
     assert "try score=residual" in facts["warning"]
@@ -135,7 +136,7 @@ def test_auto_picks_the_lowest_stable_rank_hidden_layer_and_warns_on_full_rank(
 def test_residual_centres_exactly_and_reports_the_separation_per_layer() -> None:
     rng = np.random.default_rng(3)
     calib = np.abs(rng.normal(size=(120, 16))).astype(np.float32)
-    graph = Ood(score="residual", calib=(calib,)).run(quantized(mlp(rng, [16, 12, 12, 3], {}), calib))
+    graph = Ood(score="residual", calib=(calib,)).run(quantized(mlp(rng, [16, 12, 12, 12, 3], {}), calib))
     facts = graph.metadata["ood"]
     assert set(facts["separation"]) == {"fc2", "fc3"} and facts["layer"] in ("fc2", "fc3")
     traced = outputs(graph, calib)
