@@ -95,6 +95,7 @@ from fpgac.analysis.rank_schedule import step_cycles
 from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Graph, Node
+from fpgac.ir.shapes import patch_grid
 from fpgac.ir.types import Fixed
 
 IO_STYLES = ("parallel", "stream")
@@ -601,6 +602,35 @@ def _reduce(node: Node, io: str) -> _Work:
     )
 
 
+def _patch_energy(node: Node, io: str) -> _Work:
+    """The OOD monitor's energy: per patch, K projections of T taps (one multiplier each, the basis in a
+    ROM) and K squares, or T squares without a basis, summed exactly; one tap a cycle in both styles."""
+    grid, taps = patch_grid(node.inputs[0].shape, node.attrs)
+    basis = node.params.get("basis")
+    k = basis.shape[0] if basis is not None else 0
+    total = _width(node.output.type.format)
+    xw = _in_bits(node)
+    return _Work(
+        steps=math.prod(grid) * max(k, 1) * taps,
+        elems=1,
+        mults=2 if basis is not None else 1,  # projection and square, or the square
+        a_bits=xw,
+        b_bits=_signed_width(basis.format) if basis is not None else xw,
+        adds=2 if basis is not None else 1,
+        add_bits=total,
+        logic=total,
+        weights=k * taps,
+        weight_bits=_width(basis.format) if basis is not None else 0,
+    )
+
+
+def _ood_flag(node: Node, io: str) -> _Work:
+    """One exact product tau * den and a comparator."""
+    tau = node.params["tau"]
+    den = _width(node.inputs[1].type.format)
+    return _Work(steps=1, elems=1, mults=1, a_bits=den, b_bits=_signed_width(tau.format), logic=den)
+
+
 # The datapath of each op with a fixed-point kernel (float-only ops never reach the estimate).
 WORK: dict[str, Callable[[Node, str], _Work]] = {
     "dense": _matmul,
@@ -627,6 +657,8 @@ WORK: dict[str, Callable[[Node, str], _Work]] = {
     "transpose": _layout,
     "concat": _layout,
     "pad": _layout,
+    "patch_energy": _patch_energy,
+    "ood_flag": _ood_flag,
 }
 
 

@@ -63,9 +63,11 @@ class FidelityProbe:
         """``graph`` (float, or quantized: then as the hardware computes it) on the probe's samples."""
         quantized = all(isinstance(v.type.format, Fixed) for v in (*graph.inputs, *graph.outputs))
         outputs = run_fixed(graph, self.samples).outputs if quantized else run_float(graph, self.samples)
+        # Outputs a pass appended (the OOD monitor's) have no float counterpart: the model's own are compared.
+        n = len(self.reference)
         compared = tuple(
             _compare(value.name, np.asarray(got, np.float64), ref)
-            for value, got, ref in zip(graph.outputs, outputs, self.reference, strict=True)
+            for value, got, ref in zip(graph.outputs[:n], outputs[:n], self.reference, strict=True)
         )
         return StageFidelity(stage, len(self.samples[0]), compared)
 

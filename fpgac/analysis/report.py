@@ -16,6 +16,7 @@ from typing import Any
 from fpgac.analysis.cost import node_cost
 from fpgac.analysis.estimate import memory_cost
 from fpgac.analysis.fidelity import fidelity_markdown
+from fpgac.analysis.ood_report import ood_markdown
 from fpgac.boards import Board
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
@@ -75,6 +76,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
             if roms:
                 layers[-1]["index_rom"] = roms
     params = sum(layer["params"] for layer in layers)
+    monitor = {"ood": graph.metadata["ood"]} if "ood" in graph.metadata else {}
     return {
         "model": model,
         "board": board.name,
@@ -89,6 +91,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         "options": options,
         "layers": layers,
         "compression": graph.metadata.get("compression", []),
+        **monitor,
     }
 
 
@@ -122,6 +125,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         )
     lines += _design_markdown(report)
     lines += _storage_markdown(report)
+    lines += ood_markdown(report.get("ood"))
     lines += fidelity_markdown(report.get("fidelity"))
     return "\n".join(lines) + "\n"
 

@@ -26,6 +26,11 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
   before, the rest after; channels past the ends add nothing), exact in ``acc``; ``f = table[s]``, the
   table holding ``(bias + alpha / size * s)**-beta`` at bin centres (index ``floor(s / 2**table_shift) +
   table_offset``, as for the other tables); ``y = out_t(x * f)``, an exact product and one cast.
+* **patch_energy** (the OOD monitor): exact. Each patch's projections ``basis @ h_p`` are summed in ``acc``
+  (exact, as dense/conv), squared and summed over directions and patches in the output format, whose
+  fraction is twice the projection's and whose integer bits hold the worst case (quantize sizes it):
+  nothing is rounded or wraps. Without a basis the squares of the taps themselves are summed.
+* **ood_flag**: ``num < tau * den``, an exact product and an exact comparison: 1 or 0.
 * **div**: no fixed-point kernel; the quantize pass refuses graphs that need it.
 """
 
@@ -39,7 +44,7 @@ from dataclasses import replace
 import numpy as np
 
 from fpgac.errors import FpgacError
-from fpgac.interp.float_kernels import divisor_1d, pad_widths, pool_out, windows
+from fpgac.interp.float_kernels import divisor_1d, pad_widths, patches, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
 from fpgac.ir.shapes import window_out
@@ -450,6 +455,45 @@ def pad(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np
     return np.pad(y, widths, mode=node.attrs["mode"]), bad
 
 
+def _sum_of_squares(m: np.ndarray) -> np.ndarray:
+    """Per sample, the exact sum of the squares of ``m`` (N, ...) as an (N, 1) array (Python ints when an
+    int64 sum could overflow)."""
+    flat = m.reshape(m.shape[0], -1)
+    top = int(np.abs(flat).max(initial=0))
+    if flat.dtype == object or top**2 * max(flat.shape[1], 1) >= 2**62:
+        flat = flat.astype(object)
+    else:
+        flat = flat.astype(np.int64)
+    return np.asarray((flat * flat).sum(axis=1)).reshape(-1, 1)
+
+
+def patch_energy(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (x,), (fx,) = xs, fmts
+    h = patches(x, node.attrs, _fill(x, 0))
+    if "basis" not in node.params:
+        total, frac = _sum_of_squares(h), 2 * fx.frac_bits
+    else:
+        basis, fb = _param(node, "basis")
+        dtype = _matmul_dtype(basis.T, _max_abs_mantissa(fx))
+        acc = _acc(node)
+        if acc.frac_bits != fx.frac_bits + fb.frac_bits:
+            raise FixedKernelError(f"node {node.name!r} (patch_energy): accumulator {acc} drops product bits")
+        projections = _wrap_into(_int_matmul(h, basis.T, dtype), acc.frac_bits, acc)
+        total, frac = _sum_of_squares(projections), 2 * acc.frac_bits
+    out = _out_format(node)
+    if out.frac_bits != frac:
+        raise FixedKernelError(f"node {node.name!r} (patch_energy): output {out} is not the exact sum's grid")
+    return _wrap_into(total, frac, out), 0
+
+
+def ood_flag(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    (num, den), (fnum, fden) = xs, fmts
+    tau, ft = _param(node, "tau")
+    scaled, fs = fixed.mul(den, fden, tau, ft)
+    diff, _ = fixed.sub(num, fnum, scaled, fs)
+    return _finish(node, (diff < 0).astype(np.int64), Fixed(2, 2, False))
+
+
 FIXED_OPS: dict[str, FixedFn] = {
     "dense": dense,
     "conv": conv,
@@ -475,4 +519,6 @@ FIXED_OPS: dict[str, FixedFn] = {
     "transpose": transpose,
     "concat": concat,
     "pad": pad,
+    "patch_energy": patch_energy,
+    "ood_flag": ood_flag,
 }

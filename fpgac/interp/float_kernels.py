@@ -335,6 +335,46 @@ def pad(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str,
     return np.pad(x, widths, mode=attrs["mode"])
 
 
+# -- the OOD monitor ---------------------------------------------------------------------------------
+
+
+def patches(x: np.ndarray, attrs: Mapping[str, Any], fill: float | np.ndarray) -> np.ndarray:
+    """``(N, P, T)``: the P patches of T taps a patch_energy node reads (see its definition in ir/ops.py).
+
+    A conv's windows padded with ``fill``, taps in the order of a conv weight's row (channel, then the
+    kernel's axes), so a basis row lines up with a weight row; without a kernel, the rows of the last axis.
+    """
+    kernel = attrs["kernel"]
+    n = x.shape[0]
+    if not kernel:
+        return x.reshape(n, -1, x.shape[-1])
+    nd = len(kernel)
+    strides, pads, dilations = attrs["strides"], attrs["pads"], attrs["dilations"]
+    out = [
+        window_out(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], dilations[i], False)
+        for i in range(nd)
+    ]
+    view = windows(x, kernel, strides, pads, dilations, out, fill)
+    order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+    return view.transpose(order).reshape(n, math.prod(out), -1)
+
+
+def patch_energy(
+    xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str, Param]
+) -> np.ndarray:
+    """Summed in float64 (a float32 sum of thousands of squares drifts), returned as float32."""
+    h = patches(xs[0].astype(np.float64), attrs, 0.0)
+    basis = params.get("basis")
+    if basis is not None:
+        h = h @ np.asarray(basis.data, dtype=np.float64).T
+    return np.square(h).sum(axis=(1, 2)).reshape(-1, 1)
+
+
+def ood_flag(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str, Param]) -> np.ndarray:
+    num, den = xs
+    return (num < attrs["tau"] * den).astype(F32)
+
+
 FLOAT_OPS: dict[str, OpFn] = {
     "dense": dense,
     "conv": conv,
@@ -361,6 +401,8 @@ FLOAT_OPS: dict[str, OpFn] = {
     "transpose": transpose,
     "concat": concat,
     "pad": pad,
+    "patch_energy": patch_energy,
+    "ood_flag": ood_flag,
 }
 """Every IR op's float semantics; a unit test checks it covers ``fpgac.ir.OPS`` exactly."""
 

@@ -97,6 +97,18 @@ CORE_OPS: tuple[OpDef, ...] = (
     OpDef(
         "pad", Kind.LAYOUT, shapes.pad, attrs={"pads": "ints", "mode": "str", "value": "float"}, monotone=UP
     ),
+    OpDef(
+        "patch_energy", Kind.REDUCTION, shapes.patch_energy,
+        attrs={"kernel": "ints", "strides": "ints", "pads": "ints", "dilations": "ints"},
+        optional_weights=("basis",), fixed_attrs=_ACC,
+        doc="The OOD monitor's energy, exact: sum over patches h_p of ||basis @ h_p||^2 (||h_p||^2 without "
+        "a basis). Patches are a conv's zero-padded windows (C * prod(kernel) taps), or with kernel [] the "
+        "rows of the last axis (a dense layer's inputs).",
+    ),
+    OpDef(
+        "ood_flag", E, shapes.ood_flag, 2, 2, attrs={"tau": "float"}, fixed_params=("tau",),
+        doc="1 (unknown input) where num < tau * den, else 0: a threshold on num / den without a divider.",
+    ),
 )  # fmt: skip
 
 OPS: dict[str, OpDef] = {op.name: op for op in (*CORE_OPS, *HLS4ML_DIALECT)}

@@ -188,3 +188,30 @@ def channel_op(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any
     if len(x) < 1:
         raise ShapeError("lrn needs a channel axis")
     return x
+
+
+def patch_grid(x: Shape, attrs: dict[str, Any]) -> tuple[list[int], int]:
+    """The patches of a patch_energy input ``x``: their grid (a conv's output positions, or the leading axes
+    whose rows are the patches) and their number of taps."""
+    kernel = attrs["kernel"]
+    if kernel:
+        return _spatial(x, attrs, kernel, False), x[0] * math.prod(kernel)
+    if not x:
+        raise ShapeError("patch_energy without a kernel needs an input with a last axis")
+    return list(x[:-1]), x[-1]
+
+
+def patch_energy(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
+    """One number a sample; the basis, when given, has one row per direction and one column per tap."""
+    (x,) = shapes
+    _, taps = patch_grid(x, attrs)
+    basis = _param_shape(params, "basis")
+    if basis is not None and (len(basis) != 2 or basis[1] != taps):
+        raise ShapeError(f"patch_energy basis {basis} does not fit patches of {taps} taps")
+    return (1,)
+
+
+def ood_flag(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
+    if shapes[0] != (1,) or shapes[1] != (1,):
+        raise ShapeError(f"ood_flag compares two energies of shape (1,), got {shapes}")
+    return (1,)

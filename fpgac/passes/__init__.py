@@ -17,6 +17,7 @@ from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine
 from fpgac.passes.huffman import Huffman
 from fpgac.passes.lowrank import LowRank
+from fpgac.passes.ood import Ood
 from fpgac.passes.prune import Prune
 from fpgac.passes.quantize import Quantize
 from fpgac.passes.reap import Reap
@@ -41,6 +42,7 @@ PASSES: dict[str, type[Pass]] = {
     Prune.name: Prune,
     Share.name: Share,
     Huffman.name: Huffman,
+    Ood.name: Ood,
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "FoldAffine",
     "Huffman",
     "LowRank",
+    "Ood",
     "Pass",
     "Prune",
     "Quantize",

@@ -44,13 +44,19 @@ class PassFailure(FpgacError):
 CLEANUPS: tuple[Pass, ...] = (Cleanup(), FoldAffine(), OutputNames())
 # Every build ends quantized: the pass is implied last when --passes does not name it.
 IMPLIED_LAST = "quantize"
+# Passes that work on the quantized graph (the OOD monitor sets its threshold on the hardware's own
+# scores): an implied quantize goes before the first of them instead.
+AFTER_QUANTIZE = ("ood",)
 
 
 def user_calls(spec: str) -> list[PassCall]:
-    """The user's part of the pipeline: ``spec`` (``--passes``) parsed, with ``quantize`` implied last."""
+    """The user's part of the pipeline: ``spec`` (``--passes``) parsed, with ``quantize`` implied last (or
+    before the first pass of :data:`AFTER_QUANTIZE`)."""
     calls = parse_pass_spec(spec)
-    if IMPLIED_LAST not in [c.name for c in calls]:
-        calls.append(PassCall(IMPLIED_LAST, {}))
+    names = [c.name for c in calls]
+    if IMPLIED_LAST not in names:
+        later = [i for i, name in enumerate(names) if name in AFTER_QUANTIZE]
+        calls.insert(later[0] if later else len(calls), PassCall(IMPLIED_LAST, {}))
     return calls
 
 

@@ -38,6 +38,7 @@ from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.levels import LEVEL_BIAS, at_level, level_count
 from fpgac.ir.ops import OPS
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
+from fpgac.passes.ood_formats import energy_format, flag_format
 
 log = logging.getLogger(__name__)
 
@@ -502,6 +503,18 @@ def _lrn(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> F
     return activation_format(*r, width, headroom)
 
 
+def _patch_energy(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    """The OOD monitor's energy: a quantized basis and an exact sum (see ood_formats.py)."""
+    if "basis" in node.params:
+        data = node.params["basis"].data
+        node.params["basis"] = _quantized(data, constant_format(data, width))
+    return energy_format(node, ins[0])
+
+
+def _ood_flag(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    return flag_format(node)
+
+
 _RULES: dict[str, Rule] = {
     "dense": _linear,
     "conv": _linear,
@@ -527,4 +540,6 @@ _RULES: dict[str, Rule] = {
     "transpose": _same,
     "pad": _same,
     "concat": _union,
+    "patch_energy": _patch_energy,
+    "ood_flag": _ood_flag,
 }

@@ -460,7 +460,11 @@ def every_op_graph() -> Graph:
     f = g.add("concat", [m, n], name="concat_flat", attrs={"axis": 0}).output
     f = add("reshape", [f], {"shape": [1, 16]})
     f = add("dense", [f], params={"weight": Param(rng.standard_normal((5, 16)).astype(np.float32))})
-    g.set_outputs([add("softmax", [f], {"axis": 1})])
+    window = {"kernel": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1]}
+    basis = Param(rng.standard_normal((2, 36)).astype(np.float32))
+    num = add("patch_energy", [a], window, {"basis": basis})
+    den = g.add("patch_energy", [a], name="patch_energy_den", attrs=window).output
+    g.set_outputs([add("softmax", [f], {"axis": 1}), add("ood_flag", [num, den], {"tau": 0.5})])
     return quantized(g, (4, 6, 6))
 
 

@@ -31,6 +31,7 @@ from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, fixed, infer_shapes, verify
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed, Overflow, Rounding
+from fpgac.passes.ood_formats import FLAG_FORMAT, energy_format, flag_format
 from fpgac.passes.quantize import Quantize
 
 HALF = Q(1, 2)
@@ -388,6 +389,63 @@ def ref_pad(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tupl
     return np.pad(y, widths, mode=node.attrs["mode"]), bad
 
 
+def patch_vectors(node: Node, x: np.ndarray) -> list[list[list[Q]]]:
+    """Per sample, its patches by the definition: a conv's windows (zero outside the input), taps in a
+    weight row's order; without a kernel, the rows of the last axis."""
+    a = node.attrs
+    kernel = a["kernel"]
+    if not kernel:
+        return [[list(row) for row in sample.reshape(-1, sample.shape[-1])] for sample in x]
+    n, channels, *size = x.shape
+    nd = len(kernel)
+    grid = [
+        (size[i] + a["pads"][i] + a["pads"][nd + i] - a["dilations"][i] * (kernel[i] - 1) - 1)
+        // a["strides"][i]
+        + 1
+        for i in range(nd)
+    ]
+    out = []
+    for s in range(n):
+        patches = []
+        for pos in itertools.product(*(range(g) for g in grid)):
+            taps = []
+            for c in range(channels):
+                for k in itertools.product(*(range(kk) for kk in kernel)):
+                    coord = [
+                        pos[i] * a["strides"][i] - a["pads"][i] + k[i] * a["dilations"][i] for i in range(nd)
+                    ]
+                    inside = all(0 <= coord[i] < size[i] for i in range(nd))
+                    taps.append(x[(s, c, *coord)] if inside else Q(0))
+            patches.append(taps)
+        out.append(patches)
+    return out
+
+
+def ref_patch_energy(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """sum over patches of ||basis h_p||^2 (each projection through the WRAP accumulator), or ||h_p||^2."""
+    totals = np.empty((xs[0].shape[0], 1), dtype=object)
+    basis = pvals(node, "basis") if "basis" in node.params else None
+    for s, patches in enumerate(patch_vectors(node, vals(xs[0], fmts[0]))):
+        total = Q(0)
+        for h in patches:
+            if basis is None:
+                total += sum((t * t for t in h), Q(0))
+                continue
+            sums = np.array(
+                [sum((w * t for w, t in zip(row, h, strict=True)), Q(0)) for row in basis], dtype=object
+            )
+            total += sum((p * p for p in wrap_all(sums, node.attrs["acc"])), Q(0))
+        totals[s, 0] = total
+    return cast_all(totals, out_fmt(node))
+
+
+def ref_ood_flag(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    num, den = vals(xs[0], fmts[0]), vals(xs[1], fmts[1])
+    tau = pvals(node, "tau")[()]
+    flags = np.vectorize(lambda a, b: Q(int(a < tau * b)), otypes=[object])(num, den)
+    return cast_all(flags, out_fmt(node))
+
+
 REFS: dict[str, Ref] = {
     "dense": ref_dense,
     "conv": ref_conv,
@@ -413,6 +471,8 @@ REFS: dict[str, Ref] = {
     "transpose": ref_transpose,
     "concat": ref_concat,
     "pad": ref_pad,
+    "patch_energy": ref_patch_energy,
+    "ood_flag": ref_ood_flag,
 }
 
 
@@ -1292,3 +1352,24 @@ def test_pooling_sum_keeps_its_value_in_an_accumulator_with_more_fraction_bits(e
     acc = node.attrs["acc"]
     node.attrs["acc"] = Fixed(acc.width + extra_frac, acc.int_bits, acc.signed, acc.rounding, acc.overflow)
     assert np.array_equal(run_fixed(graph, data).outputs[0], expected)
+
+
+@pytest.mark.parametrize(
+    "fx", [Fixed(6, 2, True), Fixed(7, 10, True), Fixed(6, -2, True), Fixed(6, 2, False)]
+)
+def test_ood_monitor_kernels(fx: Fixed) -> None:
+    """The monitor's energies over a dilated, strided, unevenly padded conv window and over dense rows,
+    with and without a basis, and the flag: exact against the definitions at adversarial formats."""
+    rng = np.random.default_rng(zlib.crc32(str(fx).encode()))
+    window = {"kernel": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1], "dilations": [1, 2]}
+    rows = {"kernel": [], "strides": [], "pads": [], "dilations": []}
+    for shape, attrs, taps in (((2, 5, 4), window, 12), ((3, 7), rows, 7)):
+        for basis in (hand_param(Fixed(5, 1, True), (3, taps), rng), None):
+            graph = one_node("patch_energy", [fx], [shape], fx, attrs, {"basis": basis} if basis else {})
+            node = graph.node("n")
+            node.output.type = node.output.type.with_format(energy_format(node, fx))
+            assert run_hand(graph, rng, batch=4)["n"] == 0
+    num, den = Fixed(20, 10, False), Fixed(16, 12, False)
+    graph = one_node("ood_flag", [num, den], [(1,), (1,)], FLAG_FORMAT, {"tau": 0.3})
+    flag_format(graph.node("n"))
+    run_hand(graph, rng, batch=64)

@@ -56,6 +56,10 @@ UNMAPPED: dict[str, str] = {
     "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
     "average, max, min, dot and concatenate)",
     "lrn": "hls4ml has no local response normalization layer",
+    "patch_energy": "the OOD monitor's exact energies (sums of squares over patches) have no hls4ml layer; "
+    "build it with --backend vitis",
+    "ood_flag": "the OOD monitor's threshold (num < tau * den) has no hls4ml layer; "
+    "build it with --backend vitis",
 }
 
 

@@ -46,6 +46,7 @@ KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
 STREAM_HEADERS = ("fpgac_stream.h",)
 COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (weights.py)
 OFFCHIP_HEADER = "fpgac_offchip.h"  # only in projects with off-chip weights (weight_image.py)
+OOD_HEADER = "fpgac_ood.h"  # only in projects with an OOD monitor (passes/ood.py)
 MAP_FILE = "fpgac.json"  # the name map, named as in hls4ml projects
 # Names the generated code defines itself; model names never take them.
 _RESERVED = (
@@ -224,6 +225,7 @@ def design(
         "io": io,
         "compressed": compressed,
         "levels": levels,
+        "ood": any(n.op == "patch_energy" for n in graph.nodes),
         "memory_ports": memory_ports,
         "external": external,
         "weights_file": weight_image.WEIGHTS_FILE,
@@ -342,6 +344,7 @@ def vitis_plan(
     headers += (COMPRESSED_HEADER,) if data["compressed"] else ()
     headers += (OFFCHIP_HEADER,) if data["memory_ports"] else ()
     headers += (vitis_levels.LEVELS_HEADER,) if data["levels"] > 1 else ()
+    headers += (OOD_HEADER,) if data["ood"] else ()
     for header in headers:
         plan.add(f"firmware/{header}", kernels.joinpath(header).read_bytes())
     if data["external"]:

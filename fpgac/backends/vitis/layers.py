@@ -34,9 +34,12 @@ from fpgac.backends.vitis.weights import conv_compressed, dense_compressed
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
+from fpgac.ir.shapes import patch_grid
 from fpgac.ir.types import Fixed, Overflow
 
-PARAM_KEYS = ("weight", "bias", "scale", "shift", "slope", "alpha", "beta", "gamma", "table", "recip")
+PARAM_KEYS = (
+    "weight", "bias", "scale", "shift", "slope", "alpha", "beta", "gamma", "table", "recip", "basis", "tau",
+)  # fmt: skip
 # Every name a layer may derive from its identifier (claimed up front, see cnames.CNames).
 LAYER_SUFFIXES = (
     "_out",
@@ -552,6 +555,42 @@ def pad(ctx: Ctx, code: LayerCode) -> None:
     code.body = _loop(ctx, body)
 
 
+# ------------------------------------------------------------------------------------------------------
+# the OOD monitor (fpgac_ood.h)
+
+
+def patch_energy(ctx: Ctx, code: LayerCode) -> None:
+    a = ctx.node.attrs
+    x_shape = ctx.node.inputs[0].shape
+    grid, taps = patch_grid(x_shape, a)
+    values = {"IN_SIZE": math.prod(x_shape), "PATCHES": math.prod(grid), "TAPS": taps}
+    if a["kernel"]:  # a conv's windows: its geometry, 1-d mapped onto H = 1 as conv does
+        nd = len(x_shape) - 1
+        h, w, _, ow = _spatial_2d(x_shape, (0, *grid), ctx.where())
+        kh, kw = _window(a, "kernel", 1, nd)
+        sh, sw = _window(a, "strides", 1, nd)
+        dh, dw = _window(a, "dilations", 1, nd)
+        ph, pw = (0, a["pads"][0]) if nd == 1 else (a["pads"][0], a["pads"][1])
+        geometry = {"H": h, "W": w, "KH": kh, "KW": kw, "SH": sh, "SW": sw, "PH": ph, "PW": pw, "DH": dh}
+        values |= {**geometry, "DW": dw, "OW": ow, "ROWS": 0}
+    else:  # a dense layer's input rows (patch_index reads ROWS only)
+        values |= {k: 1 for k in ("H", "W", "KH", "KW", "SH", "SW", "DH", "DW", "OW")}
+        values |= {"PH": 0, "PW": 0, "ROWS": 1}
+    if "basis" not in ctx.node.params:
+        code.config = config(ctx, values)
+        code.body = f"  fpgac::patch_energy<{ctx.name}_config>({ctx.ins[0]}, {ctx.out});"
+        return
+    basis, (k, _) = _param(ctx, code, "basis")
+    code.config = config(ctx, {**values, "K": k}, {**_acc(ctx, code), **_param_types(ctx, basis_t="basis")})
+    code.body = f"  fpgac::patch_energy_projected<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {basis});"
+
+
+def ood_flag(ctx: Ctx, code: LayerCode) -> None:
+    """``num < tau * den``: an exact product and comparison of ap_fixed values, 1 or 0."""
+    tau = _param_read(ctx, code, "tau", 2)
+    code.body = _loop(ctx, f"{ctx.y} = ({ctx.x(0)} < {tau} * {ctx.x(1)}) ? 1 : 0;")
+
+
 EMITTERS: dict[str, Callable[[Ctx, LayerCode], None]] = {
     "dense": dense,
     "conv": conv,
@@ -577,6 +616,8 @@ EMITTERS: dict[str, Callable[[Ctx, LayerCode], None]] = {
     "transpose": transpose,
     "concat": concat,
     "pad": pad,
+    "patch_energy": patch_energy,
+    "ood_flag": ood_flag,
 }
 
 
