@@ -32,6 +32,7 @@ from fpgac.frontend.keras_quantizers import (
     is_quantizer,
     parse_quantizer,
     quantize_weight,
+    tanh_format,
 )
 from fpgac.ir import Graph, Param, TensorType, Value, verify
 from fpgac.ir.opdef import ShapeError
@@ -298,11 +299,11 @@ class _Lowering:
             return self._add("relu", [signed], name=name, fmt=fmt)
         if q.name == "quantized_sigmoid":
             # round(2**b (x / 2 + 1 / 2)) = round(2**(b-1) x) + 2**(b-1) (an even integer: ties still go
-            # to even), and the clip to [2**-b, 1 - 2**-b] is x's symmetric saturation at b bits: so the
-            # quantizer is x in ap_fixed<b, 1> (SAT_SYM), then the exact affine x / 2 + 1 / 2.
+            # to even), and the clip to [0 (or 2**-b), 1 - 2**-b] is x's saturation at b bits: so the
+            # quantizer is x in quantized_tanh's ap_fixed<b, 1>, then the exact affine x / 2 + 1 / 2.
             if fmt.width < 2:
                 raise self.error(f"{q}: needs at least 2 bits")
-            tanh = Fixed(fmt.width, 1, True, Rounding.RND_CONV, Overflow.SAT_SYM)
+            tanh = tanh_format(q)
             half = self.constant(0.5, x)
             t = self._quantized(x, tanh, key, f"{name}/quant")
             return self._add("affine", [t], params={"scale": half, "shift": half}, name=name, fmt=fmt)

@@ -1,8 +1,8 @@
 """QKeras quantizers: their exact values on weights, and the fixed-point formats they declare.
 
-A transcription of ``qkeras/quantizers.py`` (inference path, ``qnoise_factor`` 1, no stochastic
-rounding) in numpy, float32 where QKeras computes in float32. ``tf.round`` rounds half to even, so a
-quantizer's format rounds ``RND_CONV``; clipping is saturation (``SAT_SYM`` where ``symmetric`` clips to
+A transcription of ``qkeras/quantizers.py`` of QKeras 0.9.0 (inference path, ``qnoise_factor`` 1, no
+stochastic rounding) in numpy, float32 where QKeras computes in float32. ``tf.round`` rounds half to even,
+so a quantizer's format rounds ``RND_CONV``; clipping is saturation (``SAT_SYM`` where ``symmetric`` clips to
 ``-max``). hls4ml's mapping drops ``keep_negative`` and ``symmetric``; these formats keep both:
 
 * ``quantized_bits(b, i, symmetric, keep_negative)``: ``k * 2**(i - u)`` with ``u = b - keep_negative``,
@@ -11,9 +11,11 @@ quantizer's format rounds ``RND_CONV``; clipping is saturation (``SAT_SYM`` wher
   ``x >= 0 ? +1 : -1``. ``alpha``: 1 or None is no scale; ``"auto_po2"`` a power-of-two scale per output
   channel (the kernel's last axis), found by QKeras's five refinement steps, transcribed here.
 * ``quantized_relu(b, i)``: ``ap_ufixed<b, i>`` of ``relu(x)``.
-* ``quantized_tanh(b)`` / ``quantized_sigmoid(b)`` (QKeras's default hard sigmoid): ``clip(x, -1, 1)``
-  into ``ap_fixed<b, 1>`` saturating symmetrically; ``clip(x / 2 + 1 / 2, 2**-b, 1 - 2**-b)`` into
-  ``ap_ufixed<b, 0>``, which is the tanh's format followed by ``x / 2 + 1 / 2`` (exact).
+* ``quantized_tanh(b, symmetric)`` / ``quantized_sigmoid(b, symmetric)`` (QKeras's default hard
+  sigmoid): ``clip(x, -1, 1)`` into ``ap_fixed<b, 1>`` (saturating to ``-1 + 2**(1-b)`` when
+  ``symmetric``); ``clip(x / 2 + 1 / 2, 0, 1)`` into ``ap_ufixed<b, 0>`` (from ``2**-b`` when
+  ``symmetric``), which is the tanh's format followed by ``x / 2 + 1 / 2`` (exact). QKeras before 0.9
+  had no ``symmetric`` and always clipped symmetrically.
 * ``binary`` (``{-1, +1}``, or ``{0, 1}`` with ``use_01``) and ``ternary`` (``{-1, 0, +1}`` beyond a
   threshold) times ``alpha`` (1, or per channel ``auto_po2``): weights only.
 
@@ -59,8 +61,8 @@ class Quantizer:
 _POSITIONAL: dict[str, tuple[str, ...]] = {
     "quantized_bits": ("bits", "integer", "symmetric", "keep_negative", "alpha", "use_stochastic_rounding"),
     "quantized_relu": ("bits", "integer", "use_sigmoid", "negative_slope", "use_stochastic_rounding"),
-    "quantized_tanh": ("bits", "use_stochastic_rounding", "use_real_tanh"),
-    "quantized_sigmoid": ("bits", "use_real_sigmoid", "use_stochastic_rounding"),
+    "quantized_tanh": ("bits", "use_stochastic_rounding", "symmetric", "use_real_tanh"),
+    "quantized_sigmoid": ("bits", "symmetric", "use_real_sigmoid", "use_stochastic_rounding"),
     "binary": ("use_01", "alpha", "use_stochastic_rounding"),
     "ternary": ("alpha", "threshold", "use_stochastic_rounding", "number_of_unrolls"),
 }
@@ -151,12 +153,18 @@ def activation_format(q: Quantizer) -> Fixed:
     if q.name == "quantized_tanh":
         if q.get("use_real_tanh", False):
             raise QuantizerError(f"{q}: use_real_tanh is not supported (the default hard tanh is)")
-        return Fixed(int(q.get("bits", 8)), 1, True, Rounding.RND_CONV, Overflow.SAT_SYM)
+        return tanh_format(q)
     if q.name == "quantized_sigmoid":
         if q.get("use_real_sigmoid", False):
             raise QuantizerError(f"{q}: use_real_sigmoid is not supported (the default hard sigmoid is)")
         return Fixed(int(q.get("bits", 8)), 0, False, Rounding.RND_CONV, Overflow.SAT)
     raise QuantizerError(f"{q} is supported on weights only, not as an activation")
+
+
+def tanh_format(q: Quantizer) -> Fixed:
+    """``quantized_tanh``'s format; ``quantized_sigmoid(b)`` is this format's value ``v`` as ``v/2 + 1/2``."""
+    overflow = Overflow.SAT_SYM if q.get("symmetric", False) else Overflow.SAT
+    return Fixed(int(q.get("bits", 8)), 1, True, Rounding.RND_CONV, overflow)
 
 
 # -- weights ---------------------------------------------------------------------------------------
@@ -174,11 +182,8 @@ def quantize_weight(q: Quantizer, w: np.ndarray) -> tuple[np.ndarray, Fixed | No
         return _on_grid(np.maximum(x, 0), fmt), fmt
     if q.name in ("quantized_tanh", "quantized_sigmoid"):
         fmt = activation_format(q)
-        t = np.clip(x, -1, 1) if q.name == "quantized_tanh" else np.clip(x * 0.5 + 0.5, 0, 1)
-        values = _on_grid(t, fmt)
-        if q.name == "quantized_sigmoid":
-            values = np.clip(values, fmt.lsb, 1 - fmt.lsb)
-        return values, fmt
+        values = _on_grid(x, tanh_format(q))
+        return (values if q.name == "quantized_tanh" else values * 0.5 + 0.5), fmt
     raise QuantizerError(f"{q} is not supported on weights")
 
 
@@ -221,18 +226,22 @@ def _bits_weight(q: Quantizer, x: np.ndarray) -> tuple[np.ndarray, Fixed | None]
     return values * np.float64(np.float32(alpha)), _scaled(fmt, float(alpha))
 
 
-def _bits_auto_po2(x: np.ndarray, bits: int, integer: int, po2_start: bool) -> tuple[np.ndarray, Fixed]:
-    """quantized_bits with ``alpha="auto"`` or ``"auto_po2"``: QKeras 0.7's loop, transcribed step for
-    step. Its refinement steps always round the scale to a power of two (``_get_scale("auto_po2")``),
-    so both alphas end on power-of-two scales; they differ only in the first step's scale."""
+def _bits_auto_po2(
+    x: np.ndarray, bits: int, integer: int, po2_start: bool
+) -> tuple[np.ndarray, Fixed | None]:
+    """quantized_bits with ``alpha="auto_po2"``: QKeras 0.9's refinement loop, transcribed step for
+    step; ``"auto"`` gives float scales per channel, which no format holds (None)."""
     m_i = np.float32(2.0**integer)
     x = x / m_i
     axes = _channel_axes(x)
-    levels = np.float32(2**bits - 1)
-    top = (levels - 1) / 2
-    scale = (np.max(x, axis=axes, keepdims=True) - np.min(x, axis=axes, keepdims=True)) / levels
-    if po2_start:
-        scale = _po2(scale)
+    levels = np.float32((2 ** (bits - 1) - 1) * 2)  # symmetric: alpha "auto*" forces it
+    top = levels / 2
+    scale = np.max(np.abs(x), axis=axes, keepdims=True) * 2 / levels
+    if not po2_start:  # "auto": one step with the float scale; no format holds the result
+        v = np.floor(np.abs(x) / scale + np.float32(0.5))
+        z = np.sign(x) * np.where(v < top, v, top)
+        return z.astype(np.float64) * (np.float64(m_i) * scale.astype(np.float64)), None
+    scale = _po2(scale)
     z = np.zeros_like(x)
     for _ in range(5):
         v = np.floor(np.abs(x) / scale + np.float32(0.5))

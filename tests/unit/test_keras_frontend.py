@@ -46,16 +46,16 @@ def qk_relu(x: np.ndarray, bits: int, integer: int) -> np.ndarray:
     return m_i * np.clip(np.round(x * m / m_i) / m, 0.0, 1.0 - 1.0 / m)
 
 
-def qk_tanh(x: np.ndarray, bits: int) -> np.ndarray:
+def qk_tanh(x: np.ndarray, bits: int, symmetric: bool = False) -> np.ndarray:
     m = 2.0 ** (bits - 1)
     p = 2.0 * np.clip(0.5 * x + 0.5, 0.0, 1.0) - 1.0
-    return np.clip(np.round(p * m) / m, -1.0 + 1.0 / m, 1.0 - 1.0 / m)
+    return np.clip(np.round(p * m) / m, -1.0 + symmetric / m, 1.0 - 1.0 / m)
 
 
-def qk_sigmoid(x: np.ndarray, bits: int) -> np.ndarray:
+def qk_sigmoid(x: np.ndarray, bits: int, symmetric: bool = False) -> np.ndarray:
     m = 2.0**bits
     p = np.clip(0.5 * x + 0.5, 0.0, 1.0)
-    return np.clip(np.round(p * m) / m, 1.0 / m, 1.0 - 1.0 / m)
+    return np.clip(np.round(p * m) / m, symmetric / m, 1.0 - 1.0 / m)
 
 
 def representable(values: np.ndarray, fmt: Fixed) -> bool:
@@ -119,12 +119,12 @@ def test_hls4ml_874_weights_keep_their_values() -> None:
 def test_activation_formats() -> None:
     relu = activation_format(Quantizer("quantized_relu", {"bits": 4, "integer": 1}))
     assert relu == Fixed(4, 1, False, Rounding.RND_CONV, Overflow.SAT)
-    tanh = activation_format(Quantizer("quantized_tanh", {"bits": 6}))
+    tanh = activation_format(Quantizer("quantized_tanh", {"bits": 6, "symmetric": True}))
     assert tanh == Fixed(6, 1, True, Rounding.RND_CONV, Overflow.SAT_SYM)
     x = np.linspace(-3, 3, 4001)
     relu_cast = fixed.to_float(fixed.quantize(np.maximum(x, 0), relu), relu)
     np.testing.assert_array_equal(relu_cast, qk_relu(x, 4, 1))
-    np.testing.assert_array_equal(fixed.to_float(fixed.quantize(x, tanh), tanh), qk_tanh(x, 6))
+    np.testing.assert_array_equal(fixed.to_float(fixed.quantize(x, tanh), tanh), qk_tanh(x, 6, True))
 
 
 def test_quantizers_parse_from_strings_and_dicts() -> None:
@@ -223,7 +223,7 @@ def _qkeras_cnn(rng: np.random.Generator) -> list[Layer]:
             "out",
             {
                 "units": 3,
-                "activation": "quantized_sigmoid(5)",
+                "activation": "quantized_sigmoid(5, symmetric=True)",
                 "kernel_quantizer": "quantized_bits(4, 0, alpha='auto_po2')",
                 "bias_quantizer": quantizer("quantized_bits", bits=6, integer=2, keep_negative=False),
             },
@@ -271,7 +271,7 @@ def _qkeras_cnn_reference(layers: list[Layer], x: np.ndarray) -> np.ndarray:
     h = h.reshape(n, -1)
     h = qk_tanh(h @ wq("fc", "kernel_quantizer", "kernel") + qk_bits(bias("fc"), 8, 3), 6)
     b = qk_bits(bias("out"), 6, 2, 0, False)
-    return qk_sigmoid(h @ wq("out", "kernel_quantizer", "kernel") + b, 5)
+    return qk_sigmoid(h @ wq("out", "kernel_quantizer", "kernel") + b, 5, True)
 
 
 def test_qkeras_cnn_simulates_as_the_transcription_bit_for_bit(tmp_path: Path) -> None:
