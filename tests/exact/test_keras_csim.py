@@ -1,0 +1,35 @@
+"""A QKeras model file built end to end: `fpgac verify` finds 0 mismatching bits (sim == g++ csim).
+
+The model (``tests/unit/test_keras_frontend.py``'s QKeras CNN: every quantizer kind, depthwise conv,
+pooling, flatten) is written as a Keras 2 ``.h5`` with h5py and built in io stream (line buffers and
+FIFOs; io parallel gave 0 mismatches too, kept out of CI's time budget); its formats are QKeras's
+(SAT_SYM, RND_CONV, unsigned, per-channel power-of-two weight scales), which the C++ types
+must reproduce exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fpgac.backends.equivalence import verify
+from fpgac.build import BuildOptions, build
+from tests.csim_support import skip_without_csim
+from tests.keras_files import write_h5
+from tests.unit.test_keras_frontend import _qkeras_cnn
+
+skip_without_csim()
+
+
+@pytest.mark.slow
+def test_qkeras_cnn_is_bit_exact_in_csim(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    model = write_h5(tmp_path / "qcnn.h5", _qkeras_cnn(rng), (6, 6, 2))
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.uniform(-1.2, 1.2, (32, 6, 6, 2)).astype(np.float32))
+    out = tmp_path / "build"
+    build(model, out, BuildOptions(calib=calib, io="stream", precision=12))
+    result = verify(str(out), samples=16)
+    assert result.mismatches == 0
