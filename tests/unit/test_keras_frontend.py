@@ -418,3 +418,12 @@ def test_cli_inspect_and_sim_read_the_split_form(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert np.load(tmp_path / "y.npy").shape == (3, 2)
+
+
+def test_readme_lists_exactly_the_supported_layers() -> None:
+    from fpgac.frontend.keras import SUPPORTED_LAYERS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Keras and QKeras models", 1)[1].split("\n## ", 1)[0]
+    listed = section.split(f"These {len(SUPPORTED_LAYERS)} layers are read:", 1)[1].split(".\n", 1)[0]
+    assert sorted(" ".join(listed.split()).split(", ")) == SUPPORTED_LAYERS
