@@ -39,6 +39,7 @@ from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.ops import OPS
+from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,15 @@ def _param_format(param: Param, width: int) -> Fixed:
     if isinstance(param.format, Fixed):
         return param.format
     return constant_format(param.data, width)
+
+
+def _weight_format(param: Param, width: int) -> Fixed:
+    """A dense/conv weight's format: declared, or the narrow exact one of binary/ternary weights
+    (:mod:`fpgac.ir.sign_weights`: no multiplier needs more), else ``width`` bits."""
+    if isinstance(param.format, Fixed):
+        return param.format
+    signs = sign_weights(param.data)
+    return signs.format() if signs is not None else constant_format(param.data, width)
 
 
 def _quantized(data: np.ndarray | np.float64, fmt: Fixed) -> Param:
@@ -263,7 +273,7 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     """
     (fx,) = ins
     weight = node.params["weight"]
-    fw = _param_format(weight, width)
+    fw = _weight_format(weight, width)
     node.params["weight"] = _quantized_encoded(weight, fw)
     frac = fx.frac_bits + fw.frac_bits
     w_m = _abs_row_sums(node.params["weight"])
