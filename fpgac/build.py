@@ -31,7 +31,7 @@ from fpgac.backends.plan import BuildPlan, check_target, write_plan
 from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import Board, get_board
 from fpgac.errors import FpgacError
-from fpgac.frontend.onnx import load_onnx
+from fpgac.frontend.loader import load_file
 from fpgac.ir import Graph
 from fpgac.ir.levels import level_count
 from fpgac.ir.serialize import graph_files
@@ -74,6 +74,7 @@ class BuildOptions:
     util: float = DEFAULT_UTIL
     target_fps: float | None = None
     weights: str = "auto"
+    keras_weights: Path | None = None
 
 
 def load_config(path: Path, graph: Graph) -> dict[str, dict[str, Any]]:
@@ -116,13 +117,14 @@ _LAYER_SETTINGS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 
 
-def load_model(model: Path) -> Graph:
+def load_model(model: Path, keras_weights: Path | None = None) -> Graph:
     """The float graph of ``model`` after the frontend's clean-ups (:data:`CLEANUPS`, run as passes).
 
     What ``fpgac inspect`` shows, ``fpgac sim model.onnx`` runs and the build's own passes start from.
+    ``keras_weights`` is the weights file of a Keras ``model.json``.
     """
     with step(f"loading {model.name}"):
-        graph = load_onnx(model)
+        graph = load_file(model, keras_weights)
     return run_pipeline(graph, CLEANUPS, step)
 
 
@@ -175,7 +177,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
     if options.weights == "offchip" and options.backend != "vitis":
         raise ConfigError("--weights offchip needs --backend vitis")
     board = get_board(options.board, part=options.part, clock_mhz=options.clock_mhz)
-    graph = load_model(model)
+    graph = load_model(model, options.keras_weights)
     calib = load_inputs(options.calib, graph) if options.calib else None
     for array in calib or []:
         if array.shape[0] == 0:

@@ -66,18 +66,28 @@ def cli(debug: bool) -> None:
     )
 
 
-def _load(model: Path) -> Graph:
+def _load(model: Path, keras_weights: Path | None = None) -> Graph:
     from fpgac.build import load_model
 
-    return load_model(model)
+    return load_model(model, keras_weights)
+
+
+# The weights of a Keras model.json (the split form). Not --weights: that one says where a build's
+# weights live (on chip or off).
+_keras_weights = click.option(
+    "--keras-weights",
+    type=click.Path(path_type=Path),
+    help="Weights file (.h5) of a Keras model.json architecture.",
+)
 
 
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--ir", "show_ir", is_flag=True, help="Print the IR text form instead of the layer table.")
-def inspect(model: Path, show_ir: bool) -> None:
-    """Show the layers of MODEL (an .onnx file): op, output shape, params, MACs."""
-    graph = _load(model)
+@_keras_weights
+def inspect(model: Path, show_ir: bool, keras_weights: Path | None) -> None:
+    """Show the layers of MODEL (.onnx, or Keras .h5/.keras/.json): op, output shape, params, MACs."""
+    graph = _load(model, keras_weights)
     if show_ir:
         click.echo(print_graph(graph), nl=False)
         return
@@ -173,6 +183,7 @@ def _float_pair(text: str) -> tuple[float, float]:
     help="Where weights live: auto moves the largest layers' weights to external memory only when the "
     "design cannot fit on chip.",
 )
+@_keras_weights
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
 @click.option(
     "--from-sweep",
@@ -199,6 +210,7 @@ def build(
     util: float,
     target_fps: float | None,
     weights: str,
+    keras_weights: Path | None,
     force: bool,
     from_sweep: Path | None,
     point: int | None,
@@ -231,6 +243,7 @@ def build(
         util=util,
         target_fps=target_fps,
         weights=weights,
+        keras_weights=keras_weights,
     )
     with shown():
         report = run_build(model, out, options, force=force, html=True)
@@ -338,8 +351,14 @@ def _aligned(rows: list[list[str]], numeric: range) -> str:
     default=None,
     help="Rank level of a build with rank levels (lowrank levels=...): 0, the largest, by default.",
 )
+@_keras_weights
 def sim(
-    model: Path, input_path: Path, output_path: Path, overflow_report: bool, rank_level: int | None
+    model: Path,
+    input_path: Path,
+    output_path: Path,
+    overflow_report: bool,
+    rank_level: int | None,
+    keras_weights: Path | None,
 ) -> None:
     """Run MODEL on a batch and save the outputs.
 
@@ -364,7 +383,7 @@ def sim(
             raise click.UsageError(
                 "--overflow-report and --rank-level need a build folder, not a float model"
             )
-        graph = _load(model)
+        graph = _load(model, keras_weights)
         check_output_path(output_path, graph)
         outputs = run_float(graph, load_inputs(input_path, graph))
     save_outputs(output_path, graph, outputs)

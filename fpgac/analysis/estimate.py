@@ -96,6 +96,7 @@ from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.shapes import patch_grid
+from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed
 
 IO_STYLES = ("parallel", "stream")
@@ -418,9 +419,12 @@ def _per_step(node: Node, io: str) -> tuple[int, int]:
 
 
 def _matmul(node: Node, io: str) -> _Work:
-    """Dense and conv: one multiply-accumulate per non-zero weight."""
+    """Dense and conv: one multiply-accumulate per non-zero weight; with binary/ternary weights
+    (:func:`~fpgac.ir.sign_weights.sign_weights`) the product is a sign and a shift: an add or a
+    subtract, costed as a product with a 2-bit operand (LUTs, no DSP), whatever the weight's width."""
     out = node.output
     weight = node.params["weight"]
+    signs = sign_weights(weight.data)
     nnz = int(np.count_nonzero(weight.data))
     fan_in = math.prod(weight.shape[1:])
     if node.op == "dense":
@@ -433,7 +437,7 @@ def _matmul(node: Node, io: str) -> _Work:
         elems=elems,
         mults=nnz,
         a_bits=_in_bits(node),
-        b_bits=_signed_width(weight.format),
+        b_bits=2 if signs is not None else _signed_width(weight.format),
         adds=nnz,
         add_bits=acc,
         logic=elems * _width(out.type.format),

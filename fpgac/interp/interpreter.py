@@ -4,7 +4,10 @@ The interpreter walks the graph's nodes in their (topological) order and calls
 one function per op from :data:`fpgac.interp.float_kernels.FLOAT_OPS`. Arrays
 carry the batch on axis 0 followed by the value's per-sample shape. Formats and
 layouts are ignored: this is the float meaning of the graph, whatever number
-formats a pass has assigned (the bit-accurate simulator honours those).
+formats a pass has assigned (the bit-accurate simulator honours those). The one
+exception is a float graph whose frontend declared formats on values (QKeras's
+activation quantizers): those values are rounded into them, as the trained
+model computes them (:func:`declared_formats`).
 
 Intermediate arrays are dropped as soon as their last consumer has run, so peak
 memory on a deep network is a few activations, not all of them; ``trace=True``
@@ -23,7 +26,9 @@ import numpy as np
 
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import FLOAT_OPS
+from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Value
+from fpgac.ir.types import Fixed
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,8 @@ def run_float(
             (the message names the node and op).
     """
     arrays = bind_inputs(graph, inputs)
+    declared = declared_formats(graph)
+    arrays = [_declared(v, a, declared) for v, a in zip(graph.inputs, arrays, strict=True)]
     env: dict[int, np.ndarray] = {id(v): a for v, a in zip(graph.inputs, arrays, strict=True)}
     traced = {v.name: a for v, a in zip(graph.inputs, arrays, strict=True)}
     keep = {id(v) for v in graph.outputs}
@@ -78,7 +85,9 @@ def run_float(
             observe(value, array)
     remaining = Counter(id(value) for node in graph.nodes for value in set(node.inputs))
     for node in graph.nodes:
-        result = _run_node(node, [_lookup(env, v, node) for v in node.inputs])
+        result = _declared(
+            node.output, _run_node(node, [_lookup(env, v, node) for v in node.inputs]), declared
+        )
         env[id(node.output)] = result
         if observe is not None:
             observe(node.output, result)
@@ -93,6 +102,19 @@ def run_float(
     if trace:
         return traced
     return [_lookup(env, v, None) for v in graph.outputs]
+
+
+def declared_formats(graph: Graph) -> bool:
+    """Whether ``graph`` is a float graph with formats a frontend declared (not yet quantized)."""
+    return "quantize" not in graph.metadata and any(isinstance(v.type.format, Fixed) for v in graph.values())
+
+
+def _declared(value: Value, array: np.ndarray, declared: bool) -> np.ndarray:
+    """``array`` rounded into the value's declared format (as float32), when the graph declares them."""
+    fmt = value.type.format
+    if not declared or not isinstance(fmt, Fixed):
+        return array
+    return fixed.to_float(fixed.quantize(array, fmt), fmt).astype(np.float32).reshape(array.shape)
 
 
 def _lookup(env: dict[int, np.ndarray], value: Value, node: Node | None) -> np.ndarray:

@@ -17,6 +17,9 @@ Formats follow three rules.
   product, and their integer bits the worst-case sum over the input format's whole range, so a dot
   product never overflows whatever the input.
 
+Formats a frontend declared stay as they are: a QKeras quantizer is the format of the weight or value it
+quantizes (fixed formats on the float graph), so the design rounds where the trained model did.
+
 Non-linear functions become lookup tables indexed by the input's raw bits (see
 :mod:`fpgac.interp.fixed_kernels` for the exact kernel semantics the HLS implements).
 """
@@ -37,6 +40,7 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.levels import LEVEL_BIAS, at_level, level_count
 from fpgac.ir.ops import OPS
+from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 from fpgac.passes.ood_formats import energy_format, flag_format
 
@@ -75,6 +79,29 @@ def constant_format(data: np.ndarray | np.float64, width: int) -> Fixed:
     return Fixed(
         width, _int_bits(float(np.abs(data).max(initial=0.0)), True), True, Rounding.RND_CONV, Overflow.SAT
     )
+
+
+def declared(value: Value) -> Fixed | None:
+    """The format a frontend declared on a value of the float graph (a QKeras quantizer's), if any:
+    the pass keeps it instead of sizing one from the value's range."""
+    fmt = value.type.format
+    return fmt if isinstance(fmt, Fixed) else None
+
+
+def _param_format(param: Param, width: int) -> Fixed:
+    """A weight's declared format (a QKeras quantizer's), else ``width`` bits sized to its data."""
+    if isinstance(param.format, Fixed):
+        return param.format
+    return constant_format(param.data, width)
+
+
+def _weight_format(param: Param, width: int) -> Fixed:
+    """A dense/conv weight's format: declared, or the narrow exact one of binary/ternary weights
+    (:mod:`fpgac.ir.sign_weights`: no multiplier needs more), else ``width`` bits."""
+    if isinstance(param.format, Fixed):
+        return param.format
+    signs = sign_weights(param.data)
+    return signs.format() if signs is not None else constant_format(param.data, width)
 
 
 def _quantized(data: np.ndarray | np.float64, fmt: Fixed) -> Param:
@@ -128,7 +155,7 @@ class Quantize:
         formats: dict[int, Fixed] = {}
         for value in graph.inputs:
             lo, hi = ranges[value.name]
-            formats[id(value)] = activation_format(lo, hi, self.precision, headroom)
+            formats[id(value)] = declared(value) or activation_format(lo, hi, self.precision, headroom)
             value.type = value.type.with_format(formats[id(value)])
         for node in graph.nodes:
             width = self.layer_precision.get(node.name, self.precision)
@@ -138,6 +165,7 @@ class Quantize:
                 out = _RULES[node.op](node, ins, (lo, hi), width, headroom)
             except (ValueError, ZeroDivisionError, OverflowError) as exc:
                 raise QuantizeError(f"quantize failed on node {node.name!r} ({node.op}): {exc}") from exc
+            out = declared(node.output) or out
             formats[id(node.output)] = out
             node.output.type = node.output.type.with_format(out)
         graph.metadata["quantize"] = {
@@ -202,7 +230,7 @@ class Quantize:
         for node in copy.nodes:
             width = self.layer_precision.get(node.name, self.precision)
             for key, param in node.params.items():
-                node.params[key] = _quantized(param.data, constant_format(param.data, width))
+                node.params[key] = _quantized(param.data, _param_format(param, width))
             for key in OPS[node.op].quantized_attrs:
                 data = np.float64(node.attrs[key])
                 node.attrs[key] = float(_quantized(data, constant_format(data, width)).data)
@@ -214,15 +242,19 @@ class Quantize:
         float32 rounding in the interval ops (2**-20 of the magnitude). Zero stays a bound: rounding a
         non-negative value never makes it negative, so ReLU outputs keep unsigned formats."""
         top = max(abs(float(lo.min(initial=0.0))), abs(float(hi.max(initial=0.0))))
-        fmt = activation_format(float(lo.min(initial=0.0)), float(hi.max(initial=0.0)), self._width(value), 0)
+        fmt = declared(value) or activation_format(
+            float(lo.min(initial=0.0)), float(hi.max(initial=0.0)), self._width(value), 0
+        )
         slack = fmt.lsb + top * 2.0**-20
         return np.where(lo < 0, lo - slack, lo), np.where(hi > 0, hi + slack, hi)
 
 
 def _check_quantizable(graph: Graph) -> None:
-    for value in graph.values():
-        if not isinstance(value.type.format, Float):
-            raise QuantizeError(f"quantize: value {value.name!r} is already {value.type.format}")
+    """Refuse a graph quantized before; fixed formats a frontend declared (QKeras's quantizers) stay."""
+    if "quantize" in graph.metadata:
+        fixed_values = [v for v in graph.values() if not isinstance(v.type.format, Float)]
+        where = f"value {fixed_values[0].name!r} is" if fixed_values else "the graph is"
+        raise QuantizeError(f"quantize: {where} already quantized")
     for node in graph.nodes:
         if node.op not in _RULES:
             reason = OPS[node.op].float_only
@@ -246,7 +278,7 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     """
     (fx,) = ins
     weight = node.params["weight"]
-    fw = constant_format(weight.data, width)
+    fw = _weight_format(weight, width)
     node.params["weight"] = _quantized_encoded(weight, fw)
     frac = fx.frac_bits + fw.frac_bits
     w_m = _abs_row_sums(node.params["weight"])
@@ -254,7 +286,7 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     if "bias" in node.params:
         # One format for every rank level's bias (fpgac/ir/levels.py), the accumulator sized for the largest.
         biases = node.params.get(LEVEL_BIAS, node.params["bias"])
-        fb = constant_format(biases.data, width)
+        fb = _param_format(biases, width)
         node.params["bias"] = _quantized(node.params["bias"].data, fb)
         if LEVEL_BIAS in node.params:
             node.params[LEVEL_BIAS] = _quantized(biases.data, fb)

@@ -1,0 +1,57 @@
+"""Binary and ternary weights: found from the values, given their narrow exact format, costed without DSPs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fpgac.analysis.estimate import estimate
+from fpgac.boards import get_board
+from fpgac.build import load_model
+from fpgac.ir import Fixed, Graph, Overflow, Rounding
+from fpgac.ir.sign_weights import SignWeights, sign_weights
+from fpgac.passes.quantize import Quantize
+from tests.keras_files import Layer, write_h5
+
+
+def test_sign_weights_are_found_per_output_unit() -> None:
+    binary = np.array([[1.0, -1.0, 1.0], [-0.25, 0.25, 0.25]])
+    assert sign_weights(binary) == SignWeights(ternary=False, low=-2, high=0)
+    assert sign_weights(np.array([[2.0, 0.0, -2.0], [0.0, 0.0, 0.0]])) == SignWeights(True, 1, 1)
+    assert sign_weights(np.array([[1.0, -0.5]])) is None  # two magnitudes in one unit
+    assert sign_weights(np.array([[0.75, -0.75]])) is None  # not a power of two
+    assert sign_weights(np.zeros((2, 3))) is None
+    assert SignWeights(False, -2, 0).format() == Fixed(4, 2, True, Rounding.RND_CONV, Overflow.SAT)
+
+
+def sign_mlp(folder: Path) -> Path:
+    """A float Keras MLP (no quantizers) whose first layer is binary (+-0.5) and second ternary."""
+    rng = np.random.default_rng(0)
+    binary = np.where(rng.normal(size=(16, 32)) >= 0, 0.5, -0.5)
+    w = rng.normal(size=(32, 8))
+    ternary = (np.abs(w) > 0.5) * np.sign(w)
+    layers = [
+        Layer(
+            "Dense",
+            "fc1",
+            {"units": 32, "activation": "relu"},
+            [("kernel", binary), ("bias", rng.normal(size=32))],
+        ),
+        Layer("Dense", "fc2", {"units": 8}, [("kernel", ternary), ("bias", rng.normal(size=8))]),
+    ]
+    return write_h5(folder / "signs.h5", layers, (16,))
+
+
+def _quantized(folder: Path) -> Graph:
+    x = np.random.default_rng(1).uniform(-1, 1, (64, 16)).astype(np.float32)
+    return Quantize(precision=16, calib=(x,)).run(load_model(sign_mlp(folder)))
+
+
+def test_binary_and_ternary_layers_get_narrow_formats_and_no_dsp(tmp_path: Path) -> None:
+    design = _quantized(tmp_path)
+    dense = [n for n in design.nodes if n.op == "dense"]
+    assert [n.params["weight"].format.width for n in dense] == [2, 2]
+    costs = {layer.name: layer for layer in estimate(design, get_board("zcu104"), "parallel").layers}
+    assert [costs[n.name].resources.dsp for n in dense] == [0, 0]
+    assert all(costs[n.name].resources.lut > 0 for n in dense)  # the adds and subtracts
