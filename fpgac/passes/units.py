@@ -91,10 +91,11 @@ def find_groups(graph: Graph) -> tuple[list[Group], dict[str, str]]:
             for value in node.inputs:
                 joined.add_edge(id(value), id(node.output))
     values = {id(v): v for v in graph.values()}
+    place = {id(v): i for i, v in enumerate(graph.values())}
     order = {id(n): i for i, n in enumerate(graph.nodes)}
     groups, reasons = [], {}
     for component in nx.connected_components(joined):
-        members = [values[i] for i in component]
+        members = [values[i] for i in sorted(component, key=place.__getitem__)]  # deterministic
         producers = sorted(
             {
                 id(v.producer): v.producer
@@ -187,6 +188,7 @@ def _group(graph: Graph, members: list[Value], producers: list[Node], order: dic
             consumers.append(Consumer(node, block))
     if not consumers:
         return "no layer reads its units"
+    consumers.sort(key=lambda c: order[id(c.node)])
     return Group(
         tuple(producers), tuple(path), tuple(layout[id(n.inputs[0])] for n in path), tuple(consumers)
     )
