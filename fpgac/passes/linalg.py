@@ -8,7 +8,7 @@ features, or a conv's im2col patches ordered like ``weight.reshape(out, -1)`` (c
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,44 +153,73 @@ def refit(weight: np.ndarray, gram: np.ndarray, kept: np.ndarray) -> np.ndarray:
 def reap_select(
     weight: np.ndarray, gram: np.ndarray, blocks: Sequence[np.ndarray], keep: int
 ) -> tuple[list[int], np.ndarray]:
-    """REAP: greedily drop the block of columns whose removal, after an optimal refit, costs least.
+    """REAP for one consumer: :func:`reap_group_select` with a single weight."""
+    kept, weights = reap_group_select([weight], [gram], [blocks], keep)
+    return kept, weights[0]
 
-    With ``H = G⁻¹`` the refit error of dropping columns ``C`` is ``tr(W_C H_CC⁻¹ W_Cᵀ)`` (``‖w_i‖²/H_ii``
-    for one column), the refit is ``W_R ← W_R - W_C H_CC⁻¹ H_CR`` and the remaining inverse is the Schur
-    downdate ``H_RR ← H_RR - H_RC H_CC⁻¹ H_CR``: one matrix update per drop instead of a least-squares
-    solve per candidate. Each drop's cost is the increase of the total error, so the greedy choices are
-    those of brute force. Columns outside every block (the bias column) are never dropped.
 
-    Returns the kept block indices (sorted) and the refitted weight (zeros in the dropped columns).
+def reap_group_select(
+    weights: Sequence[np.ndarray],
+    grams: Sequence[np.ndarray],
+    blocks: Sequence[Sequence[np.ndarray]],
+    keep: int,
+) -> tuple[list[int], list[np.ndarray]]:
+    """REAP over every consumer of a group of units: the kept units (sorted) and each refitted weight."""
+    for remaining, fitted in reap_drops(weights, grams, blocks):
+        if len(remaining) <= keep:
+            return sorted(remaining), [w.copy() for w in fitted]
+    raise ValueError(f"keep must be at least 1, not {keep}")
+
+
+def reap_drops(
+    weights: Sequence[np.ndarray],
+    grams: Sequence[np.ndarray],
+    blocks: Sequence[Sequence[np.ndarray]],
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """REAP: greedily drop the unit whose removal, after an optimal refit of every consumer, costs least.
+
+    Consumer ``j`` reads unit ``u`` through the columns ``blocks[j][u]`` of its weight ``weights[j]``
+    (out, n), with ``grams[j]`` the Gram matrix of its own input. The consumers' refits are independent
+    least-squares problems, so the joint error of a set of dropped units is the sum of their errors.
+    With ``H = G⁻¹`` one consumer's refit error of dropping columns ``C`` is ``tr(W_C H_CC⁻¹ W_Cᵀ)``
+    (``‖w_i‖²/H_ii`` for one column), the refit is ``W_R ← W_R - W_C H_CC⁻¹ H_CR`` and the remaining
+    inverse is the Schur downdate ``H_RR ← H_RR - H_RC H_CC⁻¹ H_CR``: one matrix update per drop instead
+    of a least-squares solve per candidate. Each drop's cost is the increase of the total error, so the
+    greedy choices are those of brute force. Columns outside every block (the bias column) are never
+    dropped.
+
+    Yields the remaining units and the refitted weights (zeros in dropped columns; the same arrays,
+    updated in place, at every step: copy what you keep) before any drop and after each, down to one unit.
     """
-    w = np.array(weight, np.float64)
-    h = np.linalg.inv(np.asarray(gram, np.float64))
-    alive = np.ones(w.shape[1], bool)
-    remaining = list(range(len(blocks)))
-    single = all(len(b) == 1 for b in blocks)
-    while len(remaining) > keep:
-        if single:
-            cols = np.array([blocks[b][0] for b in remaining])
-            costs = np.sum(w[:, cols] ** 2, axis=0) / np.diag(h)[cols]
-        else:
-            costs = np.array(
-                [
-                    np.trace(
-                        w[:, blocks[b]] @ np.linalg.solve(h[np.ix_(blocks[b], blocks[b])], w[:, blocks[b]].T)
-                    )
-                    for b in remaining
-                ]
-            )
+    w = [np.array(weight, np.float64) for weight in weights]
+    h = [np.linalg.inv(np.asarray(gram, np.float64)) for gram in grams]
+    alive = [np.ones(x.shape[1], bool) for x in w]
+    remaining = list(range(len(blocks[0])))
+    yield remaining, w
+    while len(remaining) > 1:
+        costs = sum(
+            (_drop_costs(w[j], h[j], [blocks[j][b] for b in remaining]) for j in range(len(w))),
+            np.zeros(len(remaining)),
+        )
         drop = remaining.pop(int(np.argmin(costs)))
-        c = blocks[drop]
-        alive[c] = False
-        rest = np.flatnonzero(alive)
-        h_cc_inv = np.linalg.inv(h[np.ix_(c, c)])
-        h_cr = h[np.ix_(c, rest)]
-        w[:, rest] -= w[:, c] @ h_cc_inv @ h_cr
-        h[np.ix_(rest, rest)] -= h_cr.T @ h_cc_inv @ h_cr
-        w[:, c] = 0.0
-    return sorted(remaining), w
+        for j in range(len(w)):
+            c = blocks[j][drop]
+            alive[j][c] = False
+            rest = np.flatnonzero(alive[j])
+            h_cc_inv = np.linalg.inv(h[j][np.ix_(c, c)])
+            h_cr = h[j][np.ix_(c, rest)]
+            w[j][:, rest] -= w[j][:, c] @ h_cc_inv @ h_cr
+            h[j][np.ix_(rest, rest)] -= h_cr.T @ h_cc_inv @ h_cr
+            w[j][:, c] = 0.0
+        yield remaining, w
+
+
+def _drop_costs(w: np.ndarray, h: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """The refit error of dropping each block alone from one consumer, ``tr(W_C H_CC⁻¹ W_Cᵀ)``."""
+    if all(len(b) == 1 for b in blocks):
+        cols = np.array([b[0] for b in blocks])
+        return np.asarray(np.sum(w[:, cols] ** 2, axis=0) / np.diag(h)[cols])
+    return np.array([np.trace(w[:, b] @ np.linalg.solve(h[np.ix_(b, b)], w[:, b].T)) for b in blocks])
 
 
 def unify_select(

@@ -1,25 +1,36 @@
 """Structured pruning of neurons and channels by REAP, Neuro-Unification or L1 norm, without retraining.
 
-A layer's units (dense neurons, conv channels) are removed where they feed exactly one dense/conv
-consumer through per-unit ops (see :mod:`fpgac.passes.units`; the channels of residual sums and concats
-are kept). What is measured is the consumer's pre-activation on the calibration batch, because that is
-all a unit's removal can change directly.
+Units are removed by *group* (see :mod:`fpgac.passes.units`): in a chain, one layer's units that feed
+one dense/conv consumer through per-unit ops; in a residual network, a channel of the residual stream,
+produced by every layer that adds into it and read by every layer that reads it, removed everywhere at
+once (``residual=false`` prunes only groups of one producer, no add and one consumer: "internal-only").
+What is measured is the consumers' pre-activations on the calibration batch, because that is all a
+unit's removal can change directly.
 
 * ``method=reap`` (default): greedily drop the unit whose removal leaves the least error in those
-  pre-activations after the consumer is refitted by least squares, in closed form (see
-  :func:`fpgac.passes.linalg.reap_select`).
+  pre-activations after every consumer is refitted by least squares, in closed form: a group's error is
+  the sum over its consumers, each with the Gram matrix of its own input (see
+  :func:`fpgac.passes.linalg.reap_drops`).
 * ``method=unify``: merge each dropped unit into the surviving unit that best emulates it, folding its
-  outgoing weights (Neuro-Unification).
+  outgoing weights (Neuro-Unification; groups with one consumer only).
 * ``method=l1``: drop the units with the smallest L1 norm of incoming weights (the usual baseline).
 
-``refit`` (default true, false for ``l1``) refits the consumer by least squares on the kept units, so
+``refit`` (default true, false for ``l1``) refits the consumers by least squares on the kept units, so
 the value of a method's *selection* can be measured apart from the refit.
 
-Layers are pruned one after the other, front to back, each on the activations of the graph as already
-pruned, against the *original* graph's consumer pre-activations: the refit then also corrects the drift
-that earlier prunes caused, which one-shot pruning on the original activations cannot. (The closed form
-still applies: the refit target ``W_0 X_0`` is first projected onto the current inputs, ``W* = Y Xᵀ G⁻¹``,
-and ``‖Y - W'X‖² = ‖Y - W*X‖² + tr((W* - W') G (W* - W')ᵀ)``.) The consumer's bias is the weight of a
+How much: ``keep=F`` keeps a fraction F of every group (``layer_keep`` per layer, from the build config;
+0.5 when nothing is given), or ``macs=R`` / ``params=R`` bounds the whole graph's MACs or params to R of
+the original, allocated by ``allocation`` (see :mod:`fpgac.passes.reap_allocation`): ``uniform``, the
+same fraction everywhere, or ``output``, by each group's measured effect on the network's *final* outputs
+(Kamma & Wada's pruning-ratio optimisation). ``order``: groups are pruned ``forward`` (front to back),
+``backward``, or by ``impact`` (the group whose pruning at its count hurts the final outputs least first,
+measured again after each).
+
+Groups are pruned one after the other, each on the activations of the graph as already pruned, against
+the *original* graph's consumer pre-activations: the refit then also corrects the drift that earlier
+prunes caused, which one-shot pruning on the original activations cannot. (The closed form still
+applies: the refit target ``W_0 X_0`` is first projected onto the current inputs, ``W* = Y Xᵀ G⁻¹``,
+and ``‖Y - W'X‖² = ‖Y - W*X‖² + tr((W* - W') G (W* - W')ᵀ)``.) A consumer's bias is the weight of a
 constant input, so a dropped unit's mean is absorbed into it. ``G = XᵀX + λI`` with ``λ = damp`` times
 the mean diagonal: a unit that is never active (a dead ReLU) would otherwise make ``G`` singular.
 """
@@ -37,13 +48,36 @@ import numpy as np
 from fpgac.analysis.cost import graph_cost, node_cost
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
-from fpgac.ir.graph import Graph
+from fpgac.ir.graph import Graph, Node
 from fpgac.passes import linalg
-from fpgac.passes.units import Site, find_site, remove_units
+from fpgac.passes.reap_allocation import CostModel, Counts, grid, output_counts, uniform_counts
+from fpgac.passes.units import Group, find_groups, remove_units
 
 log = logging.getLogger(__name__)
 
 METHODS = ("reap", "unify", "l1")
+ALLOCATIONS = ("uniform", "output")
+ORDERS = ("forward", "backward", "impact")
+
+Trace = dict[str, np.ndarray]
+
+
+@dataclass
+class Reference:
+    """The original graph's values on the calibration batch, and the units each pruned layer still has.
+
+    A consumer's refit target is its original output, restricted to the output units it keeps when it
+    was itself pruned as a producer before (``order=backward`` or ``impact``).
+    """
+
+    trace: Trace
+    kept: dict[str, list[int]] = field(default_factory=dict)
+
+    def target(self, node: Node) -> np.ndarray:
+        target = self.trace[node.output.name]
+        if node.name not in self.kept:
+            return target
+        return np.take(target, self.kept[node.name], axis=1 if node.op == "conv" else -1)
 
 
 class ReapError(FpgacError):
@@ -52,30 +86,47 @@ class ReapError(FpgacError):
 
 @dataclass(frozen=True)
 class Reap:
-    """Remove units of every prunable layer, keeping ``keep`` of them (``layer_keep`` per layer).
+    """Remove units of every prunable group; see the module docstring for the options.
 
-    Options: ``keep`` (fraction of units kept, rounded down, at least one), ``method``
-    (``reap``/``unify``/``l1``), ``refit`` (least-squares refit of the consumer; default true except for
-    ``l1``), ``damp`` (relative ridge λ), ``layer_keep`` (per-layer fractions from the build config).
-    ``calib`` is the calibration batch; only ``l1`` without refit runs without one.
+    Options: ``keep`` (fraction of units kept, rounded down, at least one) or ``macs`` / ``params``
+    (budget, fraction of the graph's) with ``allocation`` (``uniform``/``output``), ``order``
+    (``forward``/``backward``/``impact``), ``method`` (``reap``/``unify``/``l1``), ``refit``
+    (least-squares refit of the consumers; default true except for ``l1``), ``damp`` (relative ridge
+    λ), ``residual`` (prune groups across residual adds and shared values), ``layer_keep`` (per-layer
+    fractions from the build config). ``calib`` is the calibration batch; only ``l1`` without refit,
+    with ``keep`` and the ``forward``/``backward`` order, runs without one.
     """
 
     name: ClassVar[str] = "reap"
-    keep: float = 0.5
+    keep: float | None = None
+    macs: float | None = None
+    params: float | None = None
+    allocation: str = "uniform"
+    order: str = "forward"
     method: str = "reap"
     refit: bool | None = None
     damp: float = 1e-3
+    residual: bool = True
     layer_keep: Mapping[str, float] = field(default_factory=dict)
     calib: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ReapError(f"reap: unknown method {self.method!r}; expected one of {list(METHODS)}")
-        for what, fraction in [("keep", self.keep)] + [
+        for key, allowed in (("method", METHODS), ("allocation", ALLOCATIONS), ("order", ORDERS)):
+            if getattr(self, key) not in allowed:
+                raise ReapError(
+                    f"reap: unknown {key} {getattr(self, key)!r}; expected one of {list(allowed)}"
+                )
+        given = [k for k in ("keep", "macs", "params") if getattr(self, k) is not None]
+        if len(given) > 1:
+            raise ReapError(f"reap: give one of keep, macs, params (got {given})")
+        fractions = [(k, getattr(self, k)) for k in given] + [
             (f"keep of {k!r}", v) for k, v in self.layer_keep.items()
-        ]:
+        ]
+        for what, fraction in fractions:
             if not 0.0 < fraction <= 1.0:
                 raise ReapError(f"reap: {what} must be in (0, 1], not {fraction!r}")
+        if self.allocation == "output" and self.budget is None:
+            raise ReapError("reap: allocation=output needs a budget (macs=R or params=R)")
         if not self.damp > 0:
             raise ReapError(f"reap: damp must be positive, not {self.damp!r}")
         if self.calib is None and (self.method != "l1" or self.do_refit):
@@ -83,95 +134,263 @@ class Reap:
                 f"reap: method={self.method}{' with refit' if self.do_refit else ''} needs calibration data"
                 " (--calib); only method=l1 with refit=false runs without"
             )
+        if self.calib is None and (self.allocation == "output" or self.order == "impact"):
+            raise ReapError("reap: allocation=output and order=impact need calibration data (--calib)")
 
     @property
     def do_refit(self) -> bool:
         return self.method != "l1" if self.refit is None else self.refit
 
+    @property
+    def budget(self) -> tuple[str, float] | None:
+        """(``macs`` or ``params``, fraction), or None when ``keep`` decides."""
+        for what in ("macs", "params"):
+            value = getattr(self, what)
+            if value is not None:
+                return what, float(value)
+        return None
+
     def run(self, graph: Graph) -> Graph:
-        sites = []
-        for node in graph.nodes:
-            site = find_site(graph, node)
-            if isinstance(site, Site):
-                sites.append(site)
-            elif node.op in ("dense", "conv"):
-                log.info("reap: layer %s is not pruned: %s", node.name, site)
-        unknown = set(self.layer_keep) - {site.producer.name for site in sites}
+        groups = self._groups(graph)
+        unknown = set(self.layer_keep) - {p.name for g in groups for p in g.producers}
         if unknown:
             log.warning("reap: keep is set for %s, which are not prunable layers", sorted(unknown))
-        targets = self._targets(graph, sites)
+        original = Reference(self._trace(graph)) if self.calib is not None else None
         macs_before = graph_cost(graph).macs
-        layers = {}
-        for site in sites:
-            fraction = self.layer_keep.get(site.producer.name, self.keep)
-            keep = max(1, math.floor(fraction * site.units + 1e-9))
-            before = node_cost(site.producer).macs + node_cost(site.consumer).macs
-            units = site.units
-            if keep < units:
-                self._prune(graph, site, keep, targets.get(site.consumer.name))
-            layers[site.producer.name] = {
-                "units": units,
-                "kept": keep,
-                "consumer": site.consumer.name,
-                "macs_before": before,
-                "macs_after": node_cost(site.producer).macs + node_cost(site.consumer).macs,
+        units = {g.name: g.units for g in groups}
+        profiles: dict[str, dict[int, float]] = {}
+        counts = self._counts(graph, groups, original, profiles)
+        layers: dict[str, dict[str, object]] = {}
+        pending = list(groups)
+        while pending:
+            group = self._next(graph, pending, counts, original)
+            pending.remove(group)
+            layers[group.name] = {
+                "units": group.units,
+                "kept": counts[group.name],
+                "producers": [p.name for p in group.producers],
+                "consumers": [c.node.name for c in group.consumers],
+                "macs_before": _macs(group),
             }
+            if counts[group.name] < group.units:
+                kept = self._prune(graph, group, counts[group.name], original)
+                if original is not None:
+                    original.kept.update({p.name: kept for p in group.producers})
+            layers[group.name]["macs_after"] = _macs(group)
+            if group.name in profiles:
+                layers[group.name]["profile"] = {str(k): v for k, v in sorted(profiles[group.name].items())}
+        order = [name for name in units if name in layers]
         graph.metadata.setdefault("compression", []).append(
             {
                 "pass": self.name,
-                "options": {"keep": self.keep, "method": self.method, "refit": self.do_refit},
+                "options": self._options(),
                 "macs_before": macs_before,
                 "macs_after": graph_cost(graph).macs,
-                "layers": layers,
+                "order": list(layers),
+                "layers": {name: layers[name] for name in order},
             }
         )
         return graph
 
-    def _targets(self, graph: Graph, sites: list[Site]) -> dict[str, np.ndarray]:
-        """The original consumers' outputs on the calibration batch (the refit targets)."""
-        if self.calib is None or not self.do_refit:
-            return {}
+    def _options(self) -> dict[str, object]:
+        amount: dict[str, object] = (
+            {"keep": 0.5 if self.keep is None else self.keep}
+            if self.budget is None
+            else {self.budget[0]: self.budget[1], "allocation": self.allocation}
+        )
+        return {**amount, "order": self.order, "method": self.method, "refit": self.do_refit}
+
+    def _groups(self, graph: Graph) -> list[Group]:
+        groups, reasons = find_groups(graph)
+        for name, reason in reasons.items():
+            log.info("reap: layer %s is not pruned: %s", name, reason)
+        chosen = []
+        for group in groups:
+            if not self.residual and (len(group.producers) > 1 or len(group.consumers) > 1):
+                log.info("reap: layer %s is not pruned: its units are shared (residual=false)", group.name)
+            elif self.method == "unify" and len(group.consumers) > 1:
+                log.info("reap: layer %s is not pruned: unify needs a single consumer", group.name)
+            else:
+                chosen.append(group)
+        return chosen
+
+    def _trace(self, graph: Graph) -> Trace:
+        assert self.calib is not None
         traced = run_float(graph, list(self.calib), trace=True)
         assert isinstance(traced, dict)
-        return {s.consumer.name: traced[s.consumer.output.name] for s in sites}
+        return traced
 
-    def _prune(self, graph: Graph, site: Site, keep: int, target: np.ndarray | None) -> None:
-        consumer = site.consumer
-        weight = (
-            consumer.params["weight"].data.astype(np.float64).reshape(consumer.params["weight"].shape[0], -1)
-        )
-        bias = (
-            consumer.params["bias"].data.astype(np.float64)
-            if "bias" in consumer.params
-            else np.zeros(len(weight))
-        )
-        original = np.concatenate([weight, bias[:, None]], axis=1)
-        blocks = [site.columns(u) for u in range(site.units)]
-        if self.method == "l1" and not self.do_refit:
-            x, stats, gram = None, None, None
+    def _counts(
+        self,
+        graph: Graph,
+        groups: list[Group],
+        original: Reference | None,
+        profiles: dict[str, dict[int, float]],
+    ) -> Counts:
+        """Units kept per group: from ``keep``/``layer_keep``, or allocated under the budget."""
+
+        def count(group: Group, fraction: float) -> int:
+            return max(1, math.floor(fraction * group.units + 1e-9))
+
+        fixed = {
+            g.name: count(g, self.layer_keep[p.name])
+            for g in groups
+            for p in g.producers
+            if p.name in self.layer_keep
+        }
+        if self.budget is None:
+            keep = 0.5 if self.keep is None else self.keep
+            return {g.name: fixed.get(g.name, count(g, keep)) for g in groups}
+        what, fraction = self.budget
+        model = CostModel.of(graph, groups, self.do_refit)
+        limit = fraction * getattr(graph_cost(graph), what)
+        if self.allocation == "uniform":
+            chosen = uniform_counts(model, fixed, what, limit)
         else:
-            assert self.calib is not None
-            traced = run_float(graph, list(self.calib), trace=True)
-            assert isinstance(traced, dict)
-            x = traced[consumer.inputs[0].name]
-            stats = linalg.moments(consumer, x, target)
-            gram = linalg.add_damping(stats.gram, self.damp)
+            assert original is not None
+            for group in groups:
+                if group.name not in fixed:
+                    profiles[group.name] = self._profile(graph, group, original)
+            chosen = output_counts(model, profiles, fixed, what, limit)
+        if chosen is None:
+            least = model.cost({g.name: fixed.get(g.name, 1) for g in groups}, what)
+            raise ReapError(
+                f"reap: {what}={fraction} cannot be met: with one unit per prunable group the graph keeps"
+                f" {least / getattr(graph_cost(graph), what):.3f} of its {what}"
+            )
+        return chosen
+
+    def _profile(self, graph: Graph, group: Group, original: Reference) -> dict[int, float]:
+        """The relative error of the final outputs with ``group`` alone pruned to each count of its grid.
+
+        REAP's greedy drops are nested, so one pass down its path gives every count's selection and refit.
+        """
+        counts = set(grid(group.units))
+        profile = {group.units: 0.0}
+        if self.method == "reap" and self.do_refit:
+            problem = self._problem(graph, group, original)
+            for remaining, weights in linalg.reap_drops(problem.fits, problem.grams, problem.blocks):
+                if len(remaining) in counts and len(remaining) < group.units:
+                    profile[len(remaining)] = self._error_with(
+                        graph, group, sorted(remaining), weights, original
+                    )
+        else:
+            for count in sorted(counts - {group.units}):
+                trial = graph.clone()
+                (copy,) = [g for g in find_groups(trial)[0] if g.name == group.name]
+                self._prune(trial, copy, count, original)
+                profile[count] = _output_error(trial, self.calib, original)
+        log.info("reap: profiled %s at %d counts", group.name, len(profile))
+        return profile
+
+    def _error_with(
+        self, graph: Graph, group: Group, kept: list[int], weights: list[np.ndarray], original: Reference
+    ) -> float:
+        """The final outputs' relative error with ``group`` cut to ``kept``, its consumers to ``weights``."""
+        trial = graph.clone()
+        (copy,) = [g for g in find_groups(trial)[0] if g.name == group.name]
+        remove_units(copy, kept, weights)
+        return _output_error(trial, self.calib, original)
+
+    def _error_alone(self, graph: Graph, group: Group, count: int, original: Reference) -> float:
+        """The final outputs' relative error of ``graph`` with only ``group`` pruned to ``count`` units."""
+        trial = graph.clone()
+        (copy,) = [g for g in find_groups(trial)[0] if g.name == group.name]
+        self._prune(trial, copy, count, original)
+        return _output_error(trial, self.calib, original)
+
+    def _next(self, graph: Graph, pending: list[Group], counts: Counts, original: Reference | None) -> Group:
+        """The group pruned next (``impact`` measures each candidate on the graph as pruned so far)."""
+        if self.order == "forward":
+            return pending[0]
+        if self.order == "backward":
+            return pending[-1]
+        assert original is not None
+        shrinking = [g for g in pending if counts[g.name] < g.units] or pending
+        return min(shrinking, key=lambda g: self._error_alone(graph, g, counts[g.name], original))
+
+    def _prune(self, graph: Graph, group: Group, keep: int, original: Reference | None) -> list[int]:
+        """Keep ``keep`` units of ``group``, chosen by the method; refit every consumer if asked."""
+        problem = self._problem(graph, group, original)
         if self.method == "l1":
-            norms = np.abs(site.producer.params["weight"].data.reshape(site.units, -1)).sum(axis=1)
-            kept, new = sorted(int(u) for u in np.argsort(-norms, kind="stable")[:keep]), original
+            norms = sum(
+                np.abs(p.params["weight"].data.reshape(group.units, -1)).sum(axis=1) for p in group.producers
+            )
+            kept = sorted(int(u) for u in np.argsort(-np.asarray(norms), kind="stable")[:keep])
+            new = problem.weights
         elif self.method == "reap":
-            assert stats is not None and gram is not None
-            kept, new = linalg.reap_select(_project(original, stats, self.damp), gram, blocks, keep)
-            new = new if self.do_refit else original
+            kept, new = linalg.reap_group_select(problem.fits, problem.grams, problem.blocks, keep)
+            new = new if self.do_refit else problem.weights
         else:
-            assert x is not None
-            kept, new = linalg.unify_select(original, site.signals(x), blocks, original.shape[1] - 1, keep)
+            assert problem.inputs is not None
+            weight, columns = problem.weights[0], problem.blocks[0]
+            signals = group.consumers[0].signals(problem.inputs[0], group.units)
+            kept, folded = linalg.unify_select(weight, signals, columns, weight.shape[1] - 1, keep)
+            new = [folded]
         if self.do_refit and self.method != "reap":
-            assert stats is not None and gram is not None
-            columns = np.concatenate([*(blocks[u] for u in kept), [original.shape[1] - 1]])
-            new = linalg.refit(_project(original, stats, self.damp), gram, columns)
-        remove_units(site, kept, new)
-        log.info("reap: %s keeps %d of %d units", site.producer.name, keep, site.units)
+            new = [
+                linalg.refit(fit, gram, np.concatenate([*(b[u] for u in kept), [fit.shape[1] - 1]]))
+                for fit, gram, b in zip(problem.fits, problem.grams, problem.blocks, strict=True)
+            ]
+        remove_units(group, kept, new)
+        log.info("reap: %s keeps %d of %d units", group.name, keep, group.units)
+        return kept
+
+    def _problem(self, graph: Graph, group: Group, original: Reference | None) -> _Problem:
+        weights, blocks = [], []
+        for consumer in group.consumers:
+            node = consumer.node
+            weight = node.params["weight"].data.astype(np.float64).reshape(node.params["weight"].shape[0], -1)
+            bias = (
+                node.params["bias"].data.astype(np.float64)
+                if "bias" in node.params
+                else np.zeros(len(weight))
+            )
+            weights.append(np.concatenate([weight, bias[:, None]], axis=1))
+            blocks.append([consumer.columns(u) for u in range(group.units)])
+        if self.method == "l1" and not self.do_refit:
+            return _Problem(weights, blocks, [], [], None)
+        assert original is not None
+        traced = self._trace(graph)
+        fits, grams, inputs = [], [], []
+        for consumer, weight in zip(group.consumers, weights, strict=True):
+            node = consumer.node
+            inputs.append(traced[node.inputs[0].name])
+            stats = linalg.moments(node, inputs[-1], original.target(node))
+            grams.append(linalg.add_damping(stats.gram, self.damp))
+            fits.append(_project(weight, stats, self.damp))
+        return _Problem(weights, blocks, fits, grams, inputs)
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """A group's consumers as least-squares problems: weights (+ bias column), each unit's columns, and
+    with data the projected targets ``fits``, damped Gram matrices and the consumers' current inputs."""
+
+    weights: list[np.ndarray]
+    blocks: list[list[np.ndarray]]
+    fits: list[np.ndarray]
+    grams: list[np.ndarray]
+    inputs: list[np.ndarray] | None
+
+
+def _output_error(graph: Graph, calib: tuple[np.ndarray, ...] | None, original: Reference) -> float:
+    """The mean over graph outputs of the relative squared error against the original graph's."""
+    assert calib is not None
+    outputs = run_float(graph, list(calib))
+    errors = [
+        float(
+            np.sum((y - original.trace[v.name]) ** 2) / max(float(np.sum(original.trace[v.name] ** 2)), 1e-30)
+        )
+        for y, v in zip(outputs, graph.outputs, strict=True)
+    ]
+    return float(np.mean(errors))
+
+
+def _macs(group: Group) -> int:
+    """MACs of the layers a group's units scale (its producers, per-unit ops and consumers)."""
+    nodes = {id(n): n for n in (*group.producers, *group.path, *(c.node for c in group.consumers))}
+    return sum(node_cost(n).macs for n in nodes.values())
 
 
 def _project(weight: np.ndarray, stats: linalg.Moments, damp: float) -> np.ndarray:

@@ -7,6 +7,7 @@ with calibration data, then C-simulated with g++ against the bit-accurate simula
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,5 +42,27 @@ def test_compressed_model_is_bit_exact_on_vitis(spec: str, budget: float | None,
     if budget is not None:
         assert report["macs"] <= budget * entry["macs_before"]
     assert "Compression `" in (out / "report.md").read_text()
+    result = verify(str(out), samples=16)
+    assert result.mismatches == 0 and result.first_mismatch is None
+
+
+@pytest.mark.parametrize("backend", ["vitis", "hls4ml"])
+def test_pruned_residual_model_is_bit_exact(
+    backend: str, tmp_path: Path, onnx_export: Callable[[str, str], Path]
+) -> None:
+    """REAP removes channels of the residual streams (every conv and add they cross) under a MAC budget (uniform: every group shrinks)."""
+    pytest.importorskip("torch")
+    from tests.models import random_input
+
+    calib = tmp_path / "calib.npy"
+    np.save(calib, random_input("resnet_gap", 128, seed=3))
+    out = tmp_path / "build"
+    options = BuildOptions(calib=calib, passes="reap(macs=0.5)", backend=backend)
+    build(onnx_export("resnet_gap", "torchscript"), out, options)
+    report = json.loads((out / "report.json").read_text())
+    (entry,) = report["compression"]
+    assert report["macs"] <= 0.5 * entry["macs_before"]
+    streams = [layer for layer in entry["layers"].values() if len(layer["producers"]) > 1]
+    assert streams and all(layer["kept"] < layer["units"] for layer in streams)
     result = verify(str(out), samples=16)
     assert result.mismatches == 0 and result.first_mismatch is None

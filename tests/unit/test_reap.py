@@ -5,14 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fpgac.analysis.cost import graph_cost
 from fpgac.interp.interpreter import run_float
 from fpgac.ir import Graph, Node, Param, TensorType, verify
+from fpgac.ir.graph import Value
 from fpgac.passes import linalg
-from fpgac.passes.linalg import add_damping, reap_select, refit, unify_select
+from fpgac.passes.linalg import add_damping, reap_group_select, reap_select, refit, unify_select
 from fpgac.passes.pipeline import make_pass, run_pipeline
 from fpgac.passes.reap import Reap, ReapError
 from fpgac.passes.spec import parse_pass_spec
-from fpgac.passes.units import find_site
+from fpgac.passes.units import find_groups
 
 
 def f32(a: np.ndarray) -> np.ndarray:
@@ -52,6 +54,47 @@ def test_reap_matches_brute_force_least_squares(block: int, seed: int) -> None:
         expected_kept, expected = brute_force(weight, gram, blocks, keep)
         assert kept == expected_kept
         np.testing.assert_allclose(fitted, expected, rtol=0, atol=1e-8)
+
+
+def joint_brute_force(
+    weights: list[np.ndarray], grams: list[np.ndarray], blocks: list[list[np.ndarray]], keep: int
+) -> tuple[list[int], list[np.ndarray]]:
+    """Greedy selection of a group's units by solving every consumer's refit from scratch per candidate."""
+    remaining, best = list(range(len(blocks[0]))), weights
+    while len(remaining) > keep:
+        trials = []
+        for b in remaining:
+            fitted, error = [], 0.0
+            for w, g, bl in zip(weights, grams, blocks, strict=True):
+                dropped = np.concatenate([bl[u] for u in range(len(bl)) if u not in remaining or u == b])
+                trial = refit(w, g, np.setdiff1d(np.arange(w.shape[1]), dropped))
+                fitted.append(trial)
+                error += float(np.trace((w - trial) @ g @ (w - trial).T))
+            trials.append((error, b, fitted))
+        _, b, best = min(trials, key=lambda t: t[0])
+        remaining.remove(b)
+    return sorted(remaining), best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_group_criterion_is_joint_least_squares_over_every_consumer(seed: int) -> None:
+    """Three consumers read the same 7 units with their own inputs: 1 column, 4 taps, 2 flattened."""
+    rng = np.random.default_rng(seed)
+    units, samples = 7, 80
+    weights, grams, blocks = [], [], []
+    for width, out in ((1, 3), (4, 5), (2, 2)):
+        n = units * width
+        x = rng.normal(size=(samples, n)) @ rng.normal(size=(n, n))
+        rows = np.concatenate([x, np.ones((samples, 1))], axis=1)
+        grams.append(add_damping(rows.T @ rows, 1e-3))
+        weights.append(rng.normal(size=(out, n + 1)))
+        blocks.append([np.arange(u * width, (u + 1) * width) for u in range(units)])
+    for keep in (1, 3, 6):
+        kept, fitted = reap_group_select(weights, grams, blocks, keep)
+        expected_kept, expected = joint_brute_force(weights, grams, blocks, keep)
+        assert kept == expected_kept
+        for got, want in zip(fitted, expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-8)
 
 
 def test_refit_is_least_squares_on_the_kept_columns() -> None:
@@ -175,7 +218,8 @@ def test_reap_shrinks_every_prunable_layer_and_records_it() -> None:
     assert record["layers"]["fc1"] == {
         "units": 12,
         "kept": 6,
-        "consumer": "fc2",
+        "producers": ["fc1"],
+        "consumers": ["fc2"],
         "macs_before": 12 * 8 + 10 * 12,
         "macs_after": 6 * 8 + 10 * 6,
     }
@@ -232,7 +276,7 @@ def test_keep_rounds_down_but_keeps_one_unit_and_layer_keep_overrides() -> None:
     assert "fc3" not in layers  # its output is the graph output
 
 
-def test_shared_and_residual_values_are_not_pruned() -> None:
+def test_units_read_and_written_by_one_layer_or_reaching_a_softmax_are_not_pruned() -> None:
     graph = Graph("residual")
     x = graph.add_input("x", TensorType((4,)))
     a = graph.add("dense", [x], name="a", params={"weight": Param(f32(np.eye(4)))})
@@ -241,8 +285,13 @@ def test_shared_and_residual_values_are_not_pruned() -> None:
     soft = graph.add("softmax", [s.output], name="soft", attrs={"axis": 0})
     c = graph.add("dense", [soft.output], name="c", params={"weight": Param(f32(np.eye(4)))})
     graph.set_outputs([c.output])
-    assert "2 uses" in str(find_site(graph, graph.node("a")))
-    assert "add" in str(find_site(graph, graph.node("b")))
+    groups, reasons = find_groups(graph)
+    assert groups == []
+    assert reasons == {  # b reads a's units and adds its own into them: one group, read and written by b
+        "a": "a layer reads and writes the same units",
+        "b": "a layer reads and writes the same units",
+        "c": "its units reach the graph output 'c'",
+    }
 
 
 def test_data_hungry_methods_need_calibration_data() -> None:
@@ -255,3 +304,77 @@ def test_data_hungry_methods_need_calibration_data() -> None:
     with pytest.raises(ReapError, match="keep must be in"):
         Reap(keep=0.0, method="l1")
     Reap(keep=0.5, method="l1")  # the baseline needs no data
+
+
+def residual_mlp(rng: np.random.Generator) -> Graph:
+    """x -> s(6) -> relu -> [b1(5) -> relu -> b2(6)] + skip -> relu -> head(3): a residual stream of 6."""
+    graph = Graph("residual")
+    x = graph.add_input("x", TensorType((4,)))
+
+    def dense(name: str, value: Value, out: int, inp: int) -> Node:
+        params = {"weight": Param(f32(rng.normal(size=(out, inp)))), "bias": Param(f32(rng.normal(size=out)))}
+        return graph.add("dense", [value], name=name, params=params)
+
+    s = graph.add("relu", [dense("s", x, 6, 4).output], name="r0")
+    h = graph.add("relu", [dense("b1", s.output, 5, 6).output], name="r1")
+    total = graph.add("add", [dense("b2", h.output, 6, 5).output, s.output], name="sum")
+    r = graph.add("relu", [total.output], name="r2")
+    graph.set_outputs([dense("head", r.output, 3, 6).output])
+    return graph
+
+
+def test_a_residual_stream_is_one_group_of_every_layer_that_writes_or_reads_it() -> None:
+    groups, _ = find_groups(residual_mlp(np.random.default_rng(0)))
+    assert [(g.name, [p.name for p in g.producers], [c.node.name for c in g.consumers]) for g in groups] == [
+        ("s", ["s", "b2"], ["b1", "head"]),
+        ("b1", ["b1"], ["b2"]),
+    ]
+    assert [n.name for n in groups[0].path] == ["r0", "sum", "r2"]
+
+
+def test_residual_groups_are_pruned_everywhere_and_internal_only_leaves_them() -> None:
+    rng = np.random.default_rng(1)
+    x = f32(rng.normal(size=(300, 4)))
+    pruned = Reap(keep=0.5, calib=(x,)).run(residual_mlp(np.random.default_rng(0)))
+    verify(pruned)
+    shapes = {n.name: n.params["weight"].shape for n in pruned.nodes if n.op == "dense"}
+    assert shapes == {"s": (3, 4), "b1": (2, 3), "b2": (3, 2), "head": (3, 3)}
+    assert run_float(pruned, [x])[0].shape == (300, 3)
+    internal = Reap(keep=0.5, residual=False, calib=(x,)).run(residual_mlp(np.random.default_rng(0)))
+    shapes = {n.name: n.params["weight"].shape for n in internal.nodes if n.op == "dense"}
+    assert shapes == {"s": (6, 4), "b1": (2, 6), "b2": (6, 2), "head": (3, 6)}
+
+
+@pytest.mark.parametrize("allocation", ["uniform", "output"])
+@pytest.mark.parametrize("what", ["macs", "params"])
+def test_budgets_are_honoured(allocation: str, what: str) -> None:
+    rng = np.random.default_rng(2)
+    x = f32(rng.normal(size=(300, 4)))
+    graph = residual_mlp(np.random.default_rng(0))
+    before = getattr(graph_cost(graph), what)
+    for budget in (0.3, 0.6):
+        pruned = run(graph.clone(), f"reap({what}={budget}, allocation={allocation})", x)
+        assert getattr(graph_cost(pruned), what) <= budget * before
+        layers = pruned.metadata["compression"][-1]["layers"]
+        assert ("profile" in layers["s"]) == (allocation == "output")
+
+
+def test_output_allocation_records_each_layers_profile_of_the_final_outputs() -> None:
+    rng = np.random.default_rng(3)
+    x = f32(rng.normal(size=(400, 8)))
+    pruned = run(mlp(np.random.default_rng(3)), "reap(macs=0.5, allocation=output)", x)
+    layers = pruned.metadata["compression"][-1]["layers"]
+    assert graph_cost(pruned).macs <= 0.5 * graph_cost(mlp(np.random.default_rng(3))).macs
+    assert all(layers[name]["profile"][str(layers[name]["units"])] == 0.0 for name in ("fc1", "fc2"))
+
+
+@pytest.mark.parametrize("order", ["backward", "impact"])
+def test_every_order_gives_a_valid_graph_and_records_it(order: str) -> None:
+    rng = np.random.default_rng(4)
+    x = f32(rng.normal(size=(300, 4)))
+    pruned = run(residual_mlp(np.random.default_rng(0)), f"reap(keep=0.5, order={order})", x)
+    record = pruned.metadata["compression"][-1]
+    assert sorted(record["order"]) == ["b1", "s"]
+    if order == "backward":
+        assert record["order"] == ["b1", "s"]
+    assert run_float(pruned, [x])[0].shape == (300, 3)
