@@ -75,9 +75,19 @@ def _load(model: Path) -> Graph:
 @cli.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--ir", "show_ir", is_flag=True, help="Print the IR text form instead of the layer table.")
-def inspect(model: Path, show_ir: bool) -> None:
+@click.option(
+    "--check", is_flag=True, help="List every node fpgac cannot lower (name, op, why); exit 1 if any."
+)
+def inspect(model: Path, show_ir: bool, check: bool) -> None:
     """Show the layers of MODEL (an .onnx file): op, output shape, params, MACs."""
+    if check:
+        _check(model)
+        return
     graph = _load(model)
+    from fpgac.frontend.check import nonfinite_params
+
+    for line in nonfinite_params(graph):
+        click.echo(f"warning: {line}", err=True)
     if show_ir:
         click.echo(print_graph(graph), nl=False)
         return
@@ -110,6 +120,20 @@ def inspect(model: Path, show_ir: bool) -> None:
         for name, v in zip(output_names(graph), graph.outputs, strict=True)
     )
     _console.print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
+
+
+def _check(model: Path) -> None:
+    """``inspect --check``: every problem at once, one line each, exit 1 if there is any."""
+    from fpgac.frontend.onnx import check_onnx
+
+    problems = check_onnx(model)
+    for p in problems:
+        where = f"node {p.node!r} (op {p.op}): " if p.node else ""
+        click.echo(f"{model.name}: {where}{p.why}")
+    if problems:
+        click.echo(f"{model.name}: {len(problems)} unsupported", err=True)
+        sys.exit(1)
+    click.echo(f"{model.name}: every node is supported")
 
 
 def _float_pair(text: str) -> tuple[float, float]:
