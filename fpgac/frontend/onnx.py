@@ -26,15 +26,20 @@ from google.protobuf.message import DecodeError
 from fpgac.errors import FpgacError
 from fpgac.frontend.constants import FoldError, tensor_to_numpy
 from fpgac.frontend.context import FrontendError, NodeContext, Tensor
-from fpgac.frontend.converters import CONVERTERS
-from fpgac.frontend.folding import FOLDERS, fold
+from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
+from fpgac.frontend.folding import FOLDERS as _CORE_FOLDERS
+from fpgac.frontend.folding import fold
+from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS
 from fpgac.ir import Graph, TensorType, Value, verify
 
 log = logging.getLogger(__name__)
 
 MIN_OPSET, MAX_OPSET = 7, 25
 UPGRADE_OPSET = 13  # what older models are converted to
-SUPPORTED_OPS = sorted(CONVERTERS)  # ops on activations; FOLDERS adds ops on constants only
+SUPPORTED_OPS = sorted(_CORE_CONVERTERS)  # ONNX ops on activations; FOLDERS adds ops on constants only
+# With the quantizers (QONNX's, QuantizeLinear/DequantizeLinear), which the README lists in their section.
+CONVERTERS = {**_CORE_CONVERTERS, **QONNX_CONVERTERS}
+FOLDERS = {**_CORE_FOLDERS, **QONNX_FOLDERS}
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -451,7 +456,7 @@ class _Lowering:
         constants = [v for v in ctx.inputs if not isinstance(v, Value)]
         if ctx.op in FOLDERS and len(constants) == len(ctx.inputs):
             try:
-                return list(fold(ctx.op, constants, ctx.attrs, ctx.opset))
+                return list(fold(ctx.op, constants, ctx.attrs, ctx.opset, FOLDERS[ctx.op]))
             except FoldError as exc:
                 raise FrontendError(f"{where}: {exc}") from None
         if ctx.op not in CONVERTERS:

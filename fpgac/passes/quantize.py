@@ -36,6 +36,7 @@ from fpgac.errors import FpgacError
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.ops import OPS
+from fpgac.ir.quant import fixed_plan
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,31 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     bound = sum(m * 2 ** (frac - f) for m, f in terms)  # exact mantissa bound on the accumulator's grid
     acc_width = int(max(bound, default=0)).bit_length() + 1  # holds -bound..bound, sign included
     node.attrs["acc"] = Fixed(acc_width, acc_width - frac, True, Rounding.TRN, Overflow.WRAP)
+    if _feeds_quant_only(node):
+        return node.attrs["acc"]
     return activation_format(*r, width, headroom)
+
+
+def _feeds_quant_only(node: Node) -> bool:
+    """Whether every reader of the output is a QONNX quantizer: it then gets the exact result, so the
+    quantizer rounds once, as QONNX does, instead of after a calibrated rounding of its own."""
+    users = node.output.consumers
+    graph_outputs = node.graph.outputs if node.graph is not None else ()
+    return bool(users) and all(u.op == "quant" for u in users) and node.output not in graph_outputs
+
+
+def _quant(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    """QONNX's quantizer: its power-of-two grid is the format (:func:`fpgac.ir.quant.fixed_plan`)."""
+    plan = fixed_plan(
+        node.attrs, node.params["scale"].data, node.params["zero_point"].data, node.output.shape
+    )
+    fracs = [g.frac for g in plan.groups]
+    # Scales are powers of two (fixed_plan checked): a format spanning their exponents holds each exactly.
+    node.params["scale"] = _quantized(
+        node.params["scale"].data, Fixed(max(fracs) - min(fracs) + 2, 2 - min(fracs), True, Rounding.RND_CONV)
+    )
+    node.params["zero_point"] = _quantized(node.params["zero_point"].data, Fixed(1, 1, True))
+    return plan.out
 
 
 def _quantized_encoded(param: Param, fmt: Fixed) -> Param:
@@ -307,6 +332,17 @@ def _affine(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
 
 def _calibrated(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
     return activation_format(*r, width, headroom)
+
+
+def _sum(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    """add/sub: calibrated, or exact where a QONNX quantizer reads it (see :func:`_feeds_quant_only`)."""
+    if not _feeds_quant_only(node):
+        return activation_format(*r, width, headroom)
+    combine = fixed.add_format if node.op == "add" else fixed.sub_format
+    out = ins[0]
+    for fmt in ins[1:]:
+        out = combine(out, fmt)
+    return out
 
 
 def _with_constant(key: str, attr: str | None = None) -> Rule:
@@ -497,8 +533,9 @@ _RULES: dict[str, Rule] = {
     "dense": _linear,
     "conv": _linear,
     "affine": _affine,
-    "add": _calibrated,
-    "sub": _calibrated,
+    "add": _sum,
+    "sub": _sum,
+    "quant": _quant,
     "mul": _calibrated,
     "relu": _relu,
     "leaky_relu": _with_constant("alpha", "alpha"),

@@ -55,6 +55,7 @@ UNMAPPED: dict[str, str] = {
     "div": "hls4ml has no elementwise division of two tensors (its Merge layers add, subtract, multiply, "
     "average, max, min, dot and concatenate)",
     "lrn": "hls4ml has no local response normalization layer",
+    "quant": "QONNX quantizers are not mapped to hls4ml's quantized activations yet (use the vitis backend)",
 }
 
 
