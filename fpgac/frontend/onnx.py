@@ -29,7 +29,7 @@ from fpgac.frontend.context import FrontendError, NodeContext, Tensor
 from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
 from fpgac.frontend.folding import FOLDERS as _CORE_FOLDERS
 from fpgac.frontend.folding import fold
-from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS
+from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS, pin_weight_grids
 from fpgac.ir import Graph, TensorType, Value, verify
 
 log = logging.getLogger(__name__)
@@ -294,6 +294,8 @@ class _Lowering:
         if self.problems:
             return self.graph
         self.graph.set_outputs(self._outputs())
+        if any(self._where(i, n)[1] in QONNX_FOLDERS for i, n in enumerate(self.onnx_graph.node)):
+            pin_weight_grids(self.graph, self.label)
         self.graph.metadata = {
             "source": self.label,
             "opset": self.opset,

@@ -13,6 +13,7 @@ nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,9 +22,12 @@ import numpy as np
 from fpgac.frontend.context import NodeContext, Tensor
 from fpgac.frontend.converters import Converter, _per_sample_param
 from fpgac.frontend.folding import Folder, Inputs
-from fpgac.ir import Value
-from fpgac.ir.quant import ROUNDINGS, quant_float
+from fpgac.ir import FLOAT32, Graph, Node, Param, Value
+from fpgac.ir.opdef import Kind
+from fpgac.ir.ops import OPS
+from fpgac.ir.quant import ROUNDINGS, grid_format, quant_float
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
 
@@ -211,3 +215,82 @@ QONNX_FOLDERS: dict[str, Folder] = {
     "QuantizeLinear": _fold_quantize_linear,
     "DequantizeLinear": _fold_dequantize_linear,
 }
+
+
+PINNED_WIDTH = 16  # a weight on a grid of at most this many bits is taken as quantized in training
+_SCALE_WIDTH = 32  # holds any float32 scale whose codes span at most 8 octaves
+_MAX_CODE = 2**15  # integer codes of a factored weight (W = scale * codes)
+
+
+def pin_weight_grids(graph: Graph, label: str) -> None:
+    """Give each dense/conv weight of a quantized model the format of its grid (a 4-bit weight of scale
+    2**-3 is ``ap_fixed<4,1>``), which the quantize pass keeps: the folded quantizer's exact values, in
+    as few bits as they need, whatever the build's precision.
+
+    A weight quantized with a scale that is not a power of two (Brevitas' binary weights: +-0.1) is on
+    no grid; it is factored into integer codes, the layer's pinned weights, and the scale, moved into an
+    ``affine`` node after the layer (with the bias): a declared rounding point, where the fixed-point
+    scale can make the design deviate from float QONNX execution (the build's fidelity line measures it).
+    """
+    for node in list(graph.nodes):
+        weight = node.params.get("weight")
+        if weight is None or OPS[node.op].kind not in (Kind.MATMUL, Kind.WINDOW):
+            continue
+        fmt = grid_format(weight.data, PINNED_WIDTH)
+        if fmt is None:
+            factored = _factor_scale(weight.data)
+            if factored is None:
+                continue
+            codes, scale = factored
+            fmt = grid_format(codes, PINNED_WIDTH)
+            if fmt is None:
+                continue
+            _scale_after(graph, node, scale)
+            weight.data = codes.astype(weight.data.dtype)
+            log.warning(
+                "%s: node %r (%s): weight scale %s is not a power of two: the layer computes with its "
+                "integer weights and an affine node after it applies the scale, a rounding point where "
+                "fixed point can deviate from float QONNX execution",
+                label,
+                node.name,
+                node.op,
+                np.unique(scale).tolist()[:4],
+            )
+        weight.format = fmt
+
+
+def _factor_scale(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(codes, scale)`` with ``weight == scale * codes`` (float32 rounding aside), integer codes and one
+    scale per tensor or per output channel (the smallest non-zero magnitude), or None."""
+    rows = np.abs(weight.reshape(len(weight), -1).astype(np.float64))
+    nonzero = np.where(rows > 0, rows, np.inf)
+    for scale in (np.full(len(rows), nonzero.min()), nonzero.min(axis=1)):
+        scale = np.where(np.isfinite(scale), scale, 1.0)
+        codes = weight.astype(np.float64) / scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        rounded = np.round(codes)
+        if np.all(np.abs(codes - rounded) <= 1e-2) and np.abs(rounded).max() < _MAX_CODE:
+            return rounded, scale
+    return None
+
+
+def _scale_after(graph: Graph, layer: Node, scale: np.ndarray) -> None:
+    """Insert ``affine(scale, bias)`` after ``layer`` (whose bias moves into it) and route its readers
+    through it."""
+    out = layer.output
+    users = list(out.uses)
+    channel_shape = (len(scale),) + (1,) * (len(out.shape) - 1) if layer.op == "conv" else (len(scale),)
+    bias = layer.params.pop("bias", None)
+    shift = np.zeros(len(scale), np.float32) if bias is None else bias.data
+    scale32 = scale.astype(np.float32).reshape(channel_shape)
+    # The scale's exact float32 value (24 significant bits) is its format: the design multiplies by the
+    # scale the QONNX model holds, not by a rounding of it.
+    params = {
+        "scale": Param(scale32, grid_format(scale32, _SCALE_WIDTH) or FLOAT32),
+        "shift": Param(np.asarray(shift, np.float32).reshape(channel_shape)),
+    }
+    affine = graph.add(
+        "affine", [out], name=f"{layer.name}/scale", params=params, index=graph.index_of(layer) + 1
+    )
+    for user, index in users:
+        user.set_input(index, affine.output)
+    graph.set_outputs([affine.output if v is out else v for v in graph.outputs])

@@ -164,3 +164,25 @@ def ceil_offset(fx: Fixed, group: Group) -> int:
     input's grid is no finer than the output's, where nothing is rounded)."""
     shift = fx.frac_bits - group.frac
     return (1 << shift) - 1 if group.ceil and shift > 0 else 0
+
+
+def grid_format(data: np.ndarray, max_width: int) -> Fixed | None:
+    """The narrowest signed format that holds every value of ``data`` exactly (rounding to nearest even,
+    saturating), or None if that takes more than ``max_width`` bits: a weight that a quantizer put on a
+    fixed-point grid gets that grid as its format, not the build's precision."""
+    values = np.asarray(data, dtype=np.float64).reshape(-1)
+    values = values[values != 0]
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return None
+    top = int(np.frexp(np.abs(values).max())[1])  # |values| < 2**top
+    for frac in range(-top, max_width - top + 1):
+        scaled = np.ldexp(values, frac)
+        if np.all(scaled == np.round(scaled)):
+            lo, hi = int(scaled.min()), int(scaled.max())
+            width = max(hi.bit_length(), (-lo - 1).bit_length(), 0) + 1
+            return (
+                Fixed(width, width - frac, True, Rounding.RND_CONV, Overflow.SAT)
+                if width <= max_width
+                else None
+            )
+    return None

@@ -242,7 +242,8 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     """
     (fx,) = ins
     weight = node.params["weight"]
-    fw = constant_format(weight.data, width)
+    # A format the frontend pinned (a quantization-aware model's weight grid) is kept as it is.
+    fw = weight.format if isinstance(weight.format, Fixed) else constant_format(weight.data, width)
     node.params["weight"] = _quantized_encoded(weight, fw)
     frac = fx.frac_bits + fw.frac_bits
     w_m = _abs_row_sums(node.params["weight"])
@@ -261,11 +262,14 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
 
 
 def _feeds_quant_only(node: Node) -> bool:
-    """Whether every reader of the output is a QONNX quantizer: it then gets the exact result, so the
-    quantizer rounds once, as QONNX does, instead of after a calibrated rounding of its own."""
+    """Whether every path from the output reaches a QONNX quantizer through ops that keep values exactly
+    (ReLU, max pooling, reshapes): the quantizer then gets the exact result and rounds once, as QONNX
+    does, instead of after a calibrated rounding of its own."""
     users = node.output.consumers
     graph_outputs = node.graph.outputs if node.graph is not None else ()
-    return bool(users) and all(u.op == "quant" for u in users) and node.output not in graph_outputs
+    if not users or node.output in graph_outputs:
+        return False
+    return all(u.op == "quant" or (_RULES[u.op] in (_same, _relu) and _feeds_quant_only(u)) for u in users)
 
 
 def _quant(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
@@ -325,8 +329,13 @@ def _mantissas(param: Param) -> np.ndarray:
 
 def _affine(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
     for key in ("scale", "shift"):
-        data = node.params[key].data
-        node.params[key] = _quantized(data, constant_format(data, width))
+        param = node.params[key]
+        fmt = param.format if isinstance(param.format, Fixed) else constant_format(param.data, width)
+        node.params[key] = _quantized(param.data, fmt)  # a pinned format (a QONNX scale) is kept
+    if _feeds_quant_only(node):  # the exact x * scale + shift (see _feeds_quant_only)
+        fs, ft = (node.params[k].format for k in ("scale", "shift"))
+        assert isinstance(fs, Fixed) and isinstance(ft, Fixed)
+        return fixed.add_format(fixed.mul_format(ins[0], fs), ft)
     return activation_format(*r, width, headroom)
 
 
