@@ -85,9 +85,19 @@ _keras_weights = click.option(
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--ir", "show_ir", is_flag=True, help="Print the IR text form instead of the layer table.")
 @_keras_weights
-def inspect(model: Path, show_ir: bool, keras_weights: Path | None) -> None:
+@click.option(
+    "--check", is_flag=True, help="List every node fpgac cannot lower (name, op, why); exit 1 if any."
+)
+def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool) -> None:
     """Show the layers of MODEL (.onnx, or Keras .h5/.keras/.json): op, output shape, params, MACs."""
+    if check:
+        _check(model, keras_weights)
+        return
     graph = _load(model, keras_weights)
+    from fpgac.frontend.check import nonfinite_params
+
+    for line in nonfinite_params(graph):
+        click.echo(f"warning: {line}", err=True)
     if show_ir:
         click.echo(print_graph(graph), nl=False)
         return
@@ -120,6 +130,25 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None) -> None:
         for name, v in zip(output_names(graph), graph.outputs, strict=True)
     )
     _console.print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
+
+
+def _check(model: Path, keras_weights: Path | None) -> None:
+    """``inspect --check``: every problem of an ONNX model at once, one line each, exit 1 if there is any
+    (a Keras model is read layer by layer: its first problem is the error)."""
+    from fpgac.frontend.onnx import check_onnx
+
+    if model.suffix.lower() != ".onnx":
+        _load(model, keras_weights)
+        click.echo(f"{model.name}: every layer is supported")
+        return
+    problems = check_onnx(model)
+    for p in problems:
+        where = f"node {p.node!r} (op {p.op}): " if p.node else ""
+        click.echo(f"{model.name}: {where}{p.why}")
+    if problems:
+        click.echo(f"{model.name}: {len(problems)} unsupported", err=True)
+        sys.exit(1)
+    click.echo(f"{model.name}: every node is supported")
 
 
 def _float_pair(text: str) -> tuple[float, float]:

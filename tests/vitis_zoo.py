@@ -91,14 +91,36 @@ def zoo_model(path: Path, seed: int = 0) -> Path:
         "Softmax",
         [node("MatMul", [flat, const("fc2_w", rng.normal(0, 0.5, (144, 7)).astype(f32))], out=False)],
     )
+    qonnx = "qonnx.custom_op.general"
+
+    shapes: dict[str, list[object]] = {}  # ONNX shape inference does not know QONNX's ops
+
+    def quant(op: str, inputs: list[str], channels: int = 4, **attrs: object) -> None:
+        name = f"{op.lower()}_{len(nodes)}"
+        nodes.append(helper.make_node(op, inputs, [name], name=name, domain=qonnx, **attrs))
+        outputs.append(name)
+        shapes[name] = ["N", channels, *ZOO_SHAPE[1:]]
+
+    zero, po2 = const("q_zero", np.array(0.0, f32)), lambda e: np.array(2.0**e, f32)
+    per_channel = const("q_scales", (2.0 ** np.array([-2, -3, 0, -1])).astype(f32).reshape(4, 1, 1))
+    quant(
+        "Quant", ["x", per_channel, zero, const("q_b4", np.array(4.0, f32))], narrow=1, rounding_mode="CEIL"
+    )
+    quant("Quant", ["x", const("q_s3", po2(-3)), zero, const("q_b3", np.array(3.0, f32))], signed=0, narrow=1,
+          rounding_mode="FLOOR")  # fmt: skip
+    conv = node("Conv", ["x", const("q_conv_w", rng.normal(0, 0.4, (3, 4, 1, 1)).astype(f32))], out=False)
+    quant("Quant", [conv, const("q_s4", po2(-4)), zero, const("q_b6", np.array(6.0, f32))], 3, narrow=0)
+    quant("BipolarQuant", ["x", const("q_s1", po2(-1))])
     graph = helper.make_graph(
         nodes,
         "op_zoo",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *ZOO_SHAPE])],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, shapes.get(o)) for o in outputs],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(qonnx, 1)]
+    )
     onnx.save(model, path)
     return path
 

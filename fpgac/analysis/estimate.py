@@ -485,10 +485,10 @@ def _layout(node: Node, io: str) -> _Work:
 
 
 def _select(node: Node, io: str) -> _Work:
-    """ReLU (one select) and clip (two)."""
+    """ReLU (one select), clip and quant (two: its clamp; its rounding is the cast every layer has)."""
     steps, elems = _per_step(node, io)
     ow = _width(node.output.type.format)
-    return _Work(steps=steps, elems=elems, logic=elems * ow * (2 if node.op == "clip" else 1))
+    return _Work(steps=steps, elems=elems, logic=elems * ow * (2 if node.op in ("clip", "quant") else 1))
 
 
 def _sum(node: Node, io: str) -> _Work:
@@ -647,6 +647,7 @@ WORK: dict[str, Callable[[Node, str], _Work]] = {
     "sub": _sum,
     "mul": _scaled(None, adds=False, selects=1),
     "relu": _select,
+    "quant": _select,
     "leaky_relu": _scaled("alpha", adds=False, selects=2),
     "prelu": _scaled("slope", adds=False, selects=2),
     "clip": _select,

@@ -361,10 +361,11 @@ FOLDERS: dict[str, Folder] = {
 }
 
 
-def fold(op: str, inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
-    """Evaluate one ONNX op on constants; every failure is a :class:`FoldError`."""
+def fold(op: str, inputs: Inputs, attrs: Attrs, opset: int, folder: Folder | None = None) -> list[np.ndarray]:
+    """Evaluate one ONNX op on constants (by ``folder``, else its entry in :data:`FOLDERS`); every failure
+    is a :class:`FoldError`."""
     try:
-        outputs = FOLDERS[op](inputs, attrs, opset)
+        outputs = (folder or FOLDERS[op])(inputs, attrs, opset)
     except FoldError:
         raise
     except (ValueError, TypeError, IndexError, KeyError, OverflowError, ZeroDivisionError) as exc:

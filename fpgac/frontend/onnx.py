@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,20 @@ from google.protobuf.message import DecodeError
 from fpgac.errors import FpgacError
 from fpgac.frontend.constants import FoldError, tensor_to_numpy
 from fpgac.frontend.context import FrontendError, NodeContext, Tensor
-from fpgac.frontend.converters import CONVERTERS
-from fpgac.frontend.folding import FOLDERS, fold
+from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
+from fpgac.frontend.folding import FOLDERS as _CORE_FOLDERS
+from fpgac.frontend.folding import fold
+from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS, pin_weight_grids
 from fpgac.ir import Graph, TensorType, Value, verify
 
 log = logging.getLogger(__name__)
 
 MIN_OPSET, MAX_OPSET = 7, 25
 UPGRADE_OPSET = 13  # what older models are converted to
-SUPPORTED_OPS = sorted(CONVERTERS)  # ops on activations; FOLDERS adds ops on constants only
+SUPPORTED_OPS = sorted(_CORE_CONVERTERS)  # ONNX ops on activations; FOLDERS adds ops on constants only
+# With the quantizers (QONNX's, QuantizeLinear/DequantizeLinear), which the README lists in their section.
+CONVERTERS = {**_CORE_CONVERTERS, **QONNX_CONVERTERS}
+FOLDERS = {**_CORE_FOLDERS, **QONNX_FOLDERS}
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
@@ -66,7 +72,37 @@ def load_onnx(path: str | Path) -> Graph:
         ) from exc
 
 
-def _load(path: Path, label: str) -> Graph:
+@dataclass(frozen=True)
+class Problem:
+    """One node fpgac cannot lower: its name, its op, and why (``fpgac inspect --check``)."""
+
+    node: str
+    op: str
+    why: str
+
+
+def check_onnx(path: str | Path) -> list[Problem]:
+    """Every node of the model at ``path`` that fpgac cannot lower, all at once.
+
+    Lowering goes on past a failing node: the nodes that read its outputs are skipped (their problem is
+    that one), so each independent problem is listed once. A file that cannot be read at all is raised.
+    """
+    path = Path(path)
+    label = path.name or str(path)
+    problems: list[Problem] = []
+    try:
+        _load(path, label, problems)
+    except FpgacError as exc:
+        if not problems:
+            problems.append(Problem("", "", _one_line(str(exc))))
+    except Exception as exc:  # as in load_onnx: whatever the bytes, a line to print
+        if not problems:
+            why = f"cannot load model: {type(exc).__name__}: {_one_line(str(exc))}"
+            problems.append(Problem("", "", why))
+    return problems
+
+
+def _load(path: Path, label: str, problems: list[Problem] | None = None) -> Graph:
     model = _read(path, label)
     opset = _opset(model, label)
     if opset < MIN_OPSET:
@@ -75,7 +111,9 @@ def _load(path: Path, label: str) -> Graph:
     invalid = _check(model, label)
     # A checker failure is fatal, but lowering names the node at fault more precisely
     # (an undefined input, an integer input), so its error, if any, is the one raised.
-    graph = _Lowering(model, label, opset).run()
+    graph = _Lowering(model, label, opset, problems).run()
+    if problems:
+        raise FrontendError(f"{label}: {len(problems)} nodes cannot be lowered")
     if invalid is not None:
         raise invalid
     try:
@@ -229,7 +267,11 @@ def _copy_fields(source: Any, target: Any, skip: str) -> None:
 class _Lowering:
     """The state of one lowering: ONNX tensor names mapped to activations or constants."""
 
-    def __init__(self, model: onnx.ModelProto, label: str, opset: int) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, label: str, opset: int, problems: list[Problem] | None = None
+    ) -> None:
+        self.problems = problems  # collect every failing node here instead of raising the first
+        self.failed: set[str] = set()  # outputs of failed nodes, when collecting
         self.model = model
         self.label = label
         self.opset = opset
@@ -245,8 +287,15 @@ class _Lowering:
         used = {name for node in self.onnx_graph.node for name in node.input}
         used |= {o.name for o in self.onnx_graph.output}
         for index, node in enumerate(self.onnx_graph.node):
-            self._node(index, node, used)
+            if self.problems is None:
+                self._node(index, node, used)
+            else:
+                self._node_collecting(index, node, used)
+        if self.problems:
+            return self.graph
         self.graph.set_outputs(self._outputs())
+        if any(self._where(i, n)[1] in QONNX_FOLDERS for i, n in enumerate(self.onnx_graph.node)):
+            pin_weight_grids(self.graph, self.label)
         self.graph.metadata = {
             "source": self.label,
             "opset": self.opset,
@@ -344,12 +393,30 @@ class _Lowering:
         time first), which hides the LSTM that is the real limit.
         """
         for index, node in enumerate(self.onnx_graph.node):
-            _, op, where = self._where(index, node)
-            if op not in CONVERTERS and op not in FOLDERS:
+            name, op, where = self._where(index, node)
+            if op not in CONVERTERS and op not in FOLDERS and self.problems is not None:
+                self.problems.append(Problem(name, op, "no converter for this op"))
+                self.failed.update(node.output)
+            elif op not in CONVERTERS and op not in FOLDERS:
                 raise FrontendError(
                     f"{where} is not supported; the README's 'Supported ONNX ops' lists the "
                     f"{len(SUPPORTED_OPS)} that fpgac reads"
                 )
+
+    def _node_collecting(self, index: int, node: onnx.NodeProto, used: set[str]) -> None:
+        """:meth:`_node`, recording a failure as a :class:`Problem` and skipping the nodes it feeds."""
+        assert self.problems is not None
+        if any(name in self.failed for name in [*node.input, *node.output[:1]]):
+            self.failed.update(node.output)
+            return
+        name, op, where = self._where(index, node)
+        try:
+            self._node(index, node, used)
+        except FrontendError as exc:
+            message = _one_line(str(exc))
+            why = message[len(where) :].lstrip(":; ") if message.startswith(where) else message
+            self.problems.append(Problem(name, op, why))
+            self.failed.update(node.output)
 
     def _node(self, index: int, node: onnx.NodeProto, used: set[str]) -> None:
         name, op, where = self._where(index, node)
@@ -391,7 +458,7 @@ class _Lowering:
         constants = [v for v in ctx.inputs if not isinstance(v, Value)]
         if ctx.op in FOLDERS and len(constants) == len(ctx.inputs):
             try:
-                return list(fold(ctx.op, constants, ctx.attrs, ctx.opset))
+                return list(fold(ctx.op, constants, ctx.attrs, ctx.opset, FOLDERS[ctx.op]))
             except FoldError as exc:
                 raise FrontendError(f"{where}: {exc}") from None
         if ctx.op not in CONVERTERS:

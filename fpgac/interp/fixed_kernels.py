@@ -47,6 +47,7 @@ from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d, pad_widths, patches, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
+from fpgac.ir.quant import FixedPlan, ceil_offset, fixed_plan
 from fpgac.ir.shapes import window_out
 from fpgac.ir.types import Fixed, Overflow
 
@@ -338,6 +339,41 @@ def clip(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
     return _finish(node, y, common)
 
 
+def quant(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """QONNX's quantizer on its power-of-two grids (:mod:`fpgac.ir.quant`): per group of elements sharing
+    a scale, ``g_t q = x`` (CEIL: ``x`` plus one step of ``g_t`` less one of ``x``, then ``TRN``), the
+    clamp to QONNX's integer range, then the exact move into the output format. A bipolar quantizer
+    selects ``+scale`` or ``-scale`` by the sign. The clamp is the op's meaning, so nothing counts as an
+    overflow."""
+    plan = quant_plan(node)
+    x, fx = xs[0], fmts[0]
+    out = _out_format(node)
+    y = np.zeros(x.shape, dtype=fixed.mantissa_dtype(out))
+    for k, group in enumerate(plan.groups):
+        if group.bipolar:
+            q = np.where(x >= 0, 1, -1)
+        else:
+            src, fsrc = x, fx
+            offset = ceil_offset(fx, group)
+            if offset:
+                fsrc = Fixed(fx.width + 1, fx.int_bits + 1, fx.signed)
+                src = fixed.cast(x, fx, fsrc) + offset
+            q = np.clip(fixed.cast(src, fsrc, group.fmt), group.lo, group.hi)
+        moved = fixed.cast(fixed.as_mantissas(q, group.fmt), group.fmt, out)
+        y = np.where(plan.group_of == k, moved, y) if len(plan.groups) > 1 else moved
+    return y, 0
+
+
+def quant_plan(node: Node) -> FixedPlan:
+    """The node's :class:`~fpgac.ir.quant.FixedPlan` (its scale and zero point as quantized)."""
+    try:
+        return fixed_plan(
+            node.attrs, node.params["scale"].data, node.params["zero_point"].data, node.output.shape
+        )
+    except ValueError as exc:
+        raise FixedKernelError(f"node {node.name!r} (quant): {exc}") from None
+
+
 def hard_sigmoid(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     """``t = x * alpha + beta`` exact, clamped to [0, 1] exactly, then one cast."""
     alpha, fa = _param(node, "alpha")
@@ -508,6 +544,7 @@ FIXED_OPS: dict[str, FixedFn] = {
     "leaky_relu": leaky_relu,
     "prelu": prelu,
     "clip": clip,
+    "quant": quant,
     "sigmoid": sigmoid,
     "hard_sigmoid": hard_sigmoid,
     "tanh": tanh,

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fpgac.ir.graph import Param
+from fpgac.ir.quant import quant_float
 from fpgac.ir.shapes import window_out
 
 OpFn = Callable[[Sequence[np.ndarray], Mapping[str, Any], Mapping[str, Param]], np.ndarray]
@@ -248,6 +249,15 @@ def div(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str,
         return a / b
 
 
+def quant(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str, Param]) -> np.ndarray:
+    scale, zero_point = _param(params, "scale"), _param(params, "zero_point")
+    assert scale is not None and zero_point is not None
+    x = np.asarray(xs[0], dtype=F32)
+    return quant_float(
+        x, scale, zero_point, attrs["bits"], attrs["signed"], attrs["narrow"], attrs["rounding"]
+    )
+
+
 def relu(xs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping[str, Param]) -> np.ndarray:
     return np.maximum(xs[0], F32(0))
 
@@ -389,6 +399,7 @@ FLOAT_OPS: dict[str, OpFn] = {
     "relu": relu,
     "leaky_relu": leaky_relu,
     "prelu": prelu,
+    "quant": quant,
     "clip": clip,
     "sigmoid": sigmoid,
     "hard_sigmoid": hard_sigmoid,

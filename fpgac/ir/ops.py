@@ -53,6 +53,11 @@ CORE_OPS: tuple[OpDef, ...] = (
         "affine", E, shapes.affine, weights=("scale", "shift"),
         doc="y = x * scale + shift, params broadcast against the input (BatchNorm, constant arithmetic).",
     ),
+    OpDef(
+        "quant", E, shapes.quant, weights=("scale", "zero_point"), monotone=UP,
+        attrs={"bits": "int", "signed": "bool", "narrow": "bool", "rounding": "str"},
+        doc="QONNX's integer quantizer: (clamp(round(x / scale + zero_point)) - zero_point) * scale.",
+    ),
     OpDef("add", E, shapes.elementwise, 2, None, doc="Elementwise sum of values (residual adds)."),
     OpDef("sub", E, shapes.elementwise, 2, 2, doc="Elementwise difference."),
     OpDef("mul", E, shapes.elementwise, 2, 2, doc="Elementwise product (gating, squeeze-excite)."),

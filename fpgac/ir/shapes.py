@@ -52,6 +52,16 @@ def affine(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -
     return x
 
 
+def quant(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
+    (x,) = shapes
+    out = _broadcast([x, _required_shape(params, "scale"), _required_shape(params, "zero_point")], "quant")
+    if out != x:
+        raise ShapeError(f"quant scale or zero point would broadcast the input {x} to {out}")
+    if attrs["bits"] < 1:
+        raise ShapeError(f"quant needs at least 1 bit, not {attrs['bits']}")
+    return x
+
+
 def prelu(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> Shape:
     (x,) = shapes
     out = _broadcast([x, _required_shape(params, "slope")], "prelu")

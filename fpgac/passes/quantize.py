@@ -40,6 +40,7 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.levels import LEVEL_BIAS, at_level, level_count
 from fpgac.ir.ops import OPS
+from fpgac.ir.quant import fixed_plan
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 from fpgac.passes.ood_formats import energy_format, flag_format
@@ -296,7 +297,34 @@ def _linear(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -
     bound = sum(m * 2 ** (frac - f) for m, f in terms)  # exact mantissa bound on the accumulator's grid
     acc_width = int(max(bound, default=0)).bit_length() + 1  # holds -bound..bound, sign included
     node.attrs["acc"] = Fixed(acc_width, acc_width - frac, True, Rounding.TRN, Overflow.WRAP)
+    if _feeds_quant_only(node):
+        return node.attrs["acc"]
     return activation_format(*r, width, headroom)
+
+
+def _feeds_quant_only(node: Node) -> bool:
+    """Whether every path from the output reaches a QONNX quantizer through ops that keep values exactly
+    (ReLU, max pooling, reshapes): the quantizer then gets the exact result and rounds once, as QONNX
+    does, instead of after a calibrated rounding of its own."""
+    users = node.output.consumers
+    graph_outputs = node.graph.outputs if node.graph is not None else ()
+    if not users or node.output in graph_outputs:
+        return False
+    return all(u.op == "quant" or (_RULES[u.op] in (_same, _relu) and _feeds_quant_only(u)) for u in users)
+
+
+def _quant(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    """QONNX's quantizer: its power-of-two grid is the format (:func:`fpgac.ir.quant.fixed_plan`)."""
+    plan = fixed_plan(
+        node.attrs, node.params["scale"].data, node.params["zero_point"].data, node.output.shape
+    )
+    fracs = [g.frac for g in plan.groups]
+    # Scales are powers of two (fixed_plan checked): a format spanning their exponents holds each exactly.
+    node.params["scale"] = _quantized(
+        node.params["scale"].data, Fixed(max(fracs) - min(fracs) + 2, 2 - min(fracs), True, Rounding.RND_CONV)
+    )
+    node.params["zero_point"] = _quantized(node.params["zero_point"].data, Fixed(1, 1, True))
+    return plan.out
 
 
 def _quantized_encoded(param: Param, fmt: Fixed) -> Param:
@@ -342,13 +370,29 @@ def _mantissas(param: Param) -> np.ndarray:
 
 def _affine(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
     for key in ("scale", "shift"):
-        data = node.params[key].data
-        node.params[key] = _quantized(data, constant_format(data, width))
+        param = node.params[key]
+        fmt = param.format if isinstance(param.format, Fixed) else constant_format(param.data, width)
+        node.params[key] = _quantized(param.data, fmt)  # a pinned format (a QONNX scale) is kept
+    if _feeds_quant_only(node):  # the exact x * scale + shift (see _feeds_quant_only)
+        fs, ft = (node.params[k].format for k in ("scale", "shift"))
+        assert isinstance(fs, Fixed) and isinstance(ft, Fixed)
+        return fixed.add_format(fixed.mul_format(ins[0], fs), ft)
     return activation_format(*r, width, headroom)
 
 
 def _calibrated(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
     return activation_format(*r, width, headroom)
+
+
+def _sum(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
+    """add/sub: calibrated, or exact where a QONNX quantizer reads it (see :func:`_feeds_quant_only`)."""
+    if not _feeds_quant_only(node):
+        return activation_format(*r, width, headroom)
+    combine = fixed.add_format if node.op == "add" else fixed.sub_format
+    out = ins[0]
+    for fmt in ins[1:]:
+        out = combine(out, fmt)
+    return out
 
 
 def _with_constant(key: str, attr: str | None = None) -> Rule:
@@ -551,8 +595,9 @@ _RULES: dict[str, Rule] = {
     "dense": _linear,
     "conv": _linear,
     "affine": _affine,
-    "add": _calibrated,
-    "sub": _calibrated,
+    "add": _sum,
+    "sub": _sum,
+    "quant": _quant,
     "mul": _calibrated,
     "relu": _relu,
     "leaky_relu": _with_constant("alpha", "alpha"),

@@ -60,6 +60,7 @@ UNMAPPED: dict[str, str] = {
     "build it with --backend vitis",
     "ood_flag": "the OOD monitor's threshold (num < tau * den) has no hls4ml layer; "
     "build it with --backend vitis",
+    "quant": "QONNX quantizers are not mapped to hls4ml's quantized activations yet (use the vitis backend)",
 }
 
 

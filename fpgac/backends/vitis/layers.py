@@ -35,6 +35,7 @@ from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.shapes import patch_grid
+from fpgac.ir.quant import ceil_offset, fixed_plan
 from fpgac.ir.types import Fixed, Overflow
 
 PARAM_KEYS = (
@@ -56,6 +57,8 @@ LAYER_SUFFIXES = (
     "_cells",
     "_ranks",
     *(f"_idx{k}" for k in range(8)),
+    *(f"_g{k}_t" for k in range(16)),
+    *(f"_off{k}_t" for k in range(16)),
     *(f"_{k}" for k in PARAM_KEYS),
     *(f"_{k}_t" for k in PARAM_KEYS),
 )
@@ -488,6 +491,55 @@ def hard_sigmoid(ctx: Ctx, code: LayerCode) -> None:
     code.body = _loop(ctx, body)
 
 
+_MAX_QUANT_GROUPS = 16  # distinct per-channel scales of one quant node (a typedef each)
+
+
+def quant(ctx: Ctx, code: LayerCode) -> None:
+    """QONNX's quantizer, as ``fixed_kernels.quant``: per group of elements sharing a power-of-two scale,
+    ``g_t q = v`` (CEIL adds one step of ``g_t`` less one of ``v`` first, then truncates), the clamp to
+    QONNX's integer range where ``g_t``'s own range is wider, then ``y = q`` (exact)."""
+    node = ctx.node
+    try:
+        plan = fixed_plan(
+            node.attrs, node.params["scale"].data, node.params["zero_point"].data, node.output.shape
+        )
+    except ValueError as exc:
+        raise VitisError(f"{ctx.where()}: {exc}") from None
+    if len(plan.groups) > _MAX_QUANT_GROUPS:
+        raise VitisError(f"{ctx.where()}: {len(plan.groups)} distinct scales (at most {_MAX_QUANT_GROUPS})")
+    fx = ctx.in_fmts[0]
+    branches = []
+    for k, group in enumerate(plan.groups):
+        g_t = f"{ctx.name}_g{k}_t"
+        code.typedefs.append((g_t, group.fmt.ap_type()))
+        step = math.ldexp(1.0, -group.frac)
+        if group.bipolar:
+            branches.append(f"{g_t} q = {g_t}({literal(step)});\nif (v < 0) q = -q;\n{ctx.y} = q;")
+            continue
+        offset, source = ceil_offset(fx, group), "v"
+        if offset:
+            shift = fx.frac_bits - group.frac
+            code.typedefs.append(
+                (f"{ctx.name}_off{k}_t", Fixed(shift, shift - fx.frac_bits, False).ap_type())
+            )
+            source = f"v + {ctx.name}_off{k}_t({literal(math.ldexp(offset, -fx.frac_bits))})"
+        lines = [f"{g_t} q = {source};"]
+        if group.lo > group.fmt.min_mantissa:
+            bound = f"{g_t}({literal(math.ldexp(group.lo, -group.frac))})"
+            lines.append(f"if (q < {bound}) q = {bound};")
+        if group.hi < group.fmt.max_mantissa:
+            bound = f"{g_t}({literal(math.ldexp(group.hi, -group.frac))})"
+            lines.append(f"if (q > {bound}) q = {bound};")
+        branches.append("\n".join([*lines, f"{ctx.y} = q;"]))
+    body = f"const {ctx.in_types[0]} v = {ctx.x(0)};\n"
+    if len(branches) == 1:
+        body += branches[0]
+    else:
+        body += f"const int g = {_index(code, ctx, 1, plan.group_of)};\n"
+        body += " else ".join(f"if (g == {k}) {{\n{_indent(b, 2)}\n}}" for k, b in enumerate(branches))
+    code.body = _loop(ctx, body)
+
+
 def table(ctx: Ctx, code: LayerCode) -> None:
     _, args = _table_args(ctx, code, ctx.in_fmts[0])
     code.body = _loop(ctx, f"{ctx.y} = {_read(ctx, 'table', f'fpgac::table_index<{args}>({ctx.x(0)})')};")
@@ -605,6 +657,7 @@ EMITTERS: dict[str, Callable[[Ctx, LayerCode], None]] = {
     "leaky_relu": _negative_side("alpha"),
     "prelu": _negative_side("slope"),
     "clip": clip,
+    "quant": quant,
     "sigmoid": table,
     "hard_sigmoid": hard_sigmoid,
     "tanh": table,

@@ -1,0 +1,296 @@
+"""QONNX's quantizers and ONNX's QuantizeLinear/DequantizeLinear: converters and folders.
+
+A quantizer on an activation becomes the IR's ``quant`` op (its meaning: :mod:`fpgac.ir.quant`). On a
+constant (a weight, as Brevitas exports them: ``initializer -> Quant -> MatMul``) it is folded into the
+quantized values, so the layer reads exactly the weights QONNX computes with; no clean-up by qonnx is
+needed first. Ops are registered under every domain exporters have written them in.
+
+A QuantizeLinear/DequantizeLinear pair on an activation is one ``quant`` node: QuantizeLinear's integer
+output never reaches the IR (whose values are real numbers); the ``quant`` node stands for the pair's
+dequantized value, and the DequantizeLinear reading it, checked to use the same scale and zero point, adds
+nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from fpgac.frontend.context import NodeContext, Tensor
+from fpgac.frontend.converters import Converter, _per_sample_param
+from fpgac.frontend.folding import Folder, Inputs
+from fpgac.ir import FLOAT32, Graph, Node, Param, Value
+from fpgac.ir.opdef import Kind
+from fpgac.ir.ops import OPS
+from fpgac.ir.quant import ROUNDINGS, grid_format, quant_float
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+QONNX_DOMAINS = ("qonnx.custom_op.general", "onnx.brevitas", "finn.custom_op.general")
+
+
+Arrays = list["np.ndarray | None"]
+
+
+class _Spec:
+    """A quantizer read from one node: scale, zero point, bits, signedness, narrow range, rounding."""
+
+    def __init__(
+        self, scale: np.ndarray, zero_point: np.ndarray, bits: int, signed: bool, narrow: bool, rounding: str
+    ) -> None:
+        self.scale, self.zero_point = scale, zero_point
+        self.bits, self.signed, self.narrow, self.rounding = bits, signed, narrow, rounding
+
+    def attrs(self) -> dict[str, Any]:
+        return {"bits": self.bits, "signed": self.signed, "narrow": self.narrow, "rounding": self.rounding}
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return quant_float(x, self.scale, self.zero_point, self.bits, self.signed, self.narrow, self.rounding)
+
+
+def _input(inputs: Arrays, index: int, what: str) -> np.ndarray:
+    value = inputs[index] if index < len(inputs) else None
+    if value is None:
+        raise ValueError(f"input {index} ({what}) is missing")
+    return np.asarray(value)
+
+
+def _checked(what: str, scale: np.ndarray, bits: float) -> None:
+    if not np.all(np.isfinite(scale)) or not np.all(scale > 0):
+        raise ValueError(f"{what}: scale must be positive and finite")
+    if not (bits >= 1 and float(bits).is_integer()):
+        raise ValueError(f"{what}: bit width {bits} is not a positive integer")
+
+
+def _quant_spec(inputs: Arrays, attrs: dict[str, Any]) -> _Spec:
+    """Quant/IntQuant: inputs (x, scale, zero point, bit width); attrs signed, narrow, rounding_mode."""
+    scale = _input(inputs, 1, "scale").astype(np.float32)
+    zero_point = _input(inputs, 2, "zero point").astype(np.float32)
+    bits = _input(inputs, 3, "bit width").astype(np.float64)
+    if bits.size != 1:
+        raise ValueError("bit width must be a scalar")
+    width = float(bits.reshape(-1)[0])
+    _checked("Quant", scale, width)
+    rounding = str(attrs.get("rounding_mode", "ROUND")).upper()
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding_mode {rounding!r} is not one of QONNX's ({', '.join(ROUNDINGS)})")
+    signed, narrow = bool(attrs.get("signed", 1)), bool(attrs.get("narrow", 0))
+    return _Spec(scale, zero_point, int(width), signed, narrow, rounding)
+
+
+def _bipolar_spec(inputs: Arrays, attrs: dict[str, Any]) -> _Spec:
+    """BipolarQuant: inputs (x, scale); ``x >= 0 ? scale : -scale``, a 1-bit signed quantizer."""
+    scale = _input(inputs, 1, "scale").astype(np.float32)
+    _checked("BipolarQuant", scale, 1)
+    return _Spec(scale, np.zeros((), np.float32), 1, True, False, "ROUND")
+
+
+_INT_RANGES = {
+    np.dtype(np.int8): (8, True),
+    np.dtype(np.uint8): (8, False),
+    np.dtype(np.int16): (16, True),
+    np.dtype(np.uint16): (16, False),
+}
+
+
+def _along(param: np.ndarray, axis: int, rank: int) -> np.ndarray:
+    """A per-axis (1-d) scale or zero point shaped to broadcast along ``axis`` of a rank-``rank`` tensor."""
+    if param.ndim != 1 or param.size == 1:
+        return param.reshape(()) if param.size == 1 else param
+    shape = [1] * rank
+    shape[axis % rank] = param.size
+    return param.reshape(shape)
+
+
+def _linear_spec(inputs: Arrays, attrs: dict[str, Any], rank: int) -> _Spec:
+    """QuantizeLinear (or DequantizeLinear) on a rank-``rank`` tensor: scale and zero point along ``axis``,
+    the zero point's integer type (uint8 without one), round half to even, saturate."""
+    if attrs.get("block_size", 0):
+        raise ValueError("blocked quantization (block_size) is not supported")
+    scale = _input(inputs, 1, "scale").astype(np.float32)
+    zp = np.asarray(inputs[2]) if len(inputs) > 2 and inputs[2] is not None else np.zeros((), np.uint8)
+    if zp.dtype not in _INT_RANGES:
+        raise ValueError(f"zero point of type {zp.dtype} is not supported (int8, uint8, int16, uint16)")
+    bits, signed = _INT_RANGES[zp.dtype]
+    _checked("QuantizeLinear", scale, bits)
+    axis = int(attrs.get("axis", 1))
+    scale, zero_point = _along(scale, axis, rank), _along(zp.astype(np.float32), axis, rank)
+    return _Spec(scale, zero_point, bits, signed, False, "ROUND")
+
+
+# -- folders: the quantizers on constants (weights) -------------------------------------------------
+def _fold_quant(inputs: Inputs, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    return [_quant_spec(inputs, attrs).apply(_input(inputs, 0, "x"))]
+
+
+def _fold_bipolar(inputs: Inputs, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    return [_bipolar_spec(inputs, attrs).apply(_input(inputs, 0, "x"))]
+
+
+def _fold_quantize_linear(inputs: Inputs, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    x = _input(inputs, 0, "x").astype(np.float32)
+    spec = _linear_spec(inputs, attrs, max(x.ndim, 1))
+    dtype = np.asarray(inputs[2]).dtype if len(inputs) > 2 and inputs[2] is not None else np.dtype(np.uint8)
+    return [np.round(spec.apply(x) / spec.scale + spec.zero_point).astype(dtype)]
+
+
+def _fold_dequantize_linear(inputs: Inputs, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
+    q = _input(inputs, 0, "x")
+    spec = _linear_spec([None, *inputs[1:]], attrs, max(q.ndim, 1))
+    return [((q.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)]
+
+
+# -- converters: the quantizers on activations ------------------------------------------------------
+def _params(ctx: NodeContext, x: Value, spec: _Spec) -> dict[str, np.ndarray]:
+    return {
+        "scale": _per_sample_param(ctx, spec.scale, x.shape, "scale"),
+        "zero_point": _per_sample_param(ctx, spec.zero_point, x.shape, "zero point"),
+    }
+
+
+def _constants(ctx: NodeContext) -> Arrays:
+    """The node's inputs after the first, as constants (None where absent)."""
+    return [None, *(ctx.const(i, f"input {i}") if ctx.has(i) else None for i in range(1, len(ctx.inputs)))]
+
+
+def _spec(ctx: NodeContext, read: Callable[[Arrays], _Spec]) -> _Spec:
+    try:
+        return read(_constants(ctx))
+    except ValueError as exc:
+        raise ctx.error(str(exc)) from None
+
+
+def _converter(read: Callable[[NodeContext, Arrays], _Spec]) -> Converter:
+    def convert(ctx: NodeContext) -> list[Tensor]:
+        x = ctx.act(0)
+        spec = _spec(ctx, lambda inputs: read(ctx, inputs))
+        return [ctx.emit("quant", [x], spec.attrs(), _params(ctx, x, spec))]
+
+    return convert
+
+
+def _linear_on(ctx: NodeContext, inputs: Arrays) -> _Spec:
+    return _linear_spec(inputs, ctx.attrs, len(ctx.act(0).shape) + 1)
+
+
+def convert_dequantize_linear(ctx: NodeContext) -> list[Tensor]:
+    """The second half of a pair: its QuantizeLinear's ``quant`` node already holds the real value."""
+    x = ctx.act(0)
+    node = x.producer
+    if node is None or node.op != "quant":
+        raise ctx.error("DequantizeLinear of an activation must read a QuantizeLinear")
+    params = _params(ctx, x, _spec(ctx, lambda inputs: _linear_on(ctx, inputs)))
+    for key, data in params.items():
+        if not np.array_equal(
+            np.broadcast_to(data, x.shape), np.broadcast_to(node.params[key].data, x.shape)
+        ):
+            raise ctx.error(
+                "DequantizeLinear must use the scale and zero point of the QuantizeLinear it reads"
+            )
+    return [x]
+
+
+def _per_domain(table: dict[str, T]) -> dict[str, T]:
+    return {f"{domain}.{op}": fn for domain in QONNX_DOMAINS for op, fn in table.items()}
+
+
+_quant = _converter(lambda ctx, inputs: _quant_spec(inputs, ctx.attrs))
+QONNX_CONVERTERS: dict[str, Converter] = {
+    **_per_domain(
+        {
+            "Quant": _quant,
+            "IntQuant": _quant,
+            "BipolarQuant": _converter(lambda ctx, inputs: _bipolar_spec(inputs, ctx.attrs)),
+        }
+    ),
+    "QuantizeLinear": _converter(_linear_on),
+    "DequantizeLinear": convert_dequantize_linear,
+}
+QONNX_FOLDERS: dict[str, Folder] = {
+    **_per_domain({"Quant": _fold_quant, "IntQuant": _fold_quant, "BipolarQuant": _fold_bipolar}),
+    "QuantizeLinear": _fold_quantize_linear,
+    "DequantizeLinear": _fold_dequantize_linear,
+}
+
+
+PINNED_WIDTH = 16  # a weight on a grid of at most this many bits is taken as quantized in training
+_SCALE_WIDTH = 32  # holds any float32 scale whose codes span at most 8 octaves
+_MAX_CODE = 2**15  # integer codes of a factored weight (W = scale * codes)
+
+
+def pin_weight_grids(graph: Graph, label: str) -> None:
+    """Give each dense/conv weight of a quantized model the format of its grid (a 4-bit weight of scale
+    2**-3 is ``ap_fixed<4,1>``), which the quantize pass keeps: the folded quantizer's exact values, in
+    as few bits as they need, whatever the build's precision.
+
+    A weight quantized with a scale that is not a power of two (Brevitas' binary weights: +-0.1) is on
+    no grid; it is factored into integer codes, the layer's pinned weights, and the scale, moved into an
+    ``affine`` node after the layer (with the bias): a declared rounding point, where the fixed-point
+    scale can make the design deviate from float QONNX execution (the build's fidelity line measures it).
+    """
+    for node in list(graph.nodes):
+        weight = node.params.get("weight")
+        if weight is None or OPS[node.op].kind not in (Kind.MATMUL, Kind.WINDOW):
+            continue
+        fmt = grid_format(weight.data, PINNED_WIDTH)
+        if fmt is None:
+            factored = _factor_scale(weight.data)
+            if factored is None:
+                continue
+            codes, scale = factored
+            fmt = grid_format(codes, PINNED_WIDTH)
+            if fmt is None:
+                continue
+            _scale_after(graph, node, scale)
+            weight.data = codes.astype(weight.data.dtype)
+            log.warning(
+                "%s: node %r (%s): weight scale %s is not a power of two: the layer computes with its "
+                "integer weights and an affine node after it applies the scale, a rounding point where "
+                "fixed point can deviate from float QONNX execution",
+                label,
+                node.name,
+                node.op,
+                np.unique(scale).tolist()[:4],
+            )
+        weight.format = fmt
+
+
+def _factor_scale(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(codes, scale)`` with ``weight == scale * codes`` (float32 rounding aside), integer codes and one
+    scale per tensor or per output channel (the smallest non-zero magnitude), or None."""
+    rows = np.abs(weight.reshape(len(weight), -1).astype(np.float64))
+    nonzero = np.where(rows > 0, rows, np.inf)
+    for scale in (np.full(len(rows), nonzero.min()), nonzero.min(axis=1)):
+        scale = np.where(np.isfinite(scale), scale, 1.0)
+        codes = weight.astype(np.float64) / scale.reshape((-1,) + (1,) * (weight.ndim - 1))
+        rounded = np.round(codes)
+        if np.all(np.abs(codes - rounded) <= 1e-2) and np.abs(rounded).max() < _MAX_CODE:
+            return rounded, scale
+    return None
+
+
+def _scale_after(graph: Graph, layer: Node, scale: np.ndarray) -> None:
+    """Insert ``affine(scale, bias)`` after ``layer`` (whose bias moves into it) and route its readers
+    through it."""
+    out = layer.output
+    users = list(out.uses)
+    channel_shape = (len(scale),) + (1,) * (len(out.shape) - 1) if layer.op == "conv" else (len(scale),)
+    bias = layer.params.pop("bias", None)
+    shift = np.zeros(len(scale), np.float32) if bias is None else bias.data
+    scale32 = scale.astype(np.float32).reshape(channel_shape)
+    # The scale's exact float32 value (24 significant bits) is its format: the design multiplies by the
+    # scale the QONNX model holds, not by a rounding of it.
+    params = {
+        "scale": Param(scale32, grid_format(scale32, _SCALE_WIDTH) or FLOAT32),
+        "shift": Param(np.asarray(shift, np.float32).reshape(channel_shape)),
+    }
+    affine = graph.add(
+        "affine", [out], name=f"{layer.name}/scale", params=params, index=graph.index_of(layer) + 1
+    )
+    for user, index in users:
+        user.set_input(index, affine.output)
+    graph.set_outputs([affine.output if v is out else v for v in graph.outputs])
