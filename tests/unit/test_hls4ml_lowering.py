@@ -115,7 +115,9 @@ def test_avg_pool_and_affine_become_hls4ml_layers(
     lowered = lower(graph)
     verify(lowered)
     pools = [
-        layer for layer in hls4ml_backend.design(lowered, "parallel").layers if layer["class_name"] == "AveragePooling2D"
+        layer
+        for layer in hls4ml_backend.design(lowered, "parallel").layers
+        if layer["class_name"] == "AveragePooling2D"
     ]
     assert [p["count_pad"] for p in pools] == [
         False,
@@ -129,7 +131,9 @@ def test_avg_pool_and_affine_become_hls4ml_layers(
     assert np.abs(ours - theirs).max() <= 0.05 * np.abs(ours).max()
     bn = lower(_quantized("bn_input_cnn", onnx_export, tmp_path))
     norm = next(
-        layer for layer in hls4ml_backend.design(bn, "parallel").layers if layer["class_name"] == "BatchNormalization"
+        layer
+        for layer in hls4ml_backend.design(bn, "parallel").layers
+        if layer["class_name"] == "BatchNormalization"
     )
     affine = next(n for n in bn.nodes if n.op == "affine")
     assert norm["n_filt"] == 3 and norm["n_in"] == 3 * 8 * 8

@@ -34,8 +34,8 @@ from fpgac.backends.vitis.weights import conv_compressed, dense_compressed
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
-from fpgac.ir.shapes import patch_grid
 from fpgac.ir.quant import ceil_offset, fixed_plan
+from fpgac.ir.shapes import patch_grid
 from fpgac.ir.types import Fixed, Overflow
 
 PARAM_KEYS = (
