@@ -65,13 +65,13 @@ def sweep(
     graph = load_model(model)
     check_layers(axes, [n.name for n in graph.nodes], grid)
     points = make_points(axes, sample, count, seed)
+    inputs, labels = load_data(graph, data)  # a bad data file fails before the folder is made
     store.open_folder(out, store.manifest(model, base, data, points), force=force)
     done = store.finished(out)
     todo = [p for p in points if p.index not in done]
     rows = dict(done)
     names = list(axes)
     if todo:
-        inputs, labels = load_data(graph, data)
         reference = prepare_data(graph, inputs, labels)
         with counted(f"sweep: {len(points)} points", len(todo)) as advance:
 
