@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.build import BuildOptions, compile_model, load_model
+from fpgac.build import BuildOptions, compile_model
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
 from fpgac.interp.simulator import run_fixed
+from fpgac.ir import Graph
 from fpgac.sweep.grid import Point
 
 # The estimate's numbers a point reports, as report.json names them.
@@ -45,9 +46,9 @@ class SweepData:
     reference: tuple[np.ndarray, ...]
 
 
-def prepare_data(model: Path, inputs: list[np.ndarray], labels: np.ndarray | None) -> SweepData:
+def prepare_data(graph: Graph, inputs: list[np.ndarray], labels: np.ndarray | None) -> SweepData:
     """Run the float model on the validation inputs (the reference every point is compared with)."""
-    reference = run_float(load_model(model), inputs)
+    reference = run_float(graph, inputs)
     return SweepData(tuple(inputs), labels, tuple(np.asarray(y, np.float64) for y in reference))
 
 

@@ -167,3 +167,14 @@ def _draw(rng: np.random.Generator, total: int, count: int) -> list[int]:
     while len(seen) < count:
         seen.add(int.from_bytes(rng.bytes(16)) % total)
     return list(seen)
+
+
+def check_layers(axes: Mapping[str, Sequence[Any]], layers: Sequence[str], path: Path | None) -> None:
+    """Every ``[layers.NAME]`` of the sweep file names a layer of the model (a typo would sweep nothing)."""
+    for axis in axes:
+        if axis.startswith("layers."):
+            layer = axis[len("layers.") :].rsplit(".", 1)[0]
+            if layer not in layers:
+                raise SweepFileError(
+                    f"{path}: layer {layer!r} is not in the model; its layers: {', '.join(layers)}"
+                )

@@ -105,8 +105,8 @@ def run_ray(
                 ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
             else:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise SweepRunError(f"--ray {address}: cannot reach a Ray cluster ({exc})") from None
+        except Exception as exc:  # Ray raises bare Exception when its local node does not start in time
+            raise SweepRunError(f"--ray {address}: cannot start or reach Ray ({_one_line(exc)})") from None
     if not points:
         return
     task = ray.remote(num_cpus=1)(evaluate_point)
@@ -125,3 +125,7 @@ def run_ray(
     finally:
         for ref in pending:
             ray.cancel(ref)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,10 @@ import numpy as np
 from fpgac.arrays import ArrayFileError, load_inputs
 from fpgac.atomic import write_atomic
 from fpgac.build import BuildOptions, load_model
+from fpgac.ir import Graph
 from fpgac.sweep import store
 from fpgac.sweep.evaluate import prepare_data
-from fpgac.sweep.grid import Point, load_axes, make_points
+from fpgac.sweep.grid import Point, check_layers, load_axes, make_points
 from fpgac.sweep.pareto import fronts
 from fpgac.sweep.runner import run_local, run_ray
 
@@ -56,22 +56,23 @@ def sweep(
     jobs: int = 1,
     ray: str | None = None,
     force: bool = False,
-    on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``model`` over ``grid`` (None: the default grid) into ``out``."""
     from fpgac.progress import counted
 
     start = time.perf_counter()
     axes, sample, count, seed = load_axes(grid)
+    graph = load_model(model)
+    check_layers(axes, [n.name for n in graph.nodes], grid)
     points = make_points(axes, sample, count, seed)
+    inputs, labels = load_data(graph, data)  # a bad data file fails before the folder is made
     store.open_folder(out, store.manifest(model, base, data, points), force=force)
     done = store.finished(out)
     todo = [p for p in points if p.index not in done]
     rows = dict(done)
     names = list(axes)
     if todo:
-        inputs, labels = load_data(model, data)
-        reference = prepare_data(model, inputs, labels)
+        reference = prepare_data(graph, inputs, labels)
         with counted(f"sweep: {len(points)} points", len(todo)) as advance:
 
             def finish(row: dict[str, Any]) -> None:
@@ -79,8 +80,6 @@ def sweep(
                 rows[row["point"]] = row
                 store.write_tables(out, names, list(rows.values()))
                 advance()
-                if on_row is not None:
-                    on_row(row)
 
             if ray is None:
                 run_local(model, base, todo, reference, jobs, finish)
@@ -92,9 +91,8 @@ def sweep(
     return SweepResult(out, len(points), len(todo), len(done), ordered, on, time.perf_counter() - start)
 
 
-def load_data(model: Path, path: Path) -> tuple[list[np.ndarray], np.ndarray | None]:
+def load_data(graph: Graph, path: Path) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The validation inputs (as ``fpgac sim`` takes them) and ``labels`` when the .npz has them."""
-    graph = load_model(model)
     inputs = load_inputs(path, graph)
     labels = None
     if path.suffix == ".npz":

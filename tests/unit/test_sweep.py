@@ -82,6 +82,17 @@ def test_bad_sweep_files_name_the_problem(tmp_path: Path, text: str, fragment: s
     assert fragment in str(info.value)
 
 
+def test_a_layer_the_model_lacks_is_refused_before_any_point(
+    files: tuple[Path, Path, Path, Path], tmp_path: Path
+) -> None:
+    model, calib, data, _ = files
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[layers."fc9"]\nprecision = [4, 8]\n')
+    with pytest.raises(SweepFileError, match="layer 'fc9' is not in the model; its layers: fc1, relu, fc2"):
+        sweep(model, tmp_path / "out", BuildOptions(calib=calib), data, grid=grid)
+    assert not (tmp_path / "out").exists()
+
+
 def test_front_keeps_only_undominated_fitting_points() -> None:
     rows = [
         {"point": 0, "status": "ok", "fits": True, "accuracy": 0.90, "dsp": 10},
