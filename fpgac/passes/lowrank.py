@@ -40,8 +40,9 @@ so a smaller budget only raises the threshold and every layer keeps a prefix of 
 values in descending order); a top-up that would break the prefix is capped by the level above
 (:func:`~fpgac.passes.rank_allocation.nested_ranks`). With calibration data the weights are shared, so the
 refits of later layers fit the inputs of every level at once (the levels' traces stacked), and every level
-gets its own bias on each second factor: the least-squares bias for the level's own inputs (the mean of the
-original output minus the level's), fitted front to back.
+gets its own bias on each second factor and every dense/conv layer after the first factor: the
+least-squares bias for the level's own inputs (the mean of the original output minus the level's), fitted
+front to back.
 """
 
 from __future__ import annotations
