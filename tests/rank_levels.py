@@ -16,7 +16,8 @@ WINDOW = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups"
 
 
 def small_cnn(seed: int = 0) -> Graph:
-    """conv 2 -> 8, relu, conv 8 -> 8, relu, flatten, dense -> 10 on 6 x 6 inputs (random weights)."""
+    """conv 2 -> 8, relu, conv 8 -> 8, relu, flatten, dense -> 10, relu, dense -> 4 on 6 x 6 inputs (random
+    weights); the last dense layer is too small to split, so it gets only a bias per level."""
     rng = np.random.default_rng(seed)
     graph = Graph("small_cnn")
     x = graph.add_input("x", TensorType((2, 6, 6)))
@@ -35,7 +36,9 @@ def small_cnn(seed: int = 0) -> Graph:
     r2 = graph.add("relu", [c2.output], name="r2")
     flat = graph.add("reshape", [r2.output], name="flat", attrs={"shape": [288]})
     fc = graph.add("dense", [flat.output], name="fc", params={"weight": param(10, 288), "bias": param(10)})
-    graph.set_outputs([fc.output])
+    r3 = graph.add("relu", [fc.output], name="r3")
+    head = graph.add("dense", [r3.output], name="head", params={"weight": param(4, 10), "bias": param(4)})
+    graph.set_outputs([head.output])
     return graph
 
 
@@ -64,6 +67,7 @@ def truncated(graph: Graph, level: int) -> Graph:
             rank = node.attrs.pop("ranks_in")[level]
             weight = node.params["weight"]
             node.params["weight"] = Param(weight.data[:, :rank].copy(), weight.format)
+        if LEVEL_BIAS in node.params:
             biases = node.params.pop(LEVEL_BIAS)
             node.params["bias"] = Param(biases.data[level].copy(), biases.format)
     return static

@@ -66,7 +66,8 @@ per step, with ``M`` non-zero multiplications per step.
 * **Latency** of a layer is ``ii`` plus its pipeline depth: a multiplier (``DSP_LATENCY`` or
   ``LUT_MULT_LATENCY``), ``ceil(log2(fan-in + 1))`` adder levels (a tree over ``fan-in / R`` products
   per cycle, then an accumulation over R cycles: counted at the R = 1 depth, so latency never falls as
-  R grows), a memory read and a cast.
+  R grows), a memory read and a cast. A low-rank factor with rank levels takes its level's component
+  groups per step instead of R cycles (:mod:`fpgac.analysis.rank_schedule`).
   ``parallel``: the layers run one after the other, so the total latency is the sum and the total ii
   is the slowest layer's. ``stream``: layers overlap in a dataflow region, so the total ii is still the
   slowest stage's, and the total latency is that stage's ii plus every layer's fill time (its depth,

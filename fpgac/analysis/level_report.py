@@ -24,6 +24,24 @@ def level_macs(node: Node, level: int) -> int:
     return macs if rank is None else macs * rank // largest_rank(node)
 
 
+def levels_markdown(entries: list[dict[str, Any]] | None) -> list[str]:
+    """``report.md``'s table of the rank levels (nothing for a design without them)."""
+    if not entries:
+        return []
+    lines = [
+        "",
+        "## Rank levels (run-time register `rank_level`)",
+        "",
+        "| level | MACs | latency (cycles) | fps | ranks |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for e in entries:
+        ranks = ", ".join(f"`{name}` {rank}" for name, rank in e["ranks"].items()).replace("|", "\\|")
+        speed = f"{e['latency_cycles']:,} | {e['fps']:,.0f}"
+        lines.append(f"| {e['level']} | {e['macs']:,} | {speed} | {ranks} |")
+    return lines
+
+
 def level_report(graph: Graph, estimate: Estimate) -> list[dict[str, Any]]:
     """One entry per level, largest first (see the module docstring)."""
     models = layer_models(graph, estimate.io, estimate.board)

@@ -24,9 +24,10 @@ def component_schedule(rank: int, reuse: int) -> tuple[int, int]:
 
 
 def largest_rank(node: Node) -> int:
-    """The components a ranked factor stores: its output channels (first factor) or inputs (second)."""
+    """The components a ranked factor stores: its inputs (second factor) or outputs (first factor, or a
+    layer with only a bias per level)."""
     weight = node.params["weight"].shape
-    return weight[0] if "ranks_out" in node.attrs else weight[1]
+    return weight[1] if "ranks_in" in node.attrs else weight[0]
 
 
 def step_cycles(node: Node, reuse: int, level: int) -> int:

@@ -17,6 +17,7 @@ from fpgac.analysis.cost import node_cost
 from fpgac.analysis.estimate import memory_cost
 from fpgac.analysis.fidelity import fidelity_markdown
 from fpgac.analysis.ood_report import ood_markdown
+from fpgac.analysis.level_report import levels_markdown
 from fpgac.boards import Board
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
@@ -124,6 +125,7 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"{weights} | {layer['output_format']} | {acc} |"
         )
     lines += _design_markdown(report)
+    lines += levels_markdown(report.get("rank_levels"))
     lines += _storage_markdown(report)
     lines += ood_markdown(report.get("ood"))
     lines += fidelity_markdown(report.get("fidelity"))

@@ -4,7 +4,9 @@ A split layer's two factors keep their components at the largest level's rank, o
 smaller level is a prefix of them (:mod:`fpgac.passes.lowrank`). A factor node records, per level, how
 many components it uses: ``ranks_out`` on the first factor (its output channels ``>= rank`` are 0) and
 ``ranks_in`` on the second (its input channels ``>= rank`` are not read), plus ``level_bias`` (levels x
-outputs) where the refit gave each level its own bias (its row 0, level 0, is the node's ``bias``).
+outputs) where the refit gave each level its own bias (its row 0, level 0, is the node's ``bias``); a
+dense or conv layer after the factors may carry a ``level_bias`` alone (its weights are the same at every
+level, its bias is not).
 
 The meaning of level ``i`` is :func:`at_level`: the same graph with the unused components' weights zero
 and the level's bias. Accumulators are exact, so a zero product changes nothing and the result equals, bit
@@ -26,7 +28,8 @@ class RankLevelError(FpgacError):
 
 
 def is_levelled(node: Node) -> bool:
-    return any(key in node.attrs for key in LEVEL_ATTRS)
+    """Whether the node computes differently per level (a rank, or a bias per level)."""
+    return any(key in node.attrs for key in LEVEL_ATTRS) or LEVEL_BIAS in node.params
 
 
 def level_count(graph: Graph) -> int:

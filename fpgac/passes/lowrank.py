@@ -40,8 +40,9 @@ so a smaller budget only raises the threshold and every layer keeps a prefix of 
 values in descending order); a top-up that would break the prefix is capped by the level above
 (:func:`~fpgac.passes.rank_allocation.nested_ranks`). With calibration data the weights are shared, so the
 refits of later layers fit the inputs of every level at once (the levels' traces stacked), and every level
-gets its own bias on each second factor: the least-squares bias for the level's own inputs (the mean of the
-original output minus the level's), fitted front to back.
+gets its own bias on each second factor and every dense/conv layer after the first factor: the
+least-squares bias for the level's own inputs (the mean of the original output minus the level's), fitted
+front to back.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ class LowRank:
             log.info("lowrank: %s rank %s%s", name, r, "" if split else " (not split)")
         if per_level is not None and traced is not None:
             assert self.calib is not None
-            _level_biases(graph, seconds, len(per_level), list(self.calib), traced)
+            _level_biases(graph, _biased_after(graph, seconds), len(per_level), list(self.calib), traced)
         graph.metadata.setdefault("compression", []).append(
             {
                 "pass": self.name,
@@ -349,19 +350,32 @@ class LowRank:
         return stats.fit(self.damp, basis)
 
 
+def _biased_after(graph: Graph, seconds: list[Node]) -> list[Node]:
+    """The layers whose bias can follow the level: the second factors, and every dense or (groups 1)
+    conv layer with a bias after the first of them (their inputs change with the level)."""
+    if not seconds:
+        return []
+    later = graph.nodes[graph.index_of(seconds[0]) :]
+    return [
+        n
+        for n in later
+        if n in seconds or (_splittable_op(n) and "bias" in n.params and not n.attrs.get("ranks_out"))
+    ]
+
+
 def _level_biases(
-    graph: Graph, seconds: list[Node], count: int, calib: list[np.ndarray], original: dict[str, np.ndarray]
+    graph: Graph, biased: list[Node], count: int, calib: list[np.ndarray], original: dict[str, np.ndarray]
 ) -> None:
-    """Give every second factor a bias per level: its bias plus the mean of (original - level) output.
+    """Give every layer of ``biased`` a bias per level: its bias plus the mean of (original - level) output.
 
     Front to back and level by level, each fitted on the level's own inputs, so later layers absorb the
     shifts earlier ones leave at that level; row 0 (the largest level) is also the node's ``bias``.
     """
-    for node in seconds:
+    for node in biased:
         bias = node.params["bias"]
         node.params[LEVEL_BIAS] = Param(np.repeat(bias.data[None], count, axis=0), bias.format)
     for level in range(count):
-        for node in seconds:
+        for node in biased:
             out = run_float(at_level(graph, level), calib, trace=True)[node.output.name].astype(np.float64)
             axis = out.ndim - 1 if node.op == "dense" else 1
             others = tuple(a for a in range(out.ndim) if a != axis)
@@ -388,9 +402,11 @@ def _refit_in_place(
 
 
 def _splittable(node: Node) -> bool:
-    if node.op not in ("dense", "conv") or not all(isinstance(p.format, Float) for p in node.params.values()):
-        return False
-    return node.op == "dense" or node.attrs["groups"] == 1
+    return all(isinstance(p.format, Float) for p in node.params.values()) and _splittable_op(node)
+
+
+def _splittable_op(node: Node) -> bool:
+    return node.op == "dense" or (node.op == "conv" and node.attrs["groups"] == 1)
 
 
 def _replace(graph: Graph, layer: SplitLayer, ranks: Ranks, last: np.ndarray | None) -> list[Node]:

@@ -68,6 +68,10 @@ def test_formats_hold_every_levels_activations_and_biases(graph: Graph) -> None:
     assert biases.format == second.params["bias"].format
     assert np.array_equal(biases.data[0], second.params["bias"].data)
     assert not np.array_equal(biases.data[0], biases.data[-1])  # each level got its own mean correction
+    head = graph.node("head")  # not split, after the factors: the same weights, a bias per level
+    assert LEVEL_BIAS in head.params and not np.array_equal(
+        head.params[LEVEL_BIAS].data[0], head.params[LEVEL_BIAS].data[-1]
+    )
 
 
 def test_without_calibration_there_is_one_bias() -> None:

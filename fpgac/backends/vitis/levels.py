@@ -24,17 +24,19 @@ LEVEL_ARG = f"int {LEVEL_PORT}"
 
 
 def ranked(ctx: Ctx, code: LayerCode, values: dict[str, int], types: dict[str, str]) -> None:
-    """The body and config of a ranked dense or conv factor (``values``: the static layer's config)."""
+    """The body and config of a ranked dense or conv factor (``values``: the static layer's config); a
+    layer with only a bias per level runs the same kernel with every output at every level."""
     node = ctx.node
     if node.params["weight"].encoding is not None or ctx.offchip:
         raise VitisError(f"{ctx.where()}: a layer with rank levels keeps dense weights on chip")
-    out_side = "ranks_out" in node.attrs
-    ranks = [int(r) for r in node.attrs["ranks_out" if out_side else "ranks_in"]]
+    out_side = "ranks_in" not in node.attrs
     weight = node.params["weight"].shape
+    every_output = [weight[0]] * len(node.params[LEVEL_BIAS].data) if LEVEL_BIAS in node.params else []
+    ranks = [int(r) for r in node.attrs.get("ranks_out" if out_side else "ranks_in", every_output)]
     rank = largest_rank(node)
     per_component = math.prod(weight[1:]) if out_side else weight[0]
     if node.op == "conv" and (node.attrs["groups"] != 1 or (not out_side and math.prod(weight[2:]) != 1)):
-        raise VitisError(f"{ctx.where()}: rank levels need a groups-1 first factor or a 1 x 1 second factor")
+        raise VitisError(f"{ctx.where()}: rank levels need a groups-1 conv, and a 1 x 1 second factor")
     unroll, step_ii = component_schedule(rank, ctx.reuse)
     extra = {
         "LEVELS": len(ranks),
