@@ -16,8 +16,8 @@ from typing import Any
 from fpgac.analysis.cost import node_cost
 from fpgac.analysis.estimate import memory_cost
 from fpgac.analysis.fidelity import fidelity_markdown
-from fpgac.analysis.ood_report import ood_markdown
 from fpgac.analysis.level_report import levels_markdown
+from fpgac.analysis.ood_report import ood_markdown
 from fpgac.boards import Board
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
