@@ -83,11 +83,14 @@ def _hls_shape(value: Value) -> list[int]:
     return list(shape)
 
 
-def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> Design:
+def design(
+    graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None, io: str = "parallel"
+) -> Design:
     """The hls4ml layer list and per-layer config of a lowered graph (only its types come from hls4ml).
 
     Each layer's reuse factor is ``layer_reuse[node name]``, else ``reuse``; dense and conv layers above 1
-    take hls4ml's Resource strategy, moved up to the nearest factor it accepts (:func:`valid_reuse`).
+    take hls4ml's Resource strategy, moved to the nearest factor its ``io`` kernels accept
+    (:func:`valid_reuse`).
     """
     d = Design()
     names = CNames(_RESERVED)
@@ -110,7 +113,7 @@ def design(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None =
         prec["result"] = precision(node.output.type.format)
         d.layers.append(layer)
         asked = (layer_reuse or {}).get(node.name, reuse)
-        used = valid_reuse(layer, asked)
+        used = valid_reuse(layer, asked, io)
         if used != asked:
             d.reuse[node.name] = {"asked": asked, "used": used}
         strategy = "Resource" if used > 1 and layer["class_name"] in _MULT_SIZE else "Latency"
@@ -145,13 +148,14 @@ _MULT_SIZE = {
 }
 
 
-def valid_reuse(layer: dict[str, Any], asked: int) -> int:
-    """The smallest reuse factor >= ``asked`` that hls4ml's Resource strategy accepts for ``layer``.
+def valid_reuse(layer: dict[str, Any], asked: int, io: str = "parallel") -> int:
+    """The smallest reuse factor >= ``asked`` that hls4ml's Resource kernels for ``io`` accept for
+    ``layer``, within the largest they accept (:func:`max_reuse`).
 
     hls4ml itself replaces an invalid factor by the *closest* valid one, possibly smaller (more
     multipliers than asked); fpgac moves up instead, so a layer never takes more of the board than the
     reuse factor it was given. Validity is hls4ml's own test (``FPGABackend._validate_reuse_factor``);
-    ``n_in * n_out`` is always valid. Other layers take any factor.
+    the largest factor allowed always passes it. Other layers take any factor.
     """
     size = _MULT_SIZE.get(layer["class_name"])
     if size is None or asked <= 1:
@@ -160,10 +164,27 @@ def valid_reuse(layer: dict[str, Any], asked: int) -> int:
 
     n_in, n_out = size(layer)
     backend = hls4ml.backends.get_backend("Vitis")
-    rf = min(asked, n_in * n_out)
+    rf = min(asked, max_reuse(layer, io))
     while not backend._validate_reuse_factor(n_in, n_out, rf):
         rf = rf + 1 if rf < n_in else (rf // n_in + 1) * n_in  # at or above n_in only multiples of n_in pass
     return int(rf)
+
+
+def max_reuse(layer: dict[str, Any], io: str) -> int:
+    """The largest reuse factor hls4ml's kernels compute correctly for a layer of ``_MULT_SIZE``.
+
+    In io_parallel a conv's Resource kernel (``conv_2d_resource_cl``, also behind 1x1 "pointwise" convs)
+    asserts ``RF <= filt_height * filt_width * n_chan`` (n_in); beyond it the assertion is compiled out
+    of C-simulation and the outputs are wrong (a 1x1 conv of ResNet's shortcut at 64 > 8 inputs: 4,607
+    of 4,608 values), and there is no io_parallel Resource depthwise conv at all. io_stream convs and
+    dense layers run hls4ml's dense Resource kernels, which take every factor up to ``n_in * n_out``.
+    """
+    n_in, n_out = _MULT_SIZE[layer["class_name"]](layer)
+    if io == "parallel" and layer["class_name"] == "DepthwiseConv2D":
+        return 1
+    if io == "parallel" and layer["class_name"] == "Conv2D":
+        return n_in
+    return n_in * n_out
 
 
 def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -427,7 +448,7 @@ def model_graph(
     from hls4ml.model.graph import ModelGraph
 
     check_io(graph, io)
-    d = design(graph, reuse, layer_reuse)
+    d = design(graph, reuse, layer_reuse, io)
     outputs = [d.tensors[v.name] for v in graph.outputs]
     inputs = [d.tensors[v.name] for v in graph.inputs]
     try:
@@ -437,10 +458,12 @@ def model_graph(
         raise Hls4mlError(f"hls4ml rejected the model: {type(exc).__name__}: {exc}") from exc
 
 
-def tensor_map(graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None) -> dict[str, Any]:
+def tensor_map(
+    graph: Graph, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None, io: str = "parallel"
+) -> dict[str, Any]:
     """``fpgac.json``: how IR values map onto the project's inputs, outputs and traced layers, and the
-    reuse factors hls4ml needed raised (``{node: {asked, used}}``)."""
-    d = design(graph, reuse, layer_reuse)
+    reuse factors hls4ml needed changed (``{node: {asked, used}}``)."""
+    d = design(graph, reuse, layer_reuse, io)
     value = {v.name: v for v in graph.values()}
 
     def entry(name: str) -> dict[str, Any]:
@@ -479,5 +502,5 @@ def hls4ml_plan(
         root = Path(tmp) / PROJECT_DIR
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             plan.add(path.relative_to(root).as_posix(), path.read_bytes())
-    plan.add(MAP_FILE, json.dumps(tensor_map(graph, reuse, layer_reuse), indent=1) + "\n")
+    plan.add(MAP_FILE, json.dumps(tensor_map(graph, reuse, layer_reuse, io), indent=1) + "\n")
     return plan
