@@ -26,6 +26,7 @@ from fpgac.analysis.level_report import level_report
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
+from fpgac.backends.hls4ml.folding import accepted_reuse
 from fpgac.backends.hls4ml.lower import Hls4mlLowering
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
 from fpgac.backends.vitis.emitter import vitis_plan
@@ -229,15 +230,12 @@ def _fit(
 ) -> Fitting:
     """The fitted design; the user's reuse factors (``--reuse``, ``reuse`` in ``--config``) are kept.
 
-    hls4ml builds are not folded per layer yet: the Resource strategy's kernels assert on reuse factors
-    hls4ml has not validated for the layer (an abort inside C-simulation), so every layer the config does
-    not name gets ``--reuse`` (1 when not given) and only io style and weights are fitted.
+    hls4ml builds are folded to factors hls4ml's kernels accept (:mod:`fpgac.backends.hls4ml.folding`).
     """
     fixed = (
         reuse_factors(graph, layer_reuse, options.reuse) if options.reuse is not None else dict(layer_reuse)
     )
-    if options.backend == "hls4ml":
-        fixed = reuse_factors(graph, layer_reuse, options.reuse or 1)
+    accepts = accepted_reuse(graph) if options.backend == "hls4ml" else None
     reuse_factors(graph, fixed)  # a layer name or factor that is not valid fails here, with its name
     return fit(
         graph,
@@ -246,7 +244,8 @@ def _fit(
         util=options.util,
         target_fps=options.target_fps,
         fixed=fixed,
-        weights=options.weights,
+        weights="onchip" if options.backend == "hls4ml" else options.weights,  # hls4ml: no m_axi weights
+        accepts=accepts,
     )
 
 

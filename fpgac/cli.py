@@ -194,7 +194,7 @@ def _float_pair(text: str) -> tuple[float, float]:
     type=click.IntRange(min=1),
     help="Reuse factor of every layer: products per multiplier (per layer: `reuse` in --config; "
     "hls4ml: its ReuseFactor, Resource strategy above 1). Default: fitted per layer to the board "
-    "(hls4ml: 1).",
+    "(hls4ml: to factors hls4ml accepts).",
 )
 @click.option(
     "--util",

@@ -53,11 +53,14 @@ per step, with ``M`` non-zero multiplications per step.
   18-Kbit count).
 * **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM
   is replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external
-  memory, and the layer computes one product a cycle (R = its products per step). A dense layer reads
-  its weights once a frame, a conv once per output row (each row read serves the row's windows), so a
-  layer reads ``sweeps * weights * b`` bits a frame; all off-chip layers share the board's sustained
-  bandwidth (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes at least the
-  cycles the whole off-chip traffic of a frame needs.
+  memory, and the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi
+  port is widened to) of weights a cycle: ``L = 512 / word`` lanes (:func:`offchip_lanes`; ``word``
+  the weights' stored C integer width, 8 to 64 bits), ``L`` multipliers, and ``ceil(fan-in / L)``
+  cycles per output per position (every weight, zeros included: off-chip weights are dense). A dense
+  layer reads its weights once a frame, a conv once per output row (each row read serves the row's
+  windows), so a layer reads ``sweeps * weights * word`` bits a frame; all off-chip layers share the
+  board's sustained bandwidth (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes
+  at least the cycles the whole off-chip traffic of a frame needs.
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
   (dual-port). **Line buffers** of 2-d (and higher) windows in ``stream`` style hold ``k - 1`` input
   rows of channel vectors, each row and each channel its own memory (``width`` deep) because all are
@@ -115,6 +118,7 @@ CONTROL_LUT, CONTROL_FF = 100, 100  # loop counters, handshakes and FSM of one l
 DSP_LATENCY, LUT_MULT_LATENCY, BRAM_LATENCY = 3, 2, 2
 PARALLEL_MAX_MULTS = 4096  # HLS refuses to unroll more (hls4ml issue #1013, "XFORM 203-504")
 LARGEST_COUNT = 3
+OFFCHIP_WORD_BITS = 512  # an off-chip layer's weights a cycle: one AXI word (m_axi max_widen_bitwidth)
 
 
 class EstimateError(FpgacError):
@@ -153,7 +157,7 @@ class LayerEstimate:
     ``fill_cycles`` is how long the layer delays a dataflow pipeline (depth plus line-buffer wait).
     ``memory`` is where its weights live (:data:`MEMORIES`); ``bound`` what sets its ii: ``steps`` (one
     step per cycle: R = 1, or an op without multipliers), ``reuse`` (R cycles a step), ``serial``
-    (off-chip weights, one product a cycle) or ``bandwidth`` (off-chip weight reads); ``offchip_bits``
+    (off-chip weights, one memory word a cycle) or ``bandwidth`` (off-chip weight reads); ``offchip_bits``
     the external-memory bits it reads per frame.
     """
 
@@ -344,6 +348,16 @@ def product_cost(a: int, b: int, board: Board) -> tuple[int, int]:
         return 0, math.ceil(a * b / 2)
     p, q = dsp_shape(board)
     return min(math.ceil(a / p) * math.ceil(b / q), math.ceil(b / p) * math.ceil(a / q)), 0
+
+
+def stored_bits(width: int) -> int:
+    """Bits of the C integer word a ``width``-bit weight is stored in off chip (the weight image's)."""
+    return next(b for b in (8, 16, 32, 64) if width <= b)
+
+
+def offchip_lanes(weight_bits: int, fan_in: int) -> int:
+    """Products a cycle of an off-chip layer: the weights one memory word holds, at most one output's."""
+    return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in))
 
 
 def memory_cost(depth: int, width: int, board: Board, allow_uram: bool = True) -> Resources:
@@ -768,16 +782,19 @@ class LayerModel:
 
     def offchip_bits(self) -> int:
         """External-memory bits read per frame with the weights off chip (see the module docstring)."""
-        return self.weight_bits * self.work.sweeps
+        work = self.work  # every weight, zeros included (elems x fan-in: the [OUT][T] block)
+        return work.elems * work.fan_in * stored_bits(work.weight_bits) * work.sweeps
 
     def at(self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame."""
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
-        r = self.max_reuse if offchip else (reuse if self.folds else 1)  # off chip: one product a cycle
-        mults = math.ceil(work.mults / r)
-        adders = math.ceil(work.adds / r)
+        lanes = offchip_lanes(work.weight_bits, work.fan_in)
+        # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
+        r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
+        mults = lanes if offchip else math.ceil(work.mults / r)
+        adders = lanes if offchip else math.ceil(work.adds / r)
         dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board) if mults else (0, 0)
         res = Resources(
             dsp=mults * dsp_each,
@@ -786,11 +803,11 @@ class LayerModel:
             + adders * work.add_bits
             + work.window_regs,
         )
-        if offchip:  # two tiles of one output's weights (ping-pong), refilled from external memory
-            memory, storage = (
-                "offchip",
-                memory_cost(2 * work.fan_in, work.weight_bits, board, allow_uram=False),
-            )
+        if offchip:  # two tiles of one output's weights (ping-pong) ``lanes`` wide, refilled from memory
+            depth = math.ceil(work.fan_in / lanes)
+            tile = weight_memory(work.fan_in, work.weight_bits, depth, "stream", board)[1]
+            tile = tile if depth > 1 else Resources(ff=lanes * work.weight_bits)  # one word: registers
+            memory, storage = "offchip", tile + tile
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         res = res + storage
@@ -814,7 +831,7 @@ class LayerModel:
         if work.tables or rows:
             depth += BRAM_LATENCY
         ii = work.steps * step_cycles(node, r, self.level)
-        bound = "serial" if offchip else ("reuse" if r > 1 else "steps")  # serial: one product a cycle
+        bound = "serial" if offchip else ("reuse" if r > 1 else "steps")  # serial: one word a cycle
         if offchip and bandwidth_ii >= ii:
             ii, bound = bandwidth_ii, "bandwidth"
         return LayerEstimate(

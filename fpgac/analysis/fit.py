@@ -23,6 +23,8 @@ finds it; each layer's cost at a reuse factor is arithmetic on a datapath read o
 
 Fpgac's Vitis kernels take any positive reuse factor: ``ceil(products / R)`` multipliers
 (``ALLOCATION``) and a cyclic reshape by ``ceil(size / R)``, neither of which needs R to divide anything.
+A backend whose kernels take only some factors (hls4ml's Resource strategy) passes ``accepts``: each
+fitted factor is rounded down to one it accepts, so the layer still makes the design's II.
 
 Reuse factors the user gives (a global ``--reuse``, per-layer ``reuse`` in ``--config``) are kept as
 given; the fitting folds only the other layers.
@@ -67,6 +69,7 @@ from fpgac.ir.graph import Graph
 WEIGHT_PLACES = ("auto", "onchip", "offchip")
 MEMORY = ("bram18", "uram")  # the budget off-chip weights relieve
 DEFAULT_UTIL = 0.8  # routing congestion makes designs above ~80 % of a resource hard to close
+Accepts = Callable[[str, str, int], int]  # (io, layer, R) -> the largest factor <= R the backend takes
 
 
 class FitError(EstimateError):
@@ -139,10 +142,12 @@ def fit(
     target_fps: float | None = None,
     fixed: Mapping[str, int] | None = None,
     weights: str = "auto",
+    accepts: Accepts | None = None,
 ) -> Fitting:
     """Choose the io style (``auto``), reuse factors and off-chip layers of ``graph`` on ``board``.
 
-    ``fixed`` maps layer names to the reuse factors the user gave (kept as given).
+    ``fixed`` maps layer names to the reuse factors the user gave (kept as given); ``accepts(io, layer,
+    R)`` is the largest factor at most R the backend's kernels take for the layer (default: R).
     """
     if not 0 < util <= 1:
         raise FitError(f"utilisation target {util} must be in (0, 1]")
@@ -156,12 +161,12 @@ def fit(
     if io == "auto" and weights != "offchip":
         models = layer_models(graph, "parallel", board)
         if max(_unrolled(m) for m in models) <= PARALLEL_MAX_MULTS:
-            parallel = _fit_style(models, util, target_fps, fixed, weights)
+            parallel = _fit_style(models, util, target_fps, fixed, weights, accepts)
             if parallel.within_util:
                 return parallel
     if io == "auto":
         io = "stream"
-    return _fit_style(layer_models(graph, io, board), util, target_fps, fixed, weights)
+    return _fit_style(layer_models(graph, io, board), util, target_fps, fixed, weights, accepts)
 
 
 def _unrolled(model: LayerModel) -> int:
@@ -175,8 +180,9 @@ def _fit_style(
     target_fps: float | None,
     fixed: Mapping[str, int],
     weights: str,
+    accepts: Accepts | None,
 ) -> Fitting:
-    board = models[0].board
+    board, io = models[0].board, models[0].io
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     offchip = _offchip(models, budget, fixed, weights)
     bw = bandwidth_ii(models, offchip, board)
@@ -188,12 +194,12 @@ def _fit_style(
             cache[key] = m.at(r, m.name in offchip, bw)
         return cache[key]
 
+    def folded(m: LayerModel, ii: int) -> int:
+        r = m.max_reuse if m.name in offchip else min(max(ii // m.steps, 1), m.max_reuse)
+        return accepts(io, m.name, r) if accepts else r
+
     def reuse_at(ii: int) -> dict[str, int]:
-        return {
-            m.name: fixed.get(m.name)
-            or (m.max_reuse if m.name in offchip else min(max(ii // m.steps, 1), m.max_reuse))
-            for m in models
-        }
+        return {m.name: fixed.get(m.name) or folded(m, ii) for m in models}
 
     limits = _vector(budget)
 

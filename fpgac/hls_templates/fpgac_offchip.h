@@ -7,8 +7,11 @@
 // row is read in one burst into a local tile while the previous output is computed from the other tile
 // (ping-pong), so only two rows sit on chip, and each row serves every position waiting for it: every
 // row of a dense layer's input (one sweep of the block per sample), every pixel of a conv output row (one
-// sweep per output row). The arithmetic is dense's and conv_pixel's in fpgac_kernels.h (acc_t(bias) + the
-// products, one cast), so the bits do not change.
+// sweep per output row). A layer takes CFG::LANES weights a cycle, one memory word's worth (512 bits, see
+// fpgac.analysis.estimate.offchip_lanes): the burst moves LANES words a cycle (the port is widened to
+// 512 bits) and the compute makes LANES products a cycle, so the layer keeps up with its share of the
+// bandwidth. The arithmetic is dense's and conv_pixel's in fpgac_kernels.h (acc_t(bias) + the products,
+// one cast); acc_t is AP_WRAP and exact, so the order of the additions cannot change the bits.
 #ifndef FPGAC_OFFCHIP_H
 #define FPGAC_OFFCHIP_H
 
@@ -17,19 +20,23 @@
 
 namespace fpgac {
 
-// Copy T consecutive raw weights from external memory: a pipelined loop over consecutive addresses, which
-// HLS turns into one burst.
-template <int T, class raw_t>
+// Copy T consecutive raw weights from external memory, LANES a cycle: a pipelined loop over consecutive
+// addresses, which HLS turns into one burst of wide words.
+template <int T, int LANES, class raw_t>
 void load_tile(const raw_t* src, raw_t tile[T]) {
   FPGAC_LOOP(offchip_burst)
-  for (int t = 0; t < T; t++) {
+  for (int t0 = 0; t0 < T; t0 += LANES) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
-    tile[t] = src[t];
+    FPGAC_LOOP(offchip_burst_lanes)
+    for (int l = 0; l < LANES; l++) {
+      if (t0 + l < T) tile[t0 + l] = src[t0 + l];
+    }
   }
 }
 
 // Output o at every position p < P: y[p * OUT + o] = acc_t(b[o]) + sum_t x[p * X + base + t] * tile[t],
-// exact (acc_t is AP_WRAP and holds every product's fraction), as dense and conv_pixel accumulate it.
+// exact (acc_t is AP_WRAP and holds every product's fraction), as dense and conv_pixel accumulate it;
+// CFG::LANES products a cycle.
 template <class CFG, int P, int X, int OUT, int T, class in_t, class out_t, class raw_t, class b_t>
 void tile_outputs(const in_t x[P * X], int base, const raw_t tile[T], const b_t b[], int o,
                   out_t y[P * OUT]) {
@@ -37,9 +44,13 @@ void tile_outputs(const in_t x[P * X], int base, const raw_t tile[T], const b_t 
   for (int p = 0; p < P; p++) {
     typename CFG::acc_t acc = initial_acc<CFG>(b, o);
     FPGAC_LOOP(offchip_taps)
-    for (int t = 0; t < T; t++) {
+    for (int t0 = 0; t0 < T; t0 += CFG::LANES) {
       FPGAC_PRAGMA(HLS PIPELINE II=1)
-      acc += x[p * X + base + t] * from_bits<typename CFG::weight_t>(tile[t]);
+      FPGAC_LOOP(offchip_lanes)
+      for (int l = 0; l < CFG::LANES; l++) {
+        const int t = t0 + l;
+        if (t < T) acc += x[p * X + base + t] * from_bits<typename CFG::weight_t>(tile[t]);
+      }
     }
     y[p * OUT + o] = acc;
   }
@@ -55,16 +66,18 @@ void offchip_outputs(const in_t x[P * X], const raw_t* w, const b_t b[], out_t y
   FPGAC_PRAGMA(HLS INLINE off)
   raw_t ping[T];
   raw_t pong[T];
-  load_tile<T>(w, ping);
+  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=ping cyclic factor=CFG::LANES)
+  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=pong cyclic factor=CFG::LANES)
+  load_tile<T, CFG::LANES>(w, ping);
   FPGAC_LOOP(offchip_outputs)
   for (int o = 0; o < OUT; o++) {
     const int base = (o / GROUP_OUT) * T;
     const bool next = o + 1 < OUT;
     if (o % 2 == 0) {
-      if (next) load_tile<T>(w + (o + 1) * T, pong);
+      if (next) load_tile<T, CFG::LANES>(w + (o + 1) * T, pong);
       tile_outputs<CFG, P, X, OUT, T>(x, base, ping, b, o, y);
     } else {
-      if (next) load_tile<T>(w + (o + 1) * T, ping);
+      if (next) load_tile<T, CFG::LANES>(w + (o + 1) * T, ping);
       tile_outputs<CFG, P, X, OUT, T>(x, base, pong, b, o, y);
     }
   }
@@ -85,6 +98,7 @@ void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out
                       const raw_t* w, const b_t b[CFG::BIAS_SIZE]) {
   const int WIN = CFG::C * CFG::KH * CFG::KW;
   static in_t windows[CFG::OW * WIN];
+  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=windows cyclic factor=CFG::LANES)
   static out_t out[CFG::OW * CFG::OC];
   FPGAC_LOOP(conv_offchip_gather)
   for (int ow = 0; ow < CFG::OW; ow++) {

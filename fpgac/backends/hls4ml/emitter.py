@@ -87,8 +87,9 @@ def design(graph: Graph, io: str, reuse: int = 1, layer_reuse: Mapping[str, int]
     """The hls4ml layer list and per-layer config of a lowered graph (only its types come from hls4ml).
 
     Each layer's reuse factor is ``layer_reuse[node name]``, else ``reuse``; dense and conv layers above 1
-    take hls4ml's Resource strategy, moved up to the nearest factor it accepts (:func:`valid_reuse`). In
-    io_stream, a max pool whose windows overlap becomes several layers (:func:`_overlapping_max_pool`).
+    take hls4ml's Resource strategy, moved to the nearest factor its ``io`` kernels accept
+    (:func:`valid_reuse`). In io_stream, a max pool whose windows overlap becomes several layers
+    (:func:`_overlapping_max_pool`).
     """
     d = Design()
     names = CNames(_RESERVED)
@@ -114,7 +115,7 @@ def design(graph: Graph, io: str, reuse: int = 1, layer_reuse: Mapping[str, int]
         prec["result"] = precision(node.output.type.format)
         d.layers.append(layer)
         asked = (layer_reuse or {}).get(node.name, reuse)
-        used = valid_reuse(layer, asked)
+        used = valid_reuse(layer, asked, io)
         if used != asked:
             d.reuse[node.name] = {"asked": asked, "used": used}
         strategy = "Resource" if used > 1 and layer["class_name"] in _MULT_SIZE else "Latency"
@@ -204,13 +205,14 @@ _MULT_SIZE = {
 }
 
 
-def valid_reuse(layer: dict[str, Any], asked: int) -> int:
-    """The smallest reuse factor >= ``asked`` that hls4ml's Resource strategy accepts for ``layer``.
+def valid_reuse(layer: dict[str, Any], asked: int, io: str) -> int:
+    """The smallest reuse factor >= ``asked`` that hls4ml's Resource kernels for ``io`` accept for
+    ``layer``, within the largest they accept (:func:`max_reuse`).
 
     hls4ml itself replaces an invalid factor by the *closest* valid one, possibly smaller (more
     multipliers than asked); fpgac moves up instead, so a layer never takes more of the board than the
     reuse factor it was given. Validity is hls4ml's own test (``FPGABackend._validate_reuse_factor``);
-    ``n_in * n_out`` is always valid. Other layers take any factor.
+    the largest factor allowed always passes it. Other layers take any factor.
     """
     size = _MULT_SIZE.get(layer["class_name"])
     if size is None or asked <= 1:
@@ -219,10 +221,27 @@ def valid_reuse(layer: dict[str, Any], asked: int) -> int:
 
     n_in, n_out = size(layer)
     backend = hls4ml.backends.get_backend("Vitis")
-    rf = min(asked, n_in * n_out)
+    rf = min(asked, max_reuse(layer, io))
     while not backend._validate_reuse_factor(n_in, n_out, rf):
         rf = rf + 1 if rf < n_in else (rf // n_in + 1) * n_in  # at or above n_in only multiples of n_in pass
     return int(rf)
+
+
+def max_reuse(layer: dict[str, Any], io: str) -> int:
+    """The largest reuse factor hls4ml's kernels compute correctly for a layer of ``_MULT_SIZE``.
+
+    In io_parallel a conv's Resource kernel (``conv_2d_resource_cl``, also behind 1x1 "pointwise" convs)
+    asserts ``RF <= filt_height * filt_width * n_chan`` (n_in); beyond it the assertion is compiled out
+    of C-simulation and the outputs are wrong (a 1x1 conv of ResNet's shortcut at 64 > 8 inputs: 4,607
+    of 4,608 values), and there is no io_parallel Resource depthwise conv at all. io_stream convs and
+    dense layers run hls4ml's dense Resource kernels, which take every factor up to ``n_in * n_out``.
+    """
+    n_in, n_out = _MULT_SIZE[layer["class_name"]](layer)
+    if io == "parallel" and layer["class_name"] == "DepthwiseConv2D":
+        return 1
+    if io == "parallel" and layer["class_name"] == "Conv2D":
+        return n_in
+    return n_in * n_out
 
 
 def _layer(node: Node, d: Design) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -505,7 +524,7 @@ def tensor_map(
     graph: Graph, io: str, reuse: int = 1, layer_reuse: Mapping[str, int] | None = None
 ) -> dict[str, Any]:
     """``fpgac.json``: how IR values map onto the project's inputs, outputs and traced layers, and the
-    reuse factors hls4ml needed raised (``{node: {asked, used}}``)."""
+    reuse factors hls4ml needed changed (``{node: {asked, used}}``)."""
     d = design(graph, io, reuse, layer_reuse)
     value = {v.name: v for v in graph.values()}
 

@@ -25,7 +25,7 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
-from fpgac.analysis.estimate import weight_memory
+from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import levels as vitis_levels
@@ -227,6 +227,7 @@ def design(
         "levels": levels,
         "ood": any(n.op == "patch_energy" for n in graph.nodes),
         "memory_ports": memory_ports,
+        "memory_word_bits": OFFCHIP_WORD_BITS,
         "external": external,
         "weights_file": weight_image.WEIGHTS_FILE,
         "weights_bytes": blocks[-1].end if blocks else 0,

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fpgac.analysis.estimate import offchip_lanes
 from fpgac.backends.vitis.ccode import (
     Array,
     Ctx,
@@ -210,6 +211,13 @@ def _external_weight(ctx: Ctx, code: LayerCode) -> str:
     return port
 
 
+def _lanes(ctx: Ctx, fan_in: int) -> dict[str, int]:
+    """``LANES`` of an off-chip layer: its products a cycle, as the estimate counts them (none on chip)."""
+    fmt = ctx.node.params["weight"].format
+    assert isinstance(fmt, Fixed)  # _external_weight refused a float weight first
+    return {"LANES": offchip_lanes(fmt.width, fan_in)} if ctx.offchip else {}
+
+
 def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
     return {**_acc(ctx, code), **_param_types(ctx, weight_t="weight", bias_t="bias")}
 
@@ -232,7 +240,7 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
         dense_compressed(ctx, code, values, types, bias)
         return
-    code.config = config(ctx, values, types)
+    code.config = config(ctx, {**values, **_lanes(ctx, n_in)}, types)
     kernel = "dense_offchip" if ctx.offchip else "dense"
     code.body = f"  fpgac::{kernel}<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
@@ -278,7 +286,7 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
         conv_compressed(ctx, code, values, types, bias)
         return
-    code.config = config(ctx, values, types)
+    code.config = config(ctx, {**values, **_lanes(ctx, math.prod(w_shape[1:]))}, types)
     if ctx.stream:
         if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
             row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
