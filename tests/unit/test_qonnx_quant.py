@@ -145,3 +145,18 @@ def test_qonnx_agrees_within_float32_rounding(tmp_path: Path, expected: list[np.
         want = expected[CASES.index(case)]
         theirs = got[f"y{k}"].astype(np.float64)
         assert np.all(np.abs(theirs - want) <= np.spacing(np.abs(want).astype(np.float32))), case
+
+
+@pytest.mark.slow
+def test_kernel_equals_the_exact_reference_node_by_node(tmp_path: Path) -> None:
+    """The fixed-point kernel against ``test_fixed_kernels``' rational reference, at 16-bit inputs (whose
+    grid is coarser than some quantizers' and finer than others'), with QONNX's other rounding modes."""
+    from tests.unit.test_fixed_kernels import check_graph
+
+    cases = [c for c in CASES if c[3] in (1, 5, 12)]
+    cases += [
+        (s, False, m, 3, pc) for s in (True, False) for m in ("DOWN", "HALF_UP", "HALF_DOWN") for pc in (0, 1)
+    ]
+    x = _inputs()[::40]
+    graph = Quantize(precision=16, calib=(x,)).run(load_onnx(_model(tmp_path / "m.onnx", cases)))
+    check_graph(graph, [x])
