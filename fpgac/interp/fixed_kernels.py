@@ -26,6 +26,9 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
   before, the rest after; channels past the ends add nothing), exact in ``acc``; ``f = table[s]``, the
   table holding ``(bias + alpha / size * s)**-beta`` at bin centres (index ``floor(s / 2**table_shift) +
   table_offset``, as for the other tables); ``y = out_t(x * f)``, an exact product and one cast.
+* **quant** (QONNX's quantizers, :mod:`fpgac.ir.quant`): per group of elements sharing a power-of-two
+  scale, one cast into that grid's format (CEIL: after adding one output step less one input step), the
+  clamp to QONNX's integer range, an exact move into the output format.
 * **div**: no fixed-point kernel; the quantize pass refuses graphs that need it.
 """
 
