@@ -437,6 +437,8 @@ def convert_flatten(ctx: NodeContext) -> list[Tensor]:
     rank = len(x.shape) + 1
     axis = ctx.int_attr("axis", 1)
     axis = axis + rank if axis < 0 else axis
+    if axis == 0 and ctx.batch == 1:  # keras2onnx/tf2onnx with a fixed batch of 1: (1, ...) -> (1, n)
+        return [_reshape(ctx, x, (math.prod(x.shape),))]
     if not 1 <= axis <= rank or math.prod(x.shape[: axis - 1]) != 1:
         raise ctx.error(
             f"Flatten axis {ctx.attr('axis', 1)} of {['N', *x.shape]} would mix the batch into other axes"

@@ -31,6 +31,9 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
   fraction is twice the projection's and whose integer bits hold the worst case (quantize sizes it):
   nothing is rounded or wraps. Without a basis the squares of the taps themselves are summed.
 * **ood_flag**: ``num < tau * den``, an exact product and an exact comparison: 1 or 0.
+* **quant** (QONNX's quantizers, :mod:`fpgac.ir.quant`): per group of elements sharing a power-of-two
+  scale, one cast into that grid's format (CEIL: after adding one output step less one input step), the
+  clamp to QONNX's integer range, an exact move into the output format.
 * **div**: no fixed-point kernel; the quantize pass refuses graphs that need it.
 """
 

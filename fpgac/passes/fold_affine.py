@@ -41,26 +41,39 @@ class FoldAffine:
 def _fold(graph: Graph, affine: Node) -> bool:
     source = affine.inputs[0]
     producer = source.producer
+    if producer is not None and producer.op == "reshape" and _unit_reshape(producer):
+        return _fold_through_reshape(graph, affine, producer)
     if producer is None or len(source.uses) != 1 or source in graph.outputs:
         return False
-    if not all(isinstance(p.format, Float) for n in (producer, affine) for p in n.params.values()):
-        return False
-    if not isinstance(source.type.format, Float) or not isinstance(affine.output.type.format, Float):
+    if not _all_float(producer, affine):
         return False
     scale, shift = (affine.params[k].data.astype(np.float64) for k in ("scale", "shift"))
-    rank = len(source.shape)
-    if producer.op == "affine":
-        _merge_affines(producer, scale, shift)
-    elif producer.op in ("conv", "dense"):
-        channel_axis = 0 if producer.op == "conv" else rank - 1
-        per_channel = _per_channel(scale, shift, rank, channel_axis, source.shape[channel_axis])
-        if per_channel is None:
-            return False
-        _fold_into_layer(producer, *per_channel)
-    else:
+    if not _fold_values(producer, scale, shift):
         return False
     graph.bypass(affine, source)
     return True
+
+
+def _all_float(producer: Node, affine: Node) -> bool:
+    if not all(isinstance(p.format, Float) for n in (producer, affine) for p in n.params.values()):
+        return False
+    return isinstance(producer.output.type.format, Float) and isinstance(affine.output.type.format, Float)
+
+
+def _fold_values(producer: Node, scale: np.ndarray, shift: np.ndarray) -> bool:
+    """Fold ``x * scale + shift`` (shaped against the producer's output) into ``producer``."""
+    rank = len(producer.output.shape)
+    if producer.op == "affine":
+        _merge_affines(producer, scale, shift)
+        return True
+    if producer.op in ("conv", "dense"):
+        channel_axis = 0 if producer.op == "conv" else rank - 1
+        per_channel = _per_channel(scale, shift, rank, channel_axis, producer.output.shape[channel_axis])
+        if per_channel is None:
+            return False
+        _fold_into_layer(producer, *per_channel)
+        return True
+    return False
 
 
 def _per_channel(
@@ -94,3 +107,45 @@ def _merge_affines(first: Node, scale: np.ndarray, shift: np.ndarray) -> None:
     shape = np.broadcast_shapes(new_scale.shape, new_shift.shape)
     first.params["scale"] = Param(np.broadcast_to(new_scale, shape).astype(dtype), s1.format)
     first.params["shift"] = Param(np.broadcast_to(new_shift, shape).astype(dtype), t1.format)
+
+
+def _unit_reshape(node: Node) -> bool:
+    """A reshape that only adds or drops axes of size 1 (an Unsqueeze, a Squeeze)."""
+    before = [d for d in node.inputs[0].shape if d != 1]
+    return before == [d for d in node.output.shape if d != 1] and node.inputs[0].type.layout is None
+
+
+def _fold_through_reshape(graph: Graph, affine: Node, reshape: Node) -> bool:
+    """``layer -> unsqueeze -> affine -> squeeze`` (old torch BatchNorm1d exports: Gemm, Unsqueeze,
+    BatchNormalization, Squeeze): the affine's params, reshaped to the layer's output, fold into the
+    layer, and the reshapes around it collapse into one identity, which goes too."""
+    source, inner = affine.inputs[0], reshape.inputs[0]
+    layer = inner.producer
+    if layer is None or len(inner.uses) != 1 or inner in graph.outputs:
+        return False
+    if len(source.uses) != 1 or source in graph.outputs or not _all_float(layer, affine):
+        return False
+    scale, shift = (
+        _squeezed_constant(np.broadcast_to(affine.params[k].data, source.shape).reshape(inner.shape))
+        for k in ("scale", "shift")
+    )
+    if not _fold_values(layer, scale.astype(np.float64), shift.astype(np.float64)):
+        return False
+    graph.bypass(affine, source)
+    for node, index in list(source.uses):  # the Squeeze after it now reads the layer's output directly
+        if node.op == "reshape":
+            node.set_input(index, inner)
+            if node.output.type == inner.type:
+                graph.bypass(node, inner)
+    if not source.uses and source not in graph.outputs:
+        graph.remove(reshape)
+    return True
+
+
+def _squeezed_constant(full: np.ndarray) -> np.ndarray:
+    """``full`` with every axis along which it is constant reduced to size 1 (broadcasts back to it)."""
+    for axis in range(full.ndim):
+        first = np.take(full, [0], axis=axis)
+        if np.all(full == first):
+            full = first
+    return full

@@ -435,6 +435,8 @@ def every_op_graph() -> Graph:
     c = add("prelu", [c], params={"slope": Param(per_channel)})
     c = add("clip", [c], {"min": -1.0, "max": 1.0})
     c = add("hard_sigmoid", [c], {"alpha": 0.2, "beta": 0.5})
+    quant = {"bits": 4, "signed": True, "narrow": False, "rounding": "ROUND"}
+    c = add("quant", [c], quant, {"scale": Param(np.float32(0.25)), "zero_point": Param(np.float32(0))})
     d = add("elu", [b], {"alpha": 1.0})
     d = add("selu", [d], {"alpha": 1.67, "gamma": 1.05})
     d = add("sigmoid", [d])

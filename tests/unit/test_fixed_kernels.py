@@ -378,6 +378,36 @@ def ref_concat(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> t
     return cast_all(joined, out_fmt(node))
 
 
+def ref_quant(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
+    """QONNX's quantizer on exact values (zero point 0): x / scale clamped to the integer range, rounded
+    by the mode, times the scale; 1-bit signed is the bipolar sign. Exact in the output format, and the
+    clamp is the op's meaning, so nothing counts as an overflow."""
+    a = node.attrs
+    x = vals(xs[0], fmts[0])
+    scale = np.broadcast_to(node.params["scale"].data, x.shape[1:])
+    bits, signed, narrow = a["bits"], a["signed"], a["narrow"]
+    lo = -(2 ** (bits - 1)) + narrow if signed else 0
+    hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
+    round_fn = {
+        "ROUND": lambda q: round(q),  # Fraction rounds half to even
+        "HALF_EVEN": lambda q: round(q),
+        "FLOOR": math.floor,
+        "CEIL": math.ceil,
+        "DOWN": math.trunc,
+        "HALF_UP": lambda q: math.floor(q + Q(1, 2)) if q >= 0 else -math.floor(-q + Q(1, 2)),
+        "HALF_DOWN": lambda q: math.ceil(q - Q(1, 2)) if q >= 0 else -math.ceil(-q - Q(1, 2)),
+    }[a["rounding"]]
+    out = np.empty(x.shape, dtype=object)
+    for idx in np.ndindex(x.shape):
+        s = Q(float(scale[idx[1:]]))
+        if signed and bits == 1:
+            out[idx] = s if x[idx] >= 0 else -s
+        else:
+            out[idx] = round_fn(min(max(x[idx] / s, Q(lo)), Q(hi))) * s
+    m, _ = cast_all(out, out_fmt(node))
+    return m, 0
+
+
 def ref_pad(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     """Pad cells hold the pad value cast into the output format (not counted as overflows)."""
     y, bad = cast_all(vals(xs[0], fmts[0]), out_fmt(node))
@@ -460,6 +490,7 @@ REFS: dict[str, Ref] = {
     "leaky_relu": ref_leaky_relu,
     "prelu": ref_prelu,
     "clip": ref_clip,
+    "quant": ref_quant,
     "sigmoid": ref_table,
     "tanh": ref_table,
     "hard_sigmoid": ref_hard_sigmoid,

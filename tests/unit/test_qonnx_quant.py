@@ -145,3 +145,98 @@ def test_qonnx_agrees_within_float32_rounding(tmp_path: Path, expected: list[np.
         want = expected[CASES.index(case)]
         theirs = got[f"y{k}"].astype(np.float64)
         assert np.all(np.abs(theirs - want) <= np.spacing(np.abs(want).astype(np.float32))), case
+
+
+@pytest.mark.slow
+def test_kernel_equals_the_exact_reference_node_by_node(tmp_path: Path) -> None:
+    """The fixed-point kernel against ``test_fixed_kernels``' rational reference, at 16-bit inputs (whose
+    grid is coarser than some quantizers' and finer than others'), with QONNX's other rounding modes."""
+    from tests.unit.test_fixed_kernels import check_graph
+
+    cases = [c for c in CASES if c[3] in (1, 5, 12)]
+    cases += [
+        (s, False, m, 3, pc) for s in (True, False) for m in ("DOWN", "HALF_UP", "HALF_DOWN") for pc in (0, 1)
+    ]
+    x = _inputs()[::40]
+    graph = Quantize(precision=16, calib=(x,)).run(load_onnx(_model(tmp_path / "m.onnx", cases)))
+    check_graph(graph, [x])
+
+
+def _graph(
+    path: Path, nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], width: int, out: int
+) -> Path:
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", out])],  # no inference through QONNX ops
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid(DOMAIN, 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
+    return path
+
+
+def test_quantize_dequantize_linear_pairs(tmp_path: Path) -> None:
+    """QuantizeLinear/DequantizeLinear on an activation is one quant node (int8, scale 2**-4); int8 weights
+    behind a DequantizeLinear fold into the weight, which keeps its 8-bit grid. The float interpreter
+    equals onnxruntime exactly, and the simulator up to the rounding of the (unquantized) output."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    inits = {
+        "s": np.array(2.0**-4, np.float32),
+        "z": np.array(0, np.int8),
+        "wq": rng.integers(-128, 128, size=(6, 3)).astype(np.int8),
+        "ws": np.array(2.0**-7, np.float32),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "z"], ["w"]),
+        helper.make_node("MatMul", ["d", "w"], ["y"]),
+    ]
+    path = _graph(tmp_path / "qdq.onnx", nodes, inits, 6, 3)
+    # On a 2**-8 grid, which the 16-bit input format holds: a float input would be rounded into the input
+    # format first, and the quantizer after it would round a second time.
+    x = (np.round(rng.normal(size=(64, 6)) * 4 * 256) / 256).astype(np.float32)
+    options = ort.SessionOptions()  # its QDQ fusion runs int8 kernels whose 16-bit sums saturate (AVX2)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    want = session.run(None, {"x": x})[0]
+    graph = load_onnx(path)
+    assert [n.op for n in graph.nodes] == ["quant", "dense"]
+    assert graph.nodes[1].params["weight"].format == Fixed(8, 1, True, "RND_CONV", "SAT")
+    got = run_float(graph, [x])[0]
+    assert np.array_equal(got, want), (np.abs(got - want).max(), np.argwhere(got != want)[:3])
+    fixed = Quantize(calib=(x,)).run(graph)
+    fmt = fixed.outputs[0].type.format  # the float output rounds (to nearest) into its 16-bit format
+    assert isinstance(fmt, Fixed) and fixed.nodes[0].output.type.format == Fixed(
+        8, 4, True, "RND_CONV", "SAT"
+    )
+    assert np.abs(run_fixed(fixed, [x]).outputs[0] - want).max() <= fmt.lsb / 2
+
+
+def test_weight_scale_not_a_power_of_two_becomes_a_declared_affine(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """2-bit weights of scale 0.1: the dense layer keeps the integer codes (a 2-bit format) and an affine
+    after it applies 0.1, with a warning naming the layer; the float graph computes what QONNX does."""
+    rng = np.random.default_rng(2)
+    inits = {
+        "w": rng.normal(size=(4, 5)).astype(np.float32),
+        "s": np.array(0.1, np.float32),
+        "z": np.array(0.0, np.float32),
+        "b": np.array(2.0, np.float32),
+    }
+    nodes = [
+        helper.make_node("Quant", ["w", "s", "z", "b"], ["wq"], domain=DOMAIN, signed=1, narrow=0),
+        helper.make_node("MatMul", ["x", "wq"], ["y"], name="fc"),
+    ]
+    path = _graph(tmp_path / "scale.onnx", nodes, inits, 4, 5)
+    graph = load_onnx(path)
+    assert [n.op for n in graph.nodes] == ["dense", "affine"]
+    assert graph.nodes[0].params["weight"].format == Fixed(2, 2, True, "RND_CONV", "SAT")
+    assert "'fc' (dense): weight scale" in caplog.text
+    x = rng.normal(size=(32, 4)).astype(np.float32)
+    codes = np.clip(np.round(inits["w"] / np.float32(0.1)), -2, 1)
+    np.testing.assert_allclose(run_float(graph, [x])[0], x @ (codes * np.float32(0.1)), rtol=1e-6, atol=1e-6)

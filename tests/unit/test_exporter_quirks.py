@@ -1,0 +1,71 @@
+"""What real exporters write that a hand-written model would not: old torch BatchNorm1d exports
+(Gemm -> Unsqueeze -> BatchNormalization -> Squeeze) and keras2onnx's Flatten over a batch of 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from fpgac.build import load_model
+from fpgac.interp.interpreter import run_float
+
+RNG = np.random.default_rng(4)
+
+
+def _save(path: Path, nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], shape: list[object]) -> Path:
+    graph = helper.make_graph(
+        nodes,
+        "quirks",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v.astype(v.dtype), k) for k, v in inits.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def _onnxruntime(path: Path, x: np.ndarray) -> np.ndarray:
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {"x": x})[0])
+
+
+def test_batchnorm1d_folds_through_unsqueeze_and_squeeze_into_the_gemm(tmp_path: Path) -> None:
+    f32 = np.float32
+    inits = {
+        "w": RNG.normal(size=(5, 6)).astype(f32),
+        "b": RNG.normal(size=5).astype(f32),
+        "axes": np.array([2], np.int64),
+        "g": RNG.uniform(0.5, 2, 5).astype(f32),
+        "beta": RNG.normal(size=5).astype(f32),
+        "mean": RNG.normal(size=5).astype(f32),
+        "var": RNG.uniform(0.5, 2, 5).astype(f32),
+    }
+    nodes = [
+        helper.make_node("Gemm", ["x", "w", "b"], ["h"], transB=1),
+        helper.make_node("Unsqueeze", ["h", "axes"], ["u"]),
+        helper.make_node("BatchNormalization", ["u", "g", "beta", "mean", "var"], ["n"]),
+        helper.make_node("Squeeze", ["n", "axes"], ["s"]),
+        helper.make_node("Relu", ["s"], ["y"]),
+    ]
+    path = _save(tmp_path / "bn1d.onnx", nodes, inits, ["N", 6])
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["dense", "relu"]
+    x = RNG.normal(size=(16, 6)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
+
+
+def test_flatten_axis_0_of_a_batch_of_one(tmp_path: Path) -> None:
+    """keras2onnx with a fixed batch of 1 flattens with axis 0: (1, 2, 3) -> (1, 6), the batch kept."""
+    w = RNG.normal(size=(6, 4)).astype(np.float32)
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=0), helper.make_node("MatMul", ["f", "w"], ["y"])]
+    path = _save(tmp_path / "flat0.onnx", nodes, {"w": w}, [1, 2, 3])
+    graph = load_model(path)
+    x = RNG.normal(size=(1, 2, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
+    batch = RNG.normal(size=(5, 2, 3)).astype(np.float32)  # fpgac runs any batch of such samples
+    np.testing.assert_allclose(run_float(graph, [batch])[0], batch.reshape(5, 6) @ w, rtol=1e-5, atol=1e-5)
