@@ -87,9 +87,17 @@ def _write_weights_k2(group: Any, layers: list[Layer]) -> None:
             g.create_dataset(f"{layer.name}/{n}:0", data=np.asarray(array, dtype=np.float32))
 
 
-def write_h5(path: Path, layers: list[Layer], input_shape: tuple[int, ...]) -> Path:
+def sequential_config(layers: list[Layer], input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """A Keras 2 Sequential ``model.to_json()``: layers in order, the input shape on the first."""
+    entries = [{"class_name": layer.kind, "config": {"name": layer.name, **layer.config}} for layer in layers]
+    entries[0]["config"]["batch_input_shape"] = [None, *input_shape]
+    return {"class_name": "Sequential", "config": {"name": "sequential", "layers": entries}}
+
+
+def write_h5(path: Path, layers: list[Layer], input_shape: tuple[int, ...], sequential: bool = False) -> Path:
+    config = sequential_config(layers, input_shape) if sequential else model_config(layers, input_shape)
     with h5py.File(path, "w") as f:
-        f.attrs["model_config"] = json.dumps(model_config(layers, input_shape)).encode()
+        f.attrs["model_config"] = json.dumps(config).encode()
         f.attrs["keras_version"] = b"2.13.1"
         _write_weights_k2(f.create_group("model_weights"), layers)
     return path

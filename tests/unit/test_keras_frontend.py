@@ -303,6 +303,20 @@ def test_file_forms_give_one_graph(tmp_path: Path) -> None:
     assert strip(h5) == strip(split) == strip(k3)
 
 
+def test_sequential_model_with_the_input_shape_on_its_first_layer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    k, b = rng.normal(0, 0.5, (4, 3)), rng.normal(0, 0.1, 3)
+    layers = [
+        Layer("Dense", "fc", {"units": 3, "activation": "tanh"}, [("kernel", k), ("bias", b)]),
+        Layer("Softmax", "prob", {"axis": -1}),
+    ]
+    graph = load_model(write_h5(tmp_path / "seq.h5", layers, (4,), sequential=True))
+    x = rng.normal(0, 1, (8, 4)).astype(np.float32)
+    z = np.exp(np.tanh(x @ k + b))
+    np.testing.assert_allclose(run_float(graph, x)[0], z / z.sum(axis=1, keepdims=True), rtol=1e-5)
+    assert [v.name for v in graph.outputs] == ["prob"]
+
+
 def test_plain_keras_functional_model_matches_numpy(tmp_path: Path) -> None:
     """Conv1D (causal), BatchNormalization, Add, Concatenate, global pooling, Dense, softmax; NWC data."""
     rng = np.random.default_rng(2)
