@@ -61,13 +61,20 @@ def load_keras(path: str | Path, weights_path: str | Path | None = None) -> Grap
     path = Path(path)
     label = path.name or str(path)
     files = read_keras(path, Path(weights_path) if weights_path else None, label)
+    lowering = _Lowering(files, label)
     try:
-        graph = _Lowering(files, label).run()
+        graph = lowering.run()
         verify(graph)
+    except FrontendError:
+        raise
     except FpgacError as exc:
-        if isinstance(exc, FrontendError):
-            raise
         raise FrontendError(f"{label}: {exc}") from None
+    except Exception as exc:  # a config that is not what Keras writes: still one line, naming the layer
+        log.debug("unexpected error loading %s", path, exc_info=True)
+        where = f" {lowering.where}:" if lowering.where else ""
+        raise FrontendError(
+            f"{label}:{where} cannot read the Keras config: {type(exc).__name__}: {exc}"
+        ) from None
     return graph
 
 

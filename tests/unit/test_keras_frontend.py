@@ -393,6 +393,16 @@ def test_errors_name_the_file_and_layer(tmp_path: Path) -> None:
     arch, _ = write_split(tmp_path, [dense], (4,))
     with pytest.raises(FrontendError, match="--keras-weights"):
         load_model(arch)
+    broken = [
+        Layer(
+            "Conv2D",
+            "conv",
+            {"filters": 2, "use_bias": False, "strides": "x"},
+            [("kernel", np.ones((3, 3, 2, 2)))],
+        )
+    ]
+    with pytest.raises(FrontendError, match=r"b\.h5: layer 'conv' \(Conv2D\): cannot read the Keras config"):
+        load_model(write_h5(tmp_path / "b.h5", broken, (4, 4, 2)))
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(FrontendError, match=r"junk\.h5: cannot read Keras model"):
         load_model(tmp_path / "junk.h5")
