@@ -4,13 +4,14 @@ A model is a list of layers ``(class_name, config, weights)`` in order (Sequenti
 ``inbound`` names (Functional). :func:`write_h5` writes Keras 2's whole-model HDF5 (``model_config``
 attribute, ``model_weights/<layer>/<layer>/<name>:0``), :func:`write_split` the ``model.to_json()`` +
 ``save_weights`` pair, and :func:`write_keras3` Keras 3's ``.keras`` zip (``config.json`` and
-``model.weights.h5`` with ``layers/<layer>/vars/<i>``).
+``model.weights.h5`` with ``layers/<class in snake case>/vars/<i>``, as Keras 3 names them).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,17 @@ def _write_weights_k2(group: Any, layers: list[Layer]) -> None:
             g.create_dataset(f"{layer.name}/{n}:0", data=np.asarray(array, dtype=np.float32))
 
 
-def write_h5(path: Path, layers: list[Layer], input_shape: tuple[int, ...]) -> Path:
+def sequential_config(layers: list[Layer], input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """A Keras 2 Sequential ``model.to_json()``: layers in order, the input shape on the first."""
+    entries = [{"class_name": layer.kind, "config": {"name": layer.name, **layer.config}} for layer in layers]
+    entries[0]["config"]["batch_input_shape"] = [None, *input_shape]
+    return {"class_name": "Sequential", "config": {"name": "sequential", "layers": entries}}
+
+
+def write_h5(path: Path, layers: list[Layer], input_shape: tuple[int, ...], sequential: bool = False) -> Path:
+    config = sequential_config(layers, input_shape) if sequential else model_config(layers, input_shape)
     with h5py.File(path, "w") as f:
-        f.attrs["model_config"] = json.dumps(model_config(layers, input_shape)).encode()
+        f.attrs["model_config"] = json.dumps(config).encode()
         f.attrs["keras_version"] = b"2.13.1"
         _write_weights_k2(f.create_group("model_weights"), layers)
     return path
@@ -104,10 +113,16 @@ def write_split(folder: Path, layers: list[Layer], input_shape: tuple[int, ...])
 
 def write_keras3(path: Path, layers: list[Layer], input_shape: tuple[int, ...]) -> Path:
     buffer = io.BytesIO()
+    seen: dict[str, int] = {"input_layer": 1}
     with h5py.File(buffer, "w") as f:
         root = f.create_group("layers")
-        for layer in layers:
-            variables = root.create_group(layer.name).create_group("vars")
+        for layer in layers:  # Keras 3 names the groups by class, not by layer name: conv2d, conv2d_1, ...
+            base = re.sub(
+                "([a-z])([A-Z])", r"\1_\2", re.sub("(.)([A-Z][a-z]+)", r"\1_\2", layer.kind)
+            ).lower()
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            variables = root.create_group(base if count == 0 else f"{base}_{count}").create_group("vars")
             for i, (_, array) in enumerate(layer.weights):
                 variables.create_dataset(str(i), data=np.asarray(array, dtype=np.float32))
     with zipfile.ZipFile(path, "w") as archive:

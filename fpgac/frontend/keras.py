@@ -3,7 +3,8 @@
 Keras is channels-last; the IR's shapes are ONNX's, channels first. Every Keras tensor of rank 2 or more
 (``(steps, C)``, ``(H, W, C)``) is held as the IR value ``(C, steps)`` / ``(C, H, W)``: the model input
 is transposed once at the start, and a ``Flatten``, ``Reshape`` or model output transposes back to
-Keras's order first, so every element lands where Keras puts it. Weights are transposed to the IR's
+Keras's order first, so every element lands where Keras puts it (a ``Flatten`` into a ``Dense`` permutes
+the dense weights instead). Weights are transposed to the IR's
 layouts (dense ``(out, in)``, conv ``(out, in / groups, *kernel)``).
 
 QKeras's quantizers become formats (:mod:`fpgac.frontend.keras_quantizers`): a weight quantizer is the
@@ -60,13 +61,20 @@ def load_keras(path: str | Path, weights_path: str | Path | None = None) -> Grap
     path = Path(path)
     label = path.name or str(path)
     files = read_keras(path, Path(weights_path) if weights_path else None, label)
+    lowering = _Lowering(files, label)
     try:
-        graph = _Lowering(files, label).run()
+        graph = lowering.run()
         verify(graph)
+    except FrontendError:
+        raise
     except FpgacError as exc:
-        if isinstance(exc, FrontendError):
-            raise
         raise FrontendError(f"{label}: {exc}") from None
+    except Exception as exc:  # a config that is not what Keras writes: still one line, naming the layer
+        log.debug("unexpected error loading %s", path, exc_info=True)
+        where = f" {lowering.where}:" if lowering.where else ""
+        raise FrontendError(
+            f"{label}:{where} cannot read the Keras config: {type(exc).__name__}: {exc}"
+        ) from None
     return graph
 
 
@@ -109,6 +117,7 @@ class _Lowering:
                                   name=f"{key.split(':')[0]}/to_channels_last")  # fmt: skip
             outputs.append(value)
         self.graph.set_outputs(outputs)
+        _absorb_flatten_transposes(self.graph)
         self.graph.metadata = {
             "source": self.label,
             "producer": f"keras {self.files.config.get('keras_version', '3' if self.keras3 else '2')}",
@@ -342,6 +351,33 @@ def _declare(value: Value, fmt: Fixed) -> None:
     producer = value.producer
     if producer is not None and producer.op in _MOVES:
         _declare(producer.inputs[0], fmt)
+
+
+def _absorb_flatten_transposes(graph: Graph) -> None:
+    """``Flatten -> Dense``: flatten the channels-first value as it is and permute the dense layer's
+    weight columns instead of transposing the tensor to channels last first (a transpose gathers the whole
+    tensor in io stream, and the hls4ml lowering relayouts a flatten itself)."""
+    for node in list(graph.nodes):
+        if node.op != "transpose" or len(node.output.uses) != 1 or node.output in graph.outputs:
+            continue
+        flat = node.output.uses[0][0]
+        if flat.op != "reshape" or len(flat.output.shape) != 1 or len(flat.output.uses) != 1:
+            continue
+        dense = flat.output.uses[0][0]
+        if dense.op != "dense" or flat.output in graph.outputs:
+            continue
+        source = node.inputs[0]
+        if node.attrs["perm"] != _channels_last(len(source.shape)):
+            continue
+        order = (
+            np.arange(math.prod(source.shape)).reshape(source.shape).transpose(node.attrs["perm"]).reshape(-1)
+        )
+        weight = dense.params["weight"]
+        permuted = np.empty_like(weight.data)
+        permuted[:, order] = weight.data
+        dense.params["weight"] = Param(permuted, weight.format)
+        flat.set_input(0, source)
+        graph.remove(node)
 
 
 def _keras3_tensors(args: Any, found: list[str]) -> None:

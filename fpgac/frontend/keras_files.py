@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +61,7 @@ def read_keras(path: Path, weights_path: Path | None, label: str) -> KerasFiles:
             config = _json(path.read_text(), label)
             with h5py.File(weights_path, "r") as f:
                 weights = _weights(f, f"{weights_path.name}")
-            return KerasFiles(config, weights, _is_keras3(config))
+            return KerasFiles(config, _by_layer_name(config, weights), _is_keras3(config))
         with h5py.File(path, "r") as f:
             if "model_config" not in f.attrs:
                 raise FrontendError(
@@ -85,7 +86,7 @@ def _read_zip(path: Path, label: str, h5py: Any) -> KerasFiles:
         data = archive.read("model.weights.h5")
     with h5py.File(io.BytesIO(data), "r") as f:
         weights = _weights(f, label)
-    return KerasFiles(config, weights, True)
+    return KerasFiles(config, _by_layer_name(config, weights), True)
 
 
 def _json(text: str, label: str) -> dict[str, Any]:
@@ -132,6 +133,33 @@ def _keras3_weights(layers: Any) -> dict[str, LayerWeights]:
         if "layers" in group:  # a model nested as a layer
             out.update(_keras3_weights(group["layers"]))
     return out
+
+
+def _by_layer_name(config: dict[str, Any], weights: dict[str, LayerWeights]) -> dict[str, LayerWeights]:
+    """Keras 3's weights file names a layer's group not by the layer's name but by its class in snake
+    case, numbered by order in the model (``conv2d``, ``conv2d_1``, ...): key them by layer name again.
+    (Keras 2's files, and groups already named after layers, are kept as they are.)"""
+    layers = config.get("config", {}).get("layers", []) if isinstance(config.get("config"), dict) else []
+    seen: dict[str, int] = {}
+    out = dict(weights)
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        base = _snake_case(str(layer.get("class_name", "")))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        path = base if count == 0 else f"{base}_{count}"
+        name = str(layer.get("name") or layer.get("config", {}).get("name"))
+        if name not in weights and path in weights:
+            out[name] = weights[path]
+    return out
+
+
+def _snake_case(name: str) -> str:
+    """Keras's ``naming.to_snake_case``: ``BatchNormalization`` -> ``batch_normalization``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _short(name: str) -> str:

@@ -88,11 +88,25 @@ typename CFG::acc_t initial_acc(const b_t b[], int o) {
   return acc;
 }
 
+// One product into the accumulator. SIGNS: binary/ternary weights (fpgac/ir/sign_weights.py), every weight
+// -s, 0 or +s with s the 2-bit weight_t's LSB: x * s is x with its binary point moved (wiring), so the
+// product is a conditional add or subtract and needs no multiplier. Exact either way.
+template <bool SIGNS, class CFG, class in_t>
+void mac(typename CFG::acc_t& acc, in_t x, typename CFG::weight_t w) {
+  if (SIGNS) {
+    const typename CFG::weight_t s = from_bits<typename CFG::weight_t>(1);
+    if (w > 0) acc += x * s;
+    else if (w < 0) acc -= x * s;
+  } else {
+    acc += x * w;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // dense: y[r][o] = acc_t(bias[o]) + sum_i x[r][i] * w[o][i], then one cast. x is [ROWS][IN] (the last axis
 // is the feature axis), w is [OUT][IN]. One row per step: the OUT x IN products of a row are spread over
 // CFG::REUSE cycles on MULTS multipliers (II = REUSE), as the estimate (analysis/estimate.py) counts them.
-template <class CFG, class in_t, class out_t, class w_t, class b_t>
+template <class CFG, bool SIGNS = false, class in_t, class out_t, class w_t, class b_t>
 void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], const w_t w[CFG::OUT * CFG::IN],
            const b_t b[CFG::BIAS_SIZE]) {
   const int MULTS = (CFG::OUT * CFG::IN + CFG::REUSE - 1) / CFG::REUSE;
@@ -106,7 +120,7 @@ void dense(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], con
       typename CFG::acc_t acc = initial_acc<CFG>(b, o);
       FPGAC_LOOP(dense_taps)
       for (int i = 0; i < CFG::IN; i++) {
-        acc += x[r * CFG::IN + i] * from_bits<typename CFG::weight_t>(w[o * CFG::IN + i]);
+        mac<SIGNS, CFG>(acc, x[r * CFG::IN + i], from_bits<typename CFG::weight_t>(w[o * CFG::IN + i]));
       }
       y[r * CFG::OUT + o] = acc;
     }
@@ -154,7 +168,7 @@ void gather_window(src_t src, int oh, int ow, in_t win[CFG::C * CFG::KH * CFG::K
 // conv: grouped 2-d cross-correlation with w [OC][C/G][KH][KW]; a 1-d convolution is the H = KH = OH = 1
 // case. A padding cell is 0 in the window, so its product adds exactly nothing to the exact accumulator.
 // One output pixel (all OC channels) per step: its products on MULTS multipliers over REUSE cycles.
-template <class CFG, class in_t, class out_t, class w_t, class b_t>
+template <class CFG, bool SIGNS = false, class in_t, class out_t, class w_t, class b_t>
 void conv_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW],
                 const b_t b[CFG::BIAS_SIZE], out_t y[CFG::OC]) {
   FPGAC_LOOP(conv_channels)
@@ -164,13 +178,13 @@ void conv_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[CFG::OC 
     FPGAC_LOOP(conv_taps)
     for (int t = 0; t < CFG::CG * CFG::KH * CFG::KW; t++) {
       const int tap = group * CFG::CG * CFG::KH * CFG::KW + t;
-      acc += win[tap] * from_bits<typename CFG::weight_t>(w[oc * CFG::CG * CFG::KH * CFG::KW + t]);
+      mac<SIGNS, CFG>(acc, win[tap], from_bits<typename CFG::weight_t>(w[oc * CFG::CG * CFG::KH * CFG::KW + t]));
     }
     y[oc] = acc;
   }
 }
 
-template <class CFG, class in_t, class out_t, class w_t, class b_t>
+template <class CFG, bool SIGNS = false, class in_t, class out_t, class w_t, class b_t>
 void conv2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::OH * CFG::OW],
             const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW], const b_t b[CFG::BIAS_SIZE]) {
   const int MULTS = (CFG::OC * CFG::CG * CFG::KH * CFG::KW + CFG::REUSE - 1) / CFG::REUSE;
@@ -185,7 +199,7 @@ void conv2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::OH * 
       bool valid[CFG::KH * CFG::KW];
       gather_window<CFG>(x, oh, ow, win, valid);
       out_t pixel[CFG::OC];
-      conv_pixel<CFG>(win, w, b, pixel);
+      conv_pixel<CFG, SIGNS>(win, w, b, pixel);
       FPGAC_LOOP(conv_store)
       for (int oc = 0; oc < CFG::OC; oc++) y[(oc * CFG::OH + oh) * CFG::OW + ow] = pixel[oc];
     }

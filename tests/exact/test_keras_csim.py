@@ -37,15 +37,17 @@ def test_qkeras_cnn_is_bit_exact_in_csim(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("io", ["parallel", "stream"])
-def test_binary_and_ternary_mlp_is_bit_exact_in_csim(tmp_path: Path, io: str) -> None:
-    """Binary and ternary weights (2-bit formats, no DSP in the estimate) in both io styles."""
-    from tests.unit.test_sign_weights import sign_mlp
+def test_binary_and_ternary_layers_are_bit_exact_in_csim(tmp_path: Path, io: str) -> None:
+    """Binary and ternary weights (2-bit formats, no DSP in the estimate, adds and subtracts in the
+    kernels: ``fpgac::mac``) in both io styles."""
+    from tests.unit.test_sign_weights import sign_net
 
-    model = sign_mlp(tmp_path)
+    model = sign_net(tmp_path)
     calib = tmp_path / "calib.npy"
-    np.save(calib, np.random.default_rng(1).uniform(-1, 1, (32, 16)).astype(np.float32))
+    np.save(calib, np.random.default_rng(1).uniform(-1, 1, (32, 4, 4, 2)).astype(np.float32))
     out = tmp_path / "build"
     report = build(model, out, BuildOptions(calib=calib, io=io))
-    dense = [layer for layer in report["layers"] if layer["op"] == "dense"]
-    assert [layer["resources"]["dsp"] for layer in dense] == [0, 0]
+    layers = [layer for layer in report["layers"] if layer["op"] in ("dense", "conv")]
+    assert [layer["resources"]["dsp"] for layer in layers] == [0, 0, 0]
+    assert (out / "hls/firmware/layers.h").read_text().count("_config, true>") == 3
     assert verify(str(out), samples=16).mismatches == 0

@@ -280,6 +280,7 @@ def test_qkeras_cnn_simulates_as_the_transcription_bit_for_bit(tmp_path: Path) -
     path = write_h5(tmp_path / "qcnn.h5", layers, (6, 6, 2))
     x = rng.uniform(-1.2, 1.2, (64, 6, 6, 2)).astype(np.float32)
     graph = load_model(path)
+    assert [n.op for n in graph.nodes].count("transpose") == 1  # the input's; Flatten -> Dense permutes
     expected = _qkeras_cnn_reference(layers, x)
     np.testing.assert_array_equal(run_float(graph, x)[0], expected.astype(np.float32))
     design = Quantize(precision=12, calib=(x,)).run(graph)
@@ -300,6 +301,20 @@ def test_file_forms_give_one_graph(tmp_path: Path) -> None:
     k3 = print_graph(load_model(write_keras3(tmp_path / "m.keras", layers, (6, 6, 2))))
     strip = lambda text: [line for line in text.splitlines() if not line.startswith("meta")]  # noqa: E731
     assert strip(h5) == strip(split) == strip(k3)
+
+
+def test_sequential_model_with_the_input_shape_on_its_first_layer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    k, b = rng.normal(0, 0.5, (4, 3)), rng.normal(0, 0.1, 3)
+    layers = [
+        Layer("Dense", "fc", {"units": 3, "activation": "tanh"}, [("kernel", k), ("bias", b)]),
+        Layer("Softmax", "prob", {"axis": -1}),
+    ]
+    graph = load_model(write_h5(tmp_path / "seq.h5", layers, (4,), sequential=True))
+    x = rng.normal(0, 1, (8, 4)).astype(np.float32)
+    z = np.exp(np.tanh(x @ k + b))
+    np.testing.assert_allclose(run_float(graph, x)[0], z / z.sum(axis=1, keepdims=True), rtol=1e-5)
+    assert [v.name for v in graph.outputs] == ["prob"]
 
 
 def test_plain_keras_functional_model_matches_numpy(tmp_path: Path) -> None:
@@ -378,6 +393,16 @@ def test_errors_name_the_file_and_layer(tmp_path: Path) -> None:
     arch, _ = write_split(tmp_path, [dense], (4,))
     with pytest.raises(FrontendError, match="--keras-weights"):
         load_model(arch)
+    broken = [
+        Layer(
+            "Conv2D",
+            "conv",
+            {"filters": 2, "use_bias": False, "strides": "x"},
+            [("kernel", np.ones((3, 3, 2, 2)))],
+        )
+    ]
+    with pytest.raises(FrontendError, match=r"b\.h5: layer 'conv' \(Conv2D\): cannot read the Keras config"):
+        load_model(write_h5(tmp_path / "b.h5", broken, (4, 4, 2)))
     (tmp_path / "junk.h5").write_bytes(b"not hdf5")
     with pytest.raises(FrontendError, match=r"junk\.h5: cannot read Keras model"):
         load_model(tmp_path / "junk.h5")

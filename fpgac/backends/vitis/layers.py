@@ -37,6 +37,7 @@ from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.quant import ceil_offset, fixed_plan
 from fpgac.ir.shapes import patch_grid
+from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Overflow
 
 PARAM_KEYS = (
@@ -242,7 +243,18 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         return
     code.config = config(ctx, {**values, **_lanes(ctx, n_in)}, types)
     kernel = "dense_offchip" if ctx.offchip else "dense"
-    code.body = f"  fpgac::{kernel}<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    code.body = f"  fpgac::{kernel}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+
+
+def _signs(ctx: Ctx) -> str:
+    """The kernel's template arguments: the config, and ``true`` for binary/ternary weights of one
+    magnitude (their 2-bit format: :func:`fpgac.ir.sign_weights.sign_weights`), whose products the
+    kernel adds or subtracts instead of multiplying (``fpgac::mac``)."""
+    param = ctx.node.params["weight"]
+    signs = None if ctx.offchip or param.encoding is not None else sign_weights(param.data)
+    if signs is None or param.format != signs.format() or signs.low != signs.high:
+        return f"{ctx.name}_config"
+    return f"{ctx.name}_config, true"
 
 
 def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -292,9 +304,9 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
             row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
             window_stream(ctx, code, row, weight)
             return
-        window_stream(ctx, code, f"fpgac::conv_pixel<{ctx.name}_config>(win, {weight}, {bias}, y);")
+        window_stream(ctx, code, f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);")
         return
-    code.body = f"  fpgac::conv2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    code.body = f"  fpgac::conv2d<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
 def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:
