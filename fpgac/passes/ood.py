@@ -223,7 +223,10 @@ class Ood:
     ) -> tuple[Node, np.ndarray, np.ndarray]:
         dense = [n for n in auto if n.op == "dense"]
         if self.layer != "auto":
-            dense = [self._named([n for n in hidden if n.op == "dense"])]
+            node = self._named(hidden)
+            if node.op != "dense":
+                raise OodError(f"ood: score=residual monitors dense layers; {node.name!r} is a {node.op}")
+            dense = [node]
         if not dense:
             raise OodError("ood: score=residual monitors dense layers; this model has no hidden one")
         k = None if self.k == "auto" else int(self.k)

@@ -168,6 +168,9 @@ def test_pipeline_errors_and_refusals() -> None:
         Ood(calib=(calib,)).run(mlp(rng, [6, 3], {}))
     with pytest.raises(OodError, match="not a hidden dense/conv layer"):
         Ood(layer="fc1", calib=(calib,)).run(mlp(rng, [6, 5, 3], {}))
+    with pytest.raises(OodError, match="residual monitors dense layers; 'c2' is a conv"):
+        calib_cnn = rng.normal(size=(8, 2, 7, 7)).astype(np.float32)
+        Ood(layer="c2", score="residual", calib=(calib_cnn,)).run(cnn(rng))
     with pytest.raises(OodError, match="score"):
         Ood(score="energy")
     graph = Ood(calib=(calib,)).run(quantized(mlp(rng, [6, 5, 3], {}), calib))
