@@ -83,7 +83,7 @@ def _monitorable(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "dense" or (n.op == "conv" and n.attrs["groups"] == 1)]
 
 
-def _window_attrs(node: Node) -> dict[str, Any]:
+def window_attrs(node: Node) -> dict[str, Any]:
     """The patches ``node`` reads: its conv window, or (dense) the rows of its input."""
     if node.op == "dense":
         return {"kernel": [], "strides": [], "pads": [], "dilations": []}
@@ -239,7 +239,7 @@ class Ood:
             flat = inside.reshape(-1, inside.shape[-1])
             fits[node.name] = fit_pca(flat, k)
             pca = fits[node.name]
-            scores = ratio_scores(h, pca.directions, _window_attrs(node), pca.mean)
+            scores = ratio_scores(h, pca.directions, window_attrs(node), pca.mean)
             separation[node.name] = round(auroc(scores[: len(x)], scores[len(x) :]), 4)
         best = max(dense, key=lambda n: separation[n.name])
         facts["separation"] = separation
@@ -273,7 +273,7 @@ def _insert(
             exact = fixed.add_format(fixed.mul_format(fx, fs), fm)  # x * 1 - mu, nothing rounded
             center.output.type = center.output.type.with_format(exact)
         h = center.output
-    window = _window_attrs(node)
+    window = window_attrs(node)
     basis_param = Param(np.asarray(basis, dtype=np.float64))
     if fx is not None:  # the basis at the precision the quantize pass gave the weights
         bits = int(graph.metadata.get("quantize", {}).get("precision", fx.width))
@@ -338,7 +338,7 @@ def _memory(
     class and a tied covariance over the n features: ``C n + n^2`` words)."""
     assert num is not None and den is not None
     k, taps = basis.shape
-    grid = patches(np.zeros((1, *node.inputs[0].shape), np.float32), _window_attrs(node), 0.0).shape[1]
+    grid = patches(np.zeros((1, *node.inputs[0].shape), np.float32), window_attrs(node), 0.0).shape[1]
     words = k * taps + (taps if mean is not None else 0) + 1
     fb = num.params["basis"].format
     bits = words * (fb.width if isinstance(fb, Fixed) else 32)
