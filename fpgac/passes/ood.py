@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 SCORES = ("projection", "residual")
 OUTPUTS = ("ood_flag", "ood_num", "ood_den")
 RESIDUAL_VARIANCE = 0.95  # the share of the features' variance the principal directions keep
+SEPARATION_WARNING = 0.6  # below this AUROC on synthetic outliers, the projection score is not worth having
 
 
 class OodError(FpgacError):
@@ -174,7 +175,7 @@ class Ood:
         x = np.asarray(self.calib[0], dtype=np.float32)
         facts: dict[str, Any] = {"score": self.score, "srank": {k: round(v, 3) for k, v in sranks.items()}}
         if self.score == "projection":
-            node, basis, mean = self._projection(hidden, auto, sranks, facts)
+            node, basis, mean = self._projection(graph, hidden, auto, sranks, x, facts)
         else:
             node, basis, mean = self._residual(graph, hidden, auto, x, facts)
         num, den, flag = _insert(graph, node, basis, mean)
@@ -195,7 +196,13 @@ class Ood:
         return node
 
     def _projection(
-        self, hidden: list[Node], auto: list[Node], sranks: dict[str, float], facts: dict[str, Any]
+        self,
+        graph: Graph,
+        hidden: list[Node],
+        auto: list[Node],
+        sranks: dict[str, float],
+        x: np.ndarray,
+        facts: dict[str, Any],
     ) -> tuple[Node, np.ndarray, None]:
         if self.layer == "auto":
             node = min(auto, key=lambda n: sranks[n.name])
@@ -216,6 +223,21 @@ class Ood:
                 "weights are not low-rank: the projection score is unreliable; try score=residual"
             )
             log.warning("ood: %s", facts["warning"])
+        # The premise can fail with low-rank weights too: where unknown data's features lie as much or *more*
+        # in the row space than the training data's (a CNN's smooth feature maps), the score is useless or
+        # inverted. Synthetic outliers show it without any unknown data.
+        outliers = synthetic_outliers(x, np.random.default_rng(0))
+        h = run_float(graph, np.concatenate([x, outliers]), trace=True)[node.inputs[0].name]
+        scores = ratio_scores(h, basis, window_attrs(node), None)
+        separation = round(auroc(scores[: len(x)], scores[len(x) :]), 4)
+        facts["separation"] = {node.name: separation}
+        if separation < SEPARATION_WARNING:
+            inverted = (
+                f"the projection score at {node.name!r} hardly separates synthetic outliers from the "
+                f"calibration data (AUROC {separation:.3f}; 0.5 is chance): try score=residual"
+            )
+            facts["warning"] = f"{facts['warning']}; {inverted}" if "warning" in facts else inverted
+            log.warning("ood: %s", inverted)
         return node, basis, None
 
     def _residual(
