@@ -12,7 +12,9 @@ from fpgac.analysis.ood_report import ood_markdown
 from fpgac.backends.hls4ml.lower import Hls4mlError, lower
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, fixed, verify
+from fpgac.ir.types import Fixed
 from fpgac.passes.ood import Ood, OodError, auroc, stable_rank
+from fpgac.passes.ood_formats import EnergyWidthError, energy_format
 from fpgac.passes.pipeline import user_calls
 from fpgac.passes.quantize import Quantize
 
@@ -184,3 +186,13 @@ def test_stable_rank_and_auroc() -> None:
     assert stable_rank(np.eye(4)) == pytest.approx(4.0)
     assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
     assert auroc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+
+
+def test_an_energy_wider_than_ap_fixed_is_refused_by_name() -> None:
+    graph = Graph("wide")
+    x = graph.add_input("x", TensorType((4,), Fixed(520, 260, True)))
+    node = graph.add(
+        "patch_energy", [x], name="den", attrs={"kernel": [], "strides": [], "pads": [], "dilations": []}
+    )
+    with pytest.raises(EnergyWidthError, match="node 'den' \\(patch_energy\\): exact energy needs 1041 bits"):
+        energy_format(node, Fixed(520, 260, True))
