@@ -622,22 +622,24 @@ def _reduce(node: Node, io: str) -> _Work:
 
 
 def _patch_energy(node: Node, io: str) -> _Work:
-    """The OOD monitor's energy: per patch, K projections of T taps (one multiplier each, the basis in a
-    ROM) and K squares, or T squares without a basis, summed exactly; one tap a cycle in both styles."""
+    """The OOD monitor's energy (fpgac_ood.h), in both styles: a step per direction of each patch, its T
+    products in parallel (the basis a row a word) and one square; without a basis, a patch a step, its T
+    squares in parallel; every sum exact."""
     grid, taps = patch_grid(node.inputs[0].shape, node.attrs)
     basis = node.params.get("basis")
     k = basis.shape[0] if basis is not None else 0
     total = _width(node.output.type.format)
     xw = _in_bits(node)
     return _Work(
-        steps=math.prod(grid) * max(k, 1) * taps,
+        steps=math.prod(grid) * max(k, 1),
         elems=1,
-        mults=2 if basis is not None else 1,  # projection and square, or the square
+        mults=taps + (1 if basis is not None else 0),
         a_bits=xw,
         b_bits=_signed_width(basis.format) if basis is not None else xw,
-        adds=2 if basis is not None else 1,
+        adds=taps + 1,
         add_bits=total,
         logic=total,
+        fan_in=taps,
         weights=k * taps,
         weight_bits=_width(basis.format) if basis is not None else 0,
     )

@@ -23,15 +23,16 @@ int patch_index(int p, int t) {
   return (c * CFG::H + h) * CFG::W + w;
 }
 
-// y = sum over patches of ||h_p||^2, every square and sum exact in out_t.
+// y = sum over patches of ||h_p||^2, every square and sum exact in out_t. One patch a cycle: its TAPS
+// squares in parallel (the estimate counts TAPS multipliers and PATCHES steps).
 template <class CFG, class in_t, class out_t>
 void patch_energy(const in_t x[CFG::IN_SIZE], out_t y[1]) {
   out_t total = 0;
   FPGAC_LOOP(energy_patches)
   for (int p = 0; p < CFG::PATCHES; p++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
     FPGAC_LOOP(energy_taps)
     for (int t = 0; t < CFG::TAPS; t++) {
-      FPGAC_PRAGMA(HLS PIPELINE II=1)
       const int i = patch_index<CFG>(p, t);
       if (i >= 0) total += x[i] * x[i];
     }
@@ -40,18 +41,20 @@ void patch_energy(const in_t x[CFG::IN_SIZE], out_t y[1]) {
 }
 
 // y = sum over patches p and directions j of (sum_t basis[j][t] * h_p[t])^2: each projection exact in acc_t,
-// its square and the sum exact in out_t.
+// its square and the sum exact in out_t. One direction of one patch a cycle: TAPS products in parallel, the
+// basis reshaped so that a row is one word (the estimate counts PATCHES * K steps).
 template <class CFG, class in_t, class out_t, class bits_t>
 void patch_energy_projected(const in_t x[CFG::IN_SIZE], out_t y[1], const bits_t basis[CFG::K * CFG::TAPS]) {
+  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=basis cyclic factor=CFG::TAPS)
   out_t total = 0;
   FPGAC_LOOP(energy_patches)
   for (int p = 0; p < CFG::PATCHES; p++) {
     FPGAC_LOOP(energy_directions)
     for (int j = 0; j < CFG::K; j++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
       typename CFG::acc_t s = 0;
       FPGAC_LOOP(energy_taps)
       for (int t = 0; t < CFG::TAPS; t++) {
-        FPGAC_PRAGMA(HLS PIPELINE II=1)
         const int i = patch_index<CFG>(p, t);
         if (i >= 0) s += x[i] * from_bits<typename CFG::basis_t>(basis[j * CFG::TAPS + t]);
       }

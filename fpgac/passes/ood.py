@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 SCORES = ("projection", "residual")
 OUTPUTS = ("ood_flag", "ood_num", "ood_den")
 RESIDUAL_VARIANCE = 0.95  # the share of the features' variance the principal directions keep
+SEPARATION_WARNING = 0.6  # below this AUROC on synthetic outliers, the projection score is not worth having
 
 
 class OodError(FpgacError):
@@ -83,7 +84,7 @@ def _monitorable(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "dense" or (n.op == "conv" and n.attrs["groups"] == 1)]
 
 
-def _window_attrs(node: Node) -> dict[str, Any]:
+def window_attrs(node: Node) -> dict[str, Any]:
     """The patches ``node`` reads: its conv window, or (dense) the rows of its input."""
     if node.op == "dense":
         return {"kernel": [], "strides": [], "pads": [], "dilations": []}
@@ -174,7 +175,7 @@ class Ood:
         x = np.asarray(self.calib[0], dtype=np.float32)
         facts: dict[str, Any] = {"score": self.score, "srank": {k: round(v, 3) for k, v in sranks.items()}}
         if self.score == "projection":
-            node, basis, mean = self._projection(hidden, auto, sranks, facts)
+            node, basis, mean = self._projection(graph, hidden, auto, sranks, x, facts)
         else:
             node, basis, mean = self._residual(graph, hidden, auto, x, facts)
         num, den, flag = _insert(graph, node, basis, mean)
@@ -195,7 +196,13 @@ class Ood:
         return node
 
     def _projection(
-        self, hidden: list[Node], auto: list[Node], sranks: dict[str, float], facts: dict[str, Any]
+        self,
+        graph: Graph,
+        hidden: list[Node],
+        auto: list[Node],
+        sranks: dict[str, float],
+        x: np.ndarray,
+        facts: dict[str, Any],
     ) -> tuple[Node, np.ndarray, None]:
         if self.layer == "auto":
             node = min(auto, key=lambda n: sranks[n.name])
@@ -216,6 +223,21 @@ class Ood:
                 "weights are not low-rank: the projection score is unreliable; try score=residual"
             )
             log.warning("ood: %s", facts["warning"])
+        # The premise can fail with low-rank weights too: where unknown data's features lie as much or *more*
+        # in the row space than the training data's (a CNN's smooth feature maps), the score is useless or
+        # inverted. Synthetic outliers show it without any unknown data.
+        outliers = synthetic_outliers(x, np.random.default_rng(0))
+        h = run_float(graph, np.concatenate([x, outliers]), trace=True)[node.inputs[0].name]
+        scores = ratio_scores(h, basis, window_attrs(node), None)
+        separation = round(auroc(scores[: len(x)], scores[len(x) :]), 4)
+        facts["separation"] = {node.name: separation}
+        if separation < SEPARATION_WARNING:
+            inverted = (
+                f"the projection score at {node.name!r} hardly separates synthetic outliers from the "
+                f"calibration data (AUROC {separation:.3f}; 0.5 is chance): try score=residual"
+            )
+            facts["warning"] = f"{facts['warning']}; {inverted}" if "warning" in facts else inverted
+            log.warning("ood: %s", inverted)
         return node, basis, None
 
     def _residual(
@@ -223,7 +245,10 @@ class Ood:
     ) -> tuple[Node, np.ndarray, np.ndarray]:
         dense = [n for n in auto if n.op == "dense"]
         if self.layer != "auto":
-            dense = [self._named([n for n in hidden if n.op == "dense"])]
+            node = self._named(hidden)
+            if node.op != "dense":
+                raise OodError(f"ood: score=residual monitors dense layers; {node.name!r} is a {node.op}")
+            dense = [node]
         if not dense:
             raise OodError("ood: score=residual monitors dense layers; this model has no hidden one")
         k = None if self.k == "auto" else int(self.k)
@@ -236,7 +261,7 @@ class Ood:
             flat = inside.reshape(-1, inside.shape[-1])
             fits[node.name] = fit_pca(flat, k)
             pca = fits[node.name]
-            scores = ratio_scores(h, pca.directions, _window_attrs(node), pca.mean)
+            scores = ratio_scores(h, pca.directions, window_attrs(node), pca.mean)
             separation[node.name] = round(auroc(scores[: len(x)], scores[len(x) :]), 4)
         best = max(dense, key=lambda n: separation[n.name])
         facts["separation"] = separation
@@ -270,7 +295,7 @@ def _insert(
             exact = fixed.add_format(fixed.mul_format(fx, fs), fm)  # x * 1 - mu, nothing rounded
             center.output.type = center.output.type.with_format(exact)
         h = center.output
-    window = _window_attrs(node)
+    window = window_attrs(node)
     basis_param = Param(np.asarray(basis, dtype=np.float64))
     if fx is not None:  # the basis at the precision the quantize pass gave the weights
         bits = int(graph.metadata.get("quantize", {}).get("precision", fx.width))
@@ -335,7 +360,7 @@ def _memory(
     class and a tied covariance over the n features: ``C n + n^2`` words)."""
     assert num is not None and den is not None
     k, taps = basis.shape
-    grid = patches(np.zeros((1, *node.inputs[0].shape), np.float32), _window_attrs(node), 0.0).shape[1]
+    grid = patches(np.zeros((1, *node.inputs[0].shape), np.float32), window_attrs(node), 0.0).shape[1]
     words = k * taps + (taps if mean is not None else 0) + 1
     fb = num.params["basis"].format
     bits = words * (fb.width if isinstance(fb, Fixed) else 32)

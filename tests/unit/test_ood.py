@@ -12,7 +12,9 @@ from fpgac.analysis.ood_report import ood_markdown
 from fpgac.backends.hls4ml.lower import Hls4mlError, lower
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, fixed, verify
+from fpgac.ir.types import Fixed
 from fpgac.passes.ood import Ood, OodError, auroc, stable_rank
+from fpgac.passes.ood_formats import EnergyWidthError, energy_format
 from fpgac.passes.pipeline import user_calls
 from fpgac.passes.quantize import Quantize
 
@@ -98,6 +100,7 @@ def test_dense_energies_are_exact_and_the_classifier_is_untouched() -> None:
     check_exact(graph, traced, stored(graph, traced, "r1")[:, None, :])
     facts = graph.metadata["ood"]
     assert facts["k"] == 3 and facts["calib_tpr"] >= 0.95
+    assert set(facts["separation"]) == {"fc2"}  # the chosen layer's score on synthetic outliers
     assert abs(traced["ood_flag"].mean() - 0.05) <= 0.02  # tau at the 95% quantile, rounded down
     assert facts["words"] == 3 * 16 + 1 and facts["mahalanobis_words"] == 4 * 16 + 16 * 16
 
@@ -121,7 +124,7 @@ def test_auto_picks_the_lowest_stable_rank_hidden_layer_and_warns_on_full_rank(
     low = mlp(rng, [20, 24, 24, 24, 6], {0: 1, 2: 2})  # fc1 is lowest but the first layer: never monitored
     with caplog.at_level(logging.WARNING):
         facts = Ood(calib=(calib,)).run(quantized(low, calib)).metadata["ood"]
-    assert facts["layer"] == "fc3" and facts["k"] == 2 and "warning" not in facts
+    assert facts["layer"] == "fc3" and facts["k"] == 2 and "not low-rank" not in facts.get("warning", "")
     assert facts["srank"]["fc3"] == min(facts["srank"][n] for n in ("fc2", "fc3", "fc4"))
     assert not [r for r in caplog.records if "not low-rank" in r.message]
     full = mlp(rng, [20, 24, 24, 6], {})  # fc3, the output layer, is never auto's choice next to fc2
@@ -168,6 +171,9 @@ def test_pipeline_errors_and_refusals() -> None:
         Ood(calib=(calib,)).run(mlp(rng, [6, 3], {}))
     with pytest.raises(OodError, match="not a hidden dense/conv layer"):
         Ood(layer="fc1", calib=(calib,)).run(mlp(rng, [6, 5, 3], {}))
+    with pytest.raises(OodError, match="residual monitors dense layers; 'c2' is a conv"):
+        calib_cnn = rng.normal(size=(8, 2, 7, 7)).astype(np.float32)
+        Ood(layer="c2", score="residual", calib=(calib_cnn,)).run(cnn(rng))
     with pytest.raises(OodError, match="score"):
         Ood(score="energy")
     graph = Ood(calib=(calib,)).run(quantized(mlp(rng, [6, 5, 3], {}), calib))
@@ -180,3 +186,13 @@ def test_stable_rank_and_auroc() -> None:
     assert stable_rank(np.eye(4)) == pytest.approx(4.0)
     assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
     assert auroc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+
+
+def test_an_energy_wider_than_ap_fixed_is_refused_by_name() -> None:
+    graph = Graph("wide")
+    x = graph.add_input("x", TensorType((4,), Fixed(520, 260, True)))
+    node = graph.add(
+        "patch_energy", [x], name="den", attrs={"kernel": [], "strides": [], "pads": [], "dilations": []}
+    )
+    with pytest.raises(EnergyWidthError, match="node 'den' \\(patch_energy\\): exact energy needs 1041 bits"):
+        energy_format(node, Fixed(520, 260, True))
