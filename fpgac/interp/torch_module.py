@@ -270,10 +270,24 @@ class GraphModule(nn.Module):
                 slot = f"n{i}_{key}"
                 self.slots[(i, key)] = slot
                 data = torch.tensor(np.asarray(param.data, dtype=np.float64), dtype=self.dtype)
+                enc = param.encoding
                 if mode == "fixed" and key in _CONSTANT_PARAMS:
                     self.register_buffer(slot, quantize_values(data, _fixed(param, where, key), where))
+                elif enc is not None and enc.codebook is not None and enc.indices is not None:
+                    # Shared weights train their codebook: gradients sum per centroid (Deep Compression).
+                    self.weights[slot] = nn.Parameter(
+                        torch.tensor(np.asarray(enc.codebook), dtype=self.dtype)
+                    )
+                    indices = torch.from_numpy(
+                        np.asarray(enc.indices, dtype=np.int64).reshape(param.data.shape)
+                    )
+                    self.register_buffer(f"{slot}_indices", indices)
+                    if enc.sparse:  # index 0 is the pruned weights' zero, and stays zero
+                        self.register_buffer(f"{slot}_mask", (indices != 0).to(self.dtype))
                 else:
                     self.weights[slot] = nn.Parameter(data)
+                    if enc is not None and enc.sparse:  # pruned weights stay zero
+                        self.register_buffer(f"{slot}_mask", (data != 0).to(self.dtype))
 
     @staticmethod
     def _check_fixed(node: Node, where: str) -> None:
@@ -297,6 +311,13 @@ class GraphModule(nn.Module):
             buffer = self.get_buffer(slot)
             return buffer
         w: Tensor = self.weights[slot]
+        buffers = dict(self.named_buffers())
+        if f"{slot}_indices" in buffers:
+            w = w[buffers[f"{slot}_indices"]]
+            if node.params[key].data.dtype == np.float32:  # the graph holds codebook[indices] as float32
+                w = w.to(torch.float32).to(self.dtype)
+        if f"{slot}_mask" in buffers:
+            w = w * buffers[f"{slot}_mask"]
         if self.mode == "fixed":
             where = f"node {node.name!r} ({node.op}) param {key!r}"
             return fake_quant(w, None, _fixed(node.params[key], where, key), where)
@@ -306,10 +327,19 @@ class GraphModule(nn.Module):
         """A clone of the graph with the module's current (trained) params written back."""
         clone = self.graph.clone()
         for (i, key), slot in self.slots.items():
-            if slot in self.weights:
-                param = clone.nodes[i].params[key]
-                data = self.weights[slot].detach().cpu().numpy()
-                param.data = data.astype(param.data.dtype, copy=True).reshape(param.data.shape)
+            if slot not in self.weights:
+                continue
+            param = clone.nodes[i].params[key]
+            data = self.weights[slot].detach().cpu().numpy().astype(np.float64)
+            enc = param.encoding
+            if enc is not None and enc.codebook is not None and enc.indices is not None:
+                if enc.sparse:
+                    data[0] = 0.0
+                param.encoding = enc.with_codebook(data)
+                data = data[np.asarray(enc.indices, dtype=np.int64)]
+            elif enc is not None and enc.sparse:
+                data = np.where(param.data != 0, data, 0.0)
+            param.data = data.astype(param.data.dtype, copy=True).reshape(param.data.shape)
         return clone
 
     def forward(self, *inputs: Tensor) -> list[Tensor]:

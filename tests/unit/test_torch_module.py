@@ -21,6 +21,7 @@ from fpgac.interp.simulator import run_fixed  # noqa: E402
 from fpgac.interp.torch_module import GraphModule, TorchBridgeError  # noqa: E402
 from fpgac.ir.graph import Graph  # noqa: E402
 from fpgac.ir.types import TensorType  # noqa: E402
+from fpgac.ir.verifier import verify  # noqa: E402
 from tests.models import random_input  # noqa: E402
 
 FAMILIES = ["mlp", "cnn", "depthwise_separable", "resnet_gap", "two_branch_concat"]
@@ -32,10 +33,12 @@ def _float_graph(name: str, onnx_export: Export) -> Graph:
     return load_model(onnx_export(name, "torchscript"))
 
 
-def _quantized(name: str, onnx_export: Export, tmp_path: Path, precision: int = 16) -> Graph:
+def _quantized(
+    name: str, onnx_export: Export, tmp_path: Path, precision: int = 16, passes: str = ""
+) -> Graph:
     calib = tmp_path / "calib.npy"
     np.save(calib, random_input(name, 32, seed=3))
-    options = BuildOptions(calib=calib, backend="none", precision=precision)
+    options = BuildOptions(calib=calib, backend="none", precision=precision, passes=passes)
     return compile_model(onnx_export(name, "torchscript"), options).graph
 
 
@@ -79,6 +82,49 @@ def test_more_ops_at_8_bits_with_saturation(name: str, onnx_export: Export, tmp_
         got = GraphModule(graph, mode="fixed")(torch.from_numpy(x))
     for e, g in zip(result.outputs, got, strict=True):
         assert np.array_equal(g.numpy(), e)
+
+
+@pytest.mark.parametrize("passes", ["prune(sparsity=0.7), share(bits=4)", "lowrank(macs=0.5)"])
+def test_compressed_graphs_match_both_interpreters(passes: str, onnx_export: Export, tmp_path: Path) -> None:
+    graph = _quantized("cnn", onnx_export, tmp_path, passes=passes)
+    x = random_input("cnn", 8, seed=1)
+    with torch.no_grad():
+        (fixed_out,) = GraphModule(graph, mode="fixed")(torch.from_numpy(x))
+        (float_out,) = GraphModule(graph)(torch.from_numpy(x))
+    assert np.array_equal(fixed_out.numpy(), run_fixed(graph, x).outputs[0])
+    np.testing.assert_allclose(float_out.numpy(), run_float(graph, x)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["float", "fixed"])
+def test_training_keeps_pruned_zeros_and_shared_codebooks(
+    mode: str, onnx_export: Export, tmp_path: Path
+) -> None:
+    graph = _quantized("cnn", onnx_export, tmp_path, passes="prune(sparsity=0.7), share(bits=4)")
+    module = GraphModule(graph, mode="fixed" if mode == "fixed" else "float")
+    x = torch.from_numpy(random_input("cnn", 8, seed=2))
+    module(x)[0].square().mean().backward()
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+    trained = module.to_graph()
+    verify(trained)  # every encoding still decodes to its weights
+    changed = 0
+    for before, after in zip(graph.nodes, trained.nodes, strict=True):
+        for key, param in before.params.items():
+            new = after.params[key]
+            if param.encoding is None:
+                continue
+            assert np.array_equal(param.data == 0, new.data == 0)  # the sparsity pattern is kept
+            if param.encoding.codebook is not None:
+                assert new.encoding is not None and new.encoding.codebook is not None
+                assert len(np.unique(new.data)) <= len(new.encoding.codebook)
+            changed += not np.array_equal(param.data, new.data)
+    assert changed
+    if mode == "fixed":  # the trained graph still simulates as the module computes
+        with torch.no_grad():
+            (out,) = module(x)
+        assert np.array_equal(out.numpy(), run_fixed(trained, x.numpy()).outputs[0])
 
 
 @pytest.mark.parametrize("mode", ["float", "fixed"])
