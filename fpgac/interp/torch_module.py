@@ -58,6 +58,8 @@ def _straight(surrogate: Tensor, exact: Tensor) -> Tensor:
 
     ``surrogate - surrogate.detach()`` is exactly zero for finite values, so the sum is ``exact`` bit for bit.
     """
+    if not (torch.is_grad_enabled() and surrogate.requires_grad):
+        return exact.detach()
     return (surrogate - surrogate.detach()) + exact.detach()
 
 
@@ -100,6 +102,10 @@ def quantize_values(x: Tensor, fmt: Fixed, where: str) -> Tensor:
     """
     with torch.no_grad():
         v = torch.ldexp(x.detach().to(torch.float64), torch.tensor(float(fmt.frac_bits), dtype=torch.float64))
+        if fmt.overflow is not Overflow.WRAP:
+            # Anything beyond the range saturates (or zeroes) whatever its size: clamping first changes no
+            # result and keeps every value exact.
+            v = torch.clamp(v, float(fmt.min_mantissa - 2), float(fmt.max_mantissa + 2))
         _check_exact(v, 0, where)
         q = _ROUNDERS[fmt.rounding](v)
         if fmt.overflow is Overflow.WRAP:
@@ -298,8 +304,8 @@ class GraphModule(nn.Module):
         for fmt in formats:
             if not isinstance(fmt, Fixed):
                 raise TorchBridgeError(f"{where}: {fmt} is not fixed point; quantize the graph first")
-            if fmt.width > 52:
-                raise TorchBridgeError(f"{where}: {fmt} is wider than float64 holds exactly")
+            if fmt.width > 52 or abs(fmt.frac_bits) > 900:
+                raise TorchBridgeError(f"{where}: {fmt} is beyond what float64 holds exactly")
         acc = node.attrs.get("acc")
         if isinstance(acc, Fixed) and acc.overflow is not Overflow.WRAP:
             raise TorchBridgeError(f"{where}: accumulator {acc} must WRAP")
@@ -468,7 +474,7 @@ class GraphModule(nn.Module):
             if a["mode"] == "max":
                 return finish(torch.amax(x, dim=axes, keepdim=a["keepdims"]), fx)
             count = math.prod(x.shape[ax] for ax in axes)
-            _check_exact(torch.tensor([_max_value(fx) * count]), fx.frac_bits, where)
+            _check_exact(torch.tensor([_max_value(fx) * count], dtype=torch.float64), fx.frac_bits, where)
             total = torch.sum(x, dim=axes, keepdim=a["keepdims"])
             return self._recip_times(i, node, total, fx, torch.zeros((), dtype=torch.int64), finish, where)
         if op == "affine":

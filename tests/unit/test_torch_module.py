@@ -84,6 +84,14 @@ def test_more_ops_at_8_bits_with_saturation(name: str, onnx_export: Export, tmp_
         assert np.array_equal(g.numpy(), e)
 
 
+def test_huge_inputs_saturate_as_in_the_simulator(onnx_export: Export, tmp_path: Path) -> None:
+    graph = _quantized("mlp", onnx_export, tmp_path)
+    x = random_input("mlp", 8, seed=1) * np.float32(1e30)
+    with torch.no_grad():
+        (got,) = GraphModule(graph, mode="fixed")(torch.from_numpy(x))
+    assert np.array_equal(got.numpy(), run_fixed(graph, x).outputs[0])
+
+
 @pytest.mark.parametrize("passes", ["prune(sparsity=0.7), share(bits=4)", "lowrank(macs=0.5)"])
 def test_compressed_graphs_match_both_interpreters(passes: str, onnx_export: Export, tmp_path: Path) -> None:
     graph = _quantized("cnn", onnx_export, tmp_path, passes=passes)
