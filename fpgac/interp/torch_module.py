@@ -317,13 +317,13 @@ class GraphModule(nn.Module):
             buffer = self.get_buffer(slot)
             return buffer
         w: Tensor = self.weights[slot]
-        buffers = dict(self.named_buffers())
-        if f"{slot}_indices" in buffers:
-            w = w[buffers[f"{slot}_indices"]]
+        indices, mask = self._buffers.get(f"{slot}_indices"), self._buffers.get(f"{slot}_mask")
+        if indices is not None:
+            w = w[indices]
             if node.params[key].data.dtype == np.float32:  # the graph holds codebook[indices] as float32
                 w = w.to(torch.float32).to(self.dtype)
-        if f"{slot}_mask" in buffers:
-            w = w * buffers[f"{slot}_mask"]
+        if mask is not None:
+            w = w * mask
         if self.mode == "fixed":
             where = f"node {node.name!r} ({node.op}) param {key!r}"
             return fake_quant(w, None, _fixed(node.params[key], where, key), where)
