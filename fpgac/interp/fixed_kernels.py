@@ -183,9 +183,12 @@ class _Gemm:
 _GEMMS: weakref.WeakKeyDictionary[Node, tuple[tuple[object, ...], _Gemm | None]] = weakref.WeakKeyDictionary()
 
 
-def _gemm(node: Node, fx: Fixed, weight: np.ndarray, bias_shape: tuple[int, ...]) -> _Gemm | None:
+def _gemm(
+    node: Node, fx: Fixed, weight: np.ndarray, bias_shape: tuple[int, ...], taps_axis: int
+) -> _Gemm | None:
     """The node's :class:`_Gemm` for input format ``fx`` (``weight``: its mantissas laid out for the
-    matmul), or None when float64 is not exact for it; computed once per node, weights and format."""
+    matmul, summed over ``taps_axis``), or None when float64 is not exact for it; computed once per node,
+    weights and format."""
     params = tuple((id(p.data), p.format) for p in node.params.values())
     key = (fx, node.attrs.get("acc"), params)
     cached = _GEMMS.get(node)
@@ -194,7 +197,7 @@ def _gemm(node: Node, fx: Fixed, weight: np.ndarray, bias_shape: tuple[int, ...]
     acc = _acc(node)
     _, fw = _param(node, "weight")
     shift = acc.frac_bits - fx.frac_bits - fw.frac_bits
-    column_sums = np.abs(weight).sum(axis=-2).max(initial=0)
+    column_sums = np.abs(weight).sum(axis=taps_axis).max(initial=0)
     bound = (_max_abs_mantissa(fx) * int(column_sums)) << max(shift, 0)
     bias = None
     if "bias" in node.params:
@@ -230,7 +233,7 @@ def _gemm_finish(
 def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     w, fw = _param(node, "weight")
-    g = _gemm(node, fx, w.T, (w.shape[0],))
+    g = _gemm(node, fx, w.T, (w.shape[0],), -2)
     if g is not None:
         return _gemm_finish(node, g, x.astype(np.float64) @ g.weight)
     products = _int_matmul(x, w.T, _matmul_dtype(w.T, _max_abs_mantissa(fx)))
@@ -252,22 +255,15 @@ def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
     ]
     taps, positions, per_group = cg * math.prod(kernel), math.prod(out), out_ch // groups
     weight = w.reshape(groups, per_group, taps).swapaxes(-1, -2)
-    g = _gemm(node, fx, weight, (groups, 1, per_group))
+    g = _gemm(node, fx, w.reshape(groups, per_group, taps), (groups, per_group, 1), -1)
     if g is not None:
-        # One matmul per group over every window of the chunk: (groups, n * positions, taps) @ weight.
+        # weight @ columns per group, the columns of every window of the chunk laid out (groups, taps,
+        # n * positions): their innermost run is a row of output positions, contiguous in ``x``.
         windowed = windows(x.astype(np.float64), kernel, strides, pads, dilations, out, 0.0)
-        layout = (1, 0, *range(3, 3 + nd), 2, *range(3 + nd, 3 + 2 * nd))
-        columns = (
-            windowed.reshape(n, groups, cg, *out, *kernel)
-            .transpose(layout)
-            .reshape(groups, n * positions, taps)
-        )
-        return _gemm_finish(
-            node,
-            g,
-            np.matmul(columns, g.weight),
-            lambda p: p.reshape(groups, n, *out, per_group).transpose(1, 0, 2 + nd, *range(2, 2 + nd)),
-        )
+        layout = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))
+        columns = windowed.reshape(n, groups, cg, *out, *kernel).transpose(layout)
+        products = np.matmul(g.weight, columns.reshape(groups, taps, n * positions))
+        return _gemm_finish(node, g, products, lambda p: p.reshape(out_ch, n, positions).swapaxes(0, 1))
     dtype = _matmul_dtype(weight, _max_abs_mantissa(fx))
     x = x.astype(dtype, copy=False)  # before im2col, so the column matrix is built once, in its final type
     view = windows(x, kernel, strides, pads, dilations, out, _fill(x, 0))
