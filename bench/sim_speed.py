@@ -7,7 +7,8 @@ The first times whole processes, as a user runs them: ``fpgac sim BUILD --input 
 the same ``x.npy`` into onnxruntime (CPU provider, float32), runs it and saves the output, on the cases
 of issue 20: the 16-64-32-32-5 jet-tagging MLP on 200,000 samples, LeNet-300-100 (trained) and the digits
 CNN on 20,000 each; builds are 16-bit and calibrated. It reports the best wall time of ``--repeat`` runs
-(interleaved), their ratio and each side's peak resident memory (``wait4``'s ``ru_maxrss``). With
+(interleaved) and of CPU time (user + system, all threads), their ratios and each side's peak resident
+memory (GNU time's ``%M``); on a loaded machine the CPU times are the steadier measure. With
 ``--baseline SRC`` (another fpgac source tree, e.g. ``git worktree add /tmp/base <rev>``) that tree's
 ``fpgac sim`` runs the same builds too, and its outputs must be byte-identical: a before/after in one run.
 Both sides use their default threads (numpy's OpenBLAS, onnxruntime's pool); on a shared machine only
@@ -90,17 +91,24 @@ def _batch(data: np.ndarray, samples: int) -> np.ndarray:
     return np.concatenate([data] * -(-samples // len(data)))[:samples]
 
 
-def _process(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall seconds and peak resident MB of one process (which must succeed)."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if status != 0:
-        raise RuntimeError(
-            f"{' '.join(command)} failed: {process.stderr.read().decode() if process.stderr else ''}"
+def _process(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak resident MB of one process (which must succeed).
+
+    GNU time measures it: ``wait4`` from this process would report this (torch-sized) process's resident
+    memory at the fork as the child's peak.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %U %S %M", "-o", report.name, *command],
+            env=env,
+            cwd=Path(report.name).parent,  # not a source tree: `python -m` puts the working folder first
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
-    return wall, usage.ru_maxrss / 1024
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[:4])} ... failed: {result.stderr.decode()[-2000:]}")
+        wall, user, system, peak_kb = report.read().split()[-4:]
+    return float(wall), float(user) + float(system), float(peak_kb) / 1024
 
 
 def _env(src: Path) -> dict[str, str]:
@@ -147,22 +155,20 @@ def bench_processes(case: Case, repeat: int, baseline: Path | None) -> str:
         }
         if baseline is not None:
             runs["base"] = ([*sim, str(folder / "base.npy")], _env(baseline))
-        best: dict[str, tuple[float, float]] = {}
+        best: dict[str, tuple[float, float, float]] = {}
         for _ in range(repeat):
             for key, (command, env) in runs.items():
-                wall, peak = _process(command, env)
-                best[key] = (
-                    min(wall, best.get(key, (wall, peak))[0]),
-                    max(peak, best.get(key, (wall, 0.0))[1]),
-                )
-        row = f"| {case.name} | {case.samples:,} | {best['ort'][0]:.2f} | {best['sim'][0]:.2f} "
-        row += f"| {best['sim'][0] / best['ort'][0]:.1f}x | {best['sim'][1]:,.0f} | {best['ort'][1]:,.0f} |"
+                measured = _process(command, env)
+                best[key] = tuple(min(a, b) for a, b in zip(measured, best.get(key, measured), strict=True))
+        (ort_wall, ort_cpu, ort_peak), (wall, cpu, peak) = best["ort"], best["sim"]
+        row = f"| {case.name} | {case.samples:,} | {ort_wall:.2f} / {ort_cpu:.2f} | {wall:.2f} / {cpu:.2f} "
+        row += f"| {wall / ort_wall:.1f}x / {cpu / ort_cpu:.1f}x | {peak:,.0f} | {ort_peak:,.0f} |"
         if baseline is not None:
+            base_wall, base_cpu, base_peak = best["base"]
             same = (folder / "sim.npy").read_bytes() == (folder / "base.npy").read_bytes()
-            row += (
-                f" {best['base'][0]:.2f} | {best['base'][0] / best['ort'][0]:.1f}x | {best['base'][1]:,.0f} "
-            )
-            row += f"| {'yes' if same else 'NO'} |"
+            row += f" {base_wall:.2f} / {base_cpu:.2f} "
+            row += f"| {base_wall / ort_wall:.1f}x / {base_cpu / ort_cpu:.1f}x "
+            row += f"| {base_peak:,.0f} | {'yes' if same else 'NO'} |"
     return row
 
 
@@ -215,7 +221,7 @@ def main() -> None:
         f"whole processes, best of {args.repeat}; {platform.machine()}, {os.cpu_count()} CPUs, "
         f"numpy {np.__version__}, onnxruntime {ort.__version__}, load average {os.getloadavg()[0]:.1f}\n"
     )
-    head = "| model | samples | onnxruntime s | fpgac sim s | sim / ORT | sim peak MB | ORT peak MB |"
+    head = "| model | samples | ORT s (wall / CPU) | fpgac sim s | sim / ORT | sim peak MB | ORT peak MB |"
     rule = "|---|---:|---:|---:|---:|---:|---:|"
     if args.baseline is not None:
         head += " baseline sim s | baseline / ORT | baseline peak MB | outputs identical |"
