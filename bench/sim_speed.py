@@ -1,21 +1,25 @@
-"""Throughput of the bit-accurate simulator next to onnxruntime float and hls4ml's C-simulation, in one run.
+"""Speed and memory of ``fpgac sim`` next to onnxruntime float and hls4ml's C-simulation, in one run.
 
-``python bench/sim_speed.py [--batch 1024] [--repeat 5]`` prints a Markdown table: samples/s of
-``run_fixed`` on the built (16-bit, calibrated) graph and of onnxruntime (CPU, float32) on the same
-ONNX file and batch, best and median of ``--repeat`` timed runs after one warm-up, and the ratio of
-the best times (simulator / onnxruntime). The goal is a ratio within 5x: a simulator much slower than
-that makes bit-exact checks of real test sets impractical. Absolute numbers depend on the machine;
-only ratios taken in the same run are comparable.
+``python bench/sim_speed.py [--repeat 3] [--baseline SRC]`` prints two Markdown tables.
 
-A second table compares ``fpgac sim`` with hls4ml's ``predict()`` (its g++ C-simulation, one ctypes call
-per sample) on the same hls4ml build: the lowered graph (``fpgac build --backend hls4ml``) and the
-``ModelGraph`` made from it, compiled by hls4ml. Outputs are checked to be bit-identical before timing.
-``--no-hls4ml`` skips it (hls4ml compiles each model with g++ -O3: half a minute for the small models,
-more than 25 minutes for the 300k-parameter MLP on a 2-core machine).
+The first times whole processes, as a user runs them: ``fpgac sim BUILD --input x.npy --output y.npy``
+(start-up, reading the build and the input, simulating, writing the output) against a script that loads
+the same ``x.npy`` into onnxruntime (CPU provider, float32), runs it and saves the output, on the cases
+of issue 20: the 16-64-32-32-5 jet-tagging MLP on 200,000 samples, LeNet-300-100 (trained) and the digits
+CNN on 20,000 each; builds are 16-bit and calibrated. It reports the best wall time of ``--repeat`` runs
+(interleaved) and of CPU time (user + system, all threads), their ratios and each side's peak resident
+memory (GNU time's ``%M``); on a loaded machine the CPU times are the steadier measure. With
+``--baseline SRC`` (another fpgac source tree, e.g. ``git worktree add /tmp/base <rev>``) that tree's
+``fpgac sim`` runs the same builds too, and its outputs must be byte-identical: a before/after in one run.
+Both sides use their default threads (numpy's OpenBLAS, onnxruntime's pool); on a shared machine only
+ratios taken in the same run mean much.
 
-Both sides run single-threaded by default (``--threads``): numpy's OpenBLAS and onnxruntime's intra-op
-pool. On a shared 2-core machine a 2-thread OpenBLAS took 15 ms for a 1024x64 @ 64x32 product that
-takes 0.2 ms on one thread, which measured the neighbours rather than the simulator.
+The second compares the simulator with hls4ml's ``predict()`` (its g++ C-simulation, one ctypes call per
+sample) on the same hls4ml build: the lowered graph (``fpgac build --backend hls4ml``) and the
+``ModelGraph`` made from it, compiled by hls4ml, after checking that their outputs are bit-identical.
+``predict()`` runs ``--hls4ml-samples`` samples (it manages about 2,000-10,000 a second), the simulator the
+case's whole batch, in-process. ``--no-hls4ml`` skips it (hls4ml compiles each model with g++ -O3: half a
+minute for the small models; LeNet-300-100 is left out, its compile takes over 25 minutes).
 """
 
 from __future__ import annotations
@@ -24,175 +28,218 @@ import argparse
 import itertools
 import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch import nn
 
-def _threads_from_argv() -> str:
-    """``--threads`` must reach OpenBLAS before numpy is imported, so it is read here, first."""
-    for i, arg in enumerate(sys.argv):
-        if arg == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if arg.startswith("--threads="):
-            return arg.split("=", 1)[1]
-    return "1"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for tests.*: the models the tests use
 
-
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = _threads_from_argv()
-
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the models the tests use
-
-from fpgac.backends.hls4ml.emitter import model_graph  # noqa: E402
-from fpgac.backends.hls4ml.lower import lower  # noqa: E402
-from fpgac.boards import get_board  # noqa: E402
-from fpgac.build import BuildOptions, compile_model  # noqa: E402
-from fpgac.interp.simulator import run_fixed  # noqa: E402
 from tests.models import export_model  # noqa: E402
-from tests.trained import train  # noqa: E402
+from tests.trained import export, train  # noqa: E402
+
+ORT_SCRIPT = """
+import sys, numpy as np, onnxruntime as ort
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+outputs = session.run(None, {session.get_inputs()[0].name: np.load(sys.argv[2])})
+np.save(sys.argv[3], outputs[0])
+"""
 
 
-def _mlp(*sizes: int) -> nn.Module:
+@dataclass(frozen=True)
+class Case:
+    name: str
+    samples: int
+    make: Callable[[Path], tuple[Path, np.ndarray]]  # ONNX file in the folder, and data to draw from
+
+
+def _jet_mlp(folder: Path) -> tuple[Path, np.ndarray]:
+    torch.manual_seed(0)
     layers: list[nn.Module] = []
-    for cin, cout in itertools.pairwise(sizes):
+    for cin, cout in itertools.pairwise((16, 64, 32, 32, 5)):
         layers += [nn.Linear(cin, cout), nn.ReLU()]
-    return nn.Sequential(*layers[:-1]).eval()
+    model = nn.Sequential(*layers[:-1]).eval()
+    data = np.random.default_rng(0).uniform(0.0, 1.0, (4096, 16)).astype(np.float32)
+    return export_model(model, torch.from_numpy(data[:2]), folder / "model.onnx", "torchscript"), data
 
 
-def _random_model(sizes: tuple[int, ...]) -> Callable[[], tuple[nn.Module, np.ndarray]]:
-    def make() -> tuple[nn.Module, np.ndarray]:
-        torch.manual_seed(0)
-        data = np.random.default_rng(0).uniform(0.0, 1.0, (4096, sizes[0])).astype(np.float32)
-        return _mlp(*sizes), data
+def _trained(name: str) -> Callable[[Path], tuple[Path, np.ndarray]]:
+    def make(folder: Path) -> tuple[Path, np.ndarray]:
+        trained = train(name)
+        data = np.concatenate([trained.data.x_train, trained.data.x_test])
+        return export(trained, folder / "model.onnx"), data
 
     return make
 
 
-def _digits_cnn() -> tuple[nn.Module, np.ndarray]:
-    trained = train("digits_cnn")
-    return trained.model, np.concatenate([trained.data.x_train, trained.data.x_test])
+CASES = [
+    Case("MLP 16-64-32-32-5 (jet tagging)", 200_000, _jet_mlp),
+    Case("LeNet-300-100 (MNIST)", 20_000, _trained("lenet_300_100")),
+    Case("digits CNN (1x8x8)", 20_000, _trained("digits_cnn")),
+]
 
 
-CASES: dict[str, Callable[[], tuple[nn.Module, np.ndarray]]] = {
-    "MLP 16-64-32-32-5": _random_model((16, 64, 32, 32, 5)),
-    "digits CNN (1x8x8)": _digits_cnn,
-    "MLP 784-300-200-100-10": _random_model((784, 300, 200, 100, 10)),
-}
+def _batch(data: np.ndarray, samples: int) -> np.ndarray:
+    return np.concatenate([data] * -(-samples // len(data)))[:samples]
 
 
-def _time(fn: Callable[[], object], repeat: int) -> list[float]:
-    fn()  # warm-up: caches, lazy imports, ORT's first-run allocations
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+def _process(command: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak resident MB of one process (which must succeed).
+
+    GNU time measures it: ``wait4`` from this process would report this (torch-sized) process's resident
+    memory at the fork as the child's peak.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        result = subprocess.run(
+            ["/usr/bin/time", "-f", "%e %U %S %M", "-o", report.name, *command],
+            env=env,
+            cwd=Path(report.name).parent,  # not a source tree: `python -m` puts the working folder first
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[:4])} ... failed: {result.stderr.decode()[-2000:]}")
+        wall, user, system, peak_kb = report.read().split()[-4:]
+    return float(wall), float(user) + float(system), float(peak_kb) / 1024
 
 
-def _batch(data: np.ndarray, batch: int) -> np.ndarray:
-    reps = -(-batch // len(data))
-    return np.concatenate([data] * reps)[:batch]
+def _env(src: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(src)}
 
 
-def bench(
-    name: str, make: Callable[[], tuple[nn.Module, np.ndarray]], batch: int, repeat: int, threads: int
-) -> str:
-    model, data = make()
-    params = sum(p.numel() for p in model.parameters())
+def bench_processes(case: Case, repeat: int, baseline: Path | None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(model, torch.from_numpy(data[:2]), Path(tmp) / "model.onnx", "torchscript")
-        np.save(Path(tmp) / "calib.npy", data[:512])
-        graph = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy")).graph
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = _batch(data, batch)
-    feed = {session.get_inputs()[0].name: x}
-    sim = _time(lambda: run_fixed(graph, [x]), repeat)
-    ref = _time(lambda: session.run(None, feed), repeat)
-    rate = lambda t: f"{batch / t:,.0f}"  # noqa: E731
-    return (
-        f"| {name} | {params:,} | {rate(min(sim))} | {rate(statistics.median(sim))} "
-        f"| {rate(min(ref))} | {rate(statistics.median(ref))} | {min(sim) / min(ref):.1f}x |"
-    )
+        folder = Path(tmp)
+        onnx_path, data = case.make(folder)
+        np.save(folder / "calib.npy", data[:512])
+        np.save(folder / "x.npy", _batch(data, case.samples))
+        build = folder / "build"
+        options = [
+            "--board",
+            "zcu104",
+            "--out",
+            str(build),
+            "--calib",
+            str(folder / "calib.npy"),
+            "--backend",
+            "none",
+        ]
+        subprocess.run(
+            [sys.executable, "-m", "fpgac", "build", str(onnx_path), *options],
+            env=_env(ROOT),
+            check=True,
+            capture_output=True,
+        )
+        sim = [sys.executable, "-m", "fpgac", "sim", str(build), "--input", str(folder / "x.npy"), "--output"]
+        runs: dict[str, tuple[list[str], dict[str, str]]] = {
+            "ort": (
+                [
+                    sys.executable,
+                    "-c",
+                    ORT_SCRIPT,
+                    str(onnx_path),
+                    str(folder / "x.npy"),
+                    str(folder / "ort.npy"),
+                ],
+                dict(os.environ),
+            ),
+            "sim": ([*sim, str(folder / "sim.npy")], _env(ROOT)),
+        }
+        if baseline is not None:
+            runs["base"] = ([*sim, str(folder / "base.npy")], _env(baseline))
+        best: dict[str, tuple[float, float, float]] = {}
+        for _ in range(repeat):
+            for key, (command, env) in runs.items():
+                measured = _process(command, env)
+                best[key] = tuple(min(a, b) for a, b in zip(measured, best.get(key, measured), strict=True))
+        (ort_wall, ort_cpu, ort_peak), (wall, cpu, peak) = best["ort"], best["sim"]
+        row = f"| {case.name} | {case.samples:,} | {ort_wall:.2f} / {ort_cpu:.2f} | {wall:.2f} / {cpu:.2f} "
+        row += f"| {wall / ort_wall:.1f}x / {cpu / ort_cpu:.1f}x | {peak:,.0f} | {ort_peak:,.0f} |"
+        if baseline is not None:
+            base_wall, base_cpu, base_peak = best["base"]
+            same = (folder / "sim.npy").read_bytes() == (folder / "base.npy").read_bytes()
+            row += f" {base_wall:.2f} / {base_cpu:.2f} "
+            row += f"| {base_wall / ort_wall:.1f}x / {base_cpu / ort_cpu:.1f}x "
+            row += f"| {base_peak:,.0f} | {'yes' if same else 'NO'} |"
+    return row
 
 
-def bench_hls4ml(name: str, make: Callable[[], tuple[nn.Module, np.ndarray]], batch: int, repeat: int) -> str:
-    """``fpgac sim`` of an hls4ml build vs hls4ml's ``predict()`` on the ModelGraph of that build."""
-    model, data = make()
-    params = sum(p.numel() for p in model.parameters())
+def bench_hls4ml(case: Case, samples: int) -> str:
+    """The simulator on the case's batch vs hls4ml's ``predict()`` on ``samples``, on one hls4ml build."""
+    from fpgac.backends.hls4ml.emitter import model_graph
+    from fpgac.backends.hls4ml.lower import lower
+    from fpgac.boards import get_board
+    from fpgac.build import BuildOptions, compile_model
+    from fpgac.interp.simulator import run_fixed
+
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_model(model, torch.from_numpy(data[:2]), Path(tmp) / "model.onnx", "torchscript")
+        onnx_path, data = case.make(Path(tmp))
         np.save(Path(tmp) / "calib.npy", data[:512])
-        graph = compile_model(path, BuildOptions(calib=Path(tmp) / "calib.npy", backend="hls4ml")).graph
+        graph = compile_model(onnx_path, BuildOptions(calib=Path(tmp) / "calib.npy", backend="hls4ml")).graph
         lowered = lower(graph)
-        # A 300k-parameter MLP takes hls4ml's Resource strategy (reuse 128: 235,200 parallel multipliers
-        # fit no FPGA). Either way hls4ml's g++ -O3 compile of it took over 25 minutes on a 2-core machine.
-        big = params > 100_000
-        reuse = 128 if big else 1
-        hls_model = model_graph(lowered, get_board("zcu104"), "parallel", str(Path(tmp) / "prj"), reuse)
+        hls_model = model_graph(lowered, get_board("zcu104"), "parallel", str(Path(tmp) / "prj"), 1)
         start = time.perf_counter()
         hls_model.compile()
         compile_s = time.perf_counter() - start
-        x = _batch(data, batch)
+        x = _batch(data, case.samples)
         layout = lowered.inputs[0].type.layout or tuple(range(x.ndim - 1))
-        rows = np.ascontiguousarray(x.transpose(0, *(a + 1 for a in layout)).reshape(batch, -1), np.float64)
-        ours = run_fixed(lowered, [x]).outputs[0]
-        theirs = np.asarray(hls_model.predict(rows)).reshape(ours.shape)
-        identical = (
-            "yes" if np.array_equal(ours, theirs) else f"NO ({np.count_nonzero(ours != theirs)} differ)"
+        rows = np.ascontiguousarray(
+            x[:samples].transpose(0, *(a + 1 for a in layout)).reshape(samples, -1), np.float64
         )
-        sim = _time(lambda: run_fixed(lowered, [x]), repeat)
-        ref = _time(lambda: hls_model.predict(rows), max(1, repeat // 2))
-    rate = lambda t: f"{batch / t:,.0f}"  # noqa: E731
+        start = time.perf_counter()
+        theirs = np.asarray(hls_model.predict(rows))
+        predict_s = time.perf_counter() - start
+        start = time.perf_counter()
+        ours = run_fixed(lowered, [x]).outputs[0]
+        sim_s = time.perf_counter() - start
+    identical = np.array_equal(ours[:samples], theirs.reshape(ours[:samples].shape))
+    ours_rate, theirs_rate = case.samples / sim_s, samples / predict_s
     return (
-        f"| {name} | {params:,} | {rate(min(sim))} | {rate(min(ref))} | {min(ref) / min(sim):,.0f}x "
-        f"| {identical} | {compile_s:.0f} s (reuse {reuse}) |"
+        f"| {case.name} | {ours_rate:,.0f} | {theirs_rate:,.0f} | {ours_rate / theirs_rate:,.0f}x "
+        f"| {'yes' if identical else 'NO'} | {compile_s:.0f} s |"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="OpenBLAS and onnxruntime threads")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another fpgac source tree to time alongside")
+    parser.add_argument("--hls4ml-samples", type=int, default=2000)
     parser.add_argument("--no-hls4ml", action="store_true", help="skip fpgac sim vs hls4ml predict()")
     args = parser.parse_args()
+    import onnxruntime as ort
+
     print(
-        f"batch {args.batch}, best/median of {args.repeat} runs after a warm-up; {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, {args.threads} thread(s) for numpy/OpenBLAS and onnxruntime; "
-        f"numpy {np.__version__}, onnxruntime {ort.__version__}; simulator at 16 bits, calibrated\n"
+        f"whole processes, best of {args.repeat}; {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"numpy {np.__version__}, onnxruntime {ort.__version__}, load average {os.getloadavg()[0]:.1f}\n"
     )
-    print(
-        "| model | params | sim samples/s (best) | sim (median) | ORT float samples/s (best) "
-        "| ORT (median) | sim time / ORT time |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, make in CASES.items():
-        print(bench(name, make, args.batch, args.repeat, args.threads), flush=True)
+    head = "| model | samples | ORT s (wall / CPU) | fpgac sim s | sim / ORT | sim peak MB | ORT peak MB |"
+    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    if args.baseline is not None:
+        head += " baseline sim s | baseline / ORT | baseline peak MB | outputs identical |"
+        rule += "---:|---:|---:|:---:|"
+    print(head)
+    print(rule)
+    for case in CASES:
+        print(bench_processes(case, args.repeat, args.baseline), flush=True)
     if args.no_hls4ml:
         return
     import hls4ml
 
-    print(f"\nfpgac sim vs hls4ml {hls4ml.__version__} predict() (C-simulation) on the same hls4ml build\n")
-    print(
-        "| model | params | fpgac sim samples/s | hls4ml predict() samples/s | sim speed-up "
-        "| bit-identical | hls4ml compile |"
-    )
-    print("|---|---:|---:|---:|---:|:---:|---:|")
-    for name, make in CASES.items():
-        print(bench_hls4ml(name, make, args.batch, args.repeat), flush=True)
+    print(f"\nfpgac sim (in-process) vs hls4ml {hls4ml.__version__} predict() on the same hls4ml build\n")
+    print("| model | fpgac sim samples/s | hls4ml predict() samples/s | speed-up | bit-identical | compile |")
+    print("|---|---:|---:|---:|:---:|---:|")
+    for case in CASES:
+        if "LeNet" not in case.name:
+            print(bench_hls4ml(case, args.hls4ml_samples), flush=True)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph
+from fpgac.ir.graph import Value
 
 
 class ArrayFileError(FpgacError):
@@ -53,15 +54,20 @@ def load_inputs(path: str | Path, graph: Graph) -> list[np.ndarray]:
         arrays = [data[n] for n in names]
     checked = []
     for value, array in zip(graph.inputs, arrays, strict=True):
-        expected = "(N, " + ", ".join(str(d) for d in value.shape) + ")"
-        if array.dtype.kind not in "fiub":
-            raise ArrayFileError(f"{path}: input {value.name!r} has dtype {array.dtype}, expected numbers")
-        if array.ndim != len(value.shape) + 1 or tuple(array.shape[1:]) != value.shape:
-            raise ArrayFileError(
-                f"{path}: input {value.name!r} has shape {tuple(array.shape)} but the model takes {expected}"
-            )
+        check_input(path, value, array.dtype, array.shape)
         checked.append(array.astype(np.float32, copy=False))
     return checked
+
+
+def check_input(path: Path, value: Value, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Refuse an input array of ``dtype`` and ``shape`` that is not a batch of ``value``."""
+    expected = "(N, " + ", ".join(str(d) for d in value.shape) + ")"
+    if dtype.kind not in "fiub":
+        raise ArrayFileError(f"{path}: input {value.name!r} has dtype {dtype}, expected numbers")
+    if len(shape) != len(value.shape) + 1 or tuple(shape[1:]) != value.shape:
+        raise ArrayFileError(
+            f"{path}: input {value.name!r} has shape {tuple(shape)} but the model takes {expected}"
+        )
 
 
 def output_names(graph: Graph) -> list[str]:

@@ -396,17 +396,25 @@ def sim(
     """
     from fpgac.arrays import check_output_path, load_inputs, save_outputs
     from fpgac.interp.interpreter import run_float
-    from fpgac.interp.simulator import run_fixed, warn_saturated_inputs
+    from fpgac.interp.simulator import BitsimResult, chunk_rows, run_fixed, warn_saturated_inputs
     from fpgac.ir.serialize import load_graph
+    from fpgac.streaming import run_file
 
     if model.is_dir():
         graph = load_graph(model)
-        check_output_path(output_path, graph)
-        result = run_fixed(graph, load_inputs(input_path, graph), rank_level=rank_level or 0)
-        warn_saturated_inputs(graph, result)
-        outputs = result.outputs
+        counts: list[BitsimResult] = []
+
+        def run(chunk: list[Any]) -> list[Any]:
+            result = run_fixed(graph, chunk, rank_level=rank_level or 0)
+            counts.append(BitsimResult([], result.overflows, result.elements))
+            return result.outputs
+
+        # In chunks, outputs written as they come: memory stays bounded whatever the number of samples.
+        written = run_file(graph, input_path, output_path, run, chunk_rows(graph))
+        totals = BitsimResult.concatenate(counts)
+        warn_saturated_inputs(graph, totals)
         if overflow_report:
-            _print_overflows(result.overflows, result.elements)
+            _print_overflows(totals.overflows, totals.elements)
     else:
         if overflow_report or rank_level is not None:
             raise click.UsageError(
@@ -415,8 +423,9 @@ def sim(
         graph = _load(model, keras_weights)
         check_output_path(output_path, graph)
         outputs = run_float(graph, load_inputs(input_path, graph))
-    save_outputs(output_path, graph, outputs)
-    shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
+        save_outputs(output_path, graph, outputs)
+        written = [tuple(o.shape) for o in outputs]
+    shapes = ", ".join(str(tuple(s)) for s in written)
     _console.print(f"wrote {output_path} {shapes}", highlight=False)
 
 

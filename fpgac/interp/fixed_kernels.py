@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -103,8 +103,7 @@ def _fill(x: np.ndarray, v: int) -> int | np.ndarray:
 
 
 def _finish(node: Node, m: np.ndarray, src: Fixed) -> tuple[np.ndarray, int]:
-    out, bad = fixed.cast(m, src, _out_format(node), return_overflow=True)
-    return out, int(np.count_nonzero(bad))
+    return fixed.cast_count(m, src, _out_format(node))
 
 
 def _aligned(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -175,9 +174,77 @@ def _accumulate(
     return _wrap_into(total, acc.frac_bits, acc), acc
 
 
+@dataclass(frozen=True)
+class _Gemm:
+    """A dense or conv layer's weights ready for ``x @ weight`` on one input format, whole in float64.
+
+    When every accumulator value, bias included, stays below 2**53 (``bound``), the matmul, the shift onto
+    the accumulator's grid and the bias add are all exact in float64 BLAS, and there is one conversion to
+    int64 at the end; when ``bound`` also fits ``acc``, its WRAP can never act and is skipped.
+    """
+
+    weight: np.ndarray  # float64, laid out for ``x @ weight``
+    scale: float  # 2**(acc frac - product frac)
+    bias: np.ndarray | None  # float64 on the accumulator's grid, broadcasting against the products
+    wraps: bool
+
+
+_GEMMS: weakref.WeakKeyDictionary[Node, tuple[tuple[object, ...], _Gemm | None]] = weakref.WeakKeyDictionary()
+
+
+def _gemm(
+    node: Node, fx: Fixed, weight: np.ndarray, bias_shape: tuple[int, ...], taps_axis: int
+) -> _Gemm | None:
+    """The node's :class:`_Gemm` for input format ``fx`` (``weight``: its mantissas laid out for the
+    matmul, summed over ``taps_axis``), or None when float64 is not exact for it; computed once per node,
+    weights and format."""
+    params = tuple((id(p.data), p.format) for p in node.params.values())
+    key = (fx, node.attrs.get("acc"), params)
+    cached = _GEMMS.get(node)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    acc = _acc(node)
+    _, fw = _param(node, "weight")
+    shift = acc.frac_bits - fx.frac_bits - fw.frac_bits
+    column_sums = np.abs(weight).sum(axis=taps_axis).max(initial=0)
+    bound = (_max_abs_mantissa(fx) * int(column_sums)) << max(shift, 0)
+    bias = None
+    if "bias" in node.params:
+        b, fb = _param(node, "bias")
+        bias_shift = acc.frac_bits - fb.frac_bits
+        bound += int(np.abs(b).max(initial=0)) << max(bias_shift, 0)
+        bias = np.ldexp(b.astype(np.float64), bias_shift).reshape(bias_shape)
+    prepared = None
+    if shift >= 0 and (bias is None or bias_shift >= 0) and bound < _F64_EXACT:
+        wraps = not (acc.min_mantissa <= -bound and bound <= acc.max_mantissa)
+        prepared = _Gemm(weight.astype(np.float64), 2.0**shift, bias, wraps)
+    _GEMMS[node] = (key, prepared)
+    return prepared
+
+
+def _gemm_finish(
+    node: Node, g: _Gemm, products: np.ndarray, arrange: Callable[[np.ndarray], np.ndarray] = lambda p: p
+) -> tuple[np.ndarray, int]:
+    """Shift, bias, wrap and cast of float64 ``products`` (exact, see :class:`_Gemm`), computed in place;
+    ``arrange`` gives a view with the batch first, made C-ordered by the one conversion to int64."""
+    acc = _acc(node)
+    if g.scale != 1.0:
+        products *= g.scale
+    if g.bias is not None:
+        products += g.bias
+    arranged = arrange(products)
+    total = arranged.astype(np.int64, order="C").reshape(arranged.shape[0], *node.output.shape)
+    if g.wraps:
+        total = _wrap_into(total, acc.frac_bits, acc)
+    return _finish(node, total, acc)
+
+
 def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     w, fw = _param(node, "weight")
+    g = _gemm(node, fx, w.T, (w.shape[0],), -2)
+    if g is not None:
+        return _gemm_finish(node, g, x.astype(np.float64) @ g.weight)
     products = _int_matmul(x, w.T, _matmul_dtype(w.T, _max_abs_mantissa(fx)))
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (w.shape[0],))
     return _finish(node, total, acc)
@@ -195,8 +262,17 @@ def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
         window_out(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], dilations[i], False)
         for i in range(nd)
     ]
-    taps, positions = cg * math.prod(kernel), math.prod(out)
-    weight = w.reshape(groups, out_ch // groups, taps).swapaxes(-1, -2)
+    taps, positions, per_group = cg * math.prod(kernel), math.prod(out), out_ch // groups
+    weight = w.reshape(groups, per_group, taps).swapaxes(-1, -2)
+    g = _gemm(node, fx, w.reshape(groups, per_group, taps), (groups, per_group, 1), -1)
+    if g is not None:
+        # weight @ columns per group, the columns of every window of the chunk laid out (groups, taps,
+        # n * positions): their innermost run is a row of output positions, contiguous in ``x``.
+        windowed = windows(x.astype(np.float64), kernel, strides, pads, dilations, out, 0.0)
+        layout = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))
+        columns = windowed.reshape(n, groups, cg, *out, *kernel).transpose(layout)
+        products = np.matmul(g.weight, columns.reshape(groups, taps, n * positions))
+        return _gemm_finish(node, g, products, lambda p: p.reshape(out_ch, n, positions).swapaxes(0, 1))
     dtype = _matmul_dtype(weight, _max_abs_mantissa(fx))
     x = x.astype(dtype, copy=False)  # before im2col, so the column matrix is built once, in its final type
     view = windows(x, kernel, strides, pads, dilations, out, _fill(x, 0))

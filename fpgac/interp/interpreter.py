@@ -147,8 +147,12 @@ def _run_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return np.asarray(result, dtype=np.float32)
 
 
-def bind_inputs(graph: Graph, inputs: Inputs) -> list[np.ndarray]:
-    """Match user arrays to graph inputs and check count, dtype, shape and batch size."""
+def bind_inputs(graph: Graph, inputs: Inputs, *, copy: bool = True) -> list[np.ndarray]:
+    """Match user arrays to graph inputs and check count, dtype, shape and batch size.
+
+    With ``copy`` (the default) each array is a fresh C-ordered float32 copy; without, the caller's
+    arrays as they are (the simulator converts chunk by chunk, so a large batch is not copied whole).
+    """
     names = [v.name for v in graph.inputs]
     if isinstance(inputs, Mapping):
         missing = [n for n in names if n not in inputs]
@@ -169,7 +173,7 @@ def bind_inputs(graph: Graph, inputs: Inputs) -> list[np.ndarray]:
         raise SimulationError(f"inputs must be an array, a sequence or a mapping, not {kind}")
     if len(arrays) != len(names):
         raise SimulationError(f"the model takes {len(names)} input(s) {names}, got {len(arrays)}")
-    bound = [_check_input(v, a) for v, a in zip(graph.inputs, arrays, strict=True)]
+    bound = [_check_input(v, a, copy) for v, a in zip(graph.inputs, arrays, strict=True)]
     batches = {a.shape[0] for a in bound}
     if len(batches) > 1:
         sizes = ", ".join(f"{v.name!r}: {a.shape[0]}" for v, a in zip(graph.inputs, bound, strict=True))
@@ -177,7 +181,7 @@ def bind_inputs(graph: Graph, inputs: Inputs) -> list[np.ndarray]:
     return bound
 
 
-def _check_input(value: Value, data: object) -> np.ndarray:
+def _check_input(value: Value, data: object, copy: bool) -> np.ndarray:
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as exc:
@@ -189,5 +193,7 @@ def _check_input(value: Value, data: object) -> np.ndarray:
         model = "(N" + "".join(f", {d}" for d in expected) + ")"
         got = tuple(array.shape)
         raise SimulationError(f"input {value.name!r} has shape {got} but the model takes {model}")
+    if not copy:
+        return array
     # A copy, so no output (a reshape of an input, say) can alias the caller's array.
     return np.array(array, dtype=np.float32, order="C", copy=True)

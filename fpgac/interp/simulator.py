@@ -11,7 +11,9 @@ trusting a design on new data.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +41,24 @@ class BitsimResult:
     trace: dict[str, np.ndarray] = field(default_factory=dict)
     mantissas: list[np.ndarray] = field(default_factory=list)
 
+    @staticmethod
+    def concatenate(parts: Sequence[BitsimResult]) -> BitsimResult:
+        """One result for consecutive chunks of a batch: arrays joined along the batch, counts summed."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def join(arrays: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(arrays) if arrays else np.empty(0)
+
+        first = parts[0]
+        return BitsimResult(
+            [join([p.outputs[i] for p in parts]) for i in range(len(first.outputs))],
+            {name: sum(p.overflows[name] for p in parts) for name in first.overflows},
+            {name: sum(p.elements[name] for p in parts) for name in first.elements},
+            {name: join([p.trace[name] for p in parts]) for name in first.trace},
+            [join([p.mantissas[i] for p in parts]) for i in range(len(first.mantissas))],
+        )
+
 
 def _format(value_fmt: object, where: str) -> Fixed:
     if not isinstance(value_fmt, Fixed):
@@ -46,22 +66,56 @@ def _format(value_fmt: object, where: str) -> Fixed:
     return value_fmt
 
 
-def run_fixed(graph: Graph, inputs: Inputs, *, trace: bool = False, rank_level: int = 0) -> BitsimResult:
-    """Simulate ``graph`` bit-accurately on a batch; see the module docstring. ``rank_level`` picks the
-    run-time rank level of a design that has them (:mod:`fpgac.ir.levels`; 0, the largest, by default)."""
+# The simulator works on chunks of the batch whose largest value takes about this many bytes (8 bytes an
+# element): small enough that a layer's elementwise passes (cast, rounding, activation) run in cache,
+# large enough that numpy's fixed cost per call and BLAS's per-matmul set-up stay small.
+CHUNK_BYTES = 4 << 20
+
+
+def chunk_rows(graph: Graph, budget: int = CHUNK_BYTES) -> int:
+    """Samples per chunk so that the graph's largest value (per sample) fills about ``budget`` bytes.
+
+    Peak memory is then a small multiple of the budget (an im2col of a conv holds kernel-size times its
+    input), independent of the batch size.
+    """
+    values = [*graph.inputs, *(node.output for node in graph.nodes)]
+    largest = max((math.prod(v.shape) for v in values), default=1)
+    return max(1, budget // (8 * max(largest, 1)))
+
+
+def run_fixed(
+    graph: Graph, inputs: Inputs, *, trace: bool = False, chunk: int | None = None, rank_level: int = 0
+) -> BitsimResult:
+    """Simulate ``graph`` bit-accurately on a batch; see the module docstring.
+
+    The batch runs in chunks of ``chunk`` samples (default :func:`chunk_rows`); every kernel computes
+    each sample on its own, so the result is the one of a single whole-batch run, bit for bit.
+    ``rank_level`` picks the run-time rank level of a design that has them (:mod:`fpgac.ir.levels`; 0, the
+    largest, by default).
+    """
     graph = at_level(graph, rank_level)
-    arrays = bind_inputs(graph, inputs)
+    arrays = bind_inputs(graph, inputs, copy=False)
+    total = arrays[0].shape[0] if arrays else 0
+    step = chunk or chunk_rows(graph)
+    starts = range(0, total, step) if total else range(1)
+    return BitsimResult.concatenate(
+        [_run_chunk(graph, [a[i : i + step] for a in arrays], trace) for i in starts]
+    )
+
+
+def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool) -> BitsimResult:
     env: dict[int, np.ndarray] = {}
     overflows: dict[str, int] = {}
     elements: dict[str, int] = {}
     traced: dict[str, np.ndarray] = {}
     for value, array in zip(graph.inputs, arrays, strict=True):
         fmt = _format(value.type.format, f"input {value.name!r}")
+        array = np.asarray(array, dtype=np.float32)  # as `fpgac sim` loads them and the testbench reads them
         if np.isnan(array).any():
             raise SimulationError(f"input {value.name!r} contains NaN, which has no fixed-point value")
-        m, overflowed = fixed.quantize(array.astype(np.float64), fmt, return_overflow=True)
+        m, bad = fixed.quantize_count(array, fmt)
         env[id(value)] = m
-        overflows[value.name], elements[value.name] = int(np.count_nonzero(overflowed)), m.size
+        overflows[value.name], elements[value.name] = bad, m.size
         if trace:
             traced[value.name] = m
     keep = {id(v) for v in graph.outputs}

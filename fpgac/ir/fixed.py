@@ -261,25 +261,64 @@ def cast(
             identical ``src == dst`` is a bit copy).
         dst: the destination format.
         return_overflow: also return a boolean mask of the elements that were saturated, zeroed or wrapped.
+
+    The result may be ``m`` itself where the cast changes nothing (callers never write into mantissas).
     """
-    m = as_mantissas(m, src)
+    out, bad = _cast(as_mantissas(m, src), src, dst)
+    if not return_overflow:
+        return out
+    return out, np.zeros(out.shape, dtype=bool) if bad is None else bad
+
+
+def cast_count(m: np.ndarray, src: Fixed, dst: Fixed) -> tuple[np.ndarray, int]:
+    """:func:`cast` and the number of elements saturated, zeroed or wrapped (no mask is made when none)."""
+    out, bad = _cast(as_mantissas(m, src), src, dst)
+    return out, 0 if bad is None else int(np.count_nonzero(bad))
+
+
+def _cast(m: np.ndarray, src: Fixed, dst: Fixed) -> tuple[np.ndarray, np.ndarray | None]:
+    """``cast`` with the overflow mask, or None where nothing overflowed."""
     if src == dst:
         # Same type: ap_fixed's copy constructor and copy assignment copy the bits (``Base::V = op.V``),
         # bypassing operator=. That differs from requantizing only for SAT_SYM, whose operator= would turn a
         # stored ``min`` (reachable through WRAP arithmetic or raw bits) into ``-max``.
-        out, bad = m.copy(), np.zeros(m.shape, dtype=bool)
-    else:
-        shift = src.frac_bits - dst.frac_bits
-        if 0 < shift < 62 and src.width <= 62 and m.dtype == np.int64 and dst.rounding in _SHIFT_ROUNDERS:
-            # Fast path (most casts in a network): one add and one shift. m + 2**(shift-1) cannot
-            # overflow int64 for a source narrower than 63 bits; the result equals _round_shift_right's.
-            out, bad = _requantize(_SHIFT_ROUNDERS[dst.rounding](m, shift), 0, 0, dst)
-        else:
-            out, bad = _requantize(m, max(shift, 0), max(-shift, 0), dst)
-    return (out, bad) if return_overflow else out
+        return m, None
+    shift = src.frac_bits - dst.frac_bits
+    # A shift that cannot overflow int64: ``m + 2**(shift-1)`` for a source below 63 bits, ``m << -shift``
+    # while the result keeps within 63 bits.
+    safe = shift == 0 or (shift > 0 and src.width <= 62) or (shift < 0 and src.width - shift <= 63)
+    if m.dtype == np.int64 and fits_int64(dst) and dst.rounding in _SHIFT_ROUNDERS and safe:
+        # Fast path (almost every cast in a network): a shift and a range check on int64; the result equals
+        # _requantize's (tests/unit/test_fast_casts.py checks that bit for bit).
+        q = _SHIFT_ROUNDERS[dst.rounding](m, min(shift, 63)) if shift > 0 else m << -shift if shift else m
+        return _overflow(q, dst)
+    return _requantize(m, max(shift, 0), max(-shift, 0), dst)
 
 
-_SHIFT_ROUNDERS = {
+def _overflow(
+    q: np.ndarray, dst: Fixed, extremes: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``dst``'s overflow handling of exact, rounded int64 values ``q`` (``extremes``: their min and max).
+
+    Per element only when some value lies outside what ``dst`` keeps; the quantize pass sizes formats so
+    that data like the calibration's does not, so usually this is two reductions and nothing else.
+    """
+    lo, hi = _sat_bounds(dst) if dst.overflow is not Overflow.WRAP else (dst.min_mantissa, dst.max_mantissa)
+    q = np.asarray(q)  # numpy arithmetic on a 0-d array returns a scalar
+    if not q.size:
+        return q, None
+    lowest, highest = extremes if extremes is not None else (q.min(), q.max())
+    if lo <= lowest and highest <= hi:
+        return q, None
+    bad = (q > hi) | (q < lo)
+    if dst.overflow is Overflow.WRAP:
+        return _wrap(q, dst), bad
+    if dst.overflow is Overflow.SAT_ZERO:
+        return np.where(bad, 0, q), bad
+    return np.clip(q, lo, hi), bad
+
+
+_SHIFT_ROUNDERS: dict[Rounding, Callable[[np.ndarray, int], np.ndarray]] = {
     Rounding.TRN: lambda m, s: m >> s,
     Rounding.RND: lambda m, s: (m + (1 << (s - 1))) >> s,
 }
@@ -298,7 +337,34 @@ _FLOAT_ROUNDERS: dict[Rounding, Callable[[np.ndarray], np.ndarray]] = {
 _SMALLEST_NORMAL = np.finfo(np.float64).tiny
 
 
-def _quantize_fast(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray] | None:
+def _quantize_float32(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``quantize`` of float32 data (the simulator's inputs) in a few float64 passes, or None.
+
+    Every float32, subnormals included, is a normal double, and scaling it by ``2**frac`` is exact in
+    float64 for ``|frac| <= 800``; rounding is then exact while ``|v| < 2**51``, which the data's extremes
+    show (a NaN or an infinity fails that test and takes the bitwise path).
+    """
+    if not fits_int64(fmt) or abs(fmt.frac_bits) > 800 or not x.size:
+        return None
+    v = np.multiply(x, np.float64(2.0**fmt.frac_bits), dtype=np.float64)
+    low, high = float(v.min()), float(v.max())
+    if not (low > -(2.0**51) and high < 2.0**51):
+        return None
+    rounding = fmt.rounding
+    if rounding is Rounding.RND:
+        v += 0.5
+        low, high = low + 0.5, high + 0.5
+        rounding = Rounding.TRN
+    if rounding is Rounding.TRN:
+        if low < 0:  # astype truncates toward zero, which is the floor only for non-negative values
+            np.floor(v, out=v)
+    else:
+        v = _FLOAT_ROUNDERS[rounding](v)
+    extremes = _FLOAT_ROUNDERS[rounding](np.array([low, high])).astype(np.int64)  # the rounders are monotone
+    return _overflow(v.astype(np.int64), fmt, (int(extremes[0]), int(extremes[1])))
+
+
+def _quantize_fast(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``quantize`` in float64 arithmetic when that is provably exact, else None.
 
     Exact when every ``x`` is zero or a normal double (the header misreads subnormals), the scaled value
@@ -315,7 +381,7 @@ def _quantize_fast(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray] |
     ok = ((magnitude >= _SMALLEST_NORMAL) & (scaled >= 2.0**-900) & (scaled < 2.0**51)) | (x == 0)
     if not ok.all():
         return None
-    return _requantize(_FLOAT_ROUNDERS[fmt.rounding](v).astype(np.int64), 0, 0, fmt)
+    return _overflow(_FLOAT_ROUNDERS[fmt.rounding](v).astype(np.int64), fmt)
 
 
 def _decompose_double(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -352,28 +418,43 @@ def quantize(
     ``_decompose_double``), e.g. ``+inf`` saturates to the maximum under ``AP_SAT``. Callers that must not
     see NaN should reject it before quantizing.
     """
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise TypeError(f"cannot quantize dtype {x.dtype}")
-    if x.size <= QUANTIZE_CHUNK:
-        out, bad = _quantize_array(x, fmt)
-    else:
-        # Elementwise, so chunk by chunk gives the same result: with the temporaries of one chunk, not
-        # of the whole tensor (about ten float64 copies: 8 GB for VGG-19's biggest weight).
-        flat = x.reshape(-1)
-        out, bad = np.empty(flat.size, mantissa_dtype(fmt)), np.empty(flat.size, bool)
-        for start in range(0, flat.size, QUANTIZE_CHUNK):
-            part = slice(start, start + QUANTIZE_CHUNK)
-            out[part], bad[part] = _quantize_array(flat[part], fmt)
-        out, bad = out.reshape(x.shape), bad.reshape(x.shape)
-    return (out, bad) if return_overflow else out
+    out, bad = _quantize(x, fmt)
+    if not return_overflow:
+        return out
+    return out, np.zeros(out.shape, dtype=bool) if bad is None else bad
+
+
+def quantize_count(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, int]:
+    """:func:`quantize` and the number of elements saturated, zeroed or wrapped (no mask when none)."""
+    out, bad = _quantize(x, fmt)
+    return out, 0 if bad is None else int(np.count_nonzero(bad))
 
 
 QUANTIZE_CHUNK = 1 << 20  # elements that quantize handles at once
 
 
-def _quantize_array(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray]:
-    fast = _quantize_fast(x, fmt)
+def _quantize(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray | None]:
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"cannot quantize dtype {x.dtype}")
+    if x.size <= QUANTIZE_CHUNK:
+        return _quantize_array(x, fmt)
+    # Elementwise, so chunk by chunk gives the same result: with the temporaries of one chunk, not of the
+    # whole tensor (about ten float64 copies: 8 GB for VGG-19's biggest weight).
+    flat = x.reshape(-1)
+    out, bad = np.empty(flat.size, mantissa_dtype(fmt)), np.zeros(flat.size, bool)
+    for start in range(0, flat.size, QUANTIZE_CHUNK):
+        part = slice(start, start + QUANTIZE_CHUNK)
+        out[part], part_bad = _quantize_array(flat[part], fmt)
+        if part_bad is not None:
+            bad[part] = part_bad
+    return out.reshape(x.shape), bad.reshape(x.shape)
+
+
+def _quantize_array(x: np.ndarray, fmt: Fixed) -> tuple[np.ndarray, np.ndarray | None]:
+    fast = _quantize_float32(x, fmt) if x.dtype == np.float32 else None
+    if fast is None:
+        fast = _quantize_fast(x, fmt)
     return fast if fast is not None else _quantize_bits(x, fmt)
 
 
