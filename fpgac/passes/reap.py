@@ -107,6 +107,7 @@ class Reap:
     refit: bool | None = None
     damp: float = 1e-3
     residual: bool = True
+    poem: bool = False
     layer_keep: Mapping[str, float] = field(default_factory=dict)
     calib: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
 
@@ -127,6 +128,8 @@ class Reap:
                 raise ReapError(f"reap: {what} must be in (0, 1], not {fraction!r}")
         if self.allocation == "output" and self.budget is None:
             raise ReapError("reap: allocation=output needs a budget (macs=R or params=R)")
+        if self.poem and (self.method != "reap" or not self.do_refit):
+            raise ReapError("reap: poem=true is REAP's selection and refit: it needs method=reap, refit=true")
         if not self.damp > 0:
             raise ReapError(f"reap: damp must be positive, not {self.damp!r}")
         if self.calib is None and (self.method != "l1" or self.do_refit):
@@ -321,6 +324,9 @@ class Reap:
         elif self.method == "reap":
             kept, new = linalg.reap_group_select(problem.fits, problem.grams, problem.blocks, keep)
             new = new if self.do_refit else problem.weights
+            if self.poem:
+                assert original is not None
+                kept, new = self._after_relu(group, problem, (keep, kept), new, original)
         else:
             assert problem.inputs is not None
             weight, columns = problem.weights[0], problem.blocks[0]
@@ -335,6 +341,56 @@ class Reap:
         remove_units(group, kept, new)
         log.info("reap: %s keeps %d of %d units", group.name, keep, group.units)
         return kept
+
+    def _after_relu(
+        self,
+        group: Group,
+        problem: _Problem,
+        selected: tuple[int, list[int]],
+        new: list[np.ndarray],
+        original: Reference,
+    ) -> tuple[list[int], list[np.ndarray]]:
+        """POEM: select and refit again for the error after the ReLU that follows a consumer.
+
+        Each consumer read by a ReLU alone becomes one least-squares problem per output over the rows that
+        count after the ReLU (:func:`fpgac.passes.linalg.relu_masked_fits`), masked by the refit so far;
+        twice, since the mask depends on the refit (masked, iterated least squares).
+        """
+        assert problem.inputs is not None
+        rectified = [
+            j
+            for j, c in enumerate(group.consumers)
+            if len(c.node.output.uses) == 1 and c.node.output.uses[0][0].op == "relu"
+        ]
+        keep, kept = selected
+        if not rectified:
+            return kept, new
+        rows = {}
+        for j in rectified:
+            node = group.consumers[j].node
+            x = linalg.layer_rows(node, problem.inputs[j])
+            rows[j] = (
+                np.concatenate([x, np.ones((len(x), 1))], axis=1),
+                linalg.output_rows(node, original.target(node)),
+            )
+        for _ in range(2):
+            fits, grams, blocks, owner = [], [], [], []
+            for j in range(len(group.consumers)):
+                if j in rows:
+                    x, target = rows[j]
+                    each_fit, each_gram = linalg.relu_masked_fits(x, target, x @ new[j].T, self.damp)
+                else:
+                    each_fit, each_gram = [problem.fits[j]], [problem.grams[j]]
+                fits += each_fit
+                grams += each_gram
+                blocks += [problem.blocks[j]] * len(each_fit)
+                owner += [j] * len(each_fit)
+            kept, fitted = linalg.reap_group_select(fits, grams, blocks, keep)
+            new = [
+                np.concatenate([f for f, o in zip(fitted, owner, strict=True) if o == j])
+                for j in range(len(new))
+            ]
+        return kept, new
 
     def _problem(self, graph: Graph, group: Group, original: Reference | None) -> _Problem:
         weights, blocks = [], []
