@@ -408,3 +408,33 @@ def test_poem_lowers_the_error_after_the_consumers_relu() -> None:
         return float(np.sum((run_float(pruned, [x], trace=True)[after] - original) ** 2))
 
     assert error(poem=True) < error(poem=False)
+
+
+def test_depthwise_convs_pass_channels_through() -> None:
+    """conv(6) -> relu -> depthwise 3x3 -> relu -> conv 1x1 (4): the first conv's channels reach the 1x1."""
+    rng = np.random.default_rng(7)
+    graph = Graph("separable")
+    x = graph.add_input("x", TensorType((2, 5, 5)))
+    same = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+    c1 = graph.add(
+        "conv", [x], name="c1", attrs=same, params={"weight": Param(f32(rng.normal(size=(6, 2, 3, 3))))}
+    )
+    r1 = graph.add("relu", [c1.output], name="r1")
+    dw_params = {"weight": Param(f32(rng.normal(size=(6, 1, 3, 3)))), "bias": Param(f32(rng.normal(size=6)))}
+    dw = graph.add("conv", [r1.output], name="dw", attrs={**same, "groups": 6}, params=dw_params)
+    r2 = graph.add("relu", [dw.output], name="r2")
+    point = {**same, "pads": [0, 0, 0, 0]}
+    pw = graph.add(
+        "conv",
+        [r2.output],
+        name="pw",
+        attrs=point,
+        params={"weight": Param(f32(rng.normal(size=(4, 6, 1, 1))))},
+    )
+    graph.set_outputs([pw.output])
+    batch = f32(rng.normal(size=(40, 2, 5, 5)))
+    pruned = Reap(keep=0.5, calib=(batch,)).run(graph)
+    verify(pruned)
+    assert pruned.node("dw").params["weight"].shape == (3, 1, 3, 3) and pruned.node("dw").attrs["groups"] == 3
+    assert pruned.node("pw").params["weight"].shape == (4, 3, 1, 1)
+    assert pruned.metadata["compression"][-1]["layers"]["c1"]["consumers"] == ["pw"]
