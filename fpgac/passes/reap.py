@@ -22,9 +22,10 @@ How much: ``keep=F`` keeps a fraction F of every group (``layer_keep`` per layer
 0.5 when nothing is given), or ``macs=R`` / ``params=R`` bounds the whole graph's MACs or params to R of
 the original, allocated by ``allocation`` (see :mod:`fpgac.passes.reap_allocation`): ``uniform``, the
 same fraction everywhere, or ``output``, by each group's measured effect on the network's *final* outputs
-(Kamma & Wada's pruning-ratio optimisation). ``order``: groups are pruned ``forward`` (front to back),
-``backward``, or by ``impact`` (the group whose pruning at its count hurts the final outputs least first,
-measured again after each).
+(Kamma & Wada's pruning-ratio optimisation; where the uniform choice differs, both are measured with
+every group pruned and the one with the smaller output error is kept). ``order``: groups are pruned
+``forward`` (front to back), ``backward``, or by ``impact`` (the group whose pruning at its count hurts
+the final outputs least first, measured again after each).
 
 Groups are pruned one after the other, each on the activations of the graph as already pruned, against
 the *original* graph's consumer pre-activations: the refit then also corrects the drift that earlier
@@ -163,6 +164,26 @@ class Reap:
         units = {g.name: g.units for g in groups}
         profiles: dict[str, dict[int, float]] = {}
         counts = self._counts(graph, groups, original, profiles)
+        layers = self._apply(graph, groups, counts, original)
+        for name, profile in profiles.items():
+            layers[name]["profile"] = {str(k): v for k, v in sorted(profile.items())}
+        order = [name for name in units if name in layers]
+        graph.metadata.setdefault("compression", []).append(
+            {
+                "pass": self.name,
+                "options": self._options(),
+                "macs_before": macs_before,
+                "macs_after": graph_cost(graph).macs,
+                "order": list(layers),
+                "layers": {name: layers[name] for name in order},
+            }
+        )
+        return graph
+
+    def _apply(
+        self, graph: Graph, groups: list[Group], counts: Counts, original: Reference | None
+    ) -> dict[str, dict[str, object]]:
+        """Prune every group to its count, in the pass's order; what each group became, by prune order."""
         layers: dict[str, dict[str, object]] = {}
         pending = list(groups)
         while pending:
@@ -180,20 +201,13 @@ class Reap:
                 if original is not None:
                     original.kept.update({p.name: kept for p in group.producers})
             layers[group.name]["macs_after"] = _macs(group)
-            if group.name in profiles:
-                layers[group.name]["profile"] = {str(k): v for k, v in sorted(profiles[group.name].items())}
-        order = [name for name in units if name in layers]
-        graph.metadata.setdefault("compression", []).append(
-            {
-                "pass": self.name,
-                "options": self._options(),
-                "macs_before": macs_before,
-                "macs_after": graph_cost(graph).macs,
-                "order": list(layers),
-                "layers": {name: layers[name] for name in order},
-            }
-        )
-        return graph
+        return layers
+
+    def _measured(self, graph: Graph, counts: Counts, original: Reference) -> float:
+        """The final outputs' relative error of ``graph`` with every group pruned to ``counts``."""
+        trial = graph.clone()
+        self._apply(trial, self._groups(trial), counts, Reference(original.trace))
+        return _output_error(trial, self.calib, original)
 
     def _options(self) -> dict[str, object]:
         amount: dict[str, object] = (
@@ -255,6 +269,14 @@ class Reap:
                 if group.name not in fixed:
                     profiles[group.name] = self._profile(graph, group, original)
             chosen = output_counts(model, profiles, fixed, what, limit)
+            uniform = uniform_counts(model, fixed, what, limit)
+            # The profiles add errors measured one group at a time; where uniform is a different choice,
+            # the two are measured with every group pruned, and the better one kept.
+            if chosen is not None and uniform is not None and uniform != chosen:
+                errors = {"output": self._measured(graph, chosen, original)}
+                errors["uniform"] = self._measured(graph, uniform, original)
+                log.info("reap: output errors of the allocations: %s", errors)
+                chosen = uniform if errors["uniform"] < errors["output"] else chosen
         if chosen is None:
             least = model.cost({g.name: fixed.get(g.name, 1) for g in groups}, what)
             raise ReapError(
