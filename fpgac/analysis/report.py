@@ -186,7 +186,8 @@ def _passes_markdown(entries: list[dict[str, Any]]) -> list[str]:
         total = f": MACs {before:,} -> {after:,}" if before and after is not None else ""
         lines += ["", f"Compression `{entry['pass']}({options})`{total}:", ""]
         for name, facts in entry.get("layers", {}).items():
-            what = ", ".join(f"{k} {v}" for k, v in facts.items() if k not in ("macs_before", "macs_after"))
+            shown = {k: v for k, v in facts.items() if k not in ("macs_before", "macs_after", "profile")}
+            what = ", ".join(f"{k} {v}" for k, v in shown.items())
             lines.append(
                 f"- `{name}`: {what}; MACs {facts.get('macs_before', 0):,} -> {facts.get('macs_after', 0):,}"
             )

@@ -191,6 +191,9 @@ def reap_drops(
     Yields the remaining units and the refitted weights (zeros in dropped columns; the same arrays,
     updated in place, at every step: copy what you keep) before any drop and after each, down to one unit.
     """
+    if _stackable(weights, blocks):
+        yield from _stacked_drops(weights, grams, blocks[0])
+        return
     w = [np.array(weight, np.float64) for weight in weights]
     h = [np.linalg.inv(np.asarray(gram, np.float64)) for gram in grams]
     alive = [np.ones(x.shape[1], bool) for x in w]
@@ -212,6 +215,48 @@ def reap_drops(
             h[j][np.ix_(rest, rest)] -= h_cr.T @ h_cc_inv @ h_cr
             w[j][:, c] = 0.0
         yield remaining, w
+
+
+def _stackable(weights: Sequence[np.ndarray], blocks: Sequence[Sequence[np.ndarray]]) -> bool:
+    """Many consumers of one column per unit, all alike (POEM's one problem per output): vectorise them."""
+    first = blocks[0]
+    return (
+        len(weights) > 1
+        and all(len(b) == 1 for b in first)
+        and all(w.shape == weights[0].shape for w in weights)
+        and all(
+            len(bl) == len(first) and all(np.array_equal(a, b) for a, b in zip(bl, first, strict=True))
+            for bl in blocks
+        )
+    )
+
+
+def _stacked_drops(
+    weights: Sequence[np.ndarray], grams: Sequence[np.ndarray], blocks: Sequence[np.ndarray]
+) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """:func:`reap_drops` for consumers stacked in one array: the same steps on whole (k, n, n) arrays.
+
+    The rank-one downdate is applied to all of each ``H``, dropped rows too: an entry of two kept columns
+    is only ever updated from entries of kept columns, so the kept part stays the Schur complement.
+    """
+    w = np.stack([np.array(x, np.float64) for x in weights])  # (k, out, n)
+    h = np.linalg.inv(np.stack([np.asarray(g, np.float64) for g in grams]))  # (k, n, n)
+    columns = np.array([b[0] for b in blocks])
+    remaining = list(range(len(blocks)))
+    alive = np.ones(w.shape[2], bool)
+    yield remaining, list(w)
+    while len(remaining) > 1:
+        cols = columns[remaining]
+        diag = np.diagonal(h, axis1=1, axis2=2)[:, cols]  # (k, units)
+        costs = np.sum(np.sum(w[:, :, cols] ** 2, axis=1) / diag, axis=0)
+        drop = remaining.pop(int(np.argmin(costs)))
+        c = columns[drop]
+        pivot = h[:, c, c][:, None, None]
+        w -= w[:, :, c : c + 1] * (h[:, c : c + 1, :] / pivot)
+        h -= h[:, :, c : c + 1] * (h[:, c : c + 1, :] / pivot)
+        alive[c] = False
+        w[:, :, ~alive] = 0.0
+        yield remaining, list(w)
 
 
 def _drop_costs(w: np.ndarray, h: np.ndarray, blocks: Sequence[np.ndarray]) -> np.ndarray:
@@ -321,3 +366,24 @@ def vbmf_rank(matrix: np.ndarray) -> int:
     sigma2 = math.exp((a + b) / 2)
     threshold = math.sqrt(cols * sigma2 * (1 + tau_bar) * (1 + alpha / tau_bar))
     return max(1, int(np.sum(s > threshold)))
+
+
+def relu_masked_fits(
+    rows: np.ndarray, target: np.ndarray, current: np.ndarray, damp: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per output, the least-squares fit and damped Gram matrix over the rows a ReLU after it lets through.
+
+    ``rows`` are the layer's input rows with the constant column, ``target`` its original pre-activations
+    and ``current`` those of the weights fitted so far. A row where both are negative is zero after the
+    ReLU either way, so its error does not count (POEM): each output gets its own Gram matrix of the
+    rows that count for it, and REAP over those "consumers" of one row each selects and refits for the
+    error after the activation. Returns each output's ``[w b]`` (1, n + 1) and Gram matrix.
+    """
+    counts = (target > 0) | (current > 0)
+    fits, grams = [], []
+    for o in range(target.shape[1]):
+        x = rows[counts[:, o]]
+        gram = add_damping(x.T @ x, damp)
+        fits.append(np.linalg.solve(gram, x.T @ target[counts[:, o], o])[None, :])
+        grams.append(gram)
+    return fits, grams

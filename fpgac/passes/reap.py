@@ -22,9 +22,10 @@ How much: ``keep=F`` keeps a fraction F of every group (``layer_keep`` per layer
 0.5 when nothing is given), or ``macs=R`` / ``params=R`` bounds the whole graph's MACs or params to R of
 the original, allocated by ``allocation`` (see :mod:`fpgac.passes.reap_allocation`): ``uniform``, the
 same fraction everywhere, or ``output``, by each group's measured effect on the network's *final* outputs
-(Kamma & Wada's pruning-ratio optimisation). ``order``: groups are pruned ``forward`` (front to back),
-``backward``, or by ``impact`` (the group whose pruning at its count hurts the final outputs least first,
-measured again after each).
+(Kamma & Wada's pruning-ratio optimisation; where the uniform choice differs, both are measured with
+every group pruned and the one with the smaller output error is kept). ``order``: groups are pruned
+``forward`` (front to back), ``backward``, or by ``impact`` (the group whose pruning at its count hurts
+the final outputs least first, measured again after each).
 
 Groups are pruned one after the other, each on the activations of the graph as already pruned, against
 the *original* graph's consumer pre-activations: the refit then also corrects the drift that earlier
@@ -107,6 +108,7 @@ class Reap:
     refit: bool | None = None
     damp: float = 1e-3
     residual: bool = True
+    poem: bool = False
     layer_keep: Mapping[str, float] = field(default_factory=dict)
     calib: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
 
@@ -127,6 +129,8 @@ class Reap:
                 raise ReapError(f"reap: {what} must be in (0, 1], not {fraction!r}")
         if self.allocation == "output" and self.budget is None:
             raise ReapError("reap: allocation=output needs a budget (macs=R or params=R)")
+        if self.poem and (self.method != "reap" or not self.do_refit):
+            raise ReapError("reap: poem=true is REAP's selection and refit: it needs method=reap, refit=true")
         if not self.damp > 0:
             raise ReapError(f"reap: damp must be positive, not {self.damp!r}")
         if self.calib is None and (self.method != "l1" or self.do_refit):
@@ -160,6 +164,26 @@ class Reap:
         units = {g.name: g.units for g in groups}
         profiles: dict[str, dict[int, float]] = {}
         counts = self._counts(graph, groups, original, profiles)
+        layers = self._apply(graph, groups, counts, original)
+        for name, profile in profiles.items():
+            layers[name]["profile"] = {str(k): v for k, v in sorted(profile.items())}
+        order = [name for name in units if name in layers]
+        graph.metadata.setdefault("compression", []).append(
+            {
+                "pass": self.name,
+                "options": self._options(),
+                "macs_before": macs_before,
+                "macs_after": graph_cost(graph).macs,
+                "order": list(layers),
+                "layers": {name: layers[name] for name in order},
+            }
+        )
+        return graph
+
+    def _apply(
+        self, graph: Graph, groups: list[Group], counts: Counts, original: Reference | None
+    ) -> dict[str, dict[str, object]]:
+        """Prune every group to its count, in the pass's order; what each group became, by prune order."""
         layers: dict[str, dict[str, object]] = {}
         pending = list(groups)
         while pending:
@@ -177,20 +201,13 @@ class Reap:
                 if original is not None:
                     original.kept.update({p.name: kept for p in group.producers})
             layers[group.name]["macs_after"] = _macs(group)
-            if group.name in profiles:
-                layers[group.name]["profile"] = {str(k): v for k, v in sorted(profiles[group.name].items())}
-        order = [name for name in units if name in layers]
-        graph.metadata.setdefault("compression", []).append(
-            {
-                "pass": self.name,
-                "options": self._options(),
-                "macs_before": macs_before,
-                "macs_after": graph_cost(graph).macs,
-                "order": list(layers),
-                "layers": {name: layers[name] for name in order},
-            }
-        )
-        return graph
+        return layers
+
+    def _measured(self, graph: Graph, counts: Counts, original: Reference) -> float:
+        """The final outputs' relative error of ``graph`` with every group pruned to ``counts``."""
+        trial = graph.clone()
+        self._apply(trial, self._groups(trial), counts, Reference(original.trace))
+        return _output_error(trial, self.calib, original)
 
     def _options(self) -> dict[str, object]:
         amount: dict[str, object] = (
@@ -252,6 +269,14 @@ class Reap:
                 if group.name not in fixed:
                     profiles[group.name] = self._profile(graph, group, original)
             chosen = output_counts(model, profiles, fixed, what, limit)
+            uniform = uniform_counts(model, fixed, what, limit)
+            # The profiles add errors measured one group at a time; where uniform is a different choice,
+            # the two are measured with every group pruned, and the better one kept.
+            if chosen is not None and uniform is not None and uniform != chosen:
+                errors = {"output": self._measured(graph, chosen, original)}
+                errors["uniform"] = self._measured(graph, uniform, original)
+                log.info("reap: output errors of the allocations: %s", errors)
+                chosen = uniform if errors["uniform"] < errors["output"] else chosen
         if chosen is None:
             least = model.cost({g.name: fixed.get(g.name, 1) for g in groups}, what)
             raise ReapError(
@@ -321,6 +346,9 @@ class Reap:
         elif self.method == "reap":
             kept, new = linalg.reap_group_select(problem.fits, problem.grams, problem.blocks, keep)
             new = new if self.do_refit else problem.weights
+            if self.poem:
+                assert original is not None
+                kept, new = self._after_relu(group, problem, (keep, kept), new, original)
         else:
             assert problem.inputs is not None
             weight, columns = problem.weights[0], problem.blocks[0]
@@ -335,6 +363,56 @@ class Reap:
         remove_units(group, kept, new)
         log.info("reap: %s keeps %d of %d units", group.name, keep, group.units)
         return kept
+
+    def _after_relu(
+        self,
+        group: Group,
+        problem: _Problem,
+        selected: tuple[int, list[int]],
+        new: list[np.ndarray],
+        original: Reference,
+    ) -> tuple[list[int], list[np.ndarray]]:
+        """POEM: select and refit again for the error after the ReLU that follows a consumer.
+
+        Each consumer read by a ReLU alone becomes one least-squares problem per output over the rows that
+        count after the ReLU (:func:`fpgac.passes.linalg.relu_masked_fits`), masked by the refit so far;
+        twice, since the mask depends on the refit (masked, iterated least squares).
+        """
+        assert problem.inputs is not None
+        rectified = [
+            j
+            for j, c in enumerate(group.consumers)
+            if len(c.node.output.uses) == 1 and c.node.output.uses[0][0].op == "relu"
+        ]
+        keep, kept = selected
+        if not rectified:
+            return kept, new
+        rows = {}
+        for j in rectified:
+            node = group.consumers[j].node
+            x = linalg.layer_rows(node, problem.inputs[j])
+            rows[j] = (
+                np.concatenate([x, np.ones((len(x), 1))], axis=1),
+                linalg.output_rows(node, original.target(node)),
+            )
+        for _ in range(2):
+            fits, grams, blocks, owner = [], [], [], []
+            for j in range(len(group.consumers)):
+                if j in rows:
+                    x, target = rows[j]
+                    each_fit, each_gram = linalg.relu_masked_fits(x, target, x @ new[j].T, self.damp)
+                else:
+                    each_fit, each_gram = [problem.fits[j]], [problem.grams[j]]
+                fits += each_fit
+                grams += each_gram
+                blocks += [problem.blocks[j]] * len(each_fit)
+                owner += [j] * len(each_fit)
+            kept, fitted = linalg.reap_group_select(fits, grams, blocks, keep)
+            new = [
+                np.concatenate([f for f, o in zip(fitted, owner, strict=True) if o == j])
+                for j in range(len(new))
+            ]
+        return kept, new
 
     def _problem(self, graph: Graph, group: Group, original: Reference | None) -> _Problem:
         weights, blocks = [], []

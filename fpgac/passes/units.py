@@ -11,7 +11,8 @@ unit, and nothing else in the graph changes meaning. The groups are the connecte
 values under the per-unit ops and adds (networkx).
 
 Only provably per-unit paths are accepted: elementwise activations, affine/prelu with per-channel (or
-scalar) params, adds of equal shapes, pooling and padding that leave the channel axis alone, and a
+scalar) params, adds of equal shapes, depthwise convs (one filter per channel: they pass channels
+through), pooling and padding that leave the channel axis alone, and a
 flatten of ``(C, ...)`` into a dense layer's features (channel ``c`` owns a block of them). A group
 whose channels reach a graph input or output, a concat, a softmax, an LRN, a transpose, a grouped conv
 or a quantized layer is not pruned.
@@ -116,13 +117,21 @@ def find_groups(graph: Graph) -> tuple[list[Group], dict[str, str]]:
 
 
 def _is_layer(node: Node) -> bool:
-    return node.op in ("dense", "conv")
+    """A dense or conv layer that mixes units (a depthwise conv passes them through)."""
+    return node.op == "dense" or (node.op == "conv" and not _depthwise(node))
+
+
+def _depthwise(node: Node) -> bool:
+    """A conv whose every group is one channel in and one out: channel ``c`` only feeds channel ``c``."""
+    return node.op == "conv" and node.attrs["groups"] == node.inputs[0].shape[0] == node.output.shape[0]
 
 
 def _joins(node: Node) -> bool:
     """Whether ``node`` may carry units from its inputs to its output (checked per axis later)."""
     opdef = OPS[node.op]
     if node.op == "add":
+        return True
+    if _depthwise(node):
         return True
     if len(node.inputs) != 1 or _is_layer(node):
         return False
@@ -218,6 +227,10 @@ def _passes_units(node: Node, value: Value, axis: int, block: int) -> str:
     op, opdef = node.op, OPS[node.op]
     if op == "add":
         return ""
+    if _depthwise(node):
+        if not all(isinstance(p.format, Float) for p in node.params.values()):
+            return "is quantized"
+        return "" if axis == 0 and block == 1 else "is a depthwise conv across units"
     if opdef.kind is Kind.ELEMENTWISE:
         # Its weights (affine's scale and shift, prelu's slope) broadcast: they must be per unit.
         for key in opdef.weights:
@@ -258,6 +271,12 @@ def remove_units(group: Group, kept: list[int], consumer_weights: list[np.ndarra
         _retype(producer)
     for node, (axis, block) in zip(group.path, group.layouts, strict=True):
         value = node.inputs[0]
+        if node.op == "conv":  # depthwise (the only conv on a path): keep the kept channels' filters
+            for key, param in list(node.params.items()):
+                node.params[key] = Param(param.data[keep], param.format)
+            node.attrs["groups"] = len(kept)
+            _retype(node)
+            continue
         for key in OPS[node.op].weights:
             param = node.params[key]
             index = axis - (len(value.shape) - param.data.ndim)

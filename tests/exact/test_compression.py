@@ -51,7 +51,7 @@ def test_pruned_residual_model_is_bit_exact(
     backend: str, tmp_path: Path, onnx_export: Callable[[str, str], Path]
 ) -> None:
     """REAP removes channels of the residual streams (every conv and add they cross) under a MAC budget
-    (uniform: every group shrinks)."""
+    (uniform allocation: every group shrinks)."""
     pytest.importorskip("torch")
     from tests.models import random_input
 

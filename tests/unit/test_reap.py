@@ -77,12 +77,16 @@ def joint_brute_force(
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_group_criterion_is_joint_least_squares_over_every_consumer(seed: int) -> None:
-    """Three consumers read the same 7 units with their own inputs: 1 column, 4 taps, 2 flattened."""
+@pytest.mark.parametrize("shapes", [((1, 3), (4, 5), (2, 2)), ((1, 2),) * 4])
+def test_group_criterion_is_joint_least_squares_over_every_consumer(
+    seed: int, shapes: tuple[tuple[int, int], ...]
+) -> None:
+    """Consumers read the same 7 units with their own inputs: 1 column, 4 taps, 2 flattened; or four
+    alike (POEM's one problem per output, vectorised)."""
     rng = np.random.default_rng(seed)
     units, samples = 7, 80
     weights, grams, blocks = [], [], []
-    for width, out in ((1, 3), (4, 5), (2, 2)):
+    for width, out in shapes:
         n = units * width
         x = rng.normal(size=(samples, n)) @ rng.normal(size=(n, n))
         rows = np.concatenate([x, np.ones((samples, 1))], axis=1)
@@ -378,3 +382,59 @@ def test_every_order_gives_a_valid_graph_and_records_it(order: str) -> None:
     if order == "backward":
         assert record["order"] == ["b1", "s"]
     assert run_float(pruned, [x])[0].shape == (300, 3)
+
+
+def test_relu_masked_fits_are_least_squares_on_the_rows_that_count_after_the_relu() -> None:
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(size=(120, 4)), np.ones((120, 1))], axis=1)
+    target, current = rng.normal(size=(120, 3)), rng.normal(size=(120, 3))
+    fits, grams = linalg.relu_masked_fits(x, target, current, 1e-12)
+    for o in range(3):
+        rows = (target[:, o] > 0) | (current[:, o] > 0)
+        solution, *_ = np.linalg.lstsq(x[rows], target[rows, o], rcond=None)
+        np.testing.assert_allclose(fits[o][0], solution, atol=1e-8)
+        np.testing.assert_allclose(grams[o], x[rows].T @ x[rows], atol=1e-6)
+
+
+def test_poem_lowers_the_error_after_the_consumers_relu() -> None:
+    rng = np.random.default_rng(6)
+    x = f32(rng.normal(size=(400, 8)))
+    graph = mlp(np.random.default_rng(6))
+    after = graph.node("r2").output.name
+    original = run_float(graph, [x], trace=True)[after]
+
+    def error(poem: bool) -> float:
+        pruned = Reap(keep=0.25, poem=poem, layer_keep={"fc2": 1.0}, calib=(x,)).run(graph.clone())
+        return float(np.sum((run_float(pruned, [x], trace=True)[after] - original) ** 2))
+
+    assert error(poem=True) < error(poem=False)
+
+
+def test_depthwise_convs_pass_channels_through() -> None:
+    """conv(6) -> relu -> depthwise 3x3 -> relu -> conv 1x1 (4): the first conv's channels reach the 1x1."""
+    rng = np.random.default_rng(7)
+    graph = Graph("separable")
+    x = graph.add_input("x", TensorType((2, 5, 5)))
+    same = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+    c1 = graph.add(
+        "conv", [x], name="c1", attrs=same, params={"weight": Param(f32(rng.normal(size=(6, 2, 3, 3))))}
+    )
+    r1 = graph.add("relu", [c1.output], name="r1")
+    dw_params = {"weight": Param(f32(rng.normal(size=(6, 1, 3, 3)))), "bias": Param(f32(rng.normal(size=6)))}
+    dw = graph.add("conv", [r1.output], name="dw", attrs={**same, "groups": 6}, params=dw_params)
+    r2 = graph.add("relu", [dw.output], name="r2")
+    point = {**same, "pads": [0, 0, 0, 0]}
+    pw = graph.add(
+        "conv",
+        [r2.output],
+        name="pw",
+        attrs=point,
+        params={"weight": Param(f32(rng.normal(size=(4, 6, 1, 1))))},
+    )
+    graph.set_outputs([pw.output])
+    batch = f32(rng.normal(size=(40, 2, 5, 5)))
+    pruned = Reap(keep=0.5, calib=(batch,)).run(graph)
+    verify(pruned)
+    assert pruned.node("dw").params["weight"].shape == (3, 1, 3, 3) and pruned.node("dw").attrs["groups"] == 3
+    assert pruned.node("pw").params["weight"].shape == (4, 3, 1, 1)
+    assert pruned.metadata["compression"][-1]["layers"]["c1"]["consumers"] == ["pw"]
