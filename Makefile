@@ -31,7 +31,7 @@ lint: $(VENV)/.test
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The check to run while editing (about 2.5 minutes on 2 cores): ruff, then the unit and golden tests
 # not marked slow, without test_build_errors.py (a fresh fpgac process per test).
