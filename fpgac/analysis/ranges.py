@@ -29,6 +29,7 @@ from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.opdef import Monotone
 from fpgac.ir.ops import OPS
+from fpgac.progress import counted
 
 Range = tuple[float, float]
 
@@ -45,16 +46,21 @@ def calibrated_ranges(graph: Graph, calib: list[np.ndarray]) -> dict[str, Range]
     """Observed (min, max) of every value over the calibration batch.
 
     Each value is measured as the interpreter computes it, so the batch's activations are not all kept
-    (a deep network on a real calibration batch holds gigabytes of them).
+    (a deep network on a real calibration batch holds gigabytes of them). On a terminal the layers
+    measured so far are counted (a large batch through a deep network takes a while).
     """
     ranges: dict[str, Range] = {}
+    samples = len(calib[0]) if calib else 0
+    with counted(f"calibration on {samples:,} samples: layers", len(graph.nodes)) as layer_done:
 
-    def measure(value: Value, array: np.ndarray) -> None:
-        if not np.all(np.isfinite(array)):
-            raise RangeError(f"{_where(graph, value.name)} produces NaN or Inf on the calibration data")
-        ranges[value.name] = (float(array.min(initial=0.0)), float(array.max(initial=0.0)))
+        def measure(value: Value, array: np.ndarray) -> None:
+            if not np.all(np.isfinite(array)):
+                raise RangeError(f"{_where(graph, value.name)} produces NaN or Inf on the calibration data")
+            ranges[value.name] = (float(array.min(initial=0.0)), float(array.max(initial=0.0)))
+            if value.producer is not None:
+                layer_done()
 
-    run_float(graph, calib, observe=measure)
+        run_float(graph, calib, observe=measure)
     return ranges
 
 
