@@ -1,5 +1,6 @@
 # The two Quickstart targets. Each creates the virtual environment it needs, so
-# both work on a fresh clone: `make demo` (core install) and `make test` (test extras).
+# both work on a fresh clone: `make demo` (core install with the report extra, for report.html) and
+# `make test` (test extras).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.core: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[report]'
 	touch $@
 
 # torch is pinned in the extra so pip takes the CPU wheel on disk, not a CUDA build.
