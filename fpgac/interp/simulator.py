@@ -10,11 +10,14 @@ trusting a design on new data.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +29,9 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.levels import at_level
 from fpgac.ir.types import Fixed
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +89,25 @@ def chunk_rows(graph: Graph, budget: int = CHUNK_BYTES) -> int:
     return max(1, budget // (8 * max(largest, 1)))
 
 
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    """The process's BLAS thread pools, found once (threadpoolctl scans the loaded libraries)."""
+    import threadpoolctl  # imported on the first simulation only: it costs ~20 ms at start-up
+
+    return threadpoolctl.ThreadpoolController()
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS on one thread for the duration.
+
+    A chunk's matmuls are small (a few MB), and OpenBLAS's second thread spins more than it computes on
+    them: the jet MLP's ``fpgac sim`` took twice the CPU time and wall time with its default threads.
+    """
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        yield
+
+
 def run_fixed(
     graph: Graph, inputs: Inputs, *, trace: bool = False, chunk: int | None = None, rank_level: int = 0
 ) -> BitsimResult:
@@ -98,9 +123,9 @@ def run_fixed(
     total = arrays[0].shape[0] if arrays else 0
     step = chunk or chunk_rows(graph)
     starts = range(0, total, step) if total else range(1)
-    return BitsimResult.concatenate(
-        [_run_chunk(graph, [a[i : i + step] for a in arrays], trace) for i in starts]
-    )
+    with one_blas_thread():
+        parts = [_run_chunk(graph, [a[i : i + step] for a in arrays], trace) for i in starts]
+    return BitsimResult.concatenate(parts)
 
 
 def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool) -> BitsimResult:

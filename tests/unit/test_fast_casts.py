@@ -5,6 +5,7 @@
   overflow modes;
 * ``fixed.quantize`` of float32 data (the simulator's inputs) against ``fixed._quantize_bits``, which reads
   the double's bits as the header does, subnormals, infinities and huge values included;
+* BLAS runs on one thread during a simulation;
 * a batch run in chunks (any chunk size, through ``run_fixed`` and through the ``fpgac sim`` file path)
   against the same batch in one chunk: outputs, mantissas and overflow counts.
 """
@@ -143,3 +144,19 @@ def test_chunks_equal_whole_batch(
         assert shapes == [whole.outputs[0].shape]
         assert np.load(Path(tmp) / "y.npy").tobytes() == whole.outputs[0].tobytes()
         assert BitsimResult.concatenate(counts).overflows == whole.overflows
+
+
+def test_simulation_runs_blas_on_one_thread() -> None:
+    """A chunk's matmuls are too small for a second OpenBLAS thread, which only spins (README "Simulator
+    speed"); the limit is lifted afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from fpgac.interp.simulator import one_blas_thread
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    with one_blas_thread():
+        assert set(blas_threads()) <= {1}
+    assert blas_threads() == before
