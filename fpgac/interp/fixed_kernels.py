@@ -52,7 +52,7 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
 from fpgac.ir.quant import FixedPlan, ceil_offset, fixed_plan
 from fpgac.ir.shapes import window_out
-from fpgac.ir.types import Fixed, Overflow
+from fpgac.ir.types import Fixed, Overflow, Rounding
 
 FixedFn = Callable[[Node, Sequence[np.ndarray], Sequence[Fixed]], tuple[np.ndarray, int]]
 
@@ -180,13 +180,19 @@ class _Gemm:
 
     When every accumulator value, bias included, stays below 2**53 (``bound``), the matmul, the shift onto
     the accumulator's grid and the bias add are all exact in float64 BLAS, and there is one conversion to
-    int64 at the end; when ``bound`` also fits ``acc``, its WRAP can never act and is skipped.
+    int64 at the end; when ``bound`` also fits ``acc``, its WRAP can never act and is skipped. Then the
+    output cast's rounding (TRN or RND, dropping ``s >= 0`` fraction bits) is exact in float64 too:
+    ``(acc + 2**(s-1)) >> s`` is ``floor(products * 2**(shift-s) + (bias + 2**(s-1)) * 2**-s)``, every term a
+    power-of-two multiple of an integer below 2**53, so ``scale`` and ``bias`` already hold the output
+    grid's factor and offset (``rounds``: whether a floor is needed) and only the range check is left.
     """
 
     weight: np.ndarray  # float64, laid out for ``x @ weight``
-    scale: float  # 2**(acc frac - product frac)
-    bias: np.ndarray | None  # float64 on the accumulator's grid, broadcasting against the products
+    scale: float  # 2**(acc frac - product frac), or 2**(out frac - product frac) when ``rounded``
+    bias: np.ndarray | None  # float64 on the accumulator's (or, ``rounded``, the rounding's) grid
     wraps: bool
+    rounded: bool  # the output cast's rounding is folded in: products end on the output's grid
+    rounds: bool  # ...and need a floor to get there
 
 
 _GEMMS: weakref.WeakKeyDictionary[Node, tuple[tuple[object, ...], _Gemm | None]] = weakref.WeakKeyDictionary()
@@ -217,9 +223,26 @@ def _gemm(
     prepared = None
     if shift >= 0 and (bias is None or bias_shift >= 0) and bound < _F64_EXACT:
         wraps = not (acc.min_mantissa <= -bound and bound <= acc.max_mantissa)
-        prepared = _Gemm(weight.astype(np.float64), 2.0**shift, bias, wraps)
+        prepared = _rounded(
+            node, acc, bound, _Gemm(weight.astype(np.float64), 2.0**shift, bias, wraps, False, False)
+        )
     _GEMMS[node] = (key, prepared)
     return prepared
+
+
+def _rounded(node: Node, acc: Fixed, bound: int, g: _Gemm) -> _Gemm:
+    """``g`` with the output cast's rounding folded in where that is exact (see :class:`_Gemm`)."""
+    out = _out_format(node)
+    s = acc.frac_bits - out.frac_bits
+    half = 1 << (s - 1) if out.rounding is Rounding.RND and s > 0 else 0
+    exact = not g.wraps and s >= 0 and out.rounding in (Rounding.TRN, Rounding.RND) and out.width <= 53
+    if not exact or bound + half >= _F64_EXACT:
+        return g
+    step = 2.0**-s
+    bias = (
+        None if g.bias is None and not half else np.asarray((0.0 if g.bias is None else g.bias) + half) * step
+    )
+    return replace(g, scale=g.scale * step, bias=bias, rounded=True, rounds=s > 0)
 
 
 def _gemm_finish(
@@ -232,8 +255,13 @@ def _gemm_finish(
         products *= g.scale
     if g.bias is not None:
         products += g.bias
+    if g.rounds:
+        np.floor(products, out=products)
     arranged = arrange(products)
     total = arranged.astype(np.int64, order="C").reshape(arranged.shape[0], *node.output.shape)
+    if g.rounded:
+        extremes = (int(products.min()), int(products.max())) if products.size else (0, 0)
+        return fixed.overflow_count(total, _out_format(node), extremes)
     if g.wraps:
         total = _wrap_into(total, acc.frac_bits, acc)
     return _finish(node, total, acc)
@@ -375,7 +403,14 @@ def mul(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np
 
 
 def relu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
-    return _finish(node, np.maximum(xs[0], 0), fmts[0])
+    """``out_t(max(x, 0))``. The values lie in ``[0, max of x's format]``: on the same grid, into a format
+    holding that range (the quantize pass's usual unsigned output), the cast changes nothing, and its
+    range check (two passes over the tensor) is skipped."""
+    y, fx, out = np.maximum(xs[0], 0), fmts[0], _out_format(node)
+    same_grid = fx.frac_bits == out.frac_bits and y.dtype == np.int64 and fixed.fits_int64(out)
+    if same_grid and fx.max_mantissa <= out.max_mantissa:  # 0 is inside every format's range
+        return y, 0
+    return _finish(node, y, fx)
 
 
 def _negative_side(node: Node, x: np.ndarray, fx: Fixed, slope_key: str) -> tuple[np.ndarray, int]:

@@ -276,6 +276,14 @@ def cast_count(m: np.ndarray, src: Fixed, dst: Fixed) -> tuple[np.ndarray, int]:
     return out, 0 if bad is None else int(np.count_nonzero(bad))
 
 
+def overflow_count(q: np.ndarray, dst: Fixed, extremes: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """``dst``'s overflow handling of int64 values ``q`` already rounded onto ``dst``'s grid (``extremes``:
+    their min and max, known to the caller), and how many elements it changed: the end of a cast whose
+    rounding the caller did itself (the float64 dense/conv path)."""
+    out, bad = _overflow(q, dst, extremes)
+    return out, 0 if bad is None else int(np.count_nonzero(bad))
+
+
 def _cast(m: np.ndarray, src: Fixed, dst: Fixed) -> tuple[np.ndarray, np.ndarray | None]:
     """``cast`` with the overflow mask, or None where nothing overflowed."""
     if src == dst:

@@ -827,6 +827,32 @@ def test_dense_on_batched_rank3_input() -> None:
     run_hand(graph, rng)
 
 
+@pytest.mark.parametrize("overflow", list(Overflow))
+@pytest.mark.parametrize("rounding", [Rounding.TRN, Rounding.RND])
+@pytest.mark.parametrize("op", ["dense", "conv"])
+def test_output_rounding_folded_into_float64_gemm(op: str, rounding: Rounding, overflow: Overflow) -> None:
+    """The float64 path rounds onto the output grid itself (fixed_kernels._Gemm): against the reference
+    for every overflow mode, outputs narrow enough to overflow, dropping 0 to 9 fraction bits."""
+    from fpgac.interp import fixed_kernels
+
+    rng = np.random.default_rng(31)
+    fx, fw = Fixed(7, 2, True), Fixed(6, 1, True, Rounding.RND_CONV, Overflow.SAT)
+    shape, w_shape = ((2, 3, 3), (2, 2, 2, 2)) if op == "conv" else ((7,), (4, 7))
+    attrs = (
+        {"strides": [1, 1], "pads": [1, 0, 0, 1], "dilations": [1, 1], "groups": 1} if op == "conv" else {}
+    )
+    params = {"weight": hand_param(fw, w_shape, rng), "bias": hand_param(Fixed(8, 3, True), w_shape[:1], rng)}
+    acc = Fixed(24, 14, True, Rounding.TRN, Overflow.WRAP)
+    overflows = 0
+    for width, int_bits, signed in [(10, 10, True), (6, 2, True), (9, 4, False), (4, -1, True)]:
+        fo = Fixed(width, int_bits, signed, rounding, overflow)
+        graph = one_node(op, [fx], [shape], fo, {**attrs, "acc": acc}, params)
+        overflows += run_hand(graph, rng, batch=4)["n"]
+        gemm = fixed_kernels._GEMMS[graph.nodes[0]][1]
+        assert gemm is not None and gemm.rounded
+    assert overflows
+
+
 CONV_CASES = [
     # (input shape, weight shape, strides, pads, dilations, groups)
     ((2, 9), (3, 2, 3), [1], [0, 0], [1], 1),
