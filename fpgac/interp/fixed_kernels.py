@@ -180,15 +180,17 @@ class _Gemm:
 
     When every accumulator value, bias included, stays below 2**53 (``bound``), the matmul, the shift onto
     the accumulator's grid and the bias add are all exact in float64 BLAS, and there is one conversion to
-    int64 at the end; when ``bound`` also fits ``acc``, its WRAP can never act and is skipped. Then the
-    output cast's rounding (TRN or RND, dropping ``s >= 0`` fraction bits) is exact in float64 too:
-    ``(acc + 2**(s-1)) >> s`` is ``floor(products * 2**(shift-s) + (bias + 2**(s-1)) * 2**-s)``, every term a
-    power-of-two multiple of an integer below 2**53, so ``scale`` and ``bias`` already hold the output
-    grid's factor and offset (``rounds``: whether a floor is needed) and only the range check is left.
+    int64 at the end; the shift is a power-of-two factor folded into the weights (every partial sum is
+    still a power of two times an integer below 2**53, so exact). When ``bound`` also fits ``acc``, its WRAP
+    can never act and is skipped. Then the output cast's rounding (TRN or RND, dropping ``s >= 0``
+    fraction bits) is exact in float64 too: ``(acc + 2**(s-1)) >> s`` is
+    ``floor(products * 2**(shift-s) + (bias + 2**(s-1)) * 2**-s)``, every term a power-of-two multiple of an
+    integer below 2**53, so ``weight`` and ``bias`` already hold the output grid's factor and offset
+    (``rounds``: whether a floor is needed) and only the range check is left.
     """
 
-    weight: np.ndarray  # float64, laid out for ``x @ weight``
-    scale: float  # 2**(acc frac - product frac), or 2**(out frac - product frac) when ``rounded``
+    # float64 mantissas times 2**(acc frac - product frac) (``rounded``: out frac), for ``x @ weight``
+    weight: np.ndarray
     bias: np.ndarray | None  # float64 on the accumulator's (or, ``rounded``, the rounding's) grid
     wraps: bool
     rounded: bool  # the output cast's rounding is folded in: products end on the output's grid
@@ -224,7 +226,7 @@ def _gemm(
     if shift >= 0 and (bias is None or bias_shift >= 0) and bound < _F64_EXACT:
         wraps = not (acc.min_mantissa <= -bound and bound <= acc.max_mantissa)
         prepared = _rounded(
-            node, acc, bound, _Gemm(weight.astype(np.float64), 2.0**shift, bias, wraps, False, False)
+            node, acc, bound, _Gemm(np.ldexp(weight.astype(np.float64), shift), bias, wraps, False, False)
         )
     _GEMMS[node] = (key, prepared)
     return prepared
@@ -242,17 +244,15 @@ def _rounded(node: Node, acc: Fixed, bound: int, g: _Gemm) -> _Gemm:
     bias = (
         None if g.bias is None and not half else np.asarray((0.0 if g.bias is None else g.bias) + half) * step
     )
-    return replace(g, scale=g.scale * step, bias=bias, rounded=True, rounds=s > 0)
+    return replace(g, weight=g.weight * step, bias=bias, rounded=True, rounds=s > 0)
 
 
 def _gemm_finish(
     node: Node, g: _Gemm, products: np.ndarray, arrange: Callable[[np.ndarray], np.ndarray] = lambda p: p
 ) -> tuple[np.ndarray, int]:
-    """Shift, bias, wrap and cast of float64 ``products`` (exact, see :class:`_Gemm`), computed in place;
+    """Bias, wrap and cast of float64 ``products`` (exact, see :class:`_Gemm`), computed in place;
     ``arrange`` gives a view with the batch first, made C-ordered by the one conversion to int64."""
     acc = _acc(node)
-    if g.scale != 1.0:
-        products *= g.scale
     if g.bias is not None:
         products += g.bias
     if g.rounds:
