@@ -11,8 +11,8 @@ CNN on 20,000 each; builds are 16-bit and calibrated. It reports the best wall t
 memory (GNU time's ``%M``); on a loaded machine the CPU times are the steadier measure. With
 ``--baseline SRC`` (another fpgac source tree, e.g. ``git worktree add /tmp/base <rev>``) that tree's
 ``fpgac sim`` runs the same builds too, and its outputs must be byte-identical: a before/after in one run.
-Both sides use their default threads (numpy's OpenBLAS, onnxruntime's pool); on a shared machine only
-ratios taken in the same run mean much.
+fpgac sim runs numpy's BLAS on one thread (its own choice), onnxruntime its default pool; on a shared
+machine only ratios taken in the same run mean much.
 
 The second compares the simulator with hls4ml's ``predict()`` (its g++ C-simulation, one ctypes call per
 sample) on the same hls4ml build: the lowered graph (``fpgac build --backend hls4ml``) and the
