@@ -100,6 +100,7 @@ def rounding_points_json(graph: Graph, samples: Sequence[np.ndarray]) -> list[di
                 "layer": layer.name,
                 "scale": sorted({float(s) for s in np.unique(scale)})[:4],
                 "quantizer": quant.name,
+                "step": float(np.max(step)),  # a value rounded the other way differs by one step
                 "values": int(near.sum()),
                 "of": int(near.size),
                 "samples": int(np.any(near.reshape(len(near), -1), axis=1).sum()),
@@ -125,12 +126,12 @@ def rounding_points_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
         "quantizer's rounding threshold: there float QONNX execution (float32 sums, rounded in the "
         "runtime's order) and the design (exact) may round differently; elsewhere they agree.",
         "",
-        "| layer | scale | quantizer | values at a threshold | samples |",
-        "|---|---|---|---:|---:|",
+        "| layer | scale | quantizer | step (largest difference) | values at a threshold | samples |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| `{r['layer']}` | {', '.join(f'{s:.9g}' for s in r['scale'])} | `{r['quantizer']}` | "
-            f"{r['values']} of {r['of']} | {r['samples']} of {r['of_samples']} |"
+            f"{r['step']:.9g} | {r['values']} of {r['of']} | {r['samples']} of {r['of_samples']} |"
         )
     return lines

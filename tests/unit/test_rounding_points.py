@@ -80,7 +80,7 @@ def test_report_counts_the_values_on_ties_of_the_decimal_scale(
     (row,) = report["rounding_points"]
     samples = row["of_samples"]
     ties = _ties(x[:samples], codes)
-    assert row["layer"] == "fc" and row["scale"] == [float(np.float32(0.1))]
+    assert row["layer"] == "fc" and row["scale"] == [float(np.float32(0.1))] and row["step"] == STEP
     assert row["values"] == ties.sum() > 0 and row["of"] == ties.size
     assert row["samples"] == np.any(ties, axis=1).sum()
     assert "## Declared rounding points" in (folder / "report.md").read_text()
