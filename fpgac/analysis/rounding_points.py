@@ -89,7 +89,10 @@ def rounding_points_json(graph: Graph, samples: Sequence[np.ndarray]) -> list[di
         gamma = terms * _UNIT / (1 - terms * _UNIT)
         bound = gamma * (scale * _magnitude(layer, x) + bias)
         step = quant.params["scale"].data.astype(np.float64)
-        step = step if step.size == 1 or step.shape == exact.shape[1:] else np.asarray(step.min())
+        if step.ndim > len(exact.shape) - 1 or any(
+            d not in (1, e) for d, e in zip(step.shape[::-1], exact.shape[:0:-1], strict=False)
+        ):  # per-channel steps that a reshape moved away from the affine's axes: the finest
+            step = np.asarray(step.min())
         offset = 0.5 if quant.attrs["rounding"] in _HALF_MODES else 0.0
         t = exact / step - offset
         near = np.abs(t - np.round(t)) * step <= bound
