@@ -93,3 +93,17 @@ def test_tf2onnx_transpose_before_flatten_is_absorbed_into_the_dense_weights(tmp
     assert [n.op for n in graph.nodes] == ["transpose", "conv", "relu", "reshape", "dense"]
     x = RNG.normal(size=(8, 6, 6, 2)).astype(f32)
     np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_transpose_of_unit_axes_over_a_batch_of_one_is_a_reshape(tmp_path: Path) -> None:
+    """A fixed batch of 1: Transpose perm [1, 0, 2] of (1, 1, 4) moves the batch axis but no data."""
+    w = RNG.normal(size=(4, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["t", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "unit_perm.onnx", nodes, {"w": w}, [1, 1, 4])
+    graph = load_model(path)
+    assert "transpose" not in [n.op for n in graph.nodes]
+    x = RNG.normal(size=(1, 1, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
