@@ -36,7 +36,7 @@ from fpgac.ir.quant import exponents
 from fpgac.ir.types import Fixed
 
 _UNIT = 2.0**-24  # float32's unit roundoff
-_TRANSPARENT = ("relu", "max_pool", "reshape", "flatten")  # ops between the affine and its quantizer
+_TRANSPARENT = ("relu", "max_pool", "reshape", "transpose")  # ops between the affine and its quantizer
 _HALF_MODES = ("ROUND", "HALF_EVEN", "HALF_UP", "HALF_DOWN")
 
 
