@@ -24,6 +24,7 @@ from fpgac.analysis.fidelity import FidelityProbe, StageFidelity, fidelity_json
 from fpgac.analysis.fit import DEFAULT_UTIL, Fitting, fit
 from fpgac.analysis.level_report import level_report
 from fpgac.analysis.report import build_report, report_json, report_markdown
+from fpgac.analysis.rounding_points import rounding_points_json
 from fpgac.arrays import load_inputs
 from fpgac.backends.hls4ml.emitter import hls4ml_plan
 from fpgac.backends.hls4ml.folding import accepted_reuse
@@ -222,6 +223,10 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         report = _report(model, options, graph, board, names, decisions, fitting)
         if stages:
             report["fidelity"] = fidelity_json(stages)
+        if calib:
+            points = rounding_points_json(graph, probe.samples)
+            if points:
+                report["rounding_points"] = points
     return CompiledDesign(graph, board, names, decisions, fitting.estimate, report)
 
 

@@ -18,6 +18,7 @@ from fpgac.analysis.estimate import memory_cost
 from fpgac.analysis.fidelity import fidelity_markdown
 from fpgac.analysis.level_report import levels_markdown
 from fpgac.analysis.ood_report import ood_markdown
+from fpgac.analysis.rounding_points import rounding_points_markdown
 from fpgac.boards import Board
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
@@ -129,6 +130,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines += _storage_markdown(report)
     lines += ood_markdown(report.get("ood"))
     lines += fidelity_markdown(report.get("fidelity"))
+    lines += rounding_points_markdown(report.get("rounding_points", []))
     return "\n".join(lines) + "\n"
 
 

@@ -488,6 +488,11 @@ def convert_transpose(ctx: NodeContext) -> list[Tensor]:
     if sorted(perm) != list(range(rank)):
         raise ctx.error(f"perm {perm} is not a permutation of {rank} axes")
     if perm[0] != 0:
+        full = (1, *x.shape)
+        moved = [p for p in perm if full[p] != 1]
+        # A fixed batch of 1 (keras2onnx, tf2onnx): moving only unit axes, with one left first, moves no data.
+        if ctx.batch == 1 and full[perm[0]] == 1 and moved == sorted(moved):
+            return [_reshape(ctx, x, tuple(full[p] for p in perm[1:]))]
         raise ctx.error(f"perm {perm} moves the batch axis; only perms that keep axis 0 first are supported")
     ir_perm = [p - 1 for p in perm[1:]]
     if ir_perm == list(range(rank - 1)):

@@ -35,6 +35,7 @@ from fpgac.frontend.keras_quantizers import (
     quantize_weight,
     tanh_format,
 )
+from fpgac.frontend.layouts import absorb_flatten_transposes
 from fpgac.ir import Graph, Param, TensorType, Value, verify
 from fpgac.ir.opdef import ShapeError
 from fpgac.ir.types import FLOAT32, Fixed, Overflow, Rounding
@@ -117,7 +118,7 @@ class _Lowering:
                                   name=f"{key.split(':')[0]}/to_channels_last")  # fmt: skip
             outputs.append(value)
         self.graph.set_outputs(outputs)
-        _absorb_flatten_transposes(self.graph)
+        absorb_flatten_transposes(self.graph)
         self.graph.metadata = {
             "source": self.label,
             "producer": f"keras {self.files.config.get('keras_version', '3' if self.keras3 else '2')}",
@@ -351,33 +352,6 @@ def _declare(value: Value, fmt: Fixed) -> None:
     producer = value.producer
     if producer is not None and producer.op in _MOVES:
         _declare(producer.inputs[0], fmt)
-
-
-def _absorb_flatten_transposes(graph: Graph) -> None:
-    """``Flatten -> Dense``: flatten the channels-first value as it is and permute the dense layer's
-    weight columns instead of transposing the tensor to channels last first (a transpose gathers the whole
-    tensor in io stream, and the hls4ml lowering relayouts a flatten itself)."""
-    for node in list(graph.nodes):
-        if node.op != "transpose" or len(node.output.uses) != 1 or node.output in graph.outputs:
-            continue
-        flat = node.output.uses[0][0]
-        if flat.op != "reshape" or len(flat.output.shape) != 1 or len(flat.output.uses) != 1:
-            continue
-        dense = flat.output.uses[0][0]
-        if dense.op != "dense" or flat.output in graph.outputs:
-            continue
-        source = node.inputs[0]
-        if node.attrs["perm"] != _channels_last(len(source.shape)):
-            continue
-        order = (
-            np.arange(math.prod(source.shape)).reshape(source.shape).transpose(node.attrs["perm"]).reshape(-1)
-        )
-        weight = dense.params["weight"]
-        permuted = np.empty_like(weight.data)
-        permuted[:, order] = weight.data
-        dense.params["weight"] = Param(permuted, weight.format)
-        flat.set_input(0, source)
-        graph.remove(node)
 
 
 def _keras3_tensors(args: Any, found: list[str]) -> None:

@@ -29,6 +29,7 @@ from fpgac.frontend.context import FrontendError, NodeContext, Tensor
 from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
 from fpgac.frontend.folding import FOLDERS as _CORE_FOLDERS
 from fpgac.frontend.folding import fold
+from fpgac.frontend.layouts import absorb_flatten_transposes
 from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS, pin_weight_grids
 from fpgac.ir import Graph, TensorType, Value, verify
 
@@ -44,7 +45,8 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 
 def load_onnx(path: str | Path) -> Graph:
-    """Read an ONNX model and lower it to a verified float IR graph, as converted (node for node).
+    """Read an ONNX model and lower it to a verified float IR graph, as converted (node for node, but
+    for a channels-last transpose before Flatten -> MatMul, absorbed into the weights: layouts.py).
 
     The clean-ups every model then gets (dead nodes, identity reshapes, affine folding) are passes, run
     by the build's pipeline (:data:`fpgac.passes.pipeline.CLEANUPS`; :func:`fpgac.build.load_model`).
@@ -294,6 +296,7 @@ class _Lowering:
         if self.problems:
             return self.graph
         self.graph.set_outputs(self._outputs())
+        absorb_flatten_transposes(self.graph)  # tf2onnx's NHWC transpose before Flatten -> MatMul
         if any(self._where(i, n)[1] in QONNX_FOLDERS for i, n in enumerate(self.onnx_graph.node)):
             pin_weight_grids(self.graph, self.label)
         self.graph.metadata = {

@@ -173,6 +173,57 @@ def _converter(read: Callable[[NodeContext, Arrays], _Spec]) -> Converter:
     return convert
 
 
+_TRUNC_INNER_BITS = 32  # Trunc's first rounding has no clamp: wider than any integer float32 holds exactly
+
+
+def convert_trunc(ctx: NodeContext) -> list[Tensor]:
+    """QONNX's Trunc, as qonnx computes it: ``n = round(x / s)`` (half to even, no clamp), then ``n``
+    divided by ``T``, rounded by ``rounding_mode`` and rescaled. Version 2 (6 inputs: x, s, z, input bits,
+    output scale ``so``, output bits; attrs signed, narrow) clamps to the output range and rescales by
+    ``so`` with ``T = so / s``; version 1 (5 inputs: x, s, z, input bits, output bits) has no clamp,
+    ``T = 2**(input bits - output bits)``, and rescales by ``s``.
+
+    Two ``quant`` nodes, exact where ``T`` is a power of two: ``n * s`` (scale ``s``, 32 bits) and the
+    second rounding on the grid ``s * T``; version 1 then multiplies by ``1 / T``, a power of two. The zero
+    point must be 0.
+    """
+    x = ctx.act(0)
+    inputs = _constants(ctx)
+    version = 2 if len(ctx.inputs) >= 6 else 1
+    try:
+        scale = _input(inputs, 1, "scale").astype(np.float32)
+        zero_point = _input(inputs, 2, "zero point").astype(np.float32)
+        _checked("Trunc", scale, float(_input(inputs, 3, "input bit width").reshape(-1)[0]))
+        out_bits = float(_input(inputs, 5 if version == 2 else 4, "output bit width").reshape(-1)[0])
+        if version == 2:
+            out_scale = _input(inputs, 4, "output scale").astype(np.float32)
+            _checked("Trunc", out_scale, out_bits)
+            signed, narrow = bool(ctx.attrs.get("signed", 1)), bool(ctx.attrs.get("narrow", 0))
+        else:
+            in_bits = float(_input(inputs, 3, "input bit width").reshape(-1)[0])
+            _checked("Trunc", scale, out_bits)
+            out_scale = (scale * np.float32(2.0 ** (in_bits - out_bits))).astype(np.float32)
+            signed, narrow, out_bits = True, False, _TRUNC_INNER_BITS
+    except ValueError as exc:
+        raise ctx.error(str(exc)) from None
+    if np.any(zero_point != 0):
+        raise ctx.error("Trunc: a non-zero zero point is not supported")
+    ratio = out_scale.astype(np.float64) / scale.astype(np.float64)
+    if not np.all(np.frexp(ratio)[0] == 0.5):
+        raise ctx.error("Trunc: the output scale over the input scale is not a power of two (no exact form)")
+    rounding = str(ctx.attrs.get("rounding_mode", "FLOOR")).upper()
+    if rounding not in ROUNDINGS:
+        raise ctx.error(f"rounding_mode {rounding!r} is not one of QONNX's ({', '.join(ROUNDINGS)})")
+    inner = _Spec(scale, zero_point, _TRUNC_INNER_BITS, True, False, "ROUND")
+    n = ctx.emit("quant", [x], inner.attrs(), _params(ctx, x, inner), suffix="round")
+    outer = _Spec(out_scale, zero_point, int(out_bits), signed, narrow, rounding)
+    if version == 2:
+        return [ctx.emit("quant", [n], outer.attrs(), _params(ctx, n, outer))]
+    q = ctx.emit("quant", [n], outer.attrs(), _params(ctx, n, outer), suffix="trunc")
+    back = _per_sample_param(ctx, (1 / ratio).astype(np.float32), x.shape, "scale")
+    return [ctx.emit("affine", [q], {}, {"scale": back, "shift": np.zeros_like(back)})]
+
+
 def _linear_on(ctx: NodeContext, inputs: Arrays) -> _Spec:
     return _linear_spec(inputs, ctx.attrs, len(ctx.act(0).shape) + 1)
 
@@ -205,6 +256,7 @@ QONNX_CONVERTERS: dict[str, Converter] = {
             "Quant": _quant,
             "IntQuant": _quant,
             "BipolarQuant": _converter(lambda ctx, inputs: _bipolar_spec(inputs, ctx.attrs)),
+            "Trunc": convert_trunc,
         }
     ),
     "QuantizeLinear": _converter(_linear_on),

@@ -14,7 +14,8 @@ Fixed point: a power-of-two scale ``2**-f`` with a zero point of 0 *is* a format
 ``RND_ZERO``. CEIL has no mode: it is ``TRN`` after adding one output step less one input step, which
 is exact on the input's grid. The clamp to ``[lo, hi]`` is explicit (narrow ranges are not a format's
 range, except signed narrow, ``SAT_SYM``). Per-channel scales make one group per distinct exponent; the
-output format is the finest grid that holds every group. Non-power-of-two scales, non-zero zero points
+output format is the finest grid that holds every group. An integer zero point shifts the clamp range
+where rounding commutes with adding it (:func:`zero_shift`). Non-power-of-two scales, other zero points
 and the UP mode have no exact fixed-point form here: :func:`fixed_plan` says so, naming the reason.
 """
 
@@ -117,6 +118,45 @@ def exponents(scale: np.ndarray) -> np.ndarray | None:
     return (1 - exponent).astype(np.int64)
 
 
+def zero_point_of(zero_point: np.ndarray) -> int:
+    """The one integer zero point of a quantizer (0 if none).
+
+    Raises:
+        ValueError: zero points that differ per element, or one that is not an integer.
+    """
+    values = np.unique(np.asarray(zero_point, dtype=np.float64))
+    if values.size > 1:
+        raise ValueError("per-channel zero points have no fixed-point form here")
+    zero = float(values[0]) if values.size else 0.0
+    if not zero.is_integer():
+        raise ValueError(f"zero point {zero} is not an integer")
+    return int(zero)
+
+
+def zero_shift(zero_point: np.ndarray, mode: str, bipolar: bool) -> int:
+    """The integer zero point ``z``, where the quantizer is exact without it: ``R(v + z) == R(v) + z`` holds
+    for FLOOR and CEIL, and for round-half-even when ``z`` is even, so the zero point only moves the clamp
+    range to ``[lo - z, hi - z]`` (a uint8 QuantizeLinear's zero point 128 is exact).
+
+    Raises:
+        ValueError: where it has no exact form (the message says why).
+    """
+    zero = zero_point_of(zero_point)
+    if zero == 0:
+        return 0
+    if bipolar:
+        raise ValueError("a bipolar quantizer with a zero point has no fixed-point form")
+    if mode in ("ROUND", "HALF_EVEN") and zero % 2:
+        raise ValueError(
+            f"an odd zero point ({zero}) makes round-half-even round ties to odd: no ap_fixed mode"
+        )
+    if mode not in ("ROUND", "HALF_EVEN", "FLOOR", "CEIL"):
+        raise ValueError(
+            f"a zero point with rounding mode {mode} has no fixed-point form (its ties depend on the sign)"
+        )
+    return zero
+
+
 def fixed_plan(
     attrs: Mapping[str, Any], scale: np.ndarray, zero_point: np.ndarray, shape: tuple[int, ...]
 ) -> FixedPlan:
@@ -128,8 +168,6 @@ def fixed_plan(
     mode = attrs["rounding"]
     if mode not in _AP_MODE:
         raise ValueError(f"rounding mode {mode} has no exact fixed-point form")
-    if np.any(np.asarray(zero_point) != 0):
-        raise ValueError("a non-zero zero point has no fixed-point format (fold it into a bias first)")
     fracs = exponents(scale)
     if fracs is None:
         raise ValueError(
@@ -141,6 +179,11 @@ def fixed_plan(
     bipolar = signed and bits == 1
     width = 2 if bipolar else bits
     overflow = Overflow.SAT_SYM if signed and narrow and not bipolar else Overflow.SAT
+    zero = zero_shift(zero_point, mode, bipolar)
+    if zero:  # y = (clamp(R(x / s)) on [lo - z, hi - z]) * s: a zero-point-free quantizer, shifted range
+        lo, hi, overflow = lo - zero, hi - zero, Overflow.SAT
+        signed = lo < 0
+        width = max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0, 1) + int(signed)
     distinct = sorted({int(f) for f in fracs.reshape(-1)})
     groups = tuple(
         Group(f, Fixed(width, width - f, signed, _AP_MODE[mode], overflow), lo, hi, mode == "CEIL", bipolar)

@@ -69,3 +69,41 @@ def test_flatten_axis_0_of_a_batch_of_one(tmp_path: Path) -> None:
     np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
     batch = RNG.normal(size=(5, 2, 3)).astype(np.float32)  # fpgac runs any batch of such samples
     np.testing.assert_allclose(run_float(graph, [batch])[0], batch.reshape(5, 6) @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_tf2onnx_transpose_before_flatten_is_absorbed_into_the_dense_weights(tmp_path: Path) -> None:
+    """tf2onnx's NHWC graph: Transpose to NCHW after the input, Conv, Transpose back to NHWC, Reshape,
+    MatMul. The second transpose becomes a permutation of the MatMul's weight rows (no layer)."""
+    f32 = np.float32
+    inits = {
+        "k": RNG.normal(size=(4, 2, 3, 3)).astype(f32),
+        "shape": np.array([-1, 144], np.int64),
+        "w": RNG.normal(size=(144, 5)).astype(f32),
+    }
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "k"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["nhwc", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "tf2onnx.onnx", nodes, inits, ["N", 6, 6, 2])
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["transpose", "conv", "relu", "reshape", "dense"]
+    x = RNG.normal(size=(8, 6, 6, 2)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_transpose_of_unit_axes_over_a_batch_of_one_is_a_reshape(tmp_path: Path) -> None:
+    """A fixed batch of 1: Transpose perm [1, 0, 2] of (1, 1, 4) moves the batch axis but no data."""
+    w = RNG.normal(size=(4, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),
+        helper.make_node("MatMul", ["t", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "unit_perm.onnx", nodes, {"w": w}, [1, 1, 4])
+    graph = load_model(path)
+    assert "transpose" not in [n.op for n in graph.nodes]
+    x = RNG.normal(size=(1, 1, 4)).astype(np.float32)
+    np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
