@@ -196,6 +196,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         "input_range": options.input_range,
         "layer_precision": layer_precision,
         "layer_keep": layer_keep,
+        "teacher": graph,  # finetune distils from the model as loaded; passes never rewrite it in place
     }
     passes = [make_pass(call, calib, defaults) for call in user_calls(options.passes)]
     stages: list[StageFidelity] = []  # the design against the float model after each pass (fidelity.py)
