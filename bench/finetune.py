@@ -32,7 +32,7 @@ from fpgac.interp.simulator import run_fixed  # noqa: E402
 from tests.trained import export, train  # noqa: E402
 
 CASES = {  # label: (compression passes, finetune options, target accuracy)
-    "(a) lowrank(macs=0.2)": ("lowrank(macs=0.2)", "epochs=300, lr=0.01, alpha=0.9", 0.97),
+    "(a) lowrank(macs=0.2)": ("lowrank(macs=0.2)", "epochs=100, lr=0.03, temperature=2", 0.97),
     "(c) 4-bit quantize": ("quantize(precision=4)", "epochs=60, lr=0.01", 0.98),
 }
 
