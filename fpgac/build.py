@@ -198,7 +198,10 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         "layer_precision": layer_precision,
         "layer_keep": layer_keep,
     }
-    passes = [make_pass(call, calib, defaults) for call in user_calls(options.passes)]
+    calls = user_calls(options.passes)
+    if any(call.name == "finetune" for call in calls):  # it distils from the model as loaded: a copy, since
+        defaults["teacher"] = graph.clone()  # passes may rewrite the graph they are given in place
+    passes = [make_pass(call, calib, defaults) for call in calls]
     stages: list[StageFidelity] = []  # the design against the float model after each pass (fidelity.py)
     if calib:
         probe = FidelityProbe(graph, calib)

@@ -79,6 +79,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
                 layers[-1]["index_rom"] = roms
     params = sum(layer["params"] for layer in layers)
     monitor = {"ood": graph.metadata["ood"]} if "ood" in graph.metadata else {}
+    tuned = {"finetune": graph.metadata["finetune"]} if "finetune" in graph.metadata else {}
     return {
         "model": model,
         "board": board.name,
@@ -94,6 +95,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         "layers": layers,
         "compression": graph.metadata.get("compression", []),
         **monitor,
+        **tuned,
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from fpgac.ir import Graph
 from fpgac.passes.cleanup import Cleanup
+from fpgac.passes.finetune import Finetune
 from fpgac.passes.fold_affine import FoldAffine
 from fpgac.passes.huffman import Huffman
 from fpgac.passes.lowrank import LowRank
@@ -43,11 +44,13 @@ PASSES: dict[str, type[Pass]] = {
     Share.name: Share,
     Huffman.name: Huffman,
     Ood.name: Ood,
+    Finetune.name: Finetune,
 }
 
 __all__ = [
     "PASSES",
     "Cleanup",
+    "Finetune",
     "FoldAffine",
     "Huffman",
     "LowRank",

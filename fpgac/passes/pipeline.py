@@ -7,7 +7,8 @@ it. A backend's lowering (hls4ml's) runs through :func:`run_pipeline` too, so it
 ``--passes "lowrank(macs=0.3), reap(keep=0.5)"`` becomes pass objects here: each option is checked
 against the pass dataclass's fields and converted to the field's type, so a misspelt option fails
 before any work is done. Passes that need calibration data declare a ``calib`` field and receive the
-batch from the build, never from a global.
+batch from the build, never from a global; ``finetune`` declares ``teacher`` and receives the original
+float graph the same way.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ IMPLIED_LAST = "quantize"
 # Passes that work on the quantized graph (the OOD monitor sets its threshold on the hardware's own
 # scores): an implied quantize goes before the first of them instead.
 AFTER_QUANTIZE = ("ood",)
+# Pass fields the build fills in (the calibration batch, the original float graph), never options.
+_GIVEN = ("calib", "teacher")
 
 
 def user_calls(spec: str) -> list[PassCall]:
@@ -87,8 +90,8 @@ def make_pass(call: PassCall, calib: Sequence[np.ndarray] | None, defaults: Mapp
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {k: v for k, v in defaults.items() if k in fields}
     for key, value in call.options.items():
-        if key not in fields or key == "calib":
-            options = ", ".join(sorted(k for k in fields if k != "calib")) or "none"
+        if key not in fields or key in _GIVEN:
+            options = ", ".join(sorted(k for k in fields if k not in _GIVEN)) or "none"
             raise PassSpecError(f"--passes: pass {call.name!r} has no option {key!r}; its options: {options}")
         kwargs[key] = _convert(call.name, key, value, hints[key])
     if "calib" in fields and calib is not None:

@@ -1,0 +1,247 @@
+"""Fine-tuning a compressed or quantized graph by knowledge distillation from the original float model.
+
+fpgac's compression is training-free; at aggressive budgets a short fine-tune recovers what closed forms
+cannot (issue #18). ``finetune(data=PATH, ...)`` trains the graph *as it stands* (split factors, masked
+pruned weights, shared codebooks: :class:`~fpgac.interp.torch_module.GraphModule` keeps the structure) to
+match the original model's logits:
+
+    loss = (1 - alpha) * T**2 * KL(softmax(teacher / T) || softmax(student / T)) + alpha * CE(student, labels)
+
+with the cross-entropy term only when the data has ``labels`` (otherwise pure distillation, ``alpha``
+unused). ``PATH`` is a ``.npy`` of inputs (single-input models) or a ``.npz`` keyed by input name, as
+``fpgac sim`` takes them, optionally with ``labels``. The graph's one output is taken as the logits.
+
+The teacher is the graph the build's pipeline started from (the float model after the frontend's
+clean-ups): a pass sees only the graph handed to it, which after ``lowrank`` or ``prune`` has lost the
+original weights, so the build gives it in the ``teacher`` field as it gives ``calib`` (a clone taken
+before the pipeline runs: passes may rewrite the graph they are given in place). Its logits are computed
+once, by the float interpreter.
+
+Placed after ``quantize`` the graph is fixed point and the module runs in ``"fixed"`` mode: the forward
+pass is the simulator's, bit for bit, with straight-through gradients (quantization-aware training). The
+formats are kept; the trained latent weights are written back and quantized by their formats when the
+design is written, exactly as the module's forward pass quantized them. Before ``quantize`` the graph
+trains in float and the implied ``quantize`` picks formats for the trained weights.
+
+Training is seeded (Adam, shuffled batches) and runs on the CPU, or on a CUDA GPU when torch sees one.
+``graph.metadata["finetune"]`` (``report.json``'s ``finetune``) records the epochs, samples, the loss
+before and after, and the accuracy before and after when there are labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from fpgac.errors import FpgacError
+from fpgac.interp.interpreter import run_float
+from fpgac.ir.graph import Graph
+from fpgac.ir.types import Fixed
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from fpgac.interp.torch_module import GraphModule
+
+log = logging.getLogger(__name__)
+
+
+class FinetuneError(FpgacError):
+    """The finetune pass cannot run as asked (data, options, or a graph it cannot train)."""
+
+
+@dataclass(frozen=True)
+class Data:
+    """The training inputs (one float32 array per graph input) and the labels, when the file has them."""
+
+    inputs: list[np.ndarray]
+    labels: np.ndarray | None
+
+
+def load_data(path: Path, graph: Graph) -> Data:
+    """Read ``path`` (``.npy`` inputs, or ``.npz`` keyed by input name plus optional ``labels``)."""
+    if not path.is_file():
+        raise FinetuneError(f"finetune failed: {path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        raise FinetuneError(f"finetune failed: {path}: not a numpy .npy/.npz array file") from None
+    names = [v.name for v in graph.inputs]
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            raise FinetuneError(f"finetune failed: {path}: the model has inputs {names}; pass a .npz")
+        arrays, labels = [loaded], None
+    else:
+        with loaded:
+            missing = [n for n in names if n not in loaded.files]
+            if missing:
+                raise FinetuneError(
+                    f"finetune failed: {path}: no array for input(s) {missing}; "
+                    f"it holds {sorted(loaded.files)}"
+                )
+            arrays = [loaded[n] for n in names]
+            labels = loaded["labels"].reshape(-1) if "labels" in loaded.files else None
+    for value, array in zip(graph.inputs, arrays, strict=True):
+        if array.dtype.kind not in "fiub" or tuple(array.shape[1:]) != value.shape or len(array) == 0:
+            raise FinetuneError(
+                f"finetune failed: {path}: input {value.name!r} is {array.dtype} {tuple(array.shape)}; "
+                f"the model takes (N, {', '.join(map(str, value.shape))}) numbers"
+            )
+        if not np.all(np.isfinite(array)):
+            raise FinetuneError(f"finetune failed: {path}: input {value.name!r} contains NaN or Inf")
+    count = len(arrays[0])
+    if any(len(a) != count for a in arrays) or (labels is not None and len(labels) != count):
+        raise FinetuneError(f"finetune failed: {path}: the arrays hold different numbers of samples")
+    if labels is not None and labels.dtype.kind not in "iub":
+        raise FinetuneError(f"finetune failed: {path}: labels must be integer class indices")
+    return Data([a.astype(np.float32) for a in arrays], labels)
+
+
+@dataclass(frozen=True)
+class Finetune:
+    """Knowledge-distillation fine-tune of the graph as it stands; see the module docstring.
+
+    Options: ``data`` (the training file), ``epochs``, ``lr`` (Adam's step), ``temperature`` (T of the
+    distillation), ``alpha`` (weight of the cross-entropy on labels), ``batch`` (samples per step),
+    ``seed``. ``teacher`` is the original float graph, given by the build.
+    """
+
+    name: ClassVar[str] = "finetune"
+    data: str = ""
+    epochs: int = 10
+    lr: float = 1e-3
+    temperature: float = 4.0
+    alpha: float = 0.5
+    batch: int = 64
+    seed: int = 0
+    teacher: Graph | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (bool(self.data), "data=PATH (a .npy or .npz of training inputs) is required"),
+            (self.epochs >= 0, f"epochs {self.epochs} must be >= 0"),
+            (self.lr > 0, f"lr {self.lr} must be > 0"),
+            (self.temperature > 0, f"temperature {self.temperature} must be > 0"),
+            (0 <= self.alpha <= 1, f"alpha {self.alpha} must be in [0, 1]"),
+            (self.batch >= 1, f"batch {self.batch} must be >= 1"),
+        ]
+        for ok, why in checks:
+            if not ok:
+                raise FinetuneError(f"finetune: {why}")
+
+    def run(self, graph: Graph) -> Graph:
+        import torch
+
+        from fpgac.interp.torch_module import GraphModule
+
+        if self.teacher is None:
+            raise FinetuneError("finetune failed: no teacher graph (the build gives it the original model)")
+        if len(graph.outputs) != 1 or len(self.teacher.outputs) != 1:
+            raise FinetuneError(
+                f"finetune failed: the graph has {len(graph.outputs)} outputs; it distils one (the logits)"
+            )
+        data = load_data(Path(self.data), graph)
+        teacher = np.asarray(run_float(self.teacher, data.inputs)[0], dtype=np.float64)
+        if teacher.ndim != 2:
+            raise FinetuneError(
+                f"finetune failed: output {graph.outputs[0].name!r} has shape {teacher.shape[1:]}; "
+                "it distils (N, classes) logits"
+            )
+        fixed = isinstance(graph.inputs[0].type.format, Fixed)
+        module = GraphModule(graph, mode="fixed" if fixed else "float")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        module.to(device)
+        inputs = [torch.from_numpy(x).to(device) for x in data.inputs]
+        targets = torch.from_numpy(teacher).to(device, module.dtype)
+        labels = None if data.labels is None else torch.from_numpy(data.labels.astype(np.int64)).to(device)
+
+        threads = torch.get_num_threads()
+        if device.type == "cpu":
+            torch.set_num_threads(
+                1
+            )  # small tensors: intra-op threads only contend (25x slower on 2 busy cores)
+        try:
+            before = self._evaluate(module, inputs, targets, labels)
+            self._train(module, inputs, targets, labels)
+            after = self._evaluate(module, inputs, targets, labels)
+        finally:
+            torch.set_num_threads(threads)
+        count = len(targets)
+
+        tuned = module.to("cpu").to_graph()
+        tuned.metadata["finetune"] = {
+            "mode": module.mode,
+            "epochs": self.epochs,
+            "samples": count,
+            "labels": labels is not None,
+            "lr": self.lr,
+            "temperature": self.temperature,
+            "alpha": self.alpha if labels is not None else 0.0,
+            "batch": self.batch,
+            "seed": self.seed,
+            "loss_before": before["loss"],
+            "loss_after": after["loss"],
+            **(
+                {"accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"]}
+                if labels is not None
+                else {}
+            ),
+        }
+        return tuned
+
+    def _train(
+        self, module: GraphModule, inputs: list[Tensor], teacher: Tensor, labels: Tensor | None
+    ) -> None:
+        """``epochs`` passes of Adam over seeded shuffled batches."""
+        import torch
+
+        generator = torch.Generator().manual_seed(self.seed)
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.lr)
+        for epoch in range(self.epochs):
+            order = torch.randperm(len(teacher), generator=generator).to(teacher.device)
+            for start in range(0, len(teacher), self.batch):
+                rows = order[start : start + self.batch]
+                (logits,) = module(*(x[rows] for x in inputs))
+                loss = self._loss(logits, teacher[rows], None if labels is None else labels[rows])
+                optimizer.zero_grad()
+                torch.autograd.backward(loss)
+                optimizer.step()
+            log.info("finetune epoch %d/%d done", epoch + 1, self.epochs)
+
+    def _loss(self, logits: Tensor, teacher: Tensor, labels: Tensor | None) -> Tensor:
+        """The distillation loss (scaled by T**2, as Hinton et al. do), plus cross-entropy on labels."""
+        import torch.nn.functional as F
+
+        t = self.temperature
+        kl = F.kl_div(
+            F.log_softmax(logits / t, dim=1),
+            F.log_softmax(teacher / t, dim=1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        distil = kl * t * t
+        if labels is None:
+            return distil
+        return (1 - self.alpha) * distil + self.alpha * F.cross_entropy(logits, labels)
+
+    def _evaluate(
+        self, module: GraphModule, inputs: list[Tensor], teacher: Tensor, labels: Tensor | None
+    ) -> dict[str, Any]:
+        """The loss and (with labels) the accuracy over all the data, in batches, without gradients."""
+        import torch
+
+        total, correct, count = 0.0, 0, len(teacher)
+        with torch.no_grad():
+            for start in range(0, count, max(self.batch, 256)):
+                rows = slice(start, start + max(self.batch, 256))
+                (logits,) = module(*(x[rows] for x in inputs))
+                part = None if labels is None else labels[rows]
+                total += float(self._loss(logits, teacher[rows], part)) * len(logits)
+                if part is not None:
+                    correct += int((logits.argmax(dim=1) == part).sum())
+        return {"loss": total / count, "accuracy": correct / count if labels is not None else None}
