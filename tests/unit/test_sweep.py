@@ -140,8 +140,13 @@ def test_killed_sweep_resumes_without_losing_a_point(
     files: tuple[Path, Path, Path, Path], tmp_path: Path
 ) -> None:
     """SIGKILL the fpgac process (and its workers) once two points are written; the rerun keeps those files
-    untouched and runs only the rest."""
-    model, calib, data, grid = files
+    untouched and runs only the rest. The sweep has 39 points (a point takes milliseconds: fewer could all
+    finish between two looks)."""
+    model, calib, data, _ = files
+    grid = tmp_path / "long.toml"
+    precisions = ", ".join(str(b) for b in range(4, 17))
+    grid.write_text(f'precision = [{precisions}]\npasses = ["", "prune(sparsity=0.5)", "share(bits=4)"]\n')
+    total = 39
     out = tmp_path / "killed"
     args = ["sweep", model, "--calib", calib, "--data", data, "--grid", grid, "--out", out, "--jobs", "1"]
     process = subprocess.Popen(
@@ -150,17 +155,17 @@ def test_killed_sweep_resumes_without_losing_a_point(
     points = out / store.POINTS_DIR
     deadline = time.monotonic() + 120
     while len(list(points.glob("*.json"))) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.005)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     kept = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in points.glob("*.json")}
-    assert 2 <= len(kept) < POINTS, "the sweep finished before it could be killed"
+    assert 2 <= len(kept) < total, "the sweep finished before it could be killed"
     result = sweep(model, out, BuildOptions(calib=calib), data, grid=grid, jobs=1)
-    assert (result.skipped, result.ran) == (len(kept), POINTS - len(kept))
+    assert (result.skipped, result.ran) == (len(kept), total - len(kept))
     assert {
         p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in points.glob("*.json") if p.name in kept
     } == kept
-    assert len(_table(out)) == POINTS
+    assert len(_table(out)) == total
 
 
 @pytest.mark.slow
