@@ -82,7 +82,7 @@ def test_op_zoo_off_chip(precision: int, modes: bool, tmp_path: Path) -> None:
     graph = compile_zoo(zoo_model(tmp_path / "zoo.onnx"), calib, precision)
     graph = every_mode(graph) if modes else graph
     offchip = frozenset(n.name for n in graph.nodes if "weight" in n.params)
-    assert len(offchip) == 4
+    assert len(offchip) == 5
     folder = write_folder(graph, tmp_path / "zoo", "stream", offchip)
     result = verify(str(folder), random_inputs(graph, 48, seed=11))
     bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
