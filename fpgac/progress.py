@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 _current: ContextVar[Progress | None] = ContextVar("fpgac_progress", default=None)
 
@@ -26,7 +26,12 @@ def shown() -> Iterator[None]:
     if not (sys.stdout.isatty() and sys.stderr.isatty()):
         yield
         return
-    columns = (SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(finished_text="[green]✓"),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),  # a bar for counted work; a pulse for a step of unknown length
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=Console(stderr=True)) as display:
         token = _current.set(display)
         try:
@@ -56,14 +61,14 @@ def counted(description: str, total: int) -> Iterator[Callable[[], None]]:
     if display is None:
         yield lambda: None
         return
-    task = display.add_task(f"{description} 0/{total}", total=None)
+    task = display.add_task(f"{description} 0/{total}", total=max(total, 1))
     done = 0
 
     def advance() -> None:
         nonlocal done
         done += 1
-        display.update(task, description=f"{description} {done}/{total}")
+        display.update(task, description=f"{description} {done}/{total}", completed=done)
 
     yield advance
-    display.update(task, total=1, completed=1)
+    display.update(task, completed=max(total, 1))
     display.stop_task(task)
