@@ -494,12 +494,6 @@ def _batch_norm(
     return low._add("affine", [x], params=params, name=name)
 
 
-def _q_activation(
-    low: _Lowering, xs: list[Value], inbound: list[str], config: dict[str, Any], name: str
-) -> Value:
-    return low.activation(xs[0], config.get("activation"), inbound[0], name)
-
-
 def _relu_layer(
     low: _Lowering, xs: list[Value], inbound: list[str], config: dict[str, Any], name: str
 ) -> Value:
@@ -671,7 +665,7 @@ _CONVERTERS: dict[str, Converter] = {
     "BatchNormalization": _batch_norm,
     "QBatchNormalization": _batch_norm,
     "Activation": _activation,
-    "QActivation": _q_activation,
+    "QActivation": _activation,  # a quantizer or a Keras activation name: low.activation reads both
     "ReLU": _relu_layer,
     "LeakyReLU": _leaky_relu,
     "Softmax": _softmax_layer,
