@@ -10,13 +10,12 @@ one all-zero sample.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from fpgac.atomic import write_atomic
 from fpgac.errors import FpgacError
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir.graph import Graph
@@ -62,7 +61,5 @@ def write_testbench_data(folder: Path, graph: Graph, samples: Sequence[np.ndarra
     if not tb.is_dir():
         raise FpgacError(f"{folder}: no Vitis testbench in hls/tb/ (build with --backend vitis)")
     for name, text in testbench_data(graph, samples).items():
-        with tempfile.NamedTemporaryFile("w", dir=tb, delete=False, suffix=".tmp") as tmp:
-            tmp.write(text)
-        os.replace(tmp.name, tb / name)
+        write_atomic(tb / name, text)
     return tb
