@@ -2,17 +2,19 @@
 
 A weight quantized with a scale that is not a power of two (Brevitas' binary weights: +-0.1) is factored by
 the frontend into integer codes and an ``affine`` node that multiplies by the scale's float32 value
-(:func:`fpgac.frontend.qonnx_ops.pin_weight_grids`). The design computes ``scale * sum(x * codes)``
-exactly and its next quantizer rounds that exact value. Float QONNX execution computes the same sum in
-float32, whose rounding error depends on the runtime's summation order. The two disagree only where the
-exact value is closer to one of the quantizer's rounding thresholds (a tie for ROUND, an integer for FLOOR)
-than float32's error bound: there the float execution can land on either side, or on the tie itself.
+(:func:`fpgac.frontend.qonnx_ops.pin_weight_grids`), then rounded to float32's resolution. The design
+computes ``scale * sum(x * codes)`` exactly, rounds it as float32 would store the exact value, and its next
+quantizer rounds that. Float QONNX execution computes the same sum in float32, whose rounding error depends
+on the runtime's summation order. The two disagree only where the exact value is closer to one of the
+quantizer's rounding thresholds (a tie for ROUND, an integer for FLOOR) than float32's error bound: there
+the float execution can land on either side, or on the tie itself.
 
-Measured on Brevitas' binary weights of scale 0.1 (digits MLP and CNN, 2-bit activations): every element
-on which qonnx's execution and the design differ is an exact tie of the model with the decimal scale 0.1
-(``0.1 * s == (k + 1/2) * step``); float32's 0.1 is 1.5e-8 (relative) above it, the design rounds up, and
-qonnx's float32 sums (errors up to 1e-6 steps) land above, below or on the tie depending on the order.
-No fixed-point design reproduces that, so the build reports, per rounding point, how many values of the
+Measured on Brevitas' binary weights of scale 0.1 (digits MLP and CNN, 2-bit activations,
+``bench/qonnx_rounding_points.py``): every element on which qonnx's execution and the design differ is an
+exact tie of the model with the decimal scale 0.1 (``0.1 * s == (k + 1/2) * step``), which the design
+rounds to even (float32's 0.1 is 1.5e-8 above 0.1, a fraction of float32's step), and onnxruntime's float32
+sum of that layer lands above or below the tie instead (its error exceeds that fraction). No fixed-point
+design reproduces a summation order, so the build reports, per rounding point, how many values of the
 calibration samples are that close to a threshold: the values where the design may round differently.
 
 The bound is Higham's for a float32 dot product of ``n`` terms plus the weight's and bias's own float32
@@ -50,14 +52,16 @@ def _points(graph: Graph) -> list[tuple[Node, Node, Node, bool]]:
             continue
         if exponents(affine.params["scale"].data) is not None:
             continue
-        node, relu = affine, False
-        while len(node.output.uses) == 1:
+        node, relu, quant = affine, False, None
+        while len(node.output.uses) == 1:  # the last quantizer: the first may be the float32 rounding
             node = node.output.uses[0][0]
             relu |= node.op == "relu"
             if node.op == "quant":
-                found.append((layer, affine, node, relu))
-            if node.op not in _TRANSPARENT:
+                quant = node
+            elif node.op not in _TRANSPARENT:
                 break
+        if quant is not None:
+            found.append((layer, affine, quant, relu))
     return found
 
 
@@ -110,7 +114,8 @@ def rounding_points_json(graph: Graph, samples: Sequence[np.ndarray]) -> list[di
                 "of_samples": len(near),
                 "cause": (
                     "the exact value is within float32 error of the quantizer's rounding threshold: "
-                    "float QONNX execution rounds it by its summation order, the design by its exact value"
+                    "float QONNX execution rounds it by its summation order, the design as float32 "
+                    "stores its exact value"
                 ),
             }
         )

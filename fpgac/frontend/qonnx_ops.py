@@ -25,7 +25,7 @@ from fpgac.frontend.folding import Folder, Inputs
 from fpgac.ir import FLOAT32, Graph, Node, Param, Value
 from fpgac.ir.opdef import Kind
 from fpgac.ir.ops import OPS
-from fpgac.ir.quant import ROUNDINGS, grid_format, quant_float
+from fpgac.ir.quant import ROUNDINGS, grid_format, int_range, quant_float
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -281,8 +281,9 @@ def pin_weight_grids(graph: Graph, label: str) -> None:
 
     A weight quantized with a scale that is not a power of two (Brevitas' binary weights: +-0.1) is on
     no grid; it is factored into integer codes, the layer's pinned weights, and the scale, moved into an
-    ``affine`` node after the layer (with the bias): a declared rounding point, where the fixed-point
-    scale can make the design deviate from float QONNX execution (the build's fidelity line measures it).
+    ``affine`` node after the layer (with the bias), rounded to float32's resolution where a quantizer
+    reads it: a declared rounding point, where float QONNX execution's summation order can make it
+    deviate from the design (:mod:`fpgac.analysis.rounding_points` reports it).
     """
     for node in list(graph.nodes):
         weight = node.params.get("weight")
@@ -302,7 +303,7 @@ def pin_weight_grids(graph: Graph, label: str) -> None:
             log.warning(
                 "%s: node %r (%s): weight scale %s is not a power of two: the layer computes with its "
                 "integer weights and an affine node after it applies the scale, a rounding point where "
-                "fixed point can deviate from float QONNX execution",
+                "float QONNX execution's summation order can round ties differently (see report.md)",
                 label,
                 node.name,
                 node.op,
@@ -330,6 +331,7 @@ def _scale_after(graph: Graph, layer: Node, scale: np.ndarray) -> None:
     through it."""
     out = layer.output
     users = list(out.uses)
+    quantizer = _quantizer_after(layer)
     channel_shape = (len(scale),) + (1,) * (len(out.shape) - 1) if layer.op == "conv" else (len(scale),)
     bias = layer.params.pop("bias", None)
     shift = np.zeros(len(scale), np.float32) if bias is None else bias.data
@@ -343,6 +345,54 @@ def _scale_after(graph: Graph, layer: Node, scale: np.ndarray) -> None:
     affine = graph.add(
         "affine", [out], name=f"{layer.name}/scale", params=params, index=graph.index_of(layer) + 1
     )
+    result = affine.output
+    if quantizer is not None:
+        result = _float32_rounding(graph, affine, quantizer).output
     for user, index in users:
-        user.set_input(index, affine.output)
-    graph.set_outputs([affine.output if v is out else v for v in graph.outputs])
+        user.set_input(index, result)
+    graph.set_outputs([result if v is out else v for v in graph.outputs])
+
+
+_ORDER_PRESERVING = ("relu", "max_pool", "reshape", "transpose")  # between a scaled layer and its quantizer
+_FLOAT32_BITS = 24  # float32's significand
+
+
+def _quantizer_after(node: Node) -> Node | None:
+    """The ``quant`` node ``node``'s result alone reaches through ops that keep order and round nothing."""
+    while len(node.output.uses) == 1:
+        node = node.output.uses[0][0]
+        if node.op == "quant":
+            return node
+        if node.op not in _ORDER_PRESERVING:
+            return None
+    return None
+
+
+def _float32_rounding(graph: Graph, affine: Node, quantizer: Node) -> Node:
+    """A ``quant`` node after ``affine`` that rounds its exact result to float32's resolution at the
+    quantizer's largest threshold (round half to even, 25 bits), as float QONNX execution stores it.
+
+    Why: a non-power-of-two scale makes exact ties of the model's decimal scale (``0.1 * s == (k + 1/2)
+    * step``) common, and float32's ``0.1`` lies just above 0.1, so the exact product ``0.1f * s`` falls
+    a fraction of a float32 step above each tie and always rounds up, while float32 execution stores the
+    tie itself and rounds it to even. Rounded to that step first, the design does the same: it computes
+    the correctly rounded float32 product (the snap is below any gap between distinct products of a sum
+    of fewer than 2**22 input steps). Values beyond the range saturate above the quantizer's own clamp.
+    """
+    scale = np.abs(quantizer.params["scale"].data.astype(np.float64)).max()
+    lo, hi = int_range(quantizer.attrs["bits"], quantizer.attrs["signed"], quantizer.attrs["narrow"])
+    top = (max(-lo, hi) + 1) * scale  # beyond every threshold of the quantizer
+    exponent = int(np.floor(np.log2(top)))  # top in [2**e, 2**(e+1)): float32's step there is 2**(e-23)
+    params = {
+        "scale": Param(np.array(2.0 ** (exponent + 1 - _FLOAT32_BITS), np.float32)),
+        "zero_point": Param(np.zeros((), np.float32)),
+    }
+    attrs = {"bits": _FLOAT32_BITS + 1, "signed": True, "narrow": False, "rounding": "ROUND"}
+    return graph.add(
+        "quant",
+        [affine.output],
+        name=f"{affine.name}/float32",
+        attrs=attrs,
+        params=params,
+        index=graph.index_of(affine) + 1,
+    )
