@@ -21,6 +21,7 @@ import numpy as np
 
 from fpgac.frontend.context import NodeContext, Tensor
 from fpgac.frontend.converters import Converter, _per_sample_param
+from fpgac.frontend.converters import convert_clip as convert_clip_values
 from fpgac.frontend.folding import Folder, Inputs
 from fpgac.ir import FLOAT32, Graph, Node, Param, Value
 from fpgac.ir.opdef import Kind
@@ -135,7 +136,8 @@ def _fold_quantize_linear(inputs: Inputs, attrs: dict[str, Any], opset: int) -> 
     x = _input(inputs, 0, "x").astype(np.float32)
     spec = _linear_spec(inputs, attrs, max(x.ndim, 1))
     dtype = np.asarray(inputs[2]).dtype if len(inputs) > 2 and inputs[2] is not None else np.dtype(np.uint8)
-    return [np.round(spec.apply(x) / spec.scale + spec.zero_point).astype(dtype)]
+    lo, hi = int_range(spec.bits, spec.signed, spec.narrow)
+    return [np.clip(np.round(x / spec.scale) + spec.zero_point, lo, hi).astype(dtype)]  # rounds, then adds
 
 
 def _fold_dequantize_linear(inputs: Inputs, attrs: dict[str, Any], opset: int) -> list[np.ndarray]:
@@ -228,6 +230,53 @@ def _linear_on(ctx: NodeContext, inputs: Arrays) -> _Spec:
     return _linear_spec(inputs, ctx.attrs, len(ctx.act(0).shape) + 1)
 
 
+def convert_quantize_linear(ctx: NodeContext) -> list[Tensor]:
+    """QuantizeLinear rounds before it adds the zero point, ``clamp(R(x / s) + z)``, where QONNX's Quant
+    (the IR's ``quant``) rounds ``x / s + z``: the same for an even ``z``, but an odd one would send ties
+    to odd. Then the rounding is a ``quant`` of its own, with no zero point and one bit more (no clamp
+    reached), and the pair's ``quant`` reads values already on its grid: it only clamps."""
+    x = ctx.act(0)
+    spec = _spec(ctx, lambda inputs: _linear_on(ctx, inputs))
+    if np.any(spec.zero_point % 2):
+        wide = _Spec(spec.scale, np.zeros((), np.float32), spec.bits + 1, True, False, "ROUND")
+        x = ctx.emit("quant", [x], wide.attrs(), _params(ctx, x, wide), suffix="round")
+    return [ctx.emit("quant", [x], spec.attrs(), _params(ctx, x, spec))]
+
+
+def _range_attrs(lo: int, hi: int) -> dict[str, Any] | None:
+    """QONNX's ``bits``/``signed``/``narrow`` whose integer range is exactly ``[lo, hi]``, or None."""
+    for bits in range(1, 33):
+        for signed in (False, True):
+            for narrow in (False, True):
+                # 1-bit signed is the bipolar sign, not the range [-1, 0]
+                if int_range(bits, signed, narrow) == (lo, hi) and not (signed and bits == 1):
+                    return {"bits": bits, "signed": signed, "narrow": narrow}
+    return None
+
+
+def convert_clip(ctx: NodeContext) -> list[Tensor]:
+    """QCDQ's Clip (QuantizeLinear -> Clip -> DequantizeLinear, how qonnx and Brevitas write fewer than 8
+    bits): integer bounds on the QuantizeLinear's integer codes. The codes are the ``quant`` node's value
+    divided by its scale (plus the zero point), so clamping them is a ``quant`` on the same grid with the
+    clamped range as its bit width: it reads values on its grid and only clamps. A real-valued Clip (float
+    bounds) is the core converter's."""
+    x = ctx.act(0)
+    node = x.producer
+    bounds = [ctx.const(i, "bound") if ctx.has(i) else None for i in (1, 2)] if ctx.opset >= 11 else []
+    if node is None or node.op != "quant" or not any(b is not None and b.dtype.kind in "iu" for b in bounds):
+        return convert_clip_values(ctx)
+    lo, hi = int_range(node.attrs["bits"], node.attrs["signed"], node.attrs["narrow"])
+    if bounds[0] is not None:
+        lo = max(lo, int(bounds[0].reshape(-1)[0]))
+    if bounds[1] is not None:
+        hi = min(hi, int(bounds[1].reshape(-1)[0]))
+    attrs = _range_attrs(lo, hi)
+    if attrs is None:
+        raise ctx.error(f"QCDQ Clip to [{lo}, {hi}] is no QONNX integer range (a bit width, signed, narrow)")
+    params = {k: node.params[k].data for k in ("scale", "zero_point")}
+    return [ctx.emit("quant", [x], {**node.attrs, **attrs}, params)]
+
+
 def convert_dequantize_linear(ctx: NodeContext) -> list[Tensor]:
     """The second half of a pair: its QuantizeLinear's ``quant`` node already holds the real value."""
     x = ctx.act(0)
@@ -259,7 +308,8 @@ QONNX_CONVERTERS: dict[str, Converter] = {
             "Trunc": convert_trunc,
         }
     ),
-    "QuantizeLinear": _converter(_linear_on),
+    "QuantizeLinear": convert_quantize_linear,
+    "Clip": convert_clip,
     "DequantizeLinear": convert_dequantize_linear,
 }
 QONNX_FOLDERS: dict[str, Folder] = {

@@ -50,7 +50,7 @@ from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d, pad_widths, patches, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
-from fpgac.ir.quant import FixedPlan, ceil_offset, fixed_plan
+from fpgac.ir.quant import FixedPlan, ceil_offset, fixed_plan, odd_offset
 from fpgac.ir.shapes import window_out
 from fpgac.ir.types import Fixed, Overflow, Rounding
 
@@ -468,11 +468,13 @@ def quant(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[
             q = np.where(x >= 0, 1, -1)
         else:
             src, fsrc = x, fx
-            offset = ceil_offset(fx, group)
+            offset = ceil_offset(fx, group) or odd_offset(fx, group)
             if offset:
-                fsrc = Fixed(fx.width + 1, fx.int_bits + 1, fx.signed)
+                int_bits = max(fx.int_bits, 1 - group.frac) + 1  # holds x plus up to one step
+                fsrc = Fixed(int_bits + fx.frac_bits, int_bits, fx.signed)
                 src = fixed.cast(x, fx, fsrc) + offset
-            q = np.clip(fixed.cast(src, fsrc, group.fmt), group.lo, group.hi)
+            step = 1 if odd_offset(fx, group) else 0  # ties to odd: one step up before, taken off after
+            q = np.clip(fixed.cast(src, fsrc, group.fmt), group.lo + step, group.hi + step) - step
         moved = fixed.cast(fixed.as_mantissas(q, group.fmt), group.fmt, out)
         y = np.where(plan.group_of == k, moved, y) if len(plan.groups) > 1 else moved
     return y, 0

@@ -13,10 +13,12 @@ Fixed point: a power-of-two scale ``2**-f`` with a zero point of 0 *is* a format
 (half to even) is ``RND_CONV``, FLOOR ``TRN``, DOWN ``TRN_ZERO``, HALF_UP ``RND_INF``, HALF_DOWN
 ``RND_ZERO``. CEIL has no mode: it is ``TRN`` after adding one output step less one input step, which
 is exact on the input's grid. The clamp to ``[lo, hi]`` is explicit (narrow ranges are not a format's
-range, except signed narrow, ``SAT_SYM``). Per-channel scales make one group per distinct exponent; the
-output format is the finest grid that holds every group. An integer zero point shifts the clamp range
-where rounding commutes with adding it (:func:`zero_shift`). Non-power-of-two scales, other zero points
-and the UP mode have no exact fixed-point form here: :func:`fixed_plan` says so, naming the reason.
+range, except signed narrow, ``SAT_SYM``). Per-channel scales and zero points make one group per distinct
+(exponent, zero point); the output format is the finest grid that holds every group. An integer zero point
+shifts the clamp range, and an odd one under round-half-even sends ties to odd, computed exactly by adding
+one step before the rounding and taking it off after (:func:`check_zero_point`). Non-power-of-two scales,
+zero points under sign-dependent modes and the UP mode have no exact fixed-point form here:
+:func:`fixed_plan` says so, naming the reason.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ def quant_float(
 
 @dataclass(frozen=True)
 class Group:
-    """The elements sharing one power-of-two scale ``2**-frac``: the format they are cast into (its
-    rounding mode, ``bits`` wide), the clamp on its mantissas, and whether CEIL's offset is added first."""
+    """The elements sharing one power-of-two scale ``2**-frac`` and one zero point: the format they are
+    cast into (its rounding mode, ``bits`` wide), the clamp on its mantissas (QONNX's range less the zero
+    point), whether CEIL's offset is added first, and whether ties round to odd (``odd``: an odd zero
+    point under round-half-even, computed as one step added before the rounding and taken off after)."""
 
     frac: int
     fmt: Fixed
@@ -95,6 +99,7 @@ class Group:
     hi: int
     ceil: bool
     bipolar: bool
+    odd: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,43 +123,43 @@ def exponents(scale: np.ndarray) -> np.ndarray | None:
     return (1 - exponent).astype(np.int64)
 
 
-def zero_point_of(zero_point: np.ndarray) -> int:
-    """The one integer zero point of a quantizer (0 if none).
+def zero_points(zero_point: np.ndarray) -> np.ndarray:
+    """The zero points of a quantizer, elementwise (per tensor or per channel), as int64.
 
     Raises:
-        ValueError: zero points that differ per element, or one that is not an integer.
+        ValueError: a zero point that is not an integer.
     """
-    values = np.unique(np.asarray(zero_point, dtype=np.float64))
-    if values.size > 1:
-        raise ValueError("per-channel zero points have no fixed-point form here")
-    zero = float(values[0]) if values.size else 0.0
-    if not zero.is_integer():
-        raise ValueError(f"zero point {zero} is not an integer")
-    return int(zero)
+    values = np.asarray(zero_point, dtype=np.float64)
+    whole = np.isfinite(values) & (values == np.round(values))
+    if not np.all(whole):
+        raise ValueError(f"zero point {float(values[~whole].reshape(-1)[0])} is not an integer")
+    return values.astype(np.int64)
 
 
-def zero_shift(zero_point: np.ndarray, mode: str, bipolar: bool) -> int:
-    """The integer zero point ``z``, where the quantizer is exact without it: ``R(v + z) == R(v) + z`` holds
-    for FLOOR and CEIL, and for round-half-even when ``z`` is even, so the zero point only moves the clamp
-    range to ``[lo - z, hi - z]`` (a uint8 QuantizeLinear's zero point 128 is exact).
+def check_zero_point(zero: int, mode: str, bipolar: bool) -> None:
+    """A zero point ``z`` is exact where rounding commutes with adding it, up to the ties: ``R(v + z) ==
+    R(v) + z`` for FLOOR and CEIL and for round-half-even when ``z`` is even, so it only moves the clamp
+    range to ``[lo - z, hi - z]`` (a uint8 QuantizeLinear's 128); an odd ``z`` under round-half-even
+    sends ties to odd, ``R(v + z) == R(v + 1) - 1 + z`` (one step added before the rounding, taken off
+    after). The other modes' ties depend on the sign of ``v + z``.
 
     Raises:
         ValueError: where it has no exact form (the message says why).
     """
-    zero = zero_point_of(zero_point)
     if zero == 0:
-        return 0
+        return
     if bipolar:
         raise ValueError("a bipolar quantizer with a zero point has no fixed-point form")
-    if mode in ("ROUND", "HALF_EVEN") and zero % 2:
-        raise ValueError(
-            f"an odd zero point ({zero}) makes round-half-even round ties to odd: no ap_fixed mode"
-        )
     if mode not in ("ROUND", "HALF_EVEN", "FLOOR", "CEIL"):
         raise ValueError(
             f"a zero point with rounding mode {mode} has no fixed-point form (its ties depend on the sign)"
         )
-    return zero
+
+
+def _int_width(lo: int, hi: int) -> tuple[int, bool]:
+    """The bits and signedness of the narrowest integer type holding ``[lo, hi]``."""
+    signed = lo < 0
+    return max(hi.bit_length(), (-lo - 1).bit_length() if signed else 0, 1) + int(signed), signed
 
 
 def fixed_plan(
@@ -177,29 +182,41 @@ def fixed_plan(
     bits, signed, narrow = attrs["bits"], attrs["signed"], attrs["narrow"]
     lo, hi = int_range(bits, signed, narrow)
     bipolar = signed and bits == 1
-    width = 2 if bipolar else bits
-    overflow = Overflow.SAT_SYM if signed and narrow and not bipolar else Overflow.SAT
-    zero = zero_shift(zero_point, mode, bipolar)
-    if zero:  # y = (clamp(R(x / s)) on [lo - z, hi - z]) * s: a zero-point-free quantizer, shifted range
-        lo, hi, overflow = lo - zero, hi - zero, Overflow.SAT
-        signed = lo < 0
-        width = max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0, 1) + int(signed)
-    distinct = sorted({int(f) for f in fracs.reshape(-1)})
-    groups = tuple(
-        Group(f, Fixed(width, width - f, signed, _AP_MODE[mode], overflow), lo, hi, mode == "CEIL", bipolar)
-        for f in distinct
-    )
-    index = {f: k for k, f in enumerate(distinct)}
-    group_of = np.vectorize(index.__getitem__, otypes=[np.int64])(np.broadcast_to(fracs, shape))
-    frac = max(distinct)
-    m_lo = min(lo << (frac - f) for f in distinct)
-    m_hi = max(hi << (frac - f) for f in distinct)
-    magnitude = max(m_hi.bit_length(), (-m_lo - 1).bit_length()) if signed else m_hi.bit_length()
-    out_width = max(magnitude + int(signed), 1)
-    if len(groups) == 1:
-        return FixedPlan(groups[0].fmt, groups, group_of)
-    out = Fixed(out_width, out_width - frac, signed, groups[0].fmt.rounding, overflow)
-    return FixedPlan(out, groups, group_of)
+    zeros = zero_points(zero_point)
+    for zero in np.unique(zeros):
+        check_zero_point(int(zero), mode, bipolar)
+    keys = np.stack([np.broadcast_to(fracs, shape), np.broadcast_to(zeros, shape)], axis=-1).reshape(-1, 2)
+    distinct = sorted({(int(f), int(z)) for f, z in keys})
+    groups = []
+    for f, z in distinct:
+        odd = bool(z % 2) and mode in ("ROUND", "HALF_EVEN")
+        if bipolar:
+            fmt = Fixed(2, 2 - f, True, _AP_MODE[mode], Overflow.SAT)
+        elif z == 0:
+            overflow = Overflow.SAT_SYM if signed and narrow else Overflow.SAT
+            fmt = Fixed(bits, bits - f, signed, _AP_MODE[mode], overflow)
+        else:  # y = (clamp(R(x / s)) on [lo - z, hi - z]) * s; an odd z rounds one step higher first
+            width, g_signed = _int_width(lo - z, hi - z + int(odd))
+            fmt = Fixed(width, width - f, g_signed, _AP_MODE[mode], Overflow.SAT)
+        groups.append(Group(f, fmt, lo - z, hi - z, mode == "CEIL", bipolar, odd))
+    index = {key: k for k, key in enumerate(distinct)}
+    group_of = np.array([index[(int(f), int(z))] for f, z in keys], dtype=np.int64).reshape(shape)
+    if len(groups) == 1 and not groups[0].odd:
+        return FixedPlan(groups[0].fmt, tuple(groups), group_of)
+    frac = max(g.frac for g in groups)
+    m_lo = min(g.lo << (frac - g.frac) for g in groups)
+    m_hi = max(g.hi << (frac - g.frac) for g in groups)
+    width, out_signed = _int_width(m_lo, m_hi)
+    overflow = Overflow.SAT_SYM if signed and narrow and not bipolar and not zeros.any() else Overflow.SAT
+    out = Fixed(width, width - frac, out_signed, groups[0].fmt.rounding, overflow)
+    return FixedPlan(out, tuple(groups), group_of)
+
+
+def odd_offset(fx: Fixed, group: Group) -> int:
+    """An odd-zero-point group's one output step as a mantissa on the input's grid (0 when the input's grid
+    is no finer than the output's: then nothing is rounded and there are no ties)."""
+    shift = fx.frac_bits - group.frac
+    return 1 << shift if group.odd and shift > 0 else 0
 
 
 def ceil_offset(fx: Fixed, group: Group) -> int:

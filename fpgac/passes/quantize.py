@@ -40,7 +40,7 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.levels import LEVEL_BIAS, at_level, level_count
 from fpgac.ir.ops import OPS
-from fpgac.ir.quant import fixed_plan, zero_point_of
+from fpgac.ir.quant import fixed_plan, zero_points
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Float, Overflow, Rounding
 from fpgac.passes.ood_formats import energy_format, flag_format
@@ -323,8 +323,8 @@ def _quant(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) ->
     node.params["scale"] = _quantized(
         node.params["scale"].data, Fixed(max(fracs) - min(fracs) + 2, 2 - min(fracs), True, Rounding.RND_CONV)
     )
-    zero = zero_point_of(node.params["zero_point"].data)  # an integer (fixed_plan checked)
-    width = max(abs(zero).bit_length() + 1, 1) if zero else 1
+    zero = int(np.abs(zero_points(node.params["zero_point"].data)).max(initial=0))  # fixed_plan checked
+    width = zero.bit_length() + 1
     node.params["zero_point"] = _quantized(node.params["zero_point"].data, Fixed(width, width, True))
     return plan.out
 

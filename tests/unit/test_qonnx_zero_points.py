@@ -1,7 +1,9 @@
-"""Non-zero zero points, where they are exact: ``R(v + z) == R(v) + z`` (FLOOR, CEIL; round-half-even for
-an even ``z``), so the zero point only shifts the clamp range. A uint8 QuantizeLinear/DequantizeLinear
-pair with zero point 128 and Quant nodes with integer zero points: the bit-accurate simulator equals the
-float semantics (QONNX's, onnxruntime's) bit for bit; an odd zero point under ROUND is refused by name.
+"""Non-zero zero points: ``R(v + z) == R(v) + z`` for FLOOR, CEIL and round-half-even with an even ``z``,
+so the zero point only shifts the clamp range; with an odd ``z`` round-half-even sends ties to odd, which
+the design computes as one step added before the rounding and taken off after. Per tensor and per channel,
+Quant nodes and QuantizeLinear/DequantizeLinear pairs: the bit-accurate simulator equals the float
+semantics (QONNX's, onnxruntime's) bit for bit; a zero point under a sign-dependent mode is refused by
+name.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ CASES = [
     (False, "CEIL", 5),
     (False, "ROUND", 128),
     (True, "ROUND", 3),
+    (False, "ROUND", -7),
+    (True, "HALF_UP", 3),
 ]
 
 
@@ -62,7 +66,7 @@ def _quant_graph(tmp_path: Path, cases: list[tuple[bool, str, int]]) -> Path:
 
 
 def test_integer_zero_points_are_exact(tmp_path: Path) -> None:
-    cases = CASES[:-1]
+    cases = CASES[:-1]  # odd ones under ROUND included
     x = _x()
     graph = load_onnx(_quant_graph(tmp_path, cases))
     fixed = Quantize(precision=16, calib=(x,)).run(graph)
@@ -73,18 +77,40 @@ def test_integer_zero_points_are_exact(tmp_path: Path) -> None:
         assert np.array_equal(got, want), (k, np.argwhere(got != want)[:3])
 
 
-def test_odd_zero_point_under_round_is_refused(tmp_path: Path) -> None:
+def test_zero_point_under_a_sign_dependent_mode_is_refused(tmp_path: Path) -> None:
     graph = load_onnx(_quant_graph(tmp_path, CASES[-1:]))
-    with pytest.raises(QuantizeError, match=r"q0.*odd zero point"):
+    with pytest.raises(QuantizeError, match=r"q0.*HALF_UP has no fixed-point form"):
         Quantize(precision=16, calib=(_x(),)).run(graph)
 
 
-def test_uint8_quantize_linear_pair_with_zero_point_128(tmp_path: Path) -> None:
+def test_per_channel_scales_and_odd_zero_points_are_exact(tmp_path: Path) -> None:
+    scale = np.array([0.25, 0.5, 0.25, 0.125], np.float32)
+    zero = np.array([3.0, -2.0, 0.0, 5.0], np.float32)
+    inits = {"s": scale, "z": zero, "b": np.array(6.0, np.float32)}
+    nodes = [helper.make_node("Quant", ["x", "s", "z", "b"], ["y"], name="q", domain=DOMAIN, signed=1)]
+    x = _x()
+    graph = load_onnx(_save(tmp_path / "zp_channel.onnx", nodes, inits, ["y"]))
+    got = run_fixed(Quantize(precision=16, calib=(x,)).run(graph), [x]).outputs[0]
+    want = quant_float(
+        x.astype(np.float64), scale.astype(np.float64), zero.astype(np.float64), 6, True, False, "ROUND"
+    )
+    assert np.array_equal(got, want), np.argwhere(got != want)[:3]
+
+
+@pytest.mark.parametrize(
+    ("scale", "zero"),
+    [
+        (np.array(2.0**-3, np.float32), np.array(128, np.uint8)),
+        (np.array([2.0**-3, 2.0**-2, 2.0**-3, 1.0], np.float32), np.array([1, -3, 0, 5], np.int8)),
+    ],
+    ids=["uint8-128", "int8-per-axis-odd"],
+)
+def test_quantize_linear_pairs_with_zero_points(tmp_path: Path, scale: np.ndarray, zero: np.ndarray) -> None:
     ort = pytest.importorskip("onnxruntime")
-    inits = {"s": np.array(2.0**-3, np.float32), "z": np.array(128, np.uint8)}
+    inits = {"s": scale, "z": zero}
     nodes = [
-        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1),
     ]
     path = _save(tmp_path / "qdq.onnx", nodes, inits, ["y"])
     x = _x()
@@ -95,3 +121,21 @@ def test_uint8_quantize_linear_pair_with_zero_point_128(tmp_path: Path) -> None:
     assert np.array_equal(run_float(graph, [x])[0], want)
     fixed = Quantize(precision=16, calib=(x,)).run(graph)
     assert np.array_equal(run_fixed(fixed, [x]).outputs[0], want)
+
+
+def test_weight_quantize_linear_with_an_odd_zero_point_rounds_before_adding_it(tmp_path: Path) -> None:
+    """On a weight the pair is folded: ties (``k + 1/2`` steps) go to even before the zero point is added."""
+    ort = pytest.importorskip("onnxruntime")
+    w = ((np.arange(16, dtype=np.float32).reshape(4, 4) - 8) + 0.5) * np.float32(0.25)  # every one a tie
+    inits = {"w": w, "s": np.array(0.25, np.float32), "z": np.array(3, np.int8)}
+    nodes = [
+        helper.make_node("QuantizeLinear", ["w", "s", "z"], ["wq"]),
+        helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"]),
+        helper.make_node("MatMul", ["x", "wd"], ["y"]),
+    ]
+    path = _save(tmp_path / "wzp.onnx", nodes, inits, ["y"])
+    x = _x()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no QDQ fusion
+    want = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run_float(load_onnx(path), [x])[0], want, rtol=1e-6, atol=1e-5)

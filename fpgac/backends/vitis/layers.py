@@ -35,7 +35,7 @@ from fpgac.backends.vitis.weights import conv_compressed, dense_compressed
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
-from fpgac.ir.quant import ceil_offset, fixed_plan
+from fpgac.ir.quant import ceil_offset, fixed_plan, odd_offset
 from fpgac.ir.shapes import patch_grid
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Overflow
@@ -536,21 +536,23 @@ def quant(ctx: Ctx, code: LayerCode) -> None:
         if group.bipolar:
             branches.append(f"{g_t} q = {g_t}({literal(step)});\nif (v < 0) q = -q;\n{ctx.y} = q;")
             continue
-        offset, source = ceil_offset(fx, group), "v"
+        offset, source = ceil_offset(fx, group) or odd_offset(fx, group), "v"
         if offset:
-            shift = fx.frac_bits - group.frac
+            shift = fx.frac_bits - group.frac + int(odd_offset(fx, group) > 0)  # bits holding the offset
             code.typedefs.append(
                 (f"{ctx.name}_off{k}_t", Fixed(shift, shift - fx.frac_bits, False).ap_type())
             )
             source = f"v + {ctx.name}_off{k}_t({literal(math.ldexp(offset, -fx.frac_bits))})"
+        step = 1 if odd_offset(fx, group) else 0  # ties to odd: one step up before, taken off after
         lines = [f"{g_t} q = {source};"]
-        if group.lo > group.fmt.min_mantissa:
-            bound = f"{g_t}({literal(math.ldexp(group.lo, -group.frac))})"
+        if group.lo + step > group.fmt.min_mantissa:
+            bound = f"{g_t}({literal(math.ldexp(group.lo + step, -group.frac))})"
             lines.append(f"if (q < {bound}) q = {bound};")
-        if group.hi < group.fmt.max_mantissa:
-            bound = f"{g_t}({literal(math.ldexp(group.hi, -group.frac))})"
+        if group.hi + step < group.fmt.max_mantissa:
+            bound = f"{g_t}({literal(math.ldexp(group.hi + step, -group.frac))})"
             lines.append(f"if (q > {bound}) q = {bound};")
-        branches.append("\n".join([*lines, f"{ctx.y} = q;"]))
+        result = f"q - {g_t}({literal(math.ldexp(1, -group.frac))})" if step else "q"
+        branches.append("\n".join([*lines, f"{ctx.y} = {result};"]))
     body = f"const {ctx.in_types[0]} v = {ctx.x(0)};\n"
     if len(branches) == 1:
         body += branches[0]
