@@ -24,6 +24,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from fpgac.errors import FpgacError
+from fpgac.frontend.batch_transposes import fold_batch_axis_batchnorms
 from fpgac.frontend.constants import FoldError, tensor_to_numpy
 from fpgac.frontend.context import FrontendError, NodeContext, Tensor
 from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
@@ -110,6 +111,7 @@ def _load(path: Path, label: str, problems: list[Problem] | None = None) -> Grap
     if opset < MIN_OPSET:
         model, opset = _upgrade(model, label, opset), UPGRADE_OPSET
     model = _infer_shapes(model, label)  # first: it completes output types the checker requires
+    fold_batch_axis_batchnorms(model.graph)  # tf2onnx's BatchNormalization over a batch axis of 1
     invalid = _check(model, label)
     # A checker failure is fatal, but lowering names the node at fault more precisely
     # (an undefined input, an integer input), so its error, if any, is the one raised.

@@ -107,3 +107,29 @@ def test_transpose_of_unit_axes_over_a_batch_of_one_is_a_reshape(tmp_path: Path)
     assert "transpose" not in [n.op for n in graph.nodes]
     x = RNG.normal(size=(1, 1, 4)).astype(np.float32)
     np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_over_the_batch_axis_between_transposes_at_batch_one(tmp_path: Path) -> None:
+    """tf2onnx, a Keras BatchNormalization over axis 0 of a fixed batch of 1: Transpose perm [1, 0] to
+    (C, 1), BatchNormalization with one-element parameters, Transpose back. A scalar affine map, no
+    transpose left."""
+    f32 = np.float32
+    inits = {
+        "w": RNG.normal(size=(6, 5)).astype(f32),
+        "g": np.array([1.5], f32),
+        "beta": np.array([-0.25], f32),
+        "mean": np.array([0.5], f32),
+        "var": np.array([2.0], f32),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"]),
+        helper.make_node("Transpose", ["h"], ["t"], perm=[1, 0]),
+        helper.make_node("BatchNormalization", ["t", "g", "beta", "mean", "var"], ["n"], epsilon=1e-3),
+        helper.make_node("Transpose", ["n"], ["u"], perm=[1, 0]),
+        helper.make_node("Relu", ["u"], ["y"]),
+    ]
+    path = _save(tmp_path / "bn_batch_axis.onnx", nodes, inits, [1, 6])
+    graph = load_model(path)
+    assert "transpose" not in [n.op for n in graph.nodes]
+    x = RNG.normal(size=(1, 6)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, [x])[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
