@@ -35,6 +35,13 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
   scale, one cast into that grid's format (CEIL: after adding one output step less one input step), the
   clamp to QONNX's integer range, an exact move into the output format.
 * **div**: no fixed-point kernel; the quantize pass refuses graphs that need it.
+
+Mantissa arrays are int64 or object (:mod:`fpgac.ir.fixed`), with one exception for speed: the float64
+dense/conv path (:class:`_Gemm`) returns its output as float64 holding the exact integer mantissas (the
+output's width is at most 53 bits, so every value is exact), and the kernels in :data:`FLOAT_MANTISSA_OPS`
+take such arrays as they are: the next layer's matmul needs float64 anyway, and a relu, a max pool or a
+move computes the same integers in float64. That saves two conversions of every activation (to int64 and
+back); the simulator converts for every other kernel and for what it returns.
 """
 
 from __future__ import annotations
@@ -103,7 +110,15 @@ def _fill(x: np.ndarray, v: int) -> int | np.ndarray:
 
 
 def _finish(node: Node, m: np.ndarray, src: Fixed) -> tuple[np.ndarray, int]:
-    return fixed.cast_count(m, src, _out_format(node))
+    out = _out_format(node)
+    if src == out:  # a bit copy (see fixed.cast), which float64 mantissas may skip too
+        return m, 0
+    return fixed.cast_count(int_mantissas(m), src, out)
+
+
+def int_mantissas(m: np.ndarray) -> np.ndarray:
+    """``m`` as int64 if it holds float64 mantissas (exact integers, see the module docstring)."""
+    return m.astype(np.int64) if m.dtype == np.float64 else m
 
 
 def _aligned(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -247,21 +262,23 @@ def _rounded(node: Node, acc: Fixed, bound: int, g: _Gemm) -> _Gemm:
     return replace(g, weight=g.weight * step, bias=bias, rounded=True, rounds=s > 0)
 
 
-def _gemm_finish(
-    node: Node, g: _Gemm, products: np.ndarray, arrange: Callable[[np.ndarray], np.ndarray] = lambda p: p
-) -> tuple[np.ndarray, int]:
-    """Bias, wrap and cast of float64 ``products`` (exact, see :class:`_Gemm`), computed in place;
-    ``arrange`` gives a view with the batch first, made C-ordered by the one conversion to int64."""
+def _gemm_finish(node: Node, g: _Gemm, products: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bias, wrap and cast of float64 ``products`` (exact, see :class:`_Gemm`; C-ordered, batch first, the
+    bias broadcasting along them), computed in place."""
     acc = _acc(node)
     if g.bias is not None:
         products += g.bias
     if g.rounds:
         np.floor(products, out=products)
-    arranged = arrange(products)
-    total = arranged.astype(np.int64, order="C").reshape(arranged.shape[0], *node.output.shape)
+    products = products.reshape(products.shape[0], *node.output.shape)
     if g.rounded:
-        extremes = (int(products.min()), int(products.max())) if products.size else (0, 0)
-        return fixed.overflow_count(total, _out_format(node), extremes)
+        out = _out_format(node)
+        lowest, highest = (int(products.min()), int(products.max())) if products.size else (0, 0)
+        lo, hi = fixed.kept_range(out)
+        if lo <= lowest and highest <= hi:  # nothing overflows: the float64 mantissas are the result
+            return products, 0
+        return fixed.overflow_count(products.astype(np.int64), out, (lowest, highest))
+    total = products.astype(np.int64)
     if g.wraps:
         total = _wrap_into(total, acc.frac_bits, acc)
     return _finish(node, total, acc)
@@ -272,14 +289,16 @@ def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[
     w, fw = _param(node, "weight")
     g = _gemm(node, fx, w.T, (w.shape[0],), -2)
     if g is not None:
-        return _gemm_finish(node, g, x.astype(np.float64) @ g.weight)
+        return _gemm_finish(node, g, x.astype(np.float64, copy=False) @ g.weight)
+    x = int_mantissas(x)
     products = _int_matmul(x, w.T, _matmul_dtype(w.T, _max_abs_mantissa(fx)))
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (w.shape[0],))
     return _finish(node, total, acc)
 
 
 def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
-    """im2col on mantissas, one exact matmul (the same lowering as the float interpreter)."""
+    """im2col on mantissas and one exact matmul per group (the lowering of the float interpreter), or one
+    matmul with the conv unrolled into a matrix where that is cheaper (:func:`_unrolled`)."""
     (x,), (fx,) = xs, fmts
     w, fw = _param(node, "weight")
     a = node.attrs
@@ -291,26 +310,66 @@ def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
         for i in range(nd)
     ]
     taps, positions, per_group = cg * math.prod(kernel), math.prod(out), out_ch // groups
-    weight = w.reshape(groups, per_group, taps).swapaxes(-1, -2)
+
+    def columns(m: np.ndarray) -> np.ndarray:
+        """im2col, (N, groups, taps, positions): the innermost run is a row of positions, contiguous in m."""
+        view = windows(m, kernel, strides, pads, dilations, out, _fill(m, 0))
+        order = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
+        view = view.reshape(m.shape[0], groups, cg, *out, *kernel).transpose(order)
+        return view.reshape(m.shape[0], groups, taps, positions)
+
     g = _gemm(node, fx, w.reshape(groups, per_group, taps), (groups, per_group, 1), -1)
     if g is not None:
-        # weight @ columns per group, the columns of every window of the chunk laid out (groups, taps,
-        # n * positions): their innermost run is a row of output positions, contiguous in ``x``.
-        windowed = windows(x.astype(np.float64), kernel, strides, pads, dilations, out, 0.0)
-        layout = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))
-        columns = windowed.reshape(n, groups, cg, *out, *kernel).transpose(layout)
-        products = np.matmul(g.weight, columns.reshape(groups, taps, n * positions))
-        return _gemm_finish(node, g, products, lambda p: p.reshape(out_ch, n, positions).swapaxes(0, 1))
+        floats = x.astype(np.float64, copy=False)
+        unrolled = _unrolled(node, g, x.shape[1:], positions, columns)
+        if unrolled is not None:
+            products = (floats.reshape(n, -1) @ unrolled).reshape(n, groups, per_group, positions)
+        else:  # (groups, per_group, taps) @ (n, groups, taps, positions): batch first, no transpose
+            products = np.matmul(g.weight, columns(floats))
+        return _gemm_finish(node, g, products)
+    weight = w.reshape(groups, per_group, taps).swapaxes(-1, -2)
     dtype = _matmul_dtype(weight, _max_abs_mantissa(fx))
-    x = x.astype(dtype, copy=False)  # before im2col, so the column matrix is built once, in its final type
-    view = windows(x, kernel, strides, pads, dilations, out, _fill(x, 0))
-    view = view.reshape(n, groups, cg, *out, *kernel)
-    order = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
-    cols = view.transpose(order).reshape(n, groups, taps, positions)
-    products = _int_matmul(cols.swapaxes(-1, -2), weight, dtype)
+    x = int_mantissas(x).astype(dtype, copy=False)  # before im2col, so the column matrix is built once
+    products = _int_matmul(columns(x).swapaxes(-1, -2), weight, dtype)
     products = products.swapaxes(-1, -2).reshape(n, out_ch, *out)
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (out_ch, *([1] * nd)))
     return _finish(node, total, acc)
+
+
+# A conv is unrolled into one matrix when that does at most this many times its multiplications and the
+# matrix has at most UNROLL_ELEMENTS entries (8 MB in float64).
+UNROLL_WORK = 3
+UNROLL_ELEMENTS = 1 << 20
+
+_UNROLLED: weakref.WeakKeyDictionary[Node, tuple[_Gemm, np.ndarray | None]] = weakref.WeakKeyDictionary()
+
+
+def _unrolled(
+    node: Node,
+    g: _Gemm,
+    in_shape: tuple[int, ...],
+    positions: int,
+    columns: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray | None:
+    """The conv of :class:`_Gemm` ``g`` as a matrix ``(inputs, outputs)`` of one sample, or None.
+
+    On small feature maps (the last convs of a small CNN: 8 channels of 4x4) the im2col copy costs more
+    than the matmul, and unrolled into one dense matrix the conv is a single large BLAS call on the input
+    as it lies, with the output already in place; the price is multiplications by the matrix's zeros, so
+    it is taken where they are few (``UNROLL_WORK``). Exact as :class:`_Gemm`: each output sums the same
+    weighted inputs plus zeros, every partial sum bounded by the same ``bound``; the matrix itself is the
+    conv of each unit input (every entry one weight or zero, as each input meets an output at most once).
+    """
+    cached = _UNROLLED.get(node)
+    if cached is not None and cached[0] is g:
+        return cached[1]
+    inputs, outputs = math.prod(in_shape), math.prod(node.output.shape)
+    matrix = None
+    if inputs * outputs <= min(UNROLL_WORK * g.weight.size * positions, UNROLL_ELEMENTS):
+        basis = np.eye(inputs).reshape(inputs, *in_shape)
+        matrix = np.matmul(g.weight, columns(basis)).reshape(inputs, outputs)
+    _UNROLLED[node] = (g, matrix)
+    return matrix
 
 
 def _recip_times(node: Node, total: np.ndarray, fx: Fixed, index: np.ndarray) -> tuple[np.ndarray, int]:
@@ -407,7 +466,7 @@ def relu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
     holding that range (the quantize pass's usual unsigned output), the cast changes nothing, and its
     range check (two passes over the tensor) is skipped."""
     y, fx, out = np.maximum(xs[0], 0), fmts[0], _out_format(node)
-    same_grid = fx.frac_bits == out.frac_bits and y.dtype == np.int64 and fixed.fits_int64(out)
+    same_grid = fx.frac_bits == out.frac_bits and y.dtype != object and fixed.fits_int64(out)
     if same_grid and fx.max_mantissa <= out.max_mantissa:  # 0 is inside every format's range
         return y, 0
     return _finish(node, y, fx)
@@ -645,6 +704,9 @@ def ood_flag(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tup
     diff, _ = fixed.sub(num, fnum, scaled, fs)
     return _finish(node, (diff < 0).astype(np.int64), Fixed(2, 2, False))
 
+
+# The kernels that take float64 mantissas (see the module docstring) as they are.
+FLOAT_MANTISSA_OPS = frozenset({"dense", "conv", "relu", "max_pool", "reshape", "transpose"})
 
 FIXED_OPS: dict[str, FixedFn] = {
     "dense": dense,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fpgac.errors import FpgacError
-from fpgac.interp.fixed_kernels import FIXED_OPS, FixedKernelError
+from fpgac.interp.fixed_kernels import FIXED_OPS, FLOAT_MANTISSA_OPS, FixedKernelError, int_mantissas
 from fpgac.interp.hls4ml_kernels import HLS4ML_OPS
 from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.ir import fixed
@@ -146,19 +146,23 @@ def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool) -> BitsimRes
     keep = {id(v) for v in graph.outputs}
     remaining = Counter(id(v) for node in graph.nodes for v in set(node.inputs))
     for node in graph.nodes:
+        if node.op not in FLOAT_MANTISSA_OPS:
+            for v in node.inputs:  # converted once, in place, for every later user too
+                env[id(v)] = int_mantissas(env[id(v)])
         m, bad = _run_node(node, [env[id(v)] for v in node.inputs])
         env[id(node.output)] = m
         overflows[node.name], elements[node.name] = bad, m.size
         if trace:
-            traced[node.output.name] = m
+            traced[node.output.name] = int_mantissas(m)
         for value in set(node.inputs):
             remaining[id(value)] -= 1
             if remaining[id(value)] <= 0 and id(value) not in keep:
                 env.pop(id(value), None)
+    mantissas = [int_mantissas(env[id(v)]) for v in graph.outputs]
     outputs = [
-        fixed.to_float(env[id(v)], _format(v.type.format, f"output {v.name!r}")) for v in graph.outputs
+        fixed.to_float(m, _format(v.type.format, f"output {v.name!r}"))
+        for m, v in zip(mantissas, graph.outputs, strict=True)
     ]
-    mantissas = [env[id(v)] for v in graph.outputs]
     return BitsimResult(outputs, overflows, elements, traced, mantissas)
 
 

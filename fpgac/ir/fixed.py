@@ -303,6 +303,11 @@ def _cast(m: np.ndarray, src: Fixed, dst: Fixed) -> tuple[np.ndarray, np.ndarray
     return _requantize(m, max(shift, 0), max(-shift, 0), dst)
 
 
+def kept_range(dst: Fixed) -> tuple[int, int]:
+    """The mantissas that ``dst``'s overflow handling leaves as they are (SAT_SYM: without ``min``)."""
+    return _sat_bounds(dst) if dst.overflow is not Overflow.WRAP else (dst.min_mantissa, dst.max_mantissa)
+
+
 def _overflow(
     q: np.ndarray, dst: Fixed, extremes: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -311,7 +316,7 @@ def _overflow(
     Per element only when some value lies outside what ``dst`` keeps; the quantize pass sizes formats so
     that data like the calibration's does not, so usually this is two reductions and nothing else.
     """
-    lo, hi = _sat_bounds(dst) if dst.overflow is not Overflow.WRAP else (dst.min_mantissa, dst.max_mantissa)
+    lo, hi = kept_range(dst)
     q = np.asarray(q)  # numpy arithmetic on a 0-d array returns a scalar
     if not q.size:
         return q, None

@@ -886,6 +886,29 @@ def test_conv_hand_formats(case: tuple, bias: bool) -> None:
         run_hand(one_node("conv", [fx], [x_shape], fo, {**attrs, "acc": acc}, params), rng, batch=2)
 
 
+@pytest.mark.parametrize("unroll", [0, 10**9], ids=["im2col", "unrolled"])
+def test_conv_float64_paths(unroll: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both float64 conv paths (im2col, and the conv unrolled into one matrix) on every conv case, with
+    outputs rounded in the GEMM and overflowing, against the direct definition."""
+    from fpgac.interp import fixed_kernels
+
+    monkeypatch.setattr(fixed_kernels, "UNROLL_WORK", unroll)
+    rng = np.random.default_rng(5)
+    fx, fw = Fixed(7, 2, True), Fixed(6, 1, True, Rounding.RND_CONV, Overflow.SAT)
+    acc = Fixed(24, 14, True, Rounding.TRN, Overflow.WRAP)
+    for x_shape, w_shape, strides, pads, dilations, groups in CONV_CASES:
+        params = {"weight": hand_param(fw, w_shape, rng), "bias": hand_param(fx, w_shape[:1], rng)}
+        attrs = {"strides": strides, "pads": pads, "dilations": dilations, "groups": groups, "acc": acc}
+        for fo in (
+            Fixed(16, 8, True, Rounding.RND, Overflow.SAT),
+            Fixed(5, 1, True, Rounding.TRN, Overflow.WRAP),
+        ):
+            graph = one_node("conv", [fx], [x_shape], fo, attrs, params)
+            run_hand(graph, rng, batch=3)
+            unrolled = fixed_kernels._UNROLLED[graph.nodes[0]][1]
+            assert (unrolled is not None) == bool(unroll)
+
+
 def test_conv_adversarial_exact_accumulator() -> None:
     """The worst-case input of each output channel (every tap at min or max by the weight's sign) fits an
     accumulator of exactly the worst-case width and wraps one bit narrower, exactly as modular arithmetic
