@@ -10,13 +10,24 @@ most of their energy there while unknown inputs do not. With no retraining and a
   the stable rank ``||W||_F^2 / ||W||_2^2``); score ``s = sum_p ||V_k^T h_p||^2 / sum_p ||h_p||^2`` over the
   layer's input patches ``h_p`` (dense: the input rows; conv: its zero-padded windows with its own stride and
   padding). ``layer=auto`` takes the hidden layer (never the first, nor the output layer) of lowest stable
-  rank, as the paper does, and warns when that rank is above a quarter of ``min(m, n)``: the weights are
-  then not low-rank.
-* ``score=residual`` (weights that are not low-rank; dense layers): PCA of the calibration batch's features
-  at the layer's input, mean ``mu`` and the top-k directions ``E_k`` holding 95% of the variance; the same
-  ratio on ``h - mu`` (the complement of ViM's residual). ``layer=auto`` takes the hidden dense layer whose
-  score best separates the calibration batch from synthetic outliers made from it (uniform noise over the
-  input range, pixel-shuffled calibration inputs).
+  rank, as the paper does, and warns when that rank is above the number of classes (or a quarter of
+  ``min(m, n)``, if smaller): a classifier's features need about one direction per class, so a weight
+  keeping more still holds what the task did not shape (its random initialisation, which weight decay
+  removes): it is not low-rank.
+* ``score=residual`` (weights that are not low-rank; dense layers): the calibration batch's features at the
+  layer's input, their mean ``mu`` and top-k principal directions ``E_k`` (those holding 95% of the
+  variance); the same ratio on ``h - mu`` (the complement of ViM's residual). ``layer=auto`` takes the
+  hidden dense layer whose score best separates the calibration batch from synthetic outliers made from it
+  (uniform noise over the input range, pixel-shuffled calibration inputs).
+
+Both bases leave out the *dataset bias*, the direction of the calibration features' mean ``mu`` (their
+mean patch, for conv): ReLU features share a large common component, the weights' row space holds most of
+it, and unknown inputs, whose own information the low-rank weights drop, keep mostly that component, so a
+score counting it rates them as known (the paper's "excessive attention to dataset bias"). So ``V_k`` are the
+top right singular vectors of ``W (I - m m^T)``, ``m = mu / ||mu||``, and ``E_k`` those of the centred
+features times ``(I - m m^T)`` (for the residual, the unknown inputs' deviation along ``mu``, a change of
+the common component's size, then counts as unexplained). The bases stay fixed matrices: the hardware and
+its exactness are unchanged.
 
 The threshold tau is the calibration batch's score quantile at ``tpr`` (rounded down into
 :data:`~fpgac.passes.ood_formats.TAU_FORMAT`). In hardware, ``num`` and ``den`` are exact integers and the
@@ -94,30 +105,37 @@ def window_attrs(node: Node) -> dict[str, Any]:
             "dilations": list(a["dilations"])}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Pca:
-    """The residual score's subspace: the features' mean and principal directions (rows)."""
-
-    mean: np.ndarray
-    directions: np.ndarray
+def layer_patches(h: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    """The patches a layer reads from its batch of inputs ``h``, as rows: (N * patches, taps)."""
+    p = patches(h.astype(np.float64), attrs, 0.0)
+    return p.reshape(-1, p.shape[-1])
 
 
-def fit_pca(features: np.ndarray, k: int | None) -> Pca:
-    """Mean and the top directions of ``features`` (N, n): ``k``, or as many as hold 95% of the variance."""
-    mean = features.mean(axis=0)
-    _, s, vt = np.linalg.svd(features - mean, full_matrices=False)
+def without_bias(rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``rows (I - m m^T)`` with ``m = mean / ||mean||``: the rows with the dataset-bias direction removed."""
+    norm = float(np.linalg.norm(mean))
+    if norm == 0:
+        return rows
+    m = mean / norm
+    return rows - np.outer(rows @ m, m)
+
+
+def principal_directions(features: np.ndarray, mean: np.ndarray, k: int | None) -> np.ndarray:
+    """The top directions (rows) of ``features`` (N, n) less their ``mean``, without the mean's direction:
+    ``k``, or as many as hold 95% of that variance."""
+    _, s, vt = np.linalg.svd(without_bias(features - mean, mean), full_matrices=False)
     if k is None:
         share = np.cumsum(s**2) / max(float(np.sum(s**2)), 1e-300)
         k = int(np.searchsorted(share, RESIDUAL_VARIANCE) + 1)
-    return Pca(mean, vt[: min(k, vt.shape[0])])
+    return vt[: min(k, vt.shape[0])]
 
 
 def ratio_scores(
     h: np.ndarray, basis: np.ndarray, attrs: dict[str, Any], mean: np.ndarray | None
 ) -> np.ndarray:
-    """Float scores ``sum_p ||basis h_p||^2 / sum_p ||h_p||^2`` of a batch of layer inputs ``h``."""
-    x = h.astype(np.float64) - (0.0 if mean is None else mean)
-    p = patches(x, attrs, 0.0)
+    """Float scores ``sum_p ||basis h_p||^2 / sum_p ||h_p||^2`` of a batch of layer inputs ``h`` (less
+    ``mean``, when given)."""
+    p = patches(h.astype(np.float64) - (0.0 if mean is None else mean), attrs, 0.0)
     num = np.square(p @ basis.T).sum(axis=(1, 2))
     den = np.square(p).sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -174,13 +192,16 @@ class Ood:
         sranks = {n.name: stable_rank(n.params["weight"].data) for n in layers}
         x = np.asarray(self.calib[0], dtype=np.float32)
         facts: dict[str, Any] = {"score": self.score, "srank": {k: round(v, 3) for k, v in sranks.items()}}
+        # The calibration batch, then synthetic outliers made from it: the features every choice reads.
+        outliers = synthetic_outliers(x, np.random.default_rng(0))
+        traced = run_float(graph, np.concatenate([x, outliers]), trace=True)
         if self.score == "projection":
-            node, basis, mean = self._projection(graph, hidden, auto, sranks, x, facts)
+            node, basis, mean = self._projection(graph, hidden, auto, sranks, traced, len(x), facts)
         else:
-            node, basis, mean = self._residual(graph, hidden, auto, x, facts)
+            node, basis, mean = self._residual(hidden, auto, traced, len(x), facts)
         num, den, flag = _insert(graph, node, basis, mean)
         facts |= _threshold(graph, num, den, flag, x, self.tpr)
-        facts |= _memory(graph, node, basis, mean, num.producer, den.producer)
+        facts |= _memory(graph, node, basis, mean, num.producer)
         graph.metadata["ood"] = facts
         k, tau = basis.shape[0], facts["tau"]
         log.info("ood: monitoring the input of %r (%s, k=%d), tau %.5f", node.name, self.score, k, tau)
@@ -201,7 +222,8 @@ class Ood:
         hidden: list[Node],
         auto: list[Node],
         sranks: dict[str, float],
-        x: np.ndarray,
+        traced: dict[str, np.ndarray],
+        n_calib: int,
         facts: dict[str, Any],
     ) -> tuple[Node, np.ndarray, None]:
         if self.layer == "auto":
@@ -215,21 +237,24 @@ class Ood:
         )
         srank = sranks[node.name]
         k = math.ceil(srank) if self.k == "auto" else int(self.k)
-        _, _, vt = np.linalg.svd(w, full_matrices=False)
+        h = traced[node.inputs[0].name]
+        mean = layer_patches(h[:n_calib], window_attrs(node)).mean(axis=0)
+        _, _, vt = np.linalg.svd(without_bias(w, mean), full_matrices=False)
         basis = vt[: min(k, vt.shape[0])]
-        if srank > min(w.shape) / 4:
+        classes = graph.outputs[0].type.size
+        bound = min(float(classes), min(w.shape) / 4)
+        if srank > bound:
             facts["warning"] = (
-                f"layer {node.name!r} has stable rank {srank:.1f} > min(m, n)/4 = {min(w.shape) / 4:g}: "
-                "weights are not low-rank: the projection score is unreliable; try score=residual"
+                f"layer {node.name!r} has stable rank {srank:.1f} > min(classes {classes}, min(m, n)/4 "
+                f"= {min(w.shape) / 4:g}): weights are not low-rank: the projection score is unreliable; "
+                "try score=residual"
             )
             log.warning("ood: %s", facts["warning"])
         # The premise can fail with low-rank weights too: where unknown data's features lie as much or *more*
         # in the row space than the training data's (a CNN's smooth feature maps), the score is useless or
         # inverted. Synthetic outliers show it without any unknown data.
-        outliers = synthetic_outliers(x, np.random.default_rng(0))
-        h = run_float(graph, np.concatenate([x, outliers]), trace=True)[node.inputs[0].name]
         scores = ratio_scores(h, basis, window_attrs(node), None)
-        separation = round(auroc(scores[: len(x)], scores[len(x) :]), 4)
+        separation = round(auroc(scores[:n_calib], scores[n_calib:]), 4)
         facts["separation"] = {node.name: separation}
         if separation < SEPARATION_WARNING:
             inverted = (
@@ -241,7 +266,12 @@ class Ood:
         return node, basis, None
 
     def _residual(
-        self, graph: Graph, hidden: list[Node], auto: list[Node], x: np.ndarray, facts: dict[str, Any]
+        self,
+        hidden: list[Node],
+        auto: list[Node],
+        traced: dict[str, np.ndarray],
+        n_calib: int,
+        facts: dict[str, Any],
     ) -> tuple[Node, np.ndarray, np.ndarray]:
         dense = [n for n in auto if n.op == "dense"]
         if self.layer != "auto":
@@ -252,17 +282,13 @@ class Ood:
         if not dense:
             raise OodError("ood: score=residual monitors dense layers; this model has no hidden one")
         k = None if self.k == "auto" else int(self.k)
-        outliers = synthetic_outliers(x, np.random.default_rng(0))
-        traced = run_float(graph, np.concatenate([x, outliers]), trace=True)
-        separation, fits = {}, {}
+        separation, bases, means = {}, {}, {}
         for node in dense:
             h = traced[node.inputs[0].name].astype(np.float64)
-            inside = h[: len(x)]
-            flat = inside.reshape(-1, inside.shape[-1])
-            fits[node.name] = fit_pca(flat, k)
-            pca = fits[node.name]
-            scores = ratio_scores(h, pca.directions, window_attrs(node), pca.mean)
-            separation[node.name] = round(auroc(scores[: len(x)], scores[len(x) :]), 4)
+            means[node.name] = h[:n_calib].mean(axis=0)
+            bases[node.name] = principal_directions(h[:n_calib], means[node.name], k)
+            scores = ratio_scores(h, bases[node.name], window_attrs(node), means[node.name])
+            separation[node.name] = round(auroc(scores[:n_calib], scores[n_calib:]), 4)
         best = max(dense, key=lambda n: separation[n.name])
         facts["separation"] = separation
         facts["chosen_by"] = (
@@ -270,7 +296,7 @@ class Ood:
             if self.layer == "auto"
             else "named"
         )
-        return best, fits[best.name].directions, fits[best.name].mean
+        return best, bases[best.name], means[best.name]
 
 
 def _fixed_format(value: Value) -> Fixed | None:
@@ -354,11 +380,11 @@ def _threshold(
 
 
 def _memory(
-    graph: Graph, node: Node, basis: np.ndarray, mean: np.ndarray | None, num: Node | None, den: Node | None
+    graph: Graph, node: Node, basis: np.ndarray, mean: np.ndarray | None, num: Node | None
 ) -> dict[str, Any]:
     """What the monitor stores and computes, next to a Mahalanobis detector at the same layer (a mean per
     class and a tied covariance over the n features: ``C n + n^2`` words)."""
-    assert num is not None and den is not None
+    assert num is not None
     k, taps = basis.shape
     grid = patches(np.zeros((1, *node.inputs[0].shape), np.float32), window_attrs(node), 0.0).shape[1]
     words = k * taps + (taps if mean is not None else 0) + 1

@@ -10,6 +10,7 @@ import pytest
 
 from fpgac.analysis.ood_report import ood_markdown
 from fpgac.backends.hls4ml.lower import Hls4mlError, lower
+from fpgac.interp.interpreter import run_float
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, fixed, verify
 from fpgac.ir.types import Fixed
@@ -60,6 +61,10 @@ def cnn(rng: np.random.Generator) -> Graph:
     v = graph.add("dense", [v.output], name="fc", params={"weight": Param(rng.normal(size=(5, 36)) * 0.3)})
     graph.set_outputs([v.output])
     return graph
+
+
+def run_float_trace(graph: Graph, x: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v.astype(np.float64) for k, v in run_float(graph, x, trace=True).items()}
 
 
 def quantized(graph: Graph, calib: np.ndarray, bits: int = 8) -> Graph:
@@ -134,6 +139,9 @@ def test_auto_picks_the_lowest_stable_rank_hidden_layer_and_warns_on_full_rank(
     assert "try score=residual" in facts["warning"]
     assert [r for r in caplog.records if "not low-rank" in r.message]
     assert "warning: layer" in "\n".join(ood_markdown(facts))
+    more = mlp(rng, [20, 32, 32, 3], {1: 8})  # fc2: srank below 32/4 but above the 3 classes
+    facts = Ood(calib=(calib,)).run(quantized(more, calib)).metadata["ood"]
+    assert facts["srank"]["fc2"] > 3 and "not low-rank" in facts["warning"]
 
 
 def test_residual_centres_exactly_and_reports_the_separation_per_layer() -> None:
@@ -148,6 +156,17 @@ def test_residual_centres_exactly_and_reports_the_separation_per_layer() -> None
     assert np.array_equal(centred, h + graph.node("ood_center").params["shift"].data)  # no rounding
     check_exact(graph, traced, centred[:, None, :])
     assert "separation (AUROC)" in "\n".join(ood_markdown(facts))
+
+
+@pytest.mark.parametrize("score", ["projection", "residual"])
+def test_bases_leave_out_the_calibration_mean_direction(score: str) -> None:
+    rng = np.random.default_rng(6)
+    calib = np.abs(rng.normal(size=(80, 10))).astype(np.float32) + 1.0
+    graph = Ood(layer="fc2", k=2, score=score, calib=(calib,)).run(mlp(rng, [10, 8, 8, 3], {1: 2}))
+    h = run_float_trace(graph, calib)["r1"]
+    basis = graph.node("ood_num").params["basis"].data
+    assert np.abs(basis @ h.mean(axis=0)).max() < 1e-9 * np.linalg.norm(h.mean(axis=0))
+    assert np.allclose(basis @ basis.T, np.eye(2))
 
 
 def test_float_graph_is_formatted_by_the_quantize_pass() -> None:
