@@ -17,6 +17,12 @@ Two modes:
   take the gradient of the float function they tabulate. Params are quantized to their formats on every
   forward pass (the float ``nn.Parameter`` is the latent weight); tables and reciprocals are buffers.
 
+Rank levels (:mod:`fpgac.ir.levels`) stay nested: the module computes level :attr:`GraphModule.level`
+(0, the largest, by default) as :func:`~fpgac.ir.levels.at_level` defines it, the factors' components past
+the level's rank masked to zero and the level's row of ``level_bias`` as the bias. Every level reads the
+same shared factors, so training any level trains a prefix of them; a layer's ``bias`` is not trained on
+its own, it is written back as ``level_bias``'s row 0, which it must equal.
+
 Ops neither mode covers (``lrn``, the ``hls4ml_*`` ops; ``div`` in fixed mode, which has no fixed-point
 kernel; ``pad`` other than constant) are refused when the module is built, naming the node and op.
 """
@@ -35,6 +41,7 @@ from torch import Tensor, nn
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir.graph import Graph, Node, Param
+from fpgac.ir.levels import LEVEL_BIAS, check_level, node_rank
 from fpgac.ir.shapes import window_out
 from fpgac.ir.types import Fixed, Overflow, Rounding
 
@@ -259,6 +266,7 @@ class GraphModule(nn.Module):
         self.graph = graph
         self.mode: Mode = mode
         self.dtype = torch.float32 if mode == "float" else torch.float64
+        self._level = 0
         self.weights = nn.ParameterDict()
         self.slots: dict[tuple[int, str], str] = {}
         supported = _FLOAT_OPS if mode == "float" else _FIXED_OPS
@@ -273,6 +281,8 @@ class GraphModule(nn.Module):
             if mode == "fixed":
                 self._check_fixed(node, where)
             for key, param in node.params.items():
+                if key == "bias" and LEVEL_BIAS in node.params:
+                    continue  # level_bias[level] at every level (row 0 is the bias)
                 slot = f"n{i}_{key}"
                 self.slots[(i, key)] = slot
                 data = torch.tensor(np.asarray(param.data, dtype=np.float64), dtype=self.dtype)
@@ -295,6 +305,16 @@ class GraphModule(nn.Module):
                     if enc is not None and enc.sparse:  # pruned weights stay zero
                         self.register_buffer(f"{slot}_mask", (data != 0).to(self.dtype))
 
+    @property
+    def level(self) -> int:
+        """The rank level the forward pass computes (:mod:`fpgac.ir.levels`; 0, the largest)."""
+        return self._level
+
+    @level.setter
+    def level(self, level: int) -> None:
+        check_level(self.graph, level)
+        self._level = level
+
     @staticmethod
     def _check_fixed(node: Node, where: str) -> None:
         formats = [v.type.format for v in (*node.inputs, node.output)]
@@ -311,7 +331,9 @@ class GraphModule(nn.Module):
             raise TorchBridgeError(f"{where}: accumulator {acc} must WRAP")
 
     def param(self, index: int, node: Node, key: str) -> Tensor:
-        """The node's param: the float Parameter, or (fixed mode) its fake-quantized value."""
+        """The param at :attr:`level`: the float Parameter, or (fixed mode) its fake-quantized value."""
+        if key == "bias" and LEVEL_BIAS in node.params:
+            return self.param(index, node, LEVEL_BIAS)[self.level]
         slot = self.slots[(index, key)]
         if slot not in self.weights:
             buffer = self.get_buffer(slot)
@@ -324,6 +346,13 @@ class GraphModule(nn.Module):
                 w = w.to(torch.float32).to(self.dtype)
         if mask is not None:
             w = w * mask
+        rank = node_rank(node, self.level) if key == "weight" else None
+        axis = 0 if "ranks_out" in node.attrs else 1  # components: a first factor's rows, a second's columns
+        if rank is not None and rank < w.shape[axis]:  # the components past the level's rank are zero
+            shape = [1] * w.dim()
+            shape[axis] = w.shape[axis]
+            used = torch.arange(w.shape[axis], device=w.device).reshape(shape) < rank
+            w = torch.where(used, w, torch.zeros((), dtype=w.dtype, device=w.device))
         if self.mode == "fixed":
             where = f"node {node.name!r} ({node.op}) param {key!r}"
             return fake_quant(w, None, _fixed(node.params[key], where, key), where)
@@ -346,6 +375,9 @@ class GraphModule(nn.Module):
             elif enc is not None and enc.sparse:
                 data = np.where(param.data != 0, data, 0.0)
             param.data = data.astype(param.data.dtype, copy=True).reshape(param.data.shape)
+            if key == LEVEL_BIAS:
+                bias = clone.nodes[i].params["bias"]
+                bias.data = param.data[0].astype(bias.data.dtype, copy=True)
         return clone
 
     def forward(self, *inputs: Tensor) -> list[Tensor]:

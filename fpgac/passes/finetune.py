@@ -26,6 +26,10 @@ trains in float and the implied ``quantize`` picks formats for the trained weigh
 Training is seeded (Adam, shuffled batches) and runs on the CPU, or on a CUDA GPU when torch sees one.
 ``graph.metadata["finetune"]`` (``report.json``'s ``finetune``) records the epochs, samples, the loss
 before and after, and the accuracy before and after when there are labels.
+
+On a graph with run-time rank levels (``lowrank(levels=...)`` before it) every step trains the full
+model and a drawn smaller level together (Decomposable-Net, :mod:`fpgac.passes.finetune_levels`), and
+the record's ``rank_levels`` gives every level's loss and accuracy before and after.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import logging
 import zipfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,6 +47,7 @@ from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
 from fpgac.ir.graph import Graph
 from fpgac.ir.types import Fixed
+from fpgac.passes import finetune_levels
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -156,6 +162,7 @@ class Finetune:
         module = GraphModule(graph, mode="fixed" if fixed else "float")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         module.to(device)
+        joint = finetune_levels.has_levels(module)  # rank levels train jointly (finetune_levels.py)
         inputs = [torch.from_numpy(x).to(device) for x in data.inputs]
         targets = torch.from_numpy(teacher).to(device, module.dtype)
         labels = None if data.labels is None else torch.from_numpy(data.labels.astype(np.int64)).to(device)
@@ -165,10 +172,16 @@ class Finetune:
             torch.set_num_threads(
                 1
             )  # small tensors: intra-op threads only contend (25x slower on 2 busy cores)
+
+        def evaluate() -> dict[str, Any]:
+            return self._evaluate(module, inputs, targets, labels)
+
         try:
-            before = self._evaluate(module, inputs, targets, labels)
+            levels_before = finetune_levels.per_level(module, evaluate) if joint else []
+            before = evaluate()
             self._train(module, inputs, targets, labels)
-            after = self._evaluate(module, inputs, targets, labels)
+            after = evaluate()
+            levels_after = finetune_levels.per_level(module, evaluate) if joint else []
         finally:
             torch.set_num_threads(threads)
         count = len(targets)
@@ -191,6 +204,7 @@ class Finetune:
                 if labels is not None
                 else {}
             ),
+            **({"rank_levels": finetune_levels.record(levels_before, levels_after)} if joint else {}),
         }
         return tuned
 
@@ -202,12 +216,19 @@ class Finetune:
 
         generator = torch.Generator().manual_seed(self.seed)
         optimizer = torch.optim.Adam(module.parameters(), lr=self.lr)
+        joint = finetune_levels.has_levels(module)
         for epoch in range(self.epochs):
             order = torch.randperm(len(teacher), generator=generator).to(teacher.device)
             for start in range(0, len(teacher), self.batch):
                 rows = order[start : start + self.batch]
-                (logits,) = module(*(x[rows] for x in inputs))
-                loss = self._loss(logits, teacher[rows], None if labels is None else labels[rows])
+                batch = [x[rows] for x in inputs]
+                part = None if labels is None else labels[rows]
+                loss_of = partial(self._loss, teacher=teacher[rows], labels=part)
+                if joint:
+                    loss = finetune_levels.joint_loss(module, batch, loss_of, generator)
+                else:
+                    (logits,) = module(*batch)
+                    loss = loss_of(logits)
                 optimizer.zero_grad()
                 torch.autograd.backward(loss)
                 optimizer.step()
