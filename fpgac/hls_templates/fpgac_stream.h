@@ -158,9 +158,8 @@ void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO
 
 // Output row oh of a layer whose weights live in external memory (`memory`, its m_axi port): the whole row
 // at once by PIXEL::row (conv_row_offchip in fpgac_offchip.h), so each weight read serves every pixel.
-template <class CFG, class PIXEL, class in_t, class out_t, class m_t>
-void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
-                const m_t* memory) {
+template <class CFG, class PIXEL, class in_t, class out_t, int LO, class m_t>
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y, const m_t* memory) {
   PIXEL::row(rows, oh, y, memory);
 }
 
@@ -189,6 +188,39 @@ void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO
       if (last_row<CFG>(oh) != h) continue;
       window_row<CFG, PIXEL>(rows, oh, y, memory...);
     }
+  }
+}
+
+// Average pooling whose window is the whole input (a global average pool written as AveragePool): a line
+// buffer and window would hold the whole tensor in registers, so each channel's sum lives in an array
+// instead (acc_t, partitioned LI ways: the LI sums one beat updates; a memory G = C / LI deep each). Sums
+// run in arrival order, the window's tap order; then one product by recip[count] and one cast per
+// channel, LO channels a cycle: the arithmetic of avg_pool_pixel.
+template <class CFG, class in_t, class out_t, int LI, int LO, class r_t>
+void global_avg_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y,
+                       const r_t recip[CFG::RECIP_SIZE], int count) {
+  const int G = CFG::C / LI;
+  typename CFG::acc_t acc[CFG::C];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=acc cyclic factor=LI)
+  FPGAC_LOOP(global_pool_beats)
+  for (int b = 0; b < CFG::H * CFG::W * G; b++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const pixel<in_t, LI> px = x.read();
+    FPGAC_LOOP(global_pool_lanes)
+    for (int c = 0; c < LI; c++) {
+      const int k = (b % G) * LI + c;
+      acc[k] = (b < G ? typename CFG::acc_t(0) : acc[k]) + px.data[c];
+    }
+  }
+  FPGAC_LOOP(global_pool_out)
+  for (int g = 0; g < CFG::C / LO; g++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    pixel<out_t, LO> out;
+    FPGAC_LOOP(global_pool_out_lanes)
+    for (int c = 0; c < LO; c++) {
+      out.data[c] = acc[g * LO + c] * from_bits<typename CFG::recip_t>(recip[count]);
+    }
+    y.write(out);
   }
 }
 

@@ -267,19 +267,16 @@ def _context(
 ) -> Ctx:
     """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index.
 
-    A beat layer's inputs and output travel in the same beats (one fold); an off-chip layer writes whole
-    pixels (its row kernel, fpgac_offchip.h)."""
+    A beat layer's inputs and output travel in the same beats (one fold)."""
     in_types, in_fmts = [i.type for i in ins], [i.fmt for i in ins]
-    p, g, w = vitis_stream.fold(node.output, lanes)
     if mode == "beat":
+        p, g, w = vitis_stream.fold(node.output, lanes)
         if any(vitis_stream.fold(v, lanes)[1] != g for v in node.inputs):
             raise VitisError(f"node {node.name!r} ({node.op}): its inputs and output must be folded alike")
         in_names = [f"{a['name']}_px.data" for a in args]
         elem = "c" if g == 1 else "lane"
         y_data, beats = "y_px.data", (p, g * w)
         return Ctx(node, layer, in_names, in_types, in_fmts, y_data, out.type, out.fmt, reuse, beats, g, elem)
-    if offchip and g != 1:
-        raise VitisError(f"node {node.name!r} ({node.op}): an off-chip layer's output cannot be folded")
     names = [a["name"] for a in args]
     stream = mode != "array"
     return Ctx(

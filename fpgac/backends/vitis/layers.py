@@ -36,7 +36,7 @@ from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.quant import ceil_offset, fixed_plan
-from fpgac.ir.shapes import patch_grid
+from fpgac.ir.shapes import is_global_pool, patch_grid
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Overflow
 
@@ -379,6 +379,11 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
     values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
     code.config = config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     cells = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
+    if ctx.stream and is_global_pool(x_shape, a):  # per-channel sums in an array, not a window
+        count = f"{cells[0]}[0] * {cells[1]}[0]"
+        kernel = f"fpgac::global_avg_stream<{ctx.name}_config>"
+        code.body = f"  {kernel}({ctx.ins[0]}, {ctx.out}, {recip}, {count});"
+        return
     if ctx.stream:
         count = f"{cells[0]}[oh] * {cells[1]}[ow]"
         window_stream(ctx, code, f"fpgac::avg_pool_pixel<{ctx.name}_config>(win, {recip}, {count}, y);")

@@ -29,11 +29,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from fpgac.analysis.lanes import stream_mode
 from fpgac.backends.cnames import CNames
 from fpgac.backends.vitis.ccode import VitisError
 from fpgac.ir.graph import Graph, Node, Value
-from fpgac.ir.opdef import Kind
-from fpgac.ir.ops import OPS
 from fpgac.ir.types import Fixed
 
 Lanes = Mapping[str, int]  # value name -> channels a beat carries (channel-folded streams)
@@ -92,12 +91,7 @@ def port_stream_type(type_name: str, value: Value) -> str:
 
 def layer_mode(node: Node) -> str:
     """``window``, ``beat`` or ``buffered`` (see the module docstring)."""
-    kind = OPS[node.op].kind
-    if kind is Kind.WINDOW and len(node.inputs[0].shape) in (2, 3):
-        return "window"
-    if kind is Kind.ELEMENTWISE and all(v.shape == node.output.shape for v in node.inputs):
-        return "beat"
-    return "buffered"
+    return stream_mode(node)
 
 
 class LayerArg(TypedDict):
