@@ -144,6 +144,7 @@ class Decisions:
         layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them:
             the user's where given (``--reuse``, ``reuse`` in ``--config``), else the fitting's.
         offchip: the layers whose weights live in external memory (``--weights``).
+        lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
     """
 
     backend: str
@@ -153,6 +154,7 @@ class Decisions:
     reuse: int | None
     layer_reuse: Mapping[str, int]
     offchip: frozenset[str] = frozenset()
+    lanes: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         reuse=options.reuse,
         layer_reuse=fitting.reuse,
         offchip=fitting.offchip,
+        lanes=fitting.lanes,
     )
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -254,6 +257,7 @@ def _fit(
         fixed=fixed,
         weights="onchip" if options.backend == "hls4ml" else options.weights,  # hls4ml: no m_axi weights
         accepts=accepts,
+        fold_channels=options.backend != "hls4ml",  # hls4ml's stream kernels take whole pixels
     )
 
 
@@ -357,6 +361,7 @@ def build(
                 model=model.name,
                 samples=samples,
                 offchip=decisions.offchip,
+                lanes=decisions.lanes,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

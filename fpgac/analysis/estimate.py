@@ -95,11 +95,12 @@ from typing import Any
 
 import numpy as np
 
+from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.analysis.rank_schedule import step_cycles
 from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Graph, Node
-from fpgac.ir.shapes import patch_grid
+from fpgac.ir.shapes import is_global_pool, patch_grid
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed
 
@@ -475,6 +476,12 @@ def _pool(node: Node, io: str) -> _Work:
         return _Work(**common, logic=elems * (taps - 1) * 2 * xw + elems * ow)
     acc = _width(node.attrs["acc"])
     recip = node.params["recip"]
+    if io == "stream" and is_global_pool(node.inputs[0].shape, node.attrs):
+        # fpgac_stream.h's global_avg_stream: one sum a channel, an input pixel a step; the sums' array and
+        # the output side are costed by LayerModel (they depend on the folding).
+        pixels = _spatial(node.inputs[0].shape)
+        return _Work(steps=pixels, elems=elems, adds=elems, add_bits=acc, a_bits=acc,
+                     b_bits=_signed_width(recip.format), fan_in=taps, warmup=pixels)  # fmt: skip
     return _Work(
         **common,
         mults=elems,
@@ -787,14 +794,32 @@ class LayerModel:
         work = self.work  # every weight, zeros included (elems x fan-in: the [OUT][T] block)
         return work.elems * work.fan_in * stored_bits(work.weight_bits) * work.sweeps
 
-    def at(self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0) -> LayerEstimate:
+    @property
+    def mode(self) -> str:
+        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``buffered`` or
+        ``global`` (a global average pool's per-channel sums, fpgac_stream.h's global_avg_stream)."""
+        if self.io != "stream":
+            return "parallel"
+        node = self.node
+        if node.op == "avg_pool" and is_global_pool(node.inputs[0].shape, node.attrs):
+            return "global"
+        return stream_mode(node)
+
+    def at(
+        self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0, groups: tuple[int, int] = (1, 1)
+    ) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
-        ``bandwidth_ii`` cycles a frame."""
+        ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
+        (channel-folded streams, :mod:`fpgac.analysis.lanes`)."""
+        if self.mode == "global":
+            return self._global_pool(groups)
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
         lanes = offchip_lanes(work.weight_bits, work.fan_in)
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
+        if self.mode == "beat":  # L = C / G units, one beat of L channels a cycle: G cycles a pixel
+            r = groups[1]
         mults = lanes if offchip else math.ceil(work.mults / r)
         adders = lanes if offchip else math.ceil(work.adds / r)
         dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board) if mults else (0, 0)
@@ -821,7 +846,11 @@ class LayerModel:
         row = memory_cost(lb_depth, lb_width, board, allow_uram=False)
         res = res + Resources(*(getattr(row, k) * rows * lb_count for k in RESOURCES))
         ow = _width(node.output.type.format)
-        out_regs = node.output.type.size if self.io == "parallel" else work.elems
+        out_regs = (
+            node.output.type.size
+            if self.io == "parallel"
+            else math.ceil(work.elems / (r if self.mode == "beat" else 1))
+        )
         if work.depth == 0:  # wiring: no registers, no control, no time
             return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)
         res = res + Resources(lut=CONTROL_LUT, ff=CONTROL_FF + out_regs * ow)
@@ -832,8 +861,14 @@ class LayerModel:
             depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
         if work.tables or rows:
             depth += BRAM_LATENCY
-        ii = work.steps * step_cycles(node, r, self.level)
-        bound = "serial" if offchip else ("reuse" if r > 1 else "steps")  # serial: one word a cycle
+        ii = base = work.steps * step_cycles(node, r, self.level)
+        if self.mode == "window":  # a pixel's output beats leave one a cycle
+            ii = max(ii, work.steps * groups[1])
+        if self.mode in ("window", "buffered") and groups[0] > 1:  # its input's beats arrive one a cycle
+            ii = max(ii, self._input_beats(groups[0]))
+        bound = (
+            "serial" if offchip else ("reuse" if r > 1 or ii > base else "steps")
+        )  # serial: a word a cycle
         if offchip and bandwidth_ii >= ii:
             ii, bound = bandwidth_ii, "bandwidth"
         return LayerEstimate(
@@ -849,6 +884,49 @@ class LayerModel:
             bound,
             self.offchip_bits() if offchip else 0,
         )
+
+    def groups(self, folded: Mapping[str, int]) -> tuple[int, int]:
+        """(G of its first input, G of its output) from the folded values' beats a pixel."""
+        node = self.node
+        first = folded.get(node.inputs[0].name, 1) if node.inputs else 1
+        return first, folded.get(node.output.name, 1)
+
+    def _input_beats(self, groups: int) -> int:
+        return pixels_channels(self.node.inputs[0])[0] * groups
+
+    def _global_pool(self, groups: tuple[int, int]) -> LayerEstimate:
+        """fpgac_stream.h's global_avg_stream: L_in adders into an array of C sums (registers when
+        unfolded, else L_in memories G_in deep: the kernel's cyclic partition), then L_out products by
+        the constant reciprocal and casts, one output beat a cycle."""
+        node, work, board = self.node, self.work, self.board
+        g_in, g_out = groups
+        channels = work.elems
+        adders, mults = math.ceil(channels / g_in), math.ceil(channels / g_out)
+        dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board)
+        ow = _width(node.output.type.format)
+        sums = (
+            Resources(ff=channels * work.add_bits)
+            if g_in == 1
+            else Resources(*(k * adders for k in _vector(memory_cost(g_in, work.add_bits, board, False))))
+        )
+        res = sums + Resources(
+            dsp=mults * dsp_each,
+            lut=mults * lut_each + adders * work.add_bits + mults * ow + CONTROL_LUT,
+            ff=(0 if dsp_each else mults * (work.a_bits + work.b_bits))
+            + adders * work.add_bits
+            + mults * ow
+            + CONTROL_FF,
+        )
+        ii = self._input_beats(g_in) + g_out
+        depth = 1 + (DSP_LATENCY if dsp_each else LUT_MULT_LATENCY) + (BRAM_LATENCY if g_in > 1 else 0) + 1
+        bound = "reuse" if g_in > 1 else "steps"
+        return LayerEstimate(
+            node.name, node.op, 1, mults, res, ii + depth, ii, depth + work.warmup, bound=bound
+        )
+
+
+def _vector(res: Resources) -> tuple[int, ...]:
+    return tuple(getattr(res, k) for k in RESOURCES)
 
 
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
@@ -874,13 +952,15 @@ def assemble(
     factors: Mapping[str, int],
     offchip: frozenset[str] = frozenset(),
     shown_reuse: int | dict[str, int] | None = None,
+    groups: Mapping[str, int] | None = None,
 ) -> Estimate:
-    """The whole design from its layer models at the given reuse factors and off-chip layers."""
+    """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
+    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`)."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
     bw = bandwidth_ii(models, offchip, board)
-    layers = tuple(m.at(factors[m.name], m.name in offchip, bw) for m in models)
+    layers = tuple(m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {})) for m in models)
     ii = max((layer.ii for layer in layers), default=1)
     if io == "parallel":
         latency = sum(layer.latency_cycles for layer in layers)

@@ -63,6 +63,7 @@ from fpgac.analysis.estimate import (
     bandwidth_ii,
     layer_models,
 )
+from fpgac.analysis.lanes import groups_at, lanes_of, most_folding
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph
 
@@ -85,6 +86,7 @@ class Fitting:
         reuse: every layer's reuse factor, by name.
         fixed: the layers whose reuse factor the user gave.
         offchip: layers whose weights live in external memory.
+        lanes: io stream: the channel-folded values, by name, and the channels each beat carries.
         estimate: the design's estimate on the board.
         limit: what stops a faster design: a resource over ``util`` of the board (``dsp``, ``lut``, ...),
             ``steps`` (a layer already at one step a cycle), ``bandwidth`` (off-chip weights), ``reuse``
@@ -100,6 +102,7 @@ class Fitting:
     reuse: dict[str, int]
     fixed: frozenset[str]
     offchip: frozenset[str]
+    lanes: dict[str, int]
     estimate: Estimate
     limit: str
     limit_layer: str | None
@@ -129,6 +132,7 @@ class Fitting:
             "limit": self.limit,
             "limit_layer": self.limit_layer,
             "offchip": sorted(self.offchip),
+            "lanes": dict(sorted(self.lanes.items())),
             "note": self.note,
         }
 
@@ -143,11 +147,13 @@ def fit(
     fixed: Mapping[str, int] | None = None,
     weights: str = "auto",
     accepts: Accepts | None = None,
+    fold_channels: bool = True,
 ) -> Fitting:
     """Choose the io style (``auto``), reuse factors and off-chip layers of ``graph`` on ``board``.
 
     ``fixed`` maps layer names to the reuse factors the user gave (kept as given); ``accepts(io, layer,
-    R)`` is the largest factor at most R the backend's kernels take for the layer (default: R).
+    R)`` is the largest factor at most R the backend's kernels take for the layer (default: R);
+    ``fold_channels``: io stream values may be channel-folded (the Vitis kernels; not hls4ml's).
     """
     if not 0 < util <= 1:
         raise FitError(f"utilisation target {util} must be in (0, 1]")
@@ -161,12 +167,13 @@ def fit(
     if io == "auto" and weights != "offchip":
         models = layer_models(graph, "parallel", board)
         if max(_unrolled(m) for m in models) <= PARALLEL_MAX_MULTS:
-            parallel = _fit_style(models, util, target_fps, fixed, weights, accepts)
+            parallel = _fit_style(graph, models, util, target_fps, fixed, weights, accepts, False)
             if parallel.within_util:
                 return parallel
     if io == "auto":
         io = "stream"
-    return _fit_style(layer_models(graph, io, board), util, target_fps, fixed, weights, accepts)
+    models = layer_models(graph, io, board)
+    return _fit_style(graph, models, util, target_fps, fixed, weights, accepts, fold_channels)
 
 
 def _unrolled(model: LayerModel) -> int:
@@ -175,24 +182,30 @@ def _unrolled(model: LayerModel) -> int:
 
 
 def _fit_style(
+    graph: Graph,
     models: Sequence[LayerModel],
     util: float,
     target_fps: float | None,
     fixed: Mapping[str, int],
     weights: str,
     accepts: Accepts | None,
+    fold_channels: bool,
 ) -> Fitting:
     board, io = models[0].board, models[0].io
+    fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     offchip = _offchip(models, budget, fixed, weights)
     bw = bandwidth_ii(models, offchip, board)
-    cache: dict[tuple[str, int], LayerEstimate] = {}
+    cache: dict[tuple[str, int, tuple[int, int]], LayerEstimate] = {}
 
-    def layer_at(m: LayerModel, r: int) -> LayerEstimate:
-        key = (m.name, r)
+    def layer_at(m: LayerModel, r: int, groups: tuple[int, int] = (1, 1)) -> LayerEstimate:
+        key = (m.name, r, groups)
         if key not in cache:
-            cache[key] = m.at(r, m.name in offchip, bw)
+            cache[key] = m.at(r, m.name in offchip, bw, groups)
         return cache[key]
+
+    def groups_of(ii: int) -> dict[str, int]:
+        return groups_at(graph, ii) if fold_channels else {}
 
     def folded(m: LayerModel, ii: int) -> int:
         r = m.max_reuse if m.name in offchip else min(max(ii // m.steps, 1), m.max_reuse)
@@ -204,15 +217,16 @@ def _fit_style(
     limits = _vector(budget)
 
     def over(ii: int) -> tuple[str, ...]:
-        factors = reuse_at(ii)
+        factors, beats = reuse_at(ii), groups_of(ii)
         total = [0] * len(RESOURCES)
         for m in models:
-            for i, n in enumerate(_vector(layer_at(m, factors[m.name]).resources)):
+            for i, n in enumerate(_vector(layer_at(m, factors[m.name], m.groups(beats)).resources)):
                 total[i] += n
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
     ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
+    ceiling = max(ceiling, most_folding(graph) if fold_channels else 1)
     goal = math.floor(board.clock_mhz * 1e6 / target_fps) if target_fps else None
     note = None
     # Resources over budget even at the most folding cannot be helped: fit the others, and say so.
@@ -233,8 +247,8 @@ def _fit_style(
         why = f"{limit} of layer {limit_layer!r}" if limit_layer else f"{limit} at {util:.0%}"
         note = f"target {target_fps:g} fps cannot be met: the fastest design that fits makes "
         note += f"{best:,.1f} fps ({why})"
-    factors = reuse_at(ii)
-    est = assemble(models, factors, offchip)
+    factors, beats = reuse_at(ii), groups_of(ii)
+    est = assemble(models, factors, offchip, groups=beats)
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -243,6 +257,7 @@ def _fit_style(
         factors,
         frozenset(fixed),
         offchip,
+        lanes_of(graph, beats),
         est,
         limit,
         limit_layer,

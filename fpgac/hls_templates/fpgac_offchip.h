@@ -92,9 +92,9 @@ void dense_offchip(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::O
 
 // Output row oh of a conv (window_stream's window_row) with w [OC][C/G][KH][KW] in external memory: the
 // windows of the row's OW pixels are gathered from the line buffer, every output channel is computed for
-// all of them from one read of its weights, and the pixels leave in order.
-template <class CFG, class in_t, class out_t, class raw_t, class b_t>
-void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CFG::OC> >& y,
+// all of them from one read of its weights, and the pixels leave in order (in beats of LO channels).
+template <class CFG, class in_t, class out_t, class raw_t, class b_t, int LO>
+void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y,
                       const raw_t* w, const b_t b[CFG::BIAS_SIZE]) {
   const int WIN = CFG::C * CFG::KH * CFG::KW;
   static in_t windows[CFG::OW * WIN];
@@ -116,7 +116,7 @@ void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out
     pixel<out_t, CFG::OC> px;
     FPGAC_LOOP(conv_offchip_channels)
     for (int oc = 0; oc < CFG::OC; oc++) px.data[oc] = out[ow * CFG::OC + oc];
-    y.write(px);
+    write_pixel(px, y);
   }
 }
 

@@ -2,7 +2,9 @@
 //
 // Hand-written, copied verbatim into every generated project built with `--io stream`. A tensor of logical
 // shape (C, ...) travels as P = size / C beats of one `pixel`, its C channel values: beat p carries the
-// elements c * P + p, i.e. channels-last (H, W, C) order for images, one beat for a vector. Sliding-window
+// elements c * P + p, i.e. channels-last (H, W, C) order for images, one beat for a vector. A
+// channel-folded tensor (FINN's folding: L units per layer instead of C) carries each pixel in G = C / L
+// beats of L channels, in channel order: `pixel<T, L>`, P * G beats. Sliding-window
 // layers (conv, pooling) compute from a line buffer as pixels arrive; layers that need the whole tensor
 // (dense, softmax, reshape, ...) gather it into an array in logical order (read_tensor), run the same
 // fpgac_kernels.h code as io_parallel, and stream the result out (write_tensor). The per-pixel arithmetic
@@ -23,27 +25,28 @@ struct pixel {
   T data[C];
 };
 
-// Gather the P beats of a stream into x in logical order (x[c * P + p] = beat p, channel c).
-template <int P, class T, int C>
-void read_tensor(hls::stream<pixel<T, C> >& s, T x[C * P]) {
+// Gather a stream into x in logical order: P pixels of G beats of L channels (G = 1: one beat a pixel, all
+// C = L channels), beat g of pixel p carrying channels g * L ... g * L + L - 1: x[(g * L + l) * P + p].
+template <int P, int G = 1, class T, int L>
+void read_tensor(hls::stream<pixel<T, L> >& s, T x[G * L * P]) {
   FPGAC_LOOP(read_beats)
-  for (int p = 0; p < P; p++) {
+  for (int b = 0; b < P * G; b++) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
-    const pixel<T, C> px = s.read();
+    const pixel<T, L> px = s.read();
     FPGAC_LOOP(read_channels)
-    for (int c = 0; c < C; c++) x[c * P + p] = px.data[c];
+    for (int c = 0; c < L; c++) x[((b % G) * L + c) * P + b / G] = px.data[c];
   }
 }
 
-// Stream x (logical order) out as P beats.
-template <int P, class T, int C>
-void write_tensor(const T x[C * P], hls::stream<pixel<T, C> >& s) {
+// Stream x (logical order) out as P pixels of G beats of L channels.
+template <int P, int G = 1, class T, int L>
+void write_tensor(const T x[G * L * P], hls::stream<pixel<T, L> >& s) {
   FPGAC_LOOP(write_beats)
-  for (int p = 0; p < P; p++) {
+  for (int b = 0; b < P * G; b++) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
-    pixel<T, C> px;
+    pixel<T, L> px;
     FPGAC_LOOP(write_channels)
-    for (int c = 0; c < C; c++) px.data[c] = x[c * P + p];
+    for (int c = 0; c < L; c++) px.data[c] = x[((b % G) * L + c) * P + b / G];
     s.write(px);
   }
 }
@@ -112,12 +115,31 @@ int last_row(int oh) {
   return last < 0 ? 0 : (last > CFG::H - 1 ? CFG::H - 1 : last);
 }
 
+// One pixel of C channels onto a stream of L-channel beats: itself when L = C, else C / L beats in channel
+// order.
+template <class T, int C>
+void write_pixel(const pixel<T, C>& px, hls::stream<pixel<T, C> >& y) {
+  y.write(px);
+}
+
+template <class T, int C, int L>
+void write_pixel(const pixel<T, C>& px, hls::stream<pixel<T, L> >& y) {
+  FPGAC_LOOP(pixel_beats)
+  for (int g = 0; g < C / L; g++) {
+    pixel<T, L> beat;
+    FPGAC_LOOP(beat_channels)
+    for (int c = 0; c < L; c++) beat.data[c] = px.data[g * L + c];
+    y.write(beat);
+  }
+}
+
 // Output row oh of a window layer from the line buffer, pixel by pixel, each pixel's MULTS products over
 // REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static function the generator writes
 // per layer (conv_pixel, max_pool_pixel, avg_pool_pixel or a compressed conv's entry walk, over the
-// layer's own ROMs).
-template <class CFG, class PIXEL, class in_t, class out_t>
-void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CFG::OUT_C> >& y) {
+// layer's own ROMs). A pixel leaves as OUT_C / LO beats of LO channels (channel-folded stream; one beat
+// when LO = OUT_C), so a pixel takes at least that many cycles.
+template <class CFG, class PIXEL, class in_t, class out_t, int LO>
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y) {
   FPGAC_PRAGMA(HLS INLINE)
   const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
   (void)MULTS;  // read by the pragma only
@@ -130,36 +152,36 @@ void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CF
     gather_window<CFG>(rows, oh, ow, win, valid);
     pixel<out_t, CFG::OUT_C> out;
     PIXEL::compute(win, valid, oh, ow, out.data);
-    y.write(out);
+    write_pixel(out, y);
   }
 }
 
 // Output row oh of a layer whose weights live in external memory (`memory`, its m_axi port): the whole row
 // at once by PIXEL::row (conv_row_offchip in fpgac_offchip.h), so each weight read serves every pixel.
-template <class CFG, class PIXEL, class in_t, class out_t, class m_t>
-void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
-                const m_t* memory) {
+template <class CFG, class PIXEL, class in_t, class out_t, int LO, class m_t>
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y, const m_t* memory) {
   PIXEL::row(rows, oh, y, memory);
 }
 
 // A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
 // window's height with dilation), then compute every output row that row completes (window_row).
-// `memory` is the layer's external-memory port (off-chip weights), none for constants on chip.
-template <class CFG, class PIXEL, class in_t, class out_t, class... M>
-void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t, CFG::OUT_C> >& y,
-                   const M*... memory) {
+// `memory` is the layer's external-memory port (off-chip weights), none for constants on chip. The input
+// arrives in C / LI beats of LI channels a pixel (one beat when LI = C), each stored at its channels.
+template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO, class... M>
+void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, const M*... memory) {
   const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
+  const int G = CFG::C / LI;
   static in_t rows[SPAN][CFG::W][CFG::C];
   FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
   FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
   FPGAC_LOOP(window_input_rows)
   for (int h = 0; h < CFG::H; h++) {
     FPGAC_LOOP(window_fill)
-    for (int iw = 0; iw < CFG::W; iw++) {
+    for (int b = 0; b < CFG::W * G; b++) {
       FPGAC_PRAGMA(HLS PIPELINE II=1)
-      const pixel<in_t, CFG::C> px = x.read();
+      const pixel<in_t, LI> px = x.read();
       FPGAC_LOOP(window_fill_channels)
-      for (int c = 0; c < CFG::C; c++) rows[h % SPAN][iw][c] = px.data[c];
+      for (int c = 0; c < LI; c++) rows[h % SPAN][b / G][(b % G) * LI + c] = px.data[c];
     }
     FPGAC_LOOP(window_output_rows)
     for (int oh = 0; oh < CFG::OH; oh++) {
@@ -169,19 +191,52 @@ void window_stream(hls::stream<pixel<in_t, CFG::C> >& x, hls::stream<pixel<out_t
   }
 }
 
+// Average pooling whose window is the whole input (a global average pool written as AveragePool): a line
+// buffer and window would hold the whole tensor in registers, so each channel's sum lives in an array
+// instead (acc_t, partitioned LI ways: the LI sums one beat updates; a memory G = C / LI deep each). Sums
+// run in arrival order, the window's tap order; then one product by recip[count] and one cast per
+// channel, LO channels a cycle: the arithmetic of avg_pool_pixel.
+template <class CFG, class in_t, class out_t, int LI, int LO, class r_t>
+void global_avg_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y,
+                       const r_t recip[CFG::RECIP_SIZE], int count) {
+  const int G = CFG::C / LI;
+  typename CFG::acc_t acc[CFG::C];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=acc cyclic factor=LI)
+  FPGAC_LOOP(global_pool_beats)
+  for (int b = 0; b < CFG::H * CFG::W * G; b++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const pixel<in_t, LI> px = x.read();
+    FPGAC_LOOP(global_pool_lanes)
+    for (int c = 0; c < LI; c++) {
+      const int k = (b % G) * LI + c;
+      acc[k] = (b < G ? typename CFG::acc_t(0) : acc[k]) + px.data[c];
+    }
+  }
+  FPGAC_LOOP(global_pool_out)
+  for (int g = 0; g < CFG::C / LO; g++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    pixel<out_t, LO> out;
+    FPGAC_LOOP(global_pool_out_lanes)
+    for (int c = 0; c < LO; c++) {
+      out.data[c] = acc[g * LO + c] * from_bits<typename CFG::recip_t>(recip[count]);
+    }
+    y.write(out);
+  }
+}
+
 #ifdef FPGAC_TRACE
 // C-simulation only: a dataflow region runs its processes one after the other, so after a layer returns
-// its output FIFO holds the whole tensor: trace it and put it back for the consumer.
-template <int P, class T, int C>
-void trace_stream(const char* name, hls::stream<pixel<T, C> >& s) {
-  static T x[C * P];
-  read_tensor<P>(s, x);
-  trace(name, x, C * P);
-  write_tensor<P>(x, s);
+// its output FIFO holds the whole tensor: trace it and put it back for the consumer. P pixels of G beats.
+template <int P, int G = 1, class T, int L>
+void trace_stream(const char* name, hls::stream<pixel<T, L> >& s) {
+  static T x[G * L * P];
+  read_tensor<P, G>(s, x);
+  trace(name, x, G * L * P);
+  write_tensor<P, G>(x, s);
 }
-#define FPGAC_TRACE_STREAM(name, s, P) fpgac::trace_stream<P>(name, s)
+#define FPGAC_TRACE_STREAM(name, s, ...) fpgac::trace_stream<__VA_ARGS__>(name, s)
 #else
-#define FPGAC_TRACE_STREAM(name, s, P)
+#define FPGAC_TRACE_STREAM(name, s, ...)
 #endif
 
 }  // namespace fpgac

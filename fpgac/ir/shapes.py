@@ -131,6 +131,12 @@ def pool(shapes: list[Shape], attrs: dict[str, Any], params: dict[str, Any]) -> 
     return (x[0], *_spatial(x, attrs, attrs["kernel"], attrs["ceil_mode"]))
 
 
+def is_global_pool(x: Shape, attrs: dict[str, Any]) -> bool:
+    """Whether a pooling window is the whole unpadded input (one output pixel: a global pool), which the
+    stream kernels compute with per-channel state instead of a window."""
+    return list(attrs["kernel"]) == list(x[1:]) and not any(attrs["pads"])
+
+
 def _axes_ok(axes: list[int], rank: int, what: str) -> None:
     if any(a < 0 or a >= rank for a in axes) or len(set(axes)) != len(axes):
         raise ShapeError(f"{what} axes {axes} are not distinct axes of a rank-{rank} input")

@@ -79,6 +79,9 @@ class Ctx:
     # io_stream: None for a whole-array layer; (P, C) for one working beat by beat on P beats of C
     # channels, where ins are the beats' data ("x0_px.data"), out is "y_px.data" and ``elem`` is "c".
     beats: tuple[int, int] | None = None
+    # A channel-folded stream: each pixel's C channels arrive in ``groups`` beats of C / groups (``elem``
+    # is then the lane, and ``c`` the channel, of the beat's element).
+    groups: int = 1
     elem: str = "i"
     stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
     offchip: bool = False  # the weight lives in external memory (fpgac_offchip.h), read through a port

@@ -93,8 +93,11 @@ def design(
     reuse: Mapping[str, int] | None = None,
     board: Board | None = None,
     offchip: Set[str] = frozenset(),
+    lanes: vitis_stream.Lanes | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it)."""
+    """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it).
+
+    ``lanes`` maps the names of channel-folded stream values to the channels each beat carries."""
     if io not in IO_STYLES:
         raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
     stream = io == "stream"
@@ -135,7 +138,7 @@ def design(
         ]
         mode = vitis_stream.layer_mode(node) if stream else "array"
         layer_reuse = (reuse or {}).get(node.name, 1)
-        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip)
+        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip, lanes)
         code = emit_layer(ctx)
         memory = [code.external] if code.external else []
         external += memory
@@ -153,9 +156,9 @@ def design(
             )
         else:
             pointers = [f"const {m.ctype}* {m.name}" for m in memory] + [f"int {s}" for s in scalars]
-            signature = vitis_stream.signature(layer, mode, args, out.type, node.output, pointers)
+            signature = vitis_stream.signature(layer, mode, args, out.type, node.output, pointers, lanes)
             if mode == "buffered":
-                body = vitis_stream.buffered_body(body, args, out.type, node.output)
+                body = vitis_stream.buffered_body(body, args, out.type, node.output, lanes)
         pragmas = storage_pragmas(node, code.arrays, io, layer_reuse, board)
         layers.append(
             {
@@ -233,7 +236,7 @@ def design(
         "weights_bytes": blocks[-1].end if blocks else 0,
         "weights_align": weight_image.ALIGN,
     }
-    wiring = vitis_stream.wire(graph, data, names) if stream else vitis_stream.Wiring([], [])
+    wiring = vitis_stream.wire(graph, data, names, lanes) if stream else vitis_stream.Wiring([], [])
     return {**data, "stream_top": wiring.lines, "forks": wiring.forks}
 
 
@@ -260,15 +263,20 @@ def _context(
     mode: str,
     reuse: int,
     offchip: bool,
+    lanes: vitis_stream.Lanes | None,
 ) -> Ctx:
-    """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index."""
+    """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index.
+
+    A beat layer's inputs and output travel in the same beats (one fold)."""
     in_types, in_fmts = [i.type for i in ins], [i.fmt for i in ins]
     if mode == "beat":
-        p, c = vitis_stream.beats(node.output)
+        p, g, w = vitis_stream.fold(node.output, lanes)
+        if any(vitis_stream.fold(v, lanes)[1] != g for v in node.inputs):
+            raise VitisError(f"node {node.name!r} ({node.op}): its inputs and output must be folded alike")
         in_names = [f"{a['name']}_px.data" for a in args]
-        return Ctx(
-            node, layer, in_names, in_types, in_fmts, "y_px.data", out.type, out.fmt, reuse, (p, c), "c"
-        )
+        elem = "c" if g == 1 else "lane"
+        y_data, beats = "y_px.data", (p, g * w)
+        return Ctx(node, layer, in_names, in_types, in_fmts, y_data, out.type, out.fmt, reuse, beats, g, elem)
     names = [a["name"] for a in args]
     stream = mode != "array"
     return Ctx(
@@ -312,6 +320,7 @@ def vitis_plan(
     model: str = "",
     samples: Sequence[np.ndarray] | None = None,
     offchip: frozenset[str] = frozenset(),
+    lanes: vitis_stream.Lanes | None = None,
 ) -> BuildPlan:
     """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``).
 
@@ -321,7 +330,7 @@ def vitis_plan(
     (weight_image.py).
     """
     env = _templates()
-    data = design(graph, io, reuse, board, offchip)
+    data = design(graph, io, reuse, board, offchip, lanes)
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),

@@ -36,7 +36,7 @@ from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.quant import ceil_offset, fixed_plan, odd_offset
-from fpgac.ir.shapes import patch_grid
+from fpgac.ir.shapes import is_global_pool, patch_grid
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed, Overflow
 
@@ -147,6 +147,8 @@ def _loop(ctx: Ctx, body: str, size: int | None = None, label: str = "elementwis
             f"  FPGAC_LOOP({label})\n  for (int i = 0; i < {n}; i++) {{\n"
             f"    FPGAC_PRAGMA({pragma})\n{_indent(body, 4)}\n  }}"
         )
+    if ctx.groups > 1:
+        return _folded_loop(ctx, body)
     beats, channels = ctx.beats
     reads = "".join(
         f"    const fpgac::pixel<{t}, {channels}> x{k}_px = x{k}.read();\n"
@@ -159,6 +161,30 @@ def _loop(ctx: Ctx, body: str, size: int | None = None, label: str = "elementwis
         f"    fpgac::pixel<{ctx.out_type}, {channels}> y_px;\n"
         f"    FPGAC_LOOP(channels)\n    for (int c = 0; c < {channels}; c++) {{\n"
         f"{logical}{_indent(body, 6)}\n    }}\n    y.write(y_px);\n  }}"
+    )
+
+
+def _folded_loop(ctx: Ctx, body: str) -> str:
+    """The beat loop of a channel-folded stream: P pixels of G beats of L = C / G channels, one beat a
+    cycle on L units; ``lane`` is the element's place in the beat, ``c`` its channel, ``i`` its logical
+    index (declared when ``body`` reads them)."""
+    assert ctx.beats is not None
+    pixels, channels = ctx.beats
+    groups = ctx.groups
+    width = channels // groups
+    reads = "".join(
+        f"    const fpgac::pixel<{t}, {width}> x{k}_px = x{k}.read();\n" for k, t in enumerate(ctx.in_types)
+    )
+    logical = re.search(r"\bi\b", body) is not None
+    by_channel = logical or re.search(r"\bc\b", body) is not None
+    channel = f"      const int c = (b % {groups}) * {width} + lane;\n" if by_channel else ""
+    index = f"      const int i = c * {pixels} + b / {groups};\n" if logical else ""
+    return (
+        f"  FPGAC_LOOP(beats)\n  for (int b = 0; b < {pixels * groups}; b++) {{\n"
+        f"    FPGAC_PRAGMA(HLS PIPELINE II=1)\n{reads}"
+        f"    fpgac::pixel<{ctx.out_type}, {width}> y_px;\n"
+        f"    FPGAC_LOOP(lanes)\n    for (int lane = 0; lane < {width}; lane++) {{\n"
+        f"{channel}{index}{_indent(body, 6)}\n    }}\n    y.write(y_px);\n  }}"
     )
 
 
@@ -353,6 +379,11 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
     values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
     code.config = config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     cells = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
+    if ctx.stream and is_global_pool(x_shape, a):  # per-channel sums in an array, not a window
+        count = f"{cells[0]}[0] * {cells[1]}[0]"
+        kernel = f"fpgac::global_avg_stream<{ctx.name}_config>"
+        code.body = f"  {kernel}({ctx.ins[0]}, {ctx.out}, {recip}, {count});"
+        return
     if ctx.stream:
         count = f"{cells[0]}[oh] * {cells[1]}[ow]"
         window_stream(ctx, code, f"fpgac::avg_pool_pixel<{ctx.name}_config>(win, {recip}, {count}, y);")

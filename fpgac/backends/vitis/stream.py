@@ -1,8 +1,10 @@
 """The io_stream style of the Vitis backend: layers connected by ``hls::stream`` FIFOs in a dataflow region.
 
 A value of logical shape ``(C, ...)`` travels as ``P = size / C`` beats of one ``fpgac::pixel`` (its C
-channel values; channels-last order for images, one beat for a vector), see ``fpgac_stream.h``. Each layer
-runs in one of three modes:
+channel values; channels-last order for images, one beat for a vector), see ``fpgac_stream.h``. A value
+named in ``lanes`` is channel-folded: each pixel travels as ``G = C / L`` beats of ``L`` channels, so the
+layers at its ends need L units, not C (every mode below reads and writes folded streams; graph inputs
+and outputs are never folded). Each layer runs in one of three modes:
 
 * **window** (conv, max/avg pooling): a line buffer of the window's rows; outputs leave pixel by pixel
   as soon as the input rows they need have arrived.
@@ -23,34 +25,53 @@ emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by th
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from fpgac.analysis.lanes import stream_mode
 from fpgac.backends.cnames import CNames
+from fpgac.backends.vitis.ccode import VitisError
 from fpgac.ir.graph import Graph, Node, Value
-from fpgac.ir.opdef import Kind
-from fpgac.ir.ops import OPS
 from fpgac.ir.types import Fixed
 
+Lanes = Mapping[str, int]  # value name -> channels a beat carries (channel-folded streams)
 SHALLOW_DEPTH = 2
 # A top-level port beat carries at most this many elements and bits: a 1000-class output would otherwise be
 # one 16,000-bit AXI stream beat. A wider beat crosses the port as several narrower ones (port_channels).
 PORT_BEAT_ELEMENTS = 64
 PORT_BEAT_BITS = 1024
 # Names of locals in stream layer functions (reserved so model names never shadow them).
-RESERVED = ("p", "c", "y_px", "y_s", *(f"x{k}_px" for k in range(64)), *(f"x{k}_s" for k in range(64)))
+RESERVED: tuple[str, ...] = ("p", "c", "b", "lane", "y_px", "y_s")
+RESERVED += (*(f"x{k}_px" for k in range(64)), *(f"x{k}_s" for k in range(64)))
 
 
-def beats(value: Value) -> tuple[int, int]:
-    """(P, C): the beats a value travels in and the channels each beat carries."""
+def beats(value: Value, lanes: Lanes | None = None) -> tuple[int, int]:
+    """(beats, L): the beats a value travels in and the channels each beat carries (L = C unless
+    ``lanes`` folds it)."""
+    pixels, groups, width = fold(value, lanes)
+    return pixels * groups, width
+
+
+def fold(value: Value, lanes: Lanes | None = None) -> tuple[int, int, int]:
+    """(P, G, L): a value travels as P pixels of G beats of L channels; ``lanes`` maps value names to L
+    (a divisor of C; a value it does not name travels unfolded, G = 1 and L = C)."""
     shape = value.shape
     channels = shape[0] if len(shape) >= 2 else max(math.prod(shape), 1)
-    return value.type.size // channels, channels
+    width = (lanes or {}).get(value.name, channels)
+    if width < 1 or channels % width:
+        raise VitisError(f"value {value.name!r}: {width} lanes do not divide its {channels} channels")
+    return value.type.size // channels, channels // width, width
 
 
-def stream_type(type_name: str, value: Value) -> str:
-    return f"hls::stream<fpgac::pixel<{type_name}, {beats(value)[1]}> >"
+def trace_args(value: Value, lanes: Lanes | None = None) -> str:
+    """The beat arguments of FPGAC_TRACE_STREAM: P, or P and G for a channel-folded value."""
+    pixels, groups, _ = fold(value, lanes)
+    return f"{pixels}" if groups == 1 else f"{pixels}, {groups}"
+
+
+def stream_type(type_name: str, value: Value, lanes: Lanes | None = None) -> str:
+    return f"hls::stream<fpgac::pixel<{type_name}, {beats(value, lanes)[1]}> >"
 
 
 def port_channels(value: Value) -> int:
@@ -70,12 +91,7 @@ def port_stream_type(type_name: str, value: Value) -> str:
 
 def layer_mode(node: Node) -> str:
     """``window``, ``beat`` or ``buffered`` (see the module docstring)."""
-    kind = OPS[node.op].kind
-    if kind is Kind.WINDOW and len(node.inputs[0].shape) in (2, 3):
-        return "window"
-    if kind is Kind.ELEMENTWISE and all(v.shape == node.output.shape for v in node.inputs):
-        return "beat"
-    return "buffered"
+    return stream_mode(node)
 
 
 class LayerArg(TypedDict):
@@ -89,26 +105,34 @@ class LayerArg(TypedDict):
 
 
 def signature(
-    name: str, mode: str, args: list[LayerArg], out_type: str, out: Value, memory: Sequence[str] = ()
+    name: str,
+    mode: str,
+    args: list[LayerArg],
+    out_type: str,
+    out: Value,
+    memory: Sequence[str] = (),
+    lanes: Lanes | None = None,
 ) -> str:
     """The layer function's declaration: streams in, stream out (buffered layers' streams end in ``_s``),
     then its external-memory ports (``memory``: declarations of off-chip weight pointers)."""
     suffix = "_s" if mode == "buffered" else ""
-    params = [f"{stream_type(a['type'], a['v'])}& {a['name']}{suffix}" for a in args]
-    params.append(f"{stream_type(out_type, out)}& y{suffix}")
+    params = [f"{stream_type(a['type'], a['v'], lanes)}& {a['name']}{suffix}" for a in args]
+    params.append(f"{stream_type(out_type, out, lanes)}& y{suffix}")
     params.extend(memory)
     return f"static void {name}({', '.join(params)})"
 
 
-def buffered_body(body: str, args: list[LayerArg], out_type: str, out: Value) -> str:
+def buffered_body(
+    body: str, args: list[LayerArg], out_type: str, out: Value, lanes: Lanes | None = None
+) -> str:
     """Gather every input into a logical-order array, run the array code, stream the result out."""
     lines = []
     for a in args:
         lines.append(f"  static {a['type']} {a['name']}[{a['size']}];")
-        lines.append(f"  fpgac::read_tensor<{beats(a['v'])[0]}>({a['name']}_s, {a['name']});")
+        lines.append(f"  fpgac::read_tensor<{trace_args(a['v'], lanes)}>({a['name']}_s, {a['name']});")
     lines.append(f"  static {out_type} y[{out.type.size}];")
     lines.append(body)
-    lines.append(f"  fpgac::write_tensor<{beats(out)[0]}>(y, y_s);")
+    lines.append(f"  fpgac::write_tensor<{trace_args(out, lanes)}>(y, y_s);")
     return "\n".join(lines)
 
 
@@ -120,11 +144,15 @@ class Wiring:
     forks: list[str]
 
 
-def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
+def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | None = None) -> Wiring:
     """Connect ports, layers and forks with FIFOs; every value's trace is taken after its producer runs.
 
-    ``design`` is :func:`fpgac.backends.vitis.emitter.design`'s data (inputs, layers, outputs with C names).
+    ``design`` is :func:`fpgac.backends.vitis.emitter.design`'s data (inputs, layers, outputs with C names);
+    ``lanes`` the channel-folded values (graph inputs and outputs never are: ports carry whole pixels).
     """
+    for value in (*graph.inputs, *graph.outputs):
+        if fold(value, lanes)[1] != 1:
+            raise VitisError(f"value {value.name!r} is a graph input or output: its stream cannot be folded")
     producer_stream: dict[int, str] = {}
     trace_name: dict[int, str] = {}
     type_of: dict[int, str] = {}
@@ -148,7 +176,7 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
     forks: list[str] = []
 
     def declare(name: str, value: Value, depth: int) -> None:
-        lines.append(f'  {stream_type(type_of[id(value)], value)} {name}("{name}");')
+        lines.append(f'  {stream_type(type_of[id(value)], value, lanes)} {name}("{name}");')
         lines.append(f"  FPGAC_PRAGMA(HLS STREAM variable={name} depth={depth})")
 
     # Ports with narrower beats than the value's (port_channels) get a full-width stream inside and a
@@ -183,9 +211,10 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
                 outs.append(ports[use[1]])
             else:
                 outs.append(names.claim(f"{source}_to"))
-                declare(outs[-1], value, beats(value)[0])
+                declare(outs[-1], value, beats(value, lanes)[0])
                 reads[use] = outs[-1]
-        forks.append(_fork_function(fork, stream_type(type_of[id(value)], value), beats(value)[0], len(outs)))
+        s_type = stream_type(type_of[id(value)], value, lanes)
+        forks.append(_fork_function(fork, s_type, beats(value, lanes)[0], len(outs)))
         lines.append(f"  {fork}({source}, {', '.join(outs)});")
 
     for value in graph.inputs:
@@ -206,7 +235,7 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames) -> Wiring:
         memory = [m.name for m in layer["memory"]]  # off-chip weights: the top's m_axi ports
         scalars = layer["scalars"]  # the top's scalar ports (rank_level)
         lines.append(f"  {layer['name']}({', '.join([*args, out, *memory, *scalars])});")
-        lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {beats(node.output)[0]});')
+        lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {trace_args(node.output, lanes)});')
         distribute(node.output)
     return Wiring(lines + narrows, forks)
 
