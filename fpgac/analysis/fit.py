@@ -39,7 +39,7 @@ Off-chip weights
 ================
 ``weights="auto"`` keeps every weight on chip when the most folded design fits the block RAM and URAM
 budget; otherwise it moves the layers with the most weight bits to external memory, one at a time, until
-it does.
+it does (skipping a layer whose off-chip buffers take as much block RAM as its weights).
 ``offchip`` moves every layer with weights, ``onchip`` none. Off-chip weights need io stream. Off-chip
 layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
 bounds the design's II from below (see the estimate).
@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from fpgac.analysis.estimate import (
     PARALLEL_MAX_MULTS,
     RESOURCES,
+    URAM_PER_BRAM18,
     Estimate,
     EstimateError,
     LayerEstimate,
@@ -291,9 +292,17 @@ def _offchip(
     for m in sorted(stored, key=lambda m: (-m.weight_bits, m.name)):
         if all(t <= limit for t, limit, mem in zip(total, limits, memory, strict=True) if mem):
             break
+        if _memory_blocks(off[m.name]) >= _memory_blocks(on[m.name]):
+            continue  # its off-chip buffers (a conv row's windows) take no less than its weights
         offchip.add(m.name)
         total = [t - a + b for t, a, b in zip(total, on[m.name], off[m.name], strict=True)]
     return frozenset(offchip)
+
+
+def _memory_blocks(vector: tuple[int, ...]) -> int:
+    """Block RAM of a resource vector, URAM counted at its capacity in BRAM18s."""
+    res = dict(zip(RESOURCES, vector, strict=True))
+    return res["bram18"] + URAM_PER_BRAM18 * res["uram"]
 
 
 def _vector(res: Resources) -> tuple[int, ...]:
