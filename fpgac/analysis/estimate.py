@@ -51,19 +51,19 @@ per step, with ``M`` non-zero multiplications per step.
   it when that takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
   Block RAM is thus in proportion to the weight bits (at most ``1 / BRAM_MIN_FILL`` times their
   18-Kbit count).
-* **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM
-  is replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external
-  memory, and the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi
-  port is widened to) of weights a cycle: ``L = 512 / word`` lanes (:func:`offchip_lanes`; ``word``
-  the weights' stored C integer width, 8 to 64 bits), ``L`` multipliers, and ``ceil(fan-in / L)``
-  cycles per output per position (every weight, zeros included: off-chip weights are dense). A dense
-  layer reads its weights once a frame, a conv once per output row (each row read serves the row's
-  windows), so a layer reads ``sweeps * weights * word`` bits a frame; all off-chip layers share the
-  board's sustained bandwidth (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes
-  at least the cycles the whole off-chip traffic of a frame needs. An off-chip conv (``conv_row_offchip``)
-  copies its row's windows into a memory ``L`` cells a cycle (``OW x C x taps`` cells, ``L`` wide: no
-  window registers) and computes the row into a second memory (``OW x OC``, one bank per output lane),
-  both costed by :func:`memory_cost`; the copy and the row's output beats add to its cycles.
+* **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM is
+  replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external memory, and
+  the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi port is widened to)
+  of weights a cycle: ``L = 512 / word`` lanes (:func:`offchip_lanes`; ``word`` the weights' stored C
+  integer width, 8 to 64 bits; ``L / R`` at reuse R), ``L`` multipliers, and ``ceil(fan-in / L)`` cycles per
+  output per position (every weight, zeros included: off-chip weights are dense). A dense layer reads its
+  weights once a frame, a conv once per output row (each row read serves the row's windows), so a layer
+  reads ``sweeps * weights * word`` bits a frame; all off-chip layers share the board's sustained bandwidth
+  (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes at least the cycles the whole
+  off-chip traffic of a frame needs. An off-chip conv (``conv_row_offchip``) copies its row's windows into a
+  memory ``L`` cells a cycle (``OW x C x taps`` cells, ``L`` wide: no window registers) and computes the row
+  into a second memory (``OW x OC``, one bank per output lane), both mapped as weight ROMs are; the copy
+  and the row's output beats add to its cycles.
 * **Channel folding** (io stream, :mod:`fpgac.analysis.lanes`): a value folded into ``G`` beats a pixel
   makes the elementwise layers at its ends ``C / G`` units wide at ``G`` cycles a pixel (as reuse
   ``G``), a window layer write its output pixel in ``G`` beats (``ii >= steps * G``) and read its input
@@ -367,9 +367,15 @@ def stored_bits(width: int) -> int:
     return next(b for b in (8, 16, 32, 64) if width <= b)
 
 
-def offchip_lanes(weight_bits: int, fan_in: int) -> int:
-    """Products a cycle of an off-chip layer: the weights one memory word holds, at most one output's."""
-    return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in))
+def offchip_lanes(weight_bits: int, fan_in: int, reuse: int = 1) -> int:
+    """Products a cycle of an off-chip layer: the weights one memory word holds, at most one output's,
+    1/R of them at reuse R (a layer with a small share of the frame needs fewer multipliers)."""
+    return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in) // reuse)
+
+
+def offchip_max_reuse(weight_bits: int, fan_in: int) -> int:
+    """The reuse factor of an off-chip layer at one product a cycle."""
+    return offchip_lanes(weight_bits, fan_in)
 
 
 def memory_cost(depth: int, width: int, board: Board, allow_uram: bool = True) -> Resources:
@@ -826,7 +832,7 @@ class LayerModel:
             return self._global_pool(groups)
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
-        lanes = offchip_lanes(work.weight_bits, work.fan_in)
+        lanes = offchip_lanes(work.weight_bits, work.fan_in, reuse)
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
         row_conv = offchip and self.mode == "window"  # conv_row_offchip: windows copied into a memory

@@ -243,7 +243,7 @@ def _lanes(ctx: Ctx, fan_in: int) -> dict[str, int]:
     """``LANES`` of an off-chip layer: its products a cycle, as the estimate counts them (none on chip)."""
     fmt = ctx.node.params["weight"].format
     assert isinstance(fmt, Fixed)  # _external_weight refused a float weight first
-    return {"LANES": offchip_lanes(fmt.width, fan_in)} if ctx.offchip else {}
+    return {"LANES": offchip_lanes(fmt.width, fan_in, ctx.reuse)} if ctx.offchip else {}
 
 
 def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
