@@ -3,9 +3,10 @@
 ``python bench/fit_zoo.py [--boards zcu104,pynq-z2] [MODEL ...]`` quantizes each model once (16 bits, a
 calibration batch of 2 standard-normal samples) and fits it (:func:`fpgac.analysis.fit.fit`, io auto,
 weights auto, util 0.8) to each board, printing a Markdown table: fits, io, frames per second, ii, what
-bounds it, off-chip layers, utilisation and the time the fitting took (reading the layers' datapaths
-included). Models: the onnx package's weightless ``light_*`` ImageNet models with seeded random weights
-(``randomize_weights`` of tests/numerics/test_onnx_zoo.py) and tests/models.py's depthwise_separable.
+bounds it, off-chip layers, channel-folded stream values, utilisation and the time the fitting took
+(reading the layers' datapaths included). Models: the onnx package's weightless ``light_*`` ImageNet
+models with seeded random weights (``randomize_weights`` of tests/numerics/test_onnx_zoo.py) and
+tests/models.py's depthwise_separable.
 Run big models under ``flock /tmp/bigmodel.lock``: VGG-19 takes minutes and ~15 GB to quantize.
 """
 
@@ -69,16 +70,16 @@ def main() -> None:
     args = parser.parse_args()
     boards = [get_board(b) for b in args.boards.split(",")]
     print(
-        "| model | board | fits | io | fps | ii | bound | off-chip layers | DSP | LUT | FF | BRAM18 | URAM "
-        "| fit s | note |"
+        "| model | board | fits | io | fps | ii | bound | off-chip layers | folded values | DSP | LUT | FF "
+        "| BRAM18 | URAM | fit s | note |"
     )
-    print("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             try:
                 graph = _quantized(name, Path(tmp))
             except FpgacError as exc:  # an op without a fixed-point kernel: nothing to fit
-                print(f"| {name} | all | cannot build | | | | | | | | | | | | {exc} |", flush=True)
+                print(f"| {name} | all | cannot build | | | | | | | | | | | | | {exc} |", flush=True)
                 continue
             for board in boards:
                 start = time.perf_counter()
@@ -88,7 +89,7 @@ def main() -> None:
                 bound = f.limit + (f" ({f.limit_layer})" if f.limit_layer else "")
                 print(
                     f"| {name} | {board.name} | {f.fits} | {f.io} | {f.estimate.fps:,.2f} "
-                    f"| {f.estimate.ii:,} | {bound} | {len(f.offchip)} | "
+                    f"| {f.estimate.ii:,} | {bound} | {len(f.offchip)} | {len(f.lanes)} | "
                     + " | ".join(f"{u[k]:.0%}" for k in ("dsp", "lut", "ff", "bram18", "uram"))
                     + f" | {seconds:.2f} | {f.note or ''} |",
                     flush=True,

@@ -17,9 +17,11 @@ from fpgac.backends.plan import BuildPlan, write_plan
 from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, compile_model
+from fpgac.ir import Param, TensorType
 from fpgac.ir.graph import Graph
 from fpgac.ir.serialize import graph_files
 from fpgac.ir.types import Fixed, Overflow, Rounding
+from fpgac.passes.quantize import Quantize
 
 ZOO_SHAPE = (4, 6, 6)
 
@@ -179,3 +181,41 @@ def write_folder(
     board = get_board("zcu104")
     plan.merge(vitis_plan(graph, board, io, model=graph.name, offchip=offchip), prefix="hls/")
     return write_plan(plan, folder, force=True)
+
+
+def _normal(rng: np.random.Generator, *shape: int) -> Param:
+    return Param((rng.standard_normal(shape) * 0.4).astype(np.float32))
+
+
+def residual_cnn() -> Graph:
+    """4x6x6 -> conv 3x3 (8) -> ReLU -> conv 3x3 (8) + shortcut -> ReLU -> max pool 2 -> affine
+    -> average pool 3x3 (padded) -> global average pool (a 3x3 AveragePool) -> flatten -> dense 3."""
+    rng = np.random.default_rng(7)
+    graph = Graph("folded_cnn")
+    x = graph.add_input("image", TensorType((4, 6, 6)))
+    conv_attrs = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+    c1 = graph.add("conv", [x], name="c1", attrs=conv_attrs,
+                   params={"weight": _normal(rng, 8, 4, 3, 3), "bias": _normal(rng, 8)})  # fmt: skip
+    r1 = graph.add("relu", [c1.output], name="r1")
+    c2 = graph.add("conv", [r1.output], name="c2", attrs=conv_attrs,
+                   params={"weight": _normal(rng, 8, 8, 3, 3), "bias": _normal(rng, 8)})  # fmt: skip
+    add = graph.add("add", [c2.output, r1.output], name="res")
+    r2 = graph.add("relu", [add.output], name="r2")
+    pool_attrs = {"kernel": [2, 2], "strides": [2, 2], "pads": [0, 0, 0, 0], "dilations": [1, 1],
+                  "ceil_mode": False}  # fmt: skip
+    mp = graph.add("max_pool", [r2.output], name="mp", attrs=pool_attrs)
+    aff = graph.add("affine", [mp.output], name="bn",
+                    params={"scale": Param(rng.uniform(0.5, 2, (8, 1, 1)).astype(np.float32)),
+                            "shift": Param(rng.normal(0, 0.3, (8, 1, 1)).astype(np.float32))})  # fmt: skip
+    gap_attrs = {"kernel": [3, 3], "strides": [1, 1], "pads": [0, 0, 0, 0],
+                 "ceil_mode": False, "count_include_pad": False}  # fmt: skip
+    ap_attrs = {"kernel": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1], "ceil_mode": False,
+                "count_include_pad": False}  # fmt: skip
+    ap = graph.add("avg_pool", [aff.output], name="ap", attrs=ap_attrs)
+    gap = graph.add("avg_pool", [ap.output], name="gap", attrs=gap_attrs)
+    flat = graph.add("reshape", [gap.output], name="flat", attrs={"shape": [8]})
+    fc = graph.add("dense", [flat.output], name="fc",
+                   params={"weight": _normal(rng, 3, 8), "bias": _normal(rng, 3)})  # fmt: skip
+    graph.set_outputs([fc.output])
+    calib = rng.uniform(-1, 1, (32, 4, 6, 6)).astype(np.float32)
+    return Quantize(precision=10, calib=(calib,)).run(graph)

@@ -51,16 +51,27 @@ per step, with ``M`` non-zero multiplications per step.
   it when that takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
   Block RAM is thus in proportion to the weight bits (at most ``1 / BRAM_MIN_FILL`` times their
   18-Kbit count).
-* **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM
-  is replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external
-  memory, and the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi
-  port is widened to) of weights a cycle: ``L = 512 / word`` lanes (:func:`offchip_lanes`; ``word``
-  the weights' stored C integer width, 8 to 64 bits), ``L`` multipliers, and ``ceil(fan-in / L)``
-  cycles per output per position (every weight, zeros included: off-chip weights are dense). A dense
-  layer reads its weights once a frame, a conv once per output row (each row read serves the row's
-  windows), so a layer reads ``sweeps * weights * word`` bits a frame; all off-chip layers share the
-  board's sustained bandwidth (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes
-  at least the cycles the whole off-chip traffic of a frame needs.
+* **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM is
+  replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external memory, and
+  the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi port is widened to)
+  of weights a cycle: ``L = 512 / word`` lanes (:func:`offchip_lanes`; ``word`` the weights' stored C
+  integer width, 8 to 64 bits; ``L / R`` at reuse R), ``L`` multipliers, and ``ceil(fan-in / L)`` cycles per
+  output per position (every weight, zeros included: off-chip weights are dense). A dense layer reads its
+  weights once a frame, a conv once per output row (each row read serves the row's windows), so a layer
+  reads ``sweeps * weights * word`` bits a frame; all off-chip layers share the board's sustained bandwidth
+  (:attr:`~fpgac.boards.Board.mem_bits_per_cycle`), so each of them takes at least the cycles the whole
+  off-chip traffic of a frame needs. An off-chip conv (``conv_row_offchip``) copies its row's windows into a
+  memory ``L`` cells a cycle (``OW x C x taps`` cells, ``L`` wide: no window registers) and computes the row
+  into a second memory (``OW x OC``, one bank per output lane), both mapped as weight ROMs are; the copy
+  and the row's output beats add to its cycles.
+* **Channel folding** (io stream, :mod:`fpgac.analysis.lanes`): a value folded into ``G`` beats a pixel
+  makes the elementwise layers at its ends ``C / G`` units wide at ``G`` cycles a pixel (as reuse
+  ``G``), a window layer write its output pixel in ``G`` beats (``ii >= steps * G``) and read its input
+  one beat a cycle, a max or average pool compute one output beat a cycle (``pool_stream``: ``C / G``
+  comparator trees or sums, each lane reading its group's window cells through a ``G``-to-1 mux), and
+  a global average pool (an avg_pool over the whole unpadded input:
+  ``global_avg_stream``) keep its ``C`` sums in ``L`` memories ``G`` deep (registers when ``G = 1``)
+  instead of a window.
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
   (dual-port). **Line buffers** of 2-d (and higher) windows in ``stream`` style hold ``k - 1`` input
   rows of channel vectors, each row and each channel its own memory (``width`` deep) because all are
@@ -356,9 +367,15 @@ def stored_bits(width: int) -> int:
     return next(b for b in (8, 16, 32, 64) if width <= b)
 
 
-def offchip_lanes(weight_bits: int, fan_in: int) -> int:
-    """Products a cycle of an off-chip layer: the weights one memory word holds, at most one output's."""
-    return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in))
+def offchip_lanes(weight_bits: int, fan_in: int, reuse: int = 1) -> int:
+    """Products a cycle of an off-chip layer: the weights one memory word holds, at most one output's,
+    1/R of them at reuse R (a layer with a small share of the frame needs fewer multipliers)."""
+    return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in) // reuse)
+
+
+def offchip_max_reuse(weight_bits: int, fan_in: int) -> int:
+    """The reuse factor of an off-chip layer at one product a cycle."""
+    return offchip_lanes(weight_bits, fan_in)
 
 
 def memory_cost(depth: int, width: int, board: Board, allow_uram: bool = True) -> Resources:
@@ -815,10 +832,13 @@ class LayerModel:
             return self._global_pool(groups)
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
-        lanes = offchip_lanes(work.weight_bits, work.fan_in)
+        lanes = offchip_lanes(work.weight_bits, work.fan_in, reuse)
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
-        if self.mode == "beat":  # L = C / G units, one beat of L channels a cycle: G cycles a pixel
+        row_conv = offchip and self.mode == "window"  # conv_row_offchip: windows copied into a memory
+        # pool_stream: a folded pool computes each output beat's L channels in its own cycle
+        pool_beats = self.mode == "window" and node.op in ("max_pool", "avg_pool") and groups[1] > 1
+        if self.mode == "beat" or pool_beats:  # L = C / G units, a beat of L channels a cycle: G a pixel
             r = groups[1]
         mults = lanes if offchip else math.ceil(work.mults / r)
         adders = lanes if offchip else math.ceil(work.adds / r)
@@ -828,7 +848,7 @@ class LayerModel:
             lut=mults * lut_each + adders * work.add_bits + math.ceil(work.logic / r),
             ff=(0 if dsp_each else mults * (work.a_bits + work.b_bits))
             + adders * work.add_bits
-            + work.window_regs,
+            + (0 if row_conv else work.window_regs),
         )
         if offchip:  # two tiles of one output's weights (ping-pong) ``lanes`` wide, refilled from memory
             depth = math.ceil(work.fan_in / lanes)
@@ -837,7 +857,12 @@ class LayerModel:
             memory, storage = "offchip", tile + tile
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
-        res = res + storage
+        res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
+        if pool_beats:  # each lane picks its channel group's window cells: a G-to-1 mux (3 inputs a LUT6)
+            in_bits = _width(node.inputs[0].type.format)
+            res = res + Resources(
+                lut=math.ceil(work.elems / r) * work.fan_in * in_bits * math.ceil((r - 1) / 3)
+            )
         lookups = math.ceil(work.elems / r) if work.tables else 0
         for entries, width in work.tables:
             copy = memory_cost(entries, width, board, allow_uram=False)
@@ -849,7 +874,9 @@ class LayerModel:
         out_regs = (
             node.output.type.size
             if self.io == "parallel"
-            else math.ceil(work.elems / (r if self.mode == "beat" else 1))
+            else math.ceil(
+                work.elems / (r if self.mode == "beat" or pool_beats else groups[1] if row_conv else 1)
+            )
         )
         if work.depth == 0:  # wiring: no registers, no control, no time
             return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)
@@ -862,7 +889,9 @@ class LayerModel:
         if work.tables or rows:
             depth += BRAM_LATENCY
         ii = base = work.steps * step_cycles(node, r, self.level)
-        if self.mode == "window":  # a pixel's output beats leave one a cycle
+        if row_conv:  # each output row also copies its windows in, then writes its beats out
+            ii += work.steps * (math.ceil(self._window_cells() / lanes) + groups[1])
+        elif self.mode == "window":  # a pixel's output beats leave one a cycle
             ii = max(ii, work.steps * groups[1])
         if self.mode in ("window", "buffered") and groups[0] > 1:  # its input's beats arrive one a cycle
             ii = max(ii, self._input_beats(groups[0]))
@@ -890,6 +919,21 @@ class LayerModel:
         node = self.node
         first = folded.get(node.inputs[0].name, 1) if node.inputs else 1
         return first, folded.get(node.output.name, 1)
+
+    def _window_cells(self) -> int:
+        """Cells of one conv window: C x the kernel's taps."""
+        return self.node.inputs[0].shape[0] * math.prod(self.node.params["weight"].shape[2:])
+
+    def _row_memories(self, lanes: int, g_out: int) -> Resources:
+        """conv_row_offchip's memories: a row's windows (OW x C*taps cells, reshaped ``lanes`` wide) and its
+        outputs (OW x OC, partitioned into the L_out banks one output beat reads)."""
+        x, out, board = self.node.inputs[0], self.node.output, self.board
+        cols, channels = out.shape[-1], out.shape[0]
+        cells = cols * self._window_cells()
+        windows = _buffer_cost(math.ceil(cells / lanes), lanes * _width(x.type.format), board)
+        banks = channels // g_out
+        bank = _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board)
+        return windows + Resources(*(k * banks for k in _vector(bank)))
 
     def _input_beats(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[0] * groups
@@ -923,6 +967,15 @@ class LayerModel:
         return LayerEstimate(
             node.name, node.op, 1, mults, res, ii + depth, ii, depth + work.warmup, bound=bound
         )
+
+
+def _buffer_cost(depth: int, width: int, board: Board) -> Resources:
+    """A working memory (no storage pragma: HLS maps it) as weight ROMs are mapped: block RAM when it
+    fills its blocks at least ``BRAM_MIN_FILL``, else LUT RAM (a shallow, wide memory is port-bound)."""
+    block = memory_cost(depth, width, board, allow_uram=False)
+    if block.bram18 and depth * width >= BRAM_MIN_FILL * block.bram18 * BRAM18_BITS:
+        return block
+    return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
 
 
 def _vector(res: Resources) -> tuple[int, ...]:

@@ -39,10 +39,11 @@ Off-chip weights
 ================
 ``weights="auto"`` keeps every weight on chip when the most folded design fits the block RAM and URAM
 budget; otherwise it moves the layers with the most weight bits to external memory, one at a time, until
-it does.
+it does (skipping a layer whose off-chip buffers take as much block RAM as its weights).
 ``offchip`` moves every layer with weights, ``onchip`` none. Off-chip weights need io stream. Off-chip
 layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
-bounds the design's II from below (see the estimate).
+bounds the design's II from below (see the estimate). An off-chip layer takes the fewest lanes (products
+a cycle, the word's weights / R) that still make the design's II.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from dataclasses import dataclass
 from fpgac.analysis.estimate import (
     PARALLEL_MAX_MULTS,
     RESOURCES,
+    URAM_PER_BRAM18,
     Estimate,
     EstimateError,
     LayerEstimate,
@@ -62,6 +64,7 @@ from fpgac.analysis.estimate import (
     assemble,
     bandwidth_ii,
     layer_models,
+    offchip_max_reuse,
 )
 from fpgac.analysis.lanes import groups_at, lanes_of, most_folding
 from fpgac.boards import Board
@@ -208,7 +211,9 @@ def _fit_style(
         return groups_at(graph, ii) if fold_channels else {}
 
     def folded(m: LayerModel, ii: int) -> int:
-        r = m.max_reuse if m.name in offchip else min(max(ii // m.steps, 1), m.max_reuse)
+        if m.name in offchip:  # the fewest lanes that make the II (the most at one product a cycle)
+            return _largest(lambda r: layer_at(m, r).ii <= ii, 1, _most(m))
+        r = min(max(ii // m.steps, 1), m.max_reuse)
         return accepts(io, m.name, r) if accepts else r
 
     def reuse_at(ii: int) -> dict[str, int]:
@@ -226,7 +231,8 @@ def _fit_style(
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
     ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
-    ceiling = max(ceiling, most_folding(graph) if fold_channels else 1)
+    slowest = [layer_at(m, fixed.get(m.name) or _most(m)).ii for m in models if m.name in offchip]
+    ceiling = max([ceiling, *slowest, most_folding(graph) if fold_channels else 1])
     goal = math.floor(board.clock_mhz * 1e6 / target_fps) if target_fps else None
     note = None
     # Resources over budget even at the most folding cannot be helped: fit the others, and say so.
@@ -291,9 +297,17 @@ def _offchip(
     for m in sorted(stored, key=lambda m: (-m.weight_bits, m.name)):
         if all(t <= limit for t, limit, mem in zip(total, limits, memory, strict=True) if mem):
             break
+        if _memory_blocks(off[m.name]) >= _memory_blocks(on[m.name]):
+            continue  # its off-chip buffers (a conv row's windows) take no less than its weights
         offchip.add(m.name)
         total = [t - a + b for t, a, b in zip(total, on[m.name], off[m.name], strict=True)]
     return frozenset(offchip)
+
+
+def _memory_blocks(vector: tuple[int, ...]) -> int:
+    """Block RAM of a resource vector, URAM counted at its capacity in BRAM18s."""
+    res = dict(zip(RESOURCES, vector, strict=True))
+    return res["bram18"] + URAM_PER_BRAM18 * res["uram"]
 
 
 def _vector(res: Resources) -> tuple[int, ...]:
@@ -316,6 +330,22 @@ def _floor(
             kind = "bandwidth" if layer.bound == "bandwidth" else ("reuse" if m.name in fixed else "steps")
             best = (m.name, layer.ii, kind)
     return best
+
+
+def _most(m: LayerModel) -> int:
+    """An off-chip layer's reuse factor at one product a cycle."""
+    return offchip_max_reuse(m.work.weight_bits, m.work.fan_in)
+
+
+def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The largest ``x`` in [lo, hi] with ``ok(x)`` (``lo`` if none), given ``ok`` monotone falling."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _smallest(ok: Callable[[int], bool], lo: int, hi: int) -> int:

@@ -91,32 +91,44 @@ void dense_offchip(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::O
 }
 
 // Output row oh of a conv (window_stream's window_row) with w [OC][C/G][KH][KW] in external memory: the
-// windows of the row's OW pixels are gathered from the line buffer, every output channel is computed for
-// all of them from one read of its weights, and the pixels leave in order (in beats of LO channels).
+// windows of the row's OW pixels are copied from the line buffer into a memory LANES cells a cycle (no
+// window registers: window_cell is gather_window's cell), every output channel is computed for all of them
+// from one read of its weights into another memory, and the pixels leave in order, a beat of LO channels
+// a cycle.
 template <class CFG, class in_t, class out_t, class raw_t, class b_t, int LO>
 void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y,
                       const raw_t* w, const b_t b[CFG::BIAS_SIZE]) {
-  const int WIN = CFG::C * CFG::KH * CFG::KW;
+  const int TAPS = CFG::KH * CFG::KW;
+  const int WIN = CFG::C * TAPS;
   static in_t windows[CFG::OW * WIN];
   FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=windows cyclic factor=CFG::LANES)
   static out_t out[CFG::OW * CFG::OC];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=out cyclic factor=LO)
   FPGAC_LOOP(conv_offchip_gather)
   for (int ow = 0; ow < CFG::OW; ow++) {
-    in_t win[WIN];
-    bool valid[CFG::KH * CFG::KW];
-    gather_window<CFG>(rows, oh, ow, win, valid);
     FPGAC_LOOP(conv_offchip_window)
-    for (int i = 0; i < WIN; i++) windows[ow * WIN + i] = win[i];
+    for (int i0 = 0; i0 < WIN; i0 += CFG::LANES) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      FPGAC_LOOP(conv_offchip_window_lanes)
+      for (int l = 0; l < CFG::LANES; l++) {
+        const int i = i0 + l;
+        const int kh = (i % TAPS) / CFG::KW, kw = i % CFG::KW;
+        const int ih = oh * CFG::SH - CFG::PH + kh * CFG::DH;
+        const int iw = ow * CFG::SW - CFG::PW + kw * CFG::DW;
+        const bool inside = ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W;
+        if (i < WIN) windows[ow * WIN + i] = inside ? window_cell<CFG>(rows, i / TAPS, ih, iw) : in_t(0);
+      }
+    }
   }
   const int T = CFG::CG * CFG::KH * CFG::KW;
   offchip_outputs<CFG, CFG::OW, WIN, CFG::OC, T, CFG::OC / CFG::G>(windows, w, b, out);
   FPGAC_LOOP(conv_offchip_write)
-  for (int ow = 0; ow < CFG::OW; ow++) {
+  for (int k = 0; k < CFG::OW * (CFG::OC / LO); k++) {
     FPGAC_PRAGMA(HLS PIPELINE II=1)
-    pixel<out_t, CFG::OC> px;
+    pixel<out_t, LO> px;
     FPGAC_LOOP(conv_offchip_channels)
-    for (int oc = 0; oc < CFG::OC; oc++) px.data[oc] = out[ow * CFG::OC + oc];
-    write_pixel(px, y);
+    for (int c = 0; c < LO; c++) px.data[c] = out[k * LO + c];
+    y.write(px);
   }
 }
 

@@ -163,30 +163,67 @@ void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO
   PIXEL::row(rows, oh, y, memory);
 }
 
+// Store input row h of a window layer in the line buffer (row h % SPAN): W pixels of C / LI beats of LI
+// channels (one beat a pixel when LI = C), each beat at its channels.
+template <class CFG, int SPAN, class in_t, int LI>
+void fill_row(hls::stream<pixel<in_t, LI> >& x, in_t rows[SPAN][CFG::W][CFG::C], int h) {
+  FPGAC_PRAGMA(HLS INLINE)
+  const int G = CFG::C / LI;
+  FPGAC_LOOP(window_fill)
+  for (int b = 0; b < CFG::W * G; b++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const pixel<in_t, LI> px = x.read();
+    FPGAC_LOOP(window_fill_channels)
+    for (int c = 0; c < LI; c++) rows[h % SPAN][b / G][(b % G) * LI + c] = px.data[c];
+  }
+}
+
 // A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
 // window's height with dilation), then compute every output row that row completes (window_row).
-// `memory` is the layer's external-memory port (off-chip weights), none for constants on chip. The input
-// arrives in C / LI beats of LI channels a pixel (one beat when LI = C), each stored at its channels.
+// `memory` is the layer's external-memory port (off-chip weights), none for constants on chip.
 template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO, class... M>
 void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, const M*... memory) {
   const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
-  const int G = CFG::C / LI;
   static in_t rows[SPAN][CFG::W][CFG::C];
   FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
   FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
   FPGAC_LOOP(window_input_rows)
   for (int h = 0; h < CFG::H; h++) {
-    FPGAC_LOOP(window_fill)
-    for (int b = 0; b < CFG::W * G; b++) {
-      FPGAC_PRAGMA(HLS PIPELINE II=1)
-      const pixel<in_t, LI> px = x.read();
-      FPGAC_LOOP(window_fill_channels)
-      for (int c = 0; c < LI; c++) rows[h % SPAN][b / G][(b % G) * LI + c] = px.data[c];
-    }
+    fill_row<CFG, SPAN>(x, rows, h);
     FPGAC_LOOP(window_output_rows)
     for (int oh = 0; oh < CFG::OH; oh++) {
       if (last_row<CFG>(oh) != h) continue;
       window_row<CFG, PIXEL>(rows, oh, y, memory...);
+    }
+  }
+}
+
+// A pooling layer whose output is channel-folded (LO < C): the same line buffer and window, but each
+// output beat's LO channels are computed in the cycle it leaves (PIXEL::beat: max_pool_beat,
+// avg_pool_beat), so the layer has LO comparator trees or sums, not C; the window is gathered once a pixel.
+template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO>
+void pool_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y) {
+  const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
+  const int G = CFG::C / LO;
+  static in_t rows[SPAN][CFG::W][CFG::C];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
+  in_t win[CFG::C * CFG::KH * CFG::KW];
+  bool valid[CFG::KH * CFG::KW];
+  FPGAC_LOOP(pool_input_rows)
+  for (int h = 0; h < CFG::H; h++) {
+    fill_row<CFG, SPAN>(x, rows, h);
+    FPGAC_LOOP(pool_output_rows)
+    for (int oh = 0; oh < CFG::OH; oh++) {
+      if (last_row<CFG>(oh) != h) continue;
+      FPGAC_LOOP(pool_output_beats)
+      for (int b = 0; b < CFG::OW * G; b++) {
+        FPGAC_PRAGMA(HLS PIPELINE II=1)
+        if (b % G == 0) gather_window<CFG>(rows, oh, b / G, win, valid);
+        pixel<out_t, LO> out;
+        PIXEL::template beat<LO>(win, valid, oh, b / G, (b % G) * LO, out.data);
+        y.write(out);
+      }
     }
   }
 }

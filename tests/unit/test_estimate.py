@@ -503,11 +503,13 @@ def test_emitted_weight_storage_is_the_estimated_one(io: str) -> None:
 
 def test_offchip_layer_takes_a_memory_word_a_cycle() -> None:
     """An off-chip conv makes one 512-bit word of products a cycle (32 int16 weights): 8x8 pixels x 8
-    output channels x ceil(36 / 32) = 2 cycles; on an HBM card (1,073 bits a cycle) its 0.15 Mbit a frame
-    bound nothing slower, so the products set II ("serial"); both are what fpgac_offchip.h does."""
+    output channels x ceil(36 / 32) = 2 cycles, plus its row's window copy and output beats; on an HBM
+    card (1,073 bits a cycle) its 0.15 Mbit a frame bound nothing slower, so the products set II
+    ("serial"); both are what fpgac_offchip.h does."""
     u280 = BOARDS["alveo-u280"]
     est = estimate(cnn([4, 8]), u280, "stream", 1, frozenset({"conv0"}))
     conv = next(layer for layer in est.layers if layer.name == "conv0")
     assert conv.memory == "offchip" and conv.multipliers == 32 and conv.bound == "serial"
-    assert conv.ii == 8 * 8 * 8 * math.ceil(36 / 32) == est.ii
+    # each pixel's window (36 cells) is also copied in 32 a cycle, and the pixel written out in one beat
+    assert conv.ii == 8 * 8 * (8 * math.ceil(36 / 32) + math.ceil(36 / 32) + 1) == est.ii
     assert conv.offchip_bits == 8 * 36 * 16 * 8  # the [OC][T] block of int16 words once per output row

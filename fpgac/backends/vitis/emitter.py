@@ -279,9 +279,10 @@ def _context(
         return Ctx(node, layer, in_names, in_types, in_fmts, y_data, out.type, out.fmt, reuse, beats, g, elem)
     names = [a["name"] for a in args]
     stream = mode != "array"
-    return Ctx(
-        node, layer, names, in_types, in_fmts, "y", out.type, out.fmt, reuse, stream=stream, offchip=offchip
-    )
+    groups = vitis_stream.fold(node.output, lanes)[1] if stream else 1  # a window layer's output beats
+    out_name, elem = "y", "i"
+    return Ctx(node, layer, names, in_types, in_fmts, out_name, out.type, out.fmt, reuse, None, groups, elem,
+               stream, offchip)  # fmt: skip
 
 
 def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:

@@ -28,6 +28,7 @@ from fpgac.backends.vitis.ccode import (
     c_int_type,
     config,
     literal,
+    pool_stream,
     window_stream,
 )
 from fpgac.backends.vitis.levels import level_biases, ranked
@@ -242,7 +243,7 @@ def _lanes(ctx: Ctx, fan_in: int) -> dict[str, int]:
     """``LANES`` of an off-chip layer: its products a cycle, as the estimate counts them (none on chip)."""
     fmt = ctx.node.params["weight"].format
     assert isinstance(fmt, Fixed)  # _external_weight refused a float weight first
-    return {"LANES": offchip_lanes(fmt.width, fan_in)} if ctx.offchip else {}
+    return {"LANES": offchip_lanes(fmt.width, fan_in, ctx.reuse)} if ctx.offchip else {}
 
 
 def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
@@ -354,6 +355,9 @@ def _pool_stream_values(ctx: Ctx, values: dict[str, int], taps: int) -> dict[str
 
 def max_pool(ctx: Ctx, code: LayerCode) -> None:
     code.config = config(ctx, _pool_stream_values(ctx, _pool_values(ctx, True), 0))
+    if ctx.stream and ctx.groups > 1:
+        pool_stream(ctx, code, f"fpgac::max_pool_beat<{ctx.name}_config, N>(win, valid, c0, y);")
+        return
     if ctx.stream:
         window_stream(ctx, code, f"fpgac::max_pool_pixel<{ctx.name}_config>(win, valid, y);")
         return
@@ -384,8 +388,12 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
         kernel = f"fpgac::global_avg_stream<{ctx.name}_config>"
         code.body = f"  {kernel}({ctx.ins[0]}, {ctx.out}, {recip}, {count});"
         return
+    count = f"{cells[0]}[oh] * {cells[1]}[ow]"
+    if ctx.stream and ctx.groups > 1:
+        beat = f"fpgac::avg_pool_beat<{ctx.name}_config, N>(win, {recip}, {count}, c0, y);"
+        pool_stream(ctx, code, beat)
+        return
     if ctx.stream:
-        count = f"{cells[0]}[oh] * {cells[1]}[ow]"
         window_stream(ctx, code, f"fpgac::avg_pool_pixel<{ctx.name}_config>(win, {recip}, {count}, y);")
         return
     code.body = (
