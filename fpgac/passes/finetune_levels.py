@@ -10,9 +10,10 @@ that the shared factors serve every size:
 
 with ``ALPHA = 0.5`` as in the paper, ``L`` the ``finetune`` pass's loss (distillation from the original
 float model, plus cross-entropy with labels). The levels stay nested because the module computes a level
-by masking the shared factors past its rank (:class:`~fpgac.interp.torch_module.GraphModule.level`), and
-each level trains its own row of ``level_bias`` (the per-level bias recalibration of the paper's batch
-norms): the full term trains row 0, the level term the drawn level's row.
+by masking the shared factors past its rank (:attr:`~fpgac.interp.torch_module.GraphModule.level`), and
+each level trains its own row of ``level_bias`` (a per-level bias instead of the per-level batch-norm
+recalibration of a network that keeps its batch norms): the full term trains row 0, the level term the
+drawn level's row.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ALPHA = 0.5
 
 
 def has_levels(module: GraphModule) -> bool:
+    """Whether the module's graph has run-time rank levels to train jointly."""
     return level_count(module.graph) > 1
 
 
