@@ -43,9 +43,9 @@ from fpgac.passes.ood import (  # noqa: E402
     layer_patches,
     ratio_scores,
     stable_rank,
-    window_attrs,
     without_bias,
 )
+from fpgac.passes.ood_layers import window_attrs  # noqa: E402
 from fpgac.passes.quantize import Quantize  # noqa: E402
 
 SEED = 0
