@@ -23,6 +23,11 @@ def ood_markdown(facts: dict[str, Any] | None) -> list[str]:
         f"a Mahalanobis detector here stores {facts['mahalanobis_words']:,} words ({ratio:.1f}x more)",
         f"- extra MACs per sample: {facts['extra_macs']:,}; outputs: {', '.join(facts['outputs'])}",
     ]
+    if facts.get("reused_factor"):
+        lines.append(
+            f"- reuses the low-rank split's first factor `{facts['reused_factor']}` (its output z = A h): "
+            f"num = ||Q z||^2, saving {facts['words_saved']:,} words and {facts['macs_saved']:,} MACs"
+        )
     if facts.get("warning"):
         lines.append(f"- warning: {facts['warning']}")
     sep = facts.get("separation", {})

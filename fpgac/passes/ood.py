@@ -29,6 +29,12 @@ features times ``(I - m m^T)`` (for the residual, the unknown inputs' deviation 
 the common component's size, then counts as unexplained). The bases stay fixed matrices: the hardware and
 its exactness are unchanged.
 
+Where the monitored layer is a weight-SVD low-rank split (``lowrank`` with ``method=svd``, no levels), the
+projection reuses the split's first factor ``A`` (r x n), whose output ``z = A h`` the classifier computes
+anyway: the basis is then the top-k directions of ``W = B A`` inside ``A``'s row space and without the bias
+direction, and num is ``||Q z||^2`` with ``Q A = V_k`` (k x r): k r words and MACs per patch, not k n
+(:mod:`fpgac.passes.ood_layers`).
+
 The threshold tau is the calibration batch's score quantile at ``tpr`` (rounded down into
 :data:`~fpgac.passes.ood_formats.TAU_FORMAT`). In hardware, ``num`` and ``den`` are exact integers and the
 flag is ``num < tau * den``, no divider: three graph outputs ``ood_flag`` (1 = unknown input), ``ood_num``
@@ -57,6 +63,7 @@ from fpgac.ir import fixed
 from fpgac.ir.graph import Graph, Node, Param, Value
 from fpgac.ir.types import Fixed
 from fpgac.passes.ood_formats import TAU_FORMAT, energy_format, flag_format
+from fpgac.passes.ood_layers import Layer, monitorable_layers, pointwise, reused_basis
 from fpgac.passes.quantize import _quantized, constant_format
 
 log = logging.getLogger(__name__)
@@ -88,21 +95,6 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     ranks = np.bincount(tie, ranks)[tie] / counts[tie]
     n_in, n_out = inside.size, outside.size
     return float((ranks[:n_in].sum() - n_in * (n_in + 1) / 2) / (n_in * n_out))
-
-
-def _monitorable(graph: Graph) -> list[Node]:
-    """Dense and ungrouped conv layers, in graph order (a grouped conv's weight is not one matrix)."""
-    return [n for n in graph.nodes if n.op == "dense" or (n.op == "conv" and n.attrs["groups"] == 1)]
-
-
-def window_attrs(node: Node) -> dict[str, Any]:
-    """The patches ``node`` reads: its conv window, or (dense) the rows of its input."""
-    if node.op == "dense":
-        return {"kernel": [], "strides": [], "pads": [], "dilations": []}
-    a = node.attrs
-    kernel = list(node.params["weight"].shape[2:])
-    return {"kernel": kernel, "strides": list(a["strides"]), "pads": list(a["pads"]),
-            "dilations": list(a["dilations"])}  # fmt: skip
 
 
 def layer_patches(h: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
@@ -181,7 +173,7 @@ class Ood:
             raise OodError("ood: the graph already has a monitor")
         if len(graph.inputs) != 1:
             raise OodError("ood: monitors single-input models only")
-        layers = _monitorable(graph)
+        layers = monitorable_layers(graph)
         # The first layer is never monitored; auto skips the output layer too (unless it is the only other
         # one): its stable rank is bounded by the number of classes, so it would win the comparison by
         # shape, not by what it learned, and its input is also the penultimate features MSP/energy read.
@@ -189,25 +181,26 @@ class Ood:
         auto = layers[1:-1] or hidden
         if not hidden:
             raise OodError("ood: no hidden dense or conv layer to monitor (the first layer never is)")
-        sranks = {n.name: stable_rank(n.params["weight"].data) for n in layers}
+        sranks = {n.name: stable_rank(n.weight) for n in layers}
         x = np.asarray(self.calib[0], dtype=np.float32)
         facts: dict[str, Any] = {"score": self.score, "srank": {k: round(v, 3) for k, v in sranks.items()}}
         # The calibration batch, then synthetic outliers made from it: the features every choice reads.
         outliers = synthetic_outliers(x, np.random.default_rng(0))
         traced = run_float(graph, np.concatenate([x, outliers]), trace=True)
         if self.score == "projection":
-            node, basis, mean = self._projection(graph, hidden, auto, sranks, traced, len(x), facts)
+            layer, basis, mean, reuse = self._projection(graph, hidden, auto, sranks, traced, len(x), facts)
         else:
-            node, basis, mean = self._residual(hidden, auto, traced, len(x), facts)
-        num, den, flag = _insert(graph, node, basis, mean)
+            layer, basis, mean = self._residual(hidden, auto, traced, len(x), facts)
+            reuse = None
+        num, den, flag = _insert(graph, layer, basis, mean, reuse)
         facts |= _threshold(graph, num, den, flag, x, self.tpr)
-        facts |= _memory(graph, node, basis, mean, num.producer)
+        facts |= _memory(graph, layer, basis, mean, num.producer)
         graph.metadata["ood"] = facts
         k, tau = basis.shape[0], facts["tau"]
-        log.info("ood: monitoring the input of %r (%s, k=%d), tau %.5f", node.name, self.score, k, tau)
+        log.info("ood: monitoring the input of %r (%s, k=%d), tau %.5f", layer.name, self.score, k, tau)
         return graph
 
-    def _named(self, candidates: list[Node]) -> Node:
+    def _named(self, candidates: list[Layer]) -> Layer:
         node = next((n for n in candidates if n.name == self.layer), None)
         if node is None:
             known = ", ".join(n.name for n in candidates)
@@ -219,28 +212,32 @@ class Ood:
     def _projection(
         self,
         graph: Graph,
-        hidden: list[Node],
-        auto: list[Node],
+        hidden: list[Layer],
+        auto: list[Layer],
         sranks: dict[str, float],
         traced: dict[str, np.ndarray],
         n_calib: int,
         facts: dict[str, Any],
-    ) -> tuple[Node, np.ndarray, None]:
+    ) -> tuple[Layer, np.ndarray, None, np.ndarray | None]:
+        """The layer, its basis on the layer's input and, for a split layer, the same basis on its first
+        factor's output (``Q`` with ``Q A = V``), which the hardware computes instead."""
         if self.layer == "auto":
             node = min(auto, key=lambda n: sranks[n.name])
             facts["chosen_by"] = "lowest stable rank among the hidden layers"
         else:
             node = self._named(hidden)
             facts["chosen_by"] = "named"
-        w = np.asarray(node.params["weight"].data, dtype=np.float64).reshape(
-            node.params["weight"].shape[0], -1
-        )
+        w = node.weight
         srank = sranks[node.name]
         k = math.ceil(srank) if self.k == "auto" else int(self.k)
-        h = traced[node.inputs[0].name]
-        mean = layer_patches(h[:n_calib], window_attrs(node)).mean(axis=0)
-        _, _, vt = np.linalg.svd(without_bias(w, mean), full_matrices=False)
-        basis = vt[: min(k, vt.shape[0])]
+        h = traced[node.source.name]
+        mean = layer_patches(h[:n_calib], node.window).mean(axis=0)
+        reuse = None
+        if node.factor is not None:
+            basis, reuse = reused_basis(node, mean, k)
+        else:
+            _, _, vt = np.linalg.svd(without_bias(w, mean), full_matrices=False)
+            basis = vt[: min(k, vt.shape[0])]
         classes = graph.outputs[0].type.size
         bound = min(float(classes), min(w.shape) / 4)
         if srank > bound:
@@ -253,7 +250,7 @@ class Ood:
         # The premise can fail with low-rank weights too: where unknown data's features lie as much or *more*
         # in the row space than the training data's (a CNN's smooth feature maps), the score is useless or
         # inverted. Synthetic outliers show it without any unknown data.
-        scores = ratio_scores(h, basis, window_attrs(node), None)
+        scores = ratio_scores(h, basis, node.window, None)
         separation = round(auroc(scores[:n_calib], scores[n_calib:]), 4)
         facts["separation"] = {node.name: separation}
         if separation < SEPARATION_WARNING:
@@ -263,16 +260,16 @@ class Ood:
             )
             facts["warning"] = f"{facts['warning']}; {inverted}" if "warning" in facts else inverted
             log.warning("ood: %s", inverted)
-        return node, basis, None
+        return node, basis, None, reuse
 
     def _residual(
         self,
-        hidden: list[Node],
-        auto: list[Node],
+        hidden: list[Layer],
+        auto: list[Layer],
         traced: dict[str, np.ndarray],
         n_calib: int,
         facts: dict[str, Any],
-    ) -> tuple[Node, np.ndarray, np.ndarray]:
+    ) -> tuple[Layer, np.ndarray, np.ndarray]:
         dense = [n for n in auto if n.op == "dense"]
         if self.layer != "auto":
             node = self._named(hidden)
@@ -284,10 +281,10 @@ class Ood:
         k = None if self.k == "auto" else int(self.k)
         separation, bases, means = {}, {}, {}
         for node in dense:
-            h = traced[node.inputs[0].name].astype(np.float64)
+            h = traced[node.source.name].astype(np.float64)
             means[node.name] = h[:n_calib].mean(axis=0)
             bases[node.name] = principal_directions(h[:n_calib], means[node.name], k)
-            scores = ratio_scores(h, bases[node.name], window_attrs(node), means[node.name])
+            scores = ratio_scores(h, bases[node.name], node.window, means[node.name])
             separation[node.name] = round(auroc(scores[:n_calib], scores[n_calib:]), 4)
         best = max(dense, key=lambda n: separation[n.name])
         facts["separation"] = separation
@@ -305,10 +302,11 @@ def _fixed_format(value: Value) -> Fixed | None:
 
 
 def _insert(
-    graph: Graph, node: Node, basis: np.ndarray, mean: np.ndarray | None
+    graph: Graph, layer: Layer, basis: np.ndarray, mean: np.ndarray | None, reuse: np.ndarray | None
 ) -> tuple[Value, Value, Value]:
-    """The monitor's nodes after every other node, formatted here when the graph is already quantized."""
-    h = node.inputs[0]
+    """The monitor's nodes after every other node, formatted here when the graph is already quantized.
+    With ``reuse`` (a split layer's ``Q``), num projects the first factor's output, position by position."""
+    h = layer.source
     fx = _fixed_format(h)
     if mean is not None:
         shift = Param(-np.asarray(mean, dtype=np.float64))
@@ -321,20 +319,24 @@ def _insert(
             exact = fixed.add_format(fixed.mul_format(fx, fs), fm)  # x * 1 - mu, nothing rounded
             center.output.type = center.output.type.with_format(exact)
         h = center.output
-    window = window_attrs(node)
+    window, projected = layer.window, h
+    if reuse is not None:
+        assert layer.factor is not None
+        basis, window, projected = reuse, pointwise(layer.window), layer.factor.output
     basis_param = Param(np.asarray(basis, dtype=np.float64))
     if fx is not None:  # the basis at the precision the quantize pass gave the weights
         bits = int(graph.metadata.get("quantize", {}).get("precision", fx.width))
         basis_param = _quantized(basis_param.data, constant_format(basis_param.data, bits))
-    num = graph.add("patch_energy", [h], name="ood_num", attrs=window, params={"basis": basis_param},
+    num = graph.add("patch_energy", [projected], name="ood_num", attrs=window, params={"basis": basis_param},
                     output_names=["ood_num"])  # fmt: skip
-    den = graph.add("patch_energy", [h], name="ood_den", attrs=window, output_names=["ood_den"])
+    den = graph.add("patch_energy", [h], name="ood_den", attrs=layer.window, output_names=["ood_den"])
     flag = graph.add("ood_flag", [num.output, den.output], name="ood_flag", attrs={"tau": 0.0},
                      output_names=["ood_flag"])  # fmt: skip
-    h_fmt = _fixed_format(h)
-    if h_fmt is not None:
+    if _fixed_format(h) is not None:
         for energy in (num, den):
-            energy.output.type = energy.output.type.with_format(energy_format(energy, h_fmt))
+            fmt = _fixed_format(energy.inputs[0])
+            assert fmt is not None
+            energy.output.type = energy.output.type.with_format(energy_format(energy, fmt))
         flag.output.type = flag.output.type.with_format(flag_format(flag))
     graph.set_outputs([*graph.outputs, flag.output, num.output, den.output])
     return num.output, den.output, flag.output
@@ -380,26 +382,38 @@ def _threshold(
 
 
 def _memory(
-    graph: Graph, node: Node, basis: np.ndarray, mean: np.ndarray | None, num: Node | None
+    graph: Graph, layer: Layer, basis: np.ndarray, mean: np.ndarray | None, num: Node | None
 ) -> dict[str, Any]:
     """What the monitor stores and computes, next to a Mahalanobis detector at the same layer (a mean per
-    class and a tied covariance over the n features: ``C n + n^2`` words)."""
+    class and a tied covariance over the n features: ``C n + n^2`` words). A split layer's monitor stores
+    ``Q`` (k x r) and projects the first factor's r outputs instead of the n inputs: it saves k (n - r)
+    words, and as many MACs per patch."""
     assert num is not None
     k, taps = basis.shape
-    grid = patches(np.zeros((1, *node.inputs[0].shape), np.float32), window_attrs(node), 0.0).shape[1]
-    words = k * taps + (taps if mean is not None else 0) + 1
+    stored = num.params["basis"].data.shape[1]  # taps, or the first factor's rank when it is reused
+    grid = patches(np.zeros((1, *layer.source.shape), np.float32), layer.window, 0.0).shape[1]
+    words = k * stored + (taps if mean is not None else 0) + 1
     fb = num.params["basis"].format
     bits = words * (fb.width if isinstance(fb, Fixed) else 32)
     classes = graph.outputs[0].type.size
+    reused = {}
+    if stored != taps:
+        assert layer.factor is not None
+        reused = {
+            "reused_factor": layer.factor.name,
+            "words_saved": int(k * (taps - stored)),
+            "macs_saved": int(grid * k * (taps - stored)),
+        }
     return {
-        "layer": node.name,
+        "layer": layer.name,
         "k": int(k),
         "patches": int(grid),
         "taps": int(taps),
         "basis_format": str(fb),
         "words": int(words),
         "bits": int(bits),
-        "extra_macs": int(grid * (k * taps + k + taps) + 1),
+        "extra_macs": int(grid * (k * stored + k + taps) + 1),
         "mahalanobis_words": int(classes * taps + taps * taps),
         "outputs": list(OUTPUTS),
+        **reused,
     }

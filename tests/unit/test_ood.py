@@ -14,8 +14,10 @@ from fpgac.interp.interpreter import run_float
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Graph, Param, TensorType, fixed, verify
 from fpgac.ir.types import Fixed
+from fpgac.passes.lowrank import LowRank
 from fpgac.passes.ood import Ood, OodError, auroc, stable_rank
 from fpgac.passes.ood_formats import EnergyWidthError, energy_format
+from fpgac.passes.ood_layers import monitorable_layers, reused_basis
 from fpgac.passes.pipeline import user_calls
 from fpgac.passes.quantize import Quantize
 
@@ -40,8 +42,9 @@ def mlp(rng: np.random.Generator, sizes: list[int], ranks: dict[int, int]) -> Gr
     return graph
 
 
-def cnn(rng: np.random.Generator) -> Graph:
-    """Two convs (the second strided, padded only in height, a 3x2 kernel) and a dense classifier."""
+def cnn(rng: np.random.Generator, width: int = 3) -> Graph:
+    """Two convs (the second strided, padded only in height, a 3x2 kernel, ``width`` filters) and a dense
+    classifier."""
     graph = Graph("cnn")
     v = graph.add_input("x", TensorType((2, 7, 7)))
     same = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
@@ -55,10 +58,11 @@ def cnn(rng: np.random.Generator) -> Graph:
         [v.output],
         name="c2",
         attrs=odd,
-        params={"weight": Param(rng.normal(size=(3, 4, 3, 2)) * 0.4)},
+        params={"weight": Param(rng.normal(size=(width, 4, 3, 2)) * 0.4)},
     )
-    v = graph.add("reshape", [v.output], name="flat", attrs={"shape": [36]})
-    v = graph.add("dense", [v.output], name="fc", params={"weight": Param(rng.normal(size=(5, 36)) * 0.3)})
+    v = graph.add("reshape", [v.output], name="flat", attrs={"shape": [12 * width]})
+    weight = Param(rng.normal(size=(5, 12 * width)) * 0.3)
+    v = graph.add("dense", [v.output], name="fc", params={"weight": weight})
     graph.set_outputs([v.output])
     return graph
 
@@ -215,3 +219,49 @@ def test_an_energy_wider_than_ap_fixed_is_refused_by_name() -> None:
     )
     with pytest.raises(EnergyWidthError, match="node 'den' \\(patch_energy\\): exact energy needs 1041 bits"):
         energy_format(node, Fixed(520, 260, True))
+
+
+def split_and_monitor(graph: Graph, calib: np.ndarray, layer: str) -> tuple[Graph, np.ndarray]:
+    """Split every layer by weight SVD at rank 3, quantize, and monitor ``layer`` (k = 2); also the
+    classifier's output before the monitor."""
+    split = quantized(LowRank(rank=3, calib=(calib,)).run(graph), calib)
+    before = run_fixed(split, calib).mantissas[0]
+    return Ood(layer=layer, k=2, calib=(calib,)).run(split), before
+
+
+def test_split_layer_reuses_its_first_factor_exactly() -> None:
+    rng = np.random.default_rng(7)
+    calib = rng.normal(size=(120, 12)).astype(np.float32)
+    graph, before = split_and_monitor(mlp(rng, [12, 16, 10, 4], {1: 2}), calib, "fc2")
+    verify(graph)
+    traced = outputs(graph, calib)
+    assert np.array_equal(traced[graph.outputs[0].name], before)  # the classifier is untouched
+    factor = graph.node("fc2_lr1")
+    assert graph.node("ood_num").inputs[0] is factor.output
+    z, h = stored(graph, traced, factor.output.name), stored(graph, traced, "r1")
+    q = graph.node("ood_num").params["basis"].data
+    assert q.shape == (2, 3)  # k x r, not k x 16
+    num, den = np.square(z @ q.T).sum(axis=1), np.square(h).sum(axis=1)
+    assert np.array_equal(stored(graph, traced, "ood_num")[:, 0], num)
+    assert np.array_equal(stored(graph, traced, "ood_den")[:, 0], den)
+    tau = float(graph.node("ood_flag").params["tau"].data)
+    assert np.array_equal(traced["ood_flag"][:, 0], (num < tau * den).astype(np.int64))
+    facts = graph.metadata["ood"]
+    assert facts["layer"] == "fc2" and facts["reused_factor"] == "fc2_lr1"
+    assert facts["words"] == 2 * 3 + 1 and facts["words_saved"] == 2 * (16 - 3)
+    assert facts["extra_macs"] == 2 * 3 + 2 + 16 + 1 and facts["macs_saved"] == 2 * (16 - 3)
+    assert "reuses the low-rank split's first factor `fc2_lr1`" in "\n".join(ood_markdown(facts))
+
+
+def test_reused_basis_lies_in_the_factor_row_space_without_the_mean() -> None:
+    rng = np.random.default_rng(8)
+    calib = np.abs(rng.normal(size=(80, 10))).astype(np.float32) + 1.0
+    graph = LowRank(rank=3, aware=False).run(mlp(rng, [10, 12, 12, 3], {}))
+    layer = next(n for n in monitorable_layers(graph) if n.name == "fc2")
+    first = graph.node("fc2_lr1").params["weight"].data.astype(np.float64)
+    second = graph.node("fc2_lr2").params["weight"].data.astype(np.float64)
+    assert layer.factor is not None and np.allclose(layer.weight, second @ first)
+    mean = run_float_trace(graph, calib)["r1"].mean(axis=0)
+    v, q = reused_basis(layer, mean, 2)
+    assert np.allclose(v @ v.T, np.eye(2)) and np.abs(v @ mean).max() < 1e-9 * np.linalg.norm(mean)
+    assert np.allclose(q @ first, v)  # ||V h||^2 = ||Q z||^2 with z = A h
