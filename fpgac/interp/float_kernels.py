@@ -62,6 +62,25 @@ def windows(
     ``fill`` may be a 0-d object array, which keeps wide mantissas exact.
     """
     nd = len(kernel)
+    x = padded(x, kernel, strides, pads, dilations, out, fill)
+    spans = [dilations[i] * (kernel[i] - 1) + 1 for i in range(nd)]
+    view = sliding_window_view(x, spans, axis=tuple(range(2, 2 + nd)))
+    positions = [slice(None, (out[i] - 1) * strides[i] + 1, strides[i]) for i in range(nd)]
+    taps = [slice(None, None, d) for d in dilations]
+    return view[(slice(None), slice(None), *positions, *taps)]
+
+
+def padded(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    strides: Sequence[int],
+    pads: Sequence[int],
+    dilations: Sequence[int],
+    out: Sequence[int],
+    fill: float | np.ndarray,
+) -> np.ndarray:
+    """``x`` padded as :func:`windows` pads it (``x`` itself when there is nothing to pad)."""
+    nd = len(kernel)
     widths = [(0, 0), (0, 0)]
     for i in range(nd):
         span = dilations[i] * (kernel[i] - 1) + 1
@@ -70,11 +89,7 @@ def windows(
         widths.append((pads[i], pads[nd + i] + max(0, need - have)))
     if any(w != (0, 0) for w in widths):
         x = np.pad(x, widths, mode="constant", constant_values=fill)
-    spans = [dilations[i] * (kernel[i] - 1) + 1 for i in range(nd)]
-    view = sliding_window_view(x, spans, axis=tuple(range(2, 2 + nd)))
-    positions = [slice(None, (out[i] - 1) * strides[i] + 1, strides[i]) for i in range(nd)]
-    taps = [slice(None, None, d) for d in dilations]
-    return view[(slice(None), slice(None), *positions, *taps)]
+    return x
 
 
 def pool_out(x: np.ndarray, attrs: Mapping[str, Any], dilations: Sequence[int]) -> list[int]:
