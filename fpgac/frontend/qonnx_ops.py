@@ -196,6 +196,15 @@ def _rescaled_quant(ctx: NodeContext, x: Value, spec: _Spec) -> Value:
     in float32, so it can differ where ``x / s`` lies within float32 error of a rounding threshold, and by
     float32's rounding of ``q * s`` (relative 2**-24)."""
     scale = spec.scale.astype(np.float64)
+    log.warning(
+        "%s: node %r (%s): scale %s is not a power of two: computed as x times 1/scale rounded as float32 "
+        "stores it, then the codes times the scale, exact; float QONNX execution also rounds the codes "
+        "times the scale to float32 (relative 2**-24)",
+        ctx.label,
+        ctx.name,
+        ctx.op,
+        np.unique(scale).tolist()[:4],
+    )
     mantissa, exponent = np.frexp(1.0 / scale)
     reciprocal = np.ldexp(np.round(np.ldexp(mantissa, _RECIPROCAL_BITS)), exponent - _RECIPROCAL_BITS)
     divide = _pinned(ctx, reciprocal, x.shape, 2 * _RECIPROCAL_BITS)
