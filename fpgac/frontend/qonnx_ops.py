@@ -26,7 +26,7 @@ from fpgac.frontend.folding import Folder, Inputs
 from fpgac.ir import FLOAT32, Graph, Node, Param, Value
 from fpgac.ir.opdef import Kind
 from fpgac.ir.ops import OPS
-from fpgac.ir.quant import ROUNDINGS, exponents, grid_format, int_range, quant_float
+from fpgac.ir.quant import ROUNDINGS, exponents, fixed_plan, grid_format, int_range, quant_float
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,9 +170,16 @@ def _converter(read: Callable[[NodeContext, Arrays], _Spec]) -> Converter:
     def convert(ctx: NodeContext) -> list[Tensor]:
         x = ctx.act(0)
         spec = _spec(ctx, lambda inputs: read(ctx, inputs))
-        if exponents(spec.scale) is None and not (spec.signed and spec.bits == 1):
+        rescaled = exponents(spec.scale) is None and not (spec.signed and spec.bits == 1)
+        params = _params(ctx, x, spec)
+        try:  # what has no exact fixed-point form is refused here, naming the file, node and op
+            grid = np.ones_like(params["scale"]) if rescaled else params["scale"]
+            fixed_plan(spec.attrs(), grid, params["zero_point"], x.shape)
+        except ValueError as exc:
+            raise ctx.error(str(exc)) from None
+        if rescaled:
             return [_rescaled_quant(ctx, x, spec)]
-        return [ctx.emit("quant", [x], spec.attrs(), _params(ctx, x, spec))]
+        return [ctx.emit("quant", [x], spec.attrs(), params)]
 
     return convert
 
