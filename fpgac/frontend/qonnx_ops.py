@@ -184,7 +184,7 @@ def _converter(read: Callable[[NodeContext, Arrays], _Spec]) -> Converter:
     return convert
 
 
-_RECIPROCAL_BITS = 40  # significant bits of 1 / scale: its error stays far below float32's step at the codes
+_RECIPROCAL_BITS = 40  # significant bits of 1 / scale: its error stays far below float32's step at any code
 
 
 def _pinned(ctx: NodeContext, data: np.ndarray, shape: tuple[int, ...], width: int) -> Param:
@@ -196,12 +196,14 @@ def _pinned(ctx: NodeContext, data: np.ndarray, shape: tuple[int, ...], width: i
 
 def _rescaled_quant(ctx: NodeContext, x: Value, spec: _Spec) -> Value:
     """A quantizer whose scale ``s`` is not a power of two (Brevitas' float-scaled activations), as fixed
-    point: ``x * (1 / s)`` (40 significant bits), rounded to float32's resolution at the largest code as
-    float execution stores ``x / s`` (see ``_float32_rounding``), the quantizer on the integer grid (scale
-    1, the zero point and rounding as given), and the codes times ``s``, exact (``s`` is a float32, a
-    24-bit dyadic number). A declared rounding point: float QONNX execution rounds ``x / s`` and ``q * s``
-    in float32, so it can differ where ``x / s`` lies within float32 error of a rounding threshold, and by
-    float32's rounding of ``q * s`` (relative 2**-24)."""
+    point: ``x * (1 / s)`` (40 significant bits), rounded to float32's step at the innermost ties (half
+    a code), as float execution stores ``x / s`` there (see ``_float32_rounding``), the quantizer on the
+    integer grid (scale 1, the zero point and rounding as given), and the codes times ``s``, exact (``s`` is
+    a float32, a 24-bit dyadic number). A declared rounding point: float QONNX execution rounds ``x / s``
+    and ``q * s`` in float32, so it differs by its rounding of ``q * s`` (relative 2**-24) and where
+    ``x / s`` lies within float32's wider window of an outer tie (it lands on the tie, the design keeps
+    its side). One grid for all ties: the innermost, so that no value is moved onto a tie float32 would
+    not store it on (measured on Brevitas' learned scales, where ties of ``1 / 255`` are everywhere)."""
     scale = spec.scale.astype(np.float64)
     log.warning(
         "%s: node %r (%s): scale %s is not a power of two: computed as x times 1/scale rounded as float32 "
