@@ -21,17 +21,33 @@ from tests.trained import Dataset, digits
 
 EPOCHS = 3  # enough to learn the digits; the tests check exactness, not accuracy
 WEIGHT_BITS = {"w4a4": (4, 4), "w2a2": (2, 2), "w1a2": (1, 2)}  # weight bits, activation bits
+FLOAT_SCALES = "w4a4_float"  # 4/4 with Brevitas' default float (non-power-of-two) scales
 
 
-def _layers(weight_bits: int, act_bits: int) -> dict[str, object]:
+def _float_layers(weight_bits: int, act_bits: int) -> dict[str, object]:
+    """Brevitas' defaults: per-tensor float scales, learned, no power of two."""
+    from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Uint8ActPerTensorFloat
+
+    return {
+        "weight": {"weight_quant": Int8WeightPerTensorFloat, "weight_bit_width": weight_bits, "bias": False},
+        "relu": {"act_quant": Uint8ActPerTensorFloat, "bit_width": act_bits},
+        "input": {"act_quant": Uint8ActPerTensorFloat, "bit_width": 8},
+        "output": {"act_quant": Int8ActPerTensorFloat, "bit_width": 12},
+    }
+
+
+def _layers(weight_bits: int, act_bits: int, float_scales: bool = False) -> dict[str, object]:
     """Keyword arguments of the quantized layers: fixed-point weight quantizers (the constant
-    binary quantizer for 1 bit), unsigned fixed-point ReLUs."""
+    binary quantizer for 1 bit), unsigned fixed-point ReLUs; or Brevitas' float-scaled defaults."""
     from brevitas.quant import (
         Int8ActPerTensorFixedPoint,
         Int8WeightPerTensorFixedPoint,
         SignedBinaryWeightPerTensorConst,
         Uint8ActPerTensorFixedPoint,
     )
+
+    if float_scales:
+        return _float_layers(weight_bits, act_bits)
 
     class BinaryWeightPowerOfTwo(SignedBinaryWeightPerTensorConst):  # type: ignore[misc,valid-type]
         scaling_const = 0.125  # Brevitas' default 0.1 is no fixed-point grid (see the README)
@@ -52,10 +68,10 @@ def _layers(weight_bits: int, act_bits: int) -> dict[str, object]:
     }
 
 
-def mlp(weight_bits: int, act_bits: int) -> nn.Module:
+def mlp(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Module:
     import brevitas.nn as qnn
 
-    k = _layers(weight_bits, act_bits)
+    k = _layers(weight_bits, act_bits, float_scales)
     return nn.Sequential(
         qnn.QuantIdentity(**k["input"]),  # type: ignore[arg-type]
         qnn.QuantLinear(64, 64, **k["weight"]),  # type: ignore[arg-type]
@@ -65,10 +81,10 @@ def mlp(weight_bits: int, act_bits: int) -> nn.Module:
     )
 
 
-def cnn(weight_bits: int, act_bits: int) -> nn.Module:
+def cnn(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Module:
     import brevitas.nn as qnn
 
-    k = _layers(weight_bits, act_bits)
+    k = _layers(weight_bits, act_bits, float_scales)
     return nn.Sequential(
         qnn.QuantIdentity(**k["input"]),  # type: ignore[arg-type]
         qnn.QuantConv2d(1, 8, 3, padding=1, **k["weight"]),  # type: ignore[arg-type]
@@ -85,13 +101,15 @@ def cnn(weight_bits: int, act_bits: int) -> nn.Module:
 
 @functools.cache
 def trained(family: str, variant: str) -> tuple[nn.Module, Dataset]:
-    """``family`` (mlp or cnn) at ``variant`` (a key of WEIGHT_BITS), trained once per process."""
+    """``family`` (mlp or cnn) at ``variant`` (a key of WEIGHT_BITS, or FLOAT_SCALES), trained once per
+    process."""
     data = digits(images=family == "cnn")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        model = (mlp if family == "mlp" else cnn)(*WEIGHT_BITS[variant])
+        bits = WEIGHT_BITS.get(variant, (4, 4))
+        model = (mlp if family == "mlp" else cnn)(*bits, float_scales=variant == FLOAT_SCALES)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
         generator = torch.Generator().manual_seed(0)

@@ -113,6 +113,8 @@ def zoo_model(path: Path, seed: int = 0) -> Path:
     conv = node("Conv", ["x", const("q_conv_w", rng.normal(0, 0.4, (3, 4, 1, 1)).astype(f32))], out=False)
     quant("Quant", [conv, const("q_s4", po2(-4)), zero, const("q_b6", np.array(6.0, f32))], 3, narrow=0)
     quant("BipolarQuant", ["x", const("q_s1", po2(-1))])
+    zero_points = const("q_zps", np.array([3, -2, 0, 5], f32).reshape(4, 1, 1))  # odd ones: ties to odd
+    quant("Quant", ["x", per_channel, zero_points, const("q_b5", np.array(5.0, f32))])
     graph = helper.make_graph(
         nodes,
         "op_zoo",

@@ -315,11 +315,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _clip(inputs: Inputs, attrs: Attrs, opset: int) -> list[np.ndarray]:
+    """Clip of a constant, in its dtype: QCDQ on a weight (QuantizeLinear -> Clip -> DequantizeLinear)."""
+    x = np.asarray(inputs[0])
+    if opset < 11:
+        low, high = attrs.get("min"), attrs.get("max")
+    else:
+        low, high = (inputs[i] if len(inputs) > i else None for i in (1, 2))
+    if low is None and high is None:
+        return [x]
+    return [np.clip(x, low, high).astype(x.dtype)]
+
+
 FOLDERS: dict[str, Folder] = {
     "Abs": _unary(np.abs),
     "Add": _binary(lambda a, b: a + b),
     "Cast": _cast,
     "Ceil": _unary(np.ceil),
+    "Clip": _clip,
     "Concat": _concat,
     "Constant": _constant,
     "ConstantOfShape": _constant_of_shape,

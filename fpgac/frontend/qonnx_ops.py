@@ -26,7 +26,7 @@ from fpgac.frontend.folding import Folder, Inputs
 from fpgac.ir import FLOAT32, Graph, Node, Param, Value
 from fpgac.ir.opdef import Kind
 from fpgac.ir.ops import OPS
-from fpgac.ir.quant import ROUNDINGS, grid_format, int_range, quant_float
+from fpgac.ir.quant import ROUNDINGS, exponents, fixed_plan, grid_format, int_range, quant_float
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -170,9 +170,78 @@ def _converter(read: Callable[[NodeContext, Arrays], _Spec]) -> Converter:
     def convert(ctx: NodeContext) -> list[Tensor]:
         x = ctx.act(0)
         spec = _spec(ctx, lambda inputs: read(ctx, inputs))
-        return [ctx.emit("quant", [x], spec.attrs(), _params(ctx, x, spec))]
+        rescaled = exponents(spec.scale) is None and not (spec.signed and spec.bits == 1)
+        params = _params(ctx, x, spec)
+        try:  # what has no exact fixed-point form is refused here, naming the file, node and op
+            grid = np.ones_like(params["scale"]) if rescaled else params["scale"]
+            fixed_plan(spec.attrs(), grid, params["zero_point"], x.shape)
+        except ValueError as exc:
+            raise ctx.error(str(exc)) from None
+        if rescaled:
+            return [_rescaled_quant(ctx, x, spec)]
+        return [ctx.emit("quant", [x], spec.attrs(), params)]
 
     return convert
+
+
+_RECIPROCAL_BITS = 40  # significant bits of 1 / scale: its error stays far below float32's step at any code
+
+
+def _pinned(ctx: NodeContext, data: np.ndarray, shape: tuple[int, ...], width: int) -> Param:
+    """A per-sample constant in the narrowest exact format of at most ``width`` bits."""
+    per_sample = _per_sample_param(ctx, data, shape, "scale").shape  # (which rounds to float32)
+    values = np.asarray(data, np.float64).reshape(per_sample)
+    return Param(values, grid_format(values, width) or FLOAT32)
+
+
+def _rescaled_quant(ctx: NodeContext, x: Value, spec: _Spec) -> Value:
+    """A quantizer whose scale ``s`` is not a power of two (Brevitas' float-scaled activations), as fixed
+    point: ``x * (1 / s)`` (40 significant bits), rounded to float32's step at the innermost ties (half
+    a code), as float execution stores ``x / s`` there (see ``_float32_rounding``), the quantizer on the
+    integer grid (scale 1, the zero point and rounding as given), and the codes times ``s``, exact (``s`` is
+    a float32, a 24-bit dyadic number). A declared rounding point: float QONNX execution rounds ``x / s``
+    and ``q * s`` in float32, so it differs by its rounding of ``q * s`` (relative 2**-24) and where
+    ``x / s`` lies within float32's wider window of an outer tie (it lands on the tie, the design keeps
+    its side). One grid for all ties: the innermost, so that no value is moved onto a tie float32 would
+    not store it on (measured on Brevitas' learned scales, where ties of ``1 / 255`` are everywhere)."""
+    scale = spec.scale.astype(np.float64)
+    log.warning(
+        "%s: node %r (%s): scale %s is not a power of two: computed as x times 1/scale rounded as float32 "
+        "stores it, then the codes times the scale, exact; float QONNX execution also rounds the codes "
+        "times the scale to float32 (relative 2**-24)",
+        ctx.label,
+        ctx.name,
+        ctx.op,
+        np.unique(scale).tolist()[:4],
+    )
+    mantissa, exponent = np.frexp(1.0 / scale)
+    reciprocal = np.ldexp(np.round(np.ldexp(mantissa, _RECIPROCAL_BITS)), exponent - _RECIPROCAL_BITS)
+    divide = _pinned(ctx, reciprocal, x.shape, 2 * _RECIPROCAL_BITS)
+    scaled = ctx.graph.add(
+        "affine",
+        [x],
+        name=f"{ctx.name}/divide",
+        params={
+            "scale": divide,
+            "shift": Param(np.zeros(divide.data.shape)),
+        },
+    )
+    lo, hi = int_range(spec.bits, spec.signed, spec.narrow)
+    zeros = spec.zero_point.astype(np.float64)
+    top = float(np.max(np.maximum(np.abs(lo - zeros + 0.5), np.abs(hi - zeros - 0.5))))  # outermost ties
+    step = _float32_step(0.5)  # float32's step at the innermost ties: never wider than float32's window
+    width = int(np.ceil(np.log2(top / step))) + 2
+    snap = _Spec(step, np.zeros((), np.float32), width, True, False, "ROUND")
+    stored = ctx.emit(
+        "quant", [scaled.output], snap.attrs(), _params(ctx, scaled.output, snap), suffix="float32"
+    )
+    unit = _Spec(np.ones((), np.float32), spec.zero_point, spec.bits, spec.signed, spec.narrow, spec.rounding)
+    codes = ctx.emit("quant", [stored], unit.attrs(), _params(ctx, stored, unit), suffix="codes")
+    multiply = _pinned(ctx, scale, x.shape, 32)
+    params = {"scale": multiply, "shift": Param(np.zeros(multiply.data.shape))}
+    return ctx.graph.add(
+        "affine", [codes], name=ctx.name, params=params, output_names=[ctx.outputs[0]]
+    ).output
 
 
 _TRUNC_INNER_BITS = 32  # Trunc's first rounding has no clamp: wider than any integer float32 holds exactly
@@ -418,25 +487,29 @@ def _quantizer_after(node: Node) -> Node | None:
     return None
 
 
+def _float32_step(top: float) -> np.ndarray:
+    """float32's step at ``top`` (in ``[2**e, 2**(e+1))``: ``2**(e-23)``), the grid a value is rounded to
+    as float32 stores it near a quantizer's outermost ties (``top``). The 25-bit rounding saturates at
+    ``+-2**(e+1)``, at or beyond every threshold (integers for FLOOR and CEIL): the clamp gives the same."""
+    return np.array(2.0 ** (int(np.floor(np.log2(top))) + 1 - _FLOAT32_BITS), np.float32)
+
+
 def _float32_rounding(graph: Graph, affine: Node, quantizer: Node) -> Node:
     """A ``quant`` node after ``affine`` that rounds its exact result to float32's resolution at the
-    quantizer's largest threshold (round half to even, 25 bits), as float QONNX execution stores it.
+    quantizer's largest threshold (round half to even, 25 bits: :func:`_float32_step`), as float QONNX
+    execution stores it.
 
     Why: a non-power-of-two scale makes exact ties of the model's decimal scale (``0.1 * s == (k + 1/2)
     * step``) common, and float32's ``0.1`` lies just above 0.1, so the exact product ``0.1f * s`` falls
     a fraction of a float32 step above each tie and always rounds up, while float32 execution stores the
     tie itself and rounds it to even. Rounded to that step first, the design does the same: it computes
     the correctly rounded float32 product (the snap is below any gap between distinct products of a sum
-    of fewer than 2**22 input steps). Values beyond the range saturate above the quantizer's own clamp.
+    of fewer than 2**22 input steps).
     """
     scale = np.abs(quantizer.params["scale"].data.astype(np.float64)).max()
     lo, hi = int_range(quantizer.attrs["bits"], quantizer.attrs["signed"], quantizer.attrs["narrow"])
-    top = (max(-lo, hi) + 1) * scale  # beyond every threshold of the quantizer
-    exponent = int(np.floor(np.log2(top)))  # top in [2**e, 2**(e+1)): float32's step there is 2**(e-23)
-    params = {
-        "scale": Param(np.array(2.0 ** (exponent + 1 - _FLOAT32_BITS), np.float32)),
-        "zero_point": Param(np.zeros((), np.float32)),
-    }
+    top = (max(-lo, hi) - 0.5) * scale  # the outermost ties
+    params = {"scale": Param(_float32_step(top)), "zero_point": Param(np.zeros((), np.float32))}
     attrs = {"bits": _FLOAT32_BITS + 1, "signed": True, "narrow": False, "rounding": "ROUND"}
     return graph.add(
         "quant",

@@ -310,7 +310,17 @@ def _feeds_quant_only(node: Node) -> bool:
     graph_outputs = node.graph.outputs if node.graph is not None else ()
     if not users or node.output in graph_outputs:
         return False
-    return all(u.op == "quant" or (_RULES[u.op] in (_same, _relu) and _feeds_quant_only(u)) for u in users)
+    return all(
+        u.op == "quant"
+        or (_RULES[u.op] in (_same, _relu) and _feeds_quant_only(u))
+        or (_pinned_affine(u) and _feeds_quant_only(u))  # a QONNX quantizer's exact division by its scale
+        for u in users
+    )
+
+
+def _pinned_affine(node: Node) -> bool:
+    """An affine whose scale has a pinned format (a QONNX scale the frontend put on its exact grid)."""
+    return node.op == "affine" and isinstance(node.params["scale"].format, Fixed)
 
 
 def _quant(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
@@ -370,12 +380,19 @@ def _mantissas(param: Param) -> np.ndarray:
     return np.asarray(fixed.quantize(param.data, param.format)).reshape(param.data.shape).astype(object)
 
 
+def _rescales_codes(node: Node) -> bool:
+    """An affine with a pinned (exact) scale reading a ``quant`` node: a QONNX quantizer's integer codes
+    times its non-power-of-two float32 scale, whose exact product is the quantizer's value."""
+    producer = node.inputs[0].producer
+    return producer is not None and producer.op == "quant" and _pinned_affine(node)
+
+
 def _affine(node: Node, ins: list[Fixed], r: Range, width: int, headroom: int) -> Fixed:
     for key in ("scale", "shift"):
         param = node.params[key]
         fmt = param.format if isinstance(param.format, Fixed) else constant_format(param.data, width)
         node.params[key] = _quantized(param.data, fmt)  # a pinned format (a QONNX scale) is kept
-    if _feeds_quant_only(node):  # the exact x * scale + shift (see _feeds_quant_only)
+    if _feeds_quant_only(node) or _rescales_codes(node):  # the exact x * scale + shift
         fs, ft = (node.params[k].format for k in ("scale", "shift"))
         assert isinstance(fs, Fixed) and isinstance(ft, Fixed)
         return fixed.add_format(fixed.mul_format(ins[0], fs), ft)

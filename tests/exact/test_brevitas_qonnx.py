@@ -21,7 +21,7 @@ from fpgac.ir.serialize import load_graph
 pytest.importorskip("brevitas")
 pytest.importorskip("qonnx")
 
-from tests.brevitas_trained import WEIGHT_BITS, export, run_qonnx, trained
+from tests.brevitas_trained import FLOAT_SCALES, WEIGHT_BITS, export, run_qonnx, trained
 
 MODELS = [(family, variant) for family in ("mlp", "cnn") for variant in WEIGHT_BITS]
 
@@ -63,3 +63,15 @@ def test_verify_finds_no_mismatching_bit(tmp_path: Path) -> None:
     _, data = trained("cnn", "w1a2")
     result = verify(str(folder), [data.x_test[:16]])
     assert result.mismatches == 0, result.first_mismatch
+
+
+@pytest.mark.slow
+def test_float_scales_equal_qonnx_but_for_its_float32_rounding(tmp_path: Path) -> None:
+    """Brevitas' default float scales (no power of two): every output equals qonnx's execution but for
+    qonnx's float32 rounding of ``q * s`` (0 of 5000 when written), so argmax agrees on every sample."""
+    onnx_path, folder = _build("mlp", FLOAT_SCALES, tmp_path)
+    _, data = trained("mlp", FLOAT_SCALES)
+    ours = run_fixed(load_graph(folder), [data.x_test]).outputs[0]
+    theirs = run_qonnx(onnx_path, data.x_test)
+    np.testing.assert_allclose(ours, theirs, rtol=2.0**-23, atol=0)
+    assert np.array_equal(ours.argmax(1), theirs.argmax(1))

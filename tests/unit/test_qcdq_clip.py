@@ -63,3 +63,35 @@ def test_a_clip_range_that_is_no_bit_width_is_refused(tmp_path: Path) -> None:
     path = _qcdq(tmp_path / "qcdq.onnx", np.array(0, np.int8), -5, 9)
     with pytest.raises(FpgacError, match=r"qcdq.onnx.*'clip'.*Clip.*\[-5, 9\] is no QONNX integer range"):
         load_onnx(path)
+
+
+def test_qcdq_on_a_weight_is_folded(tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    inits = {
+        "w": rng.normal(size=(4, 3)).astype(np.float32),
+        "s": np.array(0.125, np.float32),
+        "z": np.array(0, np.int8),
+        "lo": np.array(-7, np.int8),
+        "hi": np.array(7, np.int8),
+    }
+    nodes = [
+        helper.make_node("QuantizeLinear", ["w", "s", "z"], ["q"]),
+        helper.make_node("Clip", ["q", "lo", "hi"], ["c"]),
+        helper.make_node("DequantizeLinear", ["c", "s", "z"], ["wd"]),
+        helper.make_node("MatMul", ["x", "wd"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "qcdq_weight",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    path = tmp_path / "w.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    want = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(run_float(load_onnx(path), [x])[0], want, rtol=1e-6, atol=1e-6)
