@@ -49,7 +49,7 @@ import numpy as np
 from fpgac.analysis.cost import graph_cost, node_cost
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
-from fpgac.ir.graph import Graph, Node
+from fpgac.ir.graph import Graph, Node, Param
 from fpgac.passes import linalg
 from fpgac.passes.reap_allocation import CostModel, Counts, grid, output_counts, uniform_counts
 from fpgac.passes.units import Group, find_groups, remove_units
@@ -201,7 +201,29 @@ class Reap:
                 if original is not None:
                     original.kept.update({p.name: kept for p in group.producers})
             layers[group.name]["macs_after"] = _macs(group)
+        if self.order != "forward" and self.do_refit and original is not None:
+            self._refit_forward(graph, [c.node for g in groups for c in g.consumers], original)
         return layers
+
+    def _refit_forward(self, graph: Graph, consumers: list[Node], original: Reference) -> None:
+        """Refit every consumer again, front to back, on the inputs of the graph as finally pruned.
+
+        Pruned ``backward`` or by ``impact``, a consumer was refitted before the groups upstream of it
+        were cut, on inputs that no longer exist; its error would compound with theirs. Refitted in
+        graph order against the original outputs, each consumer sees its final inputs, as in ``forward``
+        order (where this sweep would change nothing).
+        """
+        wanted = {id(n) for n in consumers}
+        for node in [n for n in graph.nodes if id(n) in wanted]:
+            stats = linalg.moments(node, self._trace(graph)[node.inputs[0].name], original.target(node))
+            fitted = stats.fit(self.damp)
+            if fitted is None:
+                continue
+            weight = node.params["weight"]
+            dtype = weight.data.dtype
+            node.params["weight"] = Param(fitted[:, :-1].reshape(weight.shape).astype(dtype), weight.format)
+            fmt = node.params["bias"].format if "bias" in node.params else weight.format
+            node.params["bias"] = Param(fitted[:, -1].astype(dtype), fmt)
 
     def _measured(self, graph: Graph, counts: Counts, original: Reference) -> float:
         """The final outputs' relative error of ``graph`` with every group pruned to ``counts``."""
