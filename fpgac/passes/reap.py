@@ -25,7 +25,8 @@ same fraction everywhere, or ``output``, by each group's measured effect on the 
 (Kamma & Wada's pruning-ratio optimisation; where the uniform choice differs, both are measured with
 every group pruned and the one with the smaller output error is kept). ``order``: groups are pruned
 ``forward`` (front to back), ``backward``, or by ``impact`` (the group whose pruning at its count hurts
-the final outputs least first, measured again after each).
+the final outputs least first, measured again after each; out of forward order, every consumer is then
+refitted once more, front to back, on its final inputs).
 
 Groups are pruned one after the other, each on the activations of the graph as already pruned, against
 the *original* graph's consumer pre-activations: the refit then also corrects the drift that earlier
