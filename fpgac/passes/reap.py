@@ -25,7 +25,8 @@ same fraction everywhere, or ``output``, by each group's measured effect on the 
 (Kamma & Wada's pruning-ratio optimisation; where the uniform choice differs, both are measured with
 every group pruned and the one with the smaller output error is kept). ``order``: groups are pruned
 ``forward`` (front to back), ``backward``, or by ``impact`` (the group whose pruning at its count hurts
-the final outputs least first, measured again after each).
+the final outputs least first, measured again after each; out of forward order, every consumer is then
+refitted once more, front to back, on its final inputs).
 
 Groups are pruned one after the other, each on the activations of the graph as already pruned, against
 the *original* graph's consumer pre-activations: the refit then also corrects the drift that earlier
@@ -49,7 +50,7 @@ import numpy as np
 from fpgac.analysis.cost import graph_cost, node_cost
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
-from fpgac.ir.graph import Graph, Node
+from fpgac.ir.graph import Graph, Node, Param
 from fpgac.passes import linalg
 from fpgac.passes.reap_allocation import CostModel, Counts, grid, output_counts, uniform_counts
 from fpgac.passes.units import Group, find_groups, remove_units
@@ -201,7 +202,29 @@ class Reap:
                 if original is not None:
                     original.kept.update({p.name: kept for p in group.producers})
             layers[group.name]["macs_after"] = _macs(group)
+        if self.order != "forward" and self.do_refit and original is not None:
+            self._refit_forward(graph, [c.node for g in groups for c in g.consumers], original)
         return layers
+
+    def _refit_forward(self, graph: Graph, consumers: list[Node], original: Reference) -> None:
+        """Refit every consumer again, front to back, on the inputs of the graph as finally pruned.
+
+        Pruned ``backward`` or by ``impact``, a consumer was refitted before the groups upstream of it
+        were cut, on inputs that no longer exist; its error would compound with theirs. Refitted in
+        graph order against the original outputs, each consumer sees its final inputs, as in ``forward``
+        order (where this sweep would change nothing).
+        """
+        wanted = {id(n) for n in consumers}
+        for node in [n for n in graph.nodes if id(n) in wanted]:
+            stats = linalg.moments(node, self._trace(graph)[node.inputs[0].name], original.target(node))
+            fitted = stats.fit(self.damp)
+            if fitted is None:
+                continue
+            weight = node.params["weight"]
+            dtype = weight.data.dtype
+            node.params["weight"] = Param(fitted[:, :-1].reshape(weight.shape).astype(dtype), weight.format)
+            fmt = node.params["bias"].format if "bias" in node.params else weight.format
+            node.params["bias"] = Param(fitted[:, -1].astype(dtype), fmt)
 
     def _measured(self, graph: Graph, counts: Counts, original: Reference) -> float:
         """The final outputs' relative error of ``graph`` with every group pruned to ``counts``."""

@@ -384,6 +384,24 @@ def test_every_order_gives_a_valid_graph_and_records_it(order: str) -> None:
     assert run_float(pruned, [x])[0].shape == (300, 3)
 
 
+@pytest.mark.parametrize("order", ["backward", "impact"])
+def test_out_of_order_pruning_refits_the_consumers_on_their_final_inputs(order: str) -> None:
+    """Pruned backward, fc3 was refitted before fc1 lost units; it is refitted again on its final inputs."""
+    rng = np.random.default_rng(6)
+    x = f32(rng.normal(size=(300, 8)))
+    original = mlp(np.random.default_rng(6))
+    target = run_float(original, [x], trace=True)
+    assert isinstance(target, dict)
+    pruned = run(original.clone(), f"reap(keep=0.5, order={order})", x)
+    traced = run_float(pruned, [x], trace=True)
+    assert isinstance(traced, dict)
+    fc3 = pruned.node("fc3")
+    expected = linalg.moments(fc3, traced[fc3.inputs[0].name], target[fc3.output.name]).fit(1e-3)
+    assert expected is not None
+    np.testing.assert_allclose(fc3.params["weight"].data, expected[:, :-1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(fc3.params["bias"].data, expected[:, -1], rtol=0, atol=1e-5)
+
+
 def test_relu_masked_fits_are_least_squares_on_the_rows_that_count_after_the_relu() -> None:
     rng = np.random.default_rng(5)
     x = np.concatenate([rng.normal(size=(120, 4)), np.ones((120, 1))], axis=1)
