@@ -38,7 +38,7 @@ def _data(tmp_path: Path, name: str, labels: bool) -> tuple[Path, Path]:
 
 def test_distillation_lowers_the_loss_after_lowrank(onnx_export: Export, tmp_path: Path) -> None:
     calib, data = _data(tmp_path, "mlp", labels=False)
-    spec = f'lowrank(macs=0.3), finetune(data="{data}", epochs=15, lr=0.01)'
+    spec = f'lowrank(macs=0.3), finetune(data="{data}", epochs=15, lr=0.05)'
     design = compile_model(onnx_export("mlp", "torchscript"), BuildOptions(calib=calib, passes=spec))
     record = design.report["finetune"]
     assert record["mode"] == "float" and record["samples"] == 128 and record["epochs"] == 15
