@@ -47,7 +47,8 @@ def folders(
         np.savez(data, x=x, labels=np.arange(len(x)) % 10)
         spec = passes.format(ft=f'finetune(data="{data}", epochs=2)')
         out = root / case
-        build(onnx_export(family, "torchscript"), out, BuildOptions(calib=calib, passes=spec))
+        report = build(onnx_export(family, "torchscript"), out, BuildOptions(calib=calib, passes=spec))
+        assert ("earlier" in report["finetune"]) == (spec.count("finetune") == 2)  # both passes recorded
         result[case] = out
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(csim.binary, result.values()))
