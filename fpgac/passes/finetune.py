@@ -218,6 +218,8 @@ class Finetune:
 
         generator = torch.Generator().manual_seed(self.seed)
         groups = self._param_groups(module)
+        if not groups:
+            return  # nothing to train (a graph without weights)
         optimizer = torch.optim.Adam(groups)
         epochs = self._epochs(len(teacher))
         schedule = torch.optim.lr_scheduler.OneCycleLR(
