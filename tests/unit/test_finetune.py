@@ -129,7 +129,7 @@ def test_saturated_values_get_no_gradient_and_latent_weights_stay_in_their_forma
     for (i, key), slot in module.slots.items():
         fmt = graph.nodes[i].params[key].format
         assert isinstance(fmt, Fixed)
-        latent = module.weights[slot]
+        latent = module.weights[slot].detach()
         assert float(latent.max()) <= fmt.max_mantissa * 2.0**-fmt.frac_bits
         assert float(latent.min()) >= fmt.min_mantissa * 2.0**-fmt.frac_bits
 
