@@ -13,7 +13,8 @@ Two modes:
   while every intermediate stays below ``2**52`` units of its grid, which the module checks as it runs
   (dense/conv from a static bound on the accumulator); a node outside that range raises rather than
   approximate, so the forward pass equals ``fpgac sim`` (:func:`~fpgac.interp.simulator.run_fixed`) bit
-  for bit. Casts pass gradients straight through; table lookups (sigmoid, tanh, elu, softmax's exp)
+  for bit. Casts pass gradients straight through inside the format's range and none where it saturates
+  (the clipped straight-through estimator); table lookups (sigmoid, tanh, elu, softmax's exp)
   take the gradient of the float function they tabulate. Params are quantized to their formats on every
   forward pass (the float ``nn.Parameter`` is the latent weight); tables and reciprocals are buffers.
 
@@ -131,11 +132,27 @@ def quantize_values(x: Tensor, fmt: Fixed, where: str) -> Tensor:
         return torch.ldexp(q, torch.tensor(float(-fmt.frac_bits), dtype=torch.float64))
 
 
+def _saturated(x: Tensor, fmt: Fixed) -> Tensor:
+    """The gradient's view of the cast: the rounding is the identity, the saturation is a real clamp.
+
+    A value beyond a saturating format's range does not change the output, so it gets no gradient (the
+    clipped straight-through estimator): passing one made QAT push saturated logits and weights ever
+    further out, where nothing changes (digits CNN at 4 bits: see bench/finetune.py).
+    """
+    if fmt.overflow is Overflow.WRAP:
+        return x
+    lo, hi = (math.ldexp(float(m), -fmt.frac_bits) for m in _sat_bounds(fmt))
+    if fmt.overflow is Overflow.SAT_ZERO:
+        return torch.where((x >= lo) & (x <= hi), x, torch.zeros_like(x))
+    return torch.clamp(x, lo, hi)
+
+
 def fake_quant(x: Tensor, src: Fixed | None, dst: Fixed, where: str) -> Tensor:
-    """``dst_t y = x;`` with a straight-through gradient; a same-format cast is a bit copy, as in C++."""
+    """``dst_t y = x;`` with a straight-through gradient inside ``dst``'s range (none where it
+    saturates); a same-format cast is a bit copy, as in C++."""
     if src == dst:
         return x
-    return _straight(x, quantize_values(x, dst, where))
+    return _straight(_saturated(x, dst), quantize_values(x, dst, where))
 
 
 def _max_value(fmt: Fixed) -> float:
@@ -357,6 +374,24 @@ class GraphModule(nn.Module):
             where = f"node {node.name!r} ({node.op}) param {key!r}"
             return fake_quant(w, None, _fixed(node.params[key], where, key), where)
         return w
+
+    def clip_to_formats(self) -> None:
+        """Fixed mode: clamp every latent weight into its saturating format's range (float mode: no-op).
+
+        Beyond the range a weight saturates and gets no gradient (see :func:`_saturated`); clamped after
+        each step, it stays where one step against the gradient brings it back (BinaryConnect's clipping).
+        """
+        if self.mode != "fixed":
+            return
+        with torch.no_grad():
+            for (i, key), slot in self.slots.items():
+                if slot in self.weights:
+                    node = self.graph.nodes[i]
+                    fmt = _fixed(node.params[key], f"node {node.name!r} ({node.op})", key)
+                    if fmt.overflow not in (Overflow.SAT, Overflow.SAT_SYM):
+                        continue  # clamping would change what a wrapped or zeroed weight quantizes to
+                    lo, hi = (math.ldexp(float(m), -fmt.frac_bits) for m in _sat_bounds(fmt))
+                    self.weights[slot].clamp_(lo, hi)
 
     def to_graph(self) -> Graph:
         """A clone of the graph with the module's current (trained) params written back."""

@@ -38,7 +38,7 @@ def _data(tmp_path: Path, name: str, labels: bool) -> tuple[Path, Path]:
 
 def test_distillation_lowers_the_loss_after_lowrank(onnx_export: Export, tmp_path: Path) -> None:
     calib, data = _data(tmp_path, "mlp", labels=False)
-    spec = f'lowrank(macs=0.3), finetune(data="{data}", epochs=15, lr=0.01)'
+    spec = f'lowrank(macs=0.3), finetune(data="{data}", epochs=15, lr=0.05)'
     design = compile_model(onnx_export("mlp", "torchscript"), BuildOptions(calib=calib, passes=spec))
     record = design.report["finetune"]
     assert record["mode"] == "float" and record["samples"] == 128 and record["epochs"] == 15
@@ -102,3 +102,44 @@ def test_options_are_checked_and_the_teacher_is_not_one(onnx_export: Export, tmp
         compile_model(model, BuildOptions(passes="finetune"))
     with pytest.raises(FpgacError, match="has no option 'teacher'"):
         compile_model(model, BuildOptions(passes="finetune(data=x, teacher=y)"))
+
+
+def test_saturated_values_get_no_gradient_and_latent_weights_stay_in_their_formats(
+    onnx_export: Export, tmp_path: Path
+) -> None:
+    from fpgac.interp.torch_module import fake_quant
+    from fpgac.ir.types import Fixed, Overflow, Rounding
+
+    fmt = Fixed(4, 1, True, Rounding.RND, Overflow.SAT)  # [-1, 0.875] in steps of 0.125
+    x = torch.tensor([-3.0, -0.3, 0.3, 3.0], dtype=torch.float64, requires_grad=True)
+    y = fake_quant(x, None, fmt, "test")
+    y.sum().backward()
+    assert y.tolist() == [-1.0, -0.25, 0.25, 0.875] and x.grad is not None
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 0.0]
+
+    calib, _ = _data(tmp_path, "mlp", labels=False)
+    graph = compile_model(
+        onnx_export("mlp", "torchscript"), BuildOptions(calib=calib, passes="quantize(precision=4)")
+    ).graph
+    module = GraphModule(graph, mode="fixed")
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(100.0)
+    module.clip_to_formats()
+    for (i, key), slot in module.slots.items():
+        fmt = graph.nodes[i].params[key].format
+        assert isinstance(fmt, Fixed)
+        latent = module.weights[slot].detach()
+        assert float(latent.max()) <= fmt.max_mantissa * 2.0**-fmt.frac_bits
+        assert float(latent.min()) >= fmt.min_mantissa * 2.0**-fmt.frac_bits
+
+
+def test_each_layer_steps_relative_to_its_weight_scale(onnx_export: Export) -> None:
+    graph = load_model(onnx_export("mlp", "torchscript"))
+    module = GraphModule(graph)
+    groups = Finetune(data="unused", lr=0.5)._param_groups(module)
+    assert len(groups) == len(list(module.parameters()))
+    for group, ((i, key), _) in zip(groups, module.slots.items(), strict=True):
+        weight = graph.nodes[i].params["weight"].data
+        rms = float(np.sqrt(np.mean(weight[weight != 0].astype(np.float64) ** 2)))
+        assert group["lr"] == pytest.approx(0.5 * rms), key
