@@ -37,8 +37,8 @@ from tests.trained import Trained, export, train  # noqa: E402
 
 LEVELS = "1,0.5,0.3,0.2"
 MODELS = {  # name: (label, reuse, allowed accuracy gap in points, joint training's finetune options)
-    "lenet_300_100": ("LeNet-300-100, MNIST", 64, 0.3, "epochs=10"),
-    "digits_cnn": ("digits CNN", 8, 1.0, "epochs=40, lr=0.01"),
+    "lenet_300_100": ("LeNet-300-100, MNIST", 64, 0.3),
+    "digits_cnn": ("digits CNN", 8, 1.0),
 }
 RESOURCES = ("dsp", "lut", "ff", "bram18")
 
@@ -54,7 +54,7 @@ def check(what: str, ok: bool) -> bool:
 
 
 def bench(name: str, folder: Path) -> list[bool]:
-    label, reuse, gap, tuning = MODELS[name]
+    label, reuse, gap = MODELS[name]
     trained = train(name)
     model = export(trained, folder / f"{name}.onnx")
     calib, data = folder / f"{name}_calib.npy", folder / f"{name}_train.npz"
@@ -67,9 +67,9 @@ def bench(name: str, folder: Path) -> list[bool]:
         return compile_model(model, options)
 
     multi = build(f'lowrank(levels="{LEVELS}")')
-    joint = build(f'lowrank(levels="{LEVELS}"), finetune(data="{data}", {tuning})')
+    joint = build(f'lowrank(levels="{LEVELS}"), finetune(data="{data}")')
     levels = multi.report["rank_levels"]
-    setting = f"16 bits, io parallel, reuse {reuse}; joint training `finetune({tuning})`"
+    setting = f"16 bits, io parallel, reuse {reuse}; joint training `finetune` on its defaults"
     print(f"\n**{label}** (float {100 * trained.accuracy:.1f}%; {setting})\n")
     print("| level | MACs | training-free | jointly trained | separate `lowrank(macs=…)` ", end="")
     print("| latency (cycles) | fps |")

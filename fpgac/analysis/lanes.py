@@ -9,7 +9,8 @@ value gets the most beats a pixel that still make the II, ``G`` the largest divi
 ``pixels * G <= II``.
 
 Constraints (what the kernels take): graph inputs and outputs travel whole (the ports carry whole
-pixels), and the inputs and output of an
+pixels), so do the values a run-time rank-levelled layer reads or writes (its ranked kernels in
+``fpgac_levels.h`` take whole pixels), and the inputs and output of an
 elementwise (beat) layer are folded alike, so folding is chosen per group of values a chain of beat
 layers joins (a residual trunk is one group), the least folding of the group's members.
 """
@@ -21,6 +22,7 @@ import math
 from collections.abc import Mapping
 
 from fpgac.ir.graph import Graph, Node, Value
+from fpgac.ir.levels import is_levelled
 from fpgac.ir.opdef import Kind
 from fpgac.ir.ops import OPS
 
@@ -47,6 +49,7 @@ def groups_at(graph: Graph, ii: int) -> dict[str, int]:
     """Beats a pixel (G) of every value folded at target ``ii``, by value name (values left whole are
     not named)."""
     whole = {id(v) for v in (*graph.inputs, *graph.outputs)}
+    whole |= {id(v) for n in graph.nodes if is_levelled(n) for v in (*n.inputs, n.output)}
     parent: dict[int, int] = {}
 
     def root(key: int) -> int:
