@@ -62,7 +62,7 @@ def test_finetune_trains_every_level_jointly_and_keeps_them_nested(tmp_path: Pat
     factors = _factors(graph)
     ranks = {n.name: n.attrs["ranks_out"] for n in graph.nodes if "ranks_out" in n.attrs}
     finetune = Finetune(
-        data=str(_train_file(tmp_path, 256)), epochs=8, lr=3e-3, temperature=1, teacher=small_cnn()
+        data=str(_train_file(tmp_path, 256)), epochs=8, temperature=1, teacher=small_cnn()
     )
     tuned = finetune.run(graph.clone())
     verify(tuned)
