@@ -61,9 +61,7 @@ def test_finetune_trains_every_level_jointly_and_keeps_them_nested(tmp_path: Pat
     graph = _levelled_float()
     factors = _factors(graph)
     ranks = {n.name: n.attrs["ranks_out"] for n in graph.nodes if "ranks_out" in n.attrs}
-    finetune = Finetune(
-        data=str(_train_file(tmp_path, 256)), epochs=8, temperature=1, teacher=small_cnn()
-    )
+    finetune = Finetune(data=str(_train_file(tmp_path, 256)), epochs=8, temperature=1, teacher=small_cnn())
     tuned = finetune.run(graph.clone())
     verify(tuned)
     record = tuned.metadata["finetune"]["rank_levels"]
