@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d
+from fpgac.ir.fixed import kept_range
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.ir.levels import LEVEL_BIAS, check_level, node_rank
 from fpgac.ir.shapes import window_out
@@ -83,12 +84,10 @@ _ROUNDERS: dict[Rounding, Callable[[Tensor], Tensor]] = {
 """Each mode's rounding to an integer, as :mod:`fpgac.ir.fixed` rounds float64 (exact for |v| < 2**51)."""
 
 
-def _sat_bounds(fmt: Fixed) -> tuple[int, int]:
-    """What a saturating format keeps (SAT_SYM drops a signed format's ``min``), as in ``fixed.py``."""
-    lo, hi = fmt.min_mantissa, fmt.max_mantissa
-    if fmt.overflow is Overflow.SAT_SYM and fmt.signed and fmt.width > 1:
-        lo += 1
-    return lo, hi
+def _kept_values(fmt: Fixed) -> tuple[float, float]:
+    """The real values a saturating format keeps as they are (:func:`~fpgac.ir.fixed.kept_range`)."""
+    lo, hi = kept_range(fmt)
+    return math.ldexp(float(lo), -fmt.frac_bits), math.ldexp(float(hi), -fmt.frac_bits)
 
 
 def _check_exact(t: Tensor, frac: int, where: str) -> None:
@@ -124,7 +123,7 @@ def quantize_values(x: Tensor, fmt: Fixed, where: str) -> Tensor:
             else:
                 q = torch.remainder(q, modulus)
         else:
-            lo, hi = _sat_bounds(fmt)
+            lo, hi = kept_range(fmt)
             if fmt.overflow is Overflow.SAT_ZERO:
                 q = torch.where((q < lo) | (q > hi), torch.zeros_like(q), q)
             else:
@@ -141,7 +140,7 @@ def _saturated(x: Tensor, fmt: Fixed) -> Tensor:
     """
     if fmt.overflow is Overflow.WRAP:
         return x
-    lo, hi = (math.ldexp(float(m), -fmt.frac_bits) for m in _sat_bounds(fmt))
+    lo, hi = _kept_values(fmt)
     if fmt.overflow is Overflow.SAT_ZERO:
         return torch.where((x >= lo) & (x <= hi), x, torch.zeros_like(x))
     return torch.clamp(x, lo, hi)
@@ -390,7 +389,7 @@ class GraphModule(nn.Module):
                     fmt = _fixed(node.params[key], f"node {node.name!r} ({node.op})", key)
                     if fmt.overflow not in (Overflow.SAT, Overflow.SAT_SYM):
                         continue  # clamping would change what a wrapped or zeroed weight quantizes to
-                    lo, hi = (math.ldexp(float(m), -fmt.frac_bits) for m in _sat_bounds(fmt))
+                    lo, hi = _kept_values(fmt)
                     self.weights[slot].clamp_(lo, hi)
 
     def to_graph(self) -> Graph:

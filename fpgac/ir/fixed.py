@@ -222,7 +222,7 @@ def _requantize(
         else:
             s, k = int(s), int(k)
     q = _round_shift_right(m, s, dst.rounding)
-    lo, hi = _sat_bounds(dst) if dst.overflow is not Overflow.WRAP else (dst.min_mantissa, dst.max_mantissa)
+    lo, hi = kept_range(dst)
     if np.ndim(k) == 0 and int(k) == 0:
         over, under = q > hi, q < lo
     else:
