@@ -158,6 +158,10 @@ class Resources:
     def __add__(self, other: Resources) -> Resources:
         return Resources(*(getattr(self, k) + getattr(other, k) for k in RESOURCES))
 
+    def __mul__(self, copies: int) -> Resources:
+        """``copies`` of the same block (table copies, line-buffer rows, memory banks)."""
+        return Resources(*(getattr(self, k) * copies for k in RESOURCES))
+
     def to_json(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in RESOURCES}
 
@@ -866,10 +870,10 @@ class LayerModel:
         lookups = math.ceil(work.elems / r) if work.tables else 0
         for entries, width in work.tables:
             copy = memory_cost(entries, width, board, allow_uram=False)
-            res = res + Resources(*(getattr(copy, k) * math.ceil(lookups / 2) for k in RESOURCES))
+            res = res + copy * math.ceil(lookups / 2)
         rows, lb_depth, lb_count, lb_width = work.line_buffers
         row = memory_cost(lb_depth, lb_width, board, allow_uram=False)
-        res = res + Resources(*(getattr(row, k) * rows * lb_count for k in RESOURCES))
+        res = res + row * (rows * lb_count)
         ow = _width(node.output.type.format)
         out_regs = (
             node.output.type.size
@@ -933,7 +937,7 @@ class LayerModel:
         windows = _buffer_cost(math.ceil(cells / lanes), lanes * _width(x.type.format), board)
         banks = channels // g_out
         bank = _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board)
-        return windows + Resources(*(k * banks for k in _vector(bank)))
+        return windows + bank * banks
 
     def _input_beats(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[0] * groups
@@ -951,7 +955,7 @@ class LayerModel:
         sums = (
             Resources(ff=channels * work.add_bits)
             if g_in == 1
-            else Resources(*(k * adders for k in _vector(memory_cost(g_in, work.add_bits, board, False))))
+            else memory_cost(g_in, work.add_bits, board, False) * adders
         )
         res = sums + Resources(
             dsp=mults * dsp_each,
@@ -976,10 +980,6 @@ def _buffer_cost(depth: int, width: int, board: Board) -> Resources:
     if block.bram18 and depth * width >= BRAM_MIN_FILL * block.bram18 * BRAM18_BITS:
         return block
     return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
-
-
-def _vector(res: Resources) -> tuple[int, ...]:
-    return tuple(getattr(res, k) for k in RESOURCES)
 
 
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
