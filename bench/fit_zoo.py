@@ -6,7 +6,9 @@ weights auto, util 0.8) to each board, printing a Markdown table: fits, io, fram
 bounds it, off-chip layers, channel-folded stream values, utilisation and the time the fitting took
 (reading the layers' datapaths included). Models: the onnx package's weightless ``light_*`` ImageNet
 models with seeded random weights (``randomize_weights`` of tests/numerics/test_onnx_zoo.py) and
-tests/models.py's depthwise_separable.
+tests/models.py's depthwise_separable. A second table gives each model's smallest board preset (by LUTs)
+whose fitted design fits, its frame rate there, and the fitting's one-line reason why the smallest preset of
+all does not fit.
 Run big models under ``flock /tmp/bigmodel.lock``: VGG-19 takes minutes and ~15 GB to quantize.
 """
 
@@ -24,7 +26,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the models the tests use
 
 from fpgac.analysis.fit import fit
-from fpgac.boards import get_board
+from fpgac.boards import BOARDS, Board, get_board
 from fpgac.build import BuildOptions, compile_model, load_model
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph
@@ -63,6 +65,17 @@ def _quantized(name: str, folder: Path) -> Graph:
     return compile_model(model, BuildOptions(calib=calib, backend="none", reuse=1)).graph
 
 
+def _smallest(graph: Graph) -> str:
+    """A row of the second table: the smallest preset that fits, and why the smallest of all does not."""
+    by_size: list[Board] = sorted(BOARDS.values(), key=lambda b: b.lut)
+    fitted = [(board, fit(graph, board)) for board in by_size]
+    first = next(((b, f) for b, f in fitted if f.fits and f.within_util), None)
+    where = f"{first[0].name} | {first[1].estimate.fps:,.2f}" if first else "none | -"
+    smallest, at_smallest = fitted[0]
+    why = "-" if first and first[0] is smallest else f"{smallest.name}: {at_smallest.note}"
+    return f"{where} | {why}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="*", default=list(MODELS))
@@ -74,6 +87,7 @@ def main() -> None:
         "| BRAM18 | URAM | fit s | note |"
     )
     print("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    smallest: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             try:
@@ -94,6 +108,10 @@ def main() -> None:
                     + f" | {seconds:.2f} | {f.note or ''} |",
                     flush=True,
                 )
+            smallest.append(f"| {name} | {_smallest(graph)} |")
+    print("\n| model | smallest preset that fits | fps there | why not the smallest preset |")
+    print("|---|---|---:|---|")
+    print("\n".join(smallest))
 
 
 if __name__ == "__main__":
