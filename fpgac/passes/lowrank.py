@@ -93,6 +93,7 @@ class LowRank:
     method: str = "svd"
     aware: bool | None = None
     damp: float = 1e-3
+    min_rank: int = 1
     calib: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +120,10 @@ class LowRank:
             raise LowRankError(f"lowrank: method must be svd or tucker, not {self.method!r}")
         if self.aware and self.calib is None:
             raise LowRankError("lowrank: aware=true needs calibration data (--calib)")
+        if isinstance(self.min_rank, bool) or not isinstance(self.min_rank, int) or self.min_rank < 1:
+            raise LowRankError(f"lowrank: min_rank must be a positive integer, not {self.min_rank!r}")
+        if self.min_rank > 1 and self.macs is None and self.params is None:
+            raise LowRankError("lowrank: min_rank floors the allocation of a budget: give macs or params")
 
     def _check_levels(self) -> None:
         fractions = self.level_fractions
@@ -213,7 +218,14 @@ class LowRank:
     def _options(self) -> dict[str, object]:
         keys = ("macs", "params", "rank", "energy", "levels")
         options = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
-        return {**options, "allocation": self.allocation, "method": self.method, "aware": self.use_data}
+        floor = {"min_rank": self.min_rank} if self.min_rank > 1 else {}
+        return {
+            **options,
+            "allocation": self.allocation,
+            "method": self.method,
+            "aware": self.use_data,
+            **floor,
+        }
 
     def _layer(
         self,
@@ -307,11 +319,11 @@ class LowRank:
             return fixed + sum(effective_cost(layer, r, what) for layer, r in zip(layers, ranks, strict=True))
 
         search = global_ranks if self.allocation == "global" else uniform_ranks
-        ranks = search(layers, what, lambda rs: cost(rs) <= budget)
+        ranks = search(layers, what, lambda rs: cost(rs) <= budget, self.min_rank)
         if ranks is None:
-            smallest = cost([layer.ranks_at(1) for layer in layers])
+            smallest = cost([layer.ranks_at(self.min_rank) for layer in layers])
             raise LowRankError(
-                f"lowrank: {what}={fraction:g} is out of reach: rank 1 everywhere still costs "
+                f"lowrank: {what}={fraction:g} is out of reach: rank {self.min_rank} everywhere still costs "
                 f"{smallest / total:.3f} of the original {what}"
             )
         return ranks

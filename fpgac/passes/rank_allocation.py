@@ -101,12 +101,13 @@ def energy_ranks(layer: SplitLayer, energy: float) -> Ranks:
 
 
 def global_ranks(
-    layers: list[SplitLayer], what: str, fits: Callable[[list[Ranks]], bool]
+    layers: list[SplitLayer], what: str, fits: Callable[[list[Ranks]], bool], floor: int = 1
 ) -> list[Ranks] | None:
     """Ranks from the least threshold on the global criterion that fits the budget, then topped up.
 
     The threshold moves by whole components, which on a small network can leave several percent of the
     budget unused; the components below it are then added in criterion order wherever they still fit.
+    Every layer keeps at least ``floor`` components (capped by its size): the lowrank pass's ``min_rank``.
     """
     scores = [layer.scores(what) for layer in layers]
     thresholds = np.unique(np.concatenate([[-np.inf], *scores]))
@@ -115,7 +116,7 @@ def global_ranks(
         return [layer.ranks_at(c) for layer, c in zip(layers, counts, strict=True)]
 
     def counts(tau: float) -> list[int]:
-        return [max(1, int(np.sum(s > tau))) for s in scores]
+        return [max(min(floor, len(s)), int(np.sum(s > tau))) for s in scores]
 
     if not fits(ranks(counts(thresholds[-1]))):
         return None
@@ -137,14 +138,15 @@ def global_ranks(
 
 
 def uniform_ranks(
-    layers: list[SplitLayer], what: str, fits: Callable[[list[Ranks]], bool]
+    layers: list[SplitLayer], what: str, fits: Callable[[list[Ranks]], bool], floor: int = 1
 ) -> list[Ranks] | None:
-    """The same fraction of MACs (or params) kept in every layer: the largest fraction that fits."""
+    """The same fraction of MACs (or params) kept in every layer: the largest fraction that fits, each
+    layer keeping at least ``floor`` components (capped by its size)."""
 
     def ranks(fraction: float) -> list[Ranks]:
         chosen = []
         for layer in layers:
-            r = 1
+            r = min(floor, layer.steps())
             while r < layer.steps() and layer.cost(layer.ranks_at(r + 1), what) <= fraction * layer.original(
                 what
             ):

@@ -186,3 +186,30 @@ def test_passes_on_a_clone_leave_the_original_metadata_alone() -> None:
     graph.metadata["compression"] = []
     LowRank(rank=2).run(graph.clone())
     assert graph.metadata["compression"] == []
+
+
+@pytest.mark.parametrize(
+    ("allocation", "budget", "floor", "starved"), [("global", 0.4, 3, "fc1"), ("uniform", 0.1, 2, "fc3")]
+)
+def test_min_rank_floors_every_layer_within_the_budget(
+    allocation: str, budget: float, floor: int, starved: str
+) -> None:
+    """A layer the allocation starves (global: the one of exactly rank 1; uniform: the small last one)
+    keeps ``min_rank`` components, and the budget still holds."""
+    graph = dense_chain(np.random.default_rng(8), [64, 64, 64, 10], ranks=[1, 64, 10])
+    total = graph_cost(graph).macs
+    free = LowRank(macs=budget, allocation=allocation, aware=False).run(graph.clone())
+    floored = LowRank(macs=budget, allocation=allocation, aware=False, min_rank=floor).run(graph.clone())
+    ranks = {k: v["rank"] for k, v in floored.metadata["compression"][-1]["layers"].items()}
+    assert free.metadata["compression"][-1]["layers"][starved]["rank"] < floor <= min(ranks.values())
+    assert graph_cost(floored).macs <= budget * total
+    assert floored.metadata["compression"][-1]["options"]["min_rank"] == floor
+
+
+def test_min_rank_is_checked() -> None:
+    with pytest.raises(LowRankError, match="min_rank must be a positive integer"):
+        LowRank(macs=0.3, min_rank=0)
+    with pytest.raises(LowRankError, match="give macs or params"):
+        LowRank(rank=4, min_rank=2)
+    with pytest.raises(LowRankError, match="rank 60 everywhere"):
+        LowRank(macs=0.3, min_rank=60).run(dense_chain(np.random.default_rng(0), [64, 64, 64]))
