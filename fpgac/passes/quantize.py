@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -124,8 +124,10 @@ class Quantize:
     """Assign fixed-point formats everywhere and build the kernels' tables.
 
     Options: ``precision`` (bits of activations and weights, default 16), ``layer_precision``
-    (per-node override, from the build config), ``headroom`` (extra integer bits over the calibrated
-    range), ``input_range`` (bounds of every input element when there is no calibration data).
+    (per-node override, from the build config), ``edge_precision`` (bits of the first and the last
+    dense/conv layer, see :func:`_edge_layers`; a ``layer_precision`` entry still wins),
+    ``headroom`` (extra integer bits over the calibrated range), ``input_range`` (bounds of every
+    input element when there is no calibration data).
     ``calib`` is the calibration batch (one array per graph input), given by the pipeline.
     """
 
@@ -134,10 +136,13 @@ class Quantize:
     headroom: int = 1
     input_range: tuple[float, float] = (-1.0, 1.0)
     layer_precision: Mapping[str, int] = field(default_factory=dict)
+    edge_precision: int | None = None
     calib: tuple[np.ndarray, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         where = [("", self.precision)] + [(f" for layer {k!r}", v) for k, v in self.layer_precision.items()]
+        if self.edge_precision is not None:
+            where.append((" (edge_precision)", self.edge_precision))
         for what, bits in where:
             if (
                 isinstance(bits, bool)
@@ -151,6 +156,11 @@ class Quantize:
             raise QuantizeError(f"quantize: headroom {self.headroom} is out of range (0..8)")
 
     def run(self, graph: Graph) -> Graph:
+        if self.edge_precision is not None:
+            edges = dict.fromkeys(_edge_layers(graph), self.edge_precision)
+            return replace(self, layer_precision={**edges, **self.layer_precision}, edge_precision=None).run(
+                graph
+            )
         _check_quantizable(graph)
         ranges, headroom = self._ranges(graph)
         formats: dict[int, Fixed] = {}
@@ -248,6 +258,18 @@ class Quantize:
         )
         slack = fmt.lsb + top * 2.0**-20
         return np.where(lo < 0, lo - slack, lo), np.where(hi > 0, hi + slack, hi)
+
+
+def _edge_layers(graph: Graph) -> list[str]:
+    """The names of the first and the last node with a weight matrix (dense, conv), in graph order.
+
+    At 4 bits the layers at the ends lose the most: the first sees the raw input through few weight
+    levels, and the last one's outputs are the logits, whose coarse grid turns close calls into ties for
+    the top class. Keeping those two at 8 bits is the common practice of low-bit quantization (DoReFa-Net,
+    PACT, LSQ all do it); ``edge_precision`` makes that one option instead of two node names.
+    """
+    weighted = [node.name for node in graph.nodes if "weight" in OPS[node.op].weights]
+    return list(dict.fromkeys(weighted[:1] + weighted[-1:]))
 
 
 def _check_quantizable(graph: Graph) -> None:

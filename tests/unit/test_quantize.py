@@ -511,3 +511,17 @@ def test_layer_precision_applies_to_the_named_layer_only() -> None:
         q.node("fc1").params["weight"].format.width == 6 and q.node("fc0").params["weight"].format.width == 12
     )
     assert q.inputs[0].type.format.width == 12
+
+
+def test_edge_precision_widens_the_first_and_last_weighted_layers() -> None:
+    rng = np.random.default_rng(11)
+    calib = (f32(rng, 8, 5),)
+    q = Quantize(precision=4, edge_precision=8, calib=calib).run(mlp(rng, [5, 6, 6, 4]))
+    widths = {n.name: (n.output.type.format.width, n.params.get("weight")) for n in q.nodes}
+    assert {k: w for k, (w, _) in widths.items()} == {"fc0": 8, "relu0": 7, "fc1": 4, "relu1": 3, "fc2": 8}
+    assert [q.node(f"fc{i}").params["weight"].format.width for i in range(3)] == [8, 4, 8]
+    assert q.inputs[0].type.format.width == 4  # the input stays at precision
+    named = Quantize(precision=4, edge_precision=8, layer_precision={"fc2": 6}, calib=calib)
+    assert named.run(mlp(rng, [5, 6, 6, 4])).node("fc2").output.type.format.width == 6  # a name wins
+    with pytest.raises(QuantizeError, match="edge_precision"):
+        Quantize(precision=4, edge_precision=40)
