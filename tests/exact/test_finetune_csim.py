@@ -1,9 +1,10 @@
 """Fine-tuned designs against g++ (issue #18): each case of ``bench/finetune.py``, on the small test models,
 builds and passes ``fpgac verify`` with zero mismatching bits.
 
-The cases train what the pass trains there: split factors (``lowrank``), masked weights then codebooks
-(Deep Compression's prune, fine-tune, share, fine-tune), and latent weights at 4-bit formats (QAT, clamped
-into their formats). Two epochs on random data: the weights move, which is all the exactness needs.
+The cases train what the pass trains there: split factors (``lowrank``: SVD, and Tucker-2 with a rank
+floor), masked weights then codebooks (Deep Compression's prune, fine-tune, share, fine-tune), and latent
+weights at 4-bit formats (QAT, clamped into their formats; also with the first and last layers at 8
+bits). Two epochs on random data: the weights move, which is all the exactness needs.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from tests.models import random_input
 
 skip_without_csim()
 
-pytestmark = pytest.mark.slow  # three g++ compiles
+pytestmark = pytest.mark.slow  # five g++ compiles
 
 CASES = {  # case: (model family, passes; {ft} is the finetune call)
     "lowrank": ("cnn", "lowrank(macs=0.3), {ft}"),
+    "tucker_floor": ("cnn", "lowrank(macs=0.3, method=tucker, min_rank=2), {ft}"),
     "prune_share": ("mlp", "prune(sparsity=0.9), {ft}, share(bits=3), {ft}"),
     "qat4": ("cnn", "quantize(precision=4, headroom=0), {ft}"),
+    "qat4_edges": ("cnn", "quantize(precision=4, headroom=0, edge_precision=8), {ft}"),
 }
 
 
