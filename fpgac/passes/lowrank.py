@@ -21,6 +21,12 @@ A layer is split only where that saves MACs. How much to keep is one of:
   the greedy knapsack rule (least loss per MAC saved) and big layers give up more rank than small
   ones. Whatever budget the threshold leaves is topped up with the next components that still fit.
   ``allocation=uniform`` keeps the same fraction of MACs in every layer (the baseline).
+  ``min_rank=R`` (default 1) keeps at least R components in every split layer (per mode for Tucker,
+  capped by its size) and allocates the rest of the budget as above. The criterion ranks components by
+  the error they leave *without training*; a layer it starves to rank 1 is a bottleneck that a later
+  ``finetune`` cannot widen (it trains the factors, it cannot add rank). On the digits CNN at
+  ``macs=0.2, method=tucker`` the floor costs 2.8 points training-free (81.6% vs 84.4%) and gains 1.6
+  after the same fine-tune (96.0% vs 94.4%).
 
 With calibration data the SVD is activation-aware (``aware``, default on when there is data): the
 factors minimise the error of the layer's *outputs* on the calibration batch, not of its weights, by
