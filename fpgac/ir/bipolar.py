@@ -17,6 +17,7 @@ from __future__ import annotations
 from fpgac.ir.graph import Node, Value
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.ops import OPS
+from fpgac.ir.quant import fixed_plan
 from fpgac.ir.sign_weights import single_magnitude
 from fpgac.ir.types import Fixed
 
@@ -31,8 +32,22 @@ def is_bipolar(value: Value) -> bool:
     if node is None:
         return False
     if node.op == "quant":
-        return bool(node.attrs["bits"] == 1 and node.attrs["signed"])
+        return _bipolar_quant(node, fmt)
     return OPS[node.op].selects and all(v.type.format == fmt and is_bipolar(v) for v in node.inputs)
+
+
+def _bipolar_quant(node: Node, fmt: Fixed) -> bool:
+    """Whether the quant ``node`` is a 1-bit signed quantizer of one scale whose 2-bit output format
+    ``fmt`` is on that scale's grid (another grid would move its values off ``+-1`` mantissas)."""
+    if not (node.attrs["bits"] == 1 and node.attrs["signed"]):
+        return False
+    try:
+        plan = fixed_plan(
+            node.attrs, node.params["scale"].data, node.params["zero_point"].data, node.output.shape
+        )
+    except ValueError:  # no fixed-point form: the quantize pass refuses it
+        return False
+    return len(plan.groups) == 1 and plan.groups[0].fmt.frac_bits == fmt.frac_bits
 
 
 def is_xnor_layer(node: Node) -> bool:

@@ -21,11 +21,17 @@ DOMAIN = "qonnx.custom_op.general"
 SHAPE = (4, 6, 6)
 
 
-def bnn_model(path: Path, between: str = "", conv_weight: np.ndarray | None = None) -> Path:
+def bnn_model(
+    path: Path,
+    between: str = "",
+    conv_weight: np.ndarray | None = None,
+    input_scale: np.ndarray | None = None,
+) -> Path:
     """x (N, 4, 6, 6) -> BipolarQuant (2**-1) -> two binary convs: a grouped, strided, padded one (+-0.25,
     with a bias), a graph output; and a padded one (+-0.5) -> 1-bit signed Quant (bipolar) -> MaxPool 2
     -> Flatten -> Gemm (+-0.125, with a bias). ``between`` inserts an op after the 1-bit Quant
-    (``Relu``: no longer bipolar); ``conv_weight`` replaces the second conv's weights."""
+    (``Relu``: no longer bipolar); ``conv_weight`` replaces the second conv's weights, ``input_scale`` the
+    BipolarQuant's scale."""
     rng = np.random.default_rng(0)
     f32 = np.float32
 
@@ -34,6 +40,7 @@ def bnn_model(path: Path, between: str = "", conv_weight: np.ndarray | None = No
 
     inits = {
         "s": np.array(0.5, f32),
+        "xs": np.array(0.5, f32) if input_scale is None else input_scale.astype(f32),
         "z": np.array(0.0, f32),
         "one": np.array(1.0, f32),
         "w0": binary(0.25, 6, 2, 3, 3),
@@ -44,7 +51,7 @@ def bnn_model(path: Path, between: str = "", conv_weight: np.ndarray | None = No
         "b2": rng.normal(0, 0.3, 5).astype(f32),
     }
     nodes = [
-        helper.make_node("BipolarQuant", ["x", "s"], ["xq"], domain=DOMAIN),
+        helper.make_node("BipolarQuant", ["x", "xs"], ["xq"], domain=DOMAIN),
         helper.make_node("Conv", ["xq", "w0", "b0"], ["grouped"], group=2, strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("Conv", ["xq", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Quant", ["c1", "s", "z", "one"], ["q1"], domain=DOMAIN, signed=1, narrow=0),
@@ -100,6 +107,12 @@ def test_binary_layers_on_bipolar_values_are_xnor_layers(tmp_path: Path) -> None
 def test_a_relu_between_leaves_a_sign_weight_layer(tmp_path: Path) -> None:
     """ReLU turns -s into 0: the Gemm's input is no longer bipolar (its weights still need no DSP)."""
     assert _layers(_compiled(tmp_path, between="Relu")) == ["conv", "conv"]
+
+
+def test_per_channel_bipolar_scales_are_not_one_sign_bit(tmp_path: Path) -> None:
+    """Two scales over the channels: the values are +-s per channel, no longer one sign bit each."""
+    scales = np.array([0.5, 0.25, 0.5, 0.5]).reshape(4, 1, 1)
+    assert _layers(_compiled(tmp_path, input_scale=scales)) == ["dense"]
 
 
 @pytest.mark.parametrize(
