@@ -11,10 +11,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from fpgac.analysis import estimate as estimate_module
 from fpgac.analysis.estimate import estimate
+from fpgac.analysis.report import node_weight_bits
 from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.build import BuildOptions, compile_model
-from fpgac.ir import Graph
+from fpgac.ir import Fixed, Graph
 from fpgac.ir.bipolar import is_bipolar, is_xnor_layer
 
 DOMAIN = "qonnx.custom_op.general"
@@ -141,6 +142,17 @@ def test_estimate_costs_xnor_and_popcount_without_dsp(tmp_path: Path) -> None:
         for name in names:
             assert xnor[name].resources.dsp == adds[name].resources.dsp == 0
             assert 0 < 3 * xnor[name].resources.lut <= adds[name].resources.lut, name
+
+
+def test_report_counts_one_bit_a_weight(tmp_path: Path) -> None:
+    """The sign bits the kernels store, plus the bias at its format's width."""
+    for node in _compiled(tmp_path).nodes:
+        if is_xnor_layer(node):
+            bias = node.params["bias"]
+            assert isinstance(bias.format, Fixed)
+            assert (
+                node_weight_bits(node) == node.params["weight"].data.size + bias.data.size * bias.format.width
+            )
 
 
 def test_vitis_emits_xnor_kernels_and_sign_bits(tmp_path: Path) -> None:
