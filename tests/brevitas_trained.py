@@ -1,10 +1,12 @@
 """Tiny quantization-aware classifiers trained with Brevitas and exported to QONNX (``export_qonnx``).
 
 What FPGA users bring: weights and activations quantized in training, power-of-two (fixed-point) scales,
-4, 2 or 1 bits. Trained on scikit-learn's digits (pixels ``k / 16``, exactly on the 8-bit input grid, so
-the input quantizer rounds nothing), seeded, a few seconds each on one core. Every layer ends in a
-quantizer (the logits too), and layers have no float bias, so the QONNX model's values are all on
-fixed-point grids: what fpgac computes is what qonnx computes.
+4, 2 or 1 bits; ``w1a1`` is a binarized network as BNN-PYNQ's: binary weights and bipolar (sign)
+activations, whose layers after the first compute by XNOR-popcount (:mod:`fpgac.ir.bipolar`). Trained
+on scikit-learn's digits (pixels ``k / 16``, exactly on the 8-bit input grid, so the input quantizer
+rounds nothing), seeded, a few seconds each on one core. Every layer ends in a quantizer (the logits
+too), and layers have no float bias, so the QONNX model's values are all on fixed-point grids: what
+fpgac computes is what qonnx computes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from torch import nn
 from tests.trained import Dataset, digits
 
 EPOCHS = 3  # enough to learn the digits; the tests check exactness, not accuracy
-WEIGHT_BITS = {"w4a4": (4, 4), "w2a2": (2, 2), "w1a2": (1, 2)}  # weight bits, activation bits
+WEIGHT_BITS = {"w4a4": (4, 4), "w2a2": (2, 2), "w1a2": (1, 2), "w1a1": (1, 1)}  # weight, activation bits
 FLOAT_SCALES = "w4a4_float"  # 4/4 with Brevitas' default float (non-power-of-two) scales
 
 
@@ -68,6 +70,17 @@ def _layers(weight_bits: int, act_bits: int, float_scales: bool = False) -> dict
     }
 
 
+def _activation(k: dict[str, object], act_bits: int) -> nn.Module:
+    """A hidden layer's activation: the quantized ReLU, or at 1 bit the bipolar sign of BNN-PYNQ
+    (``QuantIdentity`` with Brevitas' binary quantizer: +-1, a ``BipolarQuant`` in QONNX)."""
+    import brevitas.nn as qnn
+    from brevitas.quant.binary import SignedBinaryActPerTensorConst
+
+    if act_bits == 1:
+        return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+    return qnn.QuantReLU(**k["relu"])  # type: ignore[arg-type]
+
+
 def mlp(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Module:
     import brevitas.nn as qnn
 
@@ -75,7 +88,7 @@ def mlp(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Modul
     return nn.Sequential(
         qnn.QuantIdentity(**k["input"]),  # type: ignore[arg-type]
         qnn.QuantLinear(64, 64, **k["weight"]),  # type: ignore[arg-type]
-        qnn.QuantReLU(**k["relu"]),  # type: ignore[arg-type]
+        _activation(k, act_bits),
         qnn.QuantLinear(64, 10, **k["weight"]),  # type: ignore[arg-type]
         qnn.QuantIdentity(**k["output"]),  # type: ignore[arg-type]
     )
@@ -88,10 +101,10 @@ def cnn(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Modul
     return nn.Sequential(
         qnn.QuantIdentity(**k["input"]),  # type: ignore[arg-type]
         qnn.QuantConv2d(1, 8, 3, padding=1, **k["weight"]),  # type: ignore[arg-type]
-        qnn.QuantReLU(**k["relu"]),  # type: ignore[arg-type]
+        _activation(k, act_bits),
         nn.MaxPool2d(2),
         qnn.QuantConv2d(8, 16, 3, padding=1, **k["weight"]),  # type: ignore[arg-type]
-        qnn.QuantReLU(**k["relu"]),  # type: ignore[arg-type]
+        _activation(k, act_bits),
         nn.MaxPool2d(2),
         nn.Flatten(),
         qnn.QuantLinear(64, 10, **k["weight"]),  # type: ignore[arg-type]

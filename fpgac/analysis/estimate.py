@@ -110,6 +110,7 @@ from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.analysis.rank_schedule import step_cycles
 from fpgac.boards import Board
 from fpgac.errors import FpgacError
+from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.shapes import is_global_pool, patch_grid
 from fpgac.ir.sign_weights import sign_weights
@@ -458,7 +459,13 @@ def _per_step(node: Node, io: str) -> tuple[int, int]:
 def _matmul(node: Node, io: str) -> _Work:
     """Dense and conv: one multiply-accumulate per non-zero weight; with binary/ternary weights
     (:func:`~fpgac.ir.sign_weights.sign_weights`) the product is a sign and a shift: an add or a
-    subtract, costed as a product with a 2-bit operand (LUTs, no DSP), whatever the weight's width."""
+    subtract, costed as a product with a 2-bit operand (LUTs, no DSP), whatever the weight's width.
+
+    XNOR-popcount layers (binary weights on a bipolar input, :mod:`fpgac.ir.bipolar`): a product is an
+    XNOR of two sign bits (a 1 x 1-bit product: one LUT), the sum a popcount tree at about one LUT and one
+    register per input bit (6:3 counters, three LUT6 per six bits, halve the bits each level), then per
+    output one add of the count, times the constant scale (wiring), to the bias; the weights are stored 1
+    bit each."""
     out = node.output
     weight = node.params["weight"]
     signs = sign_weights(weight.data)
@@ -469,18 +476,19 @@ def _matmul(node: Node, io: str) -> _Work:
     else:
         steps, elems = _spatial(out.shape), out.shape[0]
     acc = _width(node.attrs["acc"])
+    xnor = is_xnor_layer(node)
     return _Work(
         steps=steps,
         elems=elems,
         mults=nnz,
-        a_bits=_in_bits(node),
-        b_bits=2 if signs is not None else _signed_width(weight.format),
+        a_bits=1 if xnor else _in_bits(node),
+        b_bits=1 if xnor else 2 if signs is not None else _signed_width(weight.format),
         adds=nnz,
-        add_bits=acc,
-        logic=elems * _width(out.type.format),
+        add_bits=1 if xnor else acc,
+        logic=elems * (_width(out.type.format) + (acc if xnor else 0)),
         fan_in=fan_in,
         weights=nnz,
-        weight_bits=_width(weight.format),
+        weight_bits=1 if xnor else _width(weight.format),
         sweeps=out.shape[1] if node.op == "conv" and len(out.shape) > 2 else 1,  # conv: once per output row
         **(_window(node, io, fan_in) if node.op == "conv" else {}),
     )

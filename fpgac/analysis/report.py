@@ -1,7 +1,8 @@
 """Build reports: ``report.json`` for tools and ``report.md`` for people, from the built graph.
 
 ``weight_bits`` counts everything the hardware must store for a layer: every param (weights, biases,
-lookup tables, reciprocals) at its format's width; a float param counts its float width. A compressed
+lookup tables, reciprocals) at its format's width; a float param counts its float width; an XNOR layer's
+weights are sign bits, one each (:mod:`fpgac.ir.bipolar`). A compressed
 weight counts what its encoding stores (:func:`fpgac.ir.encoding.storage_bits`): kept values or codebook
 indices, relative indices and fillers of a sparse tensor, the codebook, Huffman bitstreams and their
 decoder tables; ``weight_storage`` lists those parts per layer. Next to it, ``float32_bits`` is what the
@@ -20,12 +21,16 @@ from fpgac.analysis.level_report import levels_markdown
 from fpgac.analysis.ood_report import ood_markdown
 from fpgac.analysis.rounding_points import rounding_points_markdown
 from fpgac.boards import Board
+from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param
 
 
 def node_weight_bits(node: Node) -> int:
-    return sum(storage_bits(p)["total"] for p in node.params.values())
+    bits = {key: storage_bits(param)["total"] for key, param in node.params.items()}
+    if is_xnor_layer(node):
+        bits["weight"] = node.params["weight"].data.size
+    return sum(bits.values())
 
 
 def _coded(param: Param) -> bool:

@@ -207,6 +207,90 @@ void conv2d(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::OH * 
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// XNOR-popcount (fpgac/ir/bipolar.py): binary weights +-s_w on a bipolar input +-s_x. Every product is
+// +-s_x * s_w, positive where the signs agree, so a sum over n taps is s_x * s_w * (2 * popcount(XNOR) - n):
+// no multiplier and no adder per product, one XNOR and a popcount tree. The weights are stored as sign bits
+// (bool w: 1 for +s_w), 1 bit each; the input's bit is its sign bit inverted. CFG::COUNT_BITS holds the
+// largest tap count, unsigned. Exact, as the multiply-accumulate kernels.
+
+// 1 for +s_x, 0 for -s_x.
+template <class in_t>
+bool sign_bit(const in_t& x) {
+  return !x.is_neg();
+}
+
+// s_x * s_w * (2 * agree - n) in the accumulator (both scales are the LSBs of their 2-bit types): the sum of
+// n products of which `agree` are positive, exact in acc_t like every product.
+template <class CFG, class in_t>
+typename CFG::acc_t xnor_sum(ap_uint<CFG::COUNT_BITS> agree, ap_uint<CFG::COUNT_BITS> n) {
+  const ap_int<CFG::COUNT_BITS + 2> count = 2 * agree - n;
+  return count * (from_bits<in_t>(1) * from_bits<typename CFG::weight_t>(1));
+}
+
+// dense with a bipolar x: the structure of dense, each output's sum a popcount over its IN taps.
+template <class CFG, class in_t, class out_t, class b_t>
+void dense_xnor(const in_t x[CFG::ROWS * CFG::IN], out_t y[CFG::ROWS * CFG::OUT], const bool w[CFG::OUT * CFG::IN],
+                const b_t b[CFG::BIAS_SIZE]) {
+  FPGAC_LOOP(dense_xnor_rows)
+  for (int r = 0; r < CFG::ROWS; r++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+    FPGAC_LOOP(dense_xnor_outputs)
+    for (int o = 0; o < CFG::OUT; o++) {
+      ap_uint<CFG::COUNT_BITS> agree = 0;
+      FPGAC_LOOP(dense_xnor_taps)
+      for (int i = 0; i < CFG::IN; i++) agree += sign_bit(x[r * CFG::IN + i]) == w[o * CFG::IN + i];
+      typename CFG::acc_t acc = initial_acc<CFG>(b, o);
+      acc += xnor_sum<CFG, in_t>(agree, CFG::IN);
+      y[r * CFG::OUT + o] = acc;
+    }
+  }
+}
+
+// conv_pixel with a bipolar window: a padding cell (valid false) is no tap, as its product with 0 adds
+// nothing; n counts the taps inside the input.
+template <class CFG, class in_t, class out_t, class b_t>
+void conv_xnor_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const bool valid[CFG::KH * CFG::KW],
+                     const bool w[CFG::OC * CFG::CG * CFG::KH * CFG::KW], const b_t b[CFG::BIAS_SIZE], out_t y[CFG::OC]) {
+  ap_uint<CFG::COUNT_BITS> inside = 0;
+  FPGAC_LOOP(conv_xnor_valid)
+  for (int k = 0; k < CFG::KH * CFG::KW; k++) inside += valid[k];
+  const ap_uint<CFG::COUNT_BITS> n = inside * CFG::CG;
+  FPGAC_LOOP(conv_xnor_channels)
+  for (int oc = 0; oc < CFG::OC; oc++) {
+    const int group = oc / (CFG::OC / CFG::G);
+    ap_uint<CFG::COUNT_BITS> agree = 0;
+    FPGAC_LOOP(conv_xnor_taps)
+    for (int t = 0; t < CFG::CG * CFG::KH * CFG::KW; t++) {
+      const int tap = group * CFG::CG * CFG::KH * CFG::KW + t;
+      agree += valid[t % (CFG::KH * CFG::KW)] && sign_bit(win[tap]) == w[oc * CFG::CG * CFG::KH * CFG::KW + t];
+    }
+    typename CFG::acc_t acc = initial_acc<CFG>(b, oc);
+    acc += xnor_sum<CFG, in_t>(agree, n);
+    y[oc] = acc;
+  }
+}
+
+// conv2d with a bipolar input (io parallel): conv2d's loops around conv_xnor_pixel.
+template <class CFG, class in_t, class out_t, class b_t>
+void conv2d_xnor(const in_t x[CFG::C * CFG::H * CFG::W], out_t y[CFG::OC * CFG::OH * CFG::OW],
+                 const bool w[CFG::OC * CFG::CG * CFG::KH * CFG::KW], const b_t b[CFG::BIAS_SIZE]) {
+  FPGAC_LOOP(conv_xnor_rows)
+  for (int oh = 0; oh < CFG::OH; oh++) {
+    FPGAC_LOOP(conv_xnor_cols)
+    for (int ow = 0; ow < CFG::OW; ow++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+      in_t win[CFG::C * CFG::KH * CFG::KW];
+      bool valid[CFG::KH * CFG::KW];
+      gather_window<CFG>(x, oh, ow, win, valid);
+      out_t pixel[CFG::OC];
+      conv_xnor_pixel<CFG>(win, valid, w, b, pixel);
+      FPGAC_LOOP(conv_xnor_store)
+      for (int oc = 0; oc < CFG::OC; oc++) y[(oc * CFG::OH + oh) * CFG::OW + ow] = pixel[oc];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // pooling (1-d: H = 1). Cells outside the input never win a max and add nothing to a sum.
 
 template <class CFG, class in_t, class out_t>

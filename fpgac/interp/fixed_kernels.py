@@ -8,7 +8,9 @@ overflowed (were saturated or wrapped) in that last cast. The rules, which the g
   accumulator format ``attrs["acc"]``, whose fraction holds every product and the bias exactly and
   whose overflow mode is WRAP. A WRAP sum is a sum modulo ``2**W``, so the result does not depend on
   the order the HLS adds in; the quantize pass also sizes ``acc`` so it never wraps. The accumulator
-  is then cast into the output format (its rounding and overflow modes).
+  is then cast into the output format (its rounding and overflow modes). The HLS kernels compute some
+  sums without products, the same exact number: binary/ternary weights as adds and subtracts, binary
+  weights on a bipolar input as ``s * (2 * popcount(XNOR) - n)`` (:mod:`fpgac.ir.bipolar`).
 * **affine, add, sub, mul**: exact ``ap_fixed`` expression types (``x * scale + shift``, ``a + b + c``),
   one cast into the output format at the end, as ``out_t y = expr;`` does in C++.
 * **avg_pool / reduce mean**: the window sum in ``acc`` (exact), times the reciprocal of the number of

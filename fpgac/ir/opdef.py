@@ -89,6 +89,7 @@ class OpDef:
     fixed_params: tuple[str, ...] = ()
     monotone: Monotone = Monotone.NO
     logical_order: bool = False  # reads elements in row-major order of the logical shape (reshape)
+    selects: bool = False  # every output element is one of its inputs' elements (moves, max): no new values
     float_only: str = ""
     dialect: Dialect = Dialect.CORE
     doc: str = ""

@@ -38,7 +38,7 @@ CORE_OPS: tuple[OpDef, ...] = (
     OpDef(
         "max_pool", Kind.WINDOW, shapes.pool,
         attrs={**_WINDOW, "kernel": "ints", "dilations": "ints", "ceil_mode": "bool"},
-        monotone=UP, doc="Max over windows; padding never wins.",
+        monotone=UP, selects=True, doc="Max over windows; padding never wins.",
     ),
     OpDef(
         "avg_pool", Kind.WINDOW, shapes.pool,
@@ -95,10 +95,10 @@ CORE_OPS: tuple[OpDef, ...] = (
     ),
     OpDef(
         "reshape", Kind.LAYOUT, shapes.reshape, attrs={"shape": "ints"}, monotone=UP, logical_order=True,
-        doc="Row-major reshape.",
+        selects=True, doc="Row-major reshape.",
     ),
-    OpDef("transpose", Kind.LAYOUT, shapes.transpose, attrs={"perm": "ints"}, monotone=UP),
-    OpDef("concat", Kind.LAYOUT, shapes.concat, 1, None, attrs={"axis": "int"}, monotone=UP),
+    OpDef("transpose", Kind.LAYOUT, shapes.transpose, attrs={"perm": "ints"}, monotone=UP, selects=True),
+    OpDef("concat", Kind.LAYOUT, shapes.concat, 1, None, attrs={"axis": "int"}, monotone=UP, selects=True),
     OpDef(
         "pad", Kind.LAYOUT, shapes.pad, attrs={"pads": "ints", "mode": "str", "value": "float"}, monotone=UP
     ),

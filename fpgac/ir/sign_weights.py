@@ -5,7 +5,8 @@ A weight tensor is *sign-valued* when every output unit's (first axis) weights a
 as QKeras's ``binary``/``ternary`` quantizers, a 1-bit ``quantized_bits`` or QONNX's bipolar weights make
 them. A product with such a weight is the input shifted by a constant and negated or dropped: an add or a
 subtract in the accumulator, no DSP. This module is the one place that decides it, from the values; the
-quantize pass (the weight's narrow exact format) and the resource estimate (no DSP) ask it.
+quantize pass (the weight's narrow exact format), the resource estimate (no DSP) and the Vitis kernels
+(add/subtract, or XNOR-popcount on bipolar inputs: :mod:`fpgac.ir.bipolar`) ask it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fpgac.ir.graph import Param
 from fpgac.ir.types import Fixed, Overflow, Rounding
 
 
@@ -53,3 +55,15 @@ def sign_weights(data: np.ndarray) -> SignWeights | None:
     exponents = exponent.astype(np.int64) - 1
     ternary = bool(np.any(rows == 0))
     return SignWeights(ternary, int(exponents.min()), int(exponents.max()))
+
+
+def single_magnitude(param: Param) -> SignWeights | None:
+    """The param's sign weights when they have one magnitude ``s`` and are stored in their 2-bit format
+    (``s`` its LSB, so a weight's sign says it all, as the kernels' add/subtract and XNOR paths read it);
+    None otherwise, compressed weights included (their storage is another kernel's)."""
+    if param.encoding is not None:
+        return None
+    signs = sign_weights(param.data)
+    if signs is None or signs.low != signs.high or param.format != signs.format():
+        return None
+    return signs

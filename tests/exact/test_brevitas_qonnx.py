@@ -1,5 +1,5 @@
-"""Brevitas-trained MLPs and CNNs (4-bit, 2-bit, binary weights), exported with ``export_qonnx`` and
-built by fpgac as exported (no qonnx clean-up first).
+"""Brevitas-trained MLPs and CNNs (4-bit, 2-bit, binary weights, binarized), exported with ``export_qonnx``
+and built by fpgac as exported (no qonnx clean-up first).
 
 fpgac's bit-accurate simulation equals qonnx's own execution of the file on the held-out digits, and
 ``fpgac verify`` (simulator against g++ C-simulation of the generated HLS) finds 0 mismatching bits.
@@ -7,6 +7,7 @@ fpgac's bit-accurate simulation equals qonnx's own execution of the file on the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from fpgac.backends.equivalence import verify
 from fpgac.build import BuildOptions, build
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import Fixed
+from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.serialize import load_graph
 
 pytest.importorskip("brevitas")
@@ -75,3 +77,20 @@ def test_float_scales_equal_qonnx_but_for_its_float32_rounding(tmp_path: Path) -
     theirs = run_qonnx(onnx_path, data.x_test)
     np.testing.assert_allclose(ours, theirs, rtol=2.0**-23, atol=0)
     assert np.array_equal(ours.argmax(1), theirs.argmax(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("family", "io"), [("mlp", "parallel"), ("cnn", "stream")])
+def test_binarized_layers_are_xnor_popcounts_without_dsp(family: str, io: str, tmp_path: Path) -> None:
+    """w1a1 (binary weights, BNN-PYNQ's sign activations): every layer after the first reads bipolar
+    values and computes by XNOR-popcount (the first reads the 8-bit input: adds and subtracts), no layer
+    takes a DSP, and g++ C-simulation equals the simulator bit for bit."""
+    _, folder = _build(family, "w1a1", tmp_path, backend="vitis", io=io)
+    layers = [n for n in load_graph(folder).nodes if n.op in ("dense", "conv")]
+    assert [is_xnor_layer(n) for n in layers] == [False] + [True] * (len(layers) - 1)
+    report = json.loads((folder / "report.json").read_text())
+    costs = {layer["name"]: layer["resources"]["dsp"] for layer in report["layers"]}
+    assert [costs[n.name] for n in layers] == [0] * len(layers)
+    _, data = trained(family, "w1a1")
+    result = verify(str(folder), [data.x_test[:16]])
+    assert result.mismatches == 0, result.first_mismatch

@@ -303,9 +303,10 @@ def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board:
             continue
         fmt = node.params["weight"].format
         assert isinstance(fmt, Fixed)  # the emitter refuses a float weight
+        bits = 1 if array.ctype == "bool" else fmt.width  # an XNOR layer's sign bits (layers._sign_bits)
         impl = "lutram"
         if board is not None:
-            impl, _ = weight_memory(size, fmt.width, reuse, io, board)
+            impl, _ = weight_memory(size, bits, reuse, io, board)
         factor = math.ceil(size / reuse)
         pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable={array.name} cyclic factor={factor})")
         pragmas.append(f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={array.name} type=rom_1p impl={impl})")

@@ -35,10 +35,11 @@ from fpgac.backends.vitis.levels import level_biases, ranked
 from fpgac.backends.vitis.weights import conv_compressed, dense_compressed
 from fpgac.interp.float_kernels import divisor_1d
 from fpgac.ir import fixed
+from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.quant import ceil_offset, fixed_plan, odd_offset
 from fpgac.ir.shapes import is_global_pool, patch_grid
-from fpgac.ir.sign_weights import sign_weights
+from fpgac.ir.sign_weights import single_magnitude
 from fpgac.ir.types import Fixed, Overflow
 
 PARAM_KEYS = (
@@ -216,7 +217,34 @@ def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
     param = ctx.node.params["weight"]
     if ctx.offchip:
         return _external_weight(ctx, code), param.shape
-    return ("", param.shape) if param.encoding is not None else _param(ctx, code, "weight")
+    if param.encoding is not None:
+        return "", param.shape
+    return (_sign_bits(ctx, code), param.shape) if _xnor(ctx) else _param(ctx, code, "weight")
+
+
+def _xnor(ctx: Ctx) -> bool:
+    """Whether the layer's sums are XNOR-popcounts (:func:`fpgac.ir.bipolar.is_xnor_layer`); off-chip
+    weights keep the off-chip kernels, which read stored words."""
+    return not ctx.offchip and is_xnor_layer(ctx.node)
+
+
+def _sign_bits(ctx: Ctx, code: LayerCode) -> str:
+    """An XNOR layer's weights as their sign bits (``bool``, 1 for ``+s``: one bit each, which HLS packs
+    into the words its storage reads), and ``weight_t``, whose LSB is their magnitude."""
+    param = ctx.node.params["weight"]
+    fmt = param.format
+    assert isinstance(fmt, Fixed)  # single_magnitude: the 2-bit format
+    type_name, array = f"{ctx.name}_weight_t", f"{ctx.name}_weight"
+    code.typedefs.append((type_name, fmt.ap_type()))
+    bits = (np.asarray(param.data).reshape(-1) > 0).astype(np.uint8)
+    comment = f"weight {list(param.shape)}: sign bits (1: +s, 0: -s); s is the LSB of {type_name}"
+    code.arrays.append(Array("bool", array, bits, comment))
+    return array
+
+
+def _count_bits(ctx: Ctx, fan_in: int) -> dict[str, int]:
+    """``COUNT_BITS`` of an XNOR layer: its popcounts' width, unsigned (none for other layers)."""
+    return {"COUNT_BITS": fan_in.bit_length()} if _xnor(ctx) else {}
 
 
 def _external_weight(ctx: Ctx, code: LayerCode) -> str:
@@ -268,18 +296,16 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
         dense_compressed(ctx, code, values, types, bias)
         return
-    code.config = config(ctx, {**values, **_lanes(ctx, n_in)}, types)
-    kernel = "dense_offchip" if ctx.offchip else "dense"
+    code.config = config(ctx, {**values, **_lanes(ctx, n_in), **_count_bits(ctx, n_in)}, types)
+    kernel = "dense_offchip" if ctx.offchip else "dense_xnor" if _xnor(ctx) else "dense"
     code.body = f"  fpgac::{kernel}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
 def _signs(ctx: Ctx) -> str:
     """The kernel's template arguments: the config, and ``true`` for binary/ternary weights of one
-    magnitude (their 2-bit format: :func:`fpgac.ir.sign_weights.sign_weights`), whose products the
-    kernel adds or subtracts instead of multiplying (``fpgac::mac``)."""
-    param = ctx.node.params["weight"]
-    signs = None if ctx.offchip or param.encoding is not None else sign_weights(param.data)
-    if signs is None or param.format != signs.format() or signs.low != signs.high:
+    magnitude (their 2-bit format: :func:`fpgac.ir.sign_weights.single_magnitude`), whose products the
+    kernel adds or subtracts instead of multiplying (``fpgac::mac``); the XNOR kernels take the config."""
+    if ctx.offchip or _xnor(ctx) or single_magnitude(ctx.node.params["weight"]) is None:
         return f"{ctx.name}_config"
     return f"{ctx.name}_config, true"
 
@@ -325,15 +351,21 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     if not weight:  # pruned / shared / Huffman-coded storage: fpgac/backends/vitis/weights.py
         conv_compressed(ctx, code, values, types, bias)
         return
-    code.config = config(ctx, {**values, **_lanes(ctx, math.prod(w_shape[1:]))}, types)
+    fan_in = math.prod(w_shape[1:])
+    code.config = config(ctx, {**values, **_lanes(ctx, fan_in), **_count_bits(ctx, fan_in)}, types)
     if ctx.stream:
         if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
             row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
             window_stream(ctx, code, row, weight)
             return
-        window_stream(ctx, code, f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);")
+        if _xnor(ctx):  # padding cells are no taps: the kernel reads valid
+            pixel = f"fpgac::conv_xnor_pixel<{ctx.name}_config>(win, valid, {weight}, {bias}, y);"
+        else:
+            pixel = f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);"
+        window_stream(ctx, code, pixel)
         return
-    code.body = f"  fpgac::conv2d<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    conv2d = "conv2d_xnor" if _xnor(ctx) else "conv2d"
+    code.body = f"  fpgac::{conv2d}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
 def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:
