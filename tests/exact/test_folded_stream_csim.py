@@ -71,7 +71,7 @@ def test_lanes_must_divide_the_channels(tmp_path: Path) -> None:
 
 # Pool windows the scan must get right (fpgac_pool.h): kernel 2 and 3, stride 1 and 2, symmetric and
 # asymmetric padding (its windows' last rows and columns scanned as virtual ones), ceil mode, dilation,
-# count_include_pad, on an odd 7x5 input, and a 1-d pool.
+# count_include_pad, on an odd 7x5 input, and 1-d pools.
 POOLS = {
     "max_k2s2": ("max_pool", [2, 2], [2, 2], [0, 0, 0, 0], {}),
     "max_k3s1p1": ("max_pool", [3, 3], [1, 1], [1, 1, 1, 1], {}),
@@ -89,7 +89,8 @@ POOL_INPUT = (6, 7, 5)
 
 def pool_windows() -> Graph:
     """The input (whole pixels) re-streamed by a reshape (so it can be folded), feeding every pool of
-    :data:`POOLS` and a 1-d max pool (of the input as 6 x 35), each flattened into a graph output."""
+    :data:`POOLS` and a 1-d max and average pool (of the input as 6 x 35), each flattened into a graph
+    output."""
     rng = np.random.default_rng(5)
     graph = Graph("pool_windows")
     x = graph.add_input("image", TensorType(POOL_INPUT))
@@ -103,8 +104,11 @@ def pool_windows() -> Graph:
         else:
             attrs.setdefault("count_include_pad", False)
         outs.append(graph.add(op, [src.output], name=name, attrs=attrs))
-    line_attrs = {"kernel": [3], "strides": [2], "pads": [1, 1], "dilations": [1], "ceil_mode": False}
-    outs.append(graph.add("max_pool", [row.output], name="max_1d", attrs=line_attrs))
+    line_attrs = {"kernel": [3], "strides": [2], "pads": [1, 1], "ceil_mode": False}
+    outs.append(graph.add("max_pool", [row.output], name="max_1d", attrs={**line_attrs, "dilations": [1]}))
+    outs.append(
+        graph.add("avg_pool", [row.output], name="avg_1d", attrs={**line_attrs, "count_include_pad": False})
+    )
     flats = [graph.add("reshape", [p.output], name=f"{p.name}_flat",
                        attrs={"shape": [math.prod(p.output.shape)]}) for p in outs]  # fmt: skip
     graph.set_outputs([f.output for f in flats])
@@ -123,7 +127,7 @@ def test_pool_windows_are_bit_exact(fold: str, tmp_path: Path) -> None:
     graph = pool_windows()
     l_in, l_out = POOL_LANES[fold]
     lanes = {graph.node(n).output.name: l_in for n in ("src", "row")}
-    lanes |= {graph.node(n).output.name: l_out for n in [*POOLS, "max_1d"]}
+    lanes |= {graph.node(n).output.name: l_out for n in [*POOLS, "max_1d", "avg_1d"]}
     folder = _folder(graph, lanes, tmp_path / fold)
     result = verify(str(folder), random_inputs(graph, 16, seed=4))
     bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
