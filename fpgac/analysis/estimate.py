@@ -970,8 +970,9 @@ class LayerModel:
 
     def _scanned_pool(self, groups: tuple[int, int]) -> LayerEstimate:
         """fpgac_pool.h's pool_scan at ``L = gcd(L_in, L_out)`` lanes (:mod:`fpgac.analysis.pool_scan`):
-        per lane a reduction of the row's KW taps and one update per row memory (comparators and selects,
-        or adders in acc_t), ``span_w - 1`` delay lines (``C / L`` deep, ``L`` input cells wide:
+        per lane a reduction of the row's KW taps and two updates per row memory (the output row ending
+        at this input row and the one beginning there share it; comparators and selects, or adders in
+        acc_t), ``span_w - 1`` delay lines (``C / L`` deep, ``L`` input cells wide:
         registers at ``C / L = 1``) and ``slots`` row memories (``OW x C / L`` deep, ``L`` partials wide,
         in LUT RAM as the kernel binds them);
         an average pool also multiplies each lane by its window's reciprocal (one table read a cycle).
@@ -983,7 +984,7 @@ class LayerModel:
         xw, ow = _width(node.inputs[0].type.format), _width(node.output.type.format)
         average = node.op == "avg_pool"
         part = work.add_bits if average else xw
-        ops = lanes * (scan.kernel[1] + scan.slots)
+        ops = lanes * (scan.kernel[1] + 2 * scan.slots)  # a slot's two rows: the ending one, the next
         res = Resources(
             lut=ops * part * (1 if average else 2) + lanes * ow + CONTROL_LUT,
             ff=ops * part
@@ -997,7 +998,7 @@ class LayerModel:
             + delay * (scan.spans[1] - 1)
             + Resources(lut=lanes * part * math.ceil(scan.out[1] * depth_g / LUTRAM_DEPTH)) * scan.slots
         )
-        depth = 1 + BRAM_LATENCY + math.ceil(math.log2(scan.kernel[1] + scan.slots)) + 1
+        depth = 1 + BRAM_LATENCY + math.ceil(math.log2(scan.kernel[1] + 2 * scan.slots)) + 1
         mults = 0
         if average:
             mults = lanes

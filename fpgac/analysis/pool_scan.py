@@ -58,8 +58,10 @@ class PoolScan:
 
     @property
     def slots(self) -> int:
-        """Row memories: the output rows whose windows one input row can be in (slot ``oh % slots``)."""
-        return math.ceil(self.spans[0] / self.strides[0])
+        """Row memories: the output rows open between two input rows (begun, not ended; slot
+        ``oh % slots``). The row whose window ends at an input row and the one whose window begins there
+        share a slot: the first is read out before the second is written."""
+        return max(1, math.ceil((self.spans[0] - 1) / self.strides[0]))
 
     @property
     def scanned(self) -> tuple[int, int]:

@@ -6,8 +6,9 @@
 // scales with L, not with C x taps. Per channel group, the last SPW - 1 columns wait in delay lines;
 // where a window's last column passes, the row's taps are reduced (max, or a sum in acc_t), and that
 // partial is folded into the partial of each output row whose window holds this input row: row memories
-// of OW x C partials, SLOTS of them (slot oh % SLOTS; LUT RAM: a read and a write every cycle, and the
-// weights of a network take the block RAM), the window's last row giving the output. Rows
+// of OW x C partials, one per output row open between input rows, SLOTS of them (slot oh % SLOTS; LUT
+// RAM: a read and a write every cycle, and the weights of a network take the block RAM), the window's
+// last row giving the output. Rows
 // and columns of end padding are scanned as virtual ones (no valid cell), SCAN_H x SCAN_W in all
 // (fpgac/analysis/pool_scan.py computes them, the estimate counts the same cycles).
 //
@@ -134,28 +135,33 @@ void pool_scan(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >&
       FPGAC_LOOP(pool_scan_delay_lanes)
       for (int l = 0; l < L; l++) delay[0][g][l] = v[l];
       if (!ends) continue;
-      // Into each open output row whose window holds row h: slot s holds the one with oh % SLOTS == s.
+      // Into each output row whose window holds row h. Slot s holds the open one with oh % SLOTS == s;
+      // the row whose window ends here shares its slot with the one whose window starts here (SLOTS
+      // rows apart): the older is read and leaves as the output before the newer is written.
       const int newest = (h + CFG::PH) / CFG::SH;
       FPGAC_LOOP(pool_scan_slots)
       for (int s = 0; s < CFG::SLOTS; s++) {
-        const int oh = newest - (newest + CFG::SLOTS - s) % CFG::SLOTS;
-        const int top = oh * CFG::SH - CFG::PH;
-        const int tap = h - top;
-        if (oh < 0 || oh >= CFG::OH || tap >= SPH || tap % CFG::DH != 0) continue;
-        // The window's first row inside the input starts its partial; its last row is the output.
-        const int first = top >= 0 ? 0 : (-top + CFG::DH - 1) / CFG::DH * CFG::DH;
-        part_t acc[L];
-        FPGAC_LOOP(pool_scan_slot_lanes)
-        for (int l = 0; l < L; l++) {
-          acc[l] = tap == first ? across[l] : op.add(rows[s][ow * G + g][l], across[l]);
-          rows[s][ow * G + g][l] = acc[l];
+        FPGAC_LOOP(pool_scan_ages)
+        for (int age = 1; age >= 0; age--) {
+          const int oh = newest - (newest + CFG::SLOTS - s) % CFG::SLOTS - age * CFG::SLOTS;
+          const int top = oh * CFG::SH - CFG::PH;
+          const int tap = h - top;
+          if (oh < 0 || oh >= CFG::OH || tap >= SPH || tap % CFG::DH != 0) continue;
+          // The window's first row inside the input starts its partial; its last row is the output.
+          const int first = top >= 0 ? 0 : (-top + CFG::DH - 1) / CFG::DH * CFG::DH;
+          part_t acc[L];
+          FPGAC_LOOP(pool_scan_slot_lanes)
+          for (int l = 0; l < L; l++) {
+            acc[l] = tap == first ? across[l] : op.add(rows[s][ow * G + g][l], across[l]);
+            if (tap != SPH - 1) rows[s][ow * G + g][l] = acc[l];
+          }
+          if (tap != SPH - 1) continue;
+          out_t result[L];
+          op.template finish<L>(acc, oh, ow, result);
+          FPGAC_LOOP(pool_scan_out_lanes)
+          for (int l = 0; l < L; l++) out.data[(g * L) % LO + l] = result[l];
+          if ((g * L) % LO + L == LO) y.write(out);
         }
-        if (tap != SPH - 1) continue;
-        out_t result[L];
-        op.template finish<L>(acc, oh, ow, result);
-        FPGAC_LOOP(pool_scan_out_lanes)
-        for (int l = 0; l < L; l++) out.data[(g * L) % LO + l] = result[l];
-        if ((g * L) % LO + L == LO) y.write(out);
       }
     }
   }

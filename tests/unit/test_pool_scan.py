@@ -17,8 +17,9 @@ def test_the_scan_covers_the_end_padding_as_virtual_rows_and_columns() -> None:
     graph = residual_cnn()
     mp, ap = PoolScan.of(graph.node("mp")), PoolScan.of(graph.node("ap"))  # 2x2/2 on 6x6; 3x3/1 pad 1 on 3x3
     assert (mp.slots, mp.scanned, mp.cycles(2)) == (1, (6, 6), 36 * 4)
-    assert (ap.slots, ap.scanned) == (3, (4, 4))  # the last window's row and column of end padding
-    assert ap.config() == {"SLOTS": 3, "SCAN_H": 4, "SCAN_W": 4}
+    assert (ap.slots, ap.scanned) == (2, (4, 4))  # the last window's row and column of end padding
+    assert ap.config() == {"SLOTS": 2, "SCAN_H": 4, "SCAN_W": 4}
+    assert replace(ap, strides=(2, 2)).slots == 1  # rows ending and beginning at one input row share
     assert ap.covers_input() and not replace(ap, pads=(3, 1)).covers_input()  # a window of padding only
 
 
