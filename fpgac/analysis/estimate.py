@@ -67,8 +67,9 @@ per step, with ``M`` non-zero multiplications per step.
 * **Channel folding** (io stream, :mod:`fpgac.analysis.lanes`): a value folded into ``G`` beats a pixel
   makes the elementwise layers at its ends ``C / G`` units wide at ``G`` cycles a pixel (as reuse
   ``G``), a window layer write its output pixel in ``G`` beats (``ii >= steps * G``) and read its input
-  one beat a cycle, a max or average pool compute one output beat a cycle (``pool_stream``: ``C / G``
-  comparator trees or sums, each lane reading its group's window cells through a ``G``-to-1 mux), and
+  one beat a cycle, a max or average pool scan its input at ``L = gcd(L_in, L_out)`` lanes a cycle
+  (``pool_scan``, :mod:`fpgac.analysis.pool_scan`: ``L`` comparators or adders per tap and row memory,
+  delay lines and row memories of partials instead of a window), and
   a global average pool (an avg_pool over the whole unpadded input:
   ``global_avg_stream``) keep its ``C`` sums in ``L`` memories ``G`` deep (registers when ``G = 1``)
   instead of a window.
@@ -106,7 +107,8 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.lanes import pixels_channels, stream_mode
+from fpgac.analysis.lanes import pixels_channels, scans, stream_mode
+from fpgac.analysis.pool_scan import PoolScan
 from fpgac.analysis.rank_schedule import step_cycles
 from fpgac.boards import Board
 from fpgac.errors import FpgacError
@@ -825,14 +827,15 @@ class LayerModel:
 
     @property
     def mode(self) -> str:
-        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``buffered`` or
-        ``global`` (a global average pool's per-channel sums, fpgac_stream.h's global_avg_stream)."""
+        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``buffered``,
+        ``global`` (a global average pool's per-channel sums, fpgac_stream.h's global_avg_stream) or
+        ``scan`` (another pool, fpgac_pool.h's pool_scan)."""
         if self.io != "stream":
             return "parallel"
         node = self.node
         if node.op == "avg_pool" and is_global_pool(node.inputs[0].shape, node.attrs):
             return "global"
-        return stream_mode(node)
+        return "scan" if scans(node) else stream_mode(node)
 
     def at(
         self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0, groups: tuple[int, int] = (1, 1)
@@ -842,15 +845,15 @@ class LayerModel:
         (channel-folded streams, :mod:`fpgac.analysis.lanes`)."""
         if self.mode == "global":
             return self._global_pool(groups)
+        if self.mode == "scan":
+            return self._scanned_pool(groups)
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
         lanes = offchip_lanes(work.weight_bits, work.fan_in, reuse)
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
         row_conv = offchip and self.mode == "window"  # conv_row_offchip: windows copied into a memory
-        # pool_stream: a folded pool computes each output beat's L channels in its own cycle
-        pool_beats = self.mode == "window" and node.op in ("max_pool", "avg_pool") and groups[1] > 1
-        if self.mode == "beat" or pool_beats:  # L = C / G units, a beat of L channels a cycle: G a pixel
+        if self.mode == "beat":  # L = C / G units, a beat of L channels a cycle: G a pixel
             r = groups[1]
         mults = lanes if offchip else math.ceil(work.mults / r)
         adders = lanes if offchip else math.ceil(work.adds / r)
@@ -870,11 +873,6 @@ class LayerModel:
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
-        if pool_beats:  # each lane picks its channel group's window cells: a G-to-1 mux (3 inputs a LUT6)
-            in_bits = _width(node.inputs[0].type.format)
-            res = res + Resources(
-                lut=math.ceil(work.elems / r) * work.fan_in * in_bits * math.ceil((r - 1) / 3)
-            )
         lookups = math.ceil(work.elems / r) if work.tables else 0
         for entries, width in work.tables:
             copy = memory_cost(entries, width, board, allow_uram=False)
@@ -886,9 +884,7 @@ class LayerModel:
         out_regs = (
             node.output.type.size
             if self.io == "parallel"
-            else math.ceil(
-                work.elems / (r if self.mode == "beat" or pool_beats else groups[1] if row_conv else 1)
-            )
+            else math.ceil(work.elems / (r if self.mode == "beat" else groups[1] if row_conv else 1))
         )
         if work.depth == 0:  # wiring: no registers, no control, no time
             return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)
@@ -976,6 +972,52 @@ class LayerModel:
         ii = self._input_beats(g_in) + g_out
         depth = 1 + (DSP_LATENCY if dsp_each else LUT_MULT_LATENCY) + (BRAM_LATENCY if g_in > 1 else 0) + 1
         bound = "reuse" if g_in > 1 else "steps"
+        return LayerEstimate(
+            node.name, node.op, 1, mults, res, ii + depth, ii, depth + work.warmup, bound=bound
+        )
+
+    def _scanned_pool(self, groups: tuple[int, int]) -> LayerEstimate:
+        """fpgac_pool.h's pool_scan at ``L = gcd(L_in, L_out)`` lanes (:mod:`fpgac.analysis.pool_scan`):
+        per lane a reduction of the row's KW taps and two updates per row memory (the output row ending
+        at this input row and the one beginning there share it; comparators and selects, or adders in
+        acc_t), ``span_w - 1`` delay lines (``C / L`` deep, ``L`` input cells wide:
+        registers at ``C / L = 1``) and ``slots`` row memories (``OW x C / L`` deep, ``L`` partials wide,
+        in LUT RAM as the kernel binds them);
+        an average pool also multiplies each lane by its window's reciprocal (one table read a cycle).
+        An input and an output beat register; ``scan_h x scan_w x C / L`` cycles."""
+        node, work, board = self.node, self.work, self.board
+        scan = PoolScan.of(node)
+        lanes = math.gcd(scan.channels // groups[0], scan.channels // groups[1])
+        depth_g = scan.channels // lanes
+        xw, ow = _width(node.inputs[0].type.format), _width(node.output.type.format)
+        average = node.op == "avg_pool"
+        part = work.add_bits if average else xw
+        ops = lanes * (scan.kernel[1] + 2 * scan.slots)  # a slot's two rows: the ending one, the next
+        res = Resources(
+            lut=ops * part * (1 if average else 2) + lanes * ow + CONTROL_LUT,
+            ff=ops * part
+            + (scan.channels // groups[0]) * xw
+            + (scan.channels // groups[1]) * ow
+            + CONTROL_FF,
+        )
+        delay = Resources(ff=lanes * xw) if depth_g == 1 else _buffer_cost(depth_g, lanes * xw, board)
+        res = (
+            res
+            + delay * (scan.spans[1] - 1)
+            + Resources(lut=lanes * part * math.ceil(scan.out[1] * depth_g / LUTRAM_DEPTH)) * scan.slots
+        )
+        depth = 1 + BRAM_LATENCY + math.ceil(math.log2(scan.kernel[1] + 2 * scan.slots)) + 1
+        mults = 0
+        if average:
+            mults = lanes
+            dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board)
+            res = res + Resources(dsp=mults * dsp_each, lut=mults * lut_each,
+                                  ff=0 if dsp_each else mults * (work.a_bits + work.b_bits))  # fmt: skip
+            for entries, width in work.tables:
+                res = res + memory_cost(entries, width, board, allow_uram=False)
+            depth += DSP_LATENCY if dsp_each else LUT_MULT_LATENCY
+        ii = scan.cycles(lanes)
+        bound = "reuse" if lanes < scan.channels else "steps"
         return LayerEstimate(
             node.name, node.op, 1, mults, res, ii + depth, ii, depth + work.warmup, bound=bound
         )

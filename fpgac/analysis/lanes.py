@@ -11,8 +11,10 @@ value gets the most beats a pixel that still make the II, ``G`` the largest divi
 Constraints (what the kernels take): graph inputs and outputs travel whole (the ports carry whole
 pixels), so do the values a run-time rank-levelled layer reads or writes (its ranked kernels in
 ``fpgac_levels.h`` take whole pixels), and the inputs and output of an
-elementwise (beat) layer are folded alike, so folding is chosen per group of values a chain of beat
-layers joins (a residual trunk is one group), the least folding of the group's members.
+elementwise (beat) layer are folded alike, and so are those of a scanning pool (it runs at
+``gcd(L_in, L_out)`` lanes over its input's pixels: folded alike, its input's folding makes the II), so
+folding is chosen per group of values a chain of beat layers and pools joins (a residual trunk is one
+group), the least folding of the group's members.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.levels import is_levelled
 from fpgac.ir.opdef import Kind
 from fpgac.ir.ops import OPS
+from fpgac.ir.shapes import is_global_pool
 
 
 def stream_mode(node: Node) -> str:
@@ -36,6 +39,14 @@ def stream_mode(node: Node) -> str:
     if kind is Kind.ELEMENTWISE and all(v.shape == node.output.shape for v in node.inputs):
         return "beat"
     return "buffered"
+
+
+def scans(node: Node) -> bool:
+    """Whether an io-stream layer is a scanning pool (``fpgac_pool.h``, :mod:`fpgac.analysis.pool_scan`):
+    a max or average pool on a window, not a global average pool (which keeps per-channel sums)."""
+    if node.op not in ("max_pool", "avg_pool") or stream_mode(node) != "window":
+        return False
+    return not (node.op == "avg_pool" and is_global_pool(node.inputs[0].shape, node.attrs))
 
 
 def pixels_channels(value: Value) -> tuple[int, int]:
@@ -60,7 +71,7 @@ def groups_at(graph: Graph, ii: int) -> dict[str, int]:
     values: dict[int, Value] = {id(v): v for v in graph.inputs}
     for node in graph.nodes:
         values[id(node.output)] = node.output
-        if stream_mode(node) == "beat":
+        if stream_mode(node) == "beat" or scans(node):
             for v in node.inputs:
                 parent[root(id(v))] = root(id(node.output))
     best: dict[int, int] = {}

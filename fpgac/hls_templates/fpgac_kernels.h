@@ -312,26 +312,6 @@ void max_pool_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const bool valid
   }
 }
 
-// Channels c0 .. c0 + N - 1 of max_pool_pixel (a channel-folded stream's beat), the same comparisons.
-template <class CFG, int N, class in_t, class out_t>
-void max_pool_beat(const in_t win[CFG::C * CFG::KH * CFG::KW], const bool valid[CFG::KH * CFG::KW], int c0,
-                   out_t y[N]) {
-  FPGAC_LOOP(max_pool_lanes)
-  for (int l = 0; l < N; l++) {
-    in_t best = 0;
-    bool first = true;
-    FPGAC_LOOP(max_pool_beat_taps)
-    for (int k = 0; k < CFG::KH * CFG::KW; k++) {
-      const in_t v = win[(c0 + l) * CFG::KH * CFG::KW + k];
-      if (valid[k] && (first || v > best)) {
-        best = v;
-        first = false;
-      }
-    }
-    y[l] = best;
-  }
-}
-
 // avg pooling: the window sum in acc_t (exact), times recip[count], one cast. count_h/count_w hold, per
 // output row/column, how many cells count (float_kernels.divisor_1d); the count is their product.
 template <class CFG, class in_t, class out_t, class r_t>
@@ -343,19 +323,6 @@ void avg_pool_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const r_t recip[
     FPGAC_LOOP(avg_pool_taps)
     for (int k = 0; k < CFG::KH * CFG::KW; k++) acc += win[c * CFG::KH * CFG::KW + k];
     y[c] = acc * from_bits<typename CFG::recip_t>(recip[count]);
-  }
-}
-
-// Channels c0 .. c0 + N - 1 of avg_pool_pixel (a channel-folded stream's beat), the same sums and product.
-template <class CFG, int N, class in_t, class out_t, class r_t>
-void avg_pool_beat(const in_t win[CFG::C * CFG::KH * CFG::KW], const r_t recip[CFG::RECIP_SIZE], int count,
-                   int c0, out_t y[N]) {
-  FPGAC_LOOP(avg_pool_lanes)
-  for (int l = 0; l < N; l++) {
-    typename CFG::acc_t acc = 0;
-    FPGAC_LOOP(avg_pool_beat_taps)
-    for (int k = 0; k < CFG::KH * CFG::KW; k++) acc += win[(c0 + l) * CFG::KH * CFG::KW + k];
-    y[l] = acc * from_bits<typename CFG::recip_t>(recip[count]);
   }
 }
 

@@ -4,11 +4,11 @@
 // shape (C, ...) travels as P = size / C beats of one `pixel`, its C channel values: beat p carries the
 // elements c * P + p, i.e. channels-last (H, W, C) order for images, one beat for a vector. A
 // channel-folded tensor (FINN's folding: L units per layer instead of C) carries each pixel in G = C / L
-// beats of L channels, in channel order: `pixel<T, L>`, P * G beats. Sliding-window
-// layers (conv, pooling) compute from a line buffer as pixels arrive; layers that need the whole tensor
+// beats of L channels, in channel order: `pixel<T, L>`, P * G beats. Convs compute from a line buffer as
+// pixels arrive (pools scan theirs: fpgac_pool.h); layers that need the whole tensor
 // (dense, softmax, reshape, ...) gather it into an array in logical order (read_tensor), run the same
 // fpgac_kernels.h code as io_parallel, and stream the result out (write_tensor). The per-pixel arithmetic
-// (conv_pixel, max_pool_pixel, avg_pool_pixel) is the one io_parallel uses, so both styles give the same
+// (conv_pixel) is the one io_parallel uses, so both styles give the same
 // bits, which `fpgac verify` checks against the simulator.
 #ifndef FPGAC_STREAM_H
 #define FPGAC_STREAM_H
@@ -135,7 +135,7 @@ void write_pixel(const pixel<T, C>& px, hls::stream<pixel<T, L> >& y) {
 
 // Output row oh of a window layer from the line buffer, pixel by pixel, each pixel's MULTS products over
 // REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static function the generator writes
-// per layer (conv_pixel, max_pool_pixel, avg_pool_pixel or a compressed conv's entry walk, over the
+// per layer (conv_pixel or a compressed conv's entry walk, over the
 // layer's own ROMs). A pixel leaves as OUT_C / LO beats of LO channels (channel-folded stream; one beat
 // when LO = OUT_C), so a pixel takes at least that many cycles.
 template <class CFG, class PIXEL, class in_t, class out_t, int LO>
@@ -194,36 +194,6 @@ void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO
     for (int oh = 0; oh < CFG::OH; oh++) {
       if (last_row<CFG>(oh) != h) continue;
       window_row<CFG, PIXEL>(rows, oh, y, memory...);
-    }
-  }
-}
-
-// A pooling layer whose output is channel-folded (LO < C): the same line buffer and window, but each
-// output beat's LO channels are computed in the cycle it leaves (PIXEL::beat: max_pool_beat,
-// avg_pool_beat), so the layer has LO comparator trees or sums, not C; the window is gathered once a pixel.
-template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO>
-void pool_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y) {
-  const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
-  const int G = CFG::C / LO;
-  static in_t rows[SPAN][CFG::W][CFG::C];
-  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
-  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
-  in_t win[CFG::C * CFG::KH * CFG::KW];
-  bool valid[CFG::KH * CFG::KW];
-  FPGAC_LOOP(pool_input_rows)
-  for (int h = 0; h < CFG::H; h++) {
-    fill_row<CFG, SPAN>(x, rows, h);
-    FPGAC_LOOP(pool_output_rows)
-    for (int oh = 0; oh < CFG::OH; oh++) {
-      if (last_row<CFG>(oh) != h) continue;
-      FPGAC_LOOP(pool_output_beats)
-      for (int b = 0; b < CFG::OW * G; b++) {
-        FPGAC_PRAGMA(HLS PIPELINE II=1)
-        if (b % G == 0) gather_window<CFG>(rows, oh, b / G, win, valid);
-        pixel<out_t, LO> out;
-        PIXEL::template beat<LO>(win, valid, oh, b / G, (b % G) * LO, out.data);
-        y.write(out);
-      }
     }
   }
 }

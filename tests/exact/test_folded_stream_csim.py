@@ -10,8 +10,10 @@ computes values, not beats, so ``fpgac verify`` must find every layer equal bit 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fpgac.backends.equivalence import random_inputs, verify
@@ -19,8 +21,9 @@ from fpgac.backends.plan import BuildPlan, write_plan
 from fpgac.backends.vitis.ccode import VitisError
 from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
-from fpgac.ir import Graph
+from fpgac.ir import Graph, TensorType
 from fpgac.ir.serialize import graph_files
+from fpgac.passes.quantize import Quantize
 from tests.csim_support import skip_without_csim
 from tests.vitis_zoo import residual_cnn
 
@@ -39,8 +42,9 @@ def _folder(graph: Graph, lanes: dict[str, int], folder: Path, offchip: frozense
 
 # Lanes (channels a beat) per layer output; "offchip" keeps the convs' weights in external memory (their
 # row kernel writes folded pixels).
-# "mixed": pools with whole outputs read folded inputs, the global pool whole pixels; "offchip": pools
-# with folded outputs compute a beat a cycle (pool_stream), the global pool reads folded pixels.
+# "mixed": pools scan at the lanes of their folded inputs (8 channels into 2-lane parts), the global pool
+# reads whole pixels; "offchip": pools scan folded inputs into folded outputs, the global pool reads folded
+# pixels.
 FOLDS = {
     "mixed": {"c1": 2, "r1": 2, "c2": 2, "res": 2, "r2": 2, "mp": 8, "bn": 8, "ap": 8, "gap": 2},
     "offchip": {"c1": 4, "r1": 4, "c2": 4, "res": 4, "r2": 4, "mp": 2, "bn": 2, "ap": 2, "gap": 8},
@@ -63,3 +67,68 @@ def test_lanes_must_divide_the_channels(tmp_path: Path) -> None:
     graph = residual_cnn()
     with pytest.raises(VitisError, match="3 lanes do not divide its 8 channels"):
         _folder(graph, {graph.node("r1").output.name: 3}, tmp_path / "bad")
+
+
+# Pool windows the scan must get right (fpgac_pool.h): kernel 2 and 3, stride 1 and 2, symmetric and
+# asymmetric padding (its windows' last rows and columns scanned as virtual ones), ceil mode, dilation,
+# count_include_pad, on an odd 7x5 input, and 1-d pools.
+POOLS = {
+    "max_k2s2": ("max_pool", [2, 2], [2, 2], [0, 0, 0, 0], {}),
+    "max_k3s1p1": ("max_pool", [3, 3], [1, 1], [1, 1, 1, 1], {}),
+    "max_k3s2p1_ceil": ("max_pool", [3, 3], [2, 2], [1, 1, 1, 1], {"ceil_mode": True}),
+    "max_k3s2_asym": ("max_pool", [3, 2], [2, 1], [0, 1, 2, 0], {}),
+    "max_k2_dilated": ("max_pool", [2, 2], [1, 2], [1, 0, 1, 1], {"dilations": [2, 2]}),
+    "avg_k2s2": ("avg_pool", [2, 2], [2, 2], [0, 0, 0, 0], {}),
+    "avg_k3s1p1": ("avg_pool", [3, 3], [1, 1], [1, 1, 1, 1], {}),
+    "avg_k3s2p1_pad_ceil": ("avg_pool", [3, 3], [2, 2], [1, 1, 1, 1], {"count_include_pad": True,
+                                                                       "ceil_mode": True}),
+    "avg_k3s1_asym": ("avg_pool", [3, 2], [1, 2], [1, 0, 0, 1], {}),
+}  # fmt: skip
+POOL_INPUT = (6, 7, 5)
+
+
+def pool_windows() -> Graph:
+    """The input (whole pixels) re-streamed by a reshape (so it can be folded), feeding every pool of
+    :data:`POOLS` and a 1-d max and average pool (of the input as 6 x 35), each flattened into a graph
+    output."""
+    rng = np.random.default_rng(5)
+    graph = Graph("pool_windows")
+    x = graph.add_input("image", TensorType(POOL_INPUT))
+    src = graph.add("reshape", [x], name="src", attrs={"shape": list(POOL_INPUT)})
+    row = graph.add("reshape", [x], name="row", attrs={"shape": [POOL_INPUT[0], 35]})
+    outs = []
+    for name, (op, kernel, strides, pads, extra) in POOLS.items():
+        attrs = {"kernel": kernel, "strides": strides, "pads": pads, "ceil_mode": False, **extra}
+        if op == "max_pool":
+            attrs.setdefault("dilations", [1, 1])
+        else:
+            attrs.setdefault("count_include_pad", False)
+        outs.append(graph.add(op, [src.output], name=name, attrs=attrs))
+    line_attrs = {"kernel": [3], "strides": [2], "pads": [1, 1], "ceil_mode": False}
+    outs.append(graph.add("max_pool", [row.output], name="max_1d", attrs={**line_attrs, "dilations": [1]}))
+    outs.append(
+        graph.add("avg_pool", [row.output], name="avg_1d", attrs={**line_attrs, "count_include_pad": False})
+    )
+    flats = [graph.add("reshape", [p.output], name=f"{p.name}_flat",
+                       attrs={"shape": [math.prod(p.output.shape)]}) for p in outs]  # fmt: skip
+    graph.set_outputs([f.output for f in flats])
+    calib = rng.uniform(-1, 1, (32, *POOL_INPUT)).astype(np.float32)
+    return Quantize(precision=10, calib=(calib,)).run(graph)
+
+
+# (lanes of each pool's input, lanes of its output): whole pixels, folded alike, and folded unlike
+# (the scan then works on gcd(L_in, L_out) lanes, splitting input beats or assembling output beats).
+POOL_LANES = {"whole": (6, 6), "folded": (2, 2), "split": (6, 3), "assembled": (1, 2), "unlike": (3, 2)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fold", sorted(POOL_LANES))
+def test_pool_windows_are_bit_exact(fold: str, tmp_path: Path) -> None:
+    graph = pool_windows()
+    l_in, l_out = POOL_LANES[fold]
+    lanes = {graph.node(n).output.name: l_in for n in ("src", "row")}
+    lanes |= {graph.node(n).output.name: l_out for n in [*POOLS, "max_1d", "avg_1d"]}
+    folder = _folder(graph, lanes, tmp_path / fold)
+    result = verify(str(folder), random_inputs(graph, 16, seed=4))
+    bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
+    assert not bad, bad

@@ -27,20 +27,20 @@ def test_each_value_gets_the_most_beats_that_make_the_ii() -> None:
     one_pixel = {_out(graph, "gap"): 8, _out(graph, "flat"): 8}  # 8 channels of one pixel: 8 beats
     assert groups_at(graph, 8) == one_pixel  # 36 or 9 pixels: no second beat fits
     two = groups_at(graph, 72)
-    assert two[_out(graph, "r1")] == 2 and two[_out(graph, "mp")] == 8  # 9 pixels: 8 beats of 1
+    assert two[_out(graph, "r1")] == 2 and two[_out(graph, "mp")] == 2  # a pool folds with its input
     assert lanes_of(graph, two)[_out(graph, "r1")] == 4
     most = groups_at(graph, 10**6)
     assert most[_out(graph, "c1")] == 8 and _out(graph, "fc") not in most  # the graph output stays whole
 
 
 def test_an_elementwise_chain_folds_alike() -> None:
-    """The residual add joins c2, r1 and its output; bn joins mp: each group gets one folding."""
+    """The residual add joins c2, r1 and its output; bn joins mp, and the pools their inputs: each
+    group gets one folding."""
     graph = residual_cnn()
     for ii in (40, 72, 150, 300):
         g = groups_at(graph, ii)
-        group = {g.get(_out(graph, n), 1) for n in ("c1", "r1", "c2", "res", "r2")}
+        group = {g.get(_out(graph, n), 1) for n in ("c1", "r1", "c2", "res", "r2", "mp", "bn", "ap")}
         assert len(group) == 1, (ii, group)
-        assert g.get(_out(graph, "mp"), 1) == g.get(_out(graph, "bn"), 1)
 
 
 def test_a_folded_elementwise_layer_has_one_unit_per_lane() -> None:

@@ -240,14 +240,3 @@ def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "") -> 
         )
         call = f"{ctx.ins[0]}, {ctx.out}"
     code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({call});"
-
-
-def pool_stream(ctx: Ctx, code: LayerCode, beat: str) -> None:
-    """io_stream pooling with a channel-folded output: fpgac_stream.h's pool_stream, which computes each
-    output beat's ``N`` channels from ``c0`` (``beat``: a max_pool_beat or avg_pool_beat call)."""
-    code.config += (
-        f"\nstruct {ctx.name}_pixel {{\n  template <int N, class in_t, class out_t>\n"
-        f"  static void beat(const in_t win[], const bool valid[], int oh, int ow, int c0, out_t y[]) {{\n"
-        f"    (void)valid, (void)oh, (void)ow;\n    {beat}\n  }}\n}};"
-    )
-    code.body += f"  fpgac::pool_stream<{ctx.name}_config, {ctx.name}_pixel>({ctx.ins[0]}, {ctx.out});"

@@ -43,7 +43,7 @@ from fpgac.ir.types import Fixed
 TOP = "fpgac_top"
 IO_STYLES = ("parallel", "stream")
 KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
-STREAM_HEADERS = ("fpgac_stream.h",)
+STREAM_HEADERS = ("fpgac_stream.h", "fpgac_pool.h")
 COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (weights.py)
 OFFCHIP_HEADER = "fpgac_offchip.h"  # only in projects with off-chip weights (weight_image.py)
 OOD_HEADER = "fpgac_ood.h"  # only in projects with an OOD monitor (passes/ood.py)

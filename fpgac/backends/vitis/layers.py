@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fpgac.analysis.estimate import offchip_lanes
+from fpgac.analysis.pool_scan import PoolScan
 from fpgac.backends.vitis.ccode import (
     Array,
     Ctx,
@@ -28,7 +29,6 @@ from fpgac.backends.vitis.ccode import (
     c_int_type,
     config,
     literal,
-    pool_stream,
     window_stream,
 )
 from fpgac.backends.vitis.levels import level_biases, ranked
@@ -381,18 +381,21 @@ def _pool_values(ctx: Ctx, dilated: bool) -> dict[str, int]:
     return {**values, "OH": oh, "OW": ow}
 
 
-def _pool_stream_values(ctx: Ctx, values: dict[str, int], taps: int) -> dict[str, int]:
-    return {**values, "OUT_C": values["C"], "TAPS": max(taps, 1)} if ctx.stream else values
+def _scan_values(ctx: Ctx) -> dict[str, int]:
+    """io stream: the scan's constants (fpgac_pool.h, fpgac/analysis/pool_scan.py)."""
+    scan = PoolScan.of(ctx.node)
+    if not scan.covers_input():
+        raise VitisError(f"{ctx.where()}: a window of padding only (pads reach past the kernel)")
+    return scan.config()
 
 
 def max_pool(ctx: Ctx, code: LayerCode) -> None:
-    code.config = config(ctx, _pool_stream_values(ctx, _pool_values(ctx, True), 0))
-    if ctx.stream and ctx.groups > 1:
-        pool_stream(ctx, code, f"fpgac::max_pool_beat<{ctx.name}_config, N>(win, valid, c0, y);")
+    values = _pool_values(ctx, True)
+    if ctx.stream:  # a scan, a beat of lanes a cycle (fpgac_pool.h)
+        code.config = config(ctx, {**values, **_scan_values(ctx)})
+        code.body = f"  fpgac::max_pool_scan<{ctx.name}_config>({ctx.ins[0]}, {ctx.out});"
         return
-    if ctx.stream:
-        window_stream(ctx, code, f"fpgac::max_pool_pixel<{ctx.name}_config>(win, valid, y);")
-        return
+    code.config = config(ctx, values)
     code.body = f"  fpgac::max_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out});"
 
 
@@ -412,25 +415,21 @@ def avg_pool(ctx: Ctx, code: LayerCode) -> None:
         code.arrays.append(Array("int", f"{ctx.name}_{suffix}", per_window, "cells per window"))
     if int(np.max(count_h[0]) * np.max(count_w[0])) >= recip_size:
         raise VitisError(f"{ctx.where()}: reciprocal table of {recip_size} entries is too short")
-    values = _pool_stream_values(ctx, {**values, "RECIP_SIZE": recip_size}, 1)
+    values = {**values, "RECIP_SIZE": recip_size}
+    global_pool = is_global_pool(x_shape, a)
+    if ctx.stream and not global_pool:
+        values = {**values, **_scan_values(ctx)}
     code.config = config(ctx, values, {**_acc(ctx, code), **_param_types(ctx, recip_t="recip")})
     cells = [f"{ctx.name}_count_h", f"{ctx.name}_count_w"]
-    if ctx.stream and is_global_pool(x_shape, a):  # per-channel sums in an array, not a window
+    if ctx.stream and global_pool:  # per-channel sums in an array, not a window
         count = f"{cells[0]}[0] * {cells[1]}[0]"
         kernel = f"fpgac::global_avg_stream<{ctx.name}_config>"
         code.body = f"  {kernel}({ctx.ins[0]}, {ctx.out}, {recip}, {count});"
         return
-    count = f"{cells[0]}[oh] * {cells[1]}[ow]"
-    if ctx.stream and ctx.groups > 1:
-        beat = f"fpgac::avg_pool_beat<{ctx.name}_config, N>(win, {recip}, {count}, c0, y);"
-        pool_stream(ctx, code, beat)
-        return
-    if ctx.stream:
-        window_stream(ctx, code, f"fpgac::avg_pool_pixel<{ctx.name}_config>(win, {recip}, {count}, y);")
-        return
-    code.body = (
-        f"  fpgac::avg_pool2d<{ctx.name}_config>({ctx.ins[0]}, {ctx.out}, {recip}, {', '.join(cells)});"
+    kernel = (
+        f"fpgac::avg_pool_scan<{ctx.name}_config>" if ctx.stream else f"fpgac::avg_pool2d<{ctx.name}_config>"
     )
+    code.body = f"  {kernel}({ctx.ins[0]}, {ctx.out}, {recip}, {', '.join(cells)});"
 
 
 def reduce(ctx: Ctx, code: LayerCode) -> None:

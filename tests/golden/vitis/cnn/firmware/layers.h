@@ -7,6 +7,7 @@
 #include "defines.h"
 #include "fpgac_kernels.h"
 #include "fpgac_stream.h"
+#include "fpgac_pool.h"
 #include "weights/conv.h"
 #include "weights/gap.h"
 #include "weights/fc.h"
@@ -84,19 +85,13 @@ struct pool_config {
   static const int DW = 1;
   static const int OH = 3;
   static const int OW = 3;
-  static const int OUT_C = 2;
-  static const int TAPS = 1;
+  static const int SLOTS = 1;
+  static const int SCAN_H = 6;
+  static const int SCAN_W = 6;
   static const int REUSE = 1;
 };
-struct pool_pixel {
-  template <class in_t, class out_t>
-  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {
-    (void)valid, (void)oh, (void)ow;
-    fpgac::max_pool_pixel<pool_config>(win, valid, y);
-  }
-};
 static void pool(hls::stream<fpgac::pixel<relu_out_t, 2> >& x0, hls::stream<fpgac::pixel<pool_out_t, 2> >& y) {
-  fpgac::window_stream<pool_config, pool_pixel>(x0, y);
+  fpgac::max_pool_scan<pool_config>(x0, y);
 }
 
 // gap: reduce "gap", output (2) ap_ufixed<9,2,AP_RND,AP_SAT>
