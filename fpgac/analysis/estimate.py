@@ -40,17 +40,21 @@ per step, with ``M`` non-zero multiplications per step.
   registers of a line buffer, and ``CONTROL_FF`` per layer.
 * **Weights** (:func:`weight_memory`, which the Vitis emitter's pragmas follow). At R = 1 each weight
   is a constant wired into its multiplier, in both styles: no storage (a memory read every cycle by
-  every multiplier would be registers anyway). At R > 1 a layer's weights form a ROM ``R`` words deep
-  and ``ceil(M/R) * b`` bits wide (one word feeds all multipliers for one cycle). ``parallel`` keeps it
-  in LUTs. ``stream`` puts it in block RAM only when that fills the blocks at least half
-  (``BRAM_MIN_FILL``): block counts come from the 18-Kbit block's aspect ratios (UG573: 512x36,
+  every multiplier would be registers anyway). At R > 1 a layer's ``n`` stored weights (an uncompressed
+  array stores its zeros too) form a ROM of words of ``w = ceil(n/R)`` weights (:func:`rom_word`: one
+  word feeds all multipliers for one cycle), ``ceil(n/w)`` words deep (:func:`rom_depth`: at most R).
+  ``parallel`` keeps it in LUTs. ``stream`` puts it in block RAM only when that fills the blocks at least
+  half (``BRAM_MIN_FILL``): block counts come from the 18-Kbit block's aspect ratios (UG573: 512x36,
   1Kx18, 2Kx9, 4Kx4, 8Kx2, 16Kx1), the best of ``ceil(depth/d) * ceil(width/w)``, so a shallow, wide
   ROM (small R) is port-bound: at R = 2 each block would hold 72 of its 18,432 bits. Such a ROM is LUT
-  ROM instead, ``width * ceil(R/64)`` LUTs (a LUT6 is a 64x1 ROM), in proportion to the bits once R
-  reaches 64. A ROM that fills URAM (4Kx72, 288 Kbit) at least half goes to URAM on boards that have
-  it when that takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
-  Block RAM is thus in proportion to the weight bits (at most ``1 / BRAM_MIN_FILL`` times their
-  18-Kbit count).
+  ROM instead, ``width * ceil(depth/64)`` LUTs (a LUT6 is a 64x1 ROM), in proportion to the bits once
+  the depth reaches 64. Block RAM is thus in proportion to the weight bits (at most ``1 /
+  BRAM_MIN_FILL`` times their 18-Kbit count). A ROM is never UltraRAM: the bitstream cannot initialise
+  URAM.
+* **Weights in UltraRAM** (layers in ``uram``, io stream; chosen by the fitting): URAM cannot be
+  initialised by the bitstream, so such a layer's weights are in the weight image (as off-chip weights
+  are) and ``fpgac::preload`` copies them once, on the first call, through the layer's m_axi port into a
+  memory of the ROM's shape (:func:`uram_memory`: 4Kx72 blocks); the compute is the on-chip one.
 * **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM is
   replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external memory, and
   the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi port is widened to)
@@ -114,6 +118,7 @@ from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.graph import Graph, Node
+from fpgac.ir.levels import is_levelled
 from fpgac.ir.shapes import is_global_pool, patch_grid
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed
@@ -428,7 +433,7 @@ class _Work:
     add_bits: int = 0
     logic: int = 0  # comparators, selects, dividers, rounding: LUTs per step
     fan_in: int = 1  # products summed into one output
-    weights: int = 0  # non-zero weights stored (stream: in memory)
+    weights: int = 0  # weights stored (a compressed tensor's non-zero ones)
     weight_bits: int = 0  # bits of one stored weight
     sweeps: int = 1  # reads of all the weights a frame when they are off chip
     tables: tuple[tuple[int, int], ...] = ()  # (entries, width) ROMs read once per element
@@ -489,7 +494,7 @@ def _matmul(node: Node, io: str) -> _Work:
         add_bits=1 if xnor else acc,
         logic=elems * (_width(out.type.format) + (acc if xnor else 0)),
         fan_in=fan_in,
-        weights=nnz,
+        weights=nnz if weight.encoding is not None else weight.data.size,  # a plain array stores its zeros
         weight_bits=1 if xnor else _width(weight.format),
         sweeps=out.shape[1] if node.op == "conv" and len(out.shape) > 2 else 1,  # conv: once per output row
         **(_window(node, io, fan_in) if node.op == "conv" else {}),
@@ -757,28 +762,55 @@ def _window(node: Node, io: str, taps: int) -> dict[str, Any]:
 MEMORIES = ("none", "const", "lutram", "bram", "uram", "offchip")
 
 
+def rom_word(count: int, reuse: int) -> int:
+    """Weights a reuse-``reuse`` layer reads a cycle: one ROM word of ``ceil(count / reuse)`` weights feeds
+    all its multipliers (the Vitis emitter reshapes the weight array by this factor)."""
+    return max(math.ceil(count / reuse), 1)
+
+
+def rom_depth(count: int, reuse: int) -> int:
+    """Words of a weight ROM: ``ceil(count / word)``, which can be less than ``reuse`` (10 weights at R = 6
+    are 5 words of 2: the last cycle reads nothing new)."""
+    return math.ceil(count / rom_word(count, reuse))
+
+
 def weight_memory(count: int, bits: int, reuse: int, io: str, board: Board) -> tuple[str, Resources]:
     """Where ``count`` weights of ``bits`` bits live at reuse ``reuse``, and what that costs (on chip).
 
-    ``const`` (R = 1: wired into the multipliers), ``lutram`` or ``bram``/``uram`` (a ROM of ``reuse``
-    words of ``ceil(count / reuse) * bits`` bits); see the module docstring. The Vitis emitter binds the
-    ROM to the same storage, so the estimate and the HLS agree.
+    ``const`` (R = 1: wired into the multipliers), ``lutram`` or ``bram`` (a ROM of :func:`rom_depth` words
+    of :func:`rom_word` weights); see the module docstring. The Vitis emitter binds the ROM to the same
+    storage, so the estimate and the HLS agree. Never URAM: UltraRAM cannot be initialised by the
+    bitstream, so a URAM weight memory is preloaded from the weight image (:func:`uram_memory`), which the
+    fitting chooses per layer.
     """
     if not count:
         return "none", Resources()
     if reuse == 1:
         return "const", Resources()
-    depth, width = reuse, math.ceil(count / reuse) * bits
+    depth, width = rom_depth(count, reuse), rom_word(count, reuse) * bits
     lutrom = Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
     if io != "stream" or count * bits < BRAM_MIN_BITS:
         return "lutram", lutrom
-    block = memory_cost(depth, width, board)
-    if block.uram and count * bits >= BRAM_MIN_FILL * block.uram * URAM_SHAPE[0] * URAM_SHAPE[1]:
-        return "uram", block
     bram = memory_cost(depth, width, board, allow_uram=False)
     if count * bits >= BRAM_MIN_FILL * bram.bram18 * BRAM18_BITS:
         return "bram", bram
     return "lutram", lutrom
+
+
+def uram_word(count: int, bits: int, reuse: int) -> int:
+    """Weights a word of a URAM weight memory: the ROM's :func:`rom_word`, widened to fill the URAM's
+    72-bit port (one 16-bit weight a word would leave 56 of its 72 bits empty: a deep memory would take
+    4.5 times the URAMs); a word holding more weights than a cycle reads costs the datapath nothing."""
+    return min(count, max(rom_word(count, reuse), URAM_SHAPE[1] // bits))
+
+
+def uram_memory(count: int, bits: int, reuse: int) -> Resources:
+    """UltraRAMs of a weight memory preloaded from the weight image (``fpgac::preload``): words of
+    :func:`uram_word` weights in 4Kx72 blocks (port width decides when the word is wide, depth when it
+    is deep)."""
+    word = uram_word(count, bits, reuse)
+    depth = math.ceil(count / word)
+    return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(word * bits / URAM_SHAPE[1]))
 
 
 @dataclass(frozen=True)
@@ -837,12 +869,35 @@ class LayerModel:
             return "global"
         return "scan" if scans(node) else stream_mode(node)
 
+    @property
+    def preloads(self) -> bool:
+        """Whether its weights can live in UltraRAM, preloaded from the weight image (io stream, a plain
+        dense or conv weight, not sign bits: the kernels ``fpgac::preload`` feeds)."""
+        node = self.node
+        weight = node.params.get("weight")
+        special = is_levelled(node) or is_xnor_layer(node)  # ranked kernels, sign bits
+        plain = weight is not None and weight.encoding is None and not special
+        return self.io == "stream" and node.op in ("dense", "conv") and plain and self.work.weights > 0
+
+    def fills_uram(self, reuse: int) -> bool:
+        """Whether its weights, preloaded at reuse ``reuse``, fill their URAMs at least ``BRAM_MIN_FILL``
+        (as a ROM must fill its block RAM: a shallow, wide memory is port-bound and mostly empty)."""
+        if not self.preloads:
+            return False
+        blocks = uram_memory(self.work.weights, self.work.weight_bits, reuse).uram
+        return self.weight_bits >= BRAM_MIN_FILL * blocks * URAM_SHAPE[0] * URAM_SHAPE[1]
+
     def at(
-        self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0, groups: tuple[int, int] = (1, 1)
+        self,
+        reuse: int,
+        offchip: bool = False,
+        bandwidth_ii: int = 0,
+        groups: tuple[int, int] = (1, 1),
+        uram: bool = False,
     ) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
-        (channel-folded streams, :mod:`fpgac.analysis.lanes`)."""
+        (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram``: weights preloaded into URAM."""
         if self.mode == "global":
             return self._global_pool(groups)
         if self.mode == "scan":
@@ -870,6 +925,8 @@ class LayerModel:
             tile = weight_memory(work.fan_in, work.weight_bits, depth, "stream", board)[1]
             tile = tile if depth > 1 else Resources(ff=lanes * work.weight_bits)  # one word: registers
             memory, storage = "offchip", tile + tile
+        elif uram and self.preloads:
+            memory, storage = "uram", uram_memory(work.weights, work.weight_bits, r)
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
@@ -1056,14 +1113,18 @@ def assemble(
     offchip: frozenset[str] = frozenset(),
     shown_reuse: int | dict[str, int] | None = None,
     groups: Mapping[str, int] | None = None,
+    uram: frozenset[str] = frozenset(),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
-    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`)."""
+    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`); ``uram``:
+    the layers whose weights are preloaded into UltraRAM."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
     bw = bandwidth_ii(models, offchip, board)
-    layers = tuple(m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {})) for m in models)
+    layers = tuple(
+        m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {}), m.name in uram) for m in models
+    )
     ii = max((layer.ii for layer in layers), default=1)
     if io == "parallel":
         latency = sum(layer.latency_cycles for layer in layers)
@@ -1080,6 +1141,7 @@ def estimate(
     io: str,
     reuse: int | Mapping[str, int] = 1,
     offchip: frozenset[str] = frozenset(),
+    uram: frozenset[str] = frozenset(),
 ) -> Estimate:
     """Estimate resources and latency of ``graph`` built in ``io`` style with the given reuse factors.
 
@@ -1089,6 +1151,7 @@ def estimate(
         io: ``"parallel"`` or ``"stream"``.
         reuse: one factor for every layer, or a mapping from layer name to factor (others get 1).
         offchip: names of the layers whose weights live in external memory.
+        uram: names of the layers whose weights are preloaded into UltraRAM.
 
     Raises:
         EstimateError: an unknown io style or a float graph; ReuseError: a bad reuse factor.
@@ -1097,4 +1160,4 @@ def estimate(
     factors = reuse_factors(graph, reuse)
     models = layer_models(graph, io, board)
     shown = dict(reuse) if isinstance(reuse, Mapping) else int(reuse)
-    return assemble(models, factors, offchip, shown)
+    return assemble(models, factors, offchip, shown, uram=uram)

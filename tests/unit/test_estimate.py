@@ -26,6 +26,10 @@ from fpgac.analysis.estimate import (
     memory_cost,
     product_cost,
     reuse_factors,
+    rom_depth,
+    rom_word,
+    uram_memory,
+    uram_word,
     weight_memory,
 )
 from fpgac.boards import BOARDS
@@ -513,3 +517,34 @@ def test_offchip_layer_takes_a_memory_word_a_cycle() -> None:
     # each pixel's window (36 cells) is also copied in 32 a cycle, and the pixel written out in one beat
     assert conv.ii == 8 * 8 * (8 * math.ceil(36 / 32) + math.ceil(36 / 32) + 1) == est.ii
     assert conv.offchip_bits == 8 * 36 * 16 * 8  # the [OC][T] block of int16 words once per output row
+
+
+def test_rom_depth_is_the_reshaped_arrays() -> None:
+    """A ROM of n weights at reuse R holds words of ceil(n / R) weights, ceil(n / word) deep: the factor
+    the emitter reshapes the array by and the depth the estimate charges (1,152 weights at R = 700 are
+    576 words of 2, not 700 words)."""
+    from fpgac.backends.vitis.emitter import design
+
+    assert (rom_word(10, 6), rom_depth(10, 6)) == (2, 5)
+    assert (rom_word(1152, 700), rom_depth(1152, 700)) == (2, 576)
+    assert weight_memory(1152, 16, 700, "parallel", ZCU104)[1].lut == 32 * math.ceil(576 / 64)
+    graph = cnn([1, 8, 16], size=8)
+    body = next(
+        x["body"] for x in design(graph, "stream", {"conv1": 700}, ZCU104)["layers"] if x["name"] == "conv1"
+    )
+    assert "ARRAY_RESHAPE variable=conv1_weight cyclic factor=2)" in body
+
+
+def test_uram_weights_fill_the_ports_the_emitter_reshapes() -> None:
+    """A weight memory in URAM holds words of at least 72 // bits weights (one 16-bit weight a word would
+    leave 56 of 72 bits empty), as the emitter reshapes ``<layer>_weight_uram``; 4Kx72 blocks."""
+    from fpgac.backends.vitis.emitter import uram_pragmas
+
+    assert uram_word(1_000_000, 16, 1_000_000) == 4 and uram_word(1_000_000, 16, 1000) == 1000
+    assert uram_word(3, 16, 3) == 3  # never more than the weights
+    assert uram_memory(1_000_000, 16, 1_000_000).uram == math.ceil(250_000 / 4096)  # 62 deep, 64 bits wide
+    assert uram_memory(1_000_000, 16, 1000).uram == math.ceil(16_000 / 72)  # 1,000 words: port-bound
+    graph = cnn([1, 8, 16], size=8)
+    est = estimate(graph, ZCU104, "stream", {"conv1": 400}, uram=frozenset({"conv1"}))
+    assert layer(est, "conv1")["memory"] == "uram" and layer(est, "conv1")["uram"] == 1
+    assert "cyclic factor=4)" in uram_pragmas(graph.node("conv1"), "conv1", 400)[0]  # 1,152 / 400 -> 3 -> 4

@@ -169,6 +169,9 @@ def test_resnet50_sized_graph_gets_a_design_for_zcu104() -> None:
     f = fitted(resnet50_like(), ZCU104)
     assert f.io == "stream" and f.offchip  # 205 Mbit of weights: far beyond 28 Mbit of BRAM and URAM
     assert f.estimate.fps > 0 and (f.fits or f.note)
+    # Convs whose off-chip row buffers would take more block RAM than their weights in URAM stay on chip.
+    assert f.uram and not f.uram & f.offchip and f.estimate.total.uram <= math.floor(0.8 * ZCU104.uram)
+    assert all(x.memory == "uram" for x in f.estimate.layers if x.name in f.uram)
 
 
 def test_the_demo_takes_block_ram_in_proportion_to_its_weight_bits() -> None:
@@ -197,3 +200,20 @@ def test_off_chip_weights_need_io_stream(jet: Graph) -> None:
     with pytest.raises(FitError, match="off-chip weights need io stream"):
         fit(jet, ZCU104, "parallel", weights="offchip")
     assert fit(jet, ZCU104, weights="offchip").io == "stream"
+
+
+def test_weights_beyond_block_ram_are_preloaded_into_uram() -> None:
+    """16.8 Mbit of 16-bit weights: twice zcu104's block RAM (at 80 %), within its URAM. URAM cannot be
+    initialised by the bitstream, so it needs the weight image (weights=auto, io stream): there the
+    slow design keeps every weight on chip in URAM, within its budget, and reads nothing a frame; with
+    weights=onchip it does not fit; a faster target reads the big layer off chip instead (URAM words
+    widen with the rate), the small one still filling a URAM."""
+    graph = mlp([1024, 1024, 10])
+    slow = fitted(graph, ZCU104, "stream", target_fps=150)
+    assert slow.fits and within(slow, 0.8) and not slow.offchip and slow.uram == {"fc0", "fc1"}
+    memories = {layer.name: layer.memory for layer in slow.estimate.layers}
+    assert memories["fc0"] == memories["fc1"] == "uram" and slow.estimate.total.bram18 == 0
+    assert slow.estimate.offchip_bits == 0 and slow.to_json()["uram"] == ["fc0", "fc1"]
+    assert not fitted(graph, ZCU104, "stream", target_fps=150, weights="onchip").uram
+    fast = fitted(graph, ZCU104, "stream", target_fps=1000)
+    assert fast.fits and fast.offchip == {"fc0"} and fast.uram == {"fc1"}
