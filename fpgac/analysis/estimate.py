@@ -377,6 +377,23 @@ def offchip_lanes(weight_bits: int, fan_in: int, reuse: int = 1) -> int:
     return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in) // reuse)
 
 
+def direct_lanes(weight_bits: int, group_channels: int, taps: int, reuse: int = 1) -> int:
+    """Lanes of an off-chip conv that reads its windows straight from its line buffer (``fpgac_offchip.h``'s
+    conv_offchip_stream: a cycle's lanes are consecutive channels of one tap, one word of the buffer, so
+    they divide the group's channels): the largest divisor of ``group_channels`` within
+    :func:`offchip_lanes`. 0 when even at reuse 1 that is under half the lanes a weight word feeds (few
+    channels a group: an RGB input, a depthwise conv), where whole words would idle most products: such a
+    conv copies its windows into a memory instead (conv_row_offchip)."""
+    widest = offchip_lanes(weight_bits, group_channels * taps)
+    if 2 * _divisor_within(group_channels, widest) < widest:
+        return 0
+    return _divisor_within(group_channels, offchip_lanes(weight_bits, group_channels * taps, reuse))
+
+
+def _divisor_within(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
 def offchip_max_reuse(weight_bits: int, fan_in: int) -> int:
     """The reuse factor of an off-chip layer at one product a cycle."""
     return offchip_lanes(weight_bits, fan_in)
@@ -836,10 +853,11 @@ class LayerModel:
             return self._global_pool(groups)
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
-        lanes = offchip_lanes(work.weight_bits, work.fan_in, reuse)
+        direct = self.direct_lanes(reuse) if offchip else 0  # conv_offchip_stream: reads its line buffer
+        lanes = direct or offchip_lanes(work.weight_bits, work.fan_in, reuse)
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
-        row_conv = offchip and self.mode == "window"  # conv_row_offchip: windows copied into a memory
+        row_conv = offchip and self.mode == "window"  # a row a weight read: conv_row_offchip or direct
         # pool_stream: a folded pool computes each output beat's L channels in its own cycle
         pool_beats = self.mode == "window" and node.op in ("max_pool", "avg_pool") and groups[1] > 1
         if self.mode == "beat" or pool_beats:  # L = C / G units, a beat of L channels a cycle: G a pixel
@@ -861,7 +879,10 @@ class LayerModel:
             memory, storage = "offchip", tile + tile
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
-        res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
+        if direct:
+            res = res + storage + self._word_line_buffer(lanes) + self._output_row(groups[1])
+        else:
+            res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
         if pool_beats:  # each lane picks its channel group's window cells: a G-to-1 mux (3 inputs a LUT6)
             in_bits = _width(node.inputs[0].type.format)
             res = res + Resources(
@@ -871,7 +892,7 @@ class LayerModel:
         for entries, width in work.tables:
             copy = memory_cost(entries, width, board, allow_uram=False)
             res = res + copy * math.ceil(lookups / 2)
-        rows, lb_depth, lb_count, lb_width = work.line_buffers
+        rows, lb_depth, lb_count, lb_width = work.line_buffers if not direct else (0, 0, 0, 0)
         row = memory_cost(lb_depth, lb_width, board, allow_uram=False)
         res = res + row * (rows * lb_count)
         ow = _width(node.output.type.format)
@@ -890,10 +911,14 @@ class LayerModel:
             depth += DSP_LATENCY if dsp_each else LUT_MULT_LATENCY
         if work.adds:
             depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
-        if work.tables or rows:
+        if work.tables or rows or direct:
             depth += BRAM_LATENCY
         ii = base = work.steps * step_cycles(node, r, self.level)
-        if row_conv:  # each output row also copies its windows in, then writes its beats out
+        if direct:  # each row's beats leave after it; its input is stored word by word in between
+            ii += work.steps * groups[1] + self._input_beats(groups[0]) * math.ceil(
+                self._input_lanes(groups[0]) / lanes
+            )
+        elif row_conv:  # each output row also copies its windows in, then writes its beats out
             ii += work.steps * (math.ceil(self._window_cells() / lanes) + groups[1])
         elif self.mode == "window":  # a pixel's output beats leave one a cycle
             ii = max(ii, work.steps * groups[1])
@@ -928,16 +953,40 @@ class LayerModel:
         """Cells of one conv window: C x the kernel's taps."""
         return self.node.inputs[0].shape[0] * math.prod(self.node.params["weight"].shape[2:])
 
+    def direct_lanes(self, reuse: int) -> int:
+        """Its lanes off chip as a conv reading its line buffer (:func:`direct_lanes`; 0: not such a conv)."""
+        if self.node.op != "conv" or self.mode != "window":
+            return 0
+        shape = self.node.params["weight"].shape
+        return direct_lanes(self.work.weight_bits, shape[1], math.prod(shape[2:]), reuse)
+
     def _row_memories(self, lanes: int, g_out: int) -> Resources:
         """conv_row_offchip's memories: a row's windows (OW x C*taps cells, reshaped ``lanes`` wide) and its
-        outputs (OW x OC, partitioned into the L_out banks one output beat reads)."""
-        x, out, board = self.node.inputs[0], self.node.output, self.board
-        cols, channels = out.shape[-1], out.shape[0]
-        cells = cols * self._window_cells()
+        outputs (:meth:`_output_row`)."""
+        x, board = self.node.inputs[0], self.board
+        cells = self.node.output.shape[-1] * self._window_cells()
         windows = _buffer_cost(math.ceil(cells / lanes), lanes * _width(x.type.format), board)
+        return windows + self._output_row(g_out)
+
+    def _output_row(self, g_out: int) -> Resources:
+        """An off-chip conv's output row (OW x OC, partitioned into the L_out banks one output beat reads)."""
+        out, board = self.node.output, self.board
+        cols, channels = out.shape[-1], out.shape[0]
         banks = channels // g_out
         bank = _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board)
-        return windows + bank * banks
+        return bank * banks
+
+    def _word_line_buffer(self, lanes: int) -> Resources:
+        """conv_offchip_stream's line buffer: the window's span of input rows, W x C / ``lanes`` words of
+        ``lanes`` channels each, in one memory (ARRAY_RESHAPE by ``lanes``)."""
+        x, attrs = self.node.inputs[0], self.node.attrs
+        kernel = self.node.params["weight"].shape[2:]
+        span = (attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
+        words = span * x.shape[-1] * math.ceil(x.shape[0] / lanes)
+        return _buffer_cost(words, lanes * _width(x.type.format), self.board)
+
+    def _input_lanes(self, groups: int) -> int:
+        return pixels_channels(self.node.inputs[0])[1] // groups
 
     def _input_beats(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[0] * groups

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.estimate import offchip_lanes
+from fpgac.analysis.estimate import direct_lanes, offchip_lanes
 from fpgac.backends.vitis.ccode import (
     Array,
     Ctx,
@@ -215,13 +215,15 @@ def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
     off-chip weight is the name of its memory port) and the weight's shape."""
     param = ctx.node.params["weight"]
     if ctx.offchip:
-        return _external_weight(ctx, code), param.shape
+        return _external_weight(ctx, code, channels_last=bool(_direct_lanes(ctx))), param.shape
     return ("", param.shape) if param.encoding is not None else _param(ctx, code, "weight")
 
 
-def _external_weight(ctx: Ctx, code: LayerCode) -> str:
+def _external_weight(ctx: Ctx, code: LayerCode, channels_last: bool = False) -> str:
     """An off-chip weight: its type, and its raw words in row-major order (``[OUT][...]``: the order the
-    off-chip kernels read them) for the weight image; returns the name of its memory port."""
+    off-chip kernels read them; ``channels_last``: a conv's ``[OC][KH][KW][C/G]``, the order
+    conv_offchip_stream reads its line buffer in) for the weight image; returns the name of its memory
+    port."""
     param = ctx.node.params["weight"]
     fmt = param.format
     if param.encoding is not None:
@@ -231,7 +233,8 @@ def _external_weight(ctx: Ctx, code: LayerCode) -> str:
         )
     if not isinstance(fmt, Fixed):
         raise VitisError(f"{ctx.where()}: param 'weight' is not fixed point; quantize the graph first")
-    data = np.asarray(param.data, dtype=np.float64).reshape(-1)
+    data = np.asarray(param.data, dtype=np.float64)
+    data = (np.moveaxis(data, 1, -1) if channels_last else data).reshape(-1)
     type_name, port, ctype = f"{ctx.name}_weight_t", f"{ctx.name}_weight", c_int_type(fmt)
     code.typedefs.append((type_name, fmt.ap_type()))
     comment = f"weight {list(param.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
@@ -243,7 +246,19 @@ def _lanes(ctx: Ctx, fan_in: int) -> dict[str, int]:
     """``LANES`` of an off-chip layer: its products a cycle, as the estimate counts them (none on chip)."""
     fmt = ctx.node.params["weight"].format
     assert isinstance(fmt, Fixed)  # _external_weight refused a float weight first
-    return {"LANES": offchip_lanes(fmt.width, fan_in, ctx.reuse)} if ctx.offchip else {}
+    if not ctx.offchip:
+        return {}
+    return {"LANES": _direct_lanes(ctx) or offchip_lanes(fmt.width, fan_in, ctx.reuse)}
+
+
+def _direct_lanes(ctx: Ctx) -> int:
+    """Lanes of an off-chip stream conv that reads its line buffer (conv_offchip_stream), as the estimate
+    counts them; 0 for any other layer."""
+    param = ctx.node.params["weight"]
+    if not (ctx.offchip and ctx.stream and ctx.node.op == "conv" and isinstance(param.format, Fixed)):
+        return 0
+    shape = param.shape
+    return direct_lanes(param.format.width, shape[1], math.prod(shape[2:]), ctx.reuse)
 
 
 def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
@@ -327,7 +342,11 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         return
     code.config = config(ctx, {**values, **_lanes(ctx, math.prod(w_shape[1:]))}, types)
     if ctx.stream:
-        if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
+        if _direct_lanes(ctx):  # a whole output row per read of the weights, from the line buffer
+            call = f"{ctx.ins[0]}, {ctx.out}, {weight}, {bias}"
+            code.body += f"  fpgac::conv_offchip_stream<{ctx.name}_config>({call});"
+            return
+        if ctx.offchip:  # a row per read of the weights, its windows copied first (fpgac_offchip.h)
             row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
             window_stream(ctx, code, row, weight)
             return
