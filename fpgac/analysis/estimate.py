@@ -880,7 +880,7 @@ class LayerModel:
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         if direct:
-            res = res + storage + self._word_line_buffer(lanes) + self._output_row(groups[1])
+            res = res + storage + direct_row_memories(node, lanes, groups[1], board).cost
         else:
             res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
         if pool_beats:  # each lane picks its channel group's window cells: a G-to-1 mux (3 inputs a LUT6)
@@ -976,15 +976,6 @@ class LayerModel:
         bank = _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board)
         return bank * banks
 
-    def _word_line_buffer(self, lanes: int) -> Resources:
-        """conv_offchip_stream's line buffer: the window's span of input rows, W x C / ``lanes`` words of
-        ``lanes`` channels each, in one memory (ARRAY_RESHAPE by ``lanes``)."""
-        x, attrs = self.node.inputs[0], self.node.attrs
-        kernel = self.node.params["weight"].shape[2:]
-        span = (attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
-        words = span * x.shape[-1] * math.ceil(x.shape[0] / lanes)
-        return _buffer_cost(words, lanes * _width(x.type.format), self.board)
-
     def _input_lanes(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[1] // groups
 
@@ -1029,6 +1020,50 @@ def _buffer_cost(depth: int, width: int, board: Board) -> Resources:
     if block.bram18 and depth * width >= BRAM_MIN_FILL * block.bram18 * BRAM18_BITS:
         return block
     return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
+
+
+@dataclass(frozen=True)
+class RowMemories:
+    """conv_offchip_stream's working memories, as the Vitis emitter declares them: its line buffer (the
+    window's span of input rows, W x C / L words of the conv's L lanes) and its output row (OW x OC
+    elements, ``out_words`` a word: the L_out banks one output beat reads, or URAM words)."""
+
+    line_buffer_uram: bool
+    out_words: int
+    out_uram: bool
+    cost: Resources
+
+
+def direct_row_memories(node: Node, lanes: int, g_out: int, board: Board) -> RowMemories:
+    """Where conv_offchip_stream's memories live (:func:`row_memory`); ``lanes``: its lanes, ``g_out``: its
+    output's beats a pixel. The output row in URAM packs as many whole elements into each 72-bit column of
+    a word as fit (4 of 16 bits), since one element a cycle is written and one beat read."""
+    x, out = node.inputs[0], node.output
+    kernel = node.params["weight"].shape[2:]
+    span = (node.attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
+    words = span * x.shape[-1] * math.ceil(x.shape[0] / lanes)
+    rows_uram, rows = row_memory(words, lanes * _width(x.type.format), board)
+    width, cells, out_lanes = _width(out.type.format), out.shape[-1] * out.shape[0], out.shape[0] // g_out
+    banks = _buffer_cost(math.ceil(cells / out_lanes), width, board) * out_lanes
+    packed = out_lanes * max(1, URAM_SHAPE[1] // width)
+    out_uram, in_uram = row_memory(math.ceil(cells / packed), packed * width, board, banks)
+    if not out_uram:
+        return RowMemories(rows_uram, out_lanes, False, rows + banks)
+    return RowMemories(rows_uram, packed, True, rows + in_uram)
+
+
+def row_memory(
+    depth: int, width: int, board: Board, block: Resources | None = None
+) -> tuple[bool, Resources]:
+    """(in URAM, cost) of an off-chip conv's working memory of ``depth`` x ``width`` bits, ``block`` its
+    cost out of URAM (default: mapped as working memories are, :func:`_buffer_cost`). URAM when the board
+    has it and the memory takes a smaller share of the board's URAM than of its block RAM that way: such
+    designs leave URAM idle, and a URAM holds 16 BRAM18s but a board has far fewer of them."""
+    block = _buffer_cost(depth, width, board) if block is None else block
+    uram = math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1])
+    if board.uram and block.bram18 and uram * board.bram18 < block.bram18 * board.uram:
+        return True, Resources(uram=uram)
+    return False, block
 
 
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:

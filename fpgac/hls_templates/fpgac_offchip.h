@@ -176,18 +176,15 @@ void conv_row_offchip(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out
 }
 
 // A conv whose weights live in external memory as [OC][KH][KW][C/G] raw words and whose groups fill whole
-// LANES-wide words (CFG::LANES divides C/G; fpgac.analysis.estimate.direct_lanes): its line buffer keeps
-// LANES channels a word (ARRAY_RESHAPE: one memory of SPAN x W x C / LANES words), and each output row is
-// computed from it where it lies (line_rows), no window copied: a word of LANES inputs a cycle against a
-// word of weights, each weight read serving the row's OW pixels.
+// LANES-wide words (CFG::LANES divides C/G; fpgac.analysis.estimate.direct_lanes): its line buffer `rows`
+// keeps LANES channels a word, and each output row is computed from it where it lies (line_rows), no
+// window copied: a word of LANES inputs a cycle against a word of weights, each weight read serving the
+// row's OW pixels, into the output row `out`. The layer declares both memories (SPAN = (KH - 1) * DH + 1
+// rows; one reshaped memory each, in block RAM or URAM: fpgac.analysis.estimate.direct_row_memories).
 template <class CFG, class in_t, class out_t, int LI, int LO, class raw_t, class b_t>
 void conv_offchip_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, const raw_t* w,
-                         const b_t b[CFG::BIAS_SIZE]) {
+                         const b_t b[CFG::BIAS_SIZE], in_t rows[][CFG::W][CFG::C], out_t out[CFG::OW * CFG::OC]) {
   const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
-  static in_t rows[SPAN][CFG::W][CFG::C];
-  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=rows cyclic factor=CFG::LANES dim=3)
-  static out_t out[CFG::OW * CFG::OC];
-  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=out cyclic factor=LO)
   FPGAC_LOOP(conv_offchip_input_rows)
   for (int h = 0; h < CFG::H; h++) {
     fill_row<CFG, SPAN>(x, rows, h);

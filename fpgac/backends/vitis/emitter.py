@@ -138,7 +138,7 @@ def design(
         ]
         mode = vitis_stream.layer_mode(node) if stream else "array"
         layer_reuse = (reuse or {}).get(node.name, 1)
-        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip, lanes)
+        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip, lanes, board)
         code = emit_layer(ctx)
         memory = [code.external] if code.external else []
         external += memory
@@ -264,6 +264,7 @@ def _context(
     reuse: int,
     offchip: bool,
     lanes: vitis_stream.Lanes | None,
+    board: Board | None,
 ) -> Ctx:
     """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index.
 
@@ -282,7 +283,7 @@ def _context(
     groups = vitis_stream.fold(node.output, lanes)[1] if stream else 1  # a window layer's output beats
     out_name, elem = "y", "i"
     return Ctx(node, layer, names, in_types, in_fmts, out_name, out.type, out.fmt, reuse, None, groups, elem,
-               stream, offchip)  # fmt: skip
+               stream, offchip, board)  # fmt: skip
 
 
 def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.estimate import direct_lanes, offchip_lanes
+from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes
 from fpgac.backends.vitis.ccode import (
     Array,
     Ctx,
@@ -299,6 +299,28 @@ def _signs(ctx: Ctx) -> str:
     return f"{ctx.name}_config, true"
 
 
+def _row_memories(ctx: Ctx, values: dict[str, int]) -> str:
+    """conv_offchip_stream's line buffer and output row, declared where the estimate puts them
+    (:func:`~fpgac.analysis.estimate.direct_row_memories`; block RAM or LUT RAM as HLS maps them without a
+    board)."""
+    lanes = _direct_lanes(ctx)
+    span, out_lanes = (values["KH"] - 1) * values["DH"] + 1, values["OC"] // ctx.groups
+    where = direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board) if ctx.board else None
+    lines = [
+        f"  static {ctx.in_types[0]} rows[{span}][{values['W']}][{values['C']}];",
+        f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=rows cyclic factor={lanes} dim=3)",
+    ]
+    if where and where.line_buffer_uram:
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=rows type=ram_2p impl=uram)")
+    lines.append(f"  static {ctx.out_type} out[{values['OW'] * values['OC']}];")
+    if where and where.out_uram:
+        lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=out cyclic factor={where.out_words})")
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=out type=ram_2p impl=uram)")
+    else:
+        lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=out cyclic factor={out_lanes})")
+    return "\n".join(lines) + "\n"
+
+
 def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
     """(H, W, OH, OW) of a 1-d or 2-d window op; 1-d maps onto H = OH = 1."""
     if len(x_shape) == 2:
@@ -343,7 +365,8 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     code.config = config(ctx, {**values, **_lanes(ctx, math.prod(w_shape[1:]))}, types)
     if ctx.stream:
         if _direct_lanes(ctx):  # a whole output row per read of the weights, from the line buffer
-            call = f"{ctx.ins[0]}, {ctx.out}, {weight}, {bias}"
+            code.body += _row_memories(ctx, values)
+            call = f"{ctx.ins[0]}, {ctx.out}, {weight}, {bias}, rows, out"
             code.body += f"  fpgac::conv_offchip_stream<{ctx.name}_config>({call});"
             return
         if ctx.offchip:  # a row per read of the weights, its windows copied first (fpgac_offchip.h)
