@@ -145,6 +145,7 @@ class Decisions:
             the user's where given (``--reuse``, ``reuse`` in ``--config``), else the fitting's.
         offchip: the layers whose weights live in external memory (``--weights``).
         lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
+        uram_rows: off-chip convs whose line buffers the fitting put in URAM.
     """
 
     backend: str
@@ -155,6 +156,7 @@ class Decisions:
     layer_reuse: Mapping[str, int]
     offchip: frozenset[str] = frozenset()
     lanes: Mapping[str, int] = field(default_factory=dict)
+    uram_rows: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         layer_reuse=fitting.reuse,
         offchip=fitting.offchip,
         lanes=fitting.lanes,
+        uram_rows=fitting.uram_rows,
     )
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -362,6 +365,7 @@ def build(
                 samples=samples,
                 offchip=decisions.offchip,
                 lanes=decisions.lanes,
+                uram_rows=decisions.uram_rows,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

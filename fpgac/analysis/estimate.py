@@ -844,11 +844,17 @@ class LayerModel:
         return stream_mode(node)
 
     def at(
-        self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0, groups: tuple[int, int] = (1, 1)
+        self,
+        reuse: int,
+        offchip: bool = False,
+        bandwidth_ii: int = 0,
+        groups: tuple[int, int] = (1, 1),
+        uram_rows: bool = False,
     ) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
-        (channel-folded streams, :mod:`fpgac.analysis.lanes`)."""
+        (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram_rows``: an off-chip conv's line
+        buffer in URAM (:func:`direct_row_memories`)."""
         if self.mode == "global":
             return self._global_pool(groups)
         node, work, board = self.node, self.work, self.board
@@ -880,7 +886,7 @@ class LayerModel:
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         if direct:
-            res = res + storage + direct_row_memories(node, lanes, groups[1], board).cost
+            res = res + storage + direct_row_memories(node, lanes, groups[1], board, uram_rows).cost
         else:
             res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
         if pool_beats:  # each lane picks its channel group's window cells: a G-to-1 mux (3 inputs a LUT6)
@@ -1034,15 +1040,21 @@ class RowMemories:
     cost: Resources
 
 
-def direct_row_memories(node: Node, lanes: int, g_out: int, board: Board) -> RowMemories:
+def direct_row_memories(
+    node: Node, lanes: int, g_out: int, board: Board, uram_rows: bool = False
+) -> RowMemories:
     """Where conv_offchip_stream's memories live (:func:`row_memory`); ``lanes``: its lanes, ``g_out``: its
-    output's beats a pixel. The output row in URAM packs as many whole elements into each 72-bit column of
-    a word as fit (4 of 16 bits), since one element a cycle is written and one beat read."""
+    output's beats a pixel; ``uram_rows``: its line buffer in URAM whatever its share (the fitting's
+    choice when block RAM is over budget and URAM is not). The output row in URAM packs as many whole
+    elements into each 72-bit column of a word as fit (4 of 16 bits), since one element a cycle is written
+    and one beat read."""
     x, out = node.inputs[0], node.output
     kernel = node.params["weight"].shape[2:]
     span = (node.attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
     words = span * x.shape[-1] * math.ceil(x.shape[0] / lanes)
     rows_uram, rows = row_memory(words, lanes * _width(x.type.format), board)
+    if uram_rows and board.uram:
+        rows_uram, rows = True, _uram_cost(words, lanes * _width(x.type.format))
     width, cells, out_lanes = _width(out.type.format), out.shape[-1] * out.shape[0], out.shape[0] // g_out
     banks = _buffer_cost(math.ceil(cells / out_lanes), width, board) * out_lanes
     packed = out_lanes * max(1, URAM_SHAPE[1] // width)
@@ -1060,10 +1072,14 @@ def row_memory(
     has it and the memory takes a smaller share of the board's URAM than of its block RAM that way: such
     designs leave URAM idle, and a URAM holds 16 BRAM18s but a board has far fewer of them."""
     block = _buffer_cost(depth, width, board) if block is None else block
-    uram = math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1])
-    if board.uram and block.bram18 and uram * board.bram18 < block.bram18 * board.uram:
-        return True, Resources(uram=uram)
+    uram = _uram_cost(depth, width)
+    if board.uram and block.bram18 and uram.uram * board.bram18 < block.bram18 * board.uram:
+        return True, uram
     return False, block
+
+
+def _uram_cost(depth: int, width: int) -> Resources:
+    return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1]))
 
 
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
@@ -1090,14 +1106,19 @@ def assemble(
     offchip: frozenset[str] = frozenset(),
     shown_reuse: int | dict[str, int] | None = None,
     groups: Mapping[str, int] | None = None,
+    uram_rows: frozenset[str] = frozenset(),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
-    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`)."""
+    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`);
+    ``uram_rows``: the off-chip convs whose line buffers the fitting put in URAM."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
     bw = bandwidth_ii(models, offchip, board)
-    layers = tuple(m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {})) for m in models)
+    layers = tuple(
+        m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {}), m.name in uram_rows)
+        for m in models
+    )
     ii = max((layer.ii for layer in layers), default=1)
     if io == "parallel":
         latency = sum(layer.latency_cycles for layer in layers)

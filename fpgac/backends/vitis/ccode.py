@@ -87,6 +87,7 @@ class Ctx:
     stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
     offchip: bool = False  # the weight lives in external memory (fpgac_offchip.h), read through a port
     board: Board | None = None  # the target, where a layer's working memories depend on it
+    uram_rows: bool = False  # an off-chip conv's line buffer in URAM (the fitting's choice)
 
     @property
     def size(self) -> int:

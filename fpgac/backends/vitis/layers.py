@@ -305,7 +305,7 @@ def _row_memories(ctx: Ctx, values: dict[str, int]) -> str:
     board)."""
     lanes = _direct_lanes(ctx)
     span, out_lanes = (values["KH"] - 1) * values["DH"] + 1, values["OC"] // ctx.groups
-    where = direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board) if ctx.board else None
+    where = direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board, ctx.uram_rows) if ctx.board else None
     lines = [
         f"  static {ctx.in_types[0]} rows[{span}][{values['W']}][{values['C']}];",
         f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=rows cyclic factor={lanes} dim=3)",
