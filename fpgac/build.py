@@ -146,6 +146,7 @@ class Decisions:
         offchip: the layers whose weights live in external memory (``--weights``).
         uram: the layers whose weights are preloaded into UltraRAM (the fitting's).
         lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
+        uram_rows: off-chip convs whose line buffers the fitting put in URAM.
     """
 
     backend: str
@@ -157,6 +158,7 @@ class Decisions:
     offchip: frozenset[str] = frozenset()
     uram: frozenset[str] = frozenset()
     lanes: Mapping[str, int] = field(default_factory=dict)
+    uram_rows: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         offchip=fitting.offchip,
         uram=fitting.uram,
         lanes=fitting.lanes,
+        uram_rows=fitting.uram_rows,
     )
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -366,6 +369,7 @@ def build(
                 offchip=decisions.offchip,
                 uram=decisions.uram,
                 lanes=decisions.lanes,
+                uram_rows=decisions.uram_rows,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

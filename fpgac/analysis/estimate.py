@@ -385,6 +385,23 @@ def offchip_lanes(weight_bits: int, fan_in: int, reuse: int = 1) -> int:
     return max(1, min(OFFCHIP_WORD_BITS // stored_bits(weight_bits), fan_in) // reuse)
 
 
+def direct_lanes(weight_bits: int, group_channels: int, taps: int, reuse: int = 1) -> int:
+    """Lanes of an off-chip conv that reads its windows straight from its line buffer (``fpgac_offchip.h``'s
+    conv_offchip_stream: a cycle's lanes are consecutive channels of one tap, one word of the buffer, so
+    they divide the group's channels): the largest divisor of ``group_channels`` within
+    :func:`offchip_lanes`. 0 when even at reuse 1 that is under half the lanes a weight word feeds (few
+    channels a group: an RGB input, a depthwise conv), where whole words would idle most products: such a
+    conv copies its windows into a memory instead (conv_row_offchip)."""
+    widest = offchip_lanes(weight_bits, group_channels * taps)
+    if 2 * _divisor_within(group_channels, widest) < widest:
+        return 0
+    return _divisor_within(group_channels, offchip_lanes(weight_bits, group_channels * taps, reuse))
+
+
+def _divisor_within(n: int, limit: int) -> int:
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
 def offchip_max_reuse(weight_bits: int, fan_in: int) -> int:
     """The reuse factor of an off-chip layer at one product a cycle."""
     return offchip_lanes(weight_bits, fan_in)
@@ -894,20 +911,23 @@ class LayerModel:
         bandwidth_ii: int = 0,
         groups: tuple[int, int] = (1, 1),
         uram: bool = False,
+        uram_rows: bool = False,
     ) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
-        (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram``: weights preloaded into URAM."""
+        (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram``: weights preloaded into URAM;
+        ``uram_rows``: an off-chip conv's line buffer in URAM (:func:`direct_row_memories`)."""
         if self.mode == "global":
             return self._global_pool(groups)
         if self.mode == "scan":
             return self._scanned_pool(groups)
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
-        lanes = offchip_lanes(work.weight_bits, work.fan_in, reuse)
+        direct = self.direct_lanes(reuse) if offchip else 0  # conv_offchip_stream: reads its line buffer
+        lanes = direct or offchip_lanes(work.weight_bits, work.fan_in, reuse)
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
-        row_conv = offchip and self.mode == "window"  # conv_row_offchip: windows copied into a memory
+        row_conv = offchip and self.mode == "window"  # a row a weight read: conv_row_offchip or direct
         if self.mode == "beat":  # L = C / G units, a beat of L channels a cycle: G a pixel
             r = groups[1]
         mults = lanes if offchip else math.ceil(work.mults / r)
@@ -929,12 +949,15 @@ class LayerModel:
             memory, storage = "uram", uram_memory(work.weights, work.weight_bits, r)
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
-        res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
+        if direct:
+            res = res + storage + direct_row_memories(node, lanes, groups[1], board, uram_rows).cost
+        else:
+            res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
         lookups = math.ceil(work.elems / r) if work.tables else 0
         for entries, width in work.tables:
             copy = memory_cost(entries, width, board, allow_uram=False)
             res = res + copy * math.ceil(lookups / 2)
-        rows, lb_depth, lb_count, lb_width = work.line_buffers
+        rows, lb_depth, lb_count, lb_width = work.line_buffers if not direct else (0, 0, 0, 0)
         row = memory_cost(lb_depth, lb_width, board, allow_uram=False)
         res = res + row * (rows * lb_count)
         ow = _width(node.output.type.format)
@@ -951,10 +974,14 @@ class LayerModel:
             depth += DSP_LATENCY if dsp_each else LUT_MULT_LATENCY
         if work.adds:
             depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
-        if work.tables or rows:
+        if work.tables or rows or direct:
             depth += BRAM_LATENCY
         ii = base = work.steps * step_cycles(node, r, self.level)
-        if row_conv:  # each output row also copies its windows in, then writes its beats out
+        if direct:  # each row's beats leave after it; its input is stored word by word in between
+            ii += work.steps * groups[1] + self._input_beats(groups[0]) * math.ceil(
+                self._input_lanes(groups[0]) / lanes
+            )
+        elif row_conv:  # each output row also copies its windows in, then writes its beats out
             ii += work.steps * (math.ceil(self._window_cells() / lanes) + groups[1])
         elif self.mode == "window":  # a pixel's output beats leave one a cycle
             ii = max(ii, work.steps * groups[1])
@@ -989,16 +1016,31 @@ class LayerModel:
         """Cells of one conv window: C x the kernel's taps."""
         return self.node.inputs[0].shape[0] * math.prod(self.node.params["weight"].shape[2:])
 
+    def direct_lanes(self, reuse: int) -> int:
+        """Its lanes off chip as a conv reading its line buffer (:func:`direct_lanes`; 0: not such a conv)."""
+        if self.node.op != "conv" or self.mode != "window":
+            return 0
+        shape = self.node.params["weight"].shape
+        return direct_lanes(self.work.weight_bits, shape[1], math.prod(shape[2:]), reuse)
+
     def _row_memories(self, lanes: int, g_out: int) -> Resources:
         """conv_row_offchip's memories: a row's windows (OW x C*taps cells, reshaped ``lanes`` wide) and its
-        outputs (OW x OC, partitioned into the L_out banks one output beat reads)."""
-        x, out, board = self.node.inputs[0], self.node.output, self.board
-        cols, channels = out.shape[-1], out.shape[0]
-        cells = cols * self._window_cells()
+        outputs (:meth:`_output_row`)."""
+        x, board = self.node.inputs[0], self.board
+        cells = self.node.output.shape[-1] * self._window_cells()
         windows = _buffer_cost(math.ceil(cells / lanes), lanes * _width(x.type.format), board)
+        return windows + self._output_row(g_out)
+
+    def _output_row(self, g_out: int) -> Resources:
+        """An off-chip conv's output row (OW x OC, partitioned into the L_out banks one output beat reads)."""
+        out, board = self.node.output, self.board
+        cols, channels = out.shape[-1], out.shape[0]
         banks = channels // g_out
         bank = _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board)
-        return windows + bank * banks
+        return bank * banks
+
+    def _input_lanes(self, groups: int) -> int:
+        return pixels_channels(self.node.inputs[0])[1] // groups
 
     def _input_beats(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[0] * groups
@@ -1089,6 +1131,60 @@ def _buffer_cost(depth: int, width: int, board: Board) -> Resources:
     return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
 
 
+@dataclass(frozen=True)
+class RowMemories:
+    """conv_offchip_stream's working memories, as the Vitis emitter declares them: its line buffer (the
+    window's span of input rows, W x C / L words of the conv's L lanes) and its output row (OW x OC
+    elements, ``out_words`` a word: the L_out banks one output beat reads, or URAM words)."""
+
+    line_buffer_uram: bool
+    out_words: int
+    out_uram: bool
+    cost: Resources
+
+
+def direct_row_memories(
+    node: Node, lanes: int, g_out: int, board: Board, uram_rows: bool = False
+) -> RowMemories:
+    """Where conv_offchip_stream's memories live (:func:`row_memory`); ``lanes``: its lanes, ``g_out``: its
+    output's beats a pixel; ``uram_rows``: its line buffer in URAM whatever its share (the fitting's
+    choice when block RAM is over budget and URAM is not). The output row in URAM packs as many whole
+    elements into each 72-bit column of a word as fit (4 of 16 bits), since one element a cycle is written
+    and one beat read."""
+    x, out = node.inputs[0], node.output
+    kernel = node.params["weight"].shape[2:]
+    span = (node.attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
+    words = span * x.shape[-1] * math.ceil(x.shape[0] / lanes)
+    rows_uram, rows = row_memory(words, lanes * _width(x.type.format), board)
+    if uram_rows and board.uram:
+        rows_uram, rows = True, _uram_cost(words, lanes * _width(x.type.format))
+    width, cells, out_lanes = _width(out.type.format), out.shape[-1] * out.shape[0], out.shape[0] // g_out
+    banks = _buffer_cost(math.ceil(cells / out_lanes), width, board) * out_lanes
+    packed = out_lanes * max(1, URAM_SHAPE[1] // width)
+    out_uram, in_uram = row_memory(math.ceil(cells / packed), packed * width, board, banks)
+    if not out_uram:
+        return RowMemories(rows_uram, out_lanes, False, rows + banks)
+    return RowMemories(rows_uram, packed, True, rows + in_uram)
+
+
+def row_memory(
+    depth: int, width: int, board: Board, block: Resources | None = None
+) -> tuple[bool, Resources]:
+    """(in URAM, cost) of an off-chip conv's working memory of ``depth`` x ``width`` bits, ``block`` its
+    cost out of URAM (default: mapped as working memories are, :func:`_buffer_cost`). URAM when the board
+    has it and the memory takes a smaller share of the board's URAM than of its block RAM that way: such
+    designs leave URAM idle, and a URAM holds 16 BRAM18s but a board has far fewer of them."""
+    block = _buffer_cost(depth, width, board) if block is None else block
+    uram = _uram_cost(depth, width)
+    if board.uram and block.bram18 and uram.uram * board.bram18 < block.bram18 * board.uram:
+        return True, uram
+    return False, block
+
+
+def _uram_cost(depth: int, width: int) -> Resources:
+    return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1]))
+
+
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
     """Every node's :class:`LayerModel` (refuses a float graph or an unknown io style)."""
     check_io(io)
@@ -1114,16 +1210,26 @@ def assemble(
     shown_reuse: int | dict[str, int] | None = None,
     groups: Mapping[str, int] | None = None,
     uram: frozenset[str] = frozenset(),
+    uram_rows: frozenset[str] = frozenset(),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
     the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`); ``uram``:
-    the layers whose weights are preloaded into UltraRAM."""
+    the layers whose weights are preloaded into UltraRAM; ``uram_rows``: the off-chip convs whose line
+    buffers the fitting put in URAM."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
     bw = bandwidth_ii(models, offchip, board)
     layers = tuple(
-        m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {}), m.name in uram) for m in models
+        m.at(
+            factors[m.name],
+            m.name in offchip,
+            bw,
+            m.groups(groups or {}),
+            m.name in uram,
+            m.name in uram_rows,
+        )
+        for m in models
     )
     ii = max((layer.ii for layer in layers), default=1)
     if io == "parallel":

@@ -111,6 +111,7 @@ class Fitting:
         within_util: whether the design takes at most ``util`` of every resource.
         target_fps: the frame rate asked for, if any.
         note: one line when the design does not fit or misses ``target_fps``; else None.
+        uram_rows: off-chip convs whose line buffers are in URAM (:func:`_uram_line_buffers`).
     """
 
     io: str
@@ -126,6 +127,7 @@ class Fitting:
     within_util: bool
     target_fps: float | None
     note: str | None
+    uram_rows: frozenset[str] = frozenset()
 
     @property
     def fits(self) -> bool:
@@ -150,6 +152,7 @@ class Fitting:
             "offchip": sorted(self.offchip),
             "uram": sorted(self.uram),
             "lanes": dict(sorted(self.lanes.items())),
+            "uram_rows": sorted(self.uram_rows),
             "note": self.note,
         }
 
@@ -311,7 +314,8 @@ def _fit_design(
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
-    est = assemble(models, factors, offchip, groups=beats, uram=uram)
+    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram)
+    est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows)
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -329,7 +333,42 @@ def _fit_design(
         within,
         target_fps,
         note,
+        uram_rows,
     )
+
+
+def _uram_line_buffers(
+    models: Sequence[LayerModel],
+    factors: Mapping[str, int],
+    beats: Mapping[str, int],
+    offchip: frozenset[str],
+    bw: int,
+    budget: Resources,
+    preloaded: frozenset[str] = frozenset(),
+) -> frozenset[str]:
+    """Off-chip convs whose line buffers move to URAM when the design's block RAM is over budget and its
+    URAM is not: the most BRAM18 freed a URAM first, while the URAM budget holds (what the weights
+    preloaded into URAM, ``preloaded``, leave of it). (The estimate puts a
+    memory in URAM on its own only when that takes a smaller share of the board, which leaves a wide line
+    buffer, a few hundred words of L channels, in block RAM even while URAM sits idle.)"""
+    total = assemble(models, factors, offchip, groups=beats, uram=preloaded).total
+    bram, uram, moves = total.bram18, total.uram, []
+    for m in models:
+        if m.name not in offchip or not m.direct_lanes(factors[m.name]):
+            continue
+        at = (factors[m.name], True, bw, m.groups(beats))
+        before, after = m.at(*at).resources, m.at(*at, uram_rows=True).resources
+        freed, taken = before.bram18 - after.bram18, after.uram - before.uram
+        if freed > 0:
+            moves.append((-freed / max(taken, 1), m.name, freed, taken))
+    chosen: set[str] = set()
+    for _, name, freed, taken in sorted(moves):
+        if bram <= budget.bram18:
+            break
+        if uram + taken <= budget.uram:
+            chosen.add(name)
+            bram, uram = bram - freed, uram + taken
+    return frozenset(chosen)
 
 
 def _offchip(

@@ -16,26 +16,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fpgac.analysis.estimate import layer_models
 from fpgac.backends.equivalence import random_inputs, verify
 from fpgac.backends.plan import BuildPlan, write_plan
 from fpgac.backends.vitis.ccode import VitisError
 from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.ir import Graph, TensorType
+from fpgac.ir.graph import Value
 from fpgac.ir.serialize import graph_files
 from fpgac.passes.quantize import Quantize
 from tests.csim_support import skip_without_csim
-from tests.vitis_zoo import residual_cnn
+from tests.vitis_zoo import _normal, residual_cnn
 
 skip_without_csim()
 
 
-def _folder(graph: Graph, lanes: dict[str, int], folder: Path, offchip: frozenset[str] = frozenset()) -> Path:
+def _folder(
+    graph: Graph,
+    lanes: dict[str, int],
+    folder: Path,
+    offchip: frozenset[str] = frozenset(),
+    reuse: dict[str, int] | None = None,
+) -> Path:
     plan = BuildPlan()
     for name, data in graph_files(graph).items():
         plan.add(name, data)
     board = get_board("zcu104")
-    hls = vitis_plan(graph, board, "stream", {"c2": 3}, model=graph.name, offchip=offchip, lanes=lanes)
+    reuse = {"c2": 3} if reuse is None else reuse
+    hls = vitis_plan(graph, board, "stream", reuse, model=graph.name, offchip=offchip, lanes=lanes)
     plan.merge(hls, prefix="hls/")
     return write_plan(plan, folder, force=True)
 
@@ -58,6 +67,54 @@ def test_folded_stream_is_bit_exact(fold: str, tmp_path: Path) -> None:
     lanes = {graph.node(n).output.name: k for n, k in FOLDS[fold].items()}
     offchip = frozenset({"c1", "c2"} if fold == "offchip" else ())
     folder = _folder(graph, lanes, tmp_path / fold, offchip)
+    result = verify(str(folder), random_inputs(graph, 16, seed=3))
+    bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
+    assert not bad, bad
+
+
+def _line_buffer_convs() -> Graph:
+    """16x7x7 -> conv 3x3 stride 2 (16) -> ReLU -> conv 1x1 (32) -> ReLU -> conv 3x3 in 2 groups (32)
+    -> conv 1x1 stride 2 (8) -> flatten -> dense 3: off chip, every conv reads its line buffer."""
+    rng = np.random.default_rng(11)
+    graph = Graph("line_buffer_convs")
+    x = graph.add_input("image", TensorType((16, 7, 7)))
+
+    def conv(name: str, value: Value, out: int, k: int, stride: int, groups: int = 1) -> Value:
+        attrs = {"strides": [stride] * 2, "pads": [k // 2] * 4, "dilations": [1, 1], "groups": groups}
+        params = {"weight": _normal(rng, out, value.shape[0] // groups, k, k), "bias": _normal(rng, out)}
+        return graph.add("conv", [value], name=name, attrs=attrs, params=params).output
+
+    r1 = graph.add("relu", [conv("k3s2", x, 16, 3, 2)], name="r1").output
+    r2 = graph.add("relu", [conv("k1", r1, 32, 1, 1)], name="r2").output
+    k1s2 = conv("k1s2", conv("k3g2", r2, 32, 3, 1, groups=2), 8, 1, 2)
+    flat = graph.add("reshape", [k1s2], name="flat", attrs={"shape": [8 * 2 * 2]})
+    fc = graph.add("dense", [flat.output], name="fc",
+                   params={"weight": _normal(rng, 3, 32), "bias": _normal(rng, 3)})  # fmt: skip
+    graph.set_outputs([fc.output])
+    calib = rng.uniform(-1, 1, (32, 16, 7, 7)).astype(np.float32)
+    return Quantize(precision=10, calib=(calib,)).run(graph)
+
+
+# Lanes of the conv outputs (r1, r2 fold alike) and reuse factors: whole and folded inputs, a beat wider
+# than the conv's lanes (16 channels into 8 lanes at reuse 3: two words a beat) and narrower.
+LINE_BUFFER_FOLDS = {
+    "folded": ({"k3s2": 4, "r1": 4, "k1": 8, "r2": 8, "k3g2": 2, "k1s2": 4}, {}),
+    "reused": ({"k3g2": 16}, {"k3s2": 3, "k1": 2, "k1s2": 5}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fold", sorted(LINE_BUFFER_FOLDS))
+def test_offchip_convs_reading_their_line_buffer_are_bit_exact(fold: str, tmp_path: Path) -> None:
+    graph = _line_buffer_convs()
+    folds, reuse = LINE_BUFFER_FOLDS[fold]
+    lanes = {graph.node(n).output.name: k for n, k in folds.items()}
+    convs = [n for n in graph.nodes if n.op == "conv"]
+    models = {m.name: m for m in layer_models(graph, "stream", get_board("zcu104"))}
+    assert all(models[n.name].direct_lanes(reuse.get(n.name, 1)) for n in convs)
+    folder = _folder(graph, lanes, tmp_path / fold, frozenset(n.name for n in convs), reuse)
+    layers = (folder / "hls" / "firmware" / "layers.h").read_text()
+    assert layers.count("fpgac::conv_offchip_stream<") == len(convs)
     result = verify(str(folder), random_inputs(graph, 16, seed=3))
     bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
     assert not bad, bad

@@ -22,7 +22,10 @@ from fpgac.analysis.estimate import (
     RESOURCES,
     EstimateError,
     ReuseError,
+    direct_lanes,
+    direct_row_memories,
     estimate,
+    layer_models,
     memory_cost,
     product_cost,
     reuse_factors,
@@ -548,3 +551,36 @@ def test_uram_weights_fill_the_ports_the_emitter_reshapes() -> None:
     est = estimate(graph, ZCU104, "stream", {"conv1": 400}, uram=frozenset({"conv1"}))
     assert layer(est, "conv1")["memory"] == "uram" and layer(est, "conv1")["uram"] == 1
     assert "cyclic factor=4)" in uram_pragmas(graph.node("conv1"), "conv1", 400)[0]  # 1,152 / 400 -> 3 -> 4
+
+
+def test_offchip_conv_reads_its_line_buffer_and_keeps_its_output_row_in_uram() -> None:
+    """A 64-channel 3x3 conv off chip reads 32 channels of its line buffer a cycle (its lanes divide the
+    channels; an RGB or depthwise conv copies windows instead), no window memory: its line buffer (3 rows
+    of 14 x 64 int16) and its output row (14 x 1024 int16, packed 4 a URAM word: one URAM on a zcu104
+    instead of 14 BRAM18) are all its memory besides the weight tiles, declared where the estimate puts
+    them; a board without URAM keeps the row in block RAM. Its output leaves one channel a beat (a
+    1024-channel beat would read 1024 banks of the row at once)."""
+    from fpgac.backends.vitis.emitter import design
+
+    assert (direct_lanes(16, 64, 9), direct_lanes(16, 64, 9, reuse=3)) == (32, 8)
+    assert direct_lanes(16, 3, 49) == direct_lanes(16, 1, 9) == 0
+    rng = np.random.default_rng(0)
+    graph = Graph("wide")
+    x = graph.add_input("x", TensorType((64, 14, 14)))
+    params = {"weight": Param(rng.normal(0, 0.1, (1024, 64, 3, 3)).astype(np.float32))}
+    conv = graph.add("conv", [x], name="conv", attrs=CONV3, params=params).output
+    graph.set_outputs([graph.add("reshape", [conv], name="flat", attrs={"shape": [1024 * 14 * 14]}).output])
+    graph = Quantize(precision=16, calib=(rng.normal(0, 1, (2, 64, 14, 14)).astype(np.float32),)).run(graph)
+    for board, uram in ((ZCU104, True), (ZCU102, False)):
+        conv = layer_models(graph, "stream", board)[0].at(
+            1, offchip=True, groups=(1, 1024)
+        )  # 1 channel a beat
+        rows = direct_row_memories(graph.node("conv"), 32, 1024, board)
+        assert conv.multipliers == 32 and (rows.out_uram, rows.line_buffer_uram) == (uram, False)
+        assert (conv.resources.uram, conv.resources.bram18) == ((1, 0) if uram else (0, 14))
+        lanes = {graph.node("conv").output.name: 1}  # its output leaves a channel a beat
+        body = design(graph, "stream", {}, board, frozenset({"conv"}), lanes)["layers"][0]["body"]
+        assert (
+            "fpgac::conv_offchip_stream<" in body and "ARRAY_RESHAPE variable=rows cyclic factor=32" in body
+        )
+        assert ("BIND_STORAGE variable=out type=ram_2p impl=uram" in body) == uram

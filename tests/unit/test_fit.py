@@ -12,14 +12,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from fpgac.analysis.estimate import RESOURCES, estimate, layer_models
-from fpgac.analysis.fit import FitError, Fitting, fit
+from fpgac.analysis.estimate import RESOURCES, Resources, assemble, estimate, layer_models
+from fpgac.analysis.fit import FitError, Fitting, _uram_line_buffers, fit
+from fpgac.backends.vitis.emitter import design
 from fpgac.boards import BOARDS
 from fpgac.build import BuildOptions, compile_model
-from fpgac.ir import Graph
-from tests.unit.test_estimate import cnn, mlp, resnet50_like
+from fpgac.ir import Graph, Param, TensorType
+from fpgac.passes.quantize import Quantize
+from tests.unit.test_estimate import CONV3, cnn, mlp, resnet50_like
 
 ZCU104, PYNQ = BOARDS["zcu104"], BOARDS["pynq-z2"]
 
@@ -217,3 +220,27 @@ def test_weights_beyond_block_ram_are_preloaded_into_uram() -> None:
     assert not fitted(graph, ZCU104, "stream", target_fps=150, weights="onchip").uram
     fast = fitted(graph, ZCU104, "stream", target_fps=1000)
     assert fast.fits and fast.offchip == {"fc0"} and fast.uram == {"fc1"}
+
+
+def test_line_buffers_move_to_uram_when_block_ram_is_over() -> None:
+    """An off-chip 3x3 conv on 128 channels keeps its line buffer (3 rows of 28 x 128 int16, 336 words of
+    32 channels) in 15 BRAM18 while that takes a smaller share of a zcu104 than its 8 URAMs would; when the
+    design's block RAM is over budget and its URAM is not, the fitting moves it to URAM, and the HLS
+    declares it there."""
+    rng = np.random.default_rng(0)
+    graph = Graph("rows")
+    x = graph.add_input("x", TensorType((128, 28, 28)))
+    params = {"weight": Param(rng.normal(0, 0.1, (128, 128, 3, 3)).astype(np.float32))}
+    graph.set_outputs([graph.add("conv", [x], name="conv", attrs=CONV3, params=params).output])
+    graph = Quantize(precision=16, calib=(rng.normal(0, 1, (1, 128, 28, 28)).astype(np.float32),)).run(graph)
+    models, offchip, factors = layer_models(graph, "stream", ZCU104), frozenset({"conv"}), {"conv": 1}
+    before = assemble(models, factors, offchip).total
+    moved = assemble(models, factors, offchip, uram_rows=offchip).total
+    assert (before.bram18 - moved.bram18, moved.uram - before.uram) == (15, 8)
+    for budget, chosen in (((10, 50), offchip), ((10, 7), frozenset()), ((100, 50), frozenset())):
+        limits = Resources(dsp=10**6, bram18=budget[0], uram=budget[1], lut=10**7, ff=10**7)
+        assert _uram_line_buffers(models, factors, {}, offchip, 0, limits) == chosen
+    for uram in (False, True):
+        body = design(graph, "stream", {}, ZCU104, offchip, None, uram_rows=offchip if uram else frozenset())
+        rows = "BIND_STORAGE variable=rows type=ram_2p impl=uram" in body["layers"][0]["body"]
+        assert rows == uram

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Node
 from fpgac.ir.types import Fixed
@@ -85,6 +86,8 @@ class Ctx:
     elem: str = "i"
     stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
     offchip: bool = False  # the weight lives in external memory (fpgac_offchip.h), read through a port
+    board: Board | None = None  # the target, where a layer's working memories depend on it
+    uram_rows: bool = False  # an off-chip conv's line buffer in URAM (the fitting's choice)
     uram: bool = False  # the weight is preloaded from the weight image into UltraRAM (fpgac::preload)
 
     @property

@@ -94,6 +94,7 @@ def design(
     offchip: Set[str] = frozenset(),
     lanes: vitis_stream.Lanes | None = None,
     uram: Set[str] = frozenset(),
+    uram_rows: Set[str] = frozenset(),
 ) -> dict[str, Any]:
     """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it).
 
@@ -140,7 +141,8 @@ def design(
         ]
         mode = vitis_stream.layer_mode(node) if stream else "array"
         layer_reuse = (reuse or {}).get(node.name, 1)
-        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip, lanes)
+        memories = (node.name in offchip, node.name in uram_rows)  # its weights off chip, rows in URAM
+        ctx = _context(node, layer, args, ins, out, mode, layer_reuse, memories, lanes, board)
         ctx = replace(ctx, uram=node.name in uram)
         code = emit_layer(ctx)
         memory = [code.external] if code.external else []
@@ -295,12 +297,15 @@ def _context(
     out: ValueInfo,
     mode: str,
     reuse: int,
-    offchip: bool,
+    memories: tuple[bool, bool],
     lanes: vitis_stream.Lanes | None,
+    board: Board | None,
 ) -> Ctx:
     """The emitter's view of a layer: array names, or (beat mode) the beats' data and the channel index.
 
-    A beat layer's inputs and output travel in the same beats (one fold)."""
+    A beat layer's inputs and output travel in the same beats (one fold). ``memories``: its weights off
+    chip, its line buffer in URAM."""
+    offchip, uram_rows = memories
     in_types, in_fmts = [i.type for i in ins], [i.fmt for i in ins]
     if mode == "beat":
         p, g, w = vitis_stream.fold(node.output, lanes)
@@ -315,7 +320,7 @@ def _context(
     groups = vitis_stream.fold(node.output, lanes)[1] if stream else 1  # a window layer's output beats
     out_name, elem = "y", "i"
     return Ctx(node, layer, names, in_types, in_fmts, out_name, out.type, out.fmt, reuse, None, groups, elem,
-               stream, offchip)  # fmt: skip
+               stream, offchip, board, uram_rows)  # fmt: skip
 
 
 def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:
@@ -357,6 +362,7 @@ def vitis_plan(
     offchip: frozenset[str] = frozenset(),
     lanes: vitis_stream.Lanes | None = None,
     uram: frozenset[str] = frozenset(),
+    uram_rows: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``).
 
@@ -364,10 +370,11 @@ def vitis_plan(
     testbench.py. The layers named in ``offchip`` keep their weights in external memory: the top function
     reads them through m_axi ports (bundle ``gmem_w``) from the image written as ``weights.bin``
     (weight_image.py). The layers named in ``uram`` copy theirs from the same image into UltraRAM once, at
-    start (``fpgac::preload``).
+    start (``fpgac::preload``); the off-chip convs named in ``uram_rows`` keep their line buffers in URAM
+    (the fitting's choice).
     """
     env = _templates()
-    data = design(graph, io, reuse, board, offchip, lanes, uram)
+    data = design(graph, io, reuse, board, offchip, lanes, uram, uram_rows)
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.estimate import offchip_lanes
+from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes
 from fpgac.analysis.pool_scan import PoolScan
 from fpgac.backends.vitis.ccode import (
     Array,
@@ -218,7 +218,7 @@ def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
     off-chip weight is the name of its memory port) and the weight's shape."""
     param = ctx.node.params["weight"]
     if ctx.offchip:
-        return _external_weight(ctx, code), param.shape
+        return _external_weight(ctx, code, channels_last=bool(_direct_lanes(ctx))), param.shape
     if ctx.uram:
         _external_weight(ctx, code, "preloaded into URAM at start; ")
         return f"{ctx.name}_weight_uram", param.shape
@@ -252,9 +252,10 @@ def _count_bits(ctx: Ctx, fan_in: int) -> dict[str, int]:
     return {"COUNT_BITS": fan_in.bit_length()} if _xnor(ctx) else {}
 
 
-def _external_weight(ctx: Ctx, code: LayerCode, how: str = "") -> str:
+def _external_weight(ctx: Ctx, code: LayerCode, how: str = "", channels_last: bool = False) -> str:
     """An off-chip weight: its type, and its raw words in row-major order (``[OUT][...]``: the order the
-    off-chip kernels read them, and the on-chip array's) for the weight image; returns the name of its
+    off-chip kernels read them, and the on-chip array's; ``channels_last``: a conv's ``[OC][KH][KW][C/G]``,
+    the order conv_offchip_stream reads its line buffer in) for the weight image; returns the name of its
     memory port (``how`` starts its comment)."""
     param = ctx.node.params["weight"]
     fmt = param.format
@@ -265,7 +266,8 @@ def _external_weight(ctx: Ctx, code: LayerCode, how: str = "") -> str:
         )
     if not isinstance(fmt, Fixed):
         raise VitisError(f"{ctx.where()}: param 'weight' is not fixed point; quantize the graph first")
-    data = np.asarray(param.data, dtype=np.float64).reshape(-1)
+    data = np.asarray(param.data, dtype=np.float64)
+    data = (np.moveaxis(data, 1, -1) if channels_last else data).reshape(-1)
     type_name, port, ctype = f"{ctx.name}_weight_t", f"{ctx.name}_weight", c_int_type(fmt)
     code.typedefs.append((type_name, fmt.ap_type()))
     comment = f"{how}weight {list(param.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
@@ -291,7 +293,19 @@ def _lanes(ctx: Ctx, fan_in: int) -> dict[str, int]:
     """``LANES`` of an off-chip layer: its products a cycle, as the estimate counts them (none on chip)."""
     fmt = ctx.node.params["weight"].format
     assert isinstance(fmt, Fixed)  # _external_weight refused a float weight first
-    return {"LANES": offchip_lanes(fmt.width, fan_in, ctx.reuse)} if ctx.offchip else {}
+    if not ctx.offchip:
+        return {}
+    return {"LANES": _direct_lanes(ctx) or offchip_lanes(fmt.width, fan_in, ctx.reuse)}
+
+
+def _direct_lanes(ctx: Ctx) -> int:
+    """Lanes of an off-chip stream conv that reads its line buffer (conv_offchip_stream), as the estimate
+    counts them; 0 for any other layer."""
+    param = ctx.node.params["weight"]
+    if not (ctx.offchip and ctx.stream and ctx.node.op == "conv" and isinstance(param.format, Fixed)):
+        return 0
+    shape = param.shape
+    return direct_lanes(param.format.width, shape[1], math.prod(shape[2:]), ctx.reuse)
 
 
 def _weight_types(ctx: Ctx, code: LayerCode) -> dict[str, str]:
@@ -329,6 +343,28 @@ def _signs(ctx: Ctx) -> str:
     if ctx.offchip or _xnor(ctx) or single_magnitude(ctx.node.params["weight"]) is None:
         return f"{ctx.name}_config"
     return f"{ctx.name}_config, true"
+
+
+def _row_memories(ctx: Ctx, values: dict[str, int]) -> str:
+    """conv_offchip_stream's line buffer and output row, declared where the estimate puts them
+    (:func:`~fpgac.analysis.estimate.direct_row_memories`; block RAM or LUT RAM as HLS maps them without a
+    board)."""
+    lanes = _direct_lanes(ctx)
+    span, out_lanes = (values["KH"] - 1) * values["DH"] + 1, values["OC"] // ctx.groups
+    where = direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board, ctx.uram_rows) if ctx.board else None
+    lines = [
+        f"  static {ctx.in_types[0]} rows[{span}][{values['W']}][{values['C']}];",
+        f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=rows cyclic factor={lanes} dim=3)",
+    ]
+    if where and where.line_buffer_uram:
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=rows type=ram_2p impl=uram)")
+    lines.append(f"  static {ctx.out_type} out[{values['OW'] * values['OC']}];")
+    if where and where.out_uram:
+        lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=out cyclic factor={where.out_words})")
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=out type=ram_2p impl=uram)")
+    else:
+        lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=out cyclic factor={out_lanes})")
+    return "\n".join(lines) + "\n"
 
 
 def _spatial_2d(x_shape: tuple[int, ...], out_shape: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -376,7 +412,12 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
     code.config = config(ctx, {**values, **_lanes(ctx, fan_in), **_count_bits(ctx, fan_in)}, types)
     code.body = _preload(ctx, code)
     if ctx.stream:
-        if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
+        if _direct_lanes(ctx):  # a whole output row per read of the weights, from the line buffer
+            code.body += _row_memories(ctx, values)
+            call = f"{ctx.ins[0]}, {ctx.out}, {weight}, {bias}, rows, out"
+            code.body += f"  fpgac::conv_offchip_stream<{ctx.name}_config>({call});"
+            return
+        if ctx.offchip:  # a row per read of the weights, its windows copied first (fpgac_offchip.h)
             row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
             window_stream(ctx, code, row, weight)
             return
