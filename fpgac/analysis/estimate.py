@@ -40,17 +40,17 @@ per step, with ``M`` non-zero multiplications per step.
   registers of a line buffer, and ``CONTROL_FF`` per layer.
 * **Weights** (:func:`weight_memory`, which the Vitis emitter's pragmas follow). At R = 1 each weight
   is a constant wired into its multiplier, in both styles: no storage (a memory read every cycle by
-  every multiplier would be registers anyway). At R > 1 a layer's weights form a ROM ``R`` words deep
-  and ``ceil(M/R) * b`` bits wide (one word feeds all multipliers for one cycle). ``parallel`` keeps it
-  in LUTs. ``stream`` puts it in block RAM only when that fills the blocks at least half
-  (``BRAM_MIN_FILL``): block counts come from the 18-Kbit block's aspect ratios (UG573: 512x36,
+  every multiplier would be registers anyway). At R > 1 a layer's ``n`` stored weights (an uncompressed
+  array stores its zeros too) form a ROM of words of ``w = ceil(n/R)`` weights (:func:`rom_word`: one
+  word feeds all multipliers for one cycle), ``ceil(n/w)`` words deep (:func:`rom_depth`: at most R).
+  ``parallel`` keeps it in LUTs. ``stream`` puts it in block RAM only when that fills the blocks at least
+  half (``BRAM_MIN_FILL``): block counts come from the 18-Kbit block's aspect ratios (UG573: 512x36,
   1Kx18, 2Kx9, 4Kx4, 8Kx2, 16Kx1), the best of ``ceil(depth/d) * ceil(width/w)``, so a shallow, wide
   ROM (small R) is port-bound: at R = 2 each block would hold 72 of its 18,432 bits. Such a ROM is LUT
-  ROM instead, ``width * ceil(R/64)`` LUTs (a LUT6 is a 64x1 ROM), in proportion to the bits once R
-  reaches 64. A ROM that fills URAM (4Kx72, 288 Kbit) at least half goes to URAM on boards that have
-  it when that takes no more capacity than block RAM (``16 * urams <= bram18s``): deep arrays.
-  Block RAM is thus in proportion to the weight bits (at most ``1 / BRAM_MIN_FILL`` times their
-  18-Kbit count).
+  ROM instead, ``width * ceil(depth/64)`` LUTs (a LUT6 is a 64x1 ROM), in proportion to the bits once
+  the depth reaches 64. Block RAM is thus in proportion to the weight bits (at most ``1 /
+  BRAM_MIN_FILL`` times their 18-Kbit count). A ROM is never UltraRAM: the bitstream cannot initialise
+  URAM.
 * **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM is
   replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external memory, and
   the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi port is widened to)
@@ -426,7 +426,7 @@ class _Work:
     add_bits: int = 0
     logic: int = 0  # comparators, selects, dividers, rounding: LUTs per step
     fan_in: int = 1  # products summed into one output
-    weights: int = 0  # non-zero weights stored (stream: in memory)
+    weights: int = 0  # weights stored (a compressed tensor's non-zero ones)
     weight_bits: int = 0  # bits of one stored weight
     sweeps: int = 1  # reads of all the weights a frame when they are off chip
     tables: tuple[tuple[int, int], ...] = ()  # (entries, width) ROMs read once per element
@@ -487,7 +487,7 @@ def _matmul(node: Node, io: str) -> _Work:
         add_bits=1 if xnor else acc,
         logic=elems * (_width(out.type.format) + (acc if xnor else 0)),
         fan_in=fan_in,
-        weights=nnz,
+        weights=nnz if weight.encoding is not None else weight.data.size,  # a plain array stores its zeros
         weight_bits=1 if xnor else _width(weight.format),
         sweeps=out.shape[1] if node.op == "conv" and len(out.shape) > 2 else 1,  # conv: once per output row
         **(_window(node, io, fan_in) if node.op == "conv" else {}),
@@ -755,24 +755,35 @@ def _window(node: Node, io: str, taps: int) -> dict[str, Any]:
 MEMORIES = ("none", "const", "lutram", "bram", "uram", "offchip")
 
 
+def rom_word(count: int, reuse: int) -> int:
+    """Weights a reuse-``reuse`` layer reads a cycle: one ROM word of ``ceil(count / reuse)`` weights feeds
+    all its multipliers (the Vitis emitter reshapes the weight array by this factor)."""
+    return max(math.ceil(count / reuse), 1)
+
+
+def rom_depth(count: int, reuse: int) -> int:
+    """Words of a weight ROM: ``ceil(count / word)``, which can be less than ``reuse`` (10 weights at R = 6
+    are 5 words of 2: the last cycle reads nothing new)."""
+    return math.ceil(count / rom_word(count, reuse))
+
+
 def weight_memory(count: int, bits: int, reuse: int, io: str, board: Board) -> tuple[str, Resources]:
     """Where ``count`` weights of ``bits`` bits live at reuse ``reuse``, and what that costs (on chip).
 
-    ``const`` (R = 1: wired into the multipliers), ``lutram`` or ``bram``/``uram`` (a ROM of ``reuse``
-    words of ``ceil(count / reuse) * bits`` bits); see the module docstring. The Vitis emitter binds the
-    ROM to the same storage, so the estimate and the HLS agree.
+    ``const`` (R = 1: wired into the multipliers), ``lutram`` or ``bram`` (a ROM of :func:`rom_depth` words
+    of :func:`rom_word` weights); see the module docstring. The Vitis emitter binds the ROM to the same
+    storage, so the estimate and the HLS agree. Never URAM: UltraRAM cannot be initialised by the
+    bitstream, so a URAM weight memory is preloaded from the weight image (:func:`uram_memory`), which the
+    fitting chooses per layer.
     """
     if not count:
         return "none", Resources()
     if reuse == 1:
         return "const", Resources()
-    depth, width = reuse, math.ceil(count / reuse) * bits
+    depth, width = rom_depth(count, reuse), rom_word(count, reuse) * bits
     lutrom = Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
     if io != "stream" or count * bits < BRAM_MIN_BITS:
         return "lutram", lutrom
-    block = memory_cost(depth, width, board)
-    if block.uram and count * bits >= BRAM_MIN_FILL * block.uram * URAM_SHAPE[0] * URAM_SHAPE[1]:
-        return "uram", block
     bram = memory_cost(depth, width, board, allow_uram=False)
     if count * bits >= BRAM_MIN_FILL * bram.bram18 * BRAM18_BITS:
         return "bram", bram

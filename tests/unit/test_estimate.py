@@ -26,6 +26,8 @@ from fpgac.analysis.estimate import (
     memory_cost,
     product_cost,
     reuse_factors,
+    rom_depth,
+    rom_word,
     weight_memory,
 )
 from fpgac.boards import BOARDS
@@ -513,3 +515,19 @@ def test_offchip_layer_takes_a_memory_word_a_cycle() -> None:
     # each pixel's window (36 cells) is also copied in 32 a cycle, and the pixel written out in one beat
     assert conv.ii == 8 * 8 * (8 * math.ceil(36 / 32) + math.ceil(36 / 32) + 1) == est.ii
     assert conv.offchip_bits == 8 * 36 * 16 * 8  # the [OC][T] block of int16 words once per output row
+
+
+def test_rom_depth_is_the_reshaped_arrays() -> None:
+    """A ROM of n weights at reuse R holds words of ceil(n / R) weights, ceil(n / word) deep: the factor
+    the emitter reshapes the array by and the depth the estimate charges (1,152 weights at R = 700 are
+    576 words of 2, not 700 words)."""
+    from fpgac.backends.vitis.emitter import design
+
+    assert (rom_word(10, 6), rom_depth(10, 6)) == (2, 5)
+    assert (rom_word(1152, 700), rom_depth(1152, 700)) == (2, 576)
+    assert weight_memory(1152, 16, 700, "parallel", ZCU104)[1].lut == 32 * math.ceil(576 / 64)
+    graph = cnn([1, 8, 16], size=8)
+    body = next(
+        x["body"] for x in design(graph, "stream", {"conv1": 700}, ZCU104)["layers"] if x["name"] == "conv1"
+    )
+    assert "ARRAY_RESHAPE variable=conv1_weight cyclic factor=2)" in body

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from importlib import resources
@@ -25,7 +24,7 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
-from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, weight_memory
+from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, rom_word, weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import levels as vitis_levels
@@ -289,9 +288,9 @@ def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board:
     """Where a layer's weights live: the storage the estimate counts (:func:`weight_memory`).
 
     Reuse 1: every weight is a constant wired into its own multiplier (partitioned completely). Reuse R > 1:
-    one word of ceil(size / R) weights feeds all multipliers per cycle, so the array is reshaped cyclically
-    into R words, bound to LUT ROM, block RAM or UltraRAM as :func:`weight_memory` decides (block RAM only
-    when the ROM fills its blocks, so a shallow, wide ROM at a small R is LUT ROM).
+    one word of :func:`rom_word` weights feeds all multipliers per cycle, so the array is reshaped
+    cyclically into :func:`rom_depth` words, bound to LUT ROM or block RAM as :func:`weight_memory` decides
+    (block RAM only when the ROM fills its blocks, so a shallow, wide ROM at a small R is LUT ROM).
     """
     pragmas = []
     for array in arrays:
@@ -307,7 +306,7 @@ def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board:
         impl = "lutram"
         if board is not None:
             impl, _ = weight_memory(size, bits, reuse, io, board)
-        factor = math.ceil(size / reuse)
+        factor = rom_word(size, reuse)
         pragmas.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable={array.name} cyclic factor={factor})")
         pragmas.append(f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={array.name} type=rom_1p impl={impl})")
     return pragmas
