@@ -144,6 +144,7 @@ class Decisions:
         layer_reuse: every layer's reuse factor, by layer name, as the estimate and the HLS use them:
             the user's where given (``--reuse``, ``reuse`` in ``--config``), else the fitting's.
         offchip: the layers whose weights live in external memory (``--weights``).
+        uram: the layers whose weights are preloaded into UltraRAM (the fitting's).
         lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
     """
 
@@ -154,6 +155,7 @@ class Decisions:
     reuse: int | None
     layer_reuse: Mapping[str, int]
     offchip: frozenset[str] = frozenset()
+    uram: frozenset[str] = frozenset()
     lanes: Mapping[str, int] = field(default_factory=dict)
 
 
@@ -222,6 +224,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         reuse=options.reuse,
         layer_reuse=fitting.reuse,
         offchip=fitting.offchip,
+        uram=fitting.uram,
         lanes=fitting.lanes,
     )
     with step("estimate and report"):
@@ -361,6 +364,7 @@ def build(
                 model=model.name,
                 samples=samples,
                 offchip=decisions.offchip,
+                uram=decisions.uram,
                 lanes=decisions.lanes,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")

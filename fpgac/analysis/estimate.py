@@ -51,6 +51,10 @@ per step, with ``M`` non-zero multiplications per step.
   the depth reaches 64. Block RAM is thus in proportion to the weight bits (at most ``1 /
   BRAM_MIN_FILL`` times their 18-Kbit count). A ROM is never UltraRAM: the bitstream cannot initialise
   URAM.
+* **Weights in UltraRAM** (layers in ``uram``, io stream; chosen by the fitting): URAM cannot be
+  initialised by the bitstream, so such a layer's weights are in the weight image (as off-chip weights
+  are) and ``fpgac::preload`` copies them once, on the first call, through the layer's m_axi port into a
+  memory of the ROM's shape (:func:`uram_memory`: 4Kx72 blocks); the compute is the on-chip one.
 * **Off-chip weights** (layers in ``offchip``, io stream; the kernels of ``fpgac_offchip.h``): the ROM is
   replaced by two tiles of one output's ``fan-in`` weights (ping-pong), refilled from external memory, and
   the layer takes one memory word (``OFFCHIP_WORD_BITS``, 512: the widest burst an m_axi port is widened to)
@@ -112,6 +116,7 @@ from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.graph import Graph, Node
+from fpgac.ir.levels import is_levelled
 from fpgac.ir.shapes import is_global_pool, patch_grid
 from fpgac.ir.sign_weights import sign_weights
 from fpgac.ir.types import Fixed
@@ -790,6 +795,22 @@ def weight_memory(count: int, bits: int, reuse: int, io: str, board: Board) -> t
     return "lutram", lutrom
 
 
+def uram_word(count: int, bits: int, reuse: int) -> int:
+    """Weights a word of a URAM weight memory: the ROM's :func:`rom_word`, widened to fill the URAM's
+    72-bit port (one 16-bit weight a word would leave 56 of its 72 bits empty: a deep memory would take
+    4.5 times the URAMs); a word holding more weights than a cycle reads costs the datapath nothing."""
+    return min(count, max(rom_word(count, reuse), URAM_SHAPE[1] // bits))
+
+
+def uram_memory(count: int, bits: int, reuse: int) -> Resources:
+    """UltraRAMs of a weight memory preloaded from the weight image (``fpgac::preload``): words of
+    :func:`uram_word` weights in 4Kx72 blocks (port width decides when the word is wide, depth when it
+    is deep)."""
+    word = uram_word(count, bits, reuse)
+    depth = math.ceil(count / word)
+    return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(word * bits / URAM_SHAPE[1]))
+
+
 @dataclass(frozen=True)
 class LayerModel:
     """One layer's datapath on a board in an io style, ready to be costed at any reuse factor.
@@ -845,12 +866,35 @@ class LayerModel:
             return "global"
         return stream_mode(node)
 
+    @property
+    def preloads(self) -> bool:
+        """Whether its weights can live in UltraRAM, preloaded from the weight image (io stream, a plain
+        dense or conv weight, not XNOR: the kernels ``fpgac::preload`` feeds)."""
+        node = self.node
+        weight = node.params.get("weight")
+        plain = weight is not None and weight.encoding is None and not is_levelled(node)
+        plain = plain and not is_xnor_layer(node)  # XNOR layers store sign bits in their own kernels
+        return self.io == "stream" and node.op in ("dense", "conv") and plain and self.work.weights > 0
+
+    def fills_uram(self, reuse: int) -> bool:
+        """Whether its weights, preloaded at reuse ``reuse``, fill their URAMs at least ``BRAM_MIN_FILL``
+        (as a ROM must fill its block RAM: a shallow, wide memory is port-bound and mostly empty)."""
+        if not self.preloads:
+            return False
+        blocks = uram_memory(self.work.weights, self.work.weight_bits, reuse).uram
+        return self.weight_bits >= BRAM_MIN_FILL * blocks * URAM_SHAPE[0] * URAM_SHAPE[1]
+
     def at(
-        self, reuse: int, offchip: bool = False, bandwidth_ii: int = 0, groups: tuple[int, int] = (1, 1)
+        self,
+        reuse: int,
+        offchip: bool = False,
+        bandwidth_ii: int = 0,
+        groups: tuple[int, int] = (1, 1),
+        uram: bool = False,
     ) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
-        (channel-folded streams, :mod:`fpgac.analysis.lanes`)."""
+        (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram``: weights preloaded into URAM."""
         if self.mode == "global":
             return self._global_pool(groups)
         node, work, board = self.node, self.work, self.board
@@ -878,6 +922,8 @@ class LayerModel:
             tile = weight_memory(work.fan_in, work.weight_bits, depth, "stream", board)[1]
             tile = tile if depth > 1 else Resources(ff=lanes * work.weight_bits)  # one word: registers
             memory, storage = "offchip", tile + tile
+        elif uram and self.preloads:
+            memory, storage = "uram", uram_memory(work.weights, work.weight_bits, r)
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
@@ -1025,14 +1071,18 @@ def assemble(
     offchip: frozenset[str] = frozenset(),
     shown_reuse: int | dict[str, int] | None = None,
     groups: Mapping[str, int] | None = None,
+    uram: frozenset[str] = frozenset(),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
-    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`)."""
+    the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`); ``uram``:
+    the layers whose weights are preloaded into UltraRAM."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
     bw = bandwidth_ii(models, offchip, board)
-    layers = tuple(m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {})) for m in models)
+    layers = tuple(
+        m.at(factors[m.name], m.name in offchip, bw, m.groups(groups or {}), m.name in uram) for m in models
+    )
     ii = max((layer.ii for layer in layers), default=1)
     if io == "parallel":
         latency = sum(layer.latency_cycles for layer in layers)
@@ -1049,6 +1099,7 @@ def estimate(
     io: str,
     reuse: int | Mapping[str, int] = 1,
     offchip: frozenset[str] = frozenset(),
+    uram: frozenset[str] = frozenset(),
 ) -> Estimate:
     """Estimate resources and latency of ``graph`` built in ``io`` style with the given reuse factors.
 
@@ -1058,6 +1109,7 @@ def estimate(
         io: ``"parallel"`` or ``"stream"``.
         reuse: one factor for every layer, or a mapping from layer name to factor (others get 1).
         offchip: names of the layers whose weights live in external memory.
+        uram: names of the layers whose weights are preloaded into UltraRAM.
 
     Raises:
         EstimateError: an unknown io style or a float graph; ReuseError: a bad reuse factor.
@@ -1066,4 +1118,4 @@ def estimate(
     factors = reuse_factors(graph, reuse)
     models = layer_models(graph, io, board)
     shown = dict(reuse) if isinstance(reuse, Mapping) else int(reuse)
-    return assemble(models, factors, offchip, shown)
+    return assemble(models, factors, offchip, shown, uram=uram)

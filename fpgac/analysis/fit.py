@@ -44,6 +44,15 @@ it does (skipping a layer whose off-chip buffers take as much block RAM as its w
 layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
 bounds the design's II from below (see the estimate). An off-chip layer takes the fewest lanes (products
 a cycle, the word's weights / R) that still make the design's II.
+
+Weights in UltraRAM
+===================
+UltraRAM cannot be initialised by the bitstream, so weights live there only preloaded from the weight
+image at start (``fpgac::preload``), which needs external memory: with ``weights="auto"`` in io stream on
+a board with URAM and memory bandwidth, at each design the fitting moves the on-chip layers that free the
+most block RAM and LUT ROM (as fractions of their budgets) per URAM into URAM while the URAMs fit their
+budget, each only where its weights fill its URAMs at least half (as block RAM must be filled: a shallow,
+wide memory is port-bound); the off-chip choice counts that placement, so fewer layers go off chip.
 """
 
 from __future__ import annotations
@@ -89,6 +98,7 @@ class Fitting:
         reuse: every layer's reuse factor, by name.
         fixed: the layers whose reuse factor the user gave.
         offchip: layers whose weights live in external memory.
+        uram: layers whose weights are preloaded into UltraRAM.
         lanes: io stream: the channel-folded values, by name, and the channels each beat carries.
         estimate: the design's estimate on the board.
         limit: what stops a faster design: a resource over ``util`` of the board (``dsp``, ``lut``, ...),
@@ -105,6 +115,7 @@ class Fitting:
     reuse: dict[str, int]
     fixed: frozenset[str]
     offchip: frozenset[str]
+    uram: frozenset[str]
     lanes: dict[str, int]
     estimate: Estimate
     limit: str
@@ -135,6 +146,7 @@ class Fitting:
             "limit": self.limit,
             "limit_layer": self.limit_layer,
             "offchip": sorted(self.offchip),
+            "uram": sorted(self.uram),
             "lanes": dict(sorted(self.lanes.items())),
             "note": self.note,
         }
@@ -195,16 +207,42 @@ def _fit_style(
     fold_channels: bool,
 ) -> Fitting:
     board, io = models[0].board, models[0].io
+    budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
+    preload = weights == "auto" and io == "stream" and board.uram > 0 and board.mem_gb_s > 0
+    # Counting URAM moves fewer layers off chip, but the URAM that fits at the most folding may not at the
+    # II reached (wider words): both choices are fitted and the faster design that fits is kept.
+    choices = {_offchip(models, budget, fixed, weights, p) for p in {preload, False}}
+    fittings = [
+        _fit_design(graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload)
+        for offchip in sorted(choices, key=sorted)
+    ]
+    return max(fittings, key=lambda f: (f.within_util, f.estimate.fps))
+
+
+def _fit_design(
+    graph: Graph,
+    models: Sequence[LayerModel],
+    util: float,
+    target_fps: float | None,
+    fixed: Mapping[str, int],
+    accepts: Accepts | None,
+    fold_channels: bool,
+    offchip: frozenset[str],
+    preload: bool,
+) -> Fitting:
+    """The fitted design with ``offchip`` layers off chip; ``preload``: weights may go to URAM."""
+    board, io = models[0].board, models[0].io
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
-    offchip = _offchip(models, budget, fixed, weights)
     bw = bandwidth_ii(models, offchip, board)
-    cache: dict[tuple[str, int, tuple[int, int]], LayerEstimate] = {}
+    cache: dict[tuple[str, int, tuple[int, int], bool], LayerEstimate] = {}
 
-    def layer_at(m: LayerModel, r: int, groups: tuple[int, int] = (1, 1)) -> LayerEstimate:
-        key = (m.name, r, groups)
+    def layer_at(
+        m: LayerModel, r: int, groups: tuple[int, int] = (1, 1), uram: bool = False
+    ) -> LayerEstimate:
+        key = (m.name, r, groups, uram)
         if key not in cache:
-            cache[key] = m.at(r, m.name in offchip, bw, groups)
+            cache[key] = m.at(r, m.name in offchip, bw, groups, uram)
         return cache[key]
 
     def groups_of(ii: int) -> dict[str, int]:
@@ -219,13 +257,29 @@ def _fit_style(
     def reuse_at(ii: int) -> dict[str, int]:
         return {m.name: fixed.get(m.name) or folded(m, ii) for m in models}
 
+    def uram_at(factors: Mapping[str, int], beats: Mapping[str, int]) -> frozenset[str]:
+        movable = [m for m in models if preload and m.fills_uram(factors[m.name]) and m.name not in offchip]
+        return _preloaded(
+            [
+                (
+                    m.name,
+                    layer_at(m, factors[m.name], m.groups(beats)).resources,
+                    layer_at(m, factors[m.name], m.groups(beats), True).resources,
+                )
+                for m in movable
+            ],
+            budget,
+        )
+
     limits = _vector(budget)
 
     def over(ii: int) -> tuple[str, ...]:
         factors, beats = reuse_at(ii), groups_of(ii)
+        uram = uram_at(factors, beats)
         total = [0] * len(RESOURCES)
         for m in models:
-            for i, n in enumerate(_vector(layer_at(m, factors[m.name], m.groups(beats)).resources)):
+            cost = layer_at(m, factors[m.name], m.groups(beats), m.name in uram).resources
+            for i, n in enumerate(_vector(cost)):
                 total[i] += n
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
@@ -254,7 +308,8 @@ def _fit_style(
         note = f"target {target_fps:g} fps cannot be met: the fastest design that fits makes "
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
-    est = assemble(models, factors, offchip, groups=beats)
+    uram = uram_at(factors, beats)
+    est = assemble(models, factors, offchip, groups=beats, uram=uram)
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -263,6 +318,7 @@ def _fit_style(
         factors,
         frozenset(fixed),
         offchip,
+        uram,
         lanes_of(graph, beats),
         est,
         limit,
@@ -275,9 +331,10 @@ def _fit_style(
 
 
 def _offchip(
-    models: Sequence[LayerModel], budget: Resources, fixed: Mapping[str, int], weights: str
+    models: Sequence[LayerModel], budget: Resources, fixed: Mapping[str, int], weights: str, preload: bool
 ) -> frozenset[str]:
-    """The layers whose weights go to external memory (see the module docstring)."""
+    """The layers whose weights go to external memory (see the module docstring); ``preload``: on-chip
+    weights may be preloaded into UltraRAM (:func:`_preloaded`)."""
     stored = [m for m in models if m.weight_bits]
     if weights == "onchip" or not stored or models[0].io != "stream":
         return frozenset()
@@ -285,23 +342,52 @@ def _offchip(
         return frozenset(m.name for m in stored)
     if models[0].board.mem_gb_s <= 0:
         return frozenset()
-    # Each layer's memory at its most folding, on chip and off; moving a layer swaps one for the other.
-    memory = [k in MEMORY for k in RESOURCES]
-    on, off, total = {}, {}, [0] * len(RESOURCES)
+    # Each layer's memory at its most folding: on chip, off chip and in URAM; moving a layer swaps them.
+    on, off, ur, fills = {}, {}, {}, set()
     for m in models:
         r = fixed.get(m.name) or m.max_reuse
-        on[m.name], off[m.name] = _vector(m.at(r).resources), _vector(m.at(r, offchip=True).resources)
-        total = [t + n for t, n in zip(total, on[m.name], strict=True)]
+        on[m.name], off[m.name], ur[m.name] = m.at(r), m.at(r, offchip=True), m.at(r, uram=True)
+        fills |= {m.name} if preload and m.fills_uram(r) else set()
     limits = _vector(budget)
+
+    def memory_fits(offchip: set[str]) -> bool:
+        movable = [m.name for m in models if m.name in fills and m.name not in offchip]
+        uram = _preloaded([(n, on[n].resources, ur[n].resources) for n in movable], budget)
+        total = [0] * len(RESOURCES)
+        for m in models:
+            layer = off[m.name] if m.name in offchip else ur[m.name] if m.name in uram else on[m.name]
+            total = [t + n for t, n in zip(total, _vector(layer.resources), strict=True)]
+        return all(t <= limit for t, limit, k in zip(total, limits, RESOURCES, strict=True) if k in MEMORY)
+
     offchip: set[str] = set()
     for m in sorted(stored, key=lambda m: (-m.weight_bits, m.name)):
-        if all(t <= limit for t, limit, mem in zip(total, limits, memory, strict=True) if mem):
+        if memory_fits(offchip):
             break
-        if _memory_blocks(off[m.name]) >= _memory_blocks(on[m.name]):
+        if _memory_blocks(_vector(off[m.name].resources)) >= _memory_blocks(_vector(on[m.name].resources)):
             continue  # its off-chip buffers (a conv row's windows) take no less than its weights
         offchip.add(m.name)
-        total = [t - a + b for t, a, b in zip(total, on[m.name], off[m.name], strict=True)]
     return frozenset(offchip)
+
+
+def _preloaded(choices: Sequence[tuple[str, Resources, Resources]], budget: Resources) -> frozenset[str]:
+    """The layers to preload into UltraRAM, from (name, cost with its ROM, cost with URAM): the most block
+    RAM and LUT ROM freed (as fractions of their budgets) per URAM first, while the URAMs fit ``budget``;
+    a layer that frees nothing stays."""
+
+    def freed(rom: Resources, uram: Resources) -> float:
+        bram = (rom.bram18 - uram.bram18) / max(budget.bram18, 1)
+        return bram + (rom.lut - uram.lut) / max(budget.lut, 1)
+
+    ranked = sorted(
+        ((freed(rom, uram) / max(uram.uram, 1), name, uram.uram) for name, rom, uram in choices),
+        key=lambda c: (-c[0], c[1]),
+    )
+    chosen, used = set(), 0
+    for gain, name, blocks in ranked:
+        if gain > 0 and used + blocks <= budget.uram:
+            chosen.add(name)
+            used += blocks
+    return frozenset(chosen)
 
 
 def _memory_blocks(vector: tuple[int, ...]) -> int:

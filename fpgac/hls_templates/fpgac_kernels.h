@@ -80,6 +80,20 @@ int table_index(const T& x) {
   return idx < 0 ? 0 : (idx > SIZE - 1 ? SIZE - 1 : (int)idx);
 }
 
+// Weights in UltraRAM: the bitstream cannot initialise URAM, so such a layer's weights are in the weight
+// image (weights.bin, read through the layer's m_axi port as off-chip weights are) and copied into its
+// on-chip memory once, on its first call; later calls find `ready` set and only read the memory.
+template <int N, class raw_t>
+void preload(const raw_t* src, raw_t dst[N], bool& ready) {
+  if (ready) return;
+  FPGAC_LOOP(preload_words)
+  for (int i = 0; i < N; i++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    dst[i] = src[i];
+  }
+  ready = true;
+}
+
 // The accumulator's start for output o: its bias (exact in acc_t), or 0 for a layer without one.
 template <class CFG, class b_t>
 typename CFG::acc_t initial_acc(const b_t b[], int o) {

@@ -28,6 +28,8 @@ from fpgac.analysis.estimate import (
     reuse_factors,
     rom_depth,
     rom_word,
+    uram_memory,
+    uram_word,
     weight_memory,
 )
 from fpgac.boards import BOARDS
@@ -531,3 +533,18 @@ def test_rom_depth_is_the_reshaped_arrays() -> None:
         x["body"] for x in design(graph, "stream", {"conv1": 700}, ZCU104)["layers"] if x["name"] == "conv1"
     )
     assert "ARRAY_RESHAPE variable=conv1_weight cyclic factor=2)" in body
+
+
+def test_uram_weights_fill_the_ports_the_emitter_reshapes() -> None:
+    """A weight memory in URAM holds words of at least 72 // bits weights (one 16-bit weight a word would
+    leave 56 of 72 bits empty), as the emitter reshapes ``<layer>_weight_uram``; 4Kx72 blocks."""
+    from fpgac.backends.vitis.emitter import uram_pragmas
+
+    assert uram_word(1_000_000, 16, 1_000_000) == 4 and uram_word(1_000_000, 16, 1000) == 1000
+    assert uram_word(3, 16, 3) == 3  # never more than the weights
+    assert uram_memory(1_000_000, 16, 1_000_000).uram == math.ceil(250_000 / 4096)  # 62 deep, 64 bits wide
+    assert uram_memory(1_000_000, 16, 1000).uram == math.ceil(16_000 / 72)  # 1,000 words: port-bound
+    graph = cnn([1, 8, 16], size=8)
+    est = estimate(graph, ZCU104, "stream", {"conv1": 400}, uram=frozenset({"conv1"}))
+    assert layer(est, "conv1")["memory"] == "uram" and layer(est, "conv1")["uram"] == 1
+    assert "cyclic factor=4)" in uram_pragmas(graph.node("conv1"), "conv1", 400)[0]  # 1,152 / 400 -> 3 -> 4

@@ -197,3 +197,20 @@ def test_off_chip_weights_need_io_stream(jet: Graph) -> None:
     with pytest.raises(FitError, match="off-chip weights need io stream"):
         fit(jet, ZCU104, "parallel", weights="offchip")
     assert fit(jet, ZCU104, weights="offchip").io == "stream"
+
+
+def test_weights_beyond_block_ram_are_preloaded_into_uram() -> None:
+    """16.8 Mbit of 16-bit weights: twice zcu104's block RAM (at 80 %), within its URAM. URAM cannot be
+    initialised by the bitstream, so it needs the weight image (weights=auto, io stream): there the
+    slow design keeps every weight on chip in URAM, within its budget, and reads nothing a frame; with
+    weights=onchip it does not fit; a faster target reads the big layer off chip instead (URAM words
+    widen with the rate), the small one still filling a URAM."""
+    graph = mlp([1024, 1024, 10])
+    slow = fitted(graph, ZCU104, "stream", target_fps=150)
+    assert slow.fits and within(slow, 0.8) and not slow.offchip and slow.uram == {"fc0", "fc1"}
+    memories = {layer.name: layer.memory for layer in slow.estimate.layers}
+    assert memories["fc0"] == memories["fc1"] == "uram" and slow.estimate.total.bram18 == 0
+    assert slow.estimate.offchip_bits == 0 and slow.to_json()["uram"] == ["fc0", "fc1"]
+    assert not fitted(graph, ZCU104, "stream", target_fps=150, weights="onchip").uram
+    fast = fitted(graph, ZCU104, "stream", target_fps=1000)
+    assert fast.fits and fast.offchip == {"fc0"} and fast.uram == {"fc1"}

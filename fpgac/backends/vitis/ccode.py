@@ -85,6 +85,7 @@ class Ctx:
     elem: str = "i"
     stream: bool = False  # io_stream: window ops use line buffers, array loops run one element a cycle
     offchip: bool = False  # the weight lives in external memory (fpgac_offchip.h), read through a port
+    uram: bool = False  # the weight is preloaded from the weight image into UltraRAM (fpgac::preload)
 
     @property
     def size(self) -> int:

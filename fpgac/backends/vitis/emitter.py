@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, BinaryIO
 
@@ -24,7 +24,7 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
-from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, rom_word, weight_memory
+from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, rom_word, uram_word, weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import levels as vitis_levels
@@ -35,6 +35,7 @@ from fpgac.backends.vitis.layers import LAYER_SUFFIXES, emit_layer
 from fpgac.backends.vitis.testbench import testbench_data
 from fpgac.backends.vitis.weights import COMPRESSED_SUFFIXES
 from fpgac.boards import Board
+from fpgac.ir.bipolar import is_xnor_layer
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.levels import is_levelled, level_count
 from fpgac.ir.types import Fixed
@@ -93,14 +94,17 @@ def design(
     board: Board | None = None,
     offchip: Set[str] = frozenset(),
     lanes: vitis_stream.Lanes | None = None,
+    uram: Set[str] = frozenset(),
 ) -> dict[str, Any]:
     """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it).
 
-    ``lanes`` maps the names of channel-folded stream values to the channels each beat carries."""
+    ``lanes`` maps the names of channel-folded stream values to the channels each beat carries; ``uram``
+    names the layers whose weights are preloaded into UltraRAM."""
     if io not in IO_STYLES:
         raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
     stream = io == "stream"
     _check_offchip(graph, io, offchip)
+    _check_uram(graph, io, offchip, uram)
     names = CNames(_RESERVED)
     if level_count(graph) > 1:
         names.claim(vitis_levels.LEVEL_PORT)  # the top's rank level port: no model name may take it
@@ -138,6 +142,7 @@ def design(
         mode = vitis_stream.layer_mode(node) if stream else "array"
         layer_reuse = (reuse or {}).get(node.name, 1)
         ctx = _context(node, layer, args, ins, out, mode, layer_reuse, node.name in offchip, lanes)
+        ctx = replace(ctx, uram=node.name in uram)
         code = emit_layer(ctx)
         memory = [code.external] if code.external else []
         external += memory
@@ -159,6 +164,7 @@ def design(
             if mode == "buffered":
                 body = vitis_stream.buffered_body(body, args, out.type, node.output, lanes)
         pragmas = storage_pragmas(node, code.arrays, io, layer_reuse, board)
+        pragmas += uram_pragmas(node, layer, layer_reuse) if ctx.uram else []
         layers.append(
             {
                 "name": layer,
@@ -253,6 +259,35 @@ def _check_offchip(graph: Graph, io: str, offchip: Set[str]) -> None:
         raise VitisError(f"off-chip weights asked for {unknown}: not layers with a weight in this graph")
 
 
+def _check_uram(graph: Graph, io: str, offchip: Set[str], uram: Set[str]) -> None:
+    """URAM weights: plain (uncompressed, not rank-levelled) dense and conv weights kept on chip, in io
+    stream (they are preloaded through an m_axi port, as off-chip weights are read)."""
+    if not uram:
+        return
+    if io != "stream":
+        raise VitisError(f"URAM weights need --io stream (io {io} wires its weights into the multipliers)")
+    for name in sorted(uram):
+        node = next((n for n in graph.nodes if n.name == name), None)
+        weight = node.params.get("weight") if node is not None else None
+        if node is None or weight is None or node.op not in ("dense", "conv"):
+            raise VitisError(f"URAM weights asked for {name!r}: not a dense or conv layer of this graph")
+        if weight.encoding is not None or is_levelled(node) or is_xnor_layer(node) or name in offchip:
+            what = "only plain on-chip weights can be preloaded into URAM"
+            raise VitisError(f"node {name!r} ({node.op}): {what}")
+
+
+def uram_pragmas(node: Node, layer: str, reuse: int) -> list[str]:
+    """A URAM layer's weight memory (``<layer>_weight_uram``): words of :func:`uram_word` weights, as
+    :func:`uram_memory` counts them, bound to UltraRAM."""
+    weight = node.params["weight"]
+    assert isinstance(weight.format, Fixed)  # the emitter refuses a float weight
+    memory, factor = f"{layer}_weight_uram", uram_word(weight.data.size, weight.format.width, reuse)
+    return [
+        f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable={memory} cyclic factor={factor})",
+        f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={memory} type=ram_1p impl=uram)",
+    ]
+
+
 def _context(
     node: Node,
     layer: str,
@@ -322,16 +357,18 @@ def vitis_plan(
     samples: Sequence[np.ndarray] | None = None,
     offchip: frozenset[str] = frozenset(),
     lanes: vitis_stream.Lanes | None = None,
+    uram: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``).
 
     The testbench checks the outputs of ``samples`` (the calibration batch; one zero sample without), see
     testbench.py. The layers named in ``offchip`` keep their weights in external memory: the top function
     reads them through m_axi ports (bundle ``gmem_w``) from the image written as ``weights.bin``
-    (weight_image.py).
+    (weight_image.py). The layers named in ``uram`` copy theirs from the same image into UltraRAM once, at
+    start (``fpgac::preload``).
     """
     env = _templates()
-    data = design(graph, io, reuse, board, offchip, lanes)
+    data = design(graph, io, reuse, board, offchip, lanes, uram)
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),

@@ -60,6 +60,8 @@ LAYER_SUFFIXES = (
     "_count_w",
     "_cells",
     "_ranks",
+    "_weight_uram",
+    "_uram_ready",
     *(f"_idx{k}" for k in range(8)),
     *(f"_g{k}_t" for k in range(16)),
     *(f"_off{k}_t" for k in range(16)),
@@ -217,6 +219,9 @@ def _weight_shape(ctx: Ctx, code: LayerCode) -> tuple[str, tuple[int, ...]]:
     param = ctx.node.params["weight"]
     if ctx.offchip:
         return _external_weight(ctx, code), param.shape
+    if ctx.uram:
+        _external_weight(ctx, code, "preloaded into URAM at start; ")
+        return f"{ctx.name}_weight_uram", param.shape
     if param.encoding is not None:
         return "", param.shape
     return (_sign_bits(ctx, code), param.shape) if _xnor(ctx) else _param(ctx, code, "weight")
@@ -247,9 +252,10 @@ def _count_bits(ctx: Ctx, fan_in: int) -> dict[str, int]:
     return {"COUNT_BITS": fan_in.bit_length()} if _xnor(ctx) else {}
 
 
-def _external_weight(ctx: Ctx, code: LayerCode) -> str:
+def _external_weight(ctx: Ctx, code: LayerCode, how: str = "") -> str:
     """An off-chip weight: its type, and its raw words in row-major order (``[OUT][...]``: the order the
-    off-chip kernels read them) for the weight image; returns the name of its memory port."""
+    off-chip kernels read them, and the on-chip array's) for the weight image; returns the name of its
+    memory port (``how`` starts its comment)."""
     param = ctx.node.params["weight"]
     fmt = param.format
     if param.encoding is not None:
@@ -262,9 +268,23 @@ def _external_weight(ctx: Ctx, code: LayerCode) -> str:
     data = np.asarray(param.data, dtype=np.float64).reshape(-1)
     type_name, port, ctype = f"{ctx.name}_weight_t", f"{ctx.name}_weight", c_int_type(fmt)
     code.typedefs.append((type_name, fmt.ap_type()))
-    comment = f"weight {list(param.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
+    comment = f"{how}weight {list(param.shape)}: raw bits of {type_name} = {fmt.ap_type()}"
     code.external = ExternalArray(ctype, port, np.asarray(fixed.quantize(data, fmt)), comment)
     return port
+
+
+def _preload(ctx: Ctx, code: LayerCode) -> str:
+    """A URAM layer (``ctx.uram``): declares its weight memory and ready flag after its config (file scope:
+    the pixel function reads them) and returns the statement that fills it on the first call (none for
+    other layers)."""
+    if not ctx.uram or code.external is None:
+        return ""
+    port, size, name = code.external.name, code.external.words.size, ctx.name
+    code.config += (
+        f"\nstatic {code.external.ctype} {name}_weight_uram[{size}];  // preloaded from {port}"
+        f"\nstatic bool {name}_uram_ready = false;"
+    )
+    return f"  fpgac::preload<{size}>({port}, {name}_weight_uram, {name}_uram_ready);\n"
 
 
 def _lanes(ctx: Ctx, fan_in: int) -> dict[str, int]:
@@ -298,7 +318,8 @@ def dense(ctx: Ctx, code: LayerCode) -> None:
         return
     code.config = config(ctx, {**values, **_lanes(ctx, n_in), **_count_bits(ctx, n_in)}, types)
     kernel = "dense_offchip" if ctx.offchip else "dense_xnor" if _xnor(ctx) else "dense"
-    code.body = f"  fpgac::{kernel}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
+    code.body = _preload(ctx, code)
+    code.body += f"  fpgac::{kernel}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
 
 
 def _signs(ctx: Ctx) -> str:
@@ -353,6 +374,7 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
         return
     fan_in = math.prod(w_shape[1:])
     code.config = config(ctx, {**values, **_lanes(ctx, fan_in), **_count_bits(ctx, fan_in)}, types)
+    code.body = _preload(ctx, code)
     if ctx.stream:
         if ctx.offchip:  # a whole output row per read of the weights (fpgac_offchip.h)
             row = f"fpgac::conv_row_offchip<{ctx.name}_config>(rows, oh, y, {weight}, {bias});"
