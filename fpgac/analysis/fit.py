@@ -52,7 +52,9 @@ image at start (``fpgac::preload``), which needs external memory: with ``weights
 a board with URAM and memory bandwidth, at each design the fitting moves the on-chip layers that free the
 most block RAM and LUT ROM (as fractions of their budgets) per URAM into URAM while the URAMs fit their
 budget, each only where its weights fill its URAMs at least half (as block RAM must be filled: a shallow,
-wide memory is port-bound); the off-chip choice counts that placement, so fewer layers go off chip.
+wide memory is port-bound); the off-chip choice counts that placement, so fewer layers go off chip, and
+brings back into URAM (smallest first) the off-chip layers whose row buffers take more block RAM than
+their weights' URAM saves.
 """
 
 from __future__ import annotations
@@ -350,13 +352,17 @@ def _offchip(
         fills |= {m.name} if preload and m.fills_uram(r) else set()
     limits = _vector(budget)
 
-    def memory_fits(offchip: set[str]) -> bool:
+    def memory(offchip: set[str]) -> list[int]:
         movable = [m.name for m in models if m.name in fills and m.name not in offchip]
         uram = _preloaded([(n, on[n].resources, ur[n].resources) for n in movable], budget)
         total = [0] * len(RESOURCES)
         for m in models:
             layer = off[m.name] if m.name in offchip else ur[m.name] if m.name in uram else on[m.name]
             total = [t + n for t, n in zip(total, _vector(layer.resources), strict=True)]
+        return total
+
+    def memory_fits(offchip: set[str]) -> bool:
+        total = memory(offchip)
         return all(t <= limit for t, limit, k in zip(total, limits, RESOURCES, strict=True) if k in MEMORY)
 
     offchip: set[str] = set()
@@ -366,6 +372,13 @@ def _offchip(
         if _memory_blocks(_vector(off[m.name].resources)) >= _memory_blocks(_vector(on[m.name].resources)):
             continue  # its off-chip buffers (a conv row's windows) take no less than its weights
         offchip.add(m.name)
+    # An off-chip layer whose weights fill URAM comes back on chip into it where that takes less block RAM
+    # than its off-chip buffers (a conv row's windows and outputs): smallest first, while URAM lasts.
+    bram = RESOURCES.index("bram18")
+    back = [m for m in stored if m.name in offchip and m.name in fills]
+    for m in sorted(back, key=lambda m: (m.weight_bits, m.name)):
+        if memory(offchip - {m.name})[bram] < memory(offchip)[bram]:
+            offchip.discard(m.name)
     return frozenset(offchip)
 
 

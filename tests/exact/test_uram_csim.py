@@ -4,9 +4,9 @@ URAM cannot be initialised by the bitstream, so a URAM layer's weights are in ``
 off-chip weights are) and ``fpgac::preload`` copies them through the layer's m_axi port into its on-chip
 memory on the first call; the compute is the on-chip kernels'. ``fpgac verify`` must find every layer of
 a residual CNN with its convs and dense layer forced into URAM (at reuse factors that do not divide their
-weights, the convs with folded outputs) equal to the simulator's, the weights must really come from the
-image, and a ResNet-18-style net fitted to zcu104 (whose largest convs the fitting moves into URAM) must be
-bit-exact too.
+weights, the convs with folded outputs; and with one conv off chip instead, in the same image) equal to
+the simulator's, the weights must really come from the image, and a ResNet-18-style net fitted to zcu104
+(whose largest convs the fitting moves into URAM) must be bit-exact too.
 """
 
 from __future__ import annotations
@@ -35,28 +35,35 @@ skip_without_csim()
 
 pytestmark = pytest.mark.slow
 
-URAM = frozenset({"c1", "c2", "fc"})
 REUSE = {"c1": 5, "c2": 7, "fc": 4}  # 288, 576 and 24 weights: words of 58, 83 and 6 weights
+# Where the weights live: every weighted layer in URAM, or URAM next to an off-chip conv in one image.
+PLACES = {
+    "uram": (frozenset({"c1", "c2", "fc"}), frozenset()),
+    "mixed": (frozenset({"c2", "fc"}), frozenset({"c1"})),
+}
 
 
-def _forced(folder: Path) -> Path:
+def _forced(folder: Path, uram: frozenset[str], offchip: frozenset[str]) -> Path:
     graph = residual_cnn()
     lanes = {graph.node(n).output.name: 2 for n in ("c1", "r1", "c2", "res", "r2")}
     plan = BuildPlan()
     for name, data in graph_files(graph).items():
         plan.add(name, data)
-    hls = vitis_plan(graph, get_board("zcu104"), "stream", REUSE, model=graph.name, lanes=lanes, uram=URAM)
+    board = get_board("zcu104")
+    hls = vitis_plan(graph, board, "stream", REUSE, model=graph.name, lanes=lanes, uram=uram, offchip=offchip)
     plan.merge(hls, prefix="hls/")
     return write_plan(plan, folder, force=True)
 
 
-def test_uram_weights_are_bit_exact(tmp_path: Path) -> None:
-    folder = _forced(tmp_path / "forced")
+@pytest.mark.parametrize("places", sorted(PLACES))
+def test_uram_weights_are_bit_exact(places: str, tmp_path: Path) -> None:
+    uram, offchip = PLACES[places]
+    folder = _forced(tmp_path / places, uram, offchip)
     firmware = folder / "hls" / "firmware"
     headers = "".join(p.read_text() for p in (firmware / "weights").glob("*.h"))
     assert "_weight[" not in headers  # every weight comes from the image, none is a C constant
     layers = (firmware / "layers.h").read_text()
-    assert layers.count("fpgac::preload<") == 3 and layers.count("impl=uram") == 3
+    assert layers.count("fpgac::preload<") == layers.count("impl=uram") == len(uram)
     assert "variable=c2_weight_uram cyclic factor=83)" in layers
     graph_inputs = random_inputs(residual_cnn(), 16, seed=3)
     result = verify(str(folder), graph_inputs)

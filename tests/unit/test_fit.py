@@ -169,6 +169,9 @@ def test_resnet50_sized_graph_gets_a_design_for_zcu104() -> None:
     f = fitted(resnet50_like(), ZCU104)
     assert f.io == "stream" and f.offchip  # 205 Mbit of weights: far beyond 28 Mbit of BRAM and URAM
     assert f.estimate.fps > 0 and (f.fits or f.note)
+    # Convs whose off-chip row buffers would take more block RAM than their weights in URAM stay on chip.
+    assert f.uram and not f.uram & f.offchip and f.estimate.total.uram <= math.floor(0.8 * ZCU104.uram)
+    assert all(x.memory == "uram" for x in f.estimate.layers if x.name in f.uram)
 
 
 def test_the_demo_takes_block_ram_in_proportion_to_its_weight_bits() -> None:
