@@ -981,8 +981,11 @@ class LayerModel:
             ii += work.steps * groups[1] + self._input_beats(groups[0]) * math.ceil(
                 self._input_lanes(groups[0]) / lanes
             )
-        elif row_conv:  # each output row also copies its windows in, then writes its beats out
-            ii += work.steps * (math.ceil(self._window_cells() / lanes) + groups[1])
+        elif row_conv:  # each row copies its windows in and writes its beats out; input rows, a beat a
+            # cycle, are stored in between (window_stream's fill_row): nothing overlaps in the one loop
+            ii += work.steps * (math.ceil(self._window_cells() / lanes) + groups[1]) + self._input_beats(
+                groups[0]
+            )
         elif self.mode == "window":  # a pixel's output beats leave one a cycle
             ii = max(ii, work.steps * groups[1])
         if self.mode in ("window", "buffered") and groups[0] > 1:  # its input's beats arrive one a cycle

@@ -517,8 +517,9 @@ def test_offchip_layer_takes_a_memory_word_a_cycle() -> None:
     est = estimate(cnn([4, 8]), u280, "stream", 1, frozenset({"conv0"}))
     conv = next(layer for layer in est.layers if layer.name == "conv0")
     assert conv.memory == "offchip" and conv.multipliers == 32 and conv.bound == "serial"
-    # each pixel's window (36 cells) is also copied in 32 a cycle, and the pixel written out in one beat
-    assert conv.ii == 8 * 8 * (8 * math.ceil(36 / 32) + math.ceil(36 / 32) + 1) == est.ii
+    # each pixel's window (36 cells) is also copied in 32 a cycle, the pixel written out in one beat, and
+    # each input pixel stored in the line buffer in one beat, all in turn
+    assert conv.ii == 8 * 8 * (8 * math.ceil(36 / 32) + math.ceil(36 / 32) + 1) + 8 * 8 == est.ii
     assert conv.offchip_bits == 8 * 36 * 16 * 8  # the [OC][T] block of int16 words once per output row
 
 
@@ -578,6 +579,9 @@ def test_offchip_conv_reads_its_line_buffer_and_keeps_its_output_row_in_uram() -
         rows = direct_row_memories(graph.node("conv"), 32, 1024, board)
         assert conv.multipliers == 32 and (rows.out_uram, rows.line_buffer_uram) == (uram, False)
         assert (conv.resources.uram, conv.resources.bram18) == ((1, 0) if uram else (0, 14))
+        # in turn: 18 words of products an output per pixel, its 1024 beats out, each input pixel's
+        # 64 channels stored as 2 words
+        assert conv.ii == 14 * 14 * (1024 * 18 + 1024) + 14 * 14 * 2
         lanes = {graph.node("conv").output.name: 1}  # its output leaves a channel a beat
         body = design(graph, "stream", {}, board, frozenset({"conv"}), lanes)["layers"][0]["body"]
         assert (

@@ -42,7 +42,7 @@ SHALLOW_DEPTH = 2
 PORT_BEAT_ELEMENTS = 64
 PORT_BEAT_BITS = 1024
 # Names of locals in stream layer functions (reserved so model names never shadow them).
-RESERVED: tuple[str, ...] = ("p", "c", "b", "lane", "y_px", "y_s")
+RESERVED: tuple[str, ...] = ("p", "c", "b", "lane", "y_px", "y_s", "rows")
 RESERVED += (*(f"x{k}_px" for k in range(64)), *(f"x{k}_s" for k in range(64)))
 
 
