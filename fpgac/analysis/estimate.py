@@ -71,7 +71,8 @@ per step, with ``M`` non-zero multiplications per step.
   comparator trees or sums, each lane reading its group's window cells through a ``G``-to-1 mux), and
   a global average pool (an avg_pool over the whole unpadded input:
   ``global_avg_stream``) keep its ``C`` sums in ``L`` memories ``G`` deep (registers when ``G = 1``)
-  instead of a window.
+  instead of a window; a concatenation over channels (a pixel layer) copies a beat of ``C / G`` channels
+  a cycle, its inputs' beats of each pixel in turn (no tensor buffer).
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
   (dual-port). **Line buffers** of 2-d (and higher) windows in ``stream`` style hold ``k - 1`` input
   rows of channel vectors, each row and each channel its own memory (``width`` deep) because all are
@@ -817,7 +818,7 @@ class LayerModel:
 
     @property
     def mode(self) -> str:
-        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``buffered`` or
+        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``pixel``, ``buffered`` or
         ``global`` (a global average pool's per-channel sums, fpgac_stream.h's global_avg_stream)."""
         if self.io != "stream":
             return "parallel"
@@ -842,7 +843,9 @@ class LayerModel:
         row_conv = offchip and self.mode == "window"  # conv_row_offchip: windows copied into a memory
         # pool_stream: a folded pool computes each output beat's L channels in its own cycle
         pool_beats = self.mode == "window" and node.op in ("max_pool", "avg_pool") and groups[1] > 1
-        if self.mode == "beat" or pool_beats:  # L = C / G units, a beat of L channels a cycle: G a pixel
+        # L = C / G units, a beat of L channels a cycle: G a pixel (a concat's beats: G of its output)
+        beat_units = self.mode in ("beat", "pixel") or pool_beats
+        if beat_units:
             r = groups[1]
         mults = lanes if offchip else math.ceil(work.mults / r)
         adders = lanes if offchip else math.ceil(work.adds / r)
@@ -878,9 +881,7 @@ class LayerModel:
         out_regs = (
             node.output.type.size
             if self.io == "parallel"
-            else math.ceil(
-                work.elems / (r if self.mode == "beat" or pool_beats else groups[1] if row_conv else 1)
-            )
+            else math.ceil(work.elems / (r if beat_units else groups[1] if row_conv else 1))
         )
         if work.depth == 0:  # wiring: no registers, no control, no time
             return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)

@@ -13,7 +13,7 @@ from fpgac.analysis.fit import fit
 from fpgac.analysis.lanes import groups_at, lanes_of
 from fpgac.boards import get_board
 from fpgac.ir import Graph
-from tests.vitis_zoo import residual_cnn
+from tests.vitis_zoo import pixel_cnn, residual_cnn
 
 BOARD = get_board("zcu104")
 
@@ -68,3 +68,23 @@ def test_the_fitting_names_the_lanes_it_chose() -> None:
     fitting = fit(graph, BOARD, "stream")
     assert fitting.lanes and fitting.to_json()["lanes"] == dict(sorted(fitting.lanes.items()))
     assert fit(graph, BOARD, "stream", fold_channels=False).lanes == {}
+
+
+def test_a_concat_joins_its_inputs_in_beats_of_equal_lanes() -> None:
+    """pixel_cnn concatenates 4, 4 and 2 channels: one L for all (dividing 2), or all whole."""
+    graph = pixel_cnn()
+    two = lanes_of(graph, groups_at(graph, 36 * 5))
+    assert {two[_out(graph, n)] for n in ("c2", "r1", "cat", "r2")} == {2}
+    assert _out(graph, "c3") not in two  # 2 channels in one beat of 2 lanes
+    one = lanes_of(graph, groups_at(graph, 36 * 10))
+    assert {one[_out(graph, n)] for n in ("c2", "r1", "c3", "cat")} == {1}
+    whole = lanes_of(graph, groups_at(graph, 36 * 4))  # 10 channels in 4 beats: no L divides them all
+    assert not {_out(graph, n) for n in ("c2", "r1", "c3", "cat")} & set(whole)
+
+
+def test_a_folded_concat_copies_a_beat_a_cycle() -> None:
+    graph = pixel_cnn()
+    cat = next(m for m in layer_models(graph, "stream", BOARD) if m.name == "cat")
+    whole, folded = cat.at(1), cat.at(1, groups=(2, 5))
+    assert cat.mode == "pixel" and whole.ii == 36 and folded.ii == 36 * 5
+    assert folded.resources.lut - 100 == (whole.resources.lut - 100) // 5

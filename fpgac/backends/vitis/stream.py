@@ -9,7 +9,9 @@ and outputs are never folded). Each layer runs in one of three modes:
 * **window** (conv, max/avg pooling): a line buffer of the window's rows; outputs leave pixel by pixel
   as soon as the input rows they need have arrived.
 * **beat** (elementwise ops on same-shape inputs): one beat in, one beat out, params indexed by channel.
-* **buffered** (everything else: dense, softmax, reshape, transpose, concat, pad, reduce, broadcasting
+* **pixel** (concat over channels): each pixel's beats of input 0, then of input 1, ..., copied to the
+  output (folded: every input and the output in beats of the same L channels).
+* **buffered** (everything else: dense, softmax, reshape, transpose, other concats, pad, reduce, broadcasting
   ops): the whole input is gathered into an array in logical order, the io_parallel code runs on it, and
   the result streams out. Dense layers need every input before their first output anyway.
 
@@ -90,7 +92,7 @@ def port_stream_type(type_name: str, value: Value) -> str:
 
 
 def layer_mode(node: Node) -> str:
-    """``window``, ``beat`` or ``buffered`` (see the module docstring)."""
+    """``window``, ``beat``, ``pixel`` or ``buffered`` (see the module docstring)."""
     return stream_mode(node)
 
 
