@@ -63,9 +63,11 @@ from fpgac.analysis.estimate import (
     Resources,
     assemble,
     bandwidth_ii,
+    fifo_resources,
     layer_models,
     offchip_max_reuse,
 )
+from fpgac.analysis.fifos import stream_fifos
 from fpgac.analysis.lanes import groups_at, lanes_of, most_folding
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph
@@ -199,6 +201,7 @@ def _fit_style(
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     offchip = _offchip(models, budget, fixed, weights)
     bw = bandwidth_ii(models, offchip, board)
+    fifos = stream_fifos(graph) if io == "stream" else ()
     cache: dict[tuple[str, int, tuple[int, int]], LayerEstimate] = {}
 
     def layer_at(m: LayerModel, r: int, groups: tuple[int, int] = (1, 1)) -> LayerEstimate:
@@ -224,8 +227,9 @@ def _fit_style(
     def over(ii: int) -> tuple[str, ...]:
         factors, beats = reuse_at(ii), groups_of(ii)
         total = [0] * len(RESOURCES)
-        for m in models:
-            for i, n in enumerate(_vector(layer_at(m, factors[m.name], m.groups(beats)).resources)):
+        layers = [layer_at(m, factors[m.name], m.groups(beats)).resources for m in models]
+        for res in [*layers, *fifo_resources(fifos, beats, board).values()]:
+            for i, n in enumerate(_vector(res)):
                 total[i] += n
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
@@ -254,7 +258,7 @@ def _fit_style(
         note = f"target {target_fps:g} fps cannot be met: the fastest design that fits makes "
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
-    est = assemble(models, factors, offchip, groups=beats)
+    est = assemble(models, factors, offchip, groups=beats, fifos=fifos)
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)

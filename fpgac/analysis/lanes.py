@@ -11,11 +11,12 @@ value gets the most beats a pixel that still make the II, ``G`` the largest divi
 Constraints (what the kernels take): graph inputs and outputs travel whole (the ports carry whole
 pixels), so do the values a run-time rank-levelled layer reads or writes (its ranked kernels in
 ``fpgac_levels.h`` take whole pixels), and the inputs and output of an elementwise (beat) layer or of a
-concatenation over channels (a pixel layer: it copies each input's beats of a pixel in turn) carry
-beats of the same lanes L. So folding is chosen per group of values that beat and pixel layers join (a
-residual trunk, a DenseNet block's concatenations), as one L for the whole group: the fewest lanes that
-divide every member's channels and still make the II for every member; a group with a member that
-must travel whole, or with no such L, travels whole (a concatenation of whole pixels).
+concatenation over channels (a pixel layer: it copies each input's beats of a pixel in turn) or of a
+channel shuffle (a permute layer) carry beats of the same lanes L. So folding is chosen per group of
+values that these layers join (a residual trunk, a DenseNet block's concatenations), as one L for the
+whole group: the fewest lanes that divide every member's channels and still make the II for every
+member; a group with a member that must travel whole, or with no such L, travels whole (a
+concatenation of whole pixels).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ from fpgac.ir.ops import OPS
 
 
 def stream_mode(node: Node) -> str:
-    """``window``, ``beat``, ``pixel`` or ``buffered``: how the io-stream backend runs a layer (its
-    kernels read and write whole pixels, one beat at a time, a pixel's beats input after input, or
-    gather the whole tensor)."""
+    """``window``, ``beat``, ``pixel``, ``permute`` or ``buffered``: how the io-stream backend runs a layer
+    (its kernels read and write whole pixels, one beat at a time, a pixel's beats input after input, a
+    pixel's channels reordered, or gather the whole tensor)."""
     kind = OPS[node.op].kind
     if kind is Kind.WINDOW and len(node.inputs[0].shape) in (2, 3):
         return "window"
@@ -41,14 +42,40 @@ def stream_mode(node: Node) -> str:
         return "beat"
     if node.op == "concat" and node.attrs["axis"] == 0 and len(node.output.shape) >= 2:
         return "pixel"  # over channels: every input has the output's pixels
+    if node.op == "reshape" and pixels_channels(node.inputs[0]) == pixels_channels(node.output):
+        return "beat"  # the same pixels of the same channels: the stream is unchanged
+    if node.op == "transpose" and _channel_axes(node.output) > 1:
+        return "permute"  # a channel shuffle: each pixel's channels reordered
     return "buffered"
 
 
 def pixels_channels(value: Value) -> tuple[int, int]:
-    """(P, C): the pixels a value streams as and the channels each carries."""
+    """(P, C): the pixels a value streams as and the channels each carries (the product of its channel
+    axes, :func:`_channel_axes`, in row-major order)."""
     shape = value.shape
-    channels = shape[0] if len(shape) >= 2 else max(math.prod(shape), 1)
+    channels = math.prod(shape[: _channel_axes(value)]) if len(shape) >= 2 else max(math.prod(shape), 1)
     return value.type.size // channels, channels
+
+
+def _channel_axes(value: Value) -> int:
+    """How many leading axes of a value are channels: one, except for a channel split, where a reshape
+    turns (C, *S) into (*A, *S) with the product of A equal to C (ShuffleNet's (g, C/g, H, W)), and a
+    transpose of such a value that only permutes A. Such a value streams as the pixels of S, each
+    carrying the C channels of A: a channel shuffle is then a reorder within each pixel."""
+    node = value.producer
+    if node is None or len(value.shape) < 3:
+        return 1
+    if node.op == "reshape":
+        x = node.inputs[0].shape
+        split = len(value.shape) - len(x) + 1
+        if len(x) >= 2 and split > 1 and value.shape[split:] == x[1:]:
+            return split
+        return 1
+    if node.op == "transpose":
+        axes = _channel_axes(node.inputs[0])
+        perm = list(node.attrs["perm"])
+        return axes if axes > 1 and perm[axes:] == list(range(axes, len(perm))) else 1
+    return 1
 
 
 def groups_at(graph: Graph, ii: int) -> dict[str, int]:
@@ -66,7 +93,7 @@ def groups_at(graph: Graph, ii: int) -> dict[str, int]:
     values: dict[int, Value] = {id(v): v for v in graph.inputs}
     for node in graph.nodes:
         values[id(node.output)] = node.output
-        if stream_mode(node) in ("beat", "pixel"):
+        if stream_mode(node) in ("beat", "pixel", "permute"):
             for v in node.inputs:
                 parent[root(id(v))] = root(id(node.output))
     members: dict[int, list[Value]] = {}

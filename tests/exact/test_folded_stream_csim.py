@@ -40,9 +40,10 @@ def _folder(graph: Graph, lanes: dict[str, int], folder: Path, offchip: frozense
 # Lanes (channels a beat) per layer output; "offchip" keeps the convs' weights in external memory (their
 # row kernel writes folded pixels).
 # "mixed": pools with whole outputs read folded inputs, the global pool whole pixels; "offchip": pools
-# with folded outputs compute a beat a cycle (pool_stream), the global pool reads folded pixels.
+# with folded outputs compute a beat a cycle (pool_stream), the global pool reads folded pixels. The
+# flatten after the global pool keeps its stream (a beat copy), so it folds as the pool's output does.
 FOLDS = {
-    "mixed": {"c1": 2, "r1": 2, "c2": 2, "res": 2, "r2": 2, "mp": 8, "bn": 8, "ap": 8, "gap": 2},
+    "mixed": {"c1": 2, "r1": 2, "c2": 2, "res": 2, "r2": 2, "mp": 8, "bn": 8, "ap": 8, "gap": 2, "flat": 2},
     "offchip": {"c1": 4, "r1": 4, "c2": 4, "res": 4, "r2": 4, "mp": 2, "bn": 2, "ap": 2, "gap": 8},
 }
 

@@ -2,7 +2,8 @@
 
 A concatenation over channels streams each pixel's beats input after input (no tensor buffer), whole or
 folded to beats of 1 or 2 lanes (``pixel_cnn``: inputs of 4, 4 and 2 channels, one of them a forked
-value); the channel shuffle after it and the layers around it read and write the same folded streams.
+value); the channel shuffle after it (reshape to 2x5 channels, transpose, reshape back) reorders each
+pixel's channels (``permute_stream``) and its reshapes pass the stream through, in the same beats.
 The simulator computes values, not beats, so ``fpgac verify`` must find every layer equal bit for bit.
 """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fpgac.analysis.estimate import layer_models
 from fpgac.analysis.fit import fit
-from fpgac.analysis.lanes import groups_at, lanes_of
+from fpgac.analysis.lanes import groups_at, lanes_of, pixels_channels, stream_mode
 from fpgac.boards import get_board
 from fpgac.ir import Graph
 from tests.vitis_zoo import pixel_cnn, residual_cnn
@@ -88,3 +88,18 @@ def test_a_folded_concat_copies_a_beat_a_cycle() -> None:
     whole, folded = cat.at(1), cat.at(1, groups=(2, 5))
     assert cat.mode == "pixel" and whole.ii == 36 and folded.ii == 36 * 5
     assert folded.resources.lut - 100 == (whole.resources.lut - 100) // 5
+
+
+def test_a_channel_shuffle_reorders_pixels() -> None:
+    """pixel_cnn's shuffle: the split (2, 5, 6, 6) and its transpose stream as 36 pixels of 10 channels,
+    so the reshapes are beat copies and the transpose a per-pixel permutation, folded with the concat."""
+    graph = pixel_cnn()
+    modes = {n.name: stream_mode(n) for n in graph.nodes}
+    assert (modes["split"], modes["swap"], modes["merge"]) == ("beat", "permute", "beat")
+    assert pixels_channels(graph.node("swap").output) == (36, 10)
+    two = lanes_of(graph, groups_at(graph, 36 * 5))
+    assert {two[_out(graph, n)] for n in ("cat", "split", "swap", "merge")} == {2}
+    swap = next(m for m in layer_models(graph, "stream", BOARD) if m.name == "swap")
+    whole, folded = swap.at(1), swap.at(1, groups=(5, 5))
+    assert whole.resources.bram18 == folded.resources.bram18 == 0  # a pixel in registers, no tensor
+    assert folded.ii == 36 * (2 * 5 + 2)

@@ -633,7 +633,20 @@ def reshape(ctx: Ctx, code: LayerCode) -> None:
 def transpose(ctx: Ctx, code: LayerCode) -> None:
     shape = ctx.node.inputs[0].shape
     idx = np.arange(math.prod(shape)).reshape(shape).transpose(ctx.node.attrs["perm"])
+    if ctx.stream and stream_mode(ctx.node) == "permute":
+        code.body = _permute_pixels(ctx, code, idx)
+        return
     code.body = _loop(ctx, f"{ctx.y} = {ctx.ins[0]}[{_index(code, ctx, 0, idx)}];")
+
+
+def _permute_pixels(ctx: Ctx, code: LayerCode, idx: np.ndarray) -> str:
+    """io_stream channel shuffle: each pixel's channels reordered (``permute_stream``); output channel k
+    takes input channel ``src[k]``, read off the logical index map (c * P + p) at pixel 0."""
+    pixels, channels = pixels_channels(ctx.node.output)
+    src = idx.reshape(channels, pixels)[:, 0] // pixels
+    name = f"{ctx.name}_idx0"
+    code.arrays.append(Array("int", name, src, "input channel of each output channel"))
+    return f"  fpgac::permute_stream<{pixels}, {ctx.groups}>({ctx.ins[0]}, {ctx.out}, {name});"
 
 
 def concat(ctx: Ctx, code: LayerCode) -> None:
