@@ -221,3 +221,39 @@ def residual_cnn() -> Graph:
     graph.set_outputs([fc.output])
     calib = rng.uniform(-1, 1, (32, 4, 6, 6)).astype(np.float32)
     return Quantize(precision=10, calib=(calib,)).run(graph)
+
+
+def pixel_cnn() -> Graph:
+    """4x6x6 -> conv 3x3 (4) -> ReLU, feeding conv 3x3 (4) and conv 1x1 (2); concat over channels of
+    [conv 3x3, ReLU, conv 1x1] (10) -> ReLU -> channel shuffle of 2 groups (reshape to 2x5x6x6,
+    transpose of the two channel axes, reshape back) -> conv 1x1 (4) -> global average pool -> dense 3.
+
+    The concatenation's inputs (4, 4 and 2 channels) fold to beats of 1 or 2 lanes, or travel whole."""
+    rng = np.random.default_rng(11)
+    graph = Graph("pixel_cnn")
+    x = graph.add_input("image", TensorType((4, 6, 6)))
+    conv3 = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1}
+    conv1 = {**conv3, "pads": [0, 0, 0, 0]}
+    c1 = graph.add("conv", [x], name="c1", attrs=conv3,
+                   params={"weight": _normal(rng, 4, 4, 3, 3), "bias": _normal(rng, 4)})  # fmt: skip
+    r1 = graph.add("relu", [c1.output], name="r1")
+    c2 = graph.add("conv", [r1.output], name="c2", attrs=conv3,
+                   params={"weight": _normal(rng, 4, 4, 3, 3), "bias": _normal(rng, 4)})  # fmt: skip
+    c3 = graph.add("conv", [r1.output], name="c3", attrs=conv1,
+                   params={"weight": _normal(rng, 2, 4, 1, 1), "bias": _normal(rng, 2)})  # fmt: skip
+    cat = graph.add("concat", [c2.output, r1.output, c3.output], name="cat", attrs={"axis": 0})
+    r2 = graph.add("relu", [cat.output], name="r2")
+    split = graph.add("reshape", [r2.output], name="split", attrs={"shape": [2, 5, 6, 6]})
+    swap = graph.add("transpose", [split.output], name="swap", attrs={"perm": [1, 0, 2, 3]})
+    merge = graph.add("reshape", [swap.output], name="merge", attrs={"shape": [10, 6, 6]})
+    c4 = graph.add("conv", [merge.output], name="c4", attrs=conv1,
+                   params={"weight": _normal(rng, 4, 10, 1, 1), "bias": _normal(rng, 4)})  # fmt: skip
+    gap_attrs = {"kernel": [6, 6], "strides": [1, 1], "pads": [0, 0, 0, 0],
+                 "ceil_mode": False, "count_include_pad": False}  # fmt: skip
+    gap = graph.add("avg_pool", [c4.output], name="gap", attrs=gap_attrs)
+    flat = graph.add("reshape", [gap.output], name="flat", attrs={"shape": [4]})
+    fc = graph.add("dense", [flat.output], name="fc",
+                   params={"weight": _normal(rng, 3, 4), "bias": _normal(rng, 3)})  # fmt: skip
+    graph.set_outputs([fc.output])
+    calib = rng.uniform(-1, 1, (32, 4, 6, 6)).astype(np.float32)
+    return Quantize(precision=10, calib=(calib,)).run(graph)

@@ -76,12 +76,15 @@ per step, with ``M`` non-zero multiplications per step.
   delay lines and row memories of partials instead of a window), and
   a global average pool (an avg_pool over the whole unpadded input:
   ``global_avg_stream``) keep its ``C`` sums in ``L`` memories ``G`` deep (registers when ``G = 1``)
-  instead of a window.
+  instead of a window; a concatenation over channels (a pixel layer) copies a beat of ``C / G`` channels
+  a cycle, its inputs' beats of each pixel in turn (no tensor buffer), and a channel shuffle (a
+  transpose of a channel split, ``permute_stream``) holds one pixel's channels in registers and writes
+  its beats through a channel mux.
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
   (dual-port). **Line buffers** of 2-d (and higher) windows in ``stream`` style hold ``k - 1`` input
   rows of channel vectors, each row and each channel its own memory (``width`` deep) because all are
   read every cycle, as ``fpgac_stream.h`` partitions them. A transpose in
-  ``stream`` style buffers the whole tensor.
+  ``stream`` style (but a channel shuffle) buffers the whole tensor.
 * **Latency** of a layer is ``ii`` plus its pipeline depth: a multiplier (``DSP_LATENCY`` or
   ``LUT_MULT_LATENCY``), ``ceil(log2(fan-in + 1))`` adder levels (a tree over ``fan-in / R`` products
   per cycle, then an accumulation over R cycles: counted at the R = 1 depth, so latency never falls as
@@ -98,19 +101,25 @@ per step, with ``M`` non-zero multiplications per step.
   the most products or elements one step may unroll in ``parallel`` style (beyond that HLS stops
   unrolling, hls4ml issue #1013).
 
-Not modelled: the top-level AXI interfaces and stream FIFOs (sized by the backend), and routing
-congestion, which in practice makes designs above ~80 % of LUTs hard to close at the board's clock.
+* **Stream FIFOs** (:mod:`fpgac.analysis.fifos`): every layer's output FIFO (2 beats) and every fork's
+  outputs, as deep as a join needs to be free of deadlock, each ``L x bits`` wide: shift registers in
+  LUTs (``width`` LUTs per 32 beats) when at most 32 deep or under ``BRAM_MIN_BITS``, else block RAM.
+  They are charged to the layer that writes them.
+
+Not modelled: the top-level AXI interfaces and routing congestion, which in practice makes designs
+above ~80 % of LUTs hard to close at the board's clock.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from fpgac.analysis.fifos import SRL_DEPTH, Fifo, stream_fifos
 from fpgac.analysis.lanes import pixels_channels, scans, stream_mode
 from fpgac.analysis.pool_scan import PoolScan
 from fpgac.analysis.rank_schedule import step_cycles
@@ -876,9 +885,9 @@ class LayerModel:
 
     @property
     def mode(self) -> str:
-        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``buffered``,
-        ``global`` (a global average pool's per-channel sums, fpgac_stream.h's global_avg_stream) or
-        ``scan`` (another pool, fpgac_pool.h's pool_scan)."""
+        """How the layer runs: ``parallel``, or in io stream ``window``, ``beat``, ``pixel``, ``permute``,
+        ``buffered``, ``global`` (a global average pool's per-channel sums, fpgac_stream.h's
+        global_avg_stream) or ``scan`` (another pool, fpgac_pool.h's pool_scan)."""
         if self.io != "stream":
             return "parallel"
         node = self.node
@@ -921,6 +930,8 @@ class LayerModel:
             return self._global_pool(groups)
         if self.mode == "scan":
             return self._scanned_pool(groups)
+        if self.mode == "permute":
+            return self._permute(groups[1])
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
         direct = self.direct_lanes(reuse) if offchip else 0  # conv_offchip_stream: reads its line buffer
@@ -928,7 +939,9 @@ class LayerModel:
         # Off chip: ``lanes`` products a cycle, every output's fan-in (zeros too) in ceil(fan-in / lanes).
         r = work.elems * math.ceil(work.fan_in / lanes) if offchip else (reuse if self.folds else 1)
         row_conv = offchip and self.mode == "window"  # a row a weight read: conv_row_offchip or direct
-        if self.mode == "beat":  # L = C / G units, a beat of L channels a cycle: G a pixel
+        # L = C / G units, a beat of L channels a cycle: G a pixel (a concat's beats: G of its output)
+        beat_units = self.mode in ("beat", "pixel")
+        if beat_units:
             r = groups[1]
         mults = lanes if offchip else math.ceil(work.mults / r)
         adders = lanes if offchip else math.ceil(work.adds / r)
@@ -964,7 +977,7 @@ class LayerModel:
         out_regs = (
             node.output.type.size
             if self.io == "parallel"
-            else math.ceil(work.elems / (r if self.mode == "beat" else groups[1] if row_conv else 1))
+            else math.ceil(work.elems / (r if beat_units else groups[1] if row_conv else 1))
         )
         if work.depth == 0:  # wiring: no registers, no control, no time
             return LayerEstimate(node.name, node.op, reuse, 0, Resources(), 0, 1, 0)
@@ -1048,6 +1061,9 @@ class LayerModel:
     def _input_beats(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[0] * groups
 
+    def _permute(self, groups: int) -> LayerEstimate:
+        return _permute_estimate(self.node, groups)
+
     def _global_pool(self, groups: tuple[int, int]) -> LayerEstimate:
         """fpgac_stream.h's global_avg_stream: L_in adders into an array of C sums (registers when
         unfolded, else L_in memories G_in deep: the kernel's cyclic partition), then L_out products by
@@ -1125,6 +1141,24 @@ class LayerModel:
         )
 
 
+def _permute_estimate(node: Node, groups: int) -> LayerEstimate:
+    """fpgac_stream.h's permute_stream (a channel shuffle): a pixel's C input channels in registers, then
+    its G = C / L output beats, each lane choosing its channel through a mux (C-to-1 when folded: the
+    channel map is a ROM read by the beat's index; wiring when whole), read and written one beat a
+    cycle in two loops a pixel (two more cycles a pixel to enter them)."""
+    pixels, channels = pixels_channels(node.output)
+    in_bits, out_bits = _width(node.inputs[0].type.format), _width(node.output.type.format)
+    lanes = channels // groups
+    mux = lanes * in_bits * math.ceil((channels - 1) / 3) if groups > 1 else 0
+    res = Resources(
+        lut=mux + lanes * out_bits + CONTROL_LUT,
+        ff=channels * in_bits + lanes * out_bits + CONTROL_FF,
+    )
+    per_pixel = 2 * groups + 2
+    ii = pixels * per_pixel
+    return LayerEstimate(node.name, node.op, 1, 0, res, ii + 2, ii, per_pixel + 2, bound="steps")
+
+
 def _buffer_cost(depth: int, width: int, board: Board) -> Resources:
     """A working memory (no storage pragma: HLS maps it) as weight ROMs are mapped: block RAM when it
     fills its blocks at least ``BRAM_MIN_FILL``, else LUT RAM (a shallow, wide memory is port-bound)."""
@@ -1188,6 +1222,25 @@ def _uram_cost(depth: int, width: int) -> Resources:
     return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1]))
 
 
+def fifo_cost(depth: int, width: int, board: Board) -> Resources:
+    """A stream FIFO of ``depth`` beats of ``width`` bits: shift registers (SRL32, ``width`` LUTs per 32
+    beats) when shallow or small, else block RAM (:mod:`fpgac.analysis.fifos`)."""
+    if depth <= SRL_DEPTH or depth * width < BRAM_MIN_BITS:
+        return Resources(lut=width * math.ceil(depth / SRL_DEPTH))
+    return memory_cost(depth, width, board, allow_uram=False)
+
+
+def fifo_resources(fifos: Sequence[Fifo], groups: Mapping[str, int], board: Board) -> dict[str, Resources]:
+    """What the stream FIFOs cost at the folding ``groups``, by the layer each is charged to."""
+    costs: dict[str, Resources] = {}
+    for fifo in fifos:
+        g = groups.get(fifo.value.name, 1)
+        costs[fifo.writer] = costs.get(fifo.writer, Resources()) + fifo_cost(
+            fifo.depth(g), fifo.width(g), board
+        )
+    return costs
+
+
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
     """Every node's :class:`LayerModel` (refuses a float graph or an unknown io style)."""
     check_io(io)
@@ -1214,11 +1267,13 @@ def assemble(
     groups: Mapping[str, int] | None = None,
     uram: frozenset[str] = frozenset(),
     uram_rows: frozenset[str] = frozenset(),
+    fifos: Sequence[Fifo] = (),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
     the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`); ``uram``:
     the layers whose weights are preloaded into UltraRAM; ``uram_rows``: the off-chip convs whose line
-    buffers the fitting put in URAM."""
+    buffers the fitting put in URAM; ``fifos``: a stream design's FIFOs
+    (:func:`~fpgac.analysis.fifos.stream_fifos`), charged to their writers."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
@@ -1234,6 +1289,9 @@ def assemble(
         )
         for m in models
     )
+    if fifos:
+        costs = fifo_resources(fifos, groups or {}, board)
+        layers = tuple(replace(e, resources=e.resources + costs.get(e.name, Resources())) for e in layers)
     ii = max((layer.ii for layer in layers), default=1)
     if io == "parallel":
         latency = sum(layer.latency_cycles for layer in layers)
@@ -1269,4 +1327,5 @@ def estimate(
     factors = reuse_factors(graph, reuse)
     models = layer_models(graph, io, board)
     shown = dict(reuse) if isinstance(reuse, Mapping) else int(reuse)
-    return assemble(models, factors, offchip, shown, uram=uram)
+    fifos = stream_fifos(graph) if io == "stream" else ()
+    return assemble(models, factors, offchip, shown, uram=uram, fifos=fifos)

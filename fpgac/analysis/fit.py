@@ -74,9 +74,11 @@ from fpgac.analysis.estimate import (
     Resources,
     assemble,
     bandwidth_ii,
+    fifo_resources,
     layer_models,
     offchip_max_reuse,
 )
+from fpgac.analysis.fifos import Fifo, stream_fifos
 from fpgac.analysis.lanes import groups_at, lanes_of, most_folding
 from fpgac.boards import Board
 from fpgac.ir.graph import Graph
@@ -240,6 +242,7 @@ def _fit_design(
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     bw = bandwidth_ii(models, offchip, board)
+    fifos = stream_fifos(graph) if io == "stream" else ()
     cache: dict[tuple[str, int, tuple[int, int], bool], LayerEstimate] = {}
 
     def layer_at(
@@ -282,9 +285,9 @@ def _fit_design(
         factors, beats = reuse_at(ii), groups_of(ii)
         uram = uram_at(factors, beats)
         total = [0] * len(RESOURCES)
-        for m in models:
-            cost = layer_at(m, factors[m.name], m.groups(beats), m.name in uram).resources
-            for i, n in enumerate(_vector(cost)):
+        layers = [layer_at(m, factors[m.name], m.groups(beats), m.name in uram).resources for m in models]
+        for res in [*layers, *fifo_resources(fifos, beats, board).values()]:
+            for i, n in enumerate(_vector(res)):
                 total[i] += n
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
@@ -314,8 +317,8 @@ def _fit_design(
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
-    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram)
-    est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows)
+    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos)
+    est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos)
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -345,13 +348,14 @@ def _uram_line_buffers(
     bw: int,
     budget: Resources,
     preloaded: frozenset[str] = frozenset(),
+    fifos: Sequence[Fifo] = (),
 ) -> frozenset[str]:
     """Off-chip convs whose line buffers move to URAM when the design's block RAM is over budget and its
     URAM is not: the most BRAM18 freed a URAM first, while the URAM budget holds (what the weights
-    preloaded into URAM, ``preloaded``, leave of it). (The estimate puts a
+    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too). (The estimate puts a
     memory in URAM on its own only when that takes a smaller share of the board, which leaves a wide line
     buffer, a few hundred words of L channels, in block RAM even while URAM sits idle.)"""
-    total = assemble(models, factors, offchip, groups=beats, uram=preloaded).total
+    total = assemble(models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos).total
     bram, uram, moves = total.bram18, total.uram, []
     for m in models:
         if m.name not in offchip or not m.direct_lanes(factors[m.name]):

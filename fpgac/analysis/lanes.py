@@ -10,11 +10,14 @@ value gets the most beats a pixel that still make the II, ``G`` the largest divi
 
 Constraints (what the kernels take): graph inputs and outputs travel whole (the ports carry whole
 pixels), so do the values a run-time rank-levelled layer reads or writes (its ranked kernels in
-``fpgac_levels.h`` take whole pixels), and the inputs and output of an
-elementwise (beat) layer are folded alike, and so are those of a scanning pool (it runs at
-``gcd(L_in, L_out)`` lanes over its input's pixels: folded alike, its input's folding makes the II), so
-folding is chosen per group of values a chain of beat layers and pools joins (a residual trunk is one
-group), the least folding of the group's members.
+``fpgac_levels.h`` take whole pixels), and the inputs and output of an elementwise (beat) layer or of a
+concatenation over channels (a pixel layer: it copies each input's beats of a pixel in turn) or of a
+channel shuffle (a permute layer) carry beats of the same lanes L, and so do those of a scanning pool (it
+runs at ``gcd(L_in, L_out)`` lanes over its input's pixels: folded alike, its input's folding makes the
+II). So folding is chosen per group of values that these layers join (a residual trunk, a DenseNet
+block's concatenations, a chain of pools), as one L for the whole group: the fewest lanes that divide
+every member's channels and still make the II for every member; a group with a member that must travel
+whole, or with no such L, travels whole (a concatenation of whole pixels).
 """
 
 from __future__ import annotations
@@ -31,13 +34,20 @@ from fpgac.ir.shapes import is_global_pool
 
 
 def stream_mode(node: Node) -> str:
-    """``window``, ``beat`` or ``buffered``: how the io-stream backend runs a layer (its kernels read and
-    write whole pixels, one beat at a time, or gather the whole tensor)."""
+    """``window``, ``beat``, ``pixel``, ``permute`` or ``buffered``: how the io-stream backend runs a layer
+    (its kernels read and write whole pixels, one beat at a time, a pixel's beats input after input, a
+    pixel's channels reordered, or gather the whole tensor)."""
     kind = OPS[node.op].kind
     if kind is Kind.WINDOW and len(node.inputs[0].shape) in (2, 3):
         return "window"
     if kind is Kind.ELEMENTWISE and all(v.shape == node.output.shape for v in node.inputs):
         return "beat"
+    if node.op == "concat" and node.attrs["axis"] == 0 and len(node.output.shape) >= 2:
+        return "pixel"  # over channels: every input has the output's pixels
+    if node.op == "reshape" and pixels_channels(node.inputs[0]) == pixels_channels(node.output):
+        return "beat"  # the same pixels of the same channels: the stream is unchanged
+    if node.op == "transpose" and _channel_axes(node.output) > 1:
+        return "permute"  # a channel shuffle: each pixel's channels reordered
     return "buffered"
 
 
@@ -50,10 +60,32 @@ def scans(node: Node) -> bool:
 
 
 def pixels_channels(value: Value) -> tuple[int, int]:
-    """(P, C): the pixels a value streams as and the channels each carries."""
+    """(P, C): the pixels a value streams as and the channels each carries (the product of its channel
+    axes, :func:`_channel_axes`, in row-major order)."""
     shape = value.shape
-    channels = shape[0] if len(shape) >= 2 else max(math.prod(shape), 1)
+    channels = math.prod(shape[: _channel_axes(value)]) if len(shape) >= 2 else max(math.prod(shape), 1)
     return value.type.size // channels, channels
+
+
+def _channel_axes(value: Value) -> int:
+    """How many leading axes of a value are channels: one, except for a channel split, where a reshape
+    turns (C, *S) into (*A, *S) with the product of A equal to C (ShuffleNet's (g, C/g, H, W)), and a
+    transpose of such a value that only permutes A. Such a value streams as the pixels of S, each
+    carrying the C channels of A: a channel shuffle is then a reorder within each pixel."""
+    node = value.producer
+    if node is None or len(value.shape) < 3:
+        return 1
+    if node.op == "reshape":
+        x = node.inputs[0].shape
+        split = len(value.shape) - len(x) + 1
+        if len(x) >= 2 and split > 1 and value.shape[split:] == x[1:]:
+            return split
+        return 1
+    if node.op == "transpose":
+        axes = _channel_axes(node.inputs[0])
+        perm = list(node.attrs["perm"])
+        return axes if axes > 1 and perm[axes:] == list(range(axes, len(perm))) else 1
+    return 1
 
 
 def groups_at(graph: Graph, ii: int) -> dict[str, int]:
@@ -71,23 +103,28 @@ def groups_at(graph: Graph, ii: int) -> dict[str, int]:
     values: dict[int, Value] = {id(v): v for v in graph.inputs}
     for node in graph.nodes:
         values[id(node.output)] = node.output
-        if stream_mode(node) == "beat" or scans(node):
+        if stream_mode(node) in ("beat", "pixel", "permute") or scans(node):
             for v in node.inputs:
                 parent[root(id(v))] = root(id(node.output))
-    best: dict[int, int] = {}
+    members: dict[int, list[Value]] = {}
     for key, value in values.items():
-        pixels, channels = pixels_channels(value)
-        g = 1 if key in whole else _most_beats(pixels, channels, ii)
-        r = root(key)
-        best[r] = min(best.get(r, g), g)
-    folded = {values[k].name: best[root(k)] for k in values}
-    return {name: g for name, g in folded.items() if g > 1}
+        members.setdefault(root(key), []).append(value)
+    folded: dict[str, int] = {}
+    for group in members.values():
+        lanes = None if any(id(v) in whole for v in group) else _fewest_lanes(group, ii)
+        for v in group:
+            channels = pixels_channels(v)[1]
+            if lanes is not None and channels > lanes:
+                folded[v.name] = channels // lanes
+    return folded
 
 
-def _most_beats(pixels: int, channels: int, ii: int) -> int:
-    """The largest divisor G of ``channels`` with ``pixels * G <= ii`` (at least 1)."""
-    limit = ii // max(pixels, 1)
-    return max((g for g in _divisors(channels) if g <= limit), default=1)
+def _fewest_lanes(group: list[Value], ii: int) -> int | None:
+    """The smallest L dividing every member's channels C with ``pixels * C / L <= ii`` for each (the
+    most beats that make the II), or None when no L does (the group travels whole)."""
+    shapes = [pixels_channels(v) for v in group]
+    common = math.gcd(*(c for _, c in shapes))
+    return next((n for n in _divisors(common) if all(p * (c // n) <= ii for p, c in shapes)), None)
 
 
 @functools.cache

@@ -9,7 +9,9 @@
 // (dense, softmax, reshape, ...) gather it into an array in logical order (read_tensor), run the same
 // fpgac_kernels.h code as io_parallel, and stream the result out (write_tensor). The per-pixel arithmetic
 // (conv_pixel) is the one io_parallel uses, so both styles give the same
-// bits, which `fpgac verify` checks against the simulator.
+// bits, which `fpgac verify` checks against the simulator. A concatenation over channels copies each
+// input's beats of a pixel in turn (copy_beats, place_pixel) and a channel shuffle reorders each pixel
+// (permute_stream): no tensor is gathered.
 #ifndef FPGAC_STREAM_H
 #define FPGAC_STREAM_H
 
@@ -48,6 +50,58 @@ void write_tensor(const T x[G * L * P], hls::stream<pixel<T, L> >& s) {
     FPGAC_LOOP(write_channels)
     for (int c = 0; c < L; c++) px.data[c] = x[((b % G) * L + c) * P + b / G];
     s.write(px);
+  }
+}
+
+// A concatenation over channels streams, pixel by pixel, each input's share of the pixel in turn. Folded
+// (every input and the output in beats of L channels): copy_beats moves input k's N = C_k / L beats of a
+// pixel, cast to the output's type. Unfolded: place_pixel puts input k's one beat at its channels of the
+// output pixel (OFFSET = the channels of the inputs before it). No tensor is held.
+template <int N, class T, class U, int L>
+void copy_beats(hls::stream<pixel<T, L> >& x, hls::stream<pixel<U, L> >& y) {
+  FPGAC_LOOP(copy_beats)
+  for (int g = 0; g < N; g++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=1)
+    const pixel<T, L> in = x.read();
+    pixel<U, L> out;
+    FPGAC_LOOP(copy_lanes)
+    for (int c = 0; c < L; c++) out.data[c] = in.data[c];
+    y.write(out);
+  }
+}
+
+template <int OFFSET, class T, int C, class U, int CO>
+void place_pixel(hls::stream<pixel<T, C> >& x, pixel<U, CO>& y) {
+  FPGAC_PRAGMA(HLS INLINE)
+  const pixel<T, C> in = x.read();
+  FPGAC_LOOP(place_channels)
+  for (int c = 0; c < C; c++) y.data[OFFSET + c] = in.data[c];
+}
+
+// A channel shuffle (a transpose that reorders the channels within each pixel): read a pixel's G = C / L
+// beats into a register array, then write its G output beats, output channel k taking input channel
+// src[k] (the generator's map). A pixel is held, never the tensor.
+template <int P, int G, class T, class U, int L>
+void permute_stream(hls::stream<pixel<T, L> >& x, hls::stream<pixel<U, L> >& y, const int src[G * L]) {
+  T px[G * L];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=px complete)
+  FPGAC_LOOP(permute_pixels)
+  for (int p = 0; p < P; p++) {
+    FPGAC_LOOP(permute_in)
+    for (int g = 0; g < G; g++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      const pixel<T, L> in = x.read();
+      FPGAC_LOOP(permute_in_lanes)
+      for (int c = 0; c < L; c++) px[g * L + c] = in.data[c];
+    }
+    FPGAC_LOOP(permute_out)
+    for (int g = 0; g < G; g++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      pixel<U, L> out;
+      FPGAC_LOOP(permute_out_lanes)
+      for (int c = 0; c < L; c++) out.data[c] = px[src[g * L + c]];
+      y.write(out);
+    }
   }
 }
 

@@ -53,9 +53,10 @@ def _folder(
 # row kernel writes folded pixels).
 # "mixed": pools scan at the lanes of their folded inputs (8 channels into 2-lane parts), the global pool
 # reads whole pixels; "offchip": pools scan folded inputs into folded outputs, the global pool reads folded
-# pixels.
+# pixels. The flatten after the global pool keeps its stream (a beat copy), so it folds as the pool's
+# output does.
 FOLDS = {
-    "mixed": {"c1": 2, "r1": 2, "c2": 2, "res": 2, "r2": 2, "mp": 8, "bn": 8, "ap": 8, "gap": 2},
+    "mixed": {"c1": 2, "r1": 2, "c2": 2, "res": 2, "r2": 2, "mp": 8, "bn": 8, "ap": 8, "gap": 2, "flat": 2},
     "offchip": {"c1": 4, "r1": 4, "c2": 4, "res": 4, "r2": 4, "mp": 2, "bn": 2, "ap": 2, "gap": 8},
 }
 

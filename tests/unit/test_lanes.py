@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from fpgac.analysis.estimate import layer_models
 from fpgac.analysis.fit import fit
-from fpgac.analysis.lanes import groups_at, lanes_of
+from fpgac.analysis.lanes import groups_at, lanes_of, pixels_channels, stream_mode
 from fpgac.boards import get_board
 from fpgac.ir import Graph
-from tests.vitis_zoo import residual_cnn
+from tests.vitis_zoo import pixel_cnn, residual_cnn
 
 BOARD = get_board("zcu104")
 
@@ -68,3 +68,38 @@ def test_the_fitting_names_the_lanes_it_chose() -> None:
     fitting = fit(graph, BOARD, "stream")
     assert fitting.lanes and fitting.to_json()["lanes"] == dict(sorted(fitting.lanes.items()))
     assert fit(graph, BOARD, "stream", fold_channels=False).lanes == {}
+
+
+def test_a_concat_joins_its_inputs_in_beats_of_equal_lanes() -> None:
+    """pixel_cnn concatenates 4, 4 and 2 channels: one L for all (dividing 2), or all whole."""
+    graph = pixel_cnn()
+    two = lanes_of(graph, groups_at(graph, 36 * 5))
+    assert {two[_out(graph, n)] for n in ("c2", "r1", "cat", "r2")} == {2}
+    assert _out(graph, "c3") not in two  # 2 channels in one beat of 2 lanes
+    one = lanes_of(graph, groups_at(graph, 36 * 10))
+    assert {one[_out(graph, n)] for n in ("c2", "r1", "c3", "cat")} == {1}
+    whole = lanes_of(graph, groups_at(graph, 36 * 4))  # 10 channels in 4 beats: no L divides them all
+    assert not {_out(graph, n) for n in ("c2", "r1", "c3", "cat")} & set(whole)
+
+
+def test_a_folded_concat_copies_a_beat_a_cycle() -> None:
+    graph = pixel_cnn()
+    cat = next(m for m in layer_models(graph, "stream", BOARD) if m.name == "cat")
+    whole, folded = cat.at(1), cat.at(1, groups=(2, 5))
+    assert cat.mode == "pixel" and whole.ii == 36 and folded.ii == 36 * 5
+    assert folded.resources.lut - 100 == (whole.resources.lut - 100) // 5
+
+
+def test_a_channel_shuffle_reorders_pixels() -> None:
+    """pixel_cnn's shuffle: the split (2, 5, 6, 6) and its transpose stream as 36 pixels of 10 channels,
+    so the reshapes are beat copies and the transpose a per-pixel permutation, folded with the concat."""
+    graph = pixel_cnn()
+    modes = {n.name: stream_mode(n) for n in graph.nodes}
+    assert (modes["split"], modes["swap"], modes["merge"]) == ("beat", "permute", "beat")
+    assert pixels_channels(graph.node("swap").output) == (36, 10)
+    two = lanes_of(graph, groups_at(graph, 36 * 5))
+    assert {two[_out(graph, n)] for n in ("cat", "split", "swap", "merge")} == {2}
+    swap = next(m for m in layer_models(graph, "stream", BOARD) if m.name == "swap")
+    whole, folded = swap.at(1), swap.at(1, groups=(5, 5))
+    assert whole.resources.bram18 == folded.resources.bram18 == 0  # a pixel in registers, no tensor
+    assert folded.ii == 36 * (2 * 5 + 2)

@@ -315,12 +315,23 @@ def _context(
         elem = "c" if g == 1 else "lane"
         y_data, beats = "y_px.data", (p, g * w)
         return Ctx(node, layer, in_names, in_types, in_fmts, y_data, out.type, out.fmt, reuse, beats, g, elem)
+    if mode in ("pixel", "permute"):
+        _check_pixel_lanes(node, lanes)
     names = [a["name"] for a in args]
     stream = mode != "array"
     groups = vitis_stream.fold(node.output, lanes)[1] if stream else 1  # a window layer's output beats
     out_name, elem = "y", "i"
     return Ctx(node, layer, names, in_types, in_fmts, out_name, out.type, out.fmt, reuse, None, groups, elem,
                stream, offchip, board, uram_rows)  # fmt: skip
+
+
+def _check_pixel_lanes(node: Node, lanes: vitis_stream.Lanes | None) -> None:
+    """A pixel layer (a concatenation over channels) copies beats and a permute layer reorders them: its
+    inputs and output carry the same lanes, or all travel whole (the fitting's groups,
+    :mod:`fpgac.analysis.lanes`, make it so)."""
+    folds = [vitis_stream.fold(v, lanes) for v in (*node.inputs, node.output)]
+    if len({w for _, _, w in folds}) > 1 and any(g > 1 for _, g, _ in folds):
+        raise VitisError(f"node {node.name!r} ({node.op}): its inputs and output must carry equal lanes")
 
 
 def storage_pragmas(node: Node, arrays: list[Array], io: str, reuse: int, board: Board | None) -> list[str]:

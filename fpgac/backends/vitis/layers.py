@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes
+from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.analysis.pool_scan import PoolScan
 from fpgac.backends.vitis.ccode import (
     Array,
@@ -726,10 +727,26 @@ def reshape(ctx: Ctx, code: LayerCode) -> None:
 def transpose(ctx: Ctx, code: LayerCode) -> None:
     shape = ctx.node.inputs[0].shape
     idx = np.arange(math.prod(shape)).reshape(shape).transpose(ctx.node.attrs["perm"])
+    if ctx.stream and stream_mode(ctx.node) == "permute":
+        code.body = _permute_pixels(ctx, code, idx)
+        return
     code.body = _loop(ctx, f"{ctx.y} = {ctx.ins[0]}[{_index(code, ctx, 0, idx)}];")
 
 
+def _permute_pixels(ctx: Ctx, code: LayerCode, idx: np.ndarray) -> str:
+    """io_stream channel shuffle: each pixel's channels reordered (``permute_stream``); output channel k
+    takes input channel ``src[k]``, read off the logical index map (c * P + p) at pixel 0."""
+    pixels, channels = pixels_channels(ctx.node.output)
+    src = idx.reshape(channels, pixels)[:, 0] // pixels
+    name = f"{ctx.name}_idx0"
+    code.arrays.append(Array("int", name, src, "input channel of each output channel"))
+    return f"  fpgac::permute_stream<{pixels}, {ctx.groups}>({ctx.ins[0]}, {ctx.out}, {name});"
+
+
 def concat(ctx: Ctx, code: LayerCode) -> None:
+    if ctx.stream and stream_mode(ctx.node) == "pixel":
+        code.body = _concat_pixels(ctx)
+        return
     axis = ctx.node.attrs["axis"]
     positions = np.arange(ctx.size).reshape(ctx.node.output.shape)
     bounds = np.cumsum([v.shape[axis] for v in ctx.node.inputs])[:-1]
@@ -738,6 +755,30 @@ def concat(ctx: Ctx, code: LayerCode) -> None:
         dst = _index(code, ctx, k, part)
         loops.append(_loop(ctx, f"{ctx.out}[{dst}] = {name}[i];", part.size, f"part{k}"))
     code.body = "\n".join(loops)
+
+
+def _concat_pixels(ctx: Ctx) -> str:
+    """io_stream concatenation over channels, no tensor buffer: each pixel's beats of input 0, then of
+    input 1, ... (``copy_beats``: beats of L lanes, G_k = C_k / L of input k), or, unfolded, one beat of
+    each input placed at its channels in the output pixel (``place_pixel``)."""
+    pixels, channels = pixels_channels(ctx.node.output)
+    loop = f"  FPGAC_LOOP(concat_pixels)\n  for (int p = 0; p < {pixels}; p++) {{\n"
+    if ctx.groups > 1:
+        width = channels // ctx.groups
+        copies = "".join(
+            f"    fpgac::copy_beats<{pixels_channels(v)[1] // width}>({name}, {ctx.out});\n"
+            for name, v in zip(ctx.ins, ctx.node.inputs, strict=True)
+        )
+        return f"{loop}{copies}  }}"
+    offsets = np.cumsum([0] + [pixels_channels(v)[1] for v in ctx.node.inputs])
+    places = "".join(
+        f"    fpgac::place_pixel<{int(offset)}>({name}, y_px);\n"
+        for name, offset in zip(ctx.ins, offsets, strict=False)
+    )
+    return (
+        f"{loop}    FPGAC_PRAGMA(HLS PIPELINE II=1)\n"
+        f"    fpgac::pixel<{ctx.out_type}, {channels}> y_px;\n{places}    {ctx.out}.write(y_px);\n  }}"
+    )
 
 
 def pad(ctx: Ctx, code: LayerCode) -> None:

@@ -9,14 +9,19 @@ and outputs are never folded). Each layer runs in one of three modes:
 * **window** (conv, max/avg pooling): a line buffer of the window's rows; outputs leave pixel by pixel
   as soon as the input rows they need have arrived.
 * **beat** (elementwise ops on same-shape inputs): one beat in, one beat out, params indexed by channel.
-* **buffered** (everything else: dense, softmax, reshape, transpose, concat, pad, reduce, broadcasting
+* **pixel** (concat over channels): each pixel's beats of input 0, then of input 1, ..., copied to the
+  output (folded: every input and the output in beats of the same L channels).
+* **permute** (a channel shuffle: a transpose of a channel split, see :mod:`fpgac.analysis.lanes`):
+  each pixel's beats are read into a register array and written out in the new channel order.
+* **buffered** (everything else: dense, softmax, reshape, transpose, other concats, pad, reduce, broadcasting
   ops): the whole input is gathered into an array in logical order, the io_parallel code runs on it, and
   the result streams out. Dense layers need every input before their first output anyway.
 
 A FIFO has one reader, so a value with several uses (a residual fork, a graph output that is also read
-inside) is copied by a generated fork function into one FIFO per use; fork outputs are as deep as the
-value's beats, so a branch that waits (a line buffer filling up, a concat reading its first input to the
-end) never stalls its sibling: no dataflow deadlock whatever the graph. Other FIFOs are 2 deep.
+inside) is copied by a generated fork function into one FIFO per use; each fork output is as deep as
+:mod:`fpgac.analysis.fifos` says (what the other uses' paths swallow before they reach a join, at most
+the value's beats), so a branch that waits (a line buffer filling up) never stalls its sibling into a
+dataflow deadlock; the estimate charges the same depths. Other FIFOs are 2 deep.
 
 This module decides modes, signatures and the top function's wiring; the arithmetic is the io_parallel
 emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by the same argument.
@@ -24,19 +29,18 @@ emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by th
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from fpgac.analysis.lanes import stream_mode
+from fpgac.analysis.fifos import SHALLOW_DEPTH, stream_fifos
+from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.backends.cnames import CNames
 from fpgac.backends.vitis.ccode import VitisError
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
 
 Lanes = Mapping[str, int]  # value name -> channels a beat carries (channel-folded streams)
-SHALLOW_DEPTH = 2
 # A top-level port beat carries at most this many elements and bits: a 1000-class output would otherwise be
 # one 16,000-bit AXI stream beat. A wider beat crosses the port as several narrower ones (port_channels).
 PORT_BEAT_ELEMENTS = 64
@@ -56,12 +60,11 @@ def beats(value: Value, lanes: Lanes | None = None) -> tuple[int, int]:
 def fold(value: Value, lanes: Lanes | None = None) -> tuple[int, int, int]:
     """(P, G, L): a value travels as P pixels of G beats of L channels; ``lanes`` maps value names to L
     (a divisor of C; a value it does not name travels unfolded, G = 1 and L = C)."""
-    shape = value.shape
-    channels = shape[0] if len(shape) >= 2 else max(math.prod(shape), 1)
+    pixels, channels = pixels_channels(value)
     width = (lanes or {}).get(value.name, channels)
     if width < 1 or channels % width:
         raise VitisError(f"value {value.name!r}: {width} lanes do not divide its {channels} channels")
-    return value.type.size // channels, channels // width, width
+    return pixels, channels // width, width
 
 
 def trace_args(value: Value, lanes: Lanes | None = None) -> str:
@@ -90,7 +93,7 @@ def port_stream_type(type_name: str, value: Value) -> str:
 
 
 def layer_mode(node: Node) -> str:
-    """``window``, ``beat`` or ``buffered`` (see the module docstring)."""
+    """``window``, ``beat``, ``pixel``, ``permute`` or ``buffered`` (see the module docstring)."""
     return stream_mode(node)
 
 
@@ -171,6 +174,7 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | Non
             uses.setdefault(id(value), []).append(("arg", i, k))
     for k, value in enumerate(graph.outputs):
         uses.setdefault(id(value), []).append(("port", k, 0))
+    forked = {(f.reader, f.index): f for f in stream_fifos(graph) if f.reader}
     reads: dict[tuple[str, int, int], str] = {}
     lines: list[str] = []
     forks: list[str] = []
@@ -211,7 +215,8 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | Non
                 outs.append(ports[use[1]])
             else:
                 outs.append(names.claim(f"{source}_to"))
-                declare(outs[-1], value, beats(value, lanes)[0])
+                fifo = forked[(graph.nodes[use[1]].name, use[2])]
+                declare(outs[-1], value, fifo.depth(fold(value, lanes)[1]))
                 reads[use] = outs[-1]
         s_type = stream_type(type_of[id(value)], value, lanes)
         forks.append(_fork_function(fork, s_type, beats(value, lanes)[0], len(outs)))
