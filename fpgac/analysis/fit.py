@@ -267,6 +267,10 @@ def _fit_design(
 
     def uram_at(factors: Mapping[str, int], beats: Mapping[str, int]) -> frozenset[str]:
         movable = [m for m in models if preload and m.fills_uram(factors[m.name]) and m.name not in offchip]
+        if not movable:
+            return frozenset()
+        # URAM the design takes without preloads (off-chip convs' row memories that went there on their own)
+        taken = sum(layer_at(m, factors[m.name], m.groups(beats)).resources.uram for m in models)
         return _preloaded(
             [
                 (
@@ -277,6 +281,7 @@ def _fit_design(
                 for m in movable
             ],
             budget,
+            budget.uram - taken,
         )
 
     limits = _vector(budget)
@@ -397,7 +402,10 @@ def _offchip(
 
     def memory(offchip: set[str]) -> list[int]:
         movable = [m.name for m in models if m.name in fills and m.name not in offchip]
-        uram = _preloaded([(n, on[n].resources, ur[n].resources) for n in movable], budget)
+        taken = sum((off[m.name] if m.name in offchip else on[m.name]).resources.uram for m in models)
+        uram = _preloaded(
+            [(n, on[n].resources, ur[n].resources) for n in movable], budget, budget.uram - taken
+        )
         total = [0] * len(RESOURCES)
         for m in models:
             layer = off[m.name] if m.name in offchip else ur[m.name] if m.name in uram else on[m.name]
@@ -425,22 +433,27 @@ def _offchip(
     return frozenset(offchip)
 
 
-def _preloaded(choices: Sequence[tuple[str, Resources, Resources]], budget: Resources) -> frozenset[str]:
+def _preloaded(
+    choices: Sequence[tuple[str, Resources, Resources]], budget: Resources, spare: int
+) -> frozenset[str]:
     """The layers to preload into UltraRAM, from (name, cost with its ROM, cost with URAM): the most block
-    RAM and LUT ROM freed (as fractions of their budgets) per URAM first, while the URAMs fit ``budget``;
-    a layer that frees nothing stays."""
+    RAM and LUT ROM freed (as fractions of their budgets) per URAM first, while their URAMs fit in
+    ``spare``, what the rest of the design leaves of the URAM budget; a layer that frees nothing stays."""
 
     def freed(rom: Resources, uram: Resources) -> float:
         bram = (rom.bram18 - uram.bram18) / max(budget.bram18, 1)
         return bram + (rom.lut - uram.lut) / max(budget.lut, 1)
 
     ranked = sorted(
-        ((freed(rom, uram) / max(uram.uram, 1), name, uram.uram) for name, rom, uram in choices),
+        (
+            (freed(rom, uram) / max(uram.uram - rom.uram, 1), name, uram.uram - rom.uram)
+            for name, rom, uram in choices
+        ),
         key=lambda c: (-c[0], c[1]),
     )
     chosen, used = set(), 0
     for gain, name, blocks in ranked:
-        if gain > 0 and used + blocks <= budget.uram:
+        if gain > 0 and used + blocks <= spare:
             chosen.add(name)
             used += blocks
     return frozenset(chosen)

@@ -146,12 +146,12 @@ POOL_INPUT = (6, 7, 5)
 
 
 def pool_windows() -> Graph:
-    """The input (whole pixels) re-streamed by a reshape (so it can be folded), feeding every pool of
-    :data:`POOLS` and a 1-d max and average pool (of the input as 6 x 35), each flattened into a graph
-    output."""
+    """The input (5 x 42, whole pixels) reshaped to 6 x 7 x 5 (a reshape that regroups channels gathers
+    its input, so its output can be folded), feeding every pool of :data:`POOLS` and a 1-d max and
+    average pool (of the input as 6 x 35), each flattened into a graph output."""
     rng = np.random.default_rng(5)
     graph = Graph("pool_windows")
-    x = graph.add_input("image", TensorType(POOL_INPUT))
+    x = graph.add_input("image", TensorType((POOL_INPUT[2], POOL_INPUT[0] * POOL_INPUT[1])))
     src = graph.add("reshape", [x], name="src", attrs={"shape": list(POOL_INPUT)})
     row = graph.add("reshape", [x], name="row", attrs={"shape": [POOL_INPUT[0], 35]})
     outs = []
@@ -170,7 +170,7 @@ def pool_windows() -> Graph:
     flats = [graph.add("reshape", [p.output], name=f"{p.name}_flat",
                        attrs={"shape": [math.prod(p.output.shape)]}) for p in outs]  # fmt: skip
     graph.set_outputs([f.output for f in flats])
-    calib = rng.uniform(-1, 1, (32, *POOL_INPUT)).astype(np.float32)
+    calib = rng.uniform(-1, 1, (32, POOL_INPUT[2], POOL_INPUT[0] * POOL_INPUT[1])).astype(np.float32)
     return Quantize(precision=10, calib=(calib,)).run(graph)
 
 
