@@ -396,7 +396,7 @@ def sim(
     """
     from fpgac.arrays import check_output_path, load_inputs, save_outputs
     from fpgac.interp.interpreter import run_float
-    from fpgac.interp.simulator import BitsimResult, chunk_rows, run_fixed, warn_saturated_inputs
+    from fpgac.interp.simulator import BitsimResult, chunk_rows, run_fixed, simulating, warn_saturated_inputs
     from fpgac.ir.serialize import load_graph
     from fpgac.streaming import run_file
 
@@ -410,7 +410,8 @@ def sim(
             return result.outputs
 
         # In chunks, outputs written as they come: memory stays bounded whatever the number of samples.
-        written = run_file(graph, input_path, output_path, run, chunk_rows(graph))
+        with simulating():
+            written = run_file(graph, input_path, output_path, run, chunk_rows(graph))
         totals = BitsimResult.concatenate(counts)
         warn_saturated_inputs(graph, totals)
         if overflow_report:
