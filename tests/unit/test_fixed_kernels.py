@@ -862,6 +862,7 @@ CONV_CASES = [
     ((3, 5, 5), (3, 1, 3, 3), [1, 2], [1, 1, 1, 1], [1, 1], 3),  # depthwise
     ((4, 6, 5), (6, 2, 2, 2), [1, 1], [0, 0, 1, 1], [1, 2], 2),  # grouped, 3 outputs per group
     ((2, 4, 4), (2, 2, 1, 1), [1, 1], [0, 0, 0, 0], [1, 1], 1),  # 1x1
+    ((2, 4, 3, 5), (2, 2, 2, 2, 3), [2, 1, 1], [1, 0, 1, 0, 1, 1], [1, 2, 1], 1),  # 3-d
 ]
 
 
@@ -888,8 +889,9 @@ def test_conv_hand_formats(case: tuple, bias: bool) -> None:
 
 @pytest.mark.parametrize("unroll", [0, 10**9], ids=["im2col", "unrolled"])
 def test_conv_float64_paths(unroll: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both float64 conv paths (im2col, and the conv unrolled into one matrix) on every conv case, with
-    outputs rounded in the GEMM and overflowing, against the direct definition."""
+    """Both float64 conv paths (im2col, and the conv unrolled into matrices, one band of input rows per
+    output row: fpgac.interp.banded) on every conv case, with outputs rounded in the GEMM and
+    overflowing, against the direct definition."""
     from fpgac.interp import fixed_kernels
 
     monkeypatch.setattr(fixed_kernels, "UNROLL_WORK", unroll)
