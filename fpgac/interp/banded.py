@@ -60,8 +60,8 @@ class Banded:
         n = x.shape[0]
         if x.ndim < 4:  # a 1-d conv: one block
             ((_, matrix),) = self.blocks
-            return (x.reshape(n, -1) @ matrix).reshape(n, *self.out_shape)
-        rows = np.ascontiguousarray(np.moveaxis(x, 2, 1)).reshape(n, -1)  # (N, H, C, *rest)
+            return (x.reshape(n, matrix.shape[0]) @ matrix).reshape(n, *self.out_shape)
+        rows = np.ascontiguousarray(np.moveaxis(x, 2, 1)).reshape(n, math.prod(x.shape[1:]))  # (N, H, C, ...)
         out = np.empty((len(self.blocks), n, self.blocks[0][1].shape[1]))
         for y, (columns, matrix) in enumerate(self.blocks):
             np.matmul(rows[:, columns], matrix, out=out[y])
