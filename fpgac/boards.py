@@ -21,6 +21,10 @@ from dataclasses import dataclass, replace
 
 from fpgac.errors import FpgacError
 
+# The share of each budget a design may use by default: routing congestion makes designs above ~80 % of
+# a resource hard to close.
+DEFAULT_UTIL = 0.8
+
 
 class BoardError(FpgacError):
     """An unknown board or a bad override."""

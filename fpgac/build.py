@@ -21,7 +21,7 @@ import numpy as np
 
 from fpgac.analysis.estimate import Estimate, reuse_factors
 from fpgac.analysis.fidelity import FidelityProbe, StageFidelity, fidelity_json
-from fpgac.analysis.fit import DEFAULT_UTIL, Fitting, fit
+from fpgac.analysis.fit import Fitting, fit
 from fpgac.analysis.level_report import level_report
 from fpgac.analysis.report import build_report, report_json, report_markdown
 from fpgac.analysis.rounding_points import rounding_points_json
@@ -31,7 +31,7 @@ from fpgac.backends.hls4ml.folding import accepted_reuse
 from fpgac.backends.hls4ml.lower import Hls4mlLowering
 from fpgac.backends.plan import BuildPlan, check_target, write_plan
 from fpgac.backends.vitis.emitter import vitis_plan
-from fpgac.boards import Board, get_board
+from fpgac.boards import DEFAULT_UTIL, Board, get_board
 from fpgac.errors import FpgacError
 from fpgac.frontend.loader import load_file
 from fpgac.ir import Graph

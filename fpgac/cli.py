@@ -7,22 +7,29 @@ also one line (with a hint to rerun with ``--debug`` for the traceback).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console, JustifyMethod
-from rich.table import Table
 
-from fpgac.analysis.cost import node_cost
-from fpgac.analysis.fit import DEFAULT_UTIL
+from fpgac.boards import DEFAULT_UTIL
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph, print_graph
 
-_console = Console()
+if TYPE_CHECKING:
+    from rich.console import Console, JustifyMethod
+
+
+@functools.cache
+def _console() -> Console:
+    """rich's console, made on first use: importing rich costs ~50 ms, which ``fpgac sim`` does not need."""
+    from rich.console import Console
+
+    return Console()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,6 +108,10 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool)
     if show_ir:
         click.echo(print_graph(graph), nl=False)
         return
+    from rich.table import Table
+
+    from fpgac.analysis.cost import node_cost
+
     table = Table(title=f"{model.name}: {len(graph.nodes)} layers")
     columns: list[tuple[str, JustifyMethod]] = [
         ("#", "right"),
@@ -121,7 +132,7 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool)
         table.add_row(str(index), node.name, node.op, shape, f"{cost.params:,}", f"{cost.macs:,}")
     table.add_section()
     table.add_row("", "total", "", "", f"{total_params:,}", f"{total_macs:,}")
-    _console.print(table)
+    _console().print(table)
     ins = ", ".join(f"{v.name} (N, {', '.join(map(str, v.shape))})" for v in graph.inputs)
     from fpgac.arrays import output_names
 
@@ -129,7 +140,7 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool)
         f"{name} (N, {', '.join(map(str, v.shape))})"
         for name, v in zip(output_names(graph), graph.outputs, strict=True)
     )
-    _console.print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
+    _console().print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
 
 
 def _check(model: Path, keras_weights: Path | None) -> None:
@@ -304,7 +315,7 @@ def _swept_point(
 
 def _print_built(out: Path, report: dict[str, Any]) -> None:
     ratio = report["float32_bits"] / max(report["weight_bits"], 1)
-    _console.print(
+    _console().print(
         f"built {out}: {len(report['layers'])} layers, {report['macs']:,} MACs, "
         f"{report['weight_bits']:,} weight bits ({ratio:.1f}x below float32) for {report['board']}, "
         f"io {report['io']}; {_fit_line(report)}",
@@ -314,7 +325,7 @@ def _print_built(out: Path, report: dict[str, Any]) -> None:
     if "fidelity" in report:
         from fpgac.analysis.fidelity import fidelity_line
 
-        _console.print(fidelity_line(report["fidelity"]), highlight=False, soft_wrap=True)
+        _console().print(fidelity_line(report["fidelity"]), highlight=False, soft_wrap=True)
 
 
 def _fit_line(report: dict[str, Any]) -> str:
@@ -396,7 +407,7 @@ def sim(
     """
     from fpgac.arrays import check_output_path, load_inputs, save_outputs
     from fpgac.interp.interpreter import run_float
-    from fpgac.interp.simulator import BitsimResult, chunk_rows, run_fixed, warn_saturated_inputs
+    from fpgac.interp.simulator import BitsimResult, chunk_rows, run_fixed, simulating, warn_saturated_inputs
     from fpgac.ir.serialize import load_graph
     from fpgac.streaming import run_file
 
@@ -410,7 +421,8 @@ def sim(
             return result.outputs
 
         # In chunks, outputs written as they come: memory stays bounded whatever the number of samples.
-        written = run_file(graph, input_path, output_path, run, chunk_rows(graph))
+        with simulating():
+            written = run_file(graph, input_path, output_path, run, chunk_rows(graph))
         totals = BitsimResult.concatenate(counts)
         warn_saturated_inputs(graph, totals)
         if overflow_report:
@@ -426,10 +438,12 @@ def sim(
         save_outputs(output_path, graph, outputs)
         written = [tuple(o.shape) for o in outputs]
     shapes = ", ".join(str(tuple(s)) for s in written)
-    _console.print(f"wrote {output_path} {shapes}", highlight=False)
+    click.echo(f"wrote {output_path} {shapes}")  # plain: a sim need not import rich (see _console)
 
 
 def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> None:
+    from rich.table import Table
+
     table = Table(title="overflows: values saturated or wrapped at each layer's output")
     columns: list[tuple[str, JustifyMethod]] = [
         ("layer", "left"),
@@ -442,7 +456,7 @@ def _print_overflows(overflows: dict[str, int], elements: dict[str, int]) -> Non
     for name, count in overflows.items():
         total = elements[name]
         table.add_row(name, f"{count:,}", f"{total:,}", f"{100 * count / max(total, 1):.3f}")
-    _console.print(table)
+    _console().print(table)
 
 
 @cli.command()
@@ -483,12 +497,12 @@ def csim(folder: Path, input_path: Path, output_path: Path, write_tb: bool, rank
         result = run_any_csim(folder, inputs, rank_level=rank_level)
     save_outputs(output_path, graph, result.outputs)
     shapes = ", ".join(str(tuple(o.shape)) for o in result.outputs)
-    _console.print(f"wrote {output_path} {shapes}", highlight=False)
+    _console().print(f"wrote {output_path} {shapes}", highlight=False)
     if write_tb:
         from fpgac.backends.vitis.testbench import write_testbench_data
 
         tb = write_testbench_data(folder, graph, inputs)
-        _console.print(f"wrote {tb}/inputs.txt and expected.txt (testbench samples)", highlight=False)
+        _console().print(f"wrote {tb}/inputs.txt and expected.txt (testbench samples)", highlight=False)
 
 
 @cli.command()
@@ -529,14 +543,14 @@ def verify(folder: Path, input_path: Path | None, samples: int, rank_level: int 
     at = f" at each of {len(compared)} rank levels" if len(compared) > 1 else ""
     at = f" at rank level {compared[0]}" if compared not in ([0], []) and not at else at
     if first is None:
-        _console.print(
+        _console().print(
             f"verify {folder}: {result.samples} samples{at}, {len(result.layers)} values, "
             f"{checked:,} elements: 0 mismatching bits (sim == csim)",
             highlight=False,
             soft_wrap=True,
         )
         return
-    _console.print(
+    _console().print(
         f"verify {folder}: {result.mismatches:,} mismatching elements; first at layer {first.layer!r} "
         f"({first.op}, value {first.value!r}{f', rank level {first.level}' if at else ''}): "
         f"{first.mismatches:,} of {first.elements:,} differ",
@@ -625,7 +639,7 @@ def sweep(
             model, out, base, data, grid=grid, jobs=jobs or os.cpu_count() or 1, ray=ray_address, force=force
         )
     html = f", {REPORT_HTML}" if (out / REPORT_HTML).is_file() else ""
-    _console.print(
+    _console().print(
         f"sweep {out}: {result.points} points ({result.ran} run now, {result.skipped} finished before), "
         f"{result.failed} failed, {result.seconds:.1f} s; wrote {TABLE_CSV}, {FRONT_CSV}{html}",
         highlight=False,
@@ -636,7 +650,7 @@ def sweep(
         shown_points = ", ".join(
             f"{k} ({by_point[k]['accuracy']:.4f} at {by_point[k][cost]:,})" for k in result.fronts[cost]
         )
-        _console.print(
+        _console().print(
             f"front accuracy vs {label}: {shown_points or 'none'}", highlight=False, soft_wrap=True
         )
 
@@ -653,4 +667,4 @@ def report(folder: Path) -> None:
         path = write_sweep_html(folder, required=True)
     else:
         path = write_folder(folder)
-    _console.print(f"wrote {path}", highlight=False)
+    _console().print(f"wrote {path}", highlight=False)

@@ -80,12 +80,11 @@ from fpgac.analysis.estimate import (
 )
 from fpgac.analysis.fifos import Fifo, stream_fifos
 from fpgac.analysis.lanes import groups_at, lanes_of, most_folding
-from fpgac.boards import Board
+from fpgac.boards import DEFAULT_UTIL, Board
 from fpgac.ir.graph import Graph
 
 WEIGHT_PLACES = ("auto", "onchip", "offchip")
 MEMORY = ("bram18", "uram")  # the budget off-chip weights relieve
-DEFAULT_UTIL = 0.8  # routing congestion makes designs above ~80 % of a resource hard to close
 Accepts = Callable[[str, str, int], int]  # (io, layer, R) -> the largest factor <= R the backend takes
 
 

@@ -56,6 +56,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from fpgac.errors import FpgacError
+from fpgac.interp.banded import Banded
 from fpgac.interp.float_kernels import divisor_1d, pad_widths, padded, patches, pool_out, windows
 from fpgac.ir import fixed
 from fpgac.ir.graph import Node, Param
@@ -299,51 +300,60 @@ def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[
 
 
 def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
-    """im2col on mantissas and one exact matmul per group (the lowering of the float interpreter), or one
-    matmul with the conv unrolled into a matrix where that is cheaper (:func:`_unrolled`)."""
+    """im2col on mantissas and one exact matmul per group over the whole chunk, or the conv unrolled into
+    matrices, one per output row, where that is cheaper (:func:`_unrolled`).
+
+    The column matrix is ``(groups, taps, N * positions)``: a group's weights ``(per_group, taps)`` then
+    meet every sample in one large matmul, where a matrix per sample (``(N, groups, taps, positions)``)
+    made N small ones, each too small for BLAS on a small feature map (the digits CNN's first conv: 8x9
+    by 9x64, 1.2x slower per chunk that way). The products come back as a batch-first view
+    ``(N, out_ch, *out)`` of the ``(groups, per_group, N, positions)`` result: no copy; later kernels take
+    any layout.
+    """
     (x,), (fx,) = xs, fmts
     w, fw = _param(node, "weight")
     a = node.attrs
     groups, strides, pads, dilations = a["groups"], a["strides"], a["pads"], a["dilations"]
     out_ch, cg, *kernel = w.shape
-    nd, n = len(kernel), x.shape[0]
+    nd = len(kernel)
     out = [
         window_out(x.shape[2 + i], kernel[i], strides[i], pads[i], pads[nd + i], dilations[i], False)
         for i in range(nd)
     ]
     taps, positions, per_group = cg * math.prod(kernel), math.prod(out), out_ch // groups
 
-    def columns(m: np.ndarray) -> np.ndarray:
-        """im2col, (N, groups, taps, positions): the innermost run is a row of positions, contiguous in m."""
-        view = windows(m, kernel, strides, pads, dilations, out, _fill(m, 0))
-        order = (0, 1, 2, *range(3 + nd, 3 + 2 * nd), *range(3, 3 + nd))
-        view = view.reshape(m.shape[0], groups, cg, *out, *kernel).transpose(order)
-        return view.reshape(m.shape[0], groups, taps, positions)
+    def correlate(weight: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """``weight`` (groups, per_group, taps) against im2col of ``m``: (N, groups, per_group, positions)."""
+        n = m.shape[0]
+        view = windows(m, kernel, strides, pads, dilations, out, _fill(m, 0))  # (N, C, *out, *kernel)
+        order = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))  # groups, cg, *kernel, N, *out
+        view = view.reshape(n, groups, cg, *out, *kernel).transpose(order)
+        products = np.matmul(weight, view.reshape(groups, taps, n * positions))
+        return products.reshape(groups, per_group, n, positions).transpose(2, 0, 1, 3)
 
-    g = _gemm(node, fx, w.reshape(groups, per_group, taps), (groups, per_group, 1), -1)
+    g = _gemm(node, fx, w.reshape(groups, per_group, taps), (out_ch, *[1] * nd), -1)
     if g is not None:
         floats = x.astype(np.float64, copy=False)
-        unrolled = _unrolled(node, g, x.shape[1:], positions, columns)
-        if unrolled is not None:
-            products = (floats.reshape(n, -1) @ unrolled).reshape(n, groups, per_group, positions)
-        else:  # (groups, per_group, taps) @ (n, groups, taps, positions): batch first, no transpose
-            products = np.matmul(g.weight, columns(floats))
+        banded = _unrolled(node, g, x.shape[1:], positions, correlate)
+        if banded is not None:
+            products = banded.apply(floats)
+        else:
+            products = correlate(g.weight, floats).reshape(len(x), out_ch, *out)
         return _gemm_finish(node, g, products)
-    weight = w.reshape(groups, per_group, taps).swapaxes(-1, -2)
-    dtype = _matmul_dtype(weight, _max_abs_mantissa(fx))
+    weight = w.reshape(groups, per_group, taps)
+    dtype = _matmul_dtype(weight.swapaxes(-1, -2), _max_abs_mantissa(fx))
     x = int_mantissas(x).astype(dtype, copy=False)  # before im2col, so the column matrix is built once
-    products = _int_matmul(columns(x).swapaxes(-1, -2), weight, dtype)
-    products = products.swapaxes(-1, -2).reshape(n, out_ch, *out)
+    products = int_mantissas(correlate(weight.astype(dtype), x)).reshape(len(x), out_ch, *out)
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (out_ch, *([1] * nd)))
     return _finish(node, total, acc)
 
 
-# A conv is unrolled into one matrix when that does at most this many times its multiplications and the
-# matrix has at most UNROLL_ELEMENTS entries (8 MB in float64).
+# A conv is unrolled into matrices (:mod:`fpgac.interp.banded`) when they do at most this many times its
+# multiplications and its whole matrix has at most UNROLL_ELEMENTS entries (8 MB in float64).
 UNROLL_WORK = 3
 UNROLL_ELEMENTS = 1 << 20
 
-_UNROLLED: weakref.WeakKeyDictionary[Node, tuple[_Gemm, np.ndarray | None]] = weakref.WeakKeyDictionary()
+_UNROLLED: weakref.WeakKeyDictionary[Node, tuple[_Gemm, Banded | None]] = weakref.WeakKeyDictionary()
 
 
 def _unrolled(
@@ -351,27 +361,28 @@ def _unrolled(
     g: _Gemm,
     in_shape: tuple[int, ...],
     positions: int,
-    columns: Callable[[np.ndarray], np.ndarray],
-) -> np.ndarray | None:
-    """The conv of :class:`_Gemm` ``g`` as a matrix ``(inputs, outputs)`` of one sample, or None.
+    correlate: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> Banded | None:
+    """The conv of :class:`_Gemm` ``g`` as a :class:`~fpgac.interp.banded.Banded` matrix, or None.
 
-    On small feature maps (the last convs of a small CNN: 8 channels of 4x4) the im2col copy costs more
-    than the matmul, and unrolled into one dense matrix the conv is a single large BLAS call on the input
-    as it lies, with the output already in place; the price is multiplications by the matrix's zeros, so
-    it is taken where they are few (``UNROLL_WORK``). Exact as :class:`_Gemm`: each output sums the same
-    weighted inputs plus zeros, every partial sum bounded by the same ``bound``; the matrix itself is the
-    conv of each unit input (every entry one weight or zero, as each input meets an output at most once).
+    Taken where the multiplications by its zeros are few (``UNROLL_WORK``): on small feature maps, where
+    an im2col copy costs more than the matmul. Exact as :class:`_Gemm`: each output sums the same weighted
+    inputs plus zeros, every partial sum bounded by the same ``bound``; the matrix is the conv of each
+    unit input (every entry one weight or zero, as each input meets an output at most once).
     """
     cached = _UNROLLED.get(node)
     if cached is not None and cached[0] is g:
         return cached[1]
     inputs, outputs = math.prod(in_shape), math.prod(node.output.shape)
-    matrix = None
-    if inputs * outputs <= min(UNROLL_WORK * g.weight.size * positions, UNROLL_ELEMENTS):
+    banded = None
+    if inputs * outputs <= UNROLL_ELEMENTS:
         basis = np.eye(inputs).reshape(inputs, *in_shape)
-        matrix = np.matmul(g.weight, columns(basis)).reshape(inputs, outputs)
-    _UNROLLED[node] = (g, matrix)
-    return matrix
+        matrix = correlate(g.weight, basis).reshape(inputs, outputs)
+        banded = Banded.of(matrix, in_shape, node.output.shape)
+        if banded.work > UNROLL_WORK * g.weight.size * positions:
+            banded = None
+    _UNROLLED[node] = (g, banded)
+    return banded
 
 
 def _recip_times(node: Node, total: np.ndarray, fx: Fixed, index: np.ndarray) -> tuple[np.ndarray, int]:
@@ -426,10 +437,9 @@ def max_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tup
         k, s, d, o = kernel[axis], strides[axis], dilations[axis], out[axis]
         before = (slice(None),) * (2 + axis)
         taps = [y[(*before, slice(t * d, t * d + (o - 1) * s + 1, s))] for t in range(k)]
-        result = taps[0].copy()
-        for tap in taps[1:]:
-            np.maximum(result, tap, out=result)
-        y = result
+        y = np.maximum(taps[0], taps[1]) if k > 1 else taps[0]  # a new array: the rest go into it
+        for tap in taps[2:]:
+            np.maximum(y, tap, out=y)
     return _finish(node, y, fx)
 
 

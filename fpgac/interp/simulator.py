@@ -23,6 +23,7 @@ import numpy as np
 
 from fpgac.errors import FpgacError
 from fpgac.interp.fixed_kernels import FIXED_OPS, FLOAT_MANTISSA_OPS, FixedKernelError, int_mantissas
+from fpgac.interp.heap import kept_heap
 from fpgac.interp.hls4ml_kernels import HLS4ML_OPS
 from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.ir import fixed
@@ -110,6 +111,17 @@ def one_blas_thread() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def simulating() -> Iterator[None]:
+    """What a simulation runs under: :func:`one_blas_thread` and :func:`~fpgac.interp.heap.kept_heap`.
+
+    :func:`run_fixed` enters it on every call; a caller that runs a batch as many calls (``fpgac sim``,
+    a chunk each) enters it around them all, so that the heap is kept from one chunk to the next too.
+    """
+    with one_blas_thread(), kept_heap():
+        yield
+
+
 def run_fixed(
     graph: Graph, inputs: Inputs, *, trace: bool = False, chunk: int | None = None, rank_level: int = 0
 ) -> BitsimResult:
@@ -125,7 +137,7 @@ def run_fixed(
     total = arrays[0].shape[0] if arrays else 0
     step = chunk or chunk_rows(graph)
     starts = range(0, total, step) if total else range(1)
-    with one_blas_thread():
+    with simulating():
         parts = [_run_chunk(graph, [a[i : i + step] for a in arrays], trace) for i in starts]
     return BitsimResult.concatenate(parts)
 

@@ -862,6 +862,7 @@ CONV_CASES = [
     ((3, 5, 5), (3, 1, 3, 3), [1, 2], [1, 1, 1, 1], [1, 1], 3),  # depthwise
     ((4, 6, 5), (6, 2, 2, 2), [1, 1], [0, 0, 1, 1], [1, 2], 2),  # grouped, 3 outputs per group
     ((2, 4, 4), (2, 2, 1, 1), [1, 1], [0, 0, 0, 0], [1, 1], 1),  # 1x1
+    ((2, 4, 3, 5), (2, 2, 2, 2, 3), [2, 1, 1], [1, 0, 1, 0, 1, 1], [1, 2, 1], 1),  # 3-d
 ]
 
 
@@ -888,8 +889,9 @@ def test_conv_hand_formats(case: tuple, bias: bool) -> None:
 
 @pytest.mark.parametrize("unroll", [0, 10**9], ids=["im2col", "unrolled"])
 def test_conv_float64_paths(unroll: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both float64 conv paths (im2col, and the conv unrolled into one matrix) on every conv case, with
-    outputs rounded in the GEMM and overflowing, against the direct definition."""
+    """Both float64 conv paths (im2col, and the conv unrolled into matrices, one band of input rows per
+    output row: fpgac.interp.banded) on every conv case, with outputs rounded in the GEMM and
+    overflowing, against the direct definition; and on an empty batch."""
     from fpgac.interp import fixed_kernels
 
     monkeypatch.setattr(fixed_kernels, "UNROLL_WORK", unroll)
@@ -907,6 +909,8 @@ def test_conv_float64_paths(unroll: int, monkeypatch: pytest.MonkeyPatch) -> Non
             run_hand(graph, rng, batch=3)
             unrolled = fixed_kernels._UNROLLED[graph.nodes[0]][1]
             assert (unrolled is not None) == bool(unroll)
+            empty = run_fixed(graph, [np.zeros((0, *x_shape), np.float32)]).outputs[0]  # an empty .npy
+            assert empty.shape == (0, *graph.outputs[0].shape)
 
 
 def test_conv_adversarial_exact_accumulator() -> None:
