@@ -205,7 +205,10 @@ def test_build_fits_the_board_and_says_so(tmp_path: Path) -> None:
     assert "## Design estimate" in (out / "report.md").read_text()
     result = fpgac(*args, "--force", "--reuse", "3")
     assert result.returncode == 0, result.stderr
-    assert {layer["reuse"] for layer in json.loads((out / "report.json").read_text())["layers"]} == {3}
+    layers = json.loads((out / "report.json").read_text())["layers"]
+    # a scanning pool (io stream) takes a beat a cycle whatever the factor: its report says what it runs at
+    assert {layer["reuse"] for layer in layers if layer["op"] != "max_pool"} == {3}
+    assert {layer["reuse"] for layer in layers if layer["op"] == "max_pool"} == {1}
 
 
 @pytest.mark.parametrize(
