@@ -424,7 +424,7 @@ def memory_cost(depth: int, width: int, board: Board, allow_uram: bool = True) -
         return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
     bram = min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_SHAPES)
     if allow_uram and board.uram and depth * width >= URAM_SHAPE[0] * URAM_SHAPE[1]:
-        uram = math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1])
+        uram = _uram_cost(depth, width).uram
         if URAM_PER_BRAM18 * uram <= bram:
             return Resources(uram=uram)
     return Resources(bram18=bram)
@@ -836,7 +836,7 @@ def uram_memory(count: int, bits: int, reuse: int) -> Resources:
     is deep)."""
     word = uram_word(count, bits, reuse)
     depth = math.ceil(count / word)
-    return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(word * bits / URAM_SHAPE[1]))
+    return _uram_cost(depth, word * bits)
 
 
 @dataclass(frozen=True)
@@ -931,7 +931,7 @@ class LayerModel:
         if self.mode == "scan":
             return self._scanned_pool(groups)
         if self.mode == "permute":
-            return self._permute(groups[1])
+            return _permute_estimate(self.node, groups[1])
         node, work, board = self.node, self.work, self.board
         offchip = offchip and bool(work.weights)
         direct = self.direct_lanes(reuse) if offchip else 0  # conv_offchip_stream: reads its line buffer
@@ -1041,28 +1041,17 @@ class LayerModel:
 
     def _row_memories(self, lanes: int, g_out: int) -> Resources:
         """conv_row_offchip's memories: a row's windows (OW x C*taps cells, reshaped ``lanes`` wide) and its
-        outputs (:meth:`_output_row`)."""
+        outputs (:func:`_output_row`)."""
         x, board = self.node.inputs[0], self.board
         cells = self.node.output.shape[-1] * self._window_cells()
         windows = _buffer_cost(math.ceil(cells / lanes), lanes * _width(x.type.format), board)
-        return windows + self._output_row(g_out)
-
-    def _output_row(self, g_out: int) -> Resources:
-        """An off-chip conv's output row (OW x OC, partitioned into the L_out banks one output beat reads)."""
-        out, board = self.node.output, self.board
-        cols, channels = out.shape[-1], out.shape[0]
-        banks = channels // g_out
-        bank = _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board)
-        return bank * banks
+        return windows + _output_row(self.node, g_out, board)
 
     def _input_lanes(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[1] // groups
 
     def _input_beats(self, groups: int) -> int:
         return pixels_channels(self.node.inputs[0])[0] * groups
-
-    def _permute(self, groups: int) -> LayerEstimate:
-        return _permute_estimate(self.node, groups)
 
     def _global_pool(self, groups: tuple[int, int]) -> LayerEstimate:
         """fpgac_stream.h's global_avg_stream: L_in adders into an array of C sums (registers when
@@ -1168,6 +1157,15 @@ def _buffer_cost(depth: int, width: int, board: Board) -> Resources:
     return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
 
 
+def _output_row(node: Node, g_out: int, board: Board) -> Resources:
+    """An off-chip conv's output row (OW x OC, partitioned into the L_out banks one output beat reads), as
+    both row kernels keep it out of URAM."""
+    out = node.output
+    cols, channels = out.shape[-1], out.shape[0]
+    banks = channels // g_out
+    return _buffer_cost(math.ceil(cols * channels / banks), _width(out.type.format), board) * banks
+
+
 @dataclass(frozen=True)
 class RowMemories:
     """conv_offchip_stream's working memories, as the Vitis emitter declares them: its line buffer (the
@@ -1196,7 +1194,7 @@ def direct_row_memories(
     if uram_rows and board.uram:
         rows_uram, rows = True, _uram_cost(words, lanes * _width(x.type.format))
     width, cells, out_lanes = _width(out.type.format), out.shape[-1] * out.shape[0], out.shape[0] // g_out
-    banks = _buffer_cost(math.ceil(cells / out_lanes), width, board) * out_lanes
+    banks = _output_row(node, g_out, board)
     packed = out_lanes * max(1, URAM_SHAPE[1] // width)
     out_uram, in_uram = row_memory(math.ceil(cells / packed), packed * width, board, banks)
     if not out_uram:
@@ -1219,6 +1217,7 @@ def row_memory(
 
 
 def _uram_cost(depth: int, width: int) -> Resources:
+    """UltraRAMs of a ``depth`` x ``width``-bit memory: its one aspect ratio, 4Kx72."""
     return Resources(uram=math.ceil(depth / URAM_SHAPE[0]) * math.ceil(width / URAM_SHAPE[1]))
 
 
