@@ -218,8 +218,9 @@ def _fit_style(
     # Counting URAM moves fewer layers off chip, but the URAM that fits at the most folding may not at the
     # II reached (wider words): both choices are fitted and the faster design that fits is kept.
     choices = {_offchip(models, budget, fixed, weights, p) for p in {preload, False}}
+    fifos = stream_fifos(graph) if io == "stream" else ()  # the same for every choice: found once
     fittings = [
-        _fit_design(graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload)
+        _fit_design(graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos)
         for offchip in sorted(choices, key=sorted)
     ]
     return max(fittings, key=lambda f: (f.within_util, f.estimate.fps))
@@ -235,13 +236,14 @@ def _fit_design(
     fold_channels: bool,
     offchip: frozenset[str],
     preload: bool,
+    fifos: Sequence[Fifo],
 ) -> Fitting:
-    """The fitted design with ``offchip`` layers off chip; ``preload``: weights may go to URAM."""
+    """The fitted design with ``offchip`` layers off chip; ``preload``: weights may go to URAM; ``fifos``:
+    the design's stream FIFOs (none in io parallel)."""
     board, io = models[0].board, models[0].io
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     bw = bandwidth_ii(models, offchip, board)
-    fifos = stream_fifos(graph) if io == "stream" else ()
     cache: dict[tuple[str, int, tuple[int, int], bool], LayerEstimate] = {}
 
     def layer_at(
