@@ -147,6 +147,7 @@ class Decisions:
         uram: the layers whose weights are preloaded into UltraRAM (the fitting's).
         lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
         uram_rows: off-chip convs whose line buffers the fitting put in URAM.
+        spills: io stream: the fork FIFOs the fitting kept in external memory (by FIFO key).
     """
 
     backend: str
@@ -159,6 +160,7 @@ class Decisions:
     uram: frozenset[str] = frozenset()
     lanes: Mapping[str, int] = field(default_factory=dict)
     uram_rows: frozenset[str] = frozenset()
+    spills: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         uram=fitting.uram,
         lanes=fitting.lanes,
         uram_rows=fitting.uram_rows,
+        spills=fitting.spills,
     )
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -309,6 +312,7 @@ def _add_estimate(report: dict[str, Any], est: Estimate, recommended_io: str) ->
         total["fps"],
     )
     report["offchip"], report["offchip_bits"] = data["offchip"], total["offchip_bits"]
+    report["spills"], report["spill_bits"] = data["spills"], total["spill_bits"]
     report["budget"], report["utilization"] = data["budget"], data["utilization"]
     report["fits"], report["recommended_io"] = data["fits"], recommended_io
     per_layer = {layer["name"]: layer for layer in data["layers"]}
@@ -370,6 +374,7 @@ def build(
                 uram=decisions.uram,
                 lanes=decisions.lanes,
                 uram_rows=decisions.uram_rows,
+                spills=decisions.spills,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

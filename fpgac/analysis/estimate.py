@@ -104,7 +104,13 @@ per step, with ``M`` non-zero multiplications per step.
 * **Stream FIFOs** (:mod:`fpgac.analysis.fifos`): every layer's output FIFO (2 beats) and every fork's
   outputs, as deep as a join needs to be free of deadlock, each ``L x bits`` wide: shift registers in
   LUTs (``width`` LUTs per 32 beats) when at most 32 deep or under ``BRAM_MIN_BITS``, else block RAM.
-  They are charged to the layer that writes them.
+  They are charged to the layer that writes them. A fork FIFO the fitting *spills* (``spills``, by
+  :attr:`~fpgac.analysis.fifos.Fifo.key`) lives in external memory instead (``fpgac_spill.h``): it costs
+  two burst-deep FIFOs of its beats (into and out of the spill, :data:`SPILL_BURST` words) and, once per
+  design, the read and write buffers of the spills' m_axi bundle (``2 x SPILL_BURST`` words each); its
+  value is written and read back once a frame (:func:`spill_bits`, stored words as off-chip weights are),
+  traffic that shares the board's bandwidth with off-chip weights, and each spill moves a memory word a
+  cycle, so the design's ii is at least :func:`spill_ii`.
 
 Not modelled: the top-level AXI interfaces and routing congestion, which in practice makes designs
 above ~80 % of LUTs hard to close at the board's clock.
@@ -148,6 +154,7 @@ DSP_LATENCY, LUT_MULT_LATENCY, BRAM_LATENCY = 3, 2, 2
 PARALLEL_MAX_MULTS = 4096  # HLS refuses to unroll more (hls4ml issue #1013, "XFORM 203-504")
 LARGEST_COUNT = 3
 OFFCHIP_WORD_BITS = 512  # an off-chip layer's weights a cycle: one AXI word (m_axi max_widen_bitwidth)
+SPILL_BURST = 32  # memory words a spilled FIFO's bursts move (its m_axi max burst length, fpgac_spill.h)
 
 
 class EstimateError(FpgacError):
@@ -232,6 +239,8 @@ class Estimate:
     latency_cycles: int
     ii: int
     offchip: frozenset[str] = frozenset()
+    spills: frozenset[str] = frozenset()
+    spill_bits: int = 0
     total: Resources = field(init=False)
 
     def __post_init__(self) -> None:
@@ -312,6 +321,7 @@ class Estimate:
             "io": self.io,
             "reuse": self.reuse,
             "offchip": sorted(self.offchip),
+            "spills": sorted(self.spills),
             "layers": [layer.to_json() for layer in self.layers],
             "total": {
                 "multipliers": self.multipliers,
@@ -321,6 +331,7 @@ class Estimate:
                 "latency_us": round(self.latency_us, 3),
                 "fps": round(self.fps, 3),
                 "offchip_bits": self.offchip_bits,
+                "spill_bits": self.spill_bits,
             },
             "budget": self.budget.to_json(),
             "utilization": util,
@@ -1229,15 +1240,52 @@ def fifo_cost(depth: int, width: int, board: Board) -> Resources:
     return memory_cost(depth, width, board, allow_uram=False)
 
 
-def fifo_resources(fifos: Sequence[Fifo], groups: Mapping[str, int], board: Board) -> dict[str, Resources]:
-    """What the stream FIFOs cost at the folding ``groups``, by the layer each is charged to."""
+def fifo_resources(
+    fifos: Sequence[Fifo], groups: Mapping[str, int], board: Board, spills: frozenset[str] = frozenset()
+) -> dict[str, Resources]:
+    """What the stream FIFOs cost at the folding ``groups``, by the layer each is charged to; the FIFOs
+    named in ``spills`` live in external memory (:func:`spill_cost`; the spills' m_axi buffers are charged
+    to the first one's writer)."""
     costs: dict[str, Resources] = {}
+    shared = spill_bundle_cost(board) if spills else Resources()
     for fifo in fifos:
         g = groups.get(fifo.value.name, 1)
-        costs[fifo.writer] = costs.get(fifo.writer, Resources()) + fifo_cost(
-            fifo.depth(g), fifo.width(g), board
-        )
+        if fifo.key in spills:
+            cost, shared = spill_cost(fifo, g, board) + shared, Resources()
+        else:
+            cost = fifo_cost(fifo.depth(g), fifo.width(g), board)
+        costs[fifo.writer] = costs.get(fifo.writer, Resources()) + cost
     return costs
+
+
+def spill_cost(fifo: Fifo, groups: int, board: Board) -> Resources:
+    """A spilled FIFO on chip: the burst-deep FIFOs into and out of its external-memory region."""
+    return fifo_cost(SPILL_BURST, fifo.width(groups), board) * 2
+
+
+def spill_bundle_cost(board: Board) -> Resources:
+    """The read and write buffers of the m_axi bundle every spill shares (``num_*_outstanding=2`` bursts
+    of :data:`SPILL_BURST` words each)."""
+    return memory_cost(2 * SPILL_BURST, OFFCHIP_WORD_BITS, board, allow_uram=False) * 2
+
+
+def spill_bits(fifos: Sequence[Fifo], spills: frozenset[str]) -> int:
+    """External-memory bits a frame the spilled FIFOs move: each value written once and read once, in
+    the C integer words of its format (as the weight image stores weights)."""
+    return sum(2 * _spilled_words(f) for f in fifos if f.key in spills)
+
+
+def spill_ii(fifos: Sequence[Fifo], spills: frozenset[str]) -> int:
+    """The most cycles a frame one spill takes at a memory word a cycle (0 without spills)."""
+    spilled = (f for f in fifos if f.key in spills)
+    return max((math.ceil(_spilled_words(f) / OFFCHIP_WORD_BITS) for f in spilled), default=0)
+
+
+def _spilled_words(fifo: Fifo) -> int:
+    """Bits of a spilled value a frame, in stored words."""
+    fmt = fifo.value.type.format
+    assert isinstance(fmt, Fixed)  # the estimate refuses float graphs first
+    return fifo.value.type.size * stored_bits(fmt.width)
 
 
 def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
@@ -1248,13 +1296,16 @@ def layer_models(graph: Graph, io: str, board: Board) -> tuple[LayerModel, ...]:
     return tuple(LayerModel(node, io, board, _work(node, io)) for node in graph.nodes)
 
 
-def bandwidth_ii(models: Sequence[LayerModel], offchip: frozenset[str], board: Board) -> int:
-    """Cycles a frame's off-chip weight traffic takes at the board's sustained bandwidth (0 if none)."""
-    bits = sum(m.offchip_bits() for m in models if m.name in offchip)
+def bandwidth_ii(
+    models: Sequence[LayerModel], offchip: frozenset[str], board: Board, spilled_bits: int = 0
+) -> int:
+    """Cycles a frame's off-chip traffic (weights, and ``spilled_bits`` of spilled FIFOs) takes at the
+    board's sustained bandwidth (0 if none)."""
+    bits = sum(m.offchip_bits() for m in models if m.name in offchip) + spilled_bits
     if not bits:
         return 0
     if board.mem_gb_s <= 0:
-        raise EstimateError(f"board {board.name} has no external-memory bandwidth: weights must stay on chip")
+        raise EstimateError(f"board {board.name} has no external-memory bandwidth: all must stay on chip")
     return math.ceil(bits / board.mem_bits_per_cycle)
 
 
@@ -1267,16 +1318,19 @@ def assemble(
     uram: frozenset[str] = frozenset(),
     uram_rows: frozenset[str] = frozenset(),
     fifos: Sequence[Fifo] = (),
+    spills: frozenset[str] = frozenset(),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
     the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`); ``uram``:
     the layers whose weights are preloaded into UltraRAM; ``uram_rows``: the off-chip convs whose line
     buffers the fitting put in URAM; ``fifos``: a stream design's FIFOs
-    (:func:`~fpgac.analysis.fifos.stream_fifos`), charged to their writers."""
+    (:func:`~fpgac.analysis.fifos.stream_fifos`), charged to their writers; ``spills``: the keys of those
+    in external memory."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
-    bw = bandwidth_ii(models, offchip, board)
+    spilled = spill_bits(fifos, spills)
+    bw = bandwidth_ii(models, offchip, board, spilled)
     layers = tuple(
         m.at(
             factors[m.name],
@@ -1289,16 +1343,18 @@ def assemble(
         for m in models
     )
     if fifos:
-        costs = fifo_resources(fifos, groups or {}, board)
+        costs = fifo_resources(fifos, groups or {}, board, spills)
         layers = tuple(replace(e, resources=e.resources + costs.get(e.name, Resources())) for e in layers)
     ii = max((layer.ii for layer in layers), default=1)
+    if spills:  # the spills' traffic and their own pace bound the frame like any stage's
+        ii = max(ii, bw, spill_ii(fifos, spills))
     if io == "parallel":
         latency = sum(layer.latency_cycles for layer in layers)
     else:
         latency = ii + sum(layer.fill_cycles for layer in layers)
     shown = dict(factors) if shown_reuse is None else shown_reuse
     stored = frozenset(layer.name for layer in layers if layer.memory == "offchip")
-    return Estimate(io, shown, board, layers, latency, ii, stored)
+    return Estimate(io, shown, board, layers, latency, ii, stored, spills, spilled)
 
 
 def estimate(
@@ -1308,6 +1364,7 @@ def estimate(
     reuse: int | Mapping[str, int] = 1,
     offchip: frozenset[str] = frozenset(),
     uram: frozenset[str] = frozenset(),
+    spills: frozenset[str] = frozenset(),
 ) -> Estimate:
     """Estimate resources and latency of ``graph`` built in ``io`` style with the given reuse factors.
 
@@ -1318,6 +1375,7 @@ def estimate(
         reuse: one factor for every layer, or a mapping from layer name to factor (others get 1).
         offchip: names of the layers whose weights live in external memory.
         uram: names of the layers whose weights are preloaded into UltraRAM.
+        spills: keys of the fork FIFOs kept in external memory (io stream).
 
     Raises:
         EstimateError: an unknown io style or a float graph; ReuseError: a bad reuse factor.
@@ -1327,4 +1385,4 @@ def estimate(
     models = layer_models(graph, io, board)
     shown = dict(reuse) if isinstance(reuse, Mapping) else int(reuse)
     fifos = stream_fifos(graph) if io == "stream" else ()
-    return assemble(models, factors, offchip, shown, uram=uram, fifos=fifos)
+    return assemble(models, factors, offchip, shown, uram=uram, fifos=fifos, spills=spills)

@@ -33,6 +33,16 @@ A FIFO of ``depth`` beats of ``L x bits`` is a shift register in LUTs (SRL32: ``
 LUTs) when it holds under ``BRAM_MIN_BITS``, else block RAM by the 18-Kbit block's aspect ratios (as
 :func:`~fpgac.analysis.estimate.memory_cost`). Each FIFO is charged to the layer that writes it (a graph
 input's fork: to the input's first reader).
+
+Spilling
+========
+A deep fork FIFO holds a good part of a frame (ResNet's skips, DenseNet's and Inception's concatenation
+inputs): hundreds of block RAMs in all, while the bits it holds cross it once a frame. The fitting
+(:mod:`fpgac.analysis.fit`) may *spill* it to external memory (``fpgac_spill.h``): the fork's beats are
+written in bursts to a region of the value's size, and read back in bursts toward the reader once each
+burst has landed, so the FIFO holds as much as it must (the region is a whole frame) for two burst-deep
+FIFOs on chip and the value's bits twice a frame of memory traffic. A spill is named by its
+:attr:`Fifo.key`.
 """
 
 from __future__ import annotations
@@ -62,6 +72,11 @@ class Fifo:
     index: int = 0
     lag: Fraction = Fraction(0)
     uses: int = 1
+
+    @property
+    def key(self) -> str:
+        """``value->reader[input]``: a fork output's name in decisions and reports (a spill's)."""
+        return f"{self.value.name}->{self.reader}[{self.index}]"
 
     def depth(self, groups: int = 1) -> int:
         """Beats deep, the value folded into ``groups`` beats a pixel (see the module docstring)."""

@@ -55,6 +55,18 @@ budget, each only where its weights fill its URAMs at least half (as block RAM m
 wide memory is port-bound); the off-chip choice counts that placement, so fewer layers go off chip, and
 brings back into URAM (smallest first) the off-chip layers whose row buffers take more block RAM than
 their weights' URAM saves.
+
+Spilled FIFOs
+=============
+In io stream on a board with memory bandwidth (and weights not ``onchip``: then nothing goes to external
+memory), while the design at its most folding (weights where the off-chip choice puts them, values
+unfolded) takes more block RAM than the budget, the fork FIFO that takes the most block RAM goes to
+external memory (:mod:`fpgac.analysis.fifos`, "Spilling"), largest first; a FIFO whose spill would take as
+much block RAM stays. If the design fitted with them is still over the block-RAM budget at the folding it
+reaches, more go, the same way, and it is fitted again. Their traffic shares the bandwidth with off-chip
+weights (the estimate's ``spill_bits``), which bounds the design's II from below as off-chip weights do.
+Block RAM a deep FIFO holds buys nothing but the lag between two branches, while a frame's skip is a few MB
+of memory traffic against GB/s, so FIFOs go before folding or weights pay for them.
 """
 
 from __future__ import annotations
@@ -74,12 +86,17 @@ from fpgac.analysis.estimate import (
     Resources,
     assemble,
     bandwidth_ii,
+    fifo_cost,
     fifo_resources,
     layer_models,
     offchip_max_reuse,
+    spill_bits,
+    spill_bundle_cost,
+    spill_cost,
+    spill_ii,
 )
 from fpgac.analysis.fifos import Fifo, stream_fifos
-from fpgac.analysis.lanes import groups_at, lanes_of, most_folding
+from fpgac.analysis.lanes import groups_at, lanes_of, most_folding, pixels_channels
 from fpgac.boards import DEFAULT_UTIL, Board
 from fpgac.ir.graph import Graph
 
@@ -113,6 +130,7 @@ class Fitting:
         target_fps: the frame rate asked for, if any.
         note: one line when the design does not fit or misses ``target_fps``; else None.
         uram_rows: off-chip convs whose line buffers are in URAM (:func:`_uram_line_buffers`).
+        spills: io stream: the fork FIFOs kept in external memory, by :attr:`~fpgac.analysis.fifos.Fifo.key`.
     """
 
     io: str
@@ -129,6 +147,7 @@ class Fitting:
     target_fps: float | None
     note: str | None
     uram_rows: frozenset[str] = frozenset()
+    spills: frozenset[str] = frozenset()
 
     @property
     def fits(self) -> bool:
@@ -154,6 +173,7 @@ class Fitting:
             "uram": sorted(self.uram),
             "lanes": dict(sorted(self.lanes.items())),
             "uram_rows": sorted(self.uram_rows),
+            "spills": sorted(self.spills),
             "note": self.note,
         }
 
@@ -219,10 +239,28 @@ def _fit_style(
     # II reached (wider words): both choices are fitted and the faster design that fits is kept.
     choices = {_offchip(models, budget, fixed, weights, p) for p in {preload, False}}
     fifos = stream_fifos(graph) if io == "stream" else ()  # the same for every choice: found once
-    fittings = [
-        _fit_design(graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos)
-        for offchip in sorted(choices, key=sorted)
-    ]
+    spillable = fifos if weights != "onchip" else ()  # onchip: nothing in external memory
+
+    def design(offchip: frozenset[str]) -> Fitting:
+        # Spills are chosen at the most folding first (values unfolded), then again at the folding reached
+        # when that design is still over the block-RAM budget (less folding, wider weight words).
+        most = (m.at(fixed.get(m.name) or m.max_reuse, m.name in offchip) for m in models)
+        bram = sum(layer.resources.bram18 for layer in most)
+        bram += sum(r.bram18 for r in fifo_resources(spillable, {}, board).values())
+        spills = _spills(spillable, board, bram, budget, {})
+        fitted = _fit_design(
+            graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos, spills
+        )
+        channels = {f.value.name: pixels_channels(f.value)[1] for f in spillable}
+        groups = {v: channels[v] // lanes for v, lanes in fitted.lanes.items() if v in channels}
+        more = _spills(spillable, board, fitted.estimate.total.bram18, budget, groups, spills)
+        if more == spills:
+            return fitted
+        return _fit_design(
+            graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos, more
+        )
+
+    fittings = [design(offchip) for offchip in sorted(choices, key=sorted)]
     return max(fittings, key=lambda f: (f.within_util, f.estimate.fps))
 
 
@@ -237,13 +275,14 @@ def _fit_design(
     offchip: frozenset[str],
     preload: bool,
     fifos: Sequence[Fifo],
+    spills: frozenset[str],
 ) -> Fitting:
     """The fitted design with ``offchip`` layers off chip; ``preload``: weights may go to URAM; ``fifos``:
-    the design's stream FIFOs (none in io parallel)."""
+    the design's stream FIFOs (none in io parallel), those named in ``spills`` in external memory."""
     board, io = models[0].board, models[0].io
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
-    bw = bandwidth_ii(models, offchip, board)
+    bw = bandwidth_ii(models, offchip, board, spill_bits(fifos, spills))
     cache: dict[tuple[str, int, tuple[int, int], bool], LayerEstimate] = {}
 
     def layer_at(
@@ -292,12 +331,15 @@ def _fit_design(
         uram = uram_at(factors, beats)
         total = [0] * len(RESOURCES)
         layers = [layer_at(m, factors[m.name], m.groups(beats), m.name in uram).resources for m in models]
-        for res in [*layers, *fifo_resources(fifos, beats, board).values()]:
+        for res in [*layers, *fifo_resources(fifos, beats, board, spills).values()]:
             for i, n in enumerate(_vector(res)):
                 total[i] += n
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
+    spilled_floor = max(bw, spill_ii(fifos, spills)) if spills else 0
+    if spilled_floor > floor:  # the spills' traffic (and weights', sharing the bandwidth) sets the pace
+        floor_layer, floor, floor_kind = None, spilled_floor, "bandwidth"
     ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
     slowest = [layer_at(m, fixed.get(m.name) or _most(m)).ii for m in models if m.name in offchip]
     ceiling = max([ceiling, *slowest, most_folding(graph) if fold_channels else 1])
@@ -323,8 +365,10 @@ def _fit_design(
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
-    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos)
-    est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos)
+    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos, spills)
+    est = assemble(
+        models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos, spills=spills
+    )
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -343,6 +387,7 @@ def _fit_design(
         target_fps,
         note,
         uram_rows,
+        spills,
     )
 
 
@@ -355,13 +400,14 @@ def _uram_line_buffers(
     budget: Resources,
     preloaded: frozenset[str] = frozenset(),
     fifos: Sequence[Fifo] = (),
+    spills: frozenset[str] = frozenset(),
 ) -> frozenset[str]:
     """Off-chip convs whose line buffers move to URAM when the design's block RAM is over budget and its
     URAM is not: the most BRAM18 freed a URAM first, while the URAM budget holds (what the weights
-    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too). (The estimate puts a
-    memory in URAM on its own only when that takes a smaller share of the board, which leaves a wide line
-    buffer, a few hundred words of L channels, in block RAM even while URAM sits idle.)"""
-    total = assemble(models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos).total
+    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too, ``spills`` off chip). (The
+    estimate puts a memory in URAM on its own only when that takes a smaller share of the board, which
+    leaves a wide line buffer, a few hundred words of L channels, in block RAM even while URAM sits idle.)"""
+    total = assemble(models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos, spills=spills).total
     bram, uram, moves = total.bram18, total.uram, []
     for m in models:
         if m.name not in offchip or not m.direct_lanes(factors[m.name]):
@@ -379,6 +425,35 @@ def _uram_line_buffers(
             chosen.add(name)
             bram, uram = bram - freed, uram + taken
     return frozenset(chosen)
+
+
+def _spills(
+    fifos: Sequence[Fifo],
+    board: Board,
+    bram: int,
+    budget: Resources,
+    groups: Mapping[str, int],
+    spilled: frozenset[str] = frozenset(),
+) -> frozenset[str]:
+    """``spilled`` and the fork FIFOs to keep in external memory while a design of ``bram`` BRAM18s (its
+    FIFOs at the folding ``groups`` counted, ``spilled`` ones spilled) is over the budget: the most block
+    RAM first, only where spilling saves some (see the module docstring), by key."""
+    if board.mem_gb_s <= 0:
+        return spilled
+    cost: dict[str, int] = {}
+    saved: dict[str, int] = {}
+    for f in fifos:
+        g = groups.get(f.value.name, 1)
+        cost[f.key] = fifo_cost(f.depth(g), f.width(g), board).bram18
+        saved[f.key] = cost[f.key] - spill_cost(f, g, board).bram18
+    spills = set(spilled)
+    candidates = [f for f in fifos if f.reader and f.key not in spilled and saved[f.key] > 0]
+    for fifo in sorted(candidates, key=lambda f: (-cost[f.key], f.key)):
+        if bram <= budget.bram18:
+            break
+        bram -= saved[fifo.key] - (0 if spills else spill_bundle_cost(board).bram18)
+        spills.add(fifo.key)
+    return frozenset(spills)
 
 
 def _offchip(

@@ -169,6 +169,12 @@ def _design_markdown(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"- weights off chip: {len(report['offchip'])} layers, {report['offchip_bits']:,} bits a frame"
         )
+    spills = report.get("spills") or []
+    if spills:
+        lines.append(
+            f"- FIFOs in external memory: {len(spills)} ({', '.join(f'`{s}`' for s in spills)}), "
+            f"{report.get('spill_bits', 0):,} bits a frame"
+        )
     lines += [f"- warning: {w}" for w in report.get("warnings", [])]
     lines += [
         "",

@@ -24,7 +24,7 @@ import jinja2
 import numpy as np
 
 from fpgac import __version__
-from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, rom_word, uram_word, weight_memory
+from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, SPILL_BURST, rom_word, uram_word, weight_memory
 from fpgac.backends.cnames import CNames, c_identifier, comment_text
 from fpgac.backends.plan import BuildPlan
 from fpgac.backends.vitis import levels as vitis_levels
@@ -45,6 +45,7 @@ KERNEL_HEADERS = ("fpgac_kernels.h", "fpgac_trace.h")
 STREAM_HEADERS = ("fpgac_stream.h", "fpgac_pool.h")
 COMPRESSED_HEADER = "fpgac_compressed.h"  # only in projects with compressed weights (weights.py)
 OFFCHIP_HEADER = "fpgac_offchip.h"  # only in projects with off-chip weights (weight_image.py)
+SPILL_HEADER = "fpgac_spill.h"  # only in projects with spilled FIFOs (stream.py)
 OOD_HEADER = "fpgac_ood.h"  # only in projects with an OOD monitor (passes/ood.py)
 MAP_FILE = "fpgac.json"  # the name map, named as in hls4ml projects
 # Names the generated code defines itself; model names never take them.
@@ -95,11 +96,13 @@ def design(
     lanes: vitis_stream.Lanes | None = None,
     uram: Set[str] = frozenset(),
     uram_rows: Set[str] = frozenset(),
+    spills: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it).
 
     ``lanes`` maps the names of channel-folded stream values to the channels each beat carries; ``uram``
-    names the layers whose weights are preloaded into UltraRAM."""
+    names the layers whose weights are preloaded into UltraRAM; ``spills`` the fork FIFOs kept in
+    external memory (io stream)."""
     if io not in IO_STYLES:
         raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
     stream = io == "stream"
@@ -219,6 +222,16 @@ def design(
     for m in external:
         decl, doc = f"const {m.ctype}* {m.name}", f"off chip (m_axi): {m.comment}"
         ports.append({"name": m.name, "decl": decl, "doc": doc, "memory": True})
+    if spills and not stream:
+        raise VitisError("spilled FIFOs need io stream (io parallel has no FIFOs)")
+    parts = {"inputs": inputs, "layers": layers, "outputs": outputs}
+    wiring = vitis_stream.wire(graph, parts, names, lanes, spills) if stream else vitis_stream.Wiring([], [])
+    for s in wiring.spills:  # after the weights' ports: the testbench passes them in this order
+        doc = f"spilled FIFO {comment_text(s.fifo)}: its region of scratch memory (m_axi), "
+        ctype = s.region.ctype
+        ports.append({"name": s.write, "decl": f"{ctype}* {s.write}", "doc": f"{doc}written", "memory": True})
+        doc += "read back (the same address)"
+        ports.append({"name": s.read, "decl": f"const {ctype}* {s.read}", "doc": doc, "memory": True})
     levels = level_count(graph)
     if levels > 1:
         doc = f"rank level 0..{levels - 1} (0: the largest), read at the start of each sample (s_axilite)"
@@ -241,8 +254,10 @@ def design(
         "weights_file": weight_image.WEIGHTS_FILE,
         "weights_bytes": blocks[-1].end if blocks else 0,
         "weights_align": weight_image.ALIGN,
+        "spill_ports": [s.to_json() for s in wiring.spills],
+        "spill_bytes": wiring.spills[-1].region.end if wiring.spills else 0,
+        "spill_burst": SPILL_BURST,
     }
-    wiring = vitis_stream.wire(graph, data, names, lanes) if stream else vitis_stream.Wiring([], [])
     return {**data, "stream_top": wiring.lines, "forks": wiring.forks}
 
 
@@ -374,6 +389,7 @@ def vitis_plan(
     lanes: vitis_stream.Lanes | None = None,
     uram: frozenset[str] = frozenset(),
     uram_rows: frozenset[str] = frozenset(),
+    spills: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``).
 
@@ -382,10 +398,11 @@ def vitis_plan(
     reads them through m_axi ports (bundle ``gmem_w``) from the image written as ``weights.bin``
     (weight_image.py). The layers named in ``uram`` copy theirs from the same image into UltraRAM once, at
     start (``fpgac::preload``); the off-chip convs named in ``uram_rows`` keep their line buffers in URAM
-    (the fitting's choice).
+    (the fitting's choice); the fork FIFOs named in ``spills`` live in scratch memory the testbench
+    allocates (``fpgac_spill.h``).
     """
     env = _templates()
-    data = design(graph, io, reuse, board, offchip, lanes, uram, uram_rows)
+    data = design(graph, io, reuse, board, offchip, lanes, uram, uram_rows, spills)
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),
@@ -408,6 +425,7 @@ def vitis_plan(
     headers = KERNEL_HEADERS + (STREAM_HEADERS if io == "stream" else ())
     headers += (COMPRESSED_HEADER,) if data["compressed"] else ()
     headers += (OFFCHIP_HEADER,) if data["memory_ports"] else ()
+    headers += (SPILL_HEADER,) if data["spill_ports"] else ()
     headers += (vitis_levels.LEVELS_HEADER,) if data["levels"] > 1 else ()
     headers += (OOD_HEADER,) if data["ood"] else ()
     for header in headers:
@@ -459,4 +477,6 @@ def name_map(graph: Graph, data: Mapping[str, Any]) -> dict[str, Any]:
             "align": data["weights_align"],
             "blocks": data["memory_ports"],
         }
+    if data["spill_ports"]:
+        names["spills"] = {"bytes": data["spill_bytes"], "regions": data["spill_ports"]}
     return names

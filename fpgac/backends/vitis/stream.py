@@ -21,7 +21,13 @@ A FIFO has one reader, so a value with several uses (a residual fork, a graph ou
 inside) is copied by a generated fork function into one FIFO per use; each fork output is as deep as
 :mod:`fpgac.analysis.fifos` says (what the other uses' paths swallow before they reach a join, at most
 the value's beats), so a branch that waits (a line buffer filling up) never stalls its sibling into a
-dataflow deadlock; the estimate charges the same depths. Other FIFOs are 2 deep.
+dataflow deadlock; the estimate charges the same depths. Other FIFOs are 2 deep. A fork output the
+fitting spilled (``spills``) goes through external memory instead (``fpgac_spill.h``): the fork writes a
+burst-deep FIFO that ``spill_write`` bursts into the spill's region, and ``spill_read`` bursts each chunk
+back, once its token says it landed, into the burst-deep FIFO its reader reads. The region (two frames:
+frames alternate between its halves, so a writer a frame ahead never overwrites what is still to be read)
+is reached through two ports of the top (bundle ``gmem_s``), one written and one read, which the host (and
+the testbench) point at the same scratch memory.
 
 This module decides modes, signatures and the top function's wiring; the arithmetic is the io_parallel
 emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by the same argument.
@@ -30,13 +36,15 @@ emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from fpgac.analysis.fifos import SHALLOW_DEPTH, stream_fifos
+from fpgac.analysis.estimate import OFFCHIP_WORD_BITS, SPILL_BURST, stored_bits
+from fpgac.analysis.fifos import SHALLOW_DEPTH, Fifo, stream_fifos
 from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.backends.cnames import CNames
-from fpgac.backends.vitis.ccode import VitisError
+from fpgac.backends.vitis.ccode import VitisError, c_int_type
+from fpgac.backends.vitis.weight_image import ALIGN, Block
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
 
@@ -139,19 +147,42 @@ def buffered_body(
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class SpillPort:
+    """A spilled FIFO (``fifo``: its key), its two ports (``write``, ``read``) and its region of the
+    scratch memory (``region``: two frames of the value's words, laid out as weight-image blocks are)."""
+
+    fifo: str
+    write: str
+    read: str
+    region: Block
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fifo": self.fifo, "write": self.write, "read": self.read, **self.region.to_json()}
+
+
 @dataclass
 class Wiring:
-    """The top function of a stream design: FIFO declarations, calls in graph order, fork functions."""
+    """The top function of a stream design: FIFO declarations, calls in graph order, fork functions, and
+    the regions of the spilled FIFOs."""
 
     lines: list[str]
     forks: list[str]
+    spills: list[SpillPort] = field(default_factory=list)
 
 
-def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | None = None) -> Wiring:
+def wire(
+    graph: Graph,
+    design: dict[str, Any],
+    names: CNames,
+    lanes: Lanes | None = None,
+    spills: frozenset[str] = frozenset(),
+) -> Wiring:
     """Connect ports, layers and forks with FIFOs; every value's trace is taken after its producer runs.
 
     ``design`` is :func:`fpgac.backends.vitis.emitter.design`'s data (inputs, layers, outputs with C names);
-    ``lanes`` the channel-folded values (graph inputs and outputs never are: ports carry whole pixels).
+    ``lanes`` the channel-folded values (graph inputs and outputs never are: ports carry whole pixels);
+    ``spills`` the keys of the fork FIFOs kept in external memory.
     """
     for value in (*graph.inputs, *graph.outputs):
         if fold(value, lanes)[1] != 1:
@@ -175,9 +206,13 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | Non
     for k, value in enumerate(graph.outputs):
         uses.setdefault(id(value), []).append(("port", k, 0))
     forked = {(f.reader, f.index): f for f in stream_fifos(graph) if f.reader}
+    unknown = sorted(spills - {f.key for f in forked.values()})
+    if unknown:
+        raise VitisError(f"spilled FIFOs {unknown} are not fork outputs of this graph")
     reads: dict[tuple[str, int, int], str] = {}
     lines: list[str] = []
     forks: list[str] = []
+    regions: list[SpillPort] = []
 
     def declare(name: str, value: Value, depth: int) -> None:
         lines.append(f'  {stream_type(type_of[id(value)], value, lanes)} {name}("{name}");')
@@ -209,18 +244,27 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | Non
             reads[targets[0]] = source
             return
         fork = names.claim(f"{source}_fork")
-        outs = []
+        outs, spilled = [], []
         for use in targets:
             if use[0] == "port":
                 outs.append(ports[use[1]])
+                continue
+            outs.append(names.claim(f"{source}_to"))
+            fifo = forked[(graph.nodes[use[1]].name, use[2])]
+            if fifo.key in spills:
+                declare(outs[-1], value, SPILL_BURST)
+                reads[use] = names.claim(f"{source}_back")
+                declare(reads[use], value, SPILL_BURST)
+                spilled.append((fifo, outs[-1], reads[use]))
             else:
-                outs.append(names.claim(f"{source}_to"))
-                fifo = forked[(graph.nodes[use[1]].name, use[2])]
                 declare(outs[-1], value, fifo.depth(fold(value, lanes)[1]))
                 reads[use] = outs[-1]
         s_type = stream_type(type_of[id(value)], value, lanes)
         forks.append(_fork_function(fork, s_type, beats(value, lanes)[0], len(outs)))
         lines.append(f"  {fork}({source}, {', '.join(outs)});")
+        for fifo, into, back in spilled:
+            offset = regions[-1].region.end if regions else 0
+            regions.append(_spill(fifo, into, back, names, offset, lines, lanes))
 
     for value in graph.inputs:
         lines.append(f'  FPGAC_TRACE_STREAM("{trace_name[id(value)]}", {producer_stream[id(value)]}, '
@@ -242,7 +286,30 @@ def wire(graph: Graph, design: dict[str, Any], names: CNames, lanes: Lanes | Non
         lines.append(f"  {layer['name']}({', '.join([*args, out, *memory, *scalars])});")
         lines.append(f'  FPGAC_TRACE_STREAM("{layer["out"]}", {out}, {trace_args(node.output, lanes)});')
         distribute(node.output)
-    return Wiring(lines + narrows, forks)
+    return Wiring(lines + narrows, forks, regions)
+
+
+def _spill(
+    fifo: Fifo, into: str, back: str, names: CNames, offset: int, lines: list[str], lanes: Lanes | None
+) -> SpillPort:
+    """The two processes of a spilled FIFO from ``into`` to ``back`` (appended to ``lines``) and its
+    region at ``offset``: chunks of one burst (:data:`SPILL_BURST` memory words of beats), a token a
+    chunk; the token FIFO holds a frame's chunks, so the writer never waits for the reader."""
+    value = fifo.value
+    fmt = value.type.format
+    assert isinstance(fmt, Fixed)  # the emitter refuses float values first
+    ctype = c_int_type(fmt)
+    count, width = beats(value, lanes)
+    chunk = max(1, SPILL_BURST * OFFCHIP_WORD_BITS // (width * stored_bits(fmt.width)))
+    landed = names.claim(f"{into}_landed")
+    region = Block(names.claim(f"{into}_spill"), ctype, offset, 2 * value.type.size)
+    port = SpillPort(fifo.key, names.claim(f"{region.name}_w"), names.claim(f"{region.name}_r"), region)
+    index = offset // ALIGN  # distinct per spill: each process keeps its own frame parity
+    lines.append(f'  hls::stream<bool> {landed}("{landed}");')
+    lines.append(f"  FPGAC_PRAGMA(HLS STREAM variable={landed} depth={-(-count // chunk)})")
+    lines.append(f"  fpgac::spill_write<{index}, {count}, {chunk}>({into}, {port.write}, {landed});")
+    lines.append(f"  fpgac::spill_read<{index}, {count}, {chunk}>({port.read}, {landed}, {back});")
+    return port
 
 
 def _fork_function(name: str, stream: str, beat_count: int, n: int) -> str:
