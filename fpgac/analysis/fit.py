@@ -62,11 +62,12 @@ In io stream on a board with memory bandwidth (and weights not ``onchip``: then 
 memory), while the design at its most folding (weights where the off-chip choice puts them, values
 unfolded) takes more block RAM than the budget, the fork FIFO that takes the most block RAM goes to
 external memory (:mod:`fpgac.analysis.fifos`, "Spilling"), largest first; a FIFO whose spill would take as
-much block RAM stays. If the design fitted with them is still over the block-RAM budget at the folding it
-reaches, more go, the same way, and it is fitted again. Their traffic shares the bandwidth with off-chip
-weights (the estimate's ``spill_bits``), which bounds the design's II from below as off-chip weights do.
-Block RAM a deep FIFO holds buys nothing but the lag between two branches, while a frame's skip is a few MB
-of memory traffic against GB/s, so FIFOs go before folding or weights pay for them.
+much block RAM stays, and none goes when all of them would not free the spills' m_axi buffers. If the
+design fitted with them is still over the block-RAM budget at the folding it reaches, more go, the same
+way, and it is fitted again. Their traffic shares the bandwidth with off-chip weights (the estimate's
+``spill_bits``), which bounds the design's II from below as off-chip weights do. Block RAM a deep FIFO
+holds buys nothing but the lag between two branches, while a frame's skip is a few MB of
+memory traffic against GB/s, so FIFOs go before folding or weights pay for them.
 """
 
 from __future__ import annotations
@@ -448,6 +449,8 @@ def _spills(
         saved[f.key] = cost[f.key] - spill_cost(f, g, board).bram18
     spills = set(spilled)
     candidates = [f for f in fifos if f.reader and f.key not in spilled and saved[f.key] > 0]
+    if not spills and sum(saved[f.key] for f in candidates) <= spill_bundle_cost(board).bram18:
+        return spilled  # the spills' m_axi buffers would take what they free
     for fifo in sorted(candidates, key=lambda f: (-cost[f.key], f.key)):
         if bram <= budget.bram18:
             break

@@ -296,6 +296,7 @@ def test_report_totals_add_up(io: str) -> None:
         "io",
         "reuse",
         "offchip",
+        "spills",
         "layers",
         "total",
         "budget",

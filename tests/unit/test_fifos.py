@@ -1,5 +1,5 @@
 """Stream FIFO depths (fpgac/analysis/fifos.py): the lag rule, the depths the Vitis top declares, and
-what the estimate charges for them.
+what the estimate charges for them, kept on chip or spilled to external memory.
 
 C-simulation FIFOs are unbounded, so no csim can catch a depth that deadlocks; these tests pin the rule
 on graphs small enough to work out by hand.
@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from fpgac.analysis.estimate import estimate, fifo_cost, layer_models
-from fpgac.analysis.fifos import SHALLOW_DEPTH, lag, stream_fifos
+import pytest
+
+from fpgac.analysis.estimate import (
+    estimate,
+    fifo_cost,
+    layer_models,
+    spill_bundle_cost,
+    spill_cost,
+    spill_ii,
+)
+from fpgac.analysis.fifos import SHALLOW_DEPTH, Fifo, lag, stream_fifos
+from fpgac.backends.vitis.ccode import VitisError
 from fpgac.backends.vitis.emitter import vitis_plan
 from fpgac.boards import get_board
 from fpgac.ir import Graph
@@ -79,3 +89,42 @@ def test_the_top_declares_the_depths_the_estimate_charges() -> None:
 def test_a_deep_wide_fifo_is_block_ram() -> None:
     assert fifo_cost(2, 16, BOARD).lut == 16 and not fifo_cost(2, 16, BOARD).bram18
     assert fifo_cost(4096, 16, BOARD).bram18 == 4 and not fifo_cost(4096, 16, BOARD).lut
+
+
+def _skip(graph: Graph) -> Fifo:
+    """residual_cnn's skip: r1's fork output to the add (16 beats of 8 x 10 bits)."""
+    return next(f for f in stream_fifos(graph) if f.reader == "res")
+
+
+def test_a_spilled_fifo_costs_its_burst_fifos_the_bundle_and_its_traffic() -> None:
+    """Spilled, the skip costs two burst-deep FIFOs and the spill bundle's buffers instead of its depth;
+    its 288 values cross external memory twice a frame in 16-bit words, and the frame takes at least a
+    memory word a cycle of them."""
+    graph = residual_cnn()
+    skip = _skip(graph)
+    assert skip.key == f"{skip.value.name}->res[1]"
+    kept = estimate(graph, BOARD, "stream")
+    spilled = estimate(graph, BOARD, "stream", spills=frozenset({skip.key}))
+    by_name = {e.name: e.resources for e in kept.layers}
+    extra = {k: v - by_name["r1"].to_json()[k] for k, v in spilled.layers[1].resources.to_json().items()}
+    expected = spill_cost(skip, 1, BOARD) + spill_bundle_cost(BOARD)
+    assert extra["lut"] == expected.lut - fifo_cost(skip.depth(), skip.width(), BOARD).lut
+    assert extra["bram18"] == expected.bram18 > 0  # the bundle's 512-bit buffers
+    assert spilled.spill_bits == 2 * 288 * 16 and kept.spill_bits == 0
+    assert spilled.ii >= spill_ii([skip], frozenset({skip.key})) == 9
+    assert spilled.to_json()["spills"] == [skip.key]
+
+
+def test_the_top_spills_the_fifos_it_is_told_to() -> None:
+    """The add reads the skip back from the spill (two m_axi ports of bundle gmem_s on one region, which
+    the testbench points at its scratch memory); a key that names no fork output is refused."""
+    graph = residual_cnn()
+    skip = _skip(graph)
+    files = vitis_plan(graph, BOARD, "stream", spills=frozenset({skip.key})).files
+    top, bench = (bytes(files[f"{p}"]).decode() if not isinstance(files[p], str) else files[p]
+                  for p in ("firmware/fpgac_top.cpp", "tb/testbench.cpp"))  # fmt: skip
+    assert top.count("fpgac::spill_write<") == top.count("fpgac::spill_read<") == 1
+    assert top.count("bundle=gmem_s") == 2 and "firmware/fpgac_spill.h" in files
+    assert bench.count("*>(fpgac_scratch_base + 0)") == 2  # both ports at the region's address
+    with pytest.raises(VitisError, match="not fork outputs"):
+        vitis_plan(graph, BOARD, "stream", spills=frozenset({"r2->mp[0]"}))

@@ -10,19 +10,21 @@ point (no calibration, broadcast weights).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fpgac.analysis.estimate import RESOURCES, Resources, assemble, estimate, layer_models
+from fpgac.analysis.fifos import stream_fifos
 from fpgac.analysis.fit import FitError, Fitting, _uram_line_buffers, fit
 from fpgac.backends.vitis.emitter import design
 from fpgac.boards import BOARDS
 from fpgac.build import BuildOptions, compile_model
 from fpgac.ir import Graph, Param, TensorType
 from fpgac.passes.quantize import Quantize
-from tests.unit.test_estimate import CONV3, cnn, mlp, resnet50_like
+from tests.unit.test_estimate import CONV3, cnn, mlp, quantized, resnet50_like
 
 ZCU104, PYNQ = BOARDS["zcu104"], BOARDS["pynq-z2"]
 
@@ -244,3 +246,31 @@ def test_line_buffers_move_to_uram_when_block_ram_is_over() -> None:
         body = design(graph, "stream", {}, ZCU104, offchip, None, uram_rows=offchip if uram else frozenset())
         rows = "BIND_STORAGE variable=rows type=ram_2p impl=uram" in body["layers"][0]["body"]
         assert rows == uram
+
+
+def _residual(channels: int = 64, size: int = 64) -> Graph:
+    """ReLU forked into a transpose of the rows and columns -> ReLU, and the skip -> add: the transpose
+    gathers its whole input, so the skip's FIFO holds a frame (4,096 beats of 64 channels of 8 bits)."""
+    g = Graph("residual")
+    x = g.add_input("x", TensorType((channels, size, size)))
+    r = g.add("relu", [x], name="r0").output
+    t = g.add("transpose", [r], name="t", attrs={"perm": [0, 2, 1]}).output
+    branch = g.add("relu", [t], name="r1").output
+    g.set_outputs([g.add("add", [branch, r], name="join").output])
+    return quantized(g, (channels, size, size), precision=8)
+
+
+def test_deep_fifos_spill_only_when_block_ram_is_over() -> None:
+    """With block RAM to spare nothing spills; with too little the skip (the deepest FIFO) goes to external
+    memory and the design fits, its traffic counted; never with weights=onchip or without memory."""
+    graph = _residual()
+    skip = next(f.key for f in stream_fifos(graph) if f.reader == "join")
+    roomy = fitted(graph, ZCU104, "stream")
+    assert roomy.fits and not roomy.spills and roomy.estimate.spill_bits == 0
+    tight = replace(ZCU104, bram18=roomy.estimate.total.bram18)  # at 80 %: the skip's blocks are too many
+    spilled = fitted(graph, tight, "stream")
+    assert spilled.spills == {skip} and spilled.fits and spilled.to_json()["spills"] == [skip]
+    assert spilled.estimate.spill_bits == 2 * 64 * 64 * 64 * 8
+    assert spilled.estimate.total.bram18 < roomy.estimate.total.bram18
+    assert not fitted(graph, tight, "stream", weights="onchip").spills
+    assert not fitted(graph, replace(tight, mem_gb_s=0.0), "stream").spills
