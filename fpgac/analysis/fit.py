@@ -59,14 +59,15 @@ their weights' URAM saves.
 Spilled FIFOs
 =============
 In io stream on a board with memory bandwidth (and weights not ``onchip``: then nothing goes to external
-memory), while the design at its most folding (weights where the off-chip choice puts them, values
-unfolded) takes more block RAM than the budget, the fork FIFO that takes the most block RAM goes to
+memory), while the design at its most folding (weights where the off-chip choice puts them, values folded to a
+channel a beat) takes more block RAM than the budget, the fork FIFO that takes the most block RAM goes to
 external memory (:mod:`fpgac.analysis.fifos`, "Spilling"), largest first; a FIFO whose spill would take as
-much block RAM stays, and none goes when all of them would not free the spills' m_axi buffers. If the
-design fitted with them is still over the block-RAM budget at the folding it reaches, more go, the same
-way, and it is fitted again. Their traffic shares the bandwidth with off-chip weights (the estimate's
-``spill_bits``), which bounds the design's II from below as off-chip weights do. Block RAM a deep FIFO
-holds buys nothing but the lag between two branches, while a frame's skip is a few MB of
+much block RAM stays, and none goes when all of them would not free the spills' m_axi buffers. Where block RAM
+still binds the design fitted with them (it is over budget, or it is what stops a faster design), every FIFO
+whose spill saves block RAM at the folding reached goes too, the design is fitted again and the better of the
+two (within the budget, then faster) is kept. Their traffic shares the bandwidth with off-chip weights (the
+estimate's ``spill_bits``), which bounds the design's II from below as off-chip weights do. Block RAM a deep
+FIFO holds buys nothing but the lag between two branches, while a frame's skip is a few MB of
 memory traffic against GB/s, so FIFOs go before folding or weights pay for them.
 """
 
@@ -242,24 +243,32 @@ def _fit_style(
     fifos = stream_fifos(graph) if io == "stream" else ()  # the same for every choice: found once
     spillable = fifos if weights != "onchip" else ()  # onchip: nothing in external memory
 
+    folded = groups_at(graph, most_folding(graph)) if fold_channels and spillable else {}
+    channels = {f.value.name: pixels_channels(f.value)[1] for f in spillable}
+
     def design(offchip: frozenset[str]) -> Fitting:
-        # Spills are chosen at the most folding first (values unfolded), then again at the folding reached
-        # when that design is still over the block-RAM budget (less folding, wider weight words).
-        most = (m.at(fixed.get(m.name) or m.max_reuse, m.name in offchip) for m in models)
+        # Spills are chosen at the most folding first; where block RAM still binds the design fitted with
+        # them (over budget, or what stops a faster one), every FIFO whose spill saves block RAM at the
+        # folding reached is spilled too, and the better of the two designs kept.
+        most = [
+            m.at(fixed.get(m.name) or m.max_reuse, m.name in offchip, 0, m.groups(folded)) for m in models
+        ]
         bram = sum(layer.resources.bram18 for layer in most)
-        bram += sum(r.bram18 for r in fifo_resources(spillable, {}, board).values())
-        spills = _spills(spillable, board, bram, budget, {})
+        bram += sum(r.bram18 for r in fifo_resources(spillable, folded, board).values())
+        spills = _spills(spillable, board, bram, budget, folded)
         fitted = _fit_design(
             graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos, spills
         )
-        channels = {f.value.name: pixels_channels(f.value)[1] for f in spillable}
-        groups = {v: channels[v] // lanes for v, lanes in fitted.lanes.items() if v in channels}
-        more = _spills(spillable, board, fitted.estimate.total.bram18, budget, groups, spills)
-        if more == spills:
+        if fitted.limit != "bram18" and fitted.estimate.total.bram18 <= budget.bram18:
             return fitted
-        return _fit_design(
+        groups = {v: channels[v] // lanes for v, lanes in fitted.lanes.items() if v in channels}
+        more = spills | {k for k, saved in _savings(spillable, board, groups).items() if saved > 0}
+        if more == spills or board.mem_gb_s <= 0:
+            return fitted
+        other = _fit_design(
             graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos, more
         )
+        return max([fitted, other], key=lambda f: (f.within_util, f.estimate.fps))
 
     fittings = [design(offchip) for offchip in sorted(choices, key=sorted)]
     return max(fittings, key=lambda f: (f.within_util, f.estimate.fps))
@@ -429,34 +438,36 @@ def _uram_line_buffers(
 
 
 def _spills(
-    fifos: Sequence[Fifo],
-    board: Board,
-    bram: int,
-    budget: Resources,
-    groups: Mapping[str, int],
-    spilled: frozenset[str] = frozenset(),
+    fifos: Sequence[Fifo], board: Board, bram: int, budget: Resources, groups: Mapping[str, int]
 ) -> frozenset[str]:
-    """``spilled`` and the fork FIFOs to keep in external memory while a design of ``bram`` BRAM18s (its
-    FIFOs at the folding ``groups`` counted, ``spilled`` ones spilled) is over the budget: the most block
-    RAM first, only where spilling saves some (see the module docstring), by key."""
+    """The fork FIFOs to keep in external memory while a design of ``bram`` BRAM18s (its FIFOs at the
+    folding ``groups`` on chip) is over the budget: the most block RAM first, only where spilling saves
+    some, and none when all of them would not free the spills' m_axi buffers; by key."""
     if board.mem_gb_s <= 0:
-        return spilled
-    cost: dict[str, int] = {}
-    saved: dict[str, int] = {}
-    for f in fifos:
-        g = groups.get(f.value.name, 1)
-        cost[f.key] = fifo_cost(f.depth(g), f.width(g), board).bram18
-        saved[f.key] = cost[f.key] - spill_cost(f, g, board).bram18
-    spills = set(spilled)
-    candidates = [f for f in fifos if f.reader and f.key not in spilled and saved[f.key] > 0]
-    if not spills and sum(saved[f.key] for f in candidates) <= spill_bundle_cost(board).bram18:
-        return spilled  # the spills' m_axi buffers would take what they free
-    for fifo in sorted(candidates, key=lambda f: (-cost[f.key], f.key)):
+        return frozenset()
+    saved = _savings(fifos, board, groups)
+    if sum(saved.values()) <= spill_bundle_cost(board).bram18:
+        return frozenset()
+    cost = {f.key: fifo_cost(f.depth(groups.get(f.value.name, 1)), f.width(groups.get(f.value.name, 1)),
+                             board).bram18 for f in fifos}  # fmt: skip
+    spills: set[str] = set()
+    for key in sorted(saved, key=lambda k: (-cost[k], k)):
         if bram <= budget.bram18:
             break
-        bram -= saved[fifo.key] - (0 if spills else spill_bundle_cost(board).bram18)
-        spills.add(fifo.key)
+        bram -= saved[key] - (0 if spills else spill_bundle_cost(board).bram18)
+        spills.add(key)
     return frozenset(spills)
+
+
+def _savings(fifos: Sequence[Fifo], board: Board, groups: Mapping[str, int]) -> dict[str, int]:
+    """The BRAM18s spilling each fork FIFO saves at the folding ``groups`` (only those that save some)."""
+    saved = {}
+    for f in fifos:
+        g = groups.get(f.value.name, 1)
+        gain = fifo_cost(f.depth(g), f.width(g), board).bram18 - spill_cost(f, g, board).bram18
+        if f.reader and gain > 0:
+            saved[f.key] = gain
+    return saved
 
 
 def _offchip(
