@@ -332,6 +332,7 @@ def _fit_line(report: dict[str, Any]) -> str:
     """Whether the estimate fits the board, and at what frame rate."""
     fits = "fits" if report["fits"] else "does NOT fit"
     offchip = f", {len(report['offchip'])} layers' weights off chip" if report["offchip"] else ""
+    offchip += f", {len(report['spills'])} FIFOs in external memory" if report.get("spills") else ""
     fps = report["fps"]
     shown = f"{fps:,.0f}" if fps >= 100 else f"{fps:.3g}"  # whole frames, or 3 digits below 100 fps
     return f"estimate {fits} at {shown} fps ({report['clock_mhz']:g} MHz){offchip}"

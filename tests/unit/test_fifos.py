@@ -91,6 +91,10 @@ def test_a_deep_wide_fifo_is_block_ram() -> None:
     assert fifo_cost(4096, 16, BOARD).bram18 == 4 and not fifo_cost(4096, 16, BOARD).lut
 
 
+def _text(data: object) -> str:
+    return data if isinstance(data, str) else bytes(data).decode()  # type: ignore[call-overload]
+
+
 def _skip(graph: Graph) -> Fifo:
     """residual_cnn's skip: r1's fork output to the add (16 beats of 8 x 10 bits)."""
     return next(f for f in stream_fifos(graph) if f.reader == "res")
@@ -121,8 +125,7 @@ def test_the_top_spills_the_fifos_it_is_told_to() -> None:
     graph = residual_cnn()
     skip = _skip(graph)
     files = vitis_plan(graph, BOARD, "stream", spills=frozenset({skip.key})).files
-    top, bench = (bytes(files[f"{p}"]).decode() if not isinstance(files[p], str) else files[p]
-                  for p in ("firmware/fpgac_top.cpp", "tb/testbench.cpp"))  # fmt: skip
+    top, bench = (_text(files[p]) for p in ("firmware/fpgac_top.cpp", "tb/testbench.cpp"))
     assert top.count("fpgac::spill_write<") == top.count("fpgac::spill_read<") == 1
     assert top.count("bundle=gmem_s") == 2 and "firmware/fpgac_spill.h" in files
     assert bench.count("*>(fpgac_scratch_base + 0)") == 2  # both ports at the region's address
