@@ -5,12 +5,13 @@
 // hold what the other branch swallows before its first output reaches the join: up to a good part of a
 // frame, hundreds of block RAMs in a ResNet, for bits that pass through it once. Here the fork's beats go
 // to a region of external memory instead: spill_write stores each beat's L channels as raw words (the
-// mantissas, in the C integer type of the value, as the weight image stores weights) in chunks of
-// CHUNK beats (one burst), and after each chunk writes a token; spill_read waits for a chunk's token,
-// reads the chunk back in one burst and sends its beats on. The token FIFO holds a frame's chunks, so
-// the writer never waits for the reader, and the region holds two frames, alternate frames in alternate
-// halves, so a writer a frame ahead never overwrites what is still to be read. The values pass through
-// unchanged (mantissa in, from_bits out): C-simulation, which runs the processes one after the other,
+// mantissas, in the C integer type of the value, as the weight image stores weights) in chunks of CHUNK
+// beats (one burst at most, and at most half the FIFO's depth: see fpgac.backends.vitis.stream), and
+// after each chunk writes a token; spill_read waits for a chunk's token, reads the chunk back in one
+// burst and sends its beats on. The token FIFO holds a frame's chunks, so the writer never waits for the
+// reader, and the region holds two frames, alternate frames in alternate halves, so a writer a frame
+// ahead never overwrites what is still to be read. The values pass through unchanged (mantissa in,
+// from_bits out): C-simulation, which runs the processes one after the other,
 // is bit-exact with the simulator whatever the depths.
 //
 // ID tells the processes of different spills apart (each keeps its own frame parity); BEATS is the beats

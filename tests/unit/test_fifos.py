@@ -121,12 +121,14 @@ def test_a_spilled_fifo_costs_its_burst_fifos_the_bundle_and_its_traffic() -> No
 
 def test_the_top_spills_the_fifos_it_is_told_to() -> None:
     """The add reads the skip back from the spill (two m_axi ports of bundle gmem_s on one region, which
-    the testbench points at its scratch memory); a key that names no fork output is refused."""
+    the testbench points at its scratch memory), in chunks no longer than half the FIFO's depth (a longer
+    one could wait on the join that waits on it); a key that names no fork output is refused."""
     graph = residual_cnn()
     skip = _skip(graph)
     files = vitis_plan(graph, BOARD, "stream", spills=frozenset({skip.key})).files
     top, bench = (_text(files[p]) for p in ("firmware/fpgac_top.cpp", "tb/testbench.cpp"))
     assert top.count("fpgac::spill_write<") == top.count("fpgac::spill_read<") == 1
+    assert "fpgac::spill_write<0, 36, 8>(" in top  # 36 beats in chunks of half the 16-beat depth
     assert top.count("bundle=gmem_s") == 2 and "firmware/fpgac_spill.h" in files
     assert bench.count("*>(fpgac_scratch_base + 0)") == 2  # both ports at the region's address
     with pytest.raises(VitisError, match="not fork outputs"):

@@ -294,13 +294,17 @@ def _spill(
 ) -> SpillPort:
     """The two processes of a spilled FIFO from ``into`` to ``back`` (appended to ``lines``) and its
     region at ``offset``: chunks of one burst (:data:`SPILL_BURST` memory words of beats), a token a
-    chunk; the token FIFO holds a frame's chunks, so the writer never waits for the reader."""
+    chunk; the token FIFO holds a frame's chunks, so the writer never waits for the reader. A chunk
+    is at most half the FIFO's depth: its reader waits for the last beat of a chunk, which the fork
+    writes only as far ahead as the other branches absorb (about the lag the depth holds), so a longer
+    chunk could wait on the join that waits on it."""
     value = fifo.value
     fmt = value.type.format
     assert isinstance(fmt, Fixed)  # the emitter refuses float values first
     ctype = c_int_type(fmt)
     count, width = beats(value, lanes)
-    chunk = max(1, SPILL_BURST * OFFCHIP_WORD_BITS // (width * stored_bits(fmt.width)))
+    burst = SPILL_BURST * OFFCHIP_WORD_BITS // (width * stored_bits(fmt.width))
+    chunk = max(1, min(burst, fifo.depth(fold(value, lanes)[1]) // 2))
     landed = names.claim(f"{into}_landed")
     region = Block(names.claim(f"{into}_spill"), ctype, offset, 2 * value.type.size)
     port = SpillPort(fifo.key, names.claim(f"{region.name}_w"), names.claim(f"{region.name}_r"), region)
