@@ -220,8 +220,8 @@ def _float_pair(text: str) -> tuple[float, float]:
     type=click.Choice(["auto", "onchip", "offchip"]),
     default="auto",
     show_default=True,
-    help="Where weights live: auto moves the largest layers' weights to external memory only when the "
-    "design cannot fit on chip.",
+    help="Where weights live: auto moves the largest layers' weights (and deep stream FIFOs) to external "
+    "memory only when the design cannot fit on chip; onchip keeps everything on chip.",
 )
 @_keras_weights
 @click.option("--force", is_flag=True, help="Replace --out even if it is not an fpgac build folder.")
