@@ -106,11 +106,12 @@ per step, with ``M`` non-zero multiplications per step.
   LUTs (``width`` LUTs per 32 beats) when at most 32 deep or under ``BRAM_MIN_BITS``, else block RAM.
   They are charged to the layer that writes them. A fork FIFO the fitting *spills* (``spills``, by
   :attr:`~fpgac.analysis.fifos.Fifo.key`) lives in external memory instead (``fpgac_spill.h``): it costs
-  two burst-deep FIFOs of its beats (into and out of the spill, :data:`SPILL_BURST` words) and, once per
-  design, the read and write buffers of the spills' m_axi bundle (``2 x SPILL_BURST`` words each); its
-  value is written and read back once a frame (:func:`spill_bits`, stored words as off-chip weights are),
-  traffic that shares the board's bandwidth with off-chip weights, and each spill moves a memory word a
-  cycle, so the design's ii is at least :func:`spill_ii`.
+  a burst-deep FIFO of its beats out of the spill, plus one into it per spilled value (a value's spilled
+  uses share one write), :data:`SPILL_BURST` words each, and, once per design, the read and write buffers
+  of the spills' m_axi bundle (``2 x SPILL_BURST`` words each); a spilled value is written once a frame and
+  read back once per spilled use (:func:`spill_bits`, stored words as off-chip weights are), traffic that
+  shares the board's bandwidth with off-chip weights, and each spill process moves a memory word a cycle,
+  so the design's ii is at least :func:`spill_ii`.
 
 Not modelled: the top-level AXI interfaces and routing congestion, which in practice makes designs
 above ~80 % of LUTs hard to close at the board's clock.
@@ -1248,10 +1249,17 @@ def fifo_resources(
     to the first one's writer)."""
     costs: dict[str, Resources] = {}
     shared = spill_bundle_cost(board) if spills else Resources()
+    written: set[str] = set()  # spilled values whose FIFO into the spill is charged
     for fifo in fifos:
         g = groups.get(fifo.value.name, 1)
         if fifo.key in spills:
-            cost, shared = spill_cost(fifo, g, board) + shared, Resources()
+            into = (
+                fifo_cost(SPILL_BURST, fifo.width(g), board)
+                if fifo.value.name not in written
+                else Resources()
+            )
+            written.add(fifo.value.name)
+            cost, shared = fifo_cost(SPILL_BURST, fifo.width(g), board) + into + shared, Resources()
         else:
             cost = fifo_cost(fifo.depth(g), fifo.width(g), board)
         costs[fifo.writer] = costs.get(fifo.writer, Resources()) + cost
@@ -1259,7 +1267,8 @@ def fifo_resources(
 
 
 def spill_cost(fifo: Fifo, groups: int, board: Board) -> Resources:
-    """A spilled FIFO on chip: the burst-deep FIFOs into and out of its external-memory region."""
+    """A spilled FIFO on chip, alone (the most it costs): the burst-deep FIFOs into and out of its
+    external-memory region."""
     return fifo_cost(SPILL_BURST, fifo.width(groups), board) * 2
 
 
@@ -1270,13 +1279,16 @@ def spill_bundle_cost(board: Board) -> Resources:
 
 
 def spill_bits(fifos: Sequence[Fifo], spills: frozenset[str]) -> int:
-    """External-memory bits a frame the spilled FIFOs move: each value written once and read once, in
-    the C integer words of its format (as the weight image stores weights)."""
-    return sum(2 * _spilled_words(f) for f in fifos if f.key in spills)
+    """External-memory bits a frame the spilled FIFOs move: each spilled value written once and read back
+    once per spilled use, in the C integer words of its format (as the weight image stores weights)."""
+    spilled = [f for f in fifos if f.key in spills]
+    values = {f.value.name: f for f in spilled}
+    return sum(_spilled_words(f) for f in spilled) + sum(_spilled_words(f) for f in values.values())
 
 
 def spill_ii(fifos: Sequence[Fifo], spills: frozenset[str]) -> int:
-    """The most cycles a frame one spill takes at a memory word a cycle (0 without spills)."""
+    """The most cycles a frame one spill process (a value's writer, a use's reader) takes at a memory word
+    a cycle (0 without spills)."""
     spilled = (f for f in fifos if f.key in spills)
     return max((math.ceil(_spilled_words(f) / OFFCHIP_WORD_BITS) for f in spilled), default=0)
 

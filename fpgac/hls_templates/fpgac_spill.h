@@ -6,15 +6,17 @@
 // frame, hundreds of block RAMs in a ResNet, for bits that pass through it once. Here the fork's beats go
 // to a region of external memory instead: spill_write stores each beat's L channels as raw words (the
 // mantissas, in the C integer type of the value, as the weight image stores weights) in chunks of CHUNK
-// beats (one burst at most, and at most half the FIFO's depth: see fpgac.backends.vitis.stream), and
-// after each chunk writes a token; spill_read waits for a chunk's token, reads the chunk back in one
-// burst and sends its beats on. The token FIFO holds a frame's chunks, so the writer never waits for the
-// reader, and the region holds two frames, alternate frames in alternate halves, so a writer a frame
-// ahead never overwrites what is still to be read. The values pass through unchanged (mantissa in,
-// from_bits out): C-simulation, which runs the processes one after the other,
-// is bit-exact with the simulator whatever the depths.
+// beats (one burst at most, and at most half the shallowest spilled FIFO's depth: see
+// fpgac.backends.vitis.stream), and after each chunk writes a token; spill_read waits for a chunk's token,
+// reads the chunk back in one burst and sends its beats on. A value's spilled uses share one writer: it
+// writes each chunk once and a token to every reader (READERS of them), each reading the region through its
+// own port. A reader's token FIFO holds a frame's chunks, so the writer never waits for a reader within a
+// frame, and the region holds two frames, alternate frames in alternate halves, so a writer a frame ahead
+// never overwrites what is still to be read. The values pass through unchanged (mantissa in, from_bits
+// out): C-simulation, which runs the processes one after the other, is bit-exact with the simulator
+// whatever the depths.
 //
-// ID tells the processes of different spills apart (each keeps its own frame parity); BEATS is the beats
+// ID tells the spill processes apart (each keeps its own frame parity); BEATS is the beats
 // of a frame, the region's words are [2][BEATS][L].
 #ifndef FPGAC_SPILL_H
 #define FPGAC_SPILL_H
@@ -24,8 +26,8 @@
 
 namespace fpgac {
 
-template <int ID, int BEATS, int CHUNK, class T, int L, class raw_t>
-void spill_write(hls::stream<pixel<T, L> >& x, raw_t* region, hls::stream<bool>& landed) {
+template <int ID, int BEATS, int CHUNK, int READERS, class T, int L, class raw_t>
+void spill_write(hls::stream<pixel<T, L> >& x, raw_t* region, hls::stream<bool> landed[READERS]) {
   static bool odd = false;  // which half of the region this frame goes to
   raw_t* half = region + (odd ? BEATS * L : 0);
   odd = !odd;
@@ -38,7 +40,8 @@ void spill_write(hls::stream<pixel<T, L> >& x, raw_t* region, hls::stream<bool>&
       FPGAC_LOOP(spill_write_lanes)
       for (int l = 0; l < L; l++) half[p * L + l] = static_cast<raw_t>(mantissa(v.data[l]).to_int64());
     }
-    landed.write(true);
+    FPGAC_LOOP(spill_write_tokens)
+    for (int k = 0; k < READERS; k++) landed[k].write(true);
   }
 }
 

@@ -2,8 +2,9 @@
 
 Every fork output of a residual net (``residual_cnn``: the skip and the conv's input) and of a
 concatenation net folded to beats of 2 lanes (``pixel_cnn``: one value read by two convs and the
-concatenation) is spilled: the fork writes bursts into the testbench's scratch memory and each reader
-reads them back. Values pass through unchanged, so ``fpgac verify`` must find every layer equal bit for bit.
+concatenation) is spilled: the fork writes each value's bursts once into the testbench's scratch memory
+and each reader reads them back. Values pass through unchanged, so ``fpgac verify`` must find every layer
+equal bit for bit.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def test_spilled_forks_are_bit_exact(net: str, tmp_path: Path) -> None:
     assert len(spills) >= 2
     folder = _folder(graph, ii, spills, tmp_path / net)
     regions = json.loads((folder / "hls" / "fpgac.json").read_text())["spills"]["regions"]
-    assert sorted(r["fifo"] for r in regions) == sorted(spills)
+    assert sorted(f for r in regions for f in r["fifos"]) == sorted(spills)
     top = (folder / "hls" / "firmware" / "fpgac_top.cpp").read_text()
-    assert top.count("fpgac::spill_write<") == top.count("fpgac::spill_read<") == len(spills)
+    assert top.count("fpgac::spill_read<") == len(spills)  # a reader for each
+    assert top.count("fpgac::spill_write<") == len(regions) < len(spills)  # a writer for each value
     result = verify(str(folder), random_inputs(graph, 12, seed=9))
     bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
     assert result.samples == 12 and not bad, bad

@@ -128,8 +128,20 @@ def test_the_top_spills_the_fifos_it_is_told_to() -> None:
     files = vitis_plan(graph, BOARD, "stream", spills=frozenset({skip.key})).files
     top, bench = (_text(files[p]) for p in ("firmware/fpgac_top.cpp", "tb/testbench.cpp"))
     assert top.count("fpgac::spill_write<") == top.count("fpgac::spill_read<") == 1
-    assert "fpgac::spill_write<0, 36, 8>(" in top  # 36 beats in chunks of half the 16-beat depth
+    assert "fpgac::spill_write<0, 36, 8, 1>(" in top  # 36 beats in chunks of half the 16-beat depth
     assert top.count("bundle=gmem_s") == 2 and "firmware/fpgac_spill.h" in files
     assert bench.count("*>(fpgac_scratch_base + 0)") == 2  # both ports at the region's address
     with pytest.raises(VitisError, match="not fork outputs"):
         vitis_plan(graph, BOARD, "stream", spills=frozenset({"r2->mp[0]"}))
+
+
+def test_a_values_spilled_uses_share_one_write() -> None:
+    """pixel_cnn's r1 (144 values of 16-bit words) feeds two convs and the concatenation: all three uses
+    spilled, it is written once and read back three times a frame, by one writer and three readers."""
+    graph = pixel_cnn()
+    r1 = graph.node("r1").output
+    uses = frozenset(f.key for f in stream_fifos(graph) if f.reader and f.value is r1)
+    assert len(uses) == 3
+    assert estimate(graph, BOARD, "stream", spills=uses).spill_bits == (1 + 3) * 144 * 16
+    top = _text(vitis_plan(graph, BOARD, "stream", spills=uses).files["firmware/fpgac_top.cpp"])
+    assert top.count("fpgac::spill_write<") == 1 and top.count("fpgac::spill_read<") == 3

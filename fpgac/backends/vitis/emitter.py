@@ -227,11 +227,12 @@ def design(
     parts = {"inputs": inputs, "layers": layers, "outputs": outputs}
     wiring = vitis_stream.wire(graph, parts, names, lanes, spills) if stream else vitis_stream.Wiring([], [])
     for s in wiring.spills:  # after the weights' ports: the testbench passes them in this order
-        doc = f"spilled FIFO {comment_text(s.fifo)}: its region of scratch memory (m_axi), "
         ctype = s.region.ctype
-        ports.append({"name": s.write, "decl": f"{ctype}* {s.write}", "doc": f"{doc}written", "memory": True})
-        doc += "read back (the same address)"
-        ports.append({"name": s.read, "decl": f"const {ctype}* {s.read}", "doc": doc, "memory": True})
+        doc = f"spilled FIFOs {comment_text(', '.join(s.fifos))}: their region of scratch memory (m_axi)"
+        ports.append({"name": s.write, "decl": f"{ctype}* {s.write}", "doc": doc, "memory": True})
+        for read, fifo in zip(s.reads, s.fifos, strict=True):
+            doc = f"spilled FIFO {comment_text(fifo)}: read back from its region (the write port's address)"
+            ports.append({"name": read, "decl": f"const {ctype}* {read}", "doc": doc, "memory": True})
     levels = level_count(graph)
     if levels > 1:
         doc = f"rank level 0..{levels - 1} (0: the largest), read at the start of each sample (s_axilite)"

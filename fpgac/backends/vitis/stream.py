@@ -22,12 +22,13 @@ inside) is copied by a generated fork function into one FIFO per use; each fork 
 :mod:`fpgac.analysis.fifos` says (what the other uses' paths swallow before they reach a join, at most
 the value's beats), so a branch that waits (a line buffer filling up) never stalls its sibling into a
 dataflow deadlock; the estimate charges the same depths. Other FIFOs are 2 deep. A fork output the
-fitting spilled (``spills``) goes through external memory instead (``fpgac_spill.h``): the fork writes a
-burst-deep FIFO that ``spill_write`` bursts into the spill's region, and ``spill_read`` bursts each chunk
-back, once its token says it landed, into the burst-deep FIFO its reader reads. The region (two frames:
-frames alternate between its halves, so a writer a frame ahead never overwrites what is still to be read)
-is reached through two ports of the top (bundle ``gmem_s``), one written and one read, which the host (and
-the testbench) point at the same scratch memory.
+fitting spilled (``spills``) goes through external memory instead (``fpgac_spill.h``): the fork writes
+one burst-deep FIFO for all of a value's spilled uses, which ``spill_write`` bursts into the value's region,
+and for each spilled use a ``spill_read`` bursts each chunk back, once its token says it landed, into the
+burst-deep FIFO its reader reads. The region (two frames: frames alternate between its halves, so a writer
+a frame ahead never overwrites what is still to be read) is reached through ports of the top (bundle
+``gmem_s``), one written and one per reader, which the host (and the testbench) point at the same scratch
+memory.
 
 This module decides modes, signatures and the top function's wiring; the arithmetic is the io_parallel
 emitters' (``layers.py``), so both styles are bit-exact with ``fpgac sim`` by the same argument.
@@ -44,7 +45,7 @@ from fpgac.analysis.fifos import SHALLOW_DEPTH, Fifo, stream_fifos
 from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.backends.cnames import CNames
 from fpgac.backends.vitis.ccode import VitisError, c_int_type
-from fpgac.backends.vitis.weight_image import ALIGN, Block
+from fpgac.backends.vitis.weight_image import Block
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
 
@@ -149,16 +150,18 @@ def buffered_body(
 
 @dataclass(frozen=True)
 class SpillPort:
-    """A spilled FIFO (``fifo``: its key), its two ports (``write``, ``read``) and its region of the
-    scratch memory (``region``: two frames of the value's words, laid out as weight-image blocks are)."""
+    """A spilled value: its spilled FIFOs (``fifos``: their keys), its ports (``write``, and ``reads``: one
+    per FIFO) and its region of the scratch memory (``region``: two frames of the value's words, laid out
+    as weight-image blocks are)."""
 
-    fifo: str
+    fifos: tuple[str, ...]
     write: str
-    read: str
+    reads: tuple[str, ...]
     region: Block
 
     def to_json(self) -> dict[str, Any]:
-        return {"fifo": self.fifo, "write": self.write, "read": self.read, **self.region.to_json()}
+        fields = {"fifos": list(self.fifos), "write": self.write, "reads": list(self.reads)}
+        return {**fields, **self.region.to_json()}
 
 
 @dataclass
@@ -244,27 +247,31 @@ def wire(
             reads[targets[0]] = source
             return
         fork = names.claim(f"{source}_fork")
-        outs, spilled = [], []
+        outs, spilled, into = [], [], ""
         for use in targets:
             if use[0] == "port":
                 outs.append(ports[use[1]])
                 continue
-            outs.append(names.claim(f"{source}_to"))
             fifo = forked[(graph.nodes[use[1]].name, use[2])]
-            if fifo.key in spills:
-                declare(outs[-1], value, SPILL_BURST)
+            if fifo.key in spills:  # every spilled use reads back what one FIFO into the spill carries
+                if not into:
+                    into = names.claim(f"{source}_to")
+                    declare(into, value, SPILL_BURST)
+                    outs.append(into)
                 reads[use] = names.claim(f"{source}_back")
                 declare(reads[use], value, SPILL_BURST)
-                spilled.append((fifo, outs[-1], reads[use]))
-            else:
-                declare(outs[-1], value, fifo.depth(fold(value, lanes)[1]))
-                reads[use] = outs[-1]
+                spilled.append((fifo, reads[use]))
+                continue
+            outs.append(names.claim(f"{source}_to"))
+            declare(outs[-1], value, fifo.depth(fold(value, lanes)[1]))
+            reads[use] = outs[-1]
         s_type = stream_type(type_of[id(value)], value, lanes)
         forks.append(_fork_function(fork, s_type, beats(value, lanes)[0], len(outs)))
         lines.append(f"  {fork}({source}, {', '.join(outs)});")
-        for fifo, into, back in spilled:
+        if spilled:
             offset = regions[-1].region.end if regions else 0
-            regions.append(_spill(fifo, into, back, names, offset, lines, lanes))
+            first = sum(1 + len(r.reads) for r in regions)  # each spill process's own frame parity
+            regions.append(_spill(spilled, into, names, offset, first, lines, lanes))
 
     for value in graph.inputs:
         lines.append(f'  FPGAC_TRACE_STREAM("{trace_name[id(value)]}", {producer_stream[id(value)]}, '
@@ -290,29 +297,38 @@ def wire(
 
 
 def _spill(
-    fifo: Fifo, into: str, back: str, names: CNames, offset: int, lines: list[str], lanes: Lanes | None
+    spilled: Sequence[tuple[Fifo, str]],
+    into: str,
+    names: CNames,
+    offset: int,
+    first: int,
+    lines: list[str],
+    lanes: Lanes | None,
 ) -> SpillPort:
-    """The two processes of a spilled FIFO from ``into`` to ``back`` (appended to ``lines``) and its
-    region at ``offset``: chunks of one burst (:data:`SPILL_BURST` memory words of beats), a token a
-    chunk; the token FIFO holds a frame's chunks, so the writer never waits for the reader. A chunk
-    is at most half the FIFO's depth: its reader waits for the last beat of a chunk, which the fork
-    writes only as far ahead as the other branches absorb (about the lag the depth holds), so a longer
-    chunk could wait on the join that waits on it."""
-    value = fifo.value
+    """The processes of a value's spilled FIFOs (``spilled``: each with the FIFO its reader reads), from
+    ``into``, appended to ``lines``, and the value's region at ``offset``; ``first`` numbers the
+    processes. Chunks of one burst (:data:`SPILL_BURST` memory words of beats), a token a chunk to each
+    reader, whose token FIFO holds a frame's chunks, so the writer never waits for a reader within a frame.
+    A chunk is at most half the shallowest spilled FIFO's depth: a reader waits for the last beat of a
+    chunk, which the fork writes only as far ahead as the other branches absorb (about the lag the depth
+    holds), so a longer chunk could wait on the join that waits on it."""
+    value = spilled[0][0].value
     fmt = value.type.format
     assert isinstance(fmt, Fixed)  # the emitter refuses float values first
-    ctype = c_int_type(fmt)
     count, width = beats(value, lanes)
+    groups = fold(value, lanes)[1]
     burst = SPILL_BURST * OFFCHIP_WORD_BITS // (width * stored_bits(fmt.width))
-    chunk = max(1, min(burst, fifo.depth(fold(value, lanes)[1]) // 2))
+    chunk = max(1, min(burst, *(fifo.depth(groups) // 2 for fifo, _ in spilled)))
+    region = Block(names.claim(f"{into}_spill"), c_int_type(fmt), offset, 2 * value.type.size)
+    reads = tuple(names.claim(f"{region.name}_r") for _ in spilled)
+    port = SpillPort(tuple(f.key for f, _ in spilled), names.claim(f"{region.name}_w"), reads, region)
     landed = names.claim(f"{into}_landed")
-    region = Block(names.claim(f"{into}_spill"), ctype, offset, 2 * value.type.size)
-    port = SpillPort(fifo.key, names.claim(f"{region.name}_w"), names.claim(f"{region.name}_r"), region)
-    index = offset // ALIGN  # distinct per spill: each process keeps its own frame parity
-    lines.append(f'  hls::stream<bool> {landed}("{landed}");')
+    lines.append(f"  hls::stream<bool> {landed}[{len(spilled)}];")
     lines.append(f"  FPGAC_PRAGMA(HLS STREAM variable={landed} depth={-(-count // chunk)})")
-    lines.append(f"  fpgac::spill_write<{index}, {count}, {chunk}>({into}, {port.write}, {landed});")
-    lines.append(f"  fpgac::spill_read<{index}, {count}, {chunk}>({port.read}, {landed}, {back});")
+    shape = f"{count}, {chunk}"
+    lines.append(f"  fpgac::spill_write<{first}, {shape}, {len(spilled)}>({into}, {port.write}, {landed});")
+    for k, ((_, back), read) in enumerate(zip(spilled, reads, strict=True)):
+        lines.append(f"  fpgac::spill_read<{first + 1 + k}, {shape}>({read}, {landed}[{k}], {back});")
     return port
 
 
