@@ -1,9 +1,11 @@
-"""Channels-last transposes before a Flatten, absorbed into the dense layer after it.
+"""Channels-last transposes of Keras and tf2onnx models, absorbed where they cost nothing.
 
 Keras and tf2onnx compute in channels-last order, so a channels-first design meets a ``transpose`` to
-channels last right before each ``Flatten -> Dense``. Permuting the dense layer's weight columns instead
-computes the same outputs (the dense layer sums the same products) and saves the transpose, which gathers
-the whole tensor in io stream.
+channels first right after each channels-last input, and one to channels last right before each
+``Flatten -> Dense``. Each gathers the whole tensor in io stream. The first is absorbed into the graph's
+boundary: the input becomes the channels-first value and the callers' arrays keep their layout
+(:mod:`fpgac.ir.boundary`). The second into the dense layer: permuting its weight columns computes the same
+outputs (the dense layer sums the same products).
 """
 
 from __future__ import annotations
@@ -13,6 +15,24 @@ import math
 import numpy as np
 
 from fpgac.ir import Graph, Param
+
+
+def absorb_input_transposes(graph: Graph) -> None:
+    """An input read only by transposes of one perm becomes their output: the graph takes the transposed
+    value, and records in ``graph.input_layouts`` that the callers' arrays are in the input's order."""
+    for value in graph.inputs:
+        readers = [node for node, _ in value.uses]
+        if not readers or value.name in graph.input_layouts or any(n.op != "transpose" for n in readers):
+            continue
+        perm = readers[0].attrs["perm"]
+        if perm == list(range(len(perm))):
+            continue
+        if any(n.attrs["perm"] != perm or n.output in graph.outputs for n in readers):
+            continue
+        value.type = readers[0].output.type
+        for node in readers:
+            graph.bypass(node, value)
+        graph.input_layouts[value.name] = tuple(int(a) for a in np.argsort(perm))
 
 
 def absorb_flatten_transposes(graph: Graph) -> None:
