@@ -53,7 +53,7 @@ def print_graph(graph: Graph) -> str:
         lines.append(f"meta {_attrs(graph.metadata)}")
     for value in graph.inputs:
         layout = graph.input_layouts.get(value.name)
-        arrays = f" arrays {json.dumps(list(layout))}" if layout is not None else ""
+        arrays = f" arrays {json.dumps(list(layout), separators=(',', ':'))}" if layout is not None else ""
         lines.append(f"input %{_name(value.name)} : {value.type}{arrays}")
     for node in graph.nodes:
         outs = ", ".join(f"%{_name(v.name)}" for v in node.outputs)
