@@ -2,10 +2,12 @@
 
 Keras and tf2onnx compute in channels-last order, so a channels-first design meets a ``transpose`` to
 channels first right after each channels-last input, and one to channels last right before each
-``Flatten -> Dense``. Each gathers the whole tensor in io stream. The first is absorbed into the graph's
-boundary: the input becomes the channels-first value and the callers' arrays keep their layout
-(:mod:`fpgac.ir.boundary`). The second into the dense layer: permuting its weight columns computes the same
-outputs (the dense layer sums the same products).
+``Flatten -> Dense`` or global pooling (a ``ReduceMean`` over the channels-last spatial axes). Each
+gathers the whole tensor in io stream. The first is absorbed into the graph's boundary: the input becomes
+the channels-first value and the callers' arrays keep their layout (:mod:`fpgac.ir.boundary`). The second
+into the dense layer: permuting its weight columns computes the same outputs (the dense layer sums the
+same products). The third into the reduction: reducing the channels-first value over the same axes gives
+the same values in the same order.
 """
 
 from __future__ import annotations
@@ -33,6 +35,31 @@ def absorb_input_transposes(graph: Graph) -> None:
         for node in readers:
             graph.bypass(node, value)
         graph.input_layouts[value.name] = tuple(int(a) for a in np.argsort(perm))
+
+
+def absorb_reduce_transposes(graph: Graph) -> None:
+    """``transpose -> reduce`` without kept unit axes: reduce the transpose's input over the axes they
+    were, where the axes left keep their order (channels-last global pooling: the channels are left)."""
+    for node in list(graph.nodes):
+        if node.op != "transpose" or node.output in graph.outputs:
+            continue
+        perm = node.attrs["perm"]
+        readers = [reader for reader, _ in node.output.uses]
+        if not readers or any(r.op != "reduce" or r.attrs["keepdims"] for r in readers):
+            continue
+        if not all(_keeps_order(perm, r.attrs["axes"]) for r in readers):
+            continue
+        for reader in readers:
+            reader.attrs["axes"] = sorted(perm[a] for a in reader.attrs["axes"])
+            reader.set_input(0, node.inputs[0])
+        graph.remove(node)
+
+
+def _keeps_order(perm: list[int], axes: list[int]) -> bool:
+    """Whether reducing a value transposed by ``perm`` over ``axes`` leaves the source's other axes in
+    their order (then the transpose moves nothing the reduction keeps)."""
+    left = [p for i, p in enumerate(perm) if i not in axes]
+    return left == sorted(left)
 
 
 def absorb_flatten_transposes(graph: Graph) -> None:

@@ -30,7 +30,11 @@ from fpgac.frontend.context import FrontendError, NodeContext, Tensor
 from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
 from fpgac.frontend.folding import FOLDERS as _CORE_FOLDERS
 from fpgac.frontend.folding import fold
-from fpgac.frontend.layouts import absorb_flatten_transposes, absorb_input_transposes
+from fpgac.frontend.layouts import (
+    absorb_flatten_transposes,
+    absorb_input_transposes,
+    absorb_reduce_transposes,
+)
 from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS, pin_weight_grids
 from fpgac.ir import Graph, TensorType, Value, verify
 from fpgac.ir.boundary import array_shape
@@ -302,6 +306,7 @@ class _Lowering:
         self.graph.set_outputs(self._outputs())
         absorb_input_transposes(self.graph)  # tf2onnx's NHWC input's transpose to channels first
         absorb_flatten_transposes(self.graph)  # tf2onnx's NHWC transpose before Flatten -> MatMul
+        absorb_reduce_transposes(self.graph)  # and before global pooling
         if any(self._where(i, n)[1] in QONNX_FOLDERS for i, n in enumerate(self.onnx_graph.node)):
             pin_weight_grids(self.graph, self.label)
         self.graph.metadata = {

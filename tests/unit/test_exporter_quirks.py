@@ -188,3 +188,24 @@ def test_channels_last_input_is_the_graph_boundary_not_a_transpose(
     assert f"arrays {list(graph.input_layouts['x'])}".replace(" ", "") in print_graph(graph).replace(" ", "")
     with pytest.raises(FpgacError, match=r"has shape \(8, 3, .*\) but the model takes \(N, "):
         run_float(graph, np.moveaxis(x, -1, 1))  # channels-first arrays: refused by their shape
+
+
+def test_channels_last_global_pooling_reduces_the_channels_first_value(tmp_path: Path) -> None:
+    """tf2onnx's Keras GlobalAveragePooling2D: Transpose back to NHWC, ReduceMean over axes 1 and 2. The
+    mean over H and W of the channels-first value is the same vector: no transpose is left."""
+    f32 = np.float32
+    inits = {"k": RNG.normal(size=(4, 3, 3, 3)).astype(f32), "w": RNG.normal(size=(4, 5)).astype(f32)}
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["channels_first"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["channels_first", "k"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["channels_last"], perm=[0, 2, 3, 1]),
+        helper.make_node("ReduceMean", ["channels_last"], ["m"], axes=[1, 2], keepdims=0),
+        helper.make_node("MatMul", ["m", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "gap.onnx", nodes, inits, ["N", 6, 6, 3])
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["conv", "relu", "reduce", "dense"]
+    assert graph.node("ReduceMean_4").attrs["axes"] == [1, 2]  # H and W of (C, H, W)
+    x = RNG.normal(size=(8, 6, 6, 3)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
