@@ -7,7 +7,9 @@ gathers the whole tensor in io stream. The first is absorbed into the graph's bo
 the channels-first value and the callers' arrays keep their layout (:mod:`fpgac.ir.boundary`). The second
 into the dense layer: permuting its weight columns computes the same outputs (the dense layer sums the
 same products). The third into the reduction: reducing the channels-first value over the same axes gives
-the same values in the same order.
+the same values in the same order. Exporters that keep the per-layer transposes (keras2onnx, tf2onnx
+without its optimizer) write ``Transpose -> BatchNormalization/activation in NHWC -> Transpose back``:
+the first transpose moves down through the elementwise ops and cancels against the second.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import math
 
 import numpy as np
 
-from fpgac.ir import Graph, Param
+from fpgac.ir import Graph, Node, Param, TensorType, Value
+from fpgac.ir.opdef import Kind
+from fpgac.ir.ops import OPS
 
 
 def absorb_input_transposes(graph: Graph) -> None:
@@ -35,6 +39,59 @@ def absorb_input_transposes(graph: Graph) -> None:
         for node in readers:
             graph.bypass(node, value)
         graph.input_layouts[value.name] = tuple(int(a) for a in np.argsort(perm))
+
+
+def cancel_transpose_pairs(graph: Graph) -> None:
+    """A transpose followed, through elementwise ops of one input, by another: the elementwise ops run
+    on the untransposed value (their params transposed to match) and the two transposes become one, or
+    none when they cancel."""
+    for node in list(graph.nodes):
+        if node.graph is None or node.op != "transpose":
+            continue
+        chain = _elementwise_chain(graph, node)
+        if chain is None:
+            continue
+        source, perm = node.inputs[0], node.attrs["perm"]
+        inverse = [int(a) for a in np.argsort(perm)]
+        for op in chain:
+            _on_untransposed(op, source, inverse)
+            source = op.output
+        last = chain[-1].output.uses[0][0] if chain else node.output.uses[0][0]
+        merged = [perm[a] for a in last.attrs["perm"]]
+        if merged == list(range(len(merged))):
+            graph.bypass(last, source)
+        else:
+            last.attrs["perm"] = merged
+            last.set_input(0, source)
+        if not node.output.uses:
+            graph.remove(node)
+
+
+def _elementwise_chain(graph: Graph, node: Node) -> list[Node] | None:
+    """The single-input elementwise ops between ``node`` and the transpose that alone reads their last
+    one, or None where the path branches, reaches a graph output or ends elsewhere."""
+    chain: list[Node] = []
+    value = node.output
+    while len(value.uses) == 1 and value not in graph.outputs:
+        reader = value.uses[0][0]
+        if reader.op == "transpose":
+            return chain
+        if OPS[reader.op].kind != Kind.ELEMENTWISE or len(reader.inputs) != 1:
+            return None
+        chain.append(reader)
+        value = reader.output
+    return None
+
+
+def _on_untransposed(op: Node, source: Value, inverse: list[int]) -> None:
+    """Make elementwise ``op`` read ``source`` (its input before a transpose whose inverse is
+    ``inverse``): each param, broadcast against the transposed value, is transposed back."""
+    rank = len(source.shape)
+    for key, param in op.params.items():
+        full = param.data.reshape((1,) * (rank - param.data.ndim) + param.data.shape)
+        op.params[key] = Param(np.ascontiguousarray(full.transpose(inverse)), param.format)
+    op.set_input(0, source)
+    op.output.type = TensorType(source.shape, op.output.type.format)
 
 
 def absorb_reduce_transposes(graph: Graph) -> None:

@@ -209,3 +209,37 @@ def test_channels_last_global_pooling_reduces_the_channels_first_value(tmp_path:
     assert graph.node("ReduceMean_4").attrs["axes"] == [1, 2]  # H and W of (C, H, W)
     x = RNG.normal(size=(8, 6, 6, 3)).astype(f32)
     np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
+
+
+def test_per_layer_transposes_around_channels_last_batchnorm_cancel(tmp_path: Path) -> None:
+    """keras2onnx (and tf2onnx without its optimizer) keep each layer's transposes: Conv, Transpose to
+    NHWC, BatchNormalization as Mul and Add by per-channel constants, Relu, Transpose back, Conv. The
+    first transpose moves down through Mul, Add and Relu (their constants transposed) and cancels the
+    second; the affine then folds into the first conv."""
+    f32 = np.float32
+    inits = {
+        "k": RNG.normal(size=(4, 3, 3, 3)).astype(f32),
+        "k2": RNG.normal(size=(4, 4, 3, 3)).astype(f32) / 4,
+        "g": RNG.uniform(0.5, 2, 4).astype(f32),
+        "b": RNG.normal(size=4).astype(f32),
+        "shape": np.array([-1, 144], np.int64),
+        "w": RNG.normal(size=(144, 5)).astype(f32) / 8,
+    }
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t", "k"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c"], ["u"], perm=[0, 2, 3, 1]),
+        helper.make_node("Mul", ["u", "g"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t2"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t2", "k2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c2"], ["u2"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["u2", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "keras2onnx_bn.onnx", nodes, inits, ["N", 6, 6, 3])
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["conv", "relu", "conv", "reshape", "dense"]
+    x = RNG.normal(size=(8, 6, 6, 3)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
