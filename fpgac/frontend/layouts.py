@@ -41,46 +41,61 @@ def absorb_input_transposes(graph: Graph) -> None:
         graph.input_layouts[value.name] = tuple(int(a) for a in np.argsort(perm))
 
 
-def cancel_transpose_pairs(graph: Graph) -> None:
-    """A transpose followed, through elementwise ops of one input, by another: the elementwise ops run
-    on the untransposed value (their params transposed to match) and the two transposes become one, or
-    none when they cancel."""
+def sink_transposes(graph: Graph) -> None:
+    """A transpose followed, through elementwise ops of one input, by another transpose, a flatten or a
+    reduction: the elementwise ops run on the untransposed value (their params transposed to match) and
+    the transpose moves after them, where it merges with the next transpose (none left when the two
+    cancel) or meets the flatten or reduction that absorbs it."""
     for node in list(graph.nodes):
         if node.graph is None or node.op != "transpose":
             continue
-        chain = _elementwise_chain(graph, node)
-        if chain is None:
+        found = _elementwise_chain(graph, node)
+        if found is None:
             continue
+        chain, end = found
         source, perm = node.inputs[0], node.attrs["perm"]
         inverse = [int(a) for a in np.argsort(perm)]
         for op in chain:
             _on_untransposed(op, source, inverse)
             source = op.output
-        last = chain[-1].output.uses[0][0] if chain else node.output.uses[0][0]
-        merged = [perm[a] for a in last.attrs["perm"]]
-        if merged == list(range(len(merged))):
-            graph.bypass(last, source)
-        else:
-            last.attrs["perm"] = merged
-            last.set_input(0, source)
-        if not node.output.uses:
+        if end.op == "transpose":
+            merged = [perm[a] for a in end.attrs["perm"]]
+            if merged == list(range(len(merged))):
+                graph.bypass(end, source)
+            else:
+                end.attrs["perm"] = merged
+                end.set_input(0, source)
             graph.remove(node)
+        else:
+            graph.remove(node)
+            moved = graph.add(
+                "transpose", [source], name=node.name, attrs={"perm": perm}, index=graph.index_of(end)
+            )
+            end.set_input(0, moved.output)
 
 
-def _elementwise_chain(graph: Graph, node: Node) -> list[Node] | None:
-    """The single-input elementwise ops between ``node`` and the transpose that alone reads their last
-    one, or None where the path branches, reaches a graph output or ends elsewhere."""
+def _elementwise_chain(graph: Graph, node: Node) -> tuple[list[Node], Node] | None:
+    """The single-input elementwise ops after transpose ``node``, each read only by the next, and the
+    node that reads the last: another transpose, or (after at least one op) a flatten or a reduction;
+    None where the path branches, reaches a graph output or ends elsewhere."""
     chain: list[Node] = []
     value = node.output
     while len(value.uses) == 1 and value not in graph.outputs:
         reader = value.uses[0][0]
-        if reader.op == "transpose":
-            return chain
+        if reader.op == "transpose" or (chain and _absorbs_transposes(reader)):
+            return chain, reader
         if OPS[reader.op].kind != Kind.ELEMENTWISE or len(reader.inputs) != 1:
+            return None
+        if any(p.data.ndim > len(value.shape) or p.encoding is not None for p in reader.params.values()):
             return None
         chain.append(reader)
         value = reader.output
     return None
+
+
+def _absorbs_transposes(node: Node) -> bool:
+    """Whether ``node`` is a flatten or a reduction, which may absorb a transpose before it."""
+    return node.op == "reduce" or (node.op == "reshape" and len(node.output.shape) == 1)
 
 
 def _on_untransposed(op: Node, source: Value, inverse: list[int]) -> None:

@@ -34,7 +34,7 @@ from fpgac.frontend.layouts import (
     absorb_flatten_transposes,
     absorb_input_transposes,
     absorb_reduce_transposes,
-    cancel_transpose_pairs,
+    sink_transposes,
 )
 from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS, pin_weight_grids
 from fpgac.ir import Graph, TensorType, Value, verify
@@ -305,7 +305,7 @@ class _Lowering:
         if self.problems:
             return self.graph
         self.graph.set_outputs(self._outputs())
-        cancel_transpose_pairs(self.graph)  # keras2onnx's NHWC BatchNormalization between transposes
+        sink_transposes(self.graph)  # keras2onnx's NHWC BatchNormalization between transposes
         absorb_input_transposes(self.graph)  # tf2onnx's NHWC input's transpose to channels first
         absorb_flatten_transposes(self.graph)  # tf2onnx's NHWC transpose before Flatten -> MatMul
         absorb_reduce_transposes(self.graph)  # and before global pooling

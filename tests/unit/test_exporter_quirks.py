@@ -243,3 +243,30 @@ def test_per_layer_transposes_around_channels_last_batchnorm_cancel(tmp_path: Pa
     assert [n.op for n in graph.nodes] == ["conv", "relu", "conv", "reshape", "dense"]
     x = RNG.normal(size=(8, 6, 6, 3)).astype(f32)
     np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_batchnorm_before_flatten_leaves_no_transpose(tmp_path: Path) -> None:
+    """Conv, Transpose to NHWC, Mul and Add per channel, Relu, Flatten, MatMul: the transpose moves down
+    to the flatten, and the dense weights absorb it there."""
+    f32 = np.float32
+    inits = {
+        "k": RNG.normal(size=(4, 3, 3, 3)).astype(f32),
+        "g": RNG.uniform(0.5, 2, 4).astype(f32),
+        "b": RNG.normal(size=4).astype(f32),
+        "w": RNG.normal(size=(144, 5)).astype(f32) / 8,
+    }
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t", "k"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Transpose", ["c"], ["u"], perm=[0, 2, 3, 1]),
+        helper.make_node("Mul", ["u", "g"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["a"]),
+        helper.make_node("Relu", ["a"], ["r"]),
+        helper.make_node("Flatten", ["r"], ["f"]),
+        helper.make_node("MatMul", ["f", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "bn_flatten.onnx", nodes, inits, ["N", 6, 6, 3])
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["conv", "relu", "reshape", "dense"]
+    x = RNG.normal(size=(8, 6, 6, 3)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
