@@ -53,8 +53,9 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 def load_onnx(path: str | Path) -> Graph:
     """Read an ONNX model and lower it to a verified float IR graph, as converted (node for node, but
-    for channels-last transposes after an input, absorbed into the graph's boundary, and before
-    Flatten -> MatMul, absorbed into the weights: layouts.py).
+    for the channels-last transposes of tf2onnx and keras2onnx, moved down through elementwise ops and
+    absorbed into the graph's boundary, each other, Flatten -> MatMul's weights and reductions:
+    layouts.py).
 
     The clean-ups every model then gets (dead nodes, identity reshapes, affine folding) are passes, run
     by the build's pipeline (:data:`fpgac.passes.pipeline.CLEANUPS`; :func:`fpgac.build.load_model`).
