@@ -27,6 +27,8 @@ def absorb_input_transposes(graph: Graph) -> None:
     """An input read only by transposes of one perm becomes their output: the graph takes the transposed
     value, and records in ``graph.input_layouts`` that the callers' arrays are in the input's order."""
     for value in graph.inputs:
+        if len(value.uses) == 1 and value.uses[0][0].op == "reshape":
+            _transpose_before_unit_reshape(graph, value.uses[0][0])
         readers = [node for node, _ in value.uses]
         if not readers or value.name in graph.input_layouts or any(n.op != "transpose" for n in readers):
             continue
@@ -39,6 +41,31 @@ def absorb_input_transposes(graph: Graph) -> None:
         for node in readers:
             graph.bypass(node, value)
         graph.input_layouts[value.name] = tuple(int(a) for a in np.argsort(perm))
+
+
+def _transpose_before_unit_reshape(graph: Graph, reshape: Node) -> None:
+    """``reshape`` that only inserts or drops unit axes (tf2onnx's Unsqueeze before a Conv1D's Conv2D)
+    followed by a transpose alone: transpose first (the same non-unit axes in the same order), then
+    reshape, so that a transpose reads the graph input directly."""
+    source, out = reshape.inputs[0], reshape.output
+    if [d for d in source.shape if d != 1] != [d for d in out.shape if d != 1]:
+        return
+    if len(out.uses) != 1 or out in graph.outputs or out.uses[0][0].op != "transpose":
+        return
+    transpose = out.uses[0][0]
+    if transpose.output in graph.outputs:
+        return
+    kept = [i for i, d in enumerate(source.shape) if d != 1]  # the k-th non-unit axis of out is kept[k]
+    positions = {axis: k for k, axis in enumerate(i for i, d in enumerate(out.shape) if d != 1)}
+    perm = [kept[positions[a]] for a in transpose.attrs["perm"] if a in positions]
+    perm += [i for i, d in enumerate(source.shape) if d == 1]
+    index = graph.index_of(reshape)
+    moved = graph.add("transpose", [source], name=transpose.name, attrs={"perm": perm}, index=index)
+    shape = {"shape": list(transpose.output.shape)}
+    flat = graph.add("reshape", [moved.output], name=reshape.name, attrs=shape, index=index + 1)
+    graph.replace_value(transpose.output, flat.output)
+    graph.remove(transpose)
+    graph.remove(reshape)
 
 
 def sink_transposes(graph: Graph) -> None:
@@ -137,25 +164,38 @@ def _keeps_order(perm: list[int], axes: list[int]) -> bool:
 def absorb_flatten_transposes(graph: Graph) -> None:
     """``Flatten -> Dense``: flatten the channels-first value as it is and permute the dense layer's
     weight columns instead of transposing the tensor to channels last first (a transpose gathers the whole
-    tensor in io stream, and the hls4ml lowering relayouts a flatten itself)."""
+    tensor in io stream, and the hls4ml lowering relayouts a flatten itself). Reshapes between the
+    transpose and the flatten (tf2onnx's Squeeze of a Conv1D's unit axis) go too: a flatten of a reshape
+    is the flatten of its input."""
     for node in list(graph.nodes):
-        if node.op != "transpose" or len(node.output.uses) != 1 or node.output in graph.outputs:
+        reshapes = _reshapes_to_dense(graph, node) if node.op == "transpose" else None
+        if not reshapes:
             continue
-        flat = node.output.uses[0][0]
-        if flat.op != "reshape" or len(flat.output.shape) != 1 or len(flat.output.uses) != 1:
-            continue
-        dense = flat.output.uses[0][0]
-        if dense.op != "dense" or flat.output in graph.outputs:
-            continue
-        source = node.inputs[0]
-        if node.attrs["perm"] != [*range(1, len(source.shape)), 0]:
-            continue
-        order = (
-            np.arange(math.prod(source.shape)).reshape(source.shape).transpose(node.attrs["perm"]).reshape(-1)
-        )
+        source, perm = node.inputs[0], node.attrs["perm"]
+        order = np.arange(math.prod(source.shape)).reshape(source.shape).transpose(perm).reshape(-1)
+        dense = reshapes[-1].output.uses[0][0]
         weight = dense.params["weight"]
         permuted = np.empty_like(weight.data)
         permuted[:, order] = weight.data
         dense.params["weight"] = Param(permuted, weight.format)
-        flat.set_input(0, source)
-        graph.remove(node)
+        reshapes[-1].set_input(0, source)
+        for dead in [*reversed(reshapes[:-1]), node]:
+            graph.remove(dead)
+
+
+def _reshapes_to_dense(graph: Graph, node: Node) -> list[Node] | None:
+    """The reshapes from ``node``'s output to a flatten (the last) read by a dense layer alone, each read
+    only by the next; None where the path branches, reaches a graph output or ends elsewhere."""
+    reshapes: list[Node] = []
+    value = node.output
+    while len(value.uses) == 1 and value not in graph.outputs:
+        reader = value.uses[0][0]
+        if reader.op != "reshape":
+            return None
+        reshapes.append(reader)
+        value = reader.output
+        if len(value.shape) == 1:
+            readers = value.uses
+            ok = len(readers) == 1 and readers[0][0].op == "dense" and value not in graph.outputs
+            return reshapes if ok else None
+    return None

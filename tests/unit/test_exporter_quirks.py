@@ -270,3 +270,34 @@ def test_channels_last_batchnorm_before_flatten_leaves_no_transpose(tmp_path: Pa
     assert [n.op for n in graph.nodes] == ["conv", "relu", "reshape", "dense"]
     x = RNG.normal(size=(8, 6, 6, 3)).astype(f32)
     np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
+
+
+def test_tf2onnx_conv1d_as_unsqueezed_conv2d_leaves_no_transpose(tmp_path: Path) -> None:
+    """tf2onnx's Keras Conv1D is a Conv2D on an unsqueezed NWC input: Unsqueeze to (N, 1, W, C),
+    Transpose to (N, C, 1, W), Conv (1, k), Relu, Transpose back, Squeeze, Flatten, MatMul. The transpose
+    moves before the Unsqueeze into the graph's boundary (NWC arrays), the other into the dense weights."""
+    from fpgac.ir.boundary import layout_name
+
+    f32 = np.float32
+    inits = {
+        "axis": np.array([1], np.int64),
+        "k": RNG.normal(size=(4, 3, 1, 3)).astype(f32),
+        "shape": np.array([-1, 36], np.int64),
+        "w": RNG.normal(size=(36, 5)).astype(f32),
+    }
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "axis"], ["e"]),
+        helper.make_node("Transpose", ["e"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["t", "k"], ["c"], pads=[0, 1, 0, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["u"], perm=[0, 2, 3, 1]),
+        helper.make_node("Squeeze", ["u", "axis"], ["s"]),
+        helper.make_node("Reshape", ["s", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "w"], ["y"]),
+    ]
+    path = _save(tmp_path / "conv1d.onnx", nodes, inits, ["N", 9, 3])
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["reshape", "conv", "relu", "reshape", "dense"]
+    assert layout_name(graph, graph.inputs[0]) == "NWC"
+    x = RNG.normal(size=(8, 9, 3)).astype(f32)
+    np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
