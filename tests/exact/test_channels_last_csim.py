@@ -44,7 +44,7 @@ def test_channels_last_input_is_bit_exact_in_csim(tmp_path: Path, rank: int, lay
     assert report["inputs"]["x"]["array_shape"] == ["N", *calib.shape[1:]]
     assert [layer["op"] for layer in report["layers"]] == ["conv", "relu", "reshape", "dense"]
     assert f"input layout {layout}" in (out / "report.md").read_text()
-    if rank == 2:  # the testbench's own samples, from the channels-last calibration batch
+    if rank == 2 and io == "stream":  # the testbench's own samples, from the channels-last calibration batch
         tb = run_testbench(out, tmp_path)
         assert tb.returncode == 0 and "PASS: 8 samples" in tb.stdout, tb.stdout + tb.stderr
     assert verify(str(out), [calib[:8]]).mismatches == 0
