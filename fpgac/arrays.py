@@ -2,7 +2,8 @@
 
 A single-input model takes a ``.npy``; a model with several inputs takes a
 ``.npz`` keyed by input name. Outputs are written the same way. Arrays are
-batch-first in the model's own layout (NCHW for a PyTorch export).
+batch-first in the model's own layout (NCHW for a PyTorch export, NHWC for a tf2onnx or Keras one:
+:mod:`fpgac.ir.boundary`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph
+from fpgac.ir.boundary import array_shape
 from fpgac.ir.graph import Value
 
 
@@ -54,17 +56,19 @@ def load_inputs(path: str | Path, graph: Graph) -> list[np.ndarray]:
         arrays = [data[n] for n in names]
     checked = []
     for value, array in zip(graph.inputs, arrays, strict=True):
-        check_input(path, value, array.dtype, array.shape)
+        check_input(path, graph, value, array.dtype, array.shape)
         checked.append(array.astype(np.float32, copy=False))
     return checked
 
 
-def check_input(path: Path, value: Value, dtype: np.dtype, shape: tuple[int, ...]) -> None:
-    """Refuse an input array of ``dtype`` and ``shape`` that is not a batch of ``value``."""
-    expected = "(N, " + ", ".join(str(d) for d in value.shape) + ")"
+def check_input(path: Path, graph: Graph, value: Value, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """Refuse an input array of ``dtype`` and ``shape`` that is not a batch of graph input ``value`` (in
+    the callers' layout of it: :mod:`fpgac.ir.boundary`)."""
+    per_sample = array_shape(graph, value)
+    expected = "(N, " + ", ".join(str(d) for d in per_sample) + ")"
     if dtype.kind not in "fiub":
         raise ArrayFileError(f"{path}: input {value.name!r} has dtype {dtype}, expected numbers")
-    if len(shape) != len(value.shape) + 1 or tuple(shape[1:]) != value.shape:
+    if len(shape) != len(per_sample) + 1 or tuple(shape[1:]) != per_sample:
         raise ArrayFileError(
             f"{path}: input {value.name!r} has shape {tuple(shape)} but the model takes {expected}"
         )

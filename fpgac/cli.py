@@ -133,8 +133,14 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool)
     table.add_section()
     table.add_row("", "total", "", "", f"{total_params:,}", f"{total_macs:,}")
     _console().print(table)
-    ins = ", ".join(f"{v.name} (N, {', '.join(map(str, v.shape))})" for v in graph.inputs)
     from fpgac.arrays import output_names
+    from fpgac.ir.boundary import array_shape, layout_name
+
+    ins = ", ".join(
+        f"{v.name} (N, {', '.join(map(str, array_shape(graph, v)))})"
+        + (f" {layout_name(graph, v)}" if v.name in graph.input_layouts else "")
+        for v in graph.inputs
+    )
 
     outs = ", ".join(
         f"{name} (N, {', '.join(map(str, v.shape))})"

@@ -60,7 +60,7 @@ def _input_chunks(path: Path, graph: Graph, rows: int) -> tuple[int, Iterator[li
         header = _npy_header(path)
         if header is not None:
             shape, dtype, offset = header
-            check_input(path, graph.inputs[0], dtype, shape)
+            check_input(path, graph, graph.inputs[0], dtype, shape)
             return shape[0], _read_rows(path, shape, dtype, offset, rows)
     arrays = load_inputs(path, graph)
     total = arrays[0].shape[0]

@@ -22,8 +22,9 @@ from fpgac.analysis.ood_report import ood_markdown
 from fpgac.analysis.rounding_points import rounding_points_markdown
 from fpgac.boards import Board
 from fpgac.ir.bipolar import is_xnor_layer
+from fpgac.ir.boundary import array_shape, layout_name
 from fpgac.ir.encoding import storage_bits, streams
-from fpgac.ir.graph import Graph, Node, Param
+from fpgac.ir.graph import Graph, Node, Param, Value
 
 SPILLS_NAMED = 8  # spilled FIFOs report.md names (DenseNet spills over a hundred; report.json lists all)
 
@@ -96,13 +97,24 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         "params": params,
         "weight_bits": sum(layer["weight_bits"] for layer in layers),
         "float32_bits": 32 * sum(p.data.size for n in graph.nodes for p in n.params.values()),
-        "inputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.inputs},
+        "inputs": {v.name: _input(graph, v) for v in graph.inputs},
         "outputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.outputs},
         "options": options,
         "layers": layers,
         "compression": graph.metadata.get("compression", []),
         **monitor,
         **tuned,
+    }
+
+
+def _input(graph: Graph, value: Value) -> dict[str, Any]:
+    """A graph input's shape and format, and the layout of the arrays it takes (``NHWC`` for a tf2onnx
+    or Keras image model, whose transpose to channels first the build absorbed: fpgac.ir.boundary)."""
+    return {
+        "shape": list(value.shape),
+        "format": str(value.type.format),
+        "layout": layout_name(graph, value),
+        "array_shape": ["N", *array_shape(graph, value)],
     }
 
 
@@ -121,6 +133,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- parameters: {report['params']:,}",
         f"- weight storage: {report['weight_bits']:,} bits ({ratio:.2f}x smaller than float32)",
         f"- options: `{json.dumps(report['options'], sort_keys=True)}`",
+        *_inputs_markdown(report["inputs"]),
         *_passes_markdown(report.get("compression", [])),
         "",
         "| # | layer | op | output | MACs | params | weights | output format | accumulator |",
@@ -193,6 +206,15 @@ def _design_markdown(report: dict[str, Any]) -> list[str]:
             + " |"
         )
     return lines
+
+
+def _inputs_markdown(inputs: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per input: the arrays it takes, in which layout, and its format."""
+    return [
+        f"- input `{name}`: ({', '.join(map(str, entry['array_shape']))}), input layout {entry['layout']}, "
+        f"`{entry['format']}`"
+        for name, entry in inputs.items()
+    ]
 
 
 def _passes_markdown(entries: list[dict[str, Any]]) -> list[str]:

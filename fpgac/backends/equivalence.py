@@ -21,6 +21,7 @@ from fpgac.backends.hls4ml.emitter import MAP_FILE
 from fpgac.backends.vitis.csim import CsimError, CsimResult, run_csim
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir import fixed
+from fpgac.ir.boundary import array_shape
 from fpgac.ir.graph import Graph
 from fpgac.ir.levels import check_level, level_count
 from fpgac.ir.serialize import load_graph
@@ -65,7 +66,7 @@ def random_inputs(graph: Graph, samples: int, seed: int = 0) -> list[np.ndarray]
         assert isinstance(fmt, Fixed)
         lo = float(fixed.to_float(np.array([fmt.min_mantissa]), fmt)[0])
         hi = float(fixed.to_float(np.array([fmt.max_mantissa]), fmt)[0])
-        x = rng.uniform(lo, hi, (samples, *value.shape))
+        x = rng.uniform(lo, hi, (samples, *array_shape(graph, value)))
         special = rng.random(x.shape)
         x = np.where(special < 0.03, lo, np.where(special > 0.97, hi, x))
         x = np.where((special > 0.47) & (special < 0.5), 0.0, x)

@@ -2,7 +2,8 @@
 
 Keras is channels-last; the IR's shapes are ONNX's, channels first. Every Keras tensor of rank 2 or more
 (``(steps, C)``, ``(H, W, C)``) is held as the IR value ``(C, steps)`` / ``(C, H, W)``: the model input
-is transposed once at the start, and a ``Flatten``, ``Reshape`` or model output transposes back to
+is transposed once at the start (absorbed into the graph's boundary: its arrays stay channels-last,
+:mod:`fpgac.ir.boundary`), and a ``Flatten``, ``Reshape`` or model output transposes back to
 Keras's order first, so every element lands where Keras puts it (a ``Flatten`` into a ``Dense`` permutes
 the dense weights instead). Weights are transposed to the IR's
 layouts (dense ``(out, in)``, conv ``(out, in / groups, *kernel)``).
@@ -35,8 +36,9 @@ from fpgac.frontend.keras_quantizers import (
     quantize_weight,
     tanh_format,
 )
-from fpgac.frontend.layouts import absorb_flatten_transposes
+from fpgac.frontend.layouts import absorb_flatten_transposes, absorb_input_transposes
 from fpgac.ir import Graph, Param, TensorType, Value, verify
+from fpgac.ir.boundary import array_shape
 from fpgac.ir.opdef import ShapeError
 from fpgac.ir.types import FLOAT32, Fixed, Overflow, Rounding
 
@@ -118,12 +120,13 @@ class _Lowering:
                                   name=f"{key.split(':')[0]}/to_channels_last")  # fmt: skip
             outputs.append(value)
         self.graph.set_outputs(outputs)
+        absorb_input_transposes(self.graph)
         absorb_flatten_transposes(self.graph)
         self.graph.metadata = {
             "source": self.label,
             "producer": f"keras {self.files.config.get('keras_version', '3' if self.keras3 else '2')}",
             "batch": None,
-            "inputs": {v.name: ["N", *v.shape] for v in self.graph.inputs},
+            "inputs": {v.name: ["N", *array_shape(self.graph, v)] for v in self.graph.inputs},
             "outputs": {key.split(":")[0]: ["N", *v.shape] for key, v in zip(out_keys, outputs, strict=True)},
         }
         return self.graph

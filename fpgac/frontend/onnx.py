@@ -30,9 +30,15 @@ from fpgac.frontend.context import FrontendError, NodeContext, Tensor
 from fpgac.frontend.converters import CONVERTERS as _CORE_CONVERTERS
 from fpgac.frontend.folding import FOLDERS as _CORE_FOLDERS
 from fpgac.frontend.folding import fold
-from fpgac.frontend.layouts import absorb_flatten_transposes
+from fpgac.frontend.layouts import (
+    absorb_flatten_transposes,
+    absorb_input_transposes,
+    absorb_reduce_transposes,
+    sink_transposes,
+)
 from fpgac.frontend.qonnx_ops import QONNX_CONVERTERS, QONNX_FOLDERS, pin_weight_grids
 from fpgac.ir import Graph, TensorType, Value, verify
+from fpgac.ir.boundary import array_shape
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,9 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 
 def load_onnx(path: str | Path) -> Graph:
     """Read an ONNX model and lower it to a verified float IR graph, as converted (node for node, but
-    for a channels-last transpose before Flatten -> MatMul, absorbed into the weights: layouts.py).
+    for the channels-last transposes of tf2onnx and keras2onnx, moved down through elementwise ops and
+    absorbed into the graph's boundary, each other, Flatten -> MatMul's weights and reductions:
+    layouts.py).
 
     The clean-ups every model then gets (dead nodes, identity reshapes, affine folding) are passes, run
     by the build's pipeline (:data:`fpgac.passes.pipeline.CLEANUPS`; :func:`fpgac.build.load_model`).
@@ -298,7 +306,10 @@ class _Lowering:
         if self.problems:
             return self.graph
         self.graph.set_outputs(self._outputs())
+        sink_transposes(self.graph)  # keras2onnx's NHWC BatchNormalization between transposes
+        absorb_input_transposes(self.graph)  # tf2onnx's NHWC input's transpose to channels first
         absorb_flatten_transposes(self.graph)  # tf2onnx's NHWC transpose before Flatten -> MatMul
+        absorb_reduce_transposes(self.graph)  # and before global pooling
         if any(self._where(i, n)[1] in QONNX_FOLDERS for i, n in enumerate(self.onnx_graph.node)):
             pin_weight_grids(self.graph, self.label)
         self.graph.metadata = {
@@ -306,7 +317,7 @@ class _Lowering:
             "opset": self.opset,
             "producer": self.model.producer_name,
             "batch": self.batch,
-            "inputs": {v.name: ["N", *v.shape] for v in inputs},
+            "inputs": {v.name: ["N", *array_shape(self.graph, v)] for v in inputs},
             "outputs": {o.name: ["N", *self.env[o.name].shape] for o in self.onnx_graph.output},
         }
         return self.graph

@@ -27,6 +27,7 @@ import numpy as np
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import FLOAT_OPS
 from fpgac.ir import fixed
+from fpgac.ir.boundary import array_shape, to_logical
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
 
@@ -59,7 +60,8 @@ def run_float(
         graph: the IR graph (per-sample shapes; the batch is implicit).
         inputs: one array for a single-input graph, a sequence in the order of
             ``graph.inputs``, or a mapping from input name to array. Each array
-            is ``(batch, *per-sample shape)``; any integer or float dtype is
+            is ``(batch, *per-sample shape)``, in the callers' layout of the input
+            (:mod:`fpgac.ir.boundary`: NHWC for a tf2onnx or Keras image model); any integer or float dtype is
             converted to float32. NaN and inf pass through as data.
         trace: return every value (inputs, intermediates, outputs) by name
             instead of the graph outputs only.
@@ -148,7 +150,8 @@ def _run_node(node: Node, args: list[np.ndarray]) -> np.ndarray:
 
 
 def bind_inputs(graph: Graph, inputs: Inputs, *, copy: bool = True) -> list[np.ndarray]:
-    """Match user arrays to graph inputs and check count, dtype, shape and batch size.
+    """Match user arrays to graph inputs and check count, dtype, shape and batch size; the arrays come
+    back in the inputs' logical axis order (the callers' may differ: :mod:`fpgac.ir.boundary`).
 
     With ``copy`` (the default) each array is a fresh C-ordered float32 copy; without, the caller's
     arrays as they are (the simulator converts chunk by chunk, so a large batch is not copied whole).
@@ -173,7 +176,7 @@ def bind_inputs(graph: Graph, inputs: Inputs, *, copy: bool = True) -> list[np.n
         raise SimulationError(f"inputs must be an array, a sequence or a mapping, not {kind}")
     if len(arrays) != len(names):
         raise SimulationError(f"the model takes {len(names)} input(s) {names}, got {len(arrays)}")
-    bound = [_check_input(v, a, copy) for v, a in zip(graph.inputs, arrays, strict=True)]
+    bound = [_check_input(graph, v, a, copy) for v, a in zip(graph.inputs, arrays, strict=True)]
     batches = {a.shape[0] for a in bound}
     if len(batches) > 1:
         sizes = ", ".join(f"{v.name!r}: {a.shape[0]}" for v, a in zip(graph.inputs, bound, strict=True))
@@ -181,18 +184,20 @@ def bind_inputs(graph: Graph, inputs: Inputs, *, copy: bool = True) -> list[np.n
     return bound
 
 
-def _check_input(value: Value, data: object, copy: bool) -> np.ndarray:
+def _check_input(graph: Graph, value: Value, data: object, copy: bool) -> np.ndarray:
+    """The caller's array for ``value`` in the value's logical order (:mod:`fpgac.ir.boundary`)."""
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as exc:
         raise SimulationError(f"input {value.name!r} is not an array: {exc}") from None
     if array.dtype.kind not in "iuf":
         raise SimulationError(f"input {value.name!r} has dtype {array.dtype}, not a real number type")
-    expected = value.shape
+    expected = array_shape(graph, value)
     if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
         model = "(N" + "".join(f", {d}" for d in expected) + ")"
         got = tuple(array.shape)
         raise SimulationError(f"input {value.name!r} has shape {got} but the model takes {model}")
+    array = to_logical(graph, value, array)
     if not copy:
         return array
     # A copy, so no output (a reshape of an input, say) can alias the caller's array.

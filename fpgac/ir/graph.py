@@ -173,6 +173,9 @@ class Graph:
         self._names: set[str] = set()
         self._node_names: set[str] = set()
         self.metadata: dict[str, Any] = {}
+        # Per graph input (by name) whose callers' arrays are not in the value's logical axis order: the
+        # order of its logical axes in them (fpgac.ir.boundary).
+        self.input_layouts: dict[str, tuple[int, ...]] = {}
 
     # -- naming -----------------------------------------------------------------------------
     def unique_value_name(self, base: str) -> str:
@@ -296,6 +299,7 @@ class Graph:
         """A deep copy (params are copied too, so the clone can be rewritten freely)."""
         copy = Graph(self.name)
         copy.metadata = deepcopy(self.metadata)  # passes append to lists in it
+        copy.input_layouts = dict(self.input_layouts)
         mapping: dict[int, Value] = {}
         for value in self.inputs:
             new = Value(value.name, value.type)
@@ -342,6 +346,8 @@ def graphs_equal(a: Graph, b: Graph) -> bool:
     if a.name != b.name or len(a.inputs) != len(b.inputs) or len(a.nodes) != len(b.nodes):
         return False
     if any(x.name != y.name or x.type != y.type for x, y in zip(a.inputs, b.inputs, strict=True)):
+        return False
+    if a.input_layouts != b.input_layouts:
         return False
     for x, y in zip(a.nodes, b.nodes, strict=True):
         if (x.op, x.name, x.attrs) != (y.op, y.name, y.attrs):

@@ -9,9 +9,10 @@ One line per node, readable in a diff, in the spirit of MLIR's generic form::
 [weight: f32[8,1,3,3], bias: f32[8]] : f32[8,26,26]
     output %conv1
 
-(the node line is one line in the file). Names that are not plain identifiers are
-written as JSON strings (``%"a b"``). Attributes are JSON with sorted keys, so
-floats round-trip exactly. Param *data* is not text: ``parse`` takes it from a
+(the node line is one line in the file). An input whose callers' arrays are in another axis order
+(:mod:`fpgac.ir.boundary`) says which: ``input %x : f32[3,28,28] arrays [1,2,0]`` takes NHWC. Names
+that are not plain identifiers are written as JSON strings (``%"a b"``). Attributes are JSON with
+sorted keys, so floats round-trip exactly. Param *data* is not text: ``parse`` takes it from a
 mapping ``{(node name, param name): array}``, which ``serialize`` stores in a
 ``.npz`` next to the text.
 """
@@ -51,7 +52,9 @@ def print_graph(graph: Graph) -> str:
     if graph.metadata:
         lines.append(f"meta {_attrs(graph.metadata)}")
     for value in graph.inputs:
-        lines.append(f"input %{_name(value.name)} : {value.type}")
+        layout = graph.input_layouts.get(value.name)
+        arrays = f" arrays {json.dumps(list(layout), separators=(',', ':'))}" if layout is not None else ""
+        lines.append(f"input %{_name(value.name)} : {value.type}{arrays}")
     for node in graph.nodes:
         outs = ", ".join(f"%{_name(v.name)}" for v in node.outputs)
         ins = ", ".join(f"%{_name(v.name)}" for v in node.inputs)
@@ -160,6 +163,9 @@ def parse_graph(text: str, param_data: Mapping[tuple[str, str], np.ndarray] | No
             if value.name != name:
                 raise cur.error(f"value {name!r} is defined twice")
             values[name] = value
+            if cur.peek("arrays"):
+                cur.expect("arrays")
+                graph.input_layouts[name] = tuple(int(a) for a in cur.json_value())
         elif line.startswith("output "):
             cur.expect("output")
             name = cur.name("%")

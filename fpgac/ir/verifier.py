@@ -35,6 +35,8 @@ def verify(graph: Graph) -> None:
             raise VerificationError(f"graph input {value.name!r} has a producer")
         define(value, "graph inputs")
 
+    _check_input_layouts(graph)
+
     for node in graph.nodes:
         where = f"node {node.name!r} ({node.op})"
         if node.name in node_names:
@@ -62,6 +64,17 @@ def verify(graph: Graph) -> None:
                 raise VerificationError(
                     f"value {value.name!r} is used by {consumer.name!r}, which is not in the graph"
                 )
+
+
+def _check_input_layouts(graph: Graph) -> None:
+    ranks = {v.name: len(v.shape) for v in graph.inputs}
+    for name, layout in graph.input_layouts.items():
+        if name not in ranks:
+            raise VerificationError(f"input layout {list(layout)} names {name!r}, which is not a graph input")
+        if sorted(layout) != list(range(ranks[name])):
+            raise VerificationError(
+                f"graph input {name!r}: layout {list(layout)} is not a permutation of its {ranks[name]} axes"
+            )
 
 
 def _check_node(node: Node, where: str) -> None:

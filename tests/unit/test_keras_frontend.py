@@ -280,7 +280,9 @@ def test_qkeras_cnn_simulates_as_the_transcription_bit_for_bit(tmp_path: Path) -
     path = write_h5(tmp_path / "qcnn.h5", layers, (6, 6, 2))
     x = rng.uniform(-1.2, 1.2, (64, 6, 6, 2)).astype(np.float32)
     graph = load_model(path)
-    assert [n.op for n in graph.nodes].count("transpose") == 1  # the input's; Flatten -> Dense permutes
+    # No transpose left: the input's is the graph's boundary (NHWC arrays), Flatten -> Dense permutes.
+    assert "transpose" not in [n.op for n in graph.nodes]
+    assert graph.input_layouts == {graph.inputs[0].name: (1, 2, 0)}
     expected = _qkeras_cnn_reference(layers, x)
     np.testing.assert_array_equal(run_float(graph, x)[0], expected.astype(np.float32))
     design = Quantize(precision=12, calib=(x,)).run(graph)

@@ -37,6 +37,7 @@ import numpy as np
 
 from fpgac.backends.hls4ml.emitter import MAP_FILE
 from fpgac.backends.vitis.csim import CsimError, CsimResult, cached, compiler, source_digest
+from fpgac.interp.interpreter import bind_inputs
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
 from fpgac.ir.serialize import load_graph
@@ -140,7 +141,8 @@ def run_hls4ml_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool
     lib = ctypes.CDLL(str(library(folder)))
     top = getattr(lib, f"{meta['project']}_double")
     top.restype = None
-    rows_in = [_to_hls(x, e["layout"]) for x, e in zip(inputs, meta["inputs"], strict=True)]
+    logical = bind_inputs(graph, inputs, copy=False)  # the callers' layout (fpgac.ir.boundary) -> logical
+    rows_in = [_to_hls(x, e["layout"]) for x, e in zip(logical, meta["inputs"], strict=True)]
     sizes = [
         int(np.prod(next(v for v in graph.values() if v.name == e["value"]).shape)) for e in meta["outputs"]
     ]

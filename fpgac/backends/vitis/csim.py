@@ -29,6 +29,7 @@ import numpy as np
 from fpgac.backends.vitis.emitter import MAP_FILE, TOP
 from fpgac.backends.vitis.testbench import input_text
 from fpgac.errors import FpgacError
+from fpgac.interp.interpreter import bind_inputs
 from fpgac.ir import fixed
 from fpgac.ir.graph import Graph
 from fpgac.ir.levels import check_level
@@ -138,7 +139,8 @@ def _parse_line(tokens: list[str]) -> np.ndarray:
 def run_csim(
     folder: str | Path, inputs: list[np.ndarray], *, trace: bool = False, rank_level: int = 0
 ) -> CsimResult:
-    """Run the C simulation of build folder ``folder`` on a batch (one float array per graph input), at
+    """Run the C simulation of build folder ``folder`` on a batch (one float array per graph input, in
+    the callers' layout as ``fpgac sim`` takes it: :mod:`fpgac.ir.boundary`), at
     rank level ``rank_level`` (a design with rank levels reads it from ``FPGAC_RANK_LEVEL``)."""
     folder = Path(folder)
     graph = load_graph(folder)
@@ -149,7 +151,8 @@ def run_csim(
     n = inputs[0].shape[0] if inputs else 0
     with tempfile.TemporaryDirectory() as tmp:
         in_path, out_path, trace_path = Path(tmp) / "in.txt", Path(tmp) / "out.txt", Path(tmp) / "trace.txt"
-        in_path.write_text(input_text([np.asarray(a, dtype=np.float32) for a in inputs]))
+        logical = bind_inputs(graph, inputs, copy=False)  # the callers' layout -> the ports' order
+        in_path.write_text(input_text([np.asarray(a, dtype=np.float32) for a in logical]))
         args = [str(exe.resolve()), str(in_path), str(out_path)] + (["-", str(trace_path)] if trace else [])
         # In hls/: a build with off-chip weights loads weights.bin from there, as Vitis runs csim beside it.
         proc = subprocess.run(args, capture_output=True, text=True, cwd=folder / HLS_DIR, env=env)

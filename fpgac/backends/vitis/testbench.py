@@ -17,7 +17,9 @@ import numpy as np
 
 from fpgac.atomic import write_atomic
 from fpgac.errors import FpgacError
+from fpgac.interp.interpreter import bind_inputs
 from fpgac.interp.simulator import run_fixed
+from fpgac.ir.boundary import array_shape
 from fpgac.ir.graph import Graph
 
 TB_SAMPLES = 8  # a handful: RTL co-simulation runs a few samples per minute on large designs
@@ -45,13 +47,15 @@ def output_text(mantissas: Sequence[np.ndarray]) -> str:
 
 
 def testbench_data(graph: Graph, samples: Sequence[np.ndarray] | None = None) -> dict[str, str]:
-    """``{file name: text}`` of the testbench's inputs and expected outputs for a quantized ``graph``."""
+    """``{file name: text}`` of the testbench's inputs and expected outputs for a quantized ``graph``;
+    ``samples`` are in the callers' layout (:mod:`fpgac.ir.boundary`), as ``fpgac sim`` takes them."""
     if samples is None:
-        arrays = [np.zeros((1, *v.shape), np.float32) for v in graph.inputs]
+        arrays = [np.zeros((1, *array_shape(graph, v)), np.float32) for v in graph.inputs]
     else:
         arrays = [np.asarray(a[:TB_SAMPLES], np.float32) for a in samples]
     expected = run_fixed(graph, arrays).mantissas
-    return {INPUTS_FILE: input_text(arrays), EXPECTED_FILE: output_text(expected)}
+    logical = bind_inputs(graph, arrays)  # the testbench reads each input in its logical order
+    return {INPUTS_FILE: input_text(logical), EXPECTED_FILE: output_text(expected)}
 
 
 def write_testbench_data(folder: Path, graph: Graph, samples: Sequence[np.ndarray]) -> Path:

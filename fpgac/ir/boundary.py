@@ -1,0 +1,49 @@
+"""The layout of the callers' input arrays, where it is not the graph's own (logical) axis order.
+
+tf2onnx and Keras models take channels-last inputs (NHWC, NWC) and transpose them to channels first as
+their first step. In io stream that transpose would gather the whole tensor before the first layer starts,
+for nothing: the design's input port takes pixels channels-last already. So the frontend removes it
+(:func:`fpgac.frontend.layouts.absorb_input_transposes`): the graph input becomes the channels-first
+value, and ``graph.input_layouts`` records, per input, the order of its logical axes in the arrays the
+callers hold, as a :class:`~fpgac.ir.types.TensorType` layout does (``(1, 2, 0)`` on a ``(C, H, W)``
+input: NHWC arrays).
+
+Whatever takes the user's data (the interpreter and the simulator through ``bind_inputs``, calibration,
+the testbench's data, ``fpgac verify``'s random samples, the array files of ``fpgac sim``) asks this
+module for the shape to expect and converts here, so every one of them takes the arrays onnxruntime takes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fpgac.ir.graph import Graph, Value
+
+_AXIS_LETTERS = {1: "C", 2: "CW", 3: "CHW", 4: "CDHW"}  # logical (channels-first) axes, by rank
+
+
+def input_layout(graph: Graph, value: Value) -> tuple[int, ...]:
+    """The order of ``value``'s logical axes in the callers' arrays (the identity when none is declared)."""
+    return graph.input_layouts.get(value.name, tuple(range(len(value.shape))))
+
+
+def array_shape(graph: Graph, value: Value) -> tuple[int, ...]:
+    """The per-sample shape of the callers' arrays for graph input ``value``."""
+    return tuple(value.shape[a] for a in input_layout(graph, value))
+
+
+def to_logical(graph: Graph, value: Value, array: np.ndarray) -> np.ndarray:
+    """A batch ``(N, *array_shape)`` of graph input ``value`` as ``(N, *value.shape)`` (a view)."""
+    layout = graph.input_layouts.get(value.name)
+    if layout is None:
+        return array
+    return array.transpose(0, *(int(a) + 1 for a in np.argsort(layout)))
+
+
+def layout_name(graph: Graph, value: Value) -> str:
+    """The callers' layout of graph input ``value`` by axis letters (``NHWC``; ``NCHW`` for no layout)."""
+    layout = input_layout(graph, value)
+    letters = _AXIS_LETTERS.get(len(layout))
+    if letters is None:
+        return "N, then axes " + ",".join(str(a) for a in layout)
+    return "N" + "".join(letters[a] for a in layout)
