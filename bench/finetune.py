@@ -17,11 +17,15 @@ training samples):
   (``finetune`` after a levelled ``lowrank`` trains the full model and a drawn smaller level each step).
 
 Accuracy is the bit-accurate simulator's on the held-out split (digits: 500 images; MNIST subset: 1,000).
-The ``finetune`` options are its defaults except ``data`` and a case's ``recipe``: (a) a larger step for
-twice the steps (``lr=0.05, epochs=190``: about 4,000), (c) sharper targets (``temperature=1``: most
-errors left at 4 bits are ties on the logits' coarse grid, and distilling the float model's soft logits
-asks for no margin between them). Seeded, CPU (a CUDA GPU when torch sees one). Prints a Markdown table
-and the issue's targets.
+The ``finetune`` options are its defaults except ``data``, ``seed`` and a case's ``recipe``: (a) a larger
+step for four times the steps on mixed samples (``lr=0.05, epochs=400, mixup=0.5``: about 8,400 steps,
+each sample blended with another and the teacher asked about the blend: without mixup the seeds of the
+fine-tune spread over 96.4-97.6%), (c) sharper targets (``temperature=1``: most errors left at 4 bits are
+ties on the logits' coarse grid, and distilling the float model's soft logits asks for no margin between
+them), with the first and last layers at 8 bits for 20 epochs only (the training-free design is at 98.6%
+already; the default 2,000 steps drifted to 97.6-97.8% on two seeds of three). (a) and (c) run the
+fine-tune's seeds 0, 1 and 2: a target holds when every seed meets it. Seeded, CPU (a CUDA GPU when torch
+sees one). Prints a Markdown table and the issue's targets.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ from tests.trained import Trained, export, train  # noqa: E402
 @dataclass(frozen=True)
 class Case:
     """One row: the training-free passes, the same with fine-tuning (``{ft}`` is the finetune call, with
-    the options of ``recipe`` after ``data``), and the target accuracy (``None``: within ``float_gap`` of
-    the float model)."""
+    the options of ``recipe`` after ``data``), the target accuracy (``None``: within ``float_gap`` of
+    the float model), and the fine-tune's seeds (the target holds when every seed meets it)."""
 
     label: str
     model: str
@@ -59,7 +63,10 @@ class Case:
     target: float | None = None
     float_gap: float = 0.005
     recipe: str = ""
+    seeds: tuple[int, ...] = (0,)
 
+
+SEEDS = (0, 1, 2)  # the cases at the margin of their targets: (a) and (c)
 
 CASES = [
     Case(
@@ -68,7 +75,8 @@ CASES = [
         "lowrank(macs=0.2, method=tucker, min_rank=2)",
         "lowrank(macs=0.2, method=tucker, min_rank=2), {ft}",
         0.97,
-        recipe=", lr=0.05, epochs=190",
+        recipe=", lr=0.05, epochs=400, mixup=0.5",
+        seeds=SEEDS,
     ),
     Case(
         "(b) prune(sparsity=0.95), share(bits=3)",
@@ -83,6 +91,7 @@ CASES = [
         "quantize(precision=4, headroom=0), {ft}",
         0.98,
         recipe=", temperature=1",
+        seeds=SEEDS,
     ),
     Case(
         "(c) quantize(precision=4, headroom=0, edge_precision=8)",
@@ -90,7 +99,8 @@ CASES = [
         "quantize(precision=4, headroom=0, edge_precision=8)",
         "quantize(precision=4, headroom=0, edge_precision=8), {ft}",
         0.98,
-        recipe=", temperature=1",
+        recipe=", temperature=1, epochs=20",
+        seeds=SEEDS,
     ),
 ]
 
@@ -127,17 +137,18 @@ def main() -> None:
             float_accuracy = bench.trained.accuracy
             target = case.target if case.target is not None else float_accuracy - case.float_gap
             before, _, _ = bench.accuracy(case.passes)
-            finetune = f'finetune(data="{bench.data}"{case.recipe})'
-            after, report, seconds = bench.accuracy(case.tuned.format(ft=finetune))
-            tuned = report["finetune"]
-            assert isinstance(tuned, dict)
-            print(
-                f"| {case.label} ({case.model}) | {100 * float_accuracy:.1f}% | {100 * before:.1f}% "
-                f"| {100 * after:.1f}% | {100 * target:.1f}% "
-                f"| {tuned['loss_before']:.3f} -> {tuned['loss_after']:.3f} | {seconds:.0f} |",
-                flush=True,
-            )
-            met.append((case.label, after >= target))
+            for seed in case.seeds:
+                finetune = f'finetune(data="{bench.data}"{case.recipe}, seed={seed})'
+                after, report, seconds = bench.accuracy(case.tuned.format(ft=finetune))
+                tuned = report["finetune"]
+                assert isinstance(tuned, dict)
+                print(
+                    f"| {case.label} ({case.model}), seed {seed} | {100 * float_accuracy:.1f}% "
+                    f"| {100 * before:.1f}% | {100 * after:.1f}% | {100 * target:.1f}% "
+                    f"| {tuned['loss_before']:.3f} -> {tuned['loss_after']:.3f} | {seconds:.0f} |",
+                    flush=True,
+                )
+                met.append((f"{case.label}, seed {seed}", after >= target))
         met += rank_levels(benches["digits_cnn"])
     print()
     for label, ok in met:

@@ -51,6 +51,7 @@ from fpgac.ir.types import Fixed
 from fpgac.passes import finetune_levels
 
 if TYPE_CHECKING:
+    import torch
     from torch import Tensor
 
     from fpgac.interp.torch_module import GraphModule
@@ -120,7 +121,9 @@ class Finetune:
     Options: ``data`` (the training file), ``epochs`` (default: :data:`DEFAULT_STEPS` steps' worth),
     ``lr`` (Adam's peak step, relative to each layer's weight scale: see :meth:`_param_groups`),
     ``temperature`` (T of the distillation), ``alpha`` (weight of the cross-entropy on labels), ``batch``
-    (samples per step), ``seed``. ``teacher`` is the original float graph, given by the build.
+    (samples per step), ``seed``, ``mixup`` (the largest share of another sample mixed into each training
+    sample, the teacher asked about the mixture: see :meth:`_mix`; 0: none). ``teacher`` is the original
+    float graph, given by the build.
     """
 
     name: ClassVar[str] = "finetune"
@@ -131,6 +134,7 @@ class Finetune:
     alpha: float = 0.5
     batch: int = 64
     seed: int = 0
+    mixup: float = 0.0
     teacher: Graph | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +145,7 @@ class Finetune:
             (self.temperature > 0, f"temperature {self.temperature} must be > 0"),
             (0 <= self.alpha <= 1, f"alpha {self.alpha} must be in [0, 1]"),
             (self.batch >= 1, f"batch {self.batch} must be >= 1"),
+            (0 <= self.mixup <= 0.5, f"mixup {self.mixup} must be in [0, 0.5]"),
         ]
         for ok, why in checks:
             if not ok:
@@ -185,7 +190,7 @@ class Finetune:
         try:
             levels_before = finetune_levels.per_level(module, evaluate) if joint else []
             before = evaluate()
-            self._train(module, inputs, targets, labels)
+            self._train(module, inputs, targets, labels, self._teacher_module(device))
             after = evaluate()
             levels_after = finetune_levels.per_level(module, evaluate) if joint else []
         finally:
@@ -204,6 +209,7 @@ class Finetune:
             "alpha": self.alpha if labels is not None else 0.0,
             "batch": self.batch,
             "seed": self.seed,
+            "mixup": self.mixup,
             "loss_before": before["loss"],
             "loss_after": after["loss"],
             **(
@@ -217,8 +223,22 @@ class Finetune:
         }
         return tuned
 
+    def _teacher_module(self, device: torch.device) -> GraphModule | None:
+        """The teacher as a float module, to ask it about mixed inputs (``mixup``); else ``None`` (its
+        logits on the training data, computed once, are all the loss needs)."""
+        from fpgac.interp.torch_module import GraphModule
+
+        if not self.mixup or self.teacher is None:
+            return None
+        return GraphModule(self.teacher, mode="float").to(device)
+
     def _train(
-        self, module: GraphModule, inputs: list[Tensor], teacher: Tensor, labels: Tensor | None
+        self,
+        module: GraphModule,
+        inputs: list[Tensor],
+        teacher: Tensor,
+        labels: Tensor | None,
+        mixer: GraphModule | None = None,
     ) -> None:
         """``epochs`` passes of Adam over seeded shuffled batches, the step following one cycle.
 
@@ -226,7 +246,8 @@ class Finetune:
         (Smith's one-cycle schedule): a constant step kept the weights hopping between grid points at 4
         bits and ended on a worse loss (digits CNN, 4-bit QAT: 88.2% held out at a constant 0.01, 93.2%
         one-cycle). In fixed mode the latent weights are clamped into their formats after every step
-        (:meth:`GraphModule.clip_to_formats`).
+        (:meth:`GraphModule.clip_to_formats`). With a ``mixer`` (the teacher as a module) each batch is
+        mixed first (:meth:`_mix`).
         """
         import torch
 
@@ -248,8 +269,11 @@ class Finetune:
             for start in range(0, len(teacher), self.batch):
                 rows = order[start : start + self.batch]
                 batch = [x[rows] for x in inputs]
-                part = None if labels is None else labels[rows]
-                loss_of = partial(self._loss, teacher=teacher[rows], labels=part)
+                part: Tensor | None = None if labels is None else labels[rows]
+                soft = teacher[rows]
+                if mixer is not None:
+                    batch, soft, part = self._mix(batch, part, mixer, soft.shape[1], generator)
+                loss_of = partial(self._loss, teacher=soft.to(module.dtype), labels=part)
                 if joint:
                     loss = finetune_levels.joint_loss(module, batch, loss_of, generator)
                 else:
@@ -261,6 +285,42 @@ class Finetune:
                 schedule.step()
                 module.clip_to_formats()
             log.info("finetune epoch %d/%d done", epoch + 1, epochs)
+
+    def _mix(
+        self,
+        batch: list[Tensor],
+        labels: Tensor | None,
+        mixer: GraphModule,
+        classes: int,
+        generator: torch.Generator,
+    ) -> tuple[list[Tensor], Tensor, Tensor | None]:
+        """Mixup for distillation: each sample blended with another of the batch, a share drawn uniformly
+        in ``[0, mixup]``, the teacher's logits computed on the blend and the labels blended likewise.
+
+        The student then matches the teacher on new points around the data every step rather than on the
+        same images again (Beyer et al., "a good teacher is patient and consistent"). The digits CNN at 0.2
+        of its MACs fits its 1,297 training images within a few hundred epochs, and which of the held-out
+        images it then gets right depends on the seed (96.4-97.6% over seeds 0-2); matching the teacher on
+        blends too (``mixup=0.5``, 400 epochs) it reached 97.2-97.8%. In 4-bit QAT it hurt (90.8% at ``mixup=0.5``): the
+        coarse student cannot follow the teacher's graded logits between two digits.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        count = len(batch[0])
+        partner = torch.randperm(count, generator=generator).to(batch[0].device)
+        share = (torch.rand(count, generator=generator, dtype=torch.float64) * self.mixup).to(batch[0].device)
+
+        def blend(x: Tensor) -> Tensor:
+            s = share.to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+            return (1 - s) * x + s * x[partner]
+
+        mixed = [blend(x) for x in batch]
+        with torch.no_grad():
+            (soft,) = mixer(*mixed)
+        if labels is None:
+            return mixed, soft, None
+        return mixed, soft, blend(F.one_hot(labels, classes).to(torch.float64))
 
     def _steps_per_epoch(self, count: int) -> int:
         return -(-count // self.batch)
@@ -307,6 +367,8 @@ class Finetune:
         distil = kl * t * t
         if labels is None:
             return distil
+        if labels.is_floating_point():  # blended by mixup: class probabilities
+            labels = labels.to(logits.dtype)
         return (1 - self.alpha) * distil + self.alpha * F.cross_entropy(logits, labels)
 
     def _evaluate(

@@ -2,9 +2,10 @@
 builds and passes ``fpgac verify`` with zero mismatching bits.
 
 The cases train what the pass trains there: split factors (``lowrank``: SVD, and Tucker-2 with a rank
-floor), masked weights then codebooks (Deep Compression's prune, fine-tune, share, fine-tune), and latent
-weights at 4-bit formats (QAT, clamped into their formats; also with the first and last layers at 8
-bits). Two epochs on random data: the weights move, which is all the exactness needs.
+floor, on mixed samples as the bench's case (a) does), masked weights then codebooks (Deep Compression's
+prune, fine-tune, share, fine-tune), and latent weights at 4-bit formats (QAT, clamped into their
+formats; also with the first and last layers at 8 bits). Two epochs on random data: the weights move,
+which is all the exactness needs.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ skip_without_csim()
 
 pytestmark = pytest.mark.slow  # five g++ compiles
 
-CASES = {  # case: (model family, passes; {ft} is the finetune call)
+CASES = {  # case: (model family, passes; {ft} is the finetune call, {ft_mixup} the same with mixup)
     "lowrank": ("cnn", "lowrank(macs=0.3), {ft}"),
-    "tucker_floor": ("cnn", "lowrank(macs=0.3, method=tucker, min_rank=2), {ft}"),
+    "tucker_floor": ("cnn", "lowrank(macs=0.3, method=tucker, min_rank=2), {ft_mixup}"),
     "prune_share": ("mlp", "prune(sparsity=0.9), {ft}, share(bits=3), {ft}"),
     "qat4": ("cnn", "quantize(precision=4, headroom=0), {ft}"),
     "qat4_edges": ("cnn", "quantize(precision=4, headroom=0, edge_precision=8), {ft}"),
@@ -48,7 +49,8 @@ def folders(
         x = random_input(family, 96, seed=4)
         np.save(calib, x[:32])
         np.savez(data, x=x, labels=np.arange(len(x)) % 10)
-        spec = passes.format(ft=f'finetune(data="{data}", epochs=2)')
+        ft = f'finetune(data="{data}", epochs=2'
+        spec = passes.format(ft=f"{ft})", ft_mixup=f"{ft}, mixup=0.5)")
         out = root / case
         report = build(onnx_export(family, "torchscript"), out, BuildOptions(calib=calib, passes=spec))
         assert ("earlier" in report["finetune"]) == (passes.count("{ft}") == 2)  # both passes recorded

@@ -143,3 +143,20 @@ def test_each_layer_steps_relative_to_its_weight_scale(onnx_export: Export) -> N
         weight = graph.nodes[i].params["weight"].data
         rms = float(np.sqrt(np.mean(weight[weight != 0].astype(np.float64) ** 2)))
         assert group["lr"] == pytest.approx(0.5 * rms), key
+
+
+def test_mixup_asks_the_teacher_about_blends_of_two_samples(onnx_export: Export) -> None:
+    graph = load_model(onnx_export("mlp", "torchscript"))
+    teacher = GraphModule(graph)
+    x = torch.from_numpy(random_input("mlp", 8, seed=3))
+    labels = torch.arange(8) % 10
+    tune = Finetune(data="unused", mixup=0.5, teacher=graph)
+    (mixed,), soft, blended = tune._mix([x], labels, teacher, 10, torch.Generator().manual_seed(0))
+    assert blended is not None and torch.allclose(blended.sum(dim=1), torch.ones(8, dtype=blended.dtype))
+    kept = blended.max(dim=1).values  # each sample keeps at least 1 - mixup of itself
+    assert bool((kept >= 0.5).all()) and bool((kept < 1).any())
+    with torch.no_grad():
+        (expected,) = teacher(mixed)
+    assert torch.equal(soft, expected) and not torch.equal(mixed, x)
+    with pytest.raises(FpgacError, match=r"mixup 0.7 must be in \[0, 0.5\]"):
+        Finetune(data="unused", mixup=0.7)
