@@ -147,6 +147,7 @@ class Decisions:
         uram: the layers whose weights are preloaded into UltraRAM (the fitting's).
         lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
         uram_rows: off-chip convs whose line buffers the fitting put in URAM.
+        lutram_rows: window layers whose line buffers the fitting put in LUT RAM.
     """
 
     backend: str
@@ -159,6 +160,7 @@ class Decisions:
     uram: frozenset[str] = frozenset()
     lanes: Mapping[str, int] = field(default_factory=dict)
     uram_rows: frozenset[str] = frozenset()
+    lutram_rows: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         uram=fitting.uram,
         lanes=fitting.lanes,
         uram_rows=fitting.uram_rows,
+        lutram_rows=fitting.lutram_rows,
     )
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -370,6 +373,7 @@ def build(
                 uram=decisions.uram,
                 lanes=decisions.lanes,
                 uram_rows=decisions.uram_rows,
+                lutram_rows=decisions.lutram_rows,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

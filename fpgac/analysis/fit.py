@@ -55,6 +55,12 @@ budget, each only where its weights fill its URAMs at least half (as block RAM m
 wide memory is port-bound); the off-chip choice counts that placement, so fewer layers go off chip, and
 brings back into URAM (smallest first) the off-chip layers whose row buffers take more block RAM than
 their weights' URAM saves.
+
+Line buffers in LUT RAM
+=======================
+A folded window layer's line buffer is a few deep memories, which the estimate puts in block RAM. At each
+design whose block RAM is over budget, the fitting moves line buffers into LUT RAM (a LUT per 64 bits),
+the most BRAM18 freed a LUT first, while block RAM is over and the LUTs fit (:func:`_lutram_line_buffers`).
 """
 
 from __future__ import annotations
@@ -113,6 +119,7 @@ class Fitting:
         target_fps: the frame rate asked for, if any.
         note: one line when the design does not fit or misses ``target_fps``; else None.
         uram_rows: off-chip convs whose line buffers are in URAM (:func:`_uram_line_buffers`).
+        lutram_rows: window layers whose line buffers are in LUT RAM (:func:`_lutram_line_buffers`).
     """
 
     io: str
@@ -129,6 +136,7 @@ class Fitting:
     target_fps: float | None
     note: str | None
     uram_rows: frozenset[str] = frozenset()
+    lutram_rows: frozenset[str] = frozenset()
 
     @property
     def fits(self) -> bool:
@@ -154,6 +162,7 @@ class Fitting:
             "uram": sorted(self.uram),
             "lanes": dict(sorted(self.lanes.items())),
             "uram_rows": sorted(self.uram_rows),
+            "lutram_rows": sorted(self.lutram_rows),
             "note": self.note,
         }
 
@@ -244,14 +253,14 @@ def _fit_design(
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     bw = bandwidth_ii(models, offchip, board)
-    cache: dict[tuple[str, int, tuple[int, int], bool], LayerEstimate] = {}
+    cache: dict[tuple[str, int, tuple[int, int], bool, bool], LayerEstimate] = {}
 
     def layer_at(
-        m: LayerModel, r: int, groups: tuple[int, int] = (1, 1), uram: bool = False
+        m: LayerModel, r: int, groups: tuple[int, int] = (1, 1), uram: bool = False, lutram: bool = False
     ) -> LayerEstimate:
-        key = (m.name, r, groups, uram)
+        key = (m.name, r, groups, uram, lutram)
         if key not in cache:
-            cache[key] = m.at(r, m.name in offchip, bw, groups, uram)
+            cache[key] = m.at(r, m.name in offchip, bw, groups, uram, lutram_rows=lutram)
         return cache[key]
 
     def groups_of(ii: int) -> dict[str, int]:
@@ -287,14 +296,32 @@ def _fit_design(
 
     limits = _vector(budget)
 
+    def total_at(
+        factors: Mapping[str, int], beats: Mapping[str, int], uram: frozenset[str], lutram: frozenset[str]
+    ) -> Resources:
+        at = [(m, factors[m.name], m.groups(beats), m.name in uram, m.name in lutram) for m in models]
+        layers = [layer_at(*args).resources for args in at]
+        return sum([*layers, *fifo_resources(fifos, beats, board).values()], Resources())
+
+    def lutram_at(
+        factors: Mapping[str, int], beats: Mapping[str, int], uram: frozenset[str]
+    ) -> frozenset[str]:
+        total = total_at(factors, beats, uram, frozenset())
+        if total.bram18 <= budget.bram18:
+            return frozenset()
+
+        def moved(m: LayerModel) -> tuple[str, Resources, Resources]:
+            r, groups, preloaded = factors[m.name], m.groups(beats), m.name in uram
+            before, after = (layer_at(m, r, groups, preloaded, lutram) for lutram in (False, True))
+            return m.name, before.resources, after.resources
+
+        windows = [m for m in models if m.line_buffer(factors[m.name], m.groups(beats)[0], m.name in offchip)]
+        return _lutram_line_buffers([moved(m) for m in windows], total, budget)
+
     def over(ii: int) -> tuple[str, ...]:
         factors, beats = reuse_at(ii), groups_of(ii)
         uram = uram_at(factors, beats)
-        total = [0] * len(RESOURCES)
-        layers = [layer_at(m, factors[m.name], m.groups(beats), m.name in uram).resources for m in models]
-        for res in [*layers, *fifo_resources(fifos, beats, board).values()]:
-            for i, n in enumerate(_vector(res)):
-                total[i] += n
+        total = _vector(total_at(factors, beats, uram, lutram_at(factors, beats, uram)))
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
@@ -323,8 +350,10 @@ def _fit_design(
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
+    lutram_rows = lutram_at(factors, beats, uram)
     uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos)
-    est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos)
+    est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos,
+                   lutram_rows=lutram_rows)  # fmt: skip
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -343,7 +372,28 @@ def _fit_design(
         target_fps,
         note,
         uram_rows,
+        lutram_rows,
     )
+
+
+def _lutram_line_buffers(
+    choices: Sequence[tuple[str, Resources, Resources]], total: Resources, budget: Resources
+) -> frozenset[str]:
+    """Window layers whose line buffers move to LUT RAM while the design's block RAM is over budget: the
+    most BRAM18 freed a LUT first, while the LUTs fit their budget. ``choices``: (layer, its resources,
+    its resources with its line buffer in LUT RAM); ``total``: the design's resources with none moved.
+    (The estimate maps a line buffer as any memory, in block RAM once it is deep: a folded layer's few
+    deep memories, which LUT RAM holds at a LUT per 64 bits, as well as LUTs have room.)"""
+    moves = [(name, before.bram18 - after.bram18, after.lut - before.lut) for name, before, after in choices]
+    moves = sorted((m for m in moves if m[1] > 0), key=lambda m: (-m[1] / max(m[2], 1), m[0]))
+    bram, lut, chosen = total.bram18, total.lut, set()
+    for name, freed, added in moves:
+        if bram <= budget.bram18:
+            break
+        if lut + added <= budget.lut:
+            chosen.add(name)
+            bram, lut = bram - freed, lut + added
+    return frozenset(chosen)
 
 
 def _uram_line_buffers(

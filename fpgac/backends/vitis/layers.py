@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes
+from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes, pixel_reads
 from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.analysis.pool_scan import PoolScan
 from fpgac.backends.vitis.ccode import (
@@ -424,9 +424,10 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
             return
         if _xnor(ctx):  # padding cells are no taps: the kernel reads valid
             pixel = f"fpgac::conv_xnor_pixel<{ctx.name}_config>(win, valid, {weight}, {bias}, y);"
-        else:
-            pixel = f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);"
-        window_stream(ctx, code, pixel)
+            window_stream(ctx, code, pixel)
+            return
+        pixel = f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);"
+        window_stream(ctx, code, pixel, reads=pixel_reads(ctx.node))  # may read its line buffer in place
         return
     conv2d = "conv2d_xnor" if _xnor(ctx) else "conv2d"
     code.body = f"  fpgac::{conv2d}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"
