@@ -1109,13 +1109,16 @@ class LayerModel:
         """Its line buffer at ``r`` cycles a pixel and ``g_in`` input beats a pixel. Only conv_pixel (a plain
         conv on chip, its weights in ROM or preloaded into URAM) reads its windows in place and splits
         its line buffer by its ``r`` cycles a pixel; the other window layers' (pools, XNOR, compressed,
-        ranked and off-chip convs) keep a memory a channel. None: not a window layer in io stream."""
+        ranked and off-chip convs) keep a memory a channel; a ranked conv's own kernel
+        (fpgac_levels.h's conv_stream_ranked) keeps it out of LUT RAM. None: not a window layer in io
+        stream."""
         node = self.node
         if not self.work.windowed or self.mode != "window":
             return None
+        if is_levelled(node):
+            return line_buffer(node, self._input_lanes(g_in), 1, 0)
         weight = node.params.get("weight")
-        plain = weight is not None and weight.encoding is None and not is_levelled(node)
-        if plain and not offchip and not is_xnor_layer(node):
+        if weight is not None and weight.encoding is None and not offchip and not is_xnor_layer(node):
             return line_buffer(node, self._input_lanes(g_in), r, pixel_reads(node), lutram)
         return line_buffer(node, self._input_lanes(g_in), 1, 0, lutram)
 
