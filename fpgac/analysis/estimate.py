@@ -818,7 +818,7 @@ class LineBuffer:
         if self.depth == 1:
             return Resources(ff=self.rows * self.channels * self.bits)
         if self.lutram:
-            memory = Resources(lut=self.bits * math.ceil(self.depth / LUTRAM_DEPTH))
+            memory = _lutram_cost(self.depth, self.bits)
         else:
             memory = memory_cost(self.depth, self.bits, board, allow_uram=False)
         return memory * (self.rows * self.banks)
@@ -1005,7 +1005,7 @@ class LayerModel:
         ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
         (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram``: weights preloaded into URAM;
         ``uram_rows``: an off-chip conv's line buffer in URAM (:func:`direct_row_memories`); ``lutram_rows``:
-        its line buffer (:meth:`line_buffer`) in LUT RAM."""
+        its line buffer (:meth:`line_buffer`; an off-chip conv's row memories) in LUT RAM."""
         if self.mode == "global":
             return self._global_pool(groups)
         if self.mode == "scan":
@@ -1044,7 +1044,8 @@ class LayerModel:
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         if direct:
-            res = res + storage + direct_row_memories(node, lanes, groups[1], board, uram_rows).cost
+            memories = direct_row_memories(node, lanes, groups[1], board, uram_rows, lutram_rows)
+            res = res + storage + memories.cost
         else:
             res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
         lookups = math.ceil(work.elems / r) if work.tables else 0
@@ -1270,22 +1271,25 @@ def _output_row(node: Node, g_out: int, board: Board) -> Resources:
 class RowMemories:
     """conv_offchip_stream's working memories, as the Vitis emitter declares them: its line buffer (the
     window's span of input rows, W x C / L words of the conv's L lanes) and its output row (OW x OC
-    elements, ``out_words`` a word: the L_out banks one output beat reads, or URAM words)."""
+    elements, ``out_words`` a word: the L_out banks one output beat reads, or URAM words); ``lutram``: both
+    in LUT RAM (the fitting's choice)."""
 
     line_buffer_uram: bool
     out_words: int
     out_uram: bool
     cost: Resources
+    lutram: bool = False
 
 
 def direct_row_memories(
-    node: Node, lanes: int, g_out: int, board: Board, uram_rows: bool = False
+    node: Node, lanes: int, g_out: int, board: Board, uram_rows: bool = False, lutram_rows: bool = False
 ) -> RowMemories:
     """Where conv_offchip_stream's memories live (:func:`row_memory`); ``lanes``: its lanes, ``g_out``: its
     output's beats a pixel; ``uram_rows``: its line buffer in URAM whatever its share (the fitting's
-    choice when block RAM is over budget and URAM is not). The output row in URAM packs as many whole
-    elements into each 72-bit column of a word as fit (4 of 16 bits), since one element a cycle is written
-    and one beat read."""
+    choice when block RAM is over budget and URAM is not); ``lutram_rows``: both memories in LUT RAM (the
+    fitting's choice when block RAM is over budget and LUTs are not). The output row in URAM packs as many
+    whole elements into each 72-bit column of a word as fit (4 of 16 bits), since one element a cycle is
+    written and one beat read."""
     x, out = node.inputs[0], node.output
     kernel = node.params["weight"].shape[2:]
     span = (node.attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
@@ -1294,6 +1298,11 @@ def direct_row_memories(
     if uram_rows and board.uram:
         rows_uram, rows = True, _uram_cost(words, lanes * _width(x.type.format))
     width, cells, out_lanes = _width(out.type.format), out.shape[-1] * out.shape[0], out.shape[0] // g_out
+    if lutram_rows:
+        banks_lut = _lutram_cost(math.ceil(cells / out_lanes), width) * out_lanes
+        return RowMemories(
+            False, out_lanes, False, _lutram_cost(words, lanes * _width(x.type.format)) + banks_lut, True
+        )
     banks = _output_row(node, g_out, board)
     packed = out_lanes * max(1, URAM_SHAPE[1] // width)
     out_uram, in_uram = row_memory(math.ceil(cells / packed), packed * width, board, banks)
@@ -1314,6 +1323,11 @@ def row_memory(
     if board.uram and block.bram18 and uram.uram * board.bram18 < block.bram18 * board.uram:
         return True, uram
     return False, block
+
+
+def _lutram_cost(depth: int, width: int) -> Resources:
+    """LUTs of a ``depth`` x ``width``-bit memory in LUT RAM: a LUT6 holds 64 x 1."""
+    return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
 
 
 def _uram_cost(depth: int, width: int) -> Resources:

@@ -58,9 +58,10 @@ their weights' URAM saves.
 
 Line buffers in LUT RAM
 =======================
-A folded window layer's line buffer is a few deep memories, which the estimate puts in block RAM. At each
-design whose block RAM is over budget, the fitting moves line buffers into LUT RAM (a LUT per 64 bits),
-the most BRAM18 freed a LUT first, while block RAM is over and the LUTs fit (:func:`_lutram_line_buffers`).
+A folded window layer's line buffer is a few deep memories, and an off-chip conv's row memories a few
+wide ones, which the estimate puts in block RAM. At each design whose block RAM is over budget, the
+fitting moves them into LUT RAM (a LUT per 64 bits), the most BRAM18 freed a LUT first, while block RAM
+is over and the LUTs fit (:func:`_lutram_line_buffers`).
 """
 
 from __future__ import annotations
@@ -351,7 +352,7 @@ def _fit_design(
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
     lutram_rows = lutram_at(factors, beats, uram)
-    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos)
+    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos, lutram_rows)
     est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos,
                    lutram_rows=lutram_rows)  # fmt: skip
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
@@ -405,16 +406,20 @@ def _uram_line_buffers(
     budget: Resources,
     preloaded: frozenset[str] = frozenset(),
     fifos: Sequence[Fifo] = (),
+    lutram: frozenset[str] = frozenset(),
 ) -> frozenset[str]:
     """Off-chip convs whose line buffers move to URAM when the design's block RAM is over budget and its
     URAM is not: the most BRAM18 freed a URAM first, while the URAM budget holds (what the weights
-    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too). (The estimate puts a
+    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too; those whose row memories
+    are in LUT RAM, ``lutram``, stay there). (The estimate puts a
     memory in URAM on its own only when that takes a smaller share of the board, which leaves a wide line
     buffer, a few hundred words of L channels, in block RAM even while URAM sits idle.)"""
-    total = assemble(models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos).total
+    total = assemble(
+        models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos, lutram_rows=lutram
+    ).total
     bram, uram, moves = total.bram18, total.uram, []
     for m in models:
-        if m.name not in offchip or not m.direct_lanes(factors[m.name]):
+        if m.name not in offchip or m.name in lutram or not m.direct_lanes(factors[m.name]):
             continue
         at = (factors[m.name], True, bw, m.groups(beats))
         before, after = m.at(*at).resources, m.at(*at, uram_rows=True).resources

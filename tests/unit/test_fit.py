@@ -226,7 +226,7 @@ def test_line_buffers_move_to_uram_when_block_ram_is_over() -> None:
     """An off-chip 3x3 conv on 128 channels keeps its line buffer (3 rows of 28 x 128 int16, 336 words of
     32 channels) in 15 BRAM18 while that takes a smaller share of a zcu104 than its 8 URAMs would; when the
     design's block RAM is over budget and its URAM is not, the fitting moves it to URAM, and the HLS
-    declares it there."""
+    declares it there; in LUT RAM, its line buffer and output row take no block RAM."""
     rng = np.random.default_rng(0)
     graph = Graph("rows")
     x = graph.add_input("x", TensorType((128, 28, 28)))
@@ -244,6 +244,11 @@ def test_line_buffers_move_to_uram_when_block_ram_is_over() -> None:
         body = design(graph, "stream", {}, ZCU104, offchip, None, uram_rows=offchip if uram else frozenset())
         rows = "BIND_STORAGE variable=rows type=ram_2p impl=uram" in body["layers"][0]["body"]
         assert rows == uram
+    # In LUT RAM instead (the fitting's other choice, when LUTs have room): both row memories, no block RAM
+    lutram = assemble(models, factors, offchip, lutram_rows=offchip).total
+    assert (before.bram18, lutram.bram18, lutram.uram) == (15, 0, before.uram) and lutram.lut > before.lut
+    body = design(graph, "stream", {}, ZCU104, offchip, None, lutram_rows=offchip)["layers"][0]["body"]
+    assert all(f"BIND_STORAGE variable={v} type=ram_2p impl=lutram" in body for v in ("rows", "out"))
 
 
 def test_line_buffers_move_to_lutram_when_block_ram_is_over() -> None:

@@ -348,23 +348,31 @@ def _signs(ctx: Ctx) -> str:
 
 def _row_memories(ctx: Ctx, values: dict[str, int]) -> str:
     """conv_offchip_stream's line buffer and output row, declared where the estimate puts them
-    (:func:`~fpgac.analysis.estimate.direct_row_memories`; block RAM or LUT RAM as HLS maps them without a
-    board)."""
+    (:func:`~fpgac.analysis.estimate.direct_row_memories`: URAM or LUT RAM where the fitting put them, else
+    block RAM or LUT RAM as HLS maps them)."""
     lanes = _direct_lanes(ctx)
     span, out_lanes = (values["KH"] - 1) * values["DH"] + 1, values["OC"] // ctx.groups
-    where = direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board, ctx.uram_rows) if ctx.board else None
+    where = (
+        direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board, ctx.uram_rows, ctx.lutram_rows)
+        if ctx.board
+        else None
+    )
     lines = [
         f"  static {ctx.in_types[0]} rows[{span}][{values['W']}][{values['C']}];",
         f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=rows cyclic factor={lanes} dim=3)",
     ]
     if where and where.line_buffer_uram:
         lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=rows type=ram_2p impl=uram)")
+    if where and where.lutram:
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=rows type=ram_2p impl=lutram)")
     lines.append(f"  static {ctx.out_type} out[{values['OW'] * values['OC']}];")
     if where and where.out_uram:
         lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=out cyclic factor={where.out_words})")
         lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=out type=ram_2p impl=uram)")
     else:
         lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=out cyclic factor={out_lanes})")
+    if where and where.lutram:
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=out type=ram_2p impl=lutram)")
     return "\n".join(lines) + "\n"
 
 
