@@ -306,10 +306,11 @@ def _fit_design(
 
     def lutram_at(
         factors: Mapping[str, int], beats: Mapping[str, int], uram: frozenset[str]
-    ) -> frozenset[str]:
+    ) -> tuple[frozenset[str], Resources]:
+        """The line buffers moved to LUT RAM, and the design's total with them there."""
         total = total_at(factors, beats, uram, frozenset())
-        if total.bram18 <= budget.bram18:
-            return frozenset()
+        if total.bram18 <= budget.bram18 or total.lut >= budget.lut:
+            return frozenset(), total
 
         def moved(m: LayerModel) -> tuple[str, Resources, Resources]:
             r, groups, preloaded = factors[m.name], m.groups(beats), m.name in uram
@@ -317,12 +318,12 @@ def _fit_design(
             return m.name, before.resources, after.resources
 
         windows = [m for m in models if m.line_buffer(factors[m.name], m.groups(beats)[0], m.name in offchip)]
-        return _lutram_line_buffers([moved(m) for m in windows], total, budget)
+        chosen = _lutram_line_buffers([moved(m) for m in windows], total, budget)
+        return chosen, total_at(factors, beats, uram, chosen) if chosen else total
 
     def over(ii: int) -> tuple[str, ...]:
         factors, beats = reuse_at(ii), groups_of(ii)
-        uram = uram_at(factors, beats)
-        total = _vector(total_at(factors, beats, uram, lutram_at(factors, beats, uram)))
+        total = _vector(lutram_at(factors, beats, uram_at(factors, beats))[1])
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
@@ -351,7 +352,7 @@ def _fit_design(
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
-    lutram_rows = lutram_at(factors, beats, uram)
+    lutram_rows = lutram_at(factors, beats, uram)[0]
     uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos, lutram_rows)
     est = assemble(models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos,
                    lutram_rows=lutram_rows)  # fmt: skip
