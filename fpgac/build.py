@@ -148,6 +148,7 @@ class Decisions:
         lanes: io stream: the channel-folded values and the channels a beat carries (the fitting's).
         uram_rows: off-chip convs whose line buffers the fitting put in URAM.
         spills: io stream: the fork FIFOs the fitting kept in external memory (by FIFO key).
+        lutram_rows: window layers whose line buffers the fitting put in LUT RAM.
     """
 
     backend: str
@@ -161,6 +162,7 @@ class Decisions:
     lanes: Mapping[str, int] = field(default_factory=dict)
     uram_rows: frozenset[str] = frozenset()
     spills: frozenset[str] = frozenset()
+    lutram_rows: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ def compile_model(model: Path, options: BuildOptions) -> CompiledDesign:
         lanes=fitting.lanes,
         uram_rows=fitting.uram_rows,
         spills=fitting.spills,
+        lutram_rows=fitting.lutram_rows,
     )
     with step("estimate and report"):
         names = tuple(p.name for p in (*CLEANUPS, *passes))
@@ -375,6 +378,7 @@ def build(
                 lanes=decisions.lanes,
                 uram_rows=decisions.uram_rows,
                 spills=decisions.spills,
+                lutram_rows=decisions.lutram_rows,
             )
         plan.merge(hls, prefix=f"{HLS_DIR}/")
     plan.add(REPORT_JSON, report_json(compiled.report))

@@ -37,7 +37,7 @@ per step, with ``M`` non-zero multiplications per step.
 * **FFs**: one register per bit of a LUT product and of every adder (every stage is pipelined; DSP
   products are registered inside the DSP, in its M and P registers), the output registers
   (``parallel``: the whole partitioned output array; ``stream``: one step's elements), the window
-  registers of a line buffer, and ``CONTROL_FF`` per layer.
+  registers of a window gathered from its line buffer, and ``CONTROL_FF`` per layer.
 * **Weights** (:func:`weight_memory`, which the Vitis emitter's pragmas follow). At R = 1 each weight
   is a constant wired into its multiplier, in both styles: no storage (a memory read every cycle by
   every multiplier would be registers anyway). At R > 1 a layer's ``n`` stored weights (an uncompressed
@@ -81,10 +81,14 @@ per step, with ``M`` non-zero multiplications per step.
   transpose of a channel split, ``permute_stream``) holds one pixel's channels in registers and writes
   its beats through a channel mux.
 * **Tables** (sigmoid, tanh, ELU, softmax's exponential) are ROMs, one copy per two lookups per cycle
-  (dual-port). **Line buffers** of 2-d (and higher) windows in ``stream`` style hold ``k - 1`` input
-  rows of channel vectors, each row and each channel its own memory (``width`` deep) because all are
-  read every cycle, as ``fpgac_stream.h`` partitions them. A transpose in
-  ``stream`` style (but a channel shuffle) buffers the whole tensor.
+  (dual-port). **Line buffers** (:func:`line_buffer`) of windows in ``stream`` style hold the window's
+  span of input rows (``k`` rows: the kernel computes a row's windows once the row is stored), each row
+  split over its channels into as few memories as the window's reads in the layer's cycles a pixel
+  allow (a memory a channel, ``width`` deep, when the whole window is read every cycle); a conv folded
+  far enough reads its windows where they lie in the line buffer (no window registers), and a 1 x 1 conv
+  stores one pixel instead of a row. The fitting moves line buffers to LUT RAM while block RAM is over
+  budget and LUTs are not. A transpose in ``stream`` style (but a channel shuffle) buffers the whole
+  tensor.
 * **Latency** of a layer is ``ii`` plus its pipeline depth: a multiplier (``DSP_LATENCY`` or
   ``LUT_MULT_LATENCY``), ``ceil(log2(fan-in + 1))`` adder levels (a tree over ``fan-in / R`` products
   per cycle, then an accumulation over R cycles: counted at the R = 1 depth, so latency never falls as
@@ -476,6 +480,7 @@ class _Work:
     sweeps: int = 1  # reads of all the weights a frame when they are off chip
     tables: tuple[tuple[int, int], ...] = ()  # (entries, width) ROMs read once per element
     window_regs: int = 0  # FF bits of a window register
+    windowed: bool = False  # a sliding window on a stream: a line buffer (:func:`line_buffer`)
     line_buffers: tuple[int, int, int, int] = (0, 0, 0, 0)  # (rows, depth, memories a row, bits of each)
     warmup: int = 0  # pixels a line buffer waits for before its first window
     depth: int = 1
@@ -775,23 +780,96 @@ def _work(node: Node, io: str) -> _Work:
 
 
 def _window(node: Node, io: str, taps: int) -> dict[str, Any]:
-    """Line buffer and window registers of a sliding window in stream style (parallel: none)."""
+    """Window registers and warm-up of a sliding window in stream style (parallel: none); its line buffer
+    depends on the folding (:func:`line_buffer`)."""
     if io != "stream":
         return {}
     x = node.inputs[0]
     channels, spatial = x.shape[0], x.shape[1:]
-    kernel = node.attrs["kernel"] if "kernel" in node.attrs else list(node.params["weight"].shape[2:])
-    dilations = node.attrs.get("dilations", [1] * len(kernel))
+    kernel = _kernel(node)
+    dilations = node.attrs.get("dilations") or [1] * len(kernel)
     kernel = [d * (k - 1) + 1 for k, d in zip(kernel, dilations, strict=True)]  # the span of the window
-    bits = channels * _width(x.type.format)
-    rows = (kernel[0] - 1) if len(spatial) > 1 else 0
-    row = (rows, math.prod(spatial[1:]), channels, _width(x.type.format))  # channels partitioned
     warmup = sum((k - 1) * math.prod(spatial[i + 1 :]) for i, k in enumerate(kernel))
     return {
-        "window_regs": bits * math.prod(kernel),
-        "line_buffers": row,
+        "window_regs": channels * _width(x.type.format) * math.prod(kernel),
+        "windowed": True,
         "warmup": warmup,
     }
+
+
+def _kernel(node: Node) -> list[int]:
+    return list(node.attrs["kernel"]) if "kernel" in node.attrs else list(node.params["weight"].shape[2:])
+
+
+@dataclass(frozen=True)
+class LineBuffer:
+    """A stream window layer's input storage, as fpgac_stream.h declares it: window_stream's line buffer,
+    ``rows`` input rows (the window's span of rows, all of which the kernel stores: the row being filled
+    is the window's last) of ``width`` pixels, or pointwise_stream's one pixel (``pointwise``: a 1 x 1
+    conv, ``rows = width = 1``); of ``channels`` cells of ``bits``, each row split over its channels into
+    ``banks`` memories (channel c in memory c % banks; a pixel split into C is registers), whether the
+    windows are read where they lie (``in_place``: no window registers), and whether its memories are
+    LUT RAM (``lutram``: the fitting's choice when block RAM is over budget and LUTs are not; else they
+    are mapped as any memory, :func:`memory_cost`)."""
+
+    rows: int
+    width: int
+    channels: int
+    bits: int
+    banks: int
+    in_place: bool
+    pointwise: bool = False
+    lutram: bool = False
+
+    @property
+    def depth(self) -> int:
+        """Words of each memory."""
+        return math.ceil(self.width * self.channels / self.banks)
+
+    def cost(self, board: Board) -> Resources:
+        if self.depth == 1:
+            return Resources(ff=self.rows * self.channels * self.bits)
+        if self.lutram:
+            memory = _lutram_cost(self.depth, self.bits)
+        else:
+            memory = memory_cost(self.depth, self.bits, board, allow_uram=False)
+        return memory * (self.rows * self.banks)
+
+
+def line_buffer(node: Node, in_lanes: int, cycles: int, reads: int, lutram: bool = False) -> LineBuffer:
+    """The input storage of window layer ``node`` whose input arrives ``in_lanes`` channels a beat and
+    whose pipeline takes ``cycles`` cycles an output pixel; ``reads``: how often its products read each
+    window cell a pixel when they read it in place (:func:`pixel_reads`; 0: the layer gathers its window
+    into registers first); ``lutram``: its memories in LUT RAM. The Vitis emitter declares what this
+    returns.
+
+    A memory serves one read a cycle. A row holds, per channel, the ``KW`` cells of a window row; in place
+    each is read ``reads`` times a pixel, which one memory a channel must serve within ``cycles`` (a
+    folded layer: otherwise the window is gathered, each cell read once). A row is split into the fewest
+    memories whose share of those reads fits in ``cycles``: a divisor of C, at least ``in_lanes`` so that
+    an input beat is stored a cycle, or C (a memory a channel) when even that does not fit, as for an
+    unfolded layer, which reads its whole window every cycle. A 1 x 1 conv without padding that reads in
+    place stores one pixel instead of a row (pointwise_stream), read in place whatever its folding."""
+    x = node.inputs[0]
+    channels, spatial = x.shape[0], x.shape[1:]
+    kernel = _kernel(node)
+    pointwise = reads > 0 and math.prod(kernel) == 1 and not any(node.attrs.get("pads") or [])
+    dilations = node.attrs.get("dilations") or [1] * len(kernel)
+    rows = (kernel[0] - 1) * dilations[0] + 1 if len(spatial) > 1 else 1
+    in_place = pointwise or 0 < kernel[-1] * reads <= cycles
+    per_channel = kernel[-1] * (reads if in_place else 1)  # reads of one channel's cells of a row a pixel
+    fitting = (
+        d for d in range(in_lanes, channels + 1) if not channels % d and channels // d * per_channel <= cycles
+    )
+    banks = next(fitting, channels)
+    width = 1 if pointwise else spatial[-1]
+    return LineBuffer(rows, width, channels, _width(x.type.format), banks, in_place, pointwise, lutram)
+
+
+def pixel_reads(node: Node) -> int:
+    """How often conv_pixel (a plain conv on chip) reads each cell of its window a pixel: once for each
+    output of its group (:func:`line_buffer`)."""
+    return node.output.shape[0] // node.attrs["groups"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -933,11 +1011,13 @@ class LayerModel:
         groups: tuple[int, int] = (1, 1),
         uram: bool = False,
         uram_rows: bool = False,
+        lutram_rows: bool = False,
     ) -> LayerEstimate:
         """The layer at reuse ``reuse``; ``offchip``: weights in external memory, read in at least
         ``bandwidth_ii`` cycles a frame; ``groups``: beats a pixel of its first input and of its output
         (channel-folded streams, :mod:`fpgac.analysis.lanes`); ``uram``: weights preloaded into URAM;
-        ``uram_rows``: an off-chip conv's line buffer in URAM (:func:`direct_row_memories`)."""
+        ``uram_rows``: an off-chip conv's line buffer in URAM (:func:`direct_row_memories`); ``lutram_rows``:
+        its line buffer (:meth:`line_buffer`; an off-chip conv's row memories) in LUT RAM."""
         if self.mode == "global":
             return self._global_pool(groups)
         if self.mode == "scan":
@@ -958,12 +1038,13 @@ class LayerModel:
         mults = lanes if offchip else math.ceil(work.mults / r)
         adders = lanes if offchip else math.ceil(work.adds / r)
         dsp_each, lut_each = product_cost(work.a_bits, work.b_bits, board) if mults else (0, 0)
+        window = self.line_buffer(r, groups[0], offchip, lutram_rows) if not direct else None
         res = Resources(
             dsp=mults * dsp_each,
             lut=mults * lut_each + adders * work.add_bits + math.ceil(work.logic / r),
             ff=(0 if dsp_each else mults * (work.a_bits + work.b_bits))
             + adders * work.add_bits
-            + (0 if row_conv else work.window_regs),
+            + (0 if row_conv or (window and window.in_place) else work.window_regs),
         )
         if offchip:  # two tiles of one output's weights (ping-pong) ``lanes`` wide, refilled from memory
             depth = math.ceil(work.fan_in / lanes)
@@ -975,16 +1056,17 @@ class LayerModel:
         else:
             memory, storage = weight_memory(work.weights, work.weight_bits, r, self.io, board)
         if direct:
-            res = res + storage + direct_row_memories(node, lanes, groups[1], board, uram_rows).cost
+            memories = direct_row_memories(node, lanes, groups[1], board, uram_rows, lutram_rows)
+            res = res + storage + memories.cost
         else:
             res = res + storage + (self._row_memories(lanes, groups[1]) if row_conv else Resources())
         lookups = math.ceil(work.elems / r) if work.tables else 0
         for entries, width in work.tables:
             copy = memory_cost(entries, width, board, allow_uram=False)
             res = res + copy * math.ceil(lookups / 2)
-        rows, lb_depth, lb_count, lb_width = work.line_buffers if not direct else (0, 0, 0, 0)
+        rows, lb_depth, lb_count, lb_width = work.line_buffers  # a transpose's tensor
         row = memory_cost(lb_depth, lb_width, board, allow_uram=False)
-        res = res + row * (rows * lb_count)
+        res = res + row * (rows * lb_count) + (window.cost(board) if window else Resources())
         ow = _width(node.output.type.format)
         out_regs = (
             node.output.type.size
@@ -999,7 +1081,7 @@ class LayerModel:
             depth += DSP_LATENCY if dsp_each else LUT_MULT_LATENCY
         if work.adds:
             depth += math.ceil(math.log2(work.fan_in + 1))  # tree levels plus the R-cycle accumulation
-        if work.tables or rows or direct:
+        if work.tables or rows or window or direct:
             depth += BRAM_LATENCY
         ii = base = work.steps * step_cycles(node, r, self.level)
         if direct:  # each row's beats leave after it; its input is stored word by word in between
@@ -1033,6 +1115,25 @@ class LayerModel:
             bound,
             self.offchip_bits() if offchip else 0,
         )
+
+    def line_buffer(
+        self, r: int, g_in: int, offchip: bool = False, lutram: bool = False
+    ) -> LineBuffer | None:
+        """Its line buffer at ``r`` cycles a pixel and ``g_in`` input beats a pixel. Only conv_pixel (a plain
+        conv on chip, its weights in ROM or preloaded into URAM) reads its windows in place and splits
+        its line buffer by its ``r`` cycles a pixel; the other window layers' (pools, XNOR, compressed,
+        ranked and off-chip convs) keep a memory a channel; a ranked conv's own kernel
+        (fpgac_levels.h's conv_stream_ranked) keeps it out of LUT RAM. None: not a window layer in io
+        stream."""
+        node = self.node
+        if not self.work.windowed or self.mode != "window":
+            return None
+        if is_levelled(node):
+            return line_buffer(node, self._input_lanes(g_in), 1, 0)
+        weight = node.params.get("weight")
+        if weight is not None and weight.encoding is None and not offchip and not is_xnor_layer(node):
+            return line_buffer(node, self._input_lanes(g_in), r, pixel_reads(node), lutram)
+        return line_buffer(node, self._input_lanes(g_in), 1, 0, lutram)
 
     def groups(self, folded: Mapping[str, int]) -> tuple[int, int]:
         """(G of its first input, G of its output) from the folded values' beats a pixel."""
@@ -1182,22 +1283,25 @@ def _output_row(node: Node, g_out: int, board: Board) -> Resources:
 class RowMemories:
     """conv_offchip_stream's working memories, as the Vitis emitter declares them: its line buffer (the
     window's span of input rows, W x C / L words of the conv's L lanes) and its output row (OW x OC
-    elements, ``out_words`` a word: the L_out banks one output beat reads, or URAM words)."""
+    elements, ``out_words`` a word: the L_out banks one output beat reads, or URAM words); ``lutram``: both
+    in LUT RAM (the fitting's choice)."""
 
     line_buffer_uram: bool
     out_words: int
     out_uram: bool
     cost: Resources
+    lutram: bool = False
 
 
 def direct_row_memories(
-    node: Node, lanes: int, g_out: int, board: Board, uram_rows: bool = False
+    node: Node, lanes: int, g_out: int, board: Board, uram_rows: bool = False, lutram_rows: bool = False
 ) -> RowMemories:
     """Where conv_offchip_stream's memories live (:func:`row_memory`); ``lanes``: its lanes, ``g_out``: its
     output's beats a pixel; ``uram_rows``: its line buffer in URAM whatever its share (the fitting's
-    choice when block RAM is over budget and URAM is not). The output row in URAM packs as many whole
-    elements into each 72-bit column of a word as fit (4 of 16 bits), since one element a cycle is written
-    and one beat read."""
+    choice when block RAM is over budget and URAM is not); ``lutram_rows``: both memories in LUT RAM (the
+    fitting's choice when block RAM is over budget and LUTs are not). The output row in URAM packs as many
+    whole elements into each 72-bit column of a word as fit (4 of 16 bits), since one element a cycle is
+    written and one beat read."""
     x, out = node.inputs[0], node.output
     kernel = node.params["weight"].shape[2:]
     span = (node.attrs.get("dilations") or [1])[0] * (kernel[0] - 1) + 1 if len(kernel) > 1 else 1
@@ -1206,6 +1310,11 @@ def direct_row_memories(
     if uram_rows and board.uram:
         rows_uram, rows = True, _uram_cost(words, lanes * _width(x.type.format))
     width, cells, out_lanes = _width(out.type.format), out.shape[-1] * out.shape[0], out.shape[0] // g_out
+    if lutram_rows:
+        banks_lut = _lutram_cost(math.ceil(cells / out_lanes), width) * out_lanes
+        return RowMemories(
+            False, out_lanes, False, _lutram_cost(words, lanes * _width(x.type.format)) + banks_lut, True
+        )
     banks = _output_row(node, g_out, board)
     packed = out_lanes * max(1, URAM_SHAPE[1] // width)
     out_uram, in_uram = row_memory(math.ceil(cells / packed), packed * width, board, banks)
@@ -1226,6 +1335,11 @@ def row_memory(
     if board.uram and block.bram18 and uram.uram * board.bram18 < block.bram18 * board.uram:
         return True, uram
     return False, block
+
+
+def _lutram_cost(depth: int, width: int) -> Resources:
+    """LUTs of a ``depth`` x ``width``-bit memory in LUT RAM: a LUT6 holds 64 x 1."""
+    return Resources(lut=width * math.ceil(depth / LUTRAM_DEPTH))
 
 
 def _uram_cost(depth: int, width: int) -> Resources:
@@ -1331,13 +1445,14 @@ def assemble(
     uram_rows: frozenset[str] = frozenset(),
     fifos: Sequence[Fifo] = (),
     spills: frozenset[str] = frozenset(),
+    lutram_rows: frozenset[str] = frozenset(),
 ) -> Estimate:
     """The whole design from its layer models at the given reuse factors and off-chip layers; ``groups``:
     the beats a pixel of the channel-folded values, by value name (:mod:`fpgac.analysis.lanes`); ``uram``:
     the layers whose weights are preloaded into UltraRAM; ``uram_rows``: the off-chip convs whose line
     buffers the fitting put in URAM; ``fifos``: a stream design's FIFOs
     (:func:`~fpgac.analysis.fifos.stream_fifos`), charged to their writers; ``spills``: the keys of those
-    in external memory."""
+    in external memory; ``lutram_rows``: the window layers whose line buffers the fitting put in LUT RAM."""
     if not models:
         raise EstimateError("estimate of an empty graph")
     board, io = models[0].board, models[0].io
@@ -1351,6 +1466,7 @@ def assemble(
             m.groups(groups or {}),
             m.name in uram,
             m.name in uram_rows,
+            m.name in lutram_rows,
         )
         for m in models
     )

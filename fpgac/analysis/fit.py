@@ -57,7 +57,7 @@ brings back into URAM (smallest first) the off-chip layers whose row buffers tak
 their weights' URAM saves.
 
 Spilled FIFOs
-=============
+======
 In io stream on a board with memory bandwidth (and weights not ``onchip``: then nothing goes to external
 memory), while the design at its most folding (weights where the off-chip choice puts them, values folded to a
 channel a beat) takes more block RAM than the budget, the fork FIFO that takes the most block RAM goes to
@@ -69,6 +69,13 @@ two (within the budget, then faster) is kept. Their traffic shares the bandwidth
 estimate's ``spill_bits``), which bounds the design's II from below as off-chip weights do. Block RAM a deep
 FIFO holds buys nothing but the lag between two branches, while a frame's skip is a few MB of
 memory traffic against GB/s, so FIFOs go before folding or weights pay for them.
+=======
+Line buffers in LUT RAM
+=======================
+A folded window layer's line buffer is a few deep memories, and an off-chip conv's row memories a few
+wide ones, which the estimate puts in block RAM. At each design whose block RAM is over budget, the
+fitting moves them into LUT RAM (a LUT per 64 bits), the most BRAM18 freed a LUT first, while block RAM
+is over and the LUTs fit (:func:`_lutram_line_buffers`).
 """
 
 from __future__ import annotations
@@ -133,6 +140,7 @@ class Fitting:
         note: one line when the design does not fit or misses ``target_fps``; else None.
         uram_rows: off-chip convs whose line buffers are in URAM (:func:`_uram_line_buffers`).
         spills: io stream: the fork FIFOs kept in external memory, by :attr:`~fpgac.analysis.fifos.Fifo.key`.
+        lutram_rows: window layers whose line buffers are in LUT RAM (:func:`_lutram_line_buffers`).
     """
 
     io: str
@@ -150,6 +158,7 @@ class Fitting:
     note: str | None
     uram_rows: frozenset[str] = frozenset()
     spills: frozenset[str] = frozenset()
+    lutram_rows: frozenset[str] = frozenset()
 
     @property
     def fits(self) -> bool:
@@ -176,6 +185,7 @@ class Fitting:
             "lanes": dict(sorted(self.lanes.items())),
             "uram_rows": sorted(self.uram_rows),
             "spills": sorted(self.spills),
+            "lutram_rows": sorted(self.lutram_rows),
             "note": self.note,
         }
 
@@ -293,14 +303,14 @@ def _fit_design(
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     bw = bandwidth_ii(models, offchip, board, spill_bits(fifos, spills))
-    cache: dict[tuple[str, int, tuple[int, int], bool], LayerEstimate] = {}
+    cache: dict[tuple[str, int, tuple[int, int], bool, bool], LayerEstimate] = {}
 
     def layer_at(
-        m: LayerModel, r: int, groups: tuple[int, int] = (1, 1), uram: bool = False
+        m: LayerModel, r: int, groups: tuple[int, int] = (1, 1), uram: bool = False, lutram: bool = False
     ) -> LayerEstimate:
-        key = (m.name, r, groups, uram)
+        key = (m.name, r, groups, uram, lutram)
         if key not in cache:
-            cache[key] = m.at(r, m.name in offchip, bw, groups, uram)
+            cache[key] = m.at(r, m.name in offchip, bw, groups, uram, lutram_rows=lutram)
         return cache[key]
 
     def groups_of(ii: int) -> dict[str, int]:
@@ -336,14 +346,33 @@ def _fit_design(
 
     limits = _vector(budget)
 
+    def total_at(
+        factors: Mapping[str, int], beats: Mapping[str, int], uram: frozenset[str], lutram: frozenset[str]
+    ) -> Resources:
+        at = [(m, factors[m.name], m.groups(beats), m.name in uram, m.name in lutram) for m in models]
+        layers = [layer_at(*args).resources for args in at]
+        return sum([*layers, *fifo_resources(fifos, beats, board, spills).values()], Resources())
+
+    def lutram_at(
+        factors: Mapping[str, int], beats: Mapping[str, int], uram: frozenset[str]
+    ) -> tuple[frozenset[str], Resources]:
+        """The line buffers moved to LUT RAM, and the design's total with them there."""
+        total = total_at(factors, beats, uram, frozenset())
+        if total.bram18 <= budget.bram18 or total.lut >= budget.lut:
+            return frozenset(), total
+
+        def moved(m: LayerModel) -> tuple[str, Resources, Resources]:
+            r, groups, preloaded = factors[m.name], m.groups(beats), m.name in uram
+            before, after = (layer_at(m, r, groups, preloaded, lutram) for lutram in (False, True))
+            return m.name, before.resources, after.resources
+
+        windows = [m for m in models if m.line_buffer(factors[m.name], m.groups(beats)[0], m.name in offchip)]
+        chosen = _lutram_line_buffers([moved(m) for m in windows], total, budget)
+        return chosen, total_at(factors, beats, uram, chosen) if chosen else total
+
     def over(ii: int) -> tuple[str, ...]:
         factors, beats = reuse_at(ii), groups_of(ii)
-        uram = uram_at(factors, beats)
-        total = [0] * len(RESOURCES)
-        layers = [layer_at(m, factors[m.name], m.groups(beats), m.name in uram).resources for m in models]
-        for res in [*layers, *fifo_resources(fifos, beats, board, spills).values()]:
-            for i, n in enumerate(_vector(res)):
-                total[i] += n
+        total = _vector(lutram_at(factors, beats, uram_at(factors, beats))[1])
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
@@ -375,10 +404,14 @@ def _fit_design(
         note += f"{best:,.1f} fps ({why})"
     factors, beats = reuse_at(ii), groups_of(ii)
     uram = uram_at(factors, beats)
-    uram_rows = _uram_line_buffers(models, factors, beats, offchip, bw, budget, uram, fifos, spills)
-    est = assemble(
-        models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos, spills=spills
+    lutram_rows = lutram_at(factors, beats, uram)[0]
+    uram_rows = _uram_line_buffers(
+        models, factors, beats, offchip, bw, budget, uram, fifos, spills, lutram_rows
     )
+    est = assemble(
+        models, factors, offchip, groups=beats, uram=uram, uram_rows=uram_rows, fifos=fifos,
+        spills=spills, lutram_rows=lutram_rows,
+    )  # fmt: skip
     within = all(getattr(est.total, k) <= getattr(budget, k) for k in RESOURCES)
     if not within:
         note = _no_fit(est, budget, util, stuck)
@@ -398,7 +431,28 @@ def _fit_design(
         note,
         uram_rows,
         spills,
+        lutram_rows,
     )
+
+
+def _lutram_line_buffers(
+    choices: Sequence[tuple[str, Resources, Resources]], total: Resources, budget: Resources
+) -> frozenset[str]:
+    """Window layers whose line buffers move to LUT RAM while the design's block RAM is over budget: the
+    most BRAM18 freed a LUT first, while the LUTs fit their budget. ``choices``: (layer, its resources,
+    its resources with its line buffer in LUT RAM); ``total``: the design's resources with none moved.
+    (The estimate maps a line buffer as any memory, in block RAM once it is deep: a folded layer's few
+    deep memories, which LUT RAM holds at a LUT per 64 bits, as well as LUTs have room.)"""
+    moves = [(name, before.bram18 - after.bram18, after.lut - before.lut) for name, before, after in choices]
+    moves = sorted((m for m in moves if m[1] > 0), key=lambda m: (-m[1] / max(m[2], 1), m[0]))
+    bram, lut, chosen = total.bram18, total.lut, set()
+    for name, freed, added in moves:
+        if bram <= budget.bram18:
+            break
+        if lut + added <= budget.lut:
+            chosen.add(name)
+            bram, lut = bram - freed, lut + added
+    return frozenset(chosen)
 
 
 def _uram_line_buffers(
@@ -411,16 +465,20 @@ def _uram_line_buffers(
     preloaded: frozenset[str] = frozenset(),
     fifos: Sequence[Fifo] = (),
     spills: frozenset[str] = frozenset(),
+    lutram: frozenset[str] = frozenset(),
 ) -> frozenset[str]:
     """Off-chip convs whose line buffers move to URAM when the design's block RAM is over budget and its
     URAM is not: the most BRAM18 freed a URAM first, while the URAM budget holds (what the weights
-    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too, ``spills`` off chip). (The
-    estimate puts a memory in URAM on its own only when that takes a smaller share of the board, which
-    leaves a wide line buffer, a few hundred words of L channels, in block RAM even while URAM sits idle.)"""
-    total = assemble(models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos, spills=spills).total
+    preloaded into URAM, ``preloaded``, leave of it; ``fifos`` are charged too, ``spills`` off chip; those
+    whose row memories are in LUT RAM, ``lutram``, stay there). (The estimate puts a memory in URAM on its
+    own only when that takes a smaller share of the board, which leaves a wide line buffer, a few hundred
+    words of L channels, in block RAM even while URAM sits idle.)"""
+    total = assemble(
+        models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos, spills=spills, lutram_rows=lutram
+    ).total
     bram, uram, moves = total.bram18, total.uram, []
     for m in models:
-        if m.name not in offchip or not m.direct_lanes(factors[m.name]):
+        if m.name not in offchip or m.name in lutram or not m.direct_lanes(factors[m.name]):
             continue
         at = (factors[m.name], True, bw, m.groups(beats))
         before, after = m.at(*at).resources, m.at(*at, uram_rows=True).resources

@@ -182,8 +182,9 @@ void gather_window(src_t src, int oh, int ow, in_t win[CFG::C * CFG::KH * CFG::K
 // conv: grouped 2-d cross-correlation with w [OC][C/G][KH][KW]; a 1-d convolution is the H = KH = OH = 1
 // case. A padding cell is 0 in the window, so its product adds exactly nothing to the exact accumulator.
 // One output pixel (all OC channels) per step: its products on MULTS multipliers over REUSE cycles.
-template <class CFG, bool SIGNS = false, class in_t, class out_t, class w_t, class b_t>
-void conv_pixel(const in_t win[CFG::C * CFG::KH * CFG::KW], const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW],
+// `win` is the window array, or a line buffer's window read where it lies (fpgac_stream.h's line_window).
+template <class CFG, bool SIGNS = false, class win_t, class out_t, class w_t, class b_t>
+void conv_pixel(const win_t& win, const w_t w[CFG::OC * CFG::CG * CFG::KH * CFG::KW],
                 const b_t b[CFG::BIAS_SIZE], out_t y[CFG::OC]) {
   FPGAC_LOOP(conv_channels)
   for (int oc = 0; oc < CFG::OC; oc++) {

@@ -187,13 +187,37 @@ void write_pixel(const pixel<T, C>& px, hls::stream<pixel<T, L> >& y) {
   }
 }
 
+// How a window layer reads its windows (fpgac.analysis.estimate.line_buffer decides, the generator passes
+// it on): copied into registers first (gather_window), or read where they lie in the line buffer
+// (line_window), each cell when a product uses it: no window registers, for a layer folded enough that
+// its line buffer's memories serve every product's read in the pixel's cycles.
+template <bool IN_PLACE>
+struct window_reads {};
+
+// The window of output pixel (oh, ow) in the line buffer: win[i] is gather_window's cell i (0 in the
+// padding), read from `rows` when it is used.
+template <class CFG, class in_t>
+struct line_window {
+  in_t (*rows)[CFG::W][CFG::C];
+  int oh, ow;
+
+  in_t operator[](int i) const {
+    const int taps = CFG::KH * CFG::KW;
+    const int ih = oh * CFG::SH - CFG::PH + ((i % taps) / CFG::KW) * CFG::DH;
+    const int iw = ow * CFG::SW - CFG::PW + (i % CFG::KW) * CFG::DW;
+    const bool inside = ih >= 0 && ih < CFG::H && iw >= 0 && iw < CFG::W;
+    return inside ? window_cell<CFG>(rows, i / taps, ih, iw) : in_t(0);
+  }
+};
+
 // Output row oh of a window layer from the line buffer, pixel by pixel, each pixel's MULTS products over
 // REUSE cycles. What a pixel computes is the layer's PIXEL::compute, a static function the generator writes
 // per layer (conv_pixel or a compressed conv's entry walk, over the
-// layer's own ROMs). A pixel leaves as OUT_C / LO beats of LO channels (channel-folded stream; one beat
-// when LO = OUT_C), so a pixel takes at least that many cycles.
+// layer's own ROMs), from the window gathered into registers (window_reads<false>) or read in place
+// (window_reads<true>: conv_pixel only, which reads no `valid`). A pixel leaves as OUT_C / LO beats of LO
+// channels (channel-folded stream; one beat when LO = OUT_C), so a pixel takes at least that many cycles.
 template <class CFG, class PIXEL, class in_t, class out_t, int LO>
-void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y) {
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y, window_reads<false>) {
   FPGAC_PRAGMA(HLS INLINE)
   const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
   (void)MULTS;  // read by the pragma only
@@ -210,10 +234,27 @@ void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO
   }
 }
 
+template <class CFG, class PIXEL, class in_t, class out_t, int LO>
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y, window_reads<true>) {
+  FPGAC_PRAGMA(HLS INLINE)
+  const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
+  (void)MULTS;  // read by the pragma only
+  FPGAC_LOOP(window_output_cols)
+  for (int ow = 0; ow < CFG::OW; ow++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=CFG::REUSE)
+    FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
+    const line_window<CFG, in_t> win = {rows, oh, ow};
+    pixel<out_t, CFG::OUT_C> out;
+    PIXEL::compute(win, (const bool*)0, oh, ow, out.data);
+    write_pixel(out, y);
+  }
+}
+
 // Output row oh of a layer whose weights live in external memory (`memory`, its m_axi port): the whole row
 // at once by PIXEL::row (conv_row_offchip in fpgac_offchip.h), so each weight read serves every pixel.
 template <class CFG, class PIXEL, class in_t, class out_t, int LO, class m_t>
-void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y, const m_t* memory) {
+void window_row(in_t rows[][CFG::W][CFG::C], int oh, hls::stream<pixel<out_t, LO> >& y, window_reads<false>,
+                const m_t* memory) {
   PIXEL::row(rows, oh, y, memory);
 }
 
@@ -232,23 +273,51 @@ void fill_row(hls::stream<pixel<in_t, LI> >& x, in_t rows[SPAN][CFG::W][CFG::C],
   }
 }
 
-// A sliding-window layer on a stream: store each input row in the line buffer (SPAN rows deep, the
-// window's height with dilation), then compute every output row that row completes (window_row).
-// `memory` is the layer's external-memory port (off-chip weights), none for constants on chip.
-template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO, class... M>
-void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, const M*... memory) {
+// A sliding-window layer on a stream: store each input row in the line buffer `rows` (SPAN = (KH - 1) *
+// DH + 1 rows, the window's height with dilation), then compute every output row that row completes
+// (window_row). The layer declares `rows` (static): each row is split over its channels into as few
+// memories as the window's reads in REUSE cycles allow, in block RAM or LUT RAM
+// (fpgac.analysis.estimate.line_buffer). `memory` is the layer's external-memory port (off-chip
+// weights), none for constants on chip.
+template <class CFG, class PIXEL, bool IN_PLACE, class in_t, class out_t, int LI, int LO, class... M>
+void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, in_t rows[][CFG::W][CFG::C],
+                   const M*... memory) {
   const int SPAN = (CFG::KH - 1) * CFG::DH + 1;
-  static in_t rows[SPAN][CFG::W][CFG::C];
-  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
-  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=3)
   FPGAC_LOOP(window_input_rows)
   for (int h = 0; h < CFG::H; h++) {
     fill_row<CFG, SPAN>(x, rows, h);
     FPGAC_LOOP(window_output_rows)
     for (int oh = 0; oh < CFG::OH; oh++) {
       if (last_row<CFG>(oh) != h) continue;
-      window_row<CFG, PIXEL>(rows, oh, y, memory...);
+      window_row<CFG, PIXEL>(rows, oh, y, window_reads<IN_PLACE>(), memory...);
     }
+  }
+}
+
+// A pointwise conv (1 x 1 kernel, no padding; any stride) on a stream needs no line buffer: each input
+// pixel's C / LI beats are stored in a pixel buffer `px` (the layer declares it, static: split over its
+// channels into memories, or registers), and each pixel the strides keep is computed from it where it
+// lies (px is the window conv_pixel reads) on MULTS multipliers, and leaves as OUT_C / LO beats.
+template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO>
+void pointwise_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, in_t px[CFG::C]) {
+  const int G = CFG::C / LI;
+  const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
+  (void)MULTS;  // read by the pragma only
+  FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
+  FPGAC_LOOP(pointwise_pixels)
+  for (int p = 0; p < CFG::H * CFG::W; p++) {
+    FPGAC_LOOP(pointwise_fill)
+    for (int g = 0; g < G; g++) {
+      FPGAC_PRAGMA(HLS PIPELINE II=1)
+      const pixel<in_t, LI> in = x.read();
+      FPGAC_LOOP(pointwise_fill_channels)
+      for (int c = 0; c < LI; c++) px[g * LI + c] = in.data[c];
+    }
+    const int h = p / CFG::W, w = p % CFG::W;
+    if (h % CFG::SH || w % CFG::SW || h / CFG::SH >= CFG::OH || w / CFG::SW >= CFG::OW) continue;
+    pixel<out_t, CFG::OUT_C> out;
+    PIXEL::compute(px, (const bool*)0, h / CFG::SH, w / CFG::SW, out.data);
+    write_pixel(out, y);
   }
 }
 

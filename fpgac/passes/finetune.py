@@ -301,8 +301,8 @@ class Finetune:
         same images again (Beyer et al., "a good teacher is patient and consistent"). The digits CNN at 0.2
         of its MACs fits its 1,297 training images within a few hundred epochs, and which of the held-out
         images it then gets right depends on the seed (96.4-97.6% over seeds 0-2); matching the teacher on
-        blends too (``mixup=0.5``, 400 epochs) it reached 97.2-97.8%. In 4-bit QAT it hurt (90.8% at ``mixup=0.5``): the
-        coarse student cannot follow the teacher's graded logits between two digits.
+        blends too (``mixup=0.5``, 400 epochs) it reached 97.2-97.8%. In 4-bit QAT it hurt (90.8% at
+        ``mixup=0.5``): the coarse student cannot follow the teacher's graded logits between two digits.
         """
         import torch
         import torch.nn.functional as F

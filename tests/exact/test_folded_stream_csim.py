@@ -121,6 +121,31 @@ def test_offchip_convs_reading_their_line_buffer_are_bit_exact(fold: str, tmp_pa
     assert not bad, bad
 
 
+@pytest.mark.slow
+def test_onchip_convs_reading_their_line_buffer_in_place_are_bit_exact(tmp_path: Path) -> None:
+    """On chip, folded far enough, a conv reads its windows where they lie in its line buffer (k3s2, no
+    window registers) or gathers them from a line buffer split into fewer memories than channels (k3g2),
+    and a 1 x 1 conv stores one pixel (pointwise_stream) in memories (k1) or registers (k1s2)."""
+    graph = _line_buffer_convs()
+    folds, _ = LINE_BUFFER_FOLDS["folded"]
+    lanes = {graph.node(n).output.name: k for n, k in folds.items()}
+    reuse = {"k3s2": 200, "k1": 100, "k3g2": 40, "k1s2": 1}
+    folder = _folder(graph, lanes, tmp_path / "in_place", reuse=reuse)
+    layers = (folder / "hls" / "firmware" / "layers.h").read_text()
+    declared = {  # each layer's line (or pixel) buffer split over its channels, and its kernel
+        "k3s2": ("rows cyclic factor=16 dim=3", "window_stream<k3s2_config, k3s2_pixel, true>"),
+        "k3g2": ("rows cyclic factor=8 dim=3", "window_stream<k3g2_config, k3g2_pixel, false>"),
+        "k1": ("px cyclic factor=8 dim=1", "pointwise_stream<k1_config, k1_pixel>"),
+        "k1s2": ("px cyclic factor=32 dim=1", "pointwise_stream<k1s2_config, k1s2_pixel>"),
+    }
+    for name, (split, kernel) in declared.items():
+        body = layers[layers.index(f"static void {name}(") :].split("\n}\n")[0]
+        assert f"ARRAY_PARTITION variable={split})" in body and f"fpgac::{kernel}(" in body, body
+    result = verify(str(folder), random_inputs(graph, 16, seed=3))
+    bad = [(d.layer, d.op, d.mismatches) for d in result.layers if d.mismatches]
+    assert not bad, bad
+
+
 def test_lanes_must_divide_the_channels(tmp_path: Path) -> None:
     graph = residual_cnn()
     with pytest.raises(VitisError, match="3 lanes do not divide its 8 channels"):

@@ -27,7 +27,9 @@ from fpgac.analysis.estimate import (
     estimate,
     fifo_resources,
     layer_models,
+    line_buffer,
     memory_cost,
+    pixel_reads,
     product_cost,
     reuse_factors,
     rom_depth,
@@ -414,11 +416,12 @@ def test_stream_convolutions_buffer_rows_per_channel() -> None:
     graph = cnn([1, 16, 16], size=32)
     conv1 = graph.node("conv1")
     width = conv1.inputs[0].type.format.width
-    # Two rows of 32 pixels (3x3 kernel), each channel its own memory 32 deep (fpgac_stream.h partitions
-    # rows and channels): 16 small LUT RAMs a row, no block RAM; weights are constants at R = 1.
+    # Three rows of 32 pixels (3x3 kernel: window_stream stores the window's span of rows), each channel
+    # its own memory 32 deep at R = 1 (the whole window is read every cycle): 16 small LUT RAMs a row, no
+    # block RAM; weights are constants at R = 1.
     est = layer(estimate(graph, ZCU104, "stream"), "conv1")
     assert est["bram18"] == 0
-    assert est["lut"] >= 2 * 16 * width
+    assert est["lut"] >= 3 * 16 * width
     assert layer(estimate(graph, ZCU104, "parallel"), "conv1")["bram18"] == 0  # input in registers
     # The dataflow pipeline waits for two rows and two pixels before conv1's first window.
     stream = estimate(graph, ZCU104, "stream")
@@ -593,3 +596,37 @@ def test_offchip_conv_reads_its_line_buffer_and_keeps_its_output_row_in_uram() -
             "fpgac::conv_offchip_stream<" in body and "ARRAY_RESHAPE variable=rows cyclic factor=32" in body
         )
         assert ("BIND_STORAGE variable=out type=ram_2p impl=uram" in body) == uram
+
+
+def test_folded_convs_read_their_line_buffer_in_place_from_fewer_memories() -> None:
+    """A conv's line buffer is split into as few memories as its reads in its cycles a pixel allow (at
+    least a beat's channels); folded far enough, its products read the line buffer in place (no window
+    registers); a 1 x 1 conv stores one pixel. The estimate charges what the emitter declares."""
+    graph = cnn([1, 16, 16], size=32)
+    conv1 = graph.node("conv1")
+    reads = pixel_reads(conv1)
+    assert reads == 16  # each cell a pixel, once for each of the 16 outputs
+    unfolded = line_buffer(conv1, 16, 1, reads)
+    assert (unfolded.rows, unfolded.width, unfolded.banks, unfolded.in_place) == (3, 32, 16, False)
+    gathered = line_buffer(conv1, 1, 12, reads)  # 3 x 16 reads of a channel's row > 12 cycles: registers
+    assert (gathered.banks, gathered.in_place) == (4, False)  # 16 / 4 channels x 3 cells <= 12
+    in_place = line_buffer(conv1, 2, 200, reads)
+    assert (in_place.banks, in_place.in_place) == (4, True)  # 16 / 4 channels x 3 cells x 16 reads <= 200
+    assert in_place.cost(ZCU104) == memory_cost(32 * 4, conv1.inputs[0].type.format.width, ZCU104) * 12
+
+    (model,) = [m for m in layer_models(graph, "stream", ZCU104) if m.name == "conv1"]
+    window_regs = 16 * 9 * conv1.inputs[0].type.format.width
+    fast, slow = model.at(12, groups=(16, 1)), model.at(200, groups=(8, 1))
+    assert fast.resources.ff >= window_regs > slow.resources.ff  # in place: no window registers
+
+    pointwise = Graph("pointwise")
+    x = pointwise.add_input("x", TensorType((16, 8, 8)))
+    w = np.random.default_rng(0).standard_normal((8, 16, 1, 1)).astype(np.float32)
+    attrs = {**CONV3, "pads": [0, 0, 0, 0]}
+    y = pointwise.add("conv", [x], name="pw", attrs=attrs, params={"weight": Param(w)}).output
+    pointwise.set_outputs([y])
+    pw = quantized(pointwise, (16, 8, 8)).node("pw")
+    pixel = line_buffer(pw, 4, 16, pixel_reads(pw))  # 16 / 8 channels x 8 reads <= 16 cycles
+    assert (pixel.rows, pixel.width, pixel.banks, pixel.pointwise) == (1, 1, 8, True)
+    registers = line_buffer(pw, 4, 1, pixel_reads(pw))
+    assert registers.banks == 16 and registers.cost(ZCU104).ff == 16 * pw.inputs[0].type.format.width

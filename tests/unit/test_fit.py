@@ -18,7 +18,7 @@ import pytest
 
 from fpgac.analysis.estimate import RESOURCES, Resources, assemble, estimate, layer_models
 from fpgac.analysis.fifos import stream_fifos
-from fpgac.analysis.fit import FitError, Fitting, _uram_line_buffers, fit
+from fpgac.analysis.fit import FitError, Fitting, _lutram_line_buffers, _uram_line_buffers, fit
 from fpgac.backends.vitis.emitter import design
 from fpgac.boards import BOARDS
 from fpgac.build import BuildOptions, compile_model
@@ -230,7 +230,7 @@ def test_line_buffers_move_to_uram_when_block_ram_is_over() -> None:
     """An off-chip 3x3 conv on 128 channels keeps its line buffer (3 rows of 28 x 128 int16, 336 words of
     32 channels) in 15 BRAM18 while that takes a smaller share of a zcu104 than its 8 URAMs would; when the
     design's block RAM is over budget and its URAM is not, the fitting moves it to URAM, and the HLS
-    declares it there."""
+    declares it there; in LUT RAM, its line buffer and output row take no block RAM."""
     rng = np.random.default_rng(0)
     graph = Graph("rows")
     x = graph.add_input("x", TensorType((128, 28, 28)))
@@ -248,6 +248,45 @@ def test_line_buffers_move_to_uram_when_block_ram_is_over() -> None:
         body = design(graph, "stream", {}, ZCU104, offchip, None, uram_rows=offchip if uram else frozenset())
         rows = "BIND_STORAGE variable=rows type=ram_2p impl=uram" in body["layers"][0]["body"]
         assert rows == uram
+    # In LUT RAM instead (the fitting's other choice, when LUTs have room): both row memories, no block RAM
+    lutram = assemble(models, factors, offchip, lutram_rows=offchip).total
+    assert (before.bram18, lutram.bram18, lutram.uram) == (15, 0, before.uram) and lutram.lut > before.lut
+    body = design(graph, "stream", {}, ZCU104, offchip, None, lutram_rows=offchip)["layers"][0]["body"]
+    assert all(f"BIND_STORAGE variable={v} type=ram_2p impl=lutram" in body for v in ("rows", "out"))
+
+
+def test_line_buffers_move_to_lutram_when_block_ram_is_over() -> None:
+    """A 3x3 conv on 64 channels, a channel a beat, folded to one product a cycle reads its line buffer in
+    place from one memory a row (3 rows of 32 x 64 cells: 2 BRAM18 each); when the design's block RAM is
+    over budget and its LUTs are not, the fitting moves it to LUT RAM (a LUT per 64 bits of each row), the
+    most BRAM18 freed a LUT first while the LUTs fit, and the HLS declares it there."""
+    rng = np.random.default_rng(0)
+    graph = Graph("rows")
+    x = graph.add_input("x", TensorType((64, 32, 32)))
+    params = {"weight": Param(rng.normal(0, 0.1, (64, 64, 3, 3)).astype(np.float32))}
+    head = graph.add("conv", [x], name="head", attrs=CONV3, params=params).output  # folded: a port is not
+    graph.set_outputs([graph.add("conv", [head], name="conv", attrs=CONV3, params=params).output])
+    graph = Quantize(precision=16, calib=(rng.normal(0, 1, (1, 64, 32, 32)).astype(np.float32),)).run(graph)
+    models = layer_models(graph, "stream", ZCU104)
+    factors, beats = {"head": 1, "conv": 64 * 64 * 9}, {head.name: 64}
+    line = models[1].line_buffer(factors["conv"], 64)
+    assert line is not None and (line.rows, line.banks, line.in_place, line.depth) == (3, 1, True, 2048)
+    before = assemble(models, factors, groups=beats).total
+    moved = assemble(models, factors, groups=beats, lutram_rows=frozenset({"conv"})).total
+    bits = head.type.format.width
+    assert (before.bram18 - moved.bram18, moved.lut - before.lut) == (6, 3 * bits * 2048 // 64)
+    choices = [("conv", before, moved), ("small", Resources(bram18=1), Resources(lut=10_000))]
+    for over, room, chosen in ((6, 10**6, {"conv"}), (7, 10**6, {"conv", "small"}), (6, 100, set())):
+        limits = Resources(
+            dsp=10**6, bram18=before.bram18 - over, uram=10**6, lut=before.lut + room, ff=10**7
+        )
+        assert _lutram_line_buffers(choices, before, limits) == chosen
+    for lutram in (False, True):
+        rows = frozenset({"conv"}) if lutram else frozenset()
+        body = design(graph, "stream", factors, ZCU104, lanes={head.name: 1}, lutram_rows=rows)["layers"][1][
+            "body"
+        ]
+        assert ("BIND_STORAGE variable=rows type=ram_2p impl=lutram" in body) == lutram
 
 
 def _residual(channels: int = 64, size: int = 64) -> Graph:

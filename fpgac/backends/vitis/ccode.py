@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fpgac.analysis.estimate import LineBuffer, line_buffer
 from fpgac.boards import Board
 from fpgac.errors import FpgacError
 from fpgac.ir.graph import Node
@@ -89,6 +90,8 @@ class Ctx:
     board: Board | None = None  # the target, where a layer's working memories depend on it
     uram_rows: bool = False  # an off-chip conv's line buffer in URAM (the fitting's choice)
     uram: bool = False  # the weight is preloaded from the weight image into UltraRAM (fpgac::preload)
+    in_groups: int = 1  # io_stream: beats a pixel of its first input (a window layer stores them)
+    lutram_rows: bool = False  # a window layer's line buffer in LUT RAM (the fitting's choice)
 
     @property
     def size(self) -> int:
@@ -222,12 +225,16 @@ def config(ctx: Ctx, values: dict[str, int], types: dict[str, str] | None = None
     return "\n".join(lines) + "\n};"
 
 
-def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "") -> None:
+def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "", reads: int = 0) -> None:
     """io_stream window layer: fpgac_stream.h's line-buffer kernel with this layer's per-pixel function.
 
     ``compute`` is the statement computing output pixel ``y`` from ``win``/``valid`` (and ``oh``, ``ow``).
     With ``memory`` (the layer's m_axi port: off-chip weights) it computes a whole output row ``oh`` from
-    the line buffer ``rows`` into stream ``y`` instead (see ``window_row`` in fpgac_stream.h).
+    the line buffer ``rows`` into stream ``y`` instead (see ``window_row`` in fpgac_stream.h). ``reads``:
+    conv_pixel's reads of each window cell a pixel (:func:`~fpgac.analysis.estimate.pixel_reads`), whose
+    line buffer is split by its reuse factor and may be read in place; 0 for any other computation. The
+    line buffer's banks and reads are the estimate's (:func:`~fpgac.analysis.estimate.line_buffer`); a
+    1 x 1 conv that reads in place stores a pixel instead of a row (pointwise_stream).
     """
     if memory:
         code.config += (
@@ -235,12 +242,31 @@ def window_stream(ctx: Ctx, code: LayerCode, compute: str, memory: str = "") -> 
             f"  static void row(rows_t rows, int oh, y_t& y, const m_t* {memory}) {{\n"
             f"    {compute}\n  }}\n}};"
         )
-        call = f"{ctx.ins[0]}, {ctx.out}, {memory}"
     else:
         code.config += (
-            f"\nstruct {ctx.name}_pixel {{\n  template <class in_t, class out_t>\n"
-            f"  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {{\n"
+            f"\nstruct {ctx.name}_pixel {{\n  template <class win_t, class out_t>\n"
+            f"  static void compute(const win_t& win, const bool valid[], int oh, int ow, out_t y[]) {{\n"
             f"    (void)valid, (void)oh, (void)ow;\n    {compute}\n  }}\n}};"
         )
-        call = f"{ctx.ins[0]}, {ctx.out}"
-    code.body += f"  fpgac::window_stream<{ctx.name}_config, {ctx.name}_pixel>({call});"
+    lanes = ctx.node.inputs[0].shape[0] // ctx.in_groups
+    line = line_buffer(ctx.node, lanes, ctx.reuse if reads else 1, reads, ctx.lutram_rows)
+    kernel, streams = f"{ctx.name}_config, {ctx.name}_pixel", f"{ctx.ins[0]}, {ctx.out}"
+    if line.pointwise:
+        code.body += _line_memory(ctx, line, "px", f"[{line.channels}]")
+        code.body += f"  fpgac::pointwise_stream<{kernel}>({streams}, px);"
+        return
+    code.body += _line_memory(ctx, line, "rows", f"[{line.rows}][{line.width}][{line.channels}]")
+    code.body += "  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)\n"
+    in_place = "true" if line.in_place else "false"
+    port = f", {memory}" if memory else ""
+    code.body += f"  fpgac::window_stream<{kernel}, {in_place}>({streams}, rows{port});"
+
+
+def _line_memory(ctx: Ctx, line: LineBuffer, name: str, dims: str) -> str:
+    """The declaration of a window layer's line buffer (or pixel buffer) ``name``, split over its channels
+    (its last dimension) into ``line.banks`` memories, in LUT RAM where the fitting put it."""
+    split = f"variable={name} cyclic factor={line.banks} dim={dims.count('[')}"
+    lines = [f"  static {ctx.in_types[0]} {name}{dims};", f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION {split})"]
+    if line.lutram and line.depth > 1:
+        lines.append(f"  FPGAC_PRAGMA(HLS BIND_STORAGE variable={name} type=ram_2p impl=lutram)")
+    return "\n".join(lines) + "\n"

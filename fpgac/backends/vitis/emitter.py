@@ -97,12 +97,13 @@ def design(
     uram: Set[str] = frozenset(),
     uram_rows: Set[str] = frozenset(),
     spills: frozenset[str] = frozenset(),
+    lutram_rows: Set[str] = frozenset(),
 ) -> dict[str, Any]:
     """Everything the templates need, as plain data (the name map, :func:`name_map`, is made from it).
 
     ``lanes`` maps the names of channel-folded stream values to the channels each beat carries; ``uram``
     names the layers whose weights are preloaded into UltraRAM; ``spills`` the fork FIFOs kept in
-    external memory (io stream)."""
+    external memory (io stream); ``lutram_rows`` the window layers whose line buffers are in LUT RAM."""
     if io not in IO_STYLES:
         raise VitisError(f"unknown io style {io!r}; use one of {list(IO_STYLES)}")
     stream = io == "stream"
@@ -146,7 +147,7 @@ def design(
         layer_reuse = (reuse or {}).get(node.name, 1)
         memories = (node.name in offchip, node.name in uram_rows)  # its weights off chip, rows in URAM
         ctx = _context(node, layer, args, ins, out, mode, layer_reuse, memories, lanes, board)
-        ctx = replace(ctx, uram=node.name in uram)
+        ctx = replace(ctx, uram=node.name in uram, lutram_rows=node.name in lutram_rows)
         code = emit_layer(ctx)
         memory = [code.external] if code.external else []
         external += memory
@@ -336,9 +337,10 @@ def _context(
     names = [a["name"] for a in args]
     stream = mode != "array"
     groups = vitis_stream.fold(node.output, lanes)[1] if stream else 1  # a window layer's output beats
+    in_groups = vitis_stream.fold(node.inputs[0], lanes)[1] if stream and node.inputs else 1
     out_name, elem = "y", "i"
     return Ctx(node, layer, names, in_types, in_fmts, out_name, out.type, out.fmt, reuse, None, groups, elem,
-               stream, offchip, board, uram_rows)  # fmt: skip
+               stream, offchip, board, uram_rows, in_groups=in_groups)  # fmt: skip
 
 
 def _check_pixel_lanes(node: Node, lanes: vitis_stream.Lanes | None) -> None:
@@ -391,6 +393,7 @@ def vitis_plan(
     uram: frozenset[str] = frozenset(),
     uram_rows: frozenset[str] = frozenset(),
     spills: frozenset[str] = frozenset(),
+    lutram_rows: frozenset[str] = frozenset(),
 ) -> BuildPlan:
     """The ``hls/`` project for ``graph`` on ``board`` (paths relative to ``hls/``).
 
@@ -399,11 +402,13 @@ def vitis_plan(
     reads them through m_axi ports (bundle ``gmem_w``) from the image written as ``weights.bin``
     (weight_image.py). The layers named in ``uram`` copy theirs from the same image into UltraRAM once, at
     start (``fpgac::preload``); the off-chip convs named in ``uram_rows`` keep their line buffers in URAM
-    (the fitting's choice); the fork FIFOs named in ``spills`` live in scratch memory the testbench
-    allocates (``fpgac_spill.h``).
+    and the window layers named in ``lutram_rows`` theirs in LUT RAM (the fitting's choices); the fork
+    FIFOs named in ``spills`` live in scratch memory the testbench allocates (``fpgac_spill.h``).
     """
     env = _templates()
-    data = design(graph, io, reuse, board, offchip, lanes, uram, uram_rows, spills)
+    data = design(
+        graph, io, reuse, board, offchip, lanes, uram, uram_rows, spills=spills, lutram_rows=lutram_rows
+    )
     common = {
         "version": __version__,
         "model": comment_text(model or graph.name),

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes
+from fpgac.analysis.estimate import direct_lanes, direct_row_memories, offchip_lanes, pixel_reads
 from fpgac.analysis.lanes import pixels_channels, stream_mode
 from fpgac.analysis.pool_scan import PoolScan
 from fpgac.backends.vitis.ccode import (
@@ -348,23 +348,31 @@ def _signs(ctx: Ctx) -> str:
 
 def _row_memories(ctx: Ctx, values: dict[str, int]) -> str:
     """conv_offchip_stream's line buffer and output row, declared where the estimate puts them
-    (:func:`~fpgac.analysis.estimate.direct_row_memories`; block RAM or LUT RAM as HLS maps them without a
-    board)."""
+    (:func:`~fpgac.analysis.estimate.direct_row_memories`: URAM or LUT RAM where the fitting put them, else
+    block RAM or LUT RAM as HLS maps them)."""
     lanes = _direct_lanes(ctx)
     span, out_lanes = (values["KH"] - 1) * values["DH"] + 1, values["OC"] // ctx.groups
-    where = direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board, ctx.uram_rows) if ctx.board else None
+    where = (
+        direct_row_memories(ctx.node, lanes, ctx.groups, ctx.board, ctx.uram_rows, ctx.lutram_rows)
+        if ctx.board
+        else None
+    )
     lines = [
         f"  static {ctx.in_types[0]} rows[{span}][{values['W']}][{values['C']}];",
         f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=rows cyclic factor={lanes} dim=3)",
     ]
     if where and where.line_buffer_uram:
         lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=rows type=ram_2p impl=uram)")
+    if where and where.lutram:
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=rows type=ram_2p impl=lutram)")
     lines.append(f"  static {ctx.out_type} out[{values['OW'] * values['OC']}];")
     if where and where.out_uram:
         lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=out cyclic factor={where.out_words})")
         lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=out type=ram_2p impl=uram)")
     else:
         lines.append(f"  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=out cyclic factor={out_lanes})")
+    if where and where.lutram:
+        lines.append("  FPGAC_PRAGMA(HLS BIND_STORAGE variable=out type=ram_2p impl=lutram)")
     return "\n".join(lines) + "\n"
 
 
@@ -424,9 +432,10 @@ def conv(ctx: Ctx, code: LayerCode) -> None:
             return
         if _xnor(ctx):  # padding cells are no taps: the kernel reads valid
             pixel = f"fpgac::conv_xnor_pixel<{ctx.name}_config>(win, valid, {weight}, {bias}, y);"
-        else:
-            pixel = f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);"
-        window_stream(ctx, code, pixel)
+            window_stream(ctx, code, pixel)
+            return
+        pixel = f"fpgac::conv_pixel<{_signs(ctx)}>(win, {weight}, {bias}, y);"
+        window_stream(ctx, code, pixel, reads=pixel_reads(ctx.node))  # may read its line buffer in place
         return
     conv2d = "conv2d_xnor" if _xnor(ctx) else "conv2d"
     code.body = f"  fpgac::{conv2d}<{_signs(ctx)}>({ctx.ins[0]}, {ctx.out}, {weight}, {bias});"

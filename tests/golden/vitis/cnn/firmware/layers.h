@@ -41,8 +41,8 @@ struct conv_config {
   typedef conv_bias_t bias_t;
 };
 struct conv_pixel {
-  template <class in_t, class out_t>
-  static void compute(const in_t win[], const bool valid[], int oh, int ow, out_t y[]) {
+  template <class win_t, class out_t>
+  static void compute(const win_t& win, const bool valid[], int oh, int ow, out_t y[]) {
     (void)valid, (void)oh, (void)ow;
     fpgac::conv_pixel<conv_config>(win, conv_weight, conv_bias, y);
   }
@@ -50,7 +50,10 @@ struct conv_pixel {
 static void conv(hls::stream<fpgac::pixel<image_t, 1> >& x0, hls::stream<fpgac::pixel<conv_out_t, 2> >& y) {
   FPGAC_PRAGMA(HLS ARRAY_RESHAPE variable=conv_weight cyclic factor=5)
   FPGAC_PRAGMA(HLS BIND_STORAGE variable=conv_weight type=rom_1p impl=lutram)
-  fpgac::window_stream<conv_config, conv_pixel>(x0, y);
+  static image_t rows[3][6][1];
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows cyclic factor=1 dim=3)
+  FPGAC_PRAGMA(HLS ARRAY_PARTITION variable=rows complete dim=1)
+  fpgac::window_stream<conv_config, conv_pixel, false>(x0, y, rows);
 }
 
 // relu: relu "relu", output (2, 6, 6) ap_ufixed<9,2,AP_RND,AP_SAT>
