@@ -9,7 +9,8 @@ callers hold, as a :class:`~fpgac.ir.types.TensorType` layout does (``(1, 2, 0)`
 input: NHWC arrays).
 
 Whatever takes the user's data (the interpreter and the simulator through ``bind_inputs``, calibration,
-the testbench's data, ``fpgac verify``'s random samples, the array files of ``fpgac sim``) asks this
+the testbench's data, ``fpgac verify``'s random samples, the array files of ``fpgac sim``, fine-tuning's
+data and its torch module) asks this
 module for the shape to expect and converts here, so every one of them takes the arrays onnxruntime takes.
 """
 
@@ -32,12 +33,22 @@ def array_shape(graph: Graph, value: Value) -> tuple[int, ...]:
     return tuple(value.shape[a] for a in input_layout(graph, value))
 
 
-def to_logical(graph: Graph, value: Value, array: np.ndarray) -> np.ndarray:
-    """A batch ``(N, *array_shape)`` of graph input ``value`` as ``(N, *value.shape)`` (a view)."""
+def logical_axes(graph: Graph, value: Value) -> tuple[int, ...] | None:
+    """The axes of a batch ``(N, *array_shape)`` of graph input ``value`` in the value's logical order,
+    the batch first (the permutation that makes it ``(N, *value.shape)``); None when no layout is declared.
+
+    numpy arrays (:func:`to_logical`) and torch tensors (the fine-tuning module) alike transpose by it.
+    """
     layout = graph.input_layouts.get(value.name)
     if layout is None:
-        return array
-    return array.transpose(0, *(int(a) + 1 for a in np.argsort(layout)))
+        return None
+    return (0, *(int(a) + 1 for a in np.argsort(layout)))
+
+
+def to_logical(graph: Graph, value: Value, array: np.ndarray) -> np.ndarray:
+    """A batch ``(N, *array_shape)`` of graph input ``value`` as ``(N, *value.shape)`` (a view)."""
+    axes = logical_axes(graph, value)
+    return array if axes is None else array.transpose(axes)
 
 
 def layout_name(graph: Graph, value: Value) -> str:
