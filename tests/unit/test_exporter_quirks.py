@@ -208,7 +208,7 @@ def test_channels_last_output_is_the_graph_boundary_not_a_transpose(tmp_path: Pa
     """The output's Transpose back to NHWC is no layer either: the graph gives the channels-first value
     and declares that its arrays are NHWC; the interpreter gives the arrays onnxruntime gives, and a
     saved graph keeps the layout."""
-    from fpgac.ir import load_graph, print_graph, save_graph
+    from fpgac.ir import load_graph, print_graph, save_graph, verify
     from fpgac.ir.boundary import output_array_shape, output_layout_name
 
     path = tf2onnx_feature_map(tmp_path / "feature_map.onnx")
@@ -222,6 +222,9 @@ def test_channels_last_output_is_the_graph_boundary_not_a_transpose(tmp_path: Pa
     save_graph(graph, tmp_path / "saved")
     loaded = load_graph(tmp_path / "saved")
     assert loaded.output_layouts == graph.output_layouts and print_graph(loaded) == print_graph(graph)
+    graph.output_layouts[0] = (0, 0, 1)
+    with pytest.raises(FpgacError, match=r"graph output 0: layout \[0, 0, 1\] is not a permutation"):
+        verify(graph)
 
 
 def test_channels_last_global_pooling_reduces_the_channels_first_value(tmp_path: Path) -> None:
