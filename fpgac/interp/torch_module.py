@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d
-from fpgac.ir.boundary import array_shape, logical_axes
+from fpgac.ir.boundary import array_shape, logical_axes, output_axes
 from fpgac.ir.fixed import kept_range
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.ir.levels import LEVEL_BIAS, check_level, node_rank
@@ -274,8 +274,8 @@ class GraphModule(nn.Module):
 
     ``forward(*inputs)`` takes one ``(batch, *shape)`` tensor per graph input (any real dtype), in the
     callers' layout of the input as ``run_float`` and ``run_fixed`` take it (:mod:`fpgac.ir.boundary`:
-    NHWC for a tf2onnx or Keras image model), and returns the graph outputs as a list: float32 in float
-    mode, float64 real values in fixed mode.
+    NHWC for a tf2onnx or Keras image model), and returns the graph outputs as a list, in the callers'
+    layout of each likewise: float32 in float mode, float64 real values in fixed mode.
     """
 
     def __init__(self, graph: Graph, mode: Mode = "float") -> None:
@@ -445,7 +445,11 @@ class GraphModule(nn.Module):
                 env[id(node.output)] = self._float(i, node, args)
             else:
                 env[id(node.output)] = self._fixed(i, node, args, where)
-        return [env[id(v)] for v in graph.outputs]
+        outputs = []
+        for index, value in enumerate(graph.outputs):
+            order = output_axes(graph, index)
+            outputs.append(env[id(value)] if order is None else env[id(value)].permute(*order))
+        return outputs
 
     # -- float mode ----------------------------------------------------------------------------------------
 

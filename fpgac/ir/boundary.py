@@ -73,10 +73,17 @@ def output_array_shape(graph: Graph, index: int) -> tuple[int, ...]:
     return tuple(graph.outputs[index].shape[a] for a in output_layout(graph, index))
 
 
+def output_axes(graph: Graph, index: int) -> tuple[int, ...] | None:
+    """The axes of a batch ``(N, *value.shape)`` of graph output ``index`` in the callers' order, the
+    batch first; None when no layout is declared (numpy arrays and torch tensors transpose by it)."""
+    layout = graph.output_layouts.get(index)
+    return None if layout is None else (0, *(a + 1 for a in layout))
+
+
 def output_to_callers(graph: Graph, index: int, array: np.ndarray) -> np.ndarray:
     """A batch ``(N, *value.shape)`` of graph output ``index`` in the callers' layout (a view)."""
-    layout = graph.output_layouts.get(index)
-    return array if layout is None else array.transpose(0, *(a + 1 for a in layout))
+    axes = output_axes(graph, index)
+    return array if axes is None else array.transpose(axes)
 
 
 def output_to_logical(graph: Graph, index: int, array: np.ndarray) -> np.ndarray:
