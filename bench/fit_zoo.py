@@ -30,6 +30,7 @@ from fpgac.boards import BOARDS, Board, get_board
 from fpgac.build import BuildOptions, compile_model, load_model
 from fpgac.errors import FpgacError
 from fpgac.ir import Graph
+from fpgac.ir.boundary import array_shape
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 MODELS = (
@@ -59,7 +60,8 @@ def _onnx_file(name: str, folder: Path) -> Path:
 
 def _quantized(name: str, folder: Path) -> Graph:
     model = _onnx_file(name, folder)
-    shape = load_model(model).inputs[0].shape  # without the batch axis
+    graph = load_model(model)
+    shape = array_shape(graph, graph.inputs[0])  # without the batch axis, in the callers' layout (NHWC)
     calib = folder / f"{name}_calib.npy"
     np.save(calib, np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32))
     return compile_model(model, BuildOptions(calib=calib, backend="none", reuse=1)).graph

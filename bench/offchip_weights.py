@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.*: the
 
 from fpgac.backends.vitis.weight_image import WEIGHTS_FILE
 from fpgac.build import BuildOptions, build, load_model
+from fpgac.ir.boundary import array_shape
 from tests.numerics.test_onnx_zoo import DATA, LIGHT, randomize_weights
 
 
@@ -35,7 +36,8 @@ def main(name: str) -> None:
         root = Path(tmp)
         model = randomize_weights(onnx.load(DATA / "light" / LIGHT[name]))
         onnx.save(model, root / "model.onnx")
-        shape = load_model(root / "model.onnx").inputs[0].shape  # per sample
+        graph = load_model(root / "model.onnx")
+        shape = array_shape(graph, graph.inputs[0])  # per sample, in the callers' layout (NHWC)
         calib = np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
         np.save(root / "calib.npy", calib)
         print(f"| {name} | build s | hls/ MB | weights/*.h MB | {WEIGHTS_FILE} MB | folder MB |")

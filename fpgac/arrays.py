@@ -2,8 +2,8 @@
 
 A single-input model takes a ``.npy``; a model with several inputs takes a
 ``.npz`` keyed by input name. Outputs are written the same way. Arrays are
-batch-first in the model's own layout (NCHW for a PyTorch export, NHWC for a tf2onnx or Keras one:
-:mod:`fpgac.ir.boundary`).
+batch-first in the model's own layout (NCHW for a PyTorch export, NHWC for a tf2onnx or Keras one, the
+inputs and the feature-map outputs alike: :mod:`fpgac.ir.boundary`).
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool)
     table.add_row("", "total", "", "", f"{total_params:,}", f"{total_macs:,}")
     _console().print(table)
     from fpgac.arrays import output_names
-    from fpgac.ir.boundary import array_shape, layout_name
+    from fpgac.ir.boundary import array_shape, layout_name, output_array_shape, output_layout_name
 
     ins = ", ".join(
         f"{v.name} (N, {', '.join(map(str, array_shape(graph, v)))})"
@@ -143,8 +143,9 @@ def inspect(model: Path, show_ir: bool, keras_weights: Path | None, check: bool)
     )
 
     outs = ", ".join(
-        f"{name} (N, {', '.join(map(str, v.shape))})"
-        for name, v in zip(output_names(graph), graph.outputs, strict=True)
+        f"{name} (N, {', '.join(map(str, output_array_shape(graph, i)))})"
+        + (f" {output_layout_name(graph, i)}" if i in graph.output_layouts else "")
+        for i, name in enumerate(output_names(graph))
     )
     _console().print(f"inputs: {ins}\noutputs: {outs}", highlight=False)
 

@@ -22,7 +22,7 @@ from fpgac.analysis.ood_report import ood_markdown
 from fpgac.analysis.rounding_points import rounding_points_markdown
 from fpgac.boards import Board
 from fpgac.ir.bipolar import is_xnor_layer
-from fpgac.ir.boundary import array_shape, layout_name
+from fpgac.ir.boundary import array_shape, layout_name, output_array_shape, output_layout_name
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param, Value
 
@@ -98,7 +98,7 @@ def build_report(graph: Graph, *, model: str, board: Board, options: dict[str, A
         "weight_bits": sum(layer["weight_bits"] for layer in layers),
         "float32_bits": 32 * sum(p.data.size for n in graph.nodes for p in n.params.values()),
         "inputs": {v.name: _input(graph, v) for v in graph.inputs},
-        "outputs": {v.name: {"shape": list(v.shape), "format": str(v.type.format)} for v in graph.outputs},
+        "outputs": {v.name: _output(graph, i) for i, v in enumerate(graph.outputs)},
         "options": options,
         "layers": layers,
         "compression": graph.metadata.get("compression", []),
@@ -118,6 +118,18 @@ def _input(graph: Graph, value: Value) -> dict[str, Any]:
     }
 
 
+def _output(graph: Graph, index: int) -> dict[str, Any]:
+    """A graph output's shape and format, and the layout of the arrays it gives (``NHWC`` for a tf2onnx
+    feature map, whose transpose back to channels last the build absorbed: fpgac.ir.boundary)."""
+    value = graph.outputs[index]
+    return {
+        "shape": list(value.shape),
+        "format": str(value.type.format),
+        "layout": output_layout_name(graph, index),
+        "array_shape": ["N", *output_array_shape(graph, index)],
+    }
+
+
 def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2, sort_keys=False) + "\n"
 
@@ -134,6 +146,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- weight storage: {report['weight_bits']:,} bits ({ratio:.2f}x smaller than float32)",
         f"- options: `{json.dumps(report['options'], sort_keys=True)}`",
         *_inputs_markdown(report["inputs"]),
+        *_outputs_markdown(report["outputs"]),
         *_passes_markdown(report.get("compression", [])),
         "",
         "| # | layer | op | output | MACs | params | weights | output format | accumulator |",
@@ -214,6 +227,15 @@ def _inputs_markdown(inputs: dict[str, dict[str, Any]]) -> list[str]:
         f"- input `{name}`: ({', '.join(map(str, entry['array_shape']))}), input layout {entry['layout']}, "
         f"`{entry['format']}`"
         for name, entry in inputs.items()
+    ]
+
+
+def _outputs_markdown(outputs: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per output: the arrays it gives, in which layout, and its format."""
+    return [
+        f"- output `{name}`: ({', '.join(map(str, entry['array_shape']))}), output layout {entry['layout']}, "
+        f"`{entry['format']}`"
+        for name, entry in outputs.items()
     ]
 
 

@@ -3,10 +3,10 @@
 Keras is channels-last; the IR's shapes are ONNX's, channels first. Every Keras tensor of rank 2 or more
 (``(steps, C)``, ``(H, W, C)``) is held as the IR value ``(C, steps)`` / ``(C, H, W)``: the model input
 is transposed once at the start (absorbed into the graph's boundary: its arrays stay channels-last,
-:mod:`fpgac.ir.boundary`), and a ``Flatten``, ``Reshape`` or model output transposes back to
-Keras's order first, so every element lands where Keras puts it (a ``Flatten`` into a ``Dense`` permutes
-the dense weights instead). Weights are transposed to the IR's
-layouts (dense ``(out, in)``, conv ``(out, in / groups, *kernel)``).
+:mod:`fpgac.ir.boundary`), and a ``Flatten``, ``Reshape`` or model output transposes back to Keras's
+order first, so every element lands where Keras puts it (a ``Flatten`` into a ``Dense`` permutes the
+dense weights instead; a model output's transpose is the boundary too). Weights are transposed to the
+IR's layouts (dense ``(out, in)``, conv ``(out, in / groups, *kernel)``).
 
 QKeras's quantizers become formats (:mod:`fpgac.frontend.keras_quantizers`): a weight quantizer is the
 format of the param (``quantize`` keeps it), an activation quantizer the format of the value it
@@ -36,7 +36,11 @@ from fpgac.frontend.keras_quantizers import (
     quantize_weight,
     tanh_format,
 )
-from fpgac.frontend.layouts import absorb_flatten_transposes, absorb_input_transposes
+from fpgac.frontend.layouts import (
+    absorb_flatten_transposes,
+    absorb_input_transposes,
+    absorb_output_transposes,
+)
 from fpgac.ir import Graph, Param, TensorType, Value, verify
 from fpgac.ir.boundary import array_shape
 from fpgac.ir.opdef import ShapeError
@@ -121,6 +125,7 @@ class _Lowering:
             outputs.append(value)
         self.graph.set_outputs(outputs)
         absorb_input_transposes(self.graph)
+        absorb_output_transposes(self.graph)
         absorb_flatten_transposes(self.graph)
         self.graph.metadata = {
             "source": self.label,

@@ -4,7 +4,8 @@ Keras and tf2onnx compute in channels-last order, so a channels-first design mee
 channels first right after each channels-last input, and one to channels last right before each
 ``Flatten -> Dense`` or global pooling (a ``ReduceMean`` over the channels-last spatial axes). Each
 gathers the whole tensor in io stream. The first is absorbed into the graph's boundary: the input becomes
-the channels-first value and the callers' arrays keep their layout (:mod:`fpgac.ir.boundary`). The second
+the channels-first value and the callers' arrays keep their layout (:mod:`fpgac.ir.boundary`); so is a
+transpose back to channels last that is a graph output (the graph gives the channels-first value). The second
 into the dense layer: permuting its weight columns computes the same outputs (the dense layer sums the
 same products). The third into the reduction: reducing the channels-first value over the same axes gives
 the same values in the same order. Exporters that keep the per-layer transposes (keras2onnx, tf2onnx
@@ -41,6 +42,22 @@ def absorb_input_transposes(graph: Graph) -> None:
         for node in readers:
             graph.bypass(node, value)
         graph.input_layouts[value.name] = tuple(int(a) for a in np.argsort(perm))
+
+
+def absorb_output_transposes(graph: Graph) -> None:
+    """A graph output that is a transpose (read by nothing else) of a value that is no graph input or
+    output becomes that value: the graph gives it in its logical order and records in
+    ``graph.output_layouts`` that the callers' arrays are in the transpose's order (tf2onnx's transpose
+    of a feature map back to channels last as its last step)."""
+    for index, value in enumerate(graph.outputs):
+        node = value.producer
+        if node is None or node.op != "transpose" or value.uses or graph.outputs.count(value) > 1:
+            continue
+        source = node.inputs[0]
+        if source in graph.inputs or source in graph.outputs or index in graph.output_layouts:
+            continue
+        graph.bypass(node, source)
+        graph.output_layouts[index] = tuple(int(a) for a in node.attrs["perm"])
 
 
 def _transpose_before_unit_reshape(graph: Graph, reshape: Node) -> None:

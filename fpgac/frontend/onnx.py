@@ -33,6 +33,7 @@ from fpgac.frontend.folding import fold
 from fpgac.frontend.layouts import (
     absorb_flatten_transposes,
     absorb_input_transposes,
+    absorb_output_transposes,
     absorb_reduce_transposes,
     sink_transposes,
 )
@@ -310,6 +311,7 @@ class _Lowering:
         absorb_input_transposes(self.graph)  # tf2onnx's NHWC input's transpose to channels first
         absorb_flatten_transposes(self.graph)  # tf2onnx's NHWC transpose before Flatten -> MatMul
         absorb_reduce_transposes(self.graph)  # and before global pooling
+        absorb_output_transposes(self.graph)  # a feature map's transpose back to NHWC as an output
         if any(self._where(i, n)[1] in QONNX_FOLDERS for i, n in enumerate(self.onnx_graph.node)):
             pin_weight_grids(self.graph, self.label)
         self.graph.metadata = {

@@ -27,7 +27,7 @@ import numpy as np
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import FLOAT_OPS
 from fpgac.ir import fixed
-from fpgac.ir.boundary import array_shape, to_logical
+from fpgac.ir.boundary import array_shape, output_to_callers, to_logical
 from fpgac.ir.graph import Graph, Node, Value
 from fpgac.ir.types import Fixed
 
@@ -69,8 +69,9 @@ def run_float(
             output) and its array as soon as it is computed.
 
     Returns:
-        The graph outputs in order, each ``(batch, *shape)`` float32; or, with
-        ``trace``, a dict of all values by value name.
+        The graph outputs in order, each ``(batch, *shape)`` float32 in the callers' layout of the
+        output (:mod:`fpgac.ir.boundary`); or, with ``trace``, a dict of all values by value name, each
+        in its logical order.
 
     Raises:
         SimulationError: the inputs do not match the graph, or a node failed
@@ -103,7 +104,7 @@ def run_float(
                 del env[id(value)]
     if trace:
         return traced
-    return [_lookup(env, v, None) for v in graph.outputs]
+    return [output_to_callers(graph, i, _lookup(env, v, None)) for i, v in enumerate(graph.outputs)]
 
 
 def declared_formats(graph: Graph) -> bool:

@@ -27,6 +27,7 @@ from fpgac.interp.heap import kept_heap
 from fpgac.interp.hls4ml_kernels import HLS4ML_OPS
 from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
 from fpgac.ir import fixed
+from fpgac.ir.boundary import output_to_callers
 from fpgac.ir.graph import Graph, Node
 from fpgac.ir.levels import at_level
 from fpgac.ir.types import Fixed
@@ -172,7 +173,8 @@ def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool) -> BitsimRes
             remaining[id(value)] -= 1
             if remaining[id(value)] <= 0 and id(value) not in keep:
                 env.pop(id(value), None)
-    mantissas = [int_mantissas(env[id(v)]) for v in graph.outputs]
+    # In the callers' layout of each output (fpgac.ir.boundary); the trace keeps the logical order.
+    mantissas = [output_to_callers(graph, i, int_mantissas(env[id(v)])) for i, v in enumerate(graph.outputs)]
     outputs = [
         fixed.to_float(m, _format(v.type.format, f"output {v.name!r}"))
         for m, v in zip(mantissas, graph.outputs, strict=True)

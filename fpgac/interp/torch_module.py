@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from fpgac.errors import FpgacError
 from fpgac.interp.float_kernels import divisor_1d
+from fpgac.ir.boundary import array_shape, logical_axes, output_axes
 from fpgac.ir.fixed import kept_range
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.ir.levels import LEVEL_BIAS, check_level, node_rank
@@ -271,8 +272,10 @@ _FIXED_OPS = _FLOAT_OPS - {"div"}
 class GraphModule(nn.Module):
     """``graph`` as a torch module; see the module docstring for the two modes.
 
-    ``forward(*inputs)`` takes one ``(batch, *shape)`` tensor per graph input (any real dtype) and returns
-    the graph outputs as a list: float32 in float mode, float64 real values in fixed mode.
+    ``forward(*inputs)`` takes one ``(batch, *shape)`` tensor per graph input (any real dtype), in the
+    callers' layout of the input as ``run_float`` and ``run_fixed`` take it (:mod:`fpgac.ir.boundary`:
+    NHWC for a tf2onnx or Keras image model), and returns the graph outputs as a list, in the callers'
+    layout of each likewise: float32 in float mode, float64 real values in fixed mode.
     """
 
     def __init__(self, graph: Graph, mode: Mode = "float") -> None:
@@ -420,10 +423,14 @@ class GraphModule(nn.Module):
             raise TorchBridgeError(f"the graph takes {len(graph.inputs)} input(s), got {len(inputs)}")
         env: dict[int, Tensor] = {}
         for value, x in zip(graph.inputs, inputs, strict=True):
-            if tuple(x.shape[1:]) != value.shape:
+            expected = array_shape(graph, value)
+            if tuple(x.shape[1:]) != expected:
                 raise TorchBridgeError(
-                    f"input {value.name!r} has shape {tuple(x.shape)}, the graph takes {value.shape}"
+                    f"input {value.name!r} has shape {tuple(x.shape)}, the graph takes {expected}"
                 )
+            axes = logical_axes(graph, value)
+            if axes is not None:
+                x = x.permute(*axes)
             if self.mode == "float":
                 env[id(value)] = x.to(torch.float32)
             else:
@@ -438,7 +445,11 @@ class GraphModule(nn.Module):
                 env[id(node.output)] = self._float(i, node, args)
             else:
                 env[id(node.output)] = self._fixed(i, node, args, where)
-        return [env[id(v)] for v in graph.outputs]
+        outputs = []
+        for index, value in enumerate(graph.outputs):
+            order = output_axes(graph, index)
+            outputs.append(env[id(value)] if order is None else env[id(value)].permute(*order))
+        return outputs
 
     # -- float mode ----------------------------------------------------------------------------------------
 

@@ -176,6 +176,9 @@ class Graph:
         # Per graph input (by name) whose callers' arrays are not in the value's logical axis order: the
         # order of its logical axes in them (fpgac.ir.boundary).
         self.input_layouts: dict[str, tuple[int, ...]] = {}
+        # Per graph output position likewise (fpgac.ir.boundary): by position, as a rewrite that replaces
+        # an output value keeps its place.
+        self.output_layouts: dict[int, tuple[int, ...]] = {}
 
     # -- naming -----------------------------------------------------------------------------
     def unique_value_name(self, base: str) -> str:
@@ -300,6 +303,7 @@ class Graph:
         copy = Graph(self.name)
         copy.metadata = deepcopy(self.metadata)  # passes append to lists in it
         copy.input_layouts = dict(self.input_layouts)
+        copy.output_layouts = dict(self.output_layouts)
         mapping: dict[int, Value] = {}
         for value in self.inputs:
             new = Value(value.name, value.type)
@@ -347,7 +351,7 @@ def graphs_equal(a: Graph, b: Graph) -> bool:
         return False
     if any(x.name != y.name or x.type != y.type for x, y in zip(a.inputs, b.inputs, strict=True)):
         return False
-    if a.input_layouts != b.input_layouts:
+    if a.input_layouts != b.input_layouts or a.output_layouts != b.output_layouts:
         return False
     for x, y in zip(a.nodes, b.nodes, strict=True):
         if (x.op, x.name, x.attrs) != (y.op, y.name, y.attrs):

@@ -10,7 +10,8 @@ One line per node, readable in a diff, in the spirit of MLIR's generic form::
     output %conv1
 
 (the node line is one line in the file). An input whose callers' arrays are in another axis order
-(:mod:`fpgac.ir.boundary`) says which: ``input %x : f32[3,28,28] arrays [1,2,0]`` takes NHWC. Names
+(:mod:`fpgac.ir.boundary`) says which: ``input %x : f32[3,28,28] arrays [1,2,0]`` takes NHWC, and an
+output so: ``output %y arrays [1,2,0]``. Names
 that are not plain identifiers are written as JSON strings (``%"a b"``). Attributes are JSON with
 sorted keys, so floats round-trip exactly. Param *data* is not text: ``parse`` takes it from a
 mapping ``{(node name, param name): array}``, which ``serialize`` stores in a
@@ -46,15 +47,20 @@ def _attrs(attrs: Mapping[str, Any]) -> str:
     return json.dumps(attrs, sort_keys=True, separators=(",", ":"), allow_nan=True, default=str)
 
 
+def _arrays(layout: tuple[int, ...] | None) -> str:
+    """An input's or output's callers' layout, when it has one (:mod:`fpgac.ir.boundary`)."""
+    return "" if layout is None else f" arrays {json.dumps(list(layout), separators=(',', ':'))}"
+
+
 def print_graph(graph: Graph) -> str:
     """The text form of ``graph`` (params as shapes and formats, not data)."""
     lines = [HEADER, f"graph {json.dumps(graph.name)}"]
     if graph.metadata:
         lines.append(f"meta {_attrs(graph.metadata)}")
     for value in graph.inputs:
-        layout = graph.input_layouts.get(value.name)
-        arrays = f" arrays {json.dumps(list(layout), separators=(',', ':'))}" if layout is not None else ""
-        lines.append(f"input %{_name(value.name)} : {value.type}{arrays}")
+        lines.append(
+            f"input %{_name(value.name)} : {value.type}{_arrays(graph.input_layouts.get(value.name))}"
+        )
     for node in graph.nodes:
         outs = ", ".join(f"%{_name(v.name)}" for v in node.outputs)
         ins = ", ".join(f"%{_name(v.name)}" for v in node.inputs)
@@ -68,7 +74,9 @@ def print_graph(graph: Graph) -> str:
         if node.params:
             line += f" [{params}]"
         lines.append(f"{line} : {types}")
-    lines.extend(f"output %{_name(v.name)}" for v in graph.outputs)
+    lines.extend(
+        f"output %{_name(v.name)}{_arrays(graph.output_layouts.get(i))}" for i, v in enumerate(graph.outputs)
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -171,6 +179,9 @@ def parse_graph(text: str, param_data: Mapping[tuple[str, str], np.ndarray] | No
             name = cur.name("%")
             if name not in values:
                 raise cur.error(f"output {name!r} is not defined")
+            if cur.peek("arrays"):
+                cur.expect("arrays")
+                graph.output_layouts[len(graph.outputs)] = tuple(int(a) for a in cur.json_value())
             graph.set_outputs([*graph.outputs, values[name]])
         else:
             _parse_node(cur, graph, values, param_data)

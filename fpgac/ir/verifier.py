@@ -75,6 +75,14 @@ def _check_input_layouts(graph: Graph) -> None:
             raise VerificationError(
                 f"graph input {name!r}: layout {list(layout)} is not a permutation of its {ranks[name]} axes"
             )
+    for index, layout in graph.output_layouts.items():
+        if not 0 <= index < len(graph.outputs):
+            raise VerificationError(f"output layout {list(layout)} is for output {index}, which is not one")
+        rank = len(graph.outputs[index].shape)
+        if sorted(layout) != list(range(rank)):
+            raise VerificationError(
+                f"graph output {index}: layout {list(layout)} is not a permutation of its {rank} axes"
+            )
 
 
 def _check_node(node: Node, where: str) -> None:

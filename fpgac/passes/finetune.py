@@ -9,7 +9,8 @@ match the original model's logits:
 
 with the cross-entropy term only when the data has ``labels`` (otherwise pure distillation, ``alpha``
 unused). ``PATH`` is a ``.npy`` of inputs (single-input models) or a ``.npz`` keyed by input name, as
-``fpgac sim`` takes them, optionally with ``labels``. The graph's one output is taken as the logits.
+``fpgac sim`` takes them (NHWC for a channels-last model), optionally with ``labels``. The graph's one
+output is taken as the logits.
 
 The teacher is the graph the build's pipeline started from (the float model after the frontend's
 clean-ups): a pass sees only the graph handed to it, which after ``lowrank`` or ``prune`` has lost the
@@ -46,6 +47,7 @@ import numpy as np
 
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
+from fpgac.ir.boundary import array_shape
 from fpgac.ir.graph import Graph
 from fpgac.ir.types import Fixed
 from fpgac.passes import finetune_levels
@@ -69,7 +71,9 @@ class FinetuneError(FpgacError):
 
 @dataclass(frozen=True)
 class Data:
-    """The training inputs (one float32 array per graph input) and the labels, when the file has them."""
+    """The training inputs (one float32 array per graph input, in the callers' layout of it: the teacher's
+    interpreter and the torch module take them so, :mod:`fpgac.ir.boundary`) and the labels, when the
+    file has them."""
 
     inputs: list[np.ndarray]
     labels: np.ndarray | None
@@ -99,10 +103,11 @@ def load_data(path: Path, graph: Graph) -> Data:
             arrays = [loaded[n] for n in names]
             labels = loaded["labels"].reshape(-1) if "labels" in loaded.files else None
     for value, array in zip(graph.inputs, arrays, strict=True):
-        if array.dtype.kind not in "fiub" or tuple(array.shape[1:]) != value.shape or len(array) == 0:
+        shape = array_shape(graph, value)  # the callers' layout, as every command takes it
+        if array.dtype.kind not in "fiub" or tuple(array.shape[1:]) != shape or len(array) == 0:
             raise FinetuneError(
                 f"finetune failed: {path}: input {value.name!r} is {array.dtype} {tuple(array.shape)}; "
-                f"the model takes (N, {', '.join(map(str, value.shape))}) numbers"
+                f"the model takes (N, {', '.join(map(str, shape))}) numbers"
             )
         if not np.all(np.isfinite(array)):
             raise FinetuneError(f"finetune failed: {path}: input {value.name!r} contains NaN or Inf")

@@ -190,6 +190,43 @@ def test_channels_last_input_is_the_graph_boundary_not_a_transpose(
         run_float(graph, np.moveaxis(x, -1, 1))  # channels-first arrays: refused by their shape
 
 
+def tf2onnx_feature_map(path: Path) -> Path:
+    """tf2onnx's export of a Keras Conv2D model whose output is the NHWC feature map: Transpose to NCHW,
+    Conv, Relu, Transpose back to NHWC as the graph output."""
+    f32 = np.float32
+    inits = {"k": RNG.normal(size=(4, 3, 3, 3)).astype(f32) / 3, "kb": RNG.normal(size=4).astype(f32) / 4}
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["channels_first"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["channels_first", "k", "kb"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["y"], perm=[0, 2, 3, 1]),
+    ]
+    return _save(path, nodes, inits, ["N", 5, 4, 3])
+
+
+def test_channels_last_output_is_the_graph_boundary_not_a_transpose(tmp_path: Path) -> None:
+    """The output's Transpose back to NHWC is no layer either: the graph gives the channels-first value
+    and declares that its arrays are NHWC; the interpreter gives the arrays onnxruntime gives, and a
+    saved graph keeps the layout."""
+    from fpgac.ir import load_graph, print_graph, save_graph, verify
+    from fpgac.ir.boundary import output_array_shape, output_layout_name
+
+    path = tf2onnx_feature_map(tmp_path / "feature_map.onnx")
+    graph = load_model(path)
+    assert [n.op for n in graph.nodes] == ["conv", "relu"]
+    assert graph.outputs[0].shape == (4, 5, 4) and output_array_shape(graph, 0) == (5, 4, 4)
+    assert graph.output_layouts == {0: (1, 2, 0)} and output_layout_name(graph, 0) == "NHWC"
+    assert graph.metadata["outputs"] == {"y": ["N", 5, 4, 4]}
+    x = RNG.normal(size=(6, 5, 4, 3)).astype(np.float32)
+    np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-4, atol=1e-4)
+    save_graph(graph, tmp_path / "saved")
+    loaded = load_graph(tmp_path / "saved")
+    assert loaded.output_layouts == graph.output_layouts and print_graph(loaded) == print_graph(graph)
+    graph.output_layouts[0] = (0, 0, 1)
+    with pytest.raises(FpgacError, match=r"graph output 0: layout \[0, 0, 1\] is not a permutation"):
+        verify(graph)
+
+
 def test_channels_last_global_pooling_reduces_the_channels_first_value(tmp_path: Path) -> None:
     """tf2onnx's Keras GlobalAveragePooling2D: Transpose back to NHWC, ReduceMean over axes 1 and 2. The
     mean over H and W of the channels-first value is the same vector: no transpose is left."""

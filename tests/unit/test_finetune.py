@@ -70,6 +70,33 @@ def test_qat_graph_builds_and_simulates_as_the_module_trained_it(onnx_export: Ex
     assert np.array_equal(run_fixed(load_graph(tmp_path / "out"), x).outputs[0], trained.numpy())
 
 
+def test_a_channels_last_model_fine_tunes_from_the_nhwc_arrays_every_command_takes(tmp_path: Path) -> None:
+    """tf2onnx's NHWC classifier (the input's transpose absorbed into the boundary: fpgac.ir.boundary):
+    calibration, the training file and the torch module take NHWC arrays, as ``fpgac sim`` does; the
+    channels-first arrays a PyTorch export would take are refused by their shape."""
+    from tests.unit.test_exporter_quirks import tf2onnx_channels_last
+
+    model = tf2onnx_channels_last(tmp_path / "nhwc.onnx", rank=2)
+    x = np.random.default_rng(3).normal(size=(48, 5, 4, 3)).astype(np.float32)  # N, H, W, C
+    calib, data = tmp_path / "calib.npy", tmp_path / "train.npz"
+    np.save(calib, x[:16])
+    np.savez(data, x=x, labels=np.arange(len(x)) % 5)
+    options = BuildOptions(calib=calib, passes=f'quantize(precision=8), finetune(data="{data}", epochs=2)')
+    design = compile_model(model, options)
+    record = design.report["finetune"]
+    assert record["mode"] == "fixed" and record["samples"] == 48
+    assert record["loss_after"] < record["loss_before"]
+    tuned = design.graph
+    assert tuned.input_layouts == {"x": (1, 2, 0)}
+    with torch.no_grad():
+        (trained,) = GraphModule(tuned, mode="fixed")(torch.from_numpy(x))
+    assert np.array_equal(run_fixed(tuned, x).outputs[0], trained.numpy())
+
+    np.save(tmp_path / "nchw.npy", np.moveaxis(x, -1, 1))
+    with pytest.raises(FpgacError, match=r"is float32 \(48, 3, 5, 4\); the model takes \(N, 5, 4, 3\)"):
+        Finetune(data=str(tmp_path / "nchw.npy"), teacher=tuned).run(tuned.clone())
+
+
 @pytest.mark.parametrize(
     ("write", "message"),
     [

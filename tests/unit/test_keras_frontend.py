@@ -367,7 +367,8 @@ def test_plain_keras_functional_model_matches_numpy(tmp_path: Path) -> None:
 
 
 def test_conv2d_same_stride_two_pads_like_tensorflow(tmp_path: Path) -> None:
-    """TF's SAME with stride 2 on an even size pads the extra row at the end; the output keeps NHWC."""
+    """TF's SAME with stride 2 on an even size pads the extra row at the end; the output keeps NHWC (the
+    graph's boundary: no transpose layer, NHWC arrays)."""
     rng = np.random.default_rng(5)
     k = rng.normal(0, 0.5, (3, 3, 1, 2))
     layers = [
@@ -379,7 +380,9 @@ def test_conv2d_same_stride_two_pads_like_tensorflow(tmp_path: Path) -> None:
         )
     ]
     x = rng.normal(0, 1, (4, 6, 6, 1)).astype(np.float32)
-    out = run_float(load_model(write_h5(tmp_path / "s2.h5", layers, (6, 6, 1))), x)[0]
+    graph = load_model(write_h5(tmp_path / "s2.h5", layers, (6, 6, 1)))
+    assert [n.op for n in graph.nodes] == ["conv"] and graph.output_layouts == {0: (1, 2, 0)}
+    out = run_float(graph, x)[0]
     full = _conv_nhwc(np.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0))), k, 0)  # pads 0 before, 1 after
     np.testing.assert_allclose(out, full[:, ::2, ::2], rtol=1e-5, atol=1e-5)
 

@@ -84,6 +84,22 @@ def test_more_ops_at_8_bits_with_saturation(name: str, onnx_export: Export, tmp_
         assert np.array_equal(g.numpy(), e)
 
 
+def test_channels_last_inputs_and_outputs_are_the_callers_arrays(tmp_path: Path) -> None:
+    """A tf2onnx model with an NHWC input and an NHWC feature-map output (both transposes absorbed into
+    the boundary): the module takes and gives the NHWC arrays ``run_float`` and ``run_fixed`` do."""
+    from tests.unit.test_exporter_quirks import tf2onnx_feature_map
+
+    model = tf2onnx_feature_map(tmp_path / "feature_map.onnx")
+    x = np.random.default_rng(1).normal(size=(8, 5, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    graph = compile_model(model, BuildOptions(calib=tmp_path / "calib.npy", backend="none")).graph
+    with torch.no_grad():
+        (fixed,) = GraphModule(graph, mode="fixed")(torch.from_numpy(x))
+        (floating,) = GraphModule(load_model(model))(torch.from_numpy(x))
+    assert fixed.shape == (8, 5, 4, 4) and np.array_equal(fixed.numpy(), run_fixed(graph, x).outputs[0])
+    np.testing.assert_allclose(floating.numpy(), run_float(load_model(model), x)[0], rtol=1e-5, atol=1e-5)
+
+
 def test_huge_inputs_saturate_as_in_the_simulator(onnx_export: Export, tmp_path: Path) -> None:
     graph = _quantized("mlp", onnx_export, tmp_path)
     x = random_input("mlp", 8, seed=1) * np.float32(1e30)

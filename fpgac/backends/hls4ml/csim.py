@@ -39,6 +39,7 @@ from fpgac.backends.hls4ml.emitter import MAP_FILE
 from fpgac.backends.vitis.csim import CsimError, CsimResult, cached, compiler, source_digest
 from fpgac.interp.interpreter import bind_inputs
 from fpgac.ir import fixed
+from fpgac.ir.boundary import output_to_callers
 from fpgac.ir.graph import Graph
 from fpgac.ir.serialize import load_graph
 from fpgac.ir.types import Fixed
@@ -173,7 +174,10 @@ def run_hls4ml_csim(folder: str | Path, inputs: list[np.ndarray], *, trace: bool
     finally:
         if trace:
             lib.free_trace_storage()
-    mantissas = [_from_hls(o, graph, e) for o, e in zip(outs, meta["outputs"], strict=True)]
+    mantissas = [  # in the callers' layout of each output (fpgac.ir.boundary)
+        output_to_callers(graph, i, _from_hls(o, graph, e))
+        for i, (o, e) in enumerate(zip(outs, meta["outputs"], strict=True))
+    ]
     values = []
     for m, value in zip(mantissas, graph.outputs, strict=True):
         fmt = value.type.format

@@ -31,6 +31,7 @@ from fpgac.backends.vitis.testbench import input_text
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import bind_inputs
 from fpgac.ir import fixed
+from fpgac.ir.boundary import output_to_callers
 from fpgac.ir.graph import Graph
 from fpgac.ir.levels import check_level
 from fpgac.ir.serialize import load_graph
@@ -173,10 +174,11 @@ def _collect(
         _, index, *tokens = line.split()
         per_output[int(index)].append(_parse_line(tokens))
     mantissas, outputs = [], []
-    for value, rows in zip(graph.outputs, per_output, strict=True):
+    for k, (value, rows) in enumerate(zip(graph.outputs, per_output, strict=True)):
         if len(rows) != n:
             raise CsimError(f"C simulation wrote {len(rows)} samples of output {value.name!r}, expected {n}")
         m = np.stack(rows).reshape(n, *value.shape) if rows else np.zeros((0, *value.shape), np.int64)
+        m = output_to_callers(graph, k, m)  # the ports' logical order -> the callers' layout
         fmt = value.type.format
         assert isinstance(fmt, Fixed)
         mantissas.append(m)

@@ -19,7 +19,7 @@ from fpgac.atomic import write_atomic
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import bind_inputs
 from fpgac.interp.simulator import run_fixed
-from fpgac.ir.boundary import array_shape
+from fpgac.ir.boundary import array_shape, output_to_logical
 from fpgac.ir.graph import Graph
 
 TB_SAMPLES = 8  # a handful: RTL co-simulation runs a few samples per minute on large designs
@@ -53,8 +53,9 @@ def testbench_data(graph: Graph, samples: Sequence[np.ndarray] | None = None) ->
         arrays = [np.zeros((1, *array_shape(graph, v)), np.float32) for v in graph.inputs]
     else:
         arrays = [np.asarray(a[:TB_SAMPLES], np.float32) for a in samples]
-    expected = run_fixed(graph, arrays).mantissas
-    logical = bind_inputs(graph, arrays)  # the testbench reads each input in its logical order
+    # The testbench reads each input and compares each output in its logical order (the ports').
+    expected = [output_to_logical(graph, i, m) for i, m in enumerate(run_fixed(graph, arrays).mantissas)]
+    logical = bind_inputs(graph, arrays)
     return {INPUTS_FILE: input_text(logical), EXPECTED_FILE: output_text(expected)}
 
 
