@@ -39,7 +39,11 @@ Off-chip weights
 ================
 ``weights="auto"`` keeps every weight on chip when the most folded design fits the block RAM and URAM
 budget; otherwise it moves the layers with the most weight bits to external memory, one at a time, until
-it does (skipping a layer whose off-chip buffers take as much block RAM as its weights).
+it does (skipping a layer whose off-chip buffers take as much block RAM as its weights). Where memory
+(block RAM, URAM, LUT ROM) then binds the fitted design, the next layers in that order go off chip too,
+1, 2, 4, ... at a time, while the design gets faster: a smaller budget must not leave a slower design than
+a larger one (resnet_1m on ultra96v2 at 0.5 stayed at 127 fps, block-RAM bound, with one layer more off
+chip it makes 1,121).
 ``offchip`` moves every layer with weights, ``onchip`` none. Off-chip weights need io stream. Off-chip
 layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
 bounds the design's II from below (see the estimate). An off-chip layer takes the fewest lanes (products
@@ -280,8 +284,23 @@ def _fit_style(
         )
         return max([fitted, other], key=lambda f: (f.within_util, f.estimate.fps))
 
-    fittings = [design(offchip) for offchip in sorted(choices, key=sorted)]
-    return max(fittings, key=lambda f: (f.within_util, f.estimate.fps))
+    def rank(f: Fitting) -> tuple[bool, float]:
+        return f.within_util, f.estimate.fps
+
+    best = max((design(offchip) for offchip in sorted(choices, key=sorted)), key=rank)
+    # The choice above moves the fewest layers that let the most folded design fit; where memory then binds
+    # the fitted design, each further layer off chip frees memory for less folding until the bandwidth
+    # binds instead. The next layers go too, 1, 2, 4, ... at a time, while the design gets faster.
+    if weights != "auto" or io != "stream" or board.mem_gb_s <= 0:
+        return best
+    rest = [name for name in _offchip_order(models, fixed) if name not in best.offchip]
+    step = 1
+    while rest and best.limit in (*MEMORY, "lut") and (target_fps is None or best.estimate.fps < target_fps):
+        trial = design(best.offchip | frozenset(rest[:step]))
+        if rank(trial) <= rank(best):
+            break
+        best, rest, step = trial, rest[step:], step * 2
+    return best
 
 
 def _fit_design(
@@ -565,12 +584,10 @@ def _offchip(
         return all(t <= limit for t, limit, k in zip(total, limits, RESOURCES, strict=True) if k in MEMORY)
 
     offchip: set[str] = set()
-    for m in sorted(stored, key=lambda m: (-m.weight_bits, m.name)):
+    for name in _offchip_order(models, fixed, on, off):
         if memory_fits(offchip):
             break
-        if _memory_blocks(_vector(off[m.name].resources)) >= _memory_blocks(_vector(on[m.name].resources)):
-            continue  # its off-chip buffers (a conv row's windows) take no less than its weights
-        offchip.add(m.name)
+        offchip.add(name)
     # An off-chip layer whose weights fill URAM comes back on chip into it where that takes less block RAM
     # than its off-chip buffers (a conv row's windows and outputs): smallest first, while URAM lasts.
     bram = RESOURCES.index("bram18")
@@ -579,6 +596,25 @@ def _offchip(
         if memory(offchip - {m.name})[bram] < memory(offchip)[bram]:
             offchip.discard(m.name)
     return frozenset(offchip)
+
+
+def _offchip_order(
+    models: Sequence[LayerModel],
+    fixed: Mapping[str, int],
+    on: Mapping[str, LayerEstimate] | None = None,
+    off: Mapping[str, LayerEstimate] | None = None,
+) -> list[str]:
+    """The layers with weights in the order they go off chip: the most weight bits first, skipping a layer
+    whose off-chip buffers (a conv row's windows) take no fewer memory blocks than its weights, each at its
+    most folding (``on``/``off``: those layer costs where the caller has them)."""
+    names = []
+    for m in sorted((m for m in models if m.weight_bits), key=lambda m: (-m.weight_bits, m.name)):
+        r = fixed.get(m.name) or m.max_reuse
+        here = on[m.name] if on is not None else m.at(r)
+        there = off[m.name] if off is not None else m.at(r, offchip=True)
+        if _memory_blocks(_vector(there.resources)) < _memory_blocks(_vector(here.resources)):
+            names.append(m.name)
+    return names
 
 
 def _preloaded(
