@@ -523,14 +523,43 @@ def mul(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np
 
 
 def relu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
-    """``out_t(max(x, 0))``. The values lie in ``[0, max of x's format]``: on the same grid, into a format
-    holding that range (the quantize pass's usual unsigned output), the cast changes nothing, and its
-    range check (two passes over the tensor) is skipped."""
+    """``out_t(max(x, 0))``: where the cast changes nothing (:func:`_relu_keeps`) its range check (two
+    passes over the tensor) is skipped."""
     y, fx, out = np.maximum(xs[0], 0), fmts[0], _out_format(node)
-    same_grid = fx.frac_bits == out.frac_bits and y.dtype != object and fixed.fits_int64(out)
-    if same_grid and fx.max_mantissa <= out.max_mantissa:  # 0 is inside every format's range
+    if y.dtype != object and _relu_keeps(fx, out):
         return y, 0
     return _finish(node, y, fx)
+
+
+def _relu_keeps(fx: Fixed, out: Fixed) -> bool:
+    """Whether ``out_t(max(x, 0))`` is ``max(x, 0)`` for every ``x`` of ``fx`` (held in int64 or float64):
+    the values lie in ``[0, max of fx]``, on the same grid, into a format holding that range (the quantize
+    pass's usual unsigned output; 0 is inside every format's range)."""
+    return fx.frac_bits == out.frac_bits and fixed.fits_int64(out) and fx.max_mantissa <= out.max_mantissa
+
+
+def pools_before_relu(relu_node: Node, pool: Node) -> bool:
+    """Whether ``max_pool(relu(x))`` can run as ``relu(max_pool(x))``, bit for bit and with the same
+    overflow counts (none): the relu then computes on the pooled output, a quarter of the elements
+    after a 2x2 pool.
+
+    ``max(., 0)`` is monotone, so it commutes with the max of a window: ``max_i max(x_i, 0) =
+    max(max_i x_i, 0)``. That is the whole computation when neither cast changes a value (the relu's:
+    :func:`_relu_keeps`, for ``x`` of a format that fits int64; the pool's: its output format is its
+    input's, a bit copy) and every window lies inside the input (a padding cell holds the relu format's
+    ``min - 1``, which is not below every ``x``).
+    """
+    (x,), (y,) = relu_node.inputs, pool.inputs
+    fx, fr, fp = x.type.format, y.type.format, pool.output.type.format
+    if not (isinstance(fx, Fixed) and isinstance(fr, Fixed) and fixed.fits_int64(fx) and fp == fr):
+        return False
+    a = pool.attrs
+    spans = [d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilations"], strict=True)]
+    inside = all(
+        (o - 1) * s + span <= n
+        for o, s, span, n in zip(pool.output.shape[1:], a["strides"], spans, y.shape[1:], strict=True)
+    )
+    return relu_node.output is y and _relu_keeps(fx, fr) and not any(a["pads"]) and inside
 
 
 def _negative_side(node: Node, x: np.ndarray, fx: Fixed, slope_key: str) -> tuple[np.ndarray, int]:
