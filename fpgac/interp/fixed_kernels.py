@@ -461,11 +461,14 @@ def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tup
     return _recip_times(node, total, fx, counts)
 
 
+_INT64_MIN = -(1 << 63)
+
+
 def max_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     a = node.attrs
     out = pool_out(x, a, a["dilations"])
-    if x.dtype != object and fx.min_mantissa - 1 < np.iinfo(np.int64).min:  # a 64-bit input's "below min"
+    if x.dtype != object and fx.min_mantissa - 1 < _INT64_MIN:  # a 64-bit input's "below min"
         x = x.astype(object)
     kernel, strides, dilations = a["kernel"], a["strides"], a["dilations"]
     below = _fill(x, fx.min_mantissa - 1)  # padding never wins

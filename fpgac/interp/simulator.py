@@ -83,9 +83,10 @@ def _format(value_fmt: object, where: str) -> Fixed:
 # The simulator works on chunks of the batch whose largest value takes about this many bytes (8 bytes an
 # element): small enough that a layer's elementwise passes (cast, rounding, activation) run in cache,
 # large enough that numpy's fixed cost per call and BLAS's per-matmul set-up stay small (about 0.1 ms a
-# node). Measured in CPU time (bench/sim_speed.py's cases): the digits CNN ran 10-20% faster at 2 MB than
-# at 4 MB, 1 MB and 512 kB were slower; the jet MLP was the same from 1 to 4 MB.
-CHUNK_BYTES = 2 << 20
+# node). Measured in CPU time (bench/sim_speed.py's cases, best of 5, twice): 3 MB ran 1-10% faster than
+# 2 MB on the digits CNN, the jet MLP and LeNet-300-100, and 4 MB no faster than 3 MB (the digits CNN)
+# or slower (the MLPs).
+CHUNK_BYTES = 3 << 20
 
 
 def chunk_rows(graph: Graph, budget: int = CHUNK_BYTES) -> int:
