@@ -83,9 +83,9 @@ def _format(value_fmt: object, where: str) -> Fixed:
 # The simulator works on chunks of the batch whose largest value takes about this many bytes (8 bytes an
 # element): small enough that a layer's elementwise passes (cast, rounding, activation) run in cache,
 # large enough that numpy's fixed cost per call and BLAS's per-matmul set-up stay small (about 0.1 ms a
-# node). Measured in CPU time (bench/sim_speed.py's cases, best of 5, twice): 3 MB ran 1-10% faster than
-# 2 MB on the digits CNN, the jet MLP and LeNet-300-100, and 4 MB no faster than 3 MB (the digits CNN)
-# or slower (the MLPs).
+# node). Measured in CPU time (bench/sim_speed.py's cases, best of 6, twice, on a shared machine): 3 MB
+# ran the digits CNN 3% and LeNet-300-100 1-5% faster than 2 MB, the jet MLP 3% slower (as fast as at
+# 2 MB before the bias rows and the schedule, see _bias_rows and _schedule); 4 MB was no faster.
 CHUNK_BYTES = 3 << 20
 
 
