@@ -304,6 +304,10 @@ def _bias_rows(node: Node, row: np.ndarray | None, n: int) -> np.ndarray | None:
     itself makes numpy run one loop of R elements per row, twice the time at R = 64 (the digits CNN's
     first conv: 100 vs 50 us on a 2 MB chunk). Kept per node and grown as needed: a run's chunks all
     have one size but the last. A scalar (a rounding offset without a bias) is added as it is.
+
+    For a banded conv, whose products are ``(Ho, n, R)``, the rows are 1/Ho of them; a dense layer adds
+    its bias row as it is: there they would be as large as the products, and reading them cost more
+    than the short loops saved (the jet MLP ran 10% slower in bench/sim_speed.py's hls4ml comparison).
     """
     if row is None or row.ndim == 0:
         return row
@@ -320,7 +324,7 @@ def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[
     g = _gemm(node, fx, w.T, (w.shape[0],), -2)
     if g is not None:
         products = x.astype(np.float64, copy=False) @ g.weight
-        return _gemm_finish(node, g, products, products, _bias_rows(node, g.bias, len(products)))
+        return _gemm_finish(node, g, products, products, g.bias)
     x = int_mantissas(x)
     products = _int_matmul(x, w.T, _matmul_dtype(w.T, _max_abs_mantissa(fx)))
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (w.shape[0],))

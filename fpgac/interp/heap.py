@@ -28,9 +28,9 @@ from collections.abc import Iterator
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 _DEFAULT_THRESHOLD = 128 << 10  # both thresholds' defaults (mallopt(3))
 # The largest mmap threshold glibc accepts on 64-bit (HEAP_MAX_SIZE / 2): blocks below it come from the
-# heap. A chunk's largest arrays are a few times CHUNK_BYTES (3 MB), well below.
+# heap. A chunk's largest arrays are a few times CHUNK_BYTES (2 MB), well below.
 KEPT_MMAP_THRESHOLD = 32 << 20
-# Free heap kept at the top while simulating: the live set of a chunk is a few times 3 MB.
+# Free heap kept at the top while simulating: the live set of a chunk is a few times 2 MB.
 KEPT_TRIM_THRESHOLD = 256 << 20
 
 _lock = threading.Lock()

@@ -83,10 +83,10 @@ def _format(value_fmt: object, where: str) -> Fixed:
 # The simulator works on chunks of the batch whose largest value takes about this many bytes (8 bytes an
 # element): small enough that a layer's elementwise passes (cast, rounding, activation) run in cache,
 # large enough that numpy's fixed cost per call and BLAS's per-matmul set-up stay small (about 0.1 ms a
-# node). Measured in CPU time (bench/sim_speed.py's cases, best of 6, twice, on a shared machine): 3 MB
-# ran the digits CNN 3% and LeNet-300-100 1-5% faster than 2 MB, the jet MLP 3% slower (as fast as at
-# 2 MB before the bias rows and the schedule, see _bias_rows and _schedule); 4 MB was no faster.
-CHUNK_BYTES = 3 << 20
+# node). Measured in CPU time (bench/sim_speed.py's cases, best of 6, on a shared machine): 3 MB ran the
+# digits CNN 3% and LeNet-300-100 1-5% faster than 2 MB, but the jet MLP 3% slower, and 10% slower
+# in bench/sim_speed.py's comparison with hls4ml (in-process, after predict()); 4 MB was no faster.
+CHUNK_BYTES = 2 << 20
 
 
 def chunk_rows(graph: Graph, budget: int = CHUNK_BYTES) -> int:
