@@ -19,7 +19,10 @@ sample) on the same hls4ml build: the lowered graph (``fpgac build --backend hls
 ``ModelGraph`` made from it, compiled by hls4ml, after checking that their outputs are bit-identical.
 ``predict()`` runs ``--hls4ml-samples`` samples (it manages about 2,000-10,000 a second), the simulator the
 case's whole batch, in-process; both are timed in wall and in CPU time (one thread each, so on a shared
-machine the CPU ratio is the steadier). ``--no-hls4ml`` skips it (hls4ml compiles each model with g++
+machine the CPU ratio is the steadier), best of ``--repeat`` runs alternating, and the simulator's first
+run on its own: it also pays what a process pays once (finding numpy's BLAS to hold it to one thread,
+about 20 ms) and what a model pays once (its weights laid out for the matmuls), as ``predict()``'s
+library was loaded by hls4ml's compile. ``--no-hls4ml`` skips it (hls4ml compiles each model with g++
 -O3: half a minute for the small models; LeNet-300-100 is left out, its compile takes over 25 minutes).
 """
 
@@ -176,8 +179,9 @@ def bench_processes(case: Case, repeat: int, baseline: Path | None) -> str:
     return row
 
 
-def bench_hls4ml(case: Case, samples: int) -> str:
-    """The simulator on the case's batch vs hls4ml's ``predict()`` on ``samples``, on one hls4ml build."""
+def bench_hls4ml(case: Case, samples: int, repeat: int) -> str:
+    """The simulator on the case's batch vs hls4ml's ``predict()`` on ``samples``, on one hls4ml build:
+    the best of ``repeat`` runs of each, alternating, and the simulator's first run on its own."""
     from fpgac.backends.hls4ml.emitter import model_graph
     from fpgac.backends.hls4ml.lower import lower
     from fpgac.boards import get_board
@@ -198,17 +202,26 @@ def bench_hls4ml(case: Case, samples: int) -> str:
         rows = np.ascontiguousarray(
             x[:samples].transpose(0, *(a + 1 for a in layout)).reshape(samples, -1), np.float64
         )
-        (theirs, predict_s, predict_cpu) = _timed(lambda: np.asarray(hls_model.predict(rows)))
-        (result, sim_s, sim_cpu) = _timed(lambda: run_fixed(lowered, [x]))
-    ours = result.outputs[0]
-    identical = np.array_equal(ours[:samples], theirs.reshape(ours[:samples].shape))
-    ours_rate, theirs_rate = case.samples / sim_s, samples / predict_s
-    ours_cpu, theirs_cpu = case.samples / sim_cpu, samples / predict_cpu
+        predict, sim, first = (np.inf, np.inf), (np.inf, np.inf), (np.inf, np.inf)
+        for i in range(repeat):
+            (theirs, predict_s, predict_cpu) = _timed(lambda: np.asarray(hls_model.predict(rows)))
+            (result, sim_s, sim_cpu) = _timed(lambda: run_fixed(lowered, [x]))
+            predict, sim = _best(predict, (predict_s, predict_cpu)), _best(sim, (sim_s, sim_cpu))
+            first = (sim_s, sim_cpu) if i == 0 else first
+    outputs = result.outputs[0]
+    identical = np.array_equal(outputs[:samples], theirs.reshape(outputs[:samples].shape))
+    ours, theirs_rate = [case.samples / t for t in sim], [samples / t for t in predict]
+    cold = [case.samples / t for t in first]
     return (
-        f"| {case.name} | {ours_rate:,.0f} / {ours_cpu:,.0f} | {theirs_rate:,.0f} / {theirs_cpu:,.0f} "
-        f"| {ours_rate / theirs_rate:,.0f}x / {ours_cpu / theirs_cpu:,.0f}x "
+        f"| {case.name} | {ours[0]:,.0f} / {ours[1]:,.0f} | {theirs_rate[0]:,.0f} / {theirs_rate[1]:,.0f} "
+        f"| {ours[0] / theirs_rate[0]:,.0f}x / {ours[1] / theirs_rate[1]:,.0f}x "
+        f"| {cold[0] / theirs_rate[0]:,.0f}x / {cold[1] / theirs_rate[1]:,.0f}x "
         f"| {'yes' if identical else 'NO'} | {compile_s:.0f} s |"
     )
+
+
+def _best(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return min(a[0], b[0]), min(a[1], b[1])
 
 
 def _timed(run: Callable[[], T]) -> tuple[T, float, float]:
@@ -244,15 +257,18 @@ def main() -> None:
         return
     import hls4ml
 
-    print(f"\nfpgac sim (in-process) vs hls4ml {hls4ml.__version__} predict() on the same hls4ml build\n")
+    print(
+        f"\nfpgac sim (in-process) vs hls4ml {hls4ml.__version__} predict() on the same hls4ml build, "
+        f"best of {args.repeat}\n"
+    )
     print(
         "| model | fpgac sim samples/s (wall / CPU) | hls4ml predict() samples/s (wall / CPU) "
-        "| speed-up (wall / CPU) | bit-identical | compile |"
+        "| speed-up (wall / CPU) | sim's first run: speed-up | bit-identical | compile |"
     )
-    print("|---|---:|---:|---:|:---:|---:|")
+    print("|---|---:|---:|---:|---:|:---:|---:|")
     for case in CASES:
         if "LeNet" not in case.name:
-            print(bench_hls4ml(case, args.hls4ml_samples), flush=True)
+            print(bench_hls4ml(case, args.hls4ml_samples, args.repeat), flush=True)
 
 
 if __name__ == "__main__":

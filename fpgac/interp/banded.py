@@ -55,15 +55,30 @@ class Banded:
             blocks.append((slice(lo * per_row, hi * per_row), np.ascontiguousarray(block)))
         return Banded(tuple(blocks), out_shape)
 
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """The conv of float64 ``x`` (N, C, *spatial): (N, O, *spatial_out), a view of ``(Ho, N, O, ...)``."""
+    def apply(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The conv of float64 ``x`` (N, C, *spatial) as ``(raw, products)``: ``raw`` as the matmuls wrote it,
+        C-contiguous ``(Ho, N, O * prod(rest_out))`` (a 1-d conv: ``(N, O * L)``), and ``products`` the
+        batch-first view ``(N, O, *spatial_out)`` of it. Elementwise passes over ``raw`` run as flat loops."""
         n = x.shape[0]
         if x.ndim < 4:  # a 1-d conv: one block
             ((_, matrix),) = self.blocks
-            return (x.reshape(n, matrix.shape[0]) @ matrix).reshape(n, *self.out_shape)
-        rows = np.ascontiguousarray(np.moveaxis(x, 2, 1)).reshape(n, math.prod(x.shape[1:]))  # (N, H, C, ...)
-        out = np.empty((len(self.blocks), n, self.blocks[0][1].shape[1]))
+            raw = x.reshape(n, matrix.shape[0]) @ matrix
+            return raw, raw.reshape(n, *self.out_shape)
+        # (N, H, C, ...); transpose, not np.moveaxis: its argument checks cost 10 us a call
+        rows = np.ascontiguousarray(x.transpose(0, 2, 1, *range(3, x.ndim))).reshape(
+            n, math.prod(x.shape[1:])
+        )
+        raw = np.empty((len(self.blocks), n, self.blocks[0][1].shape[1]))
         for y, (columns, matrix) in enumerate(self.blocks):
-            np.matmul(rows[:, columns], matrix, out=out[y])
+            np.matmul(rows[:, columns], matrix, out=raw[y])
         o, ho, *rest_out = self.out_shape
-        return np.moveaxis(out.reshape(ho, n, o, *rest_out), 0, 2)
+        return raw, raw.reshape(ho, n, o, *rest_out).transpose(1, 2, 0, *range(3, x.ndim))
+
+    def row(self, per_channel: np.ndarray) -> np.ndarray:
+        """A per-output-channel array (``(O, 1, ...)``, or a scalar) laid out as one row of ``raw``
+        (:meth:`apply`): ``(O * prod(rest_out),)``, an output row's columns (a 1-d conv: the output's)."""
+        o, *spatial = self.out_shape
+        shape = (o, *spatial) if len(spatial) < 2 else (o, *spatial[1:])
+        per_channel = np.asarray(per_channel)
+        columns = per_channel.reshape(-1, *[1] * (len(shape) - 1)) if per_channel.ndim else per_channel
+        return np.ascontiguousarray(np.broadcast_to(columns, shape)).reshape(-1)

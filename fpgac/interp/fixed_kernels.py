@@ -265,18 +265,24 @@ def _rounded(node: Node, acc: Fixed, bound: int, g: _Gemm) -> _Gemm:
     return replace(g, weight=g.weight * step, bias=bias, rounded=True, rounds=s > 0)
 
 
-def _gemm_finish(node: Node, g: _Gemm, products: np.ndarray) -> tuple[np.ndarray, int]:
-    """Bias, wrap and cast of float64 ``products`` (exact, see :class:`_Gemm`; C-ordered, batch first, the
-    bias broadcasting along them), computed in place."""
+def _gemm_finish(
+    node: Node, g: _Gemm, raw: np.ndarray, products: np.ndarray, bias: np.ndarray | None
+) -> tuple[np.ndarray, int]:
+    """Bias, wrap and cast of float64 products (exact, see :class:`_Gemm`), computed in place.
+
+    ``raw`` holds the products as BLAS wrote them (C-contiguous: every pass over it is one flat loop),
+    ``products`` is the batch-first view ``(N, ...)`` of it, and ``bias`` is ``g.bias`` laid out to
+    broadcast against ``raw`` (see :func:`_bias_rows`).
+    """
     acc = _acc(node)
-    if g.bias is not None:
-        products += g.bias
+    if bias is not None:
+        np.add(raw, bias, out=raw)
     if g.rounds:
-        np.floor(products, out=products)
+        np.floor(raw, out=raw)
     products = products.reshape(products.shape[0], *node.output.shape)
     if g.rounded:
         out = _out_format(node)
-        lowest, highest = (int(products.min()), int(products.max())) if products.size else (0, 0)
+        lowest, highest = (int(raw.min()), int(raw.max())) if raw.size else (0, 0)
         lo, hi = fixed.kept_range(out)
         if lo <= lowest and highest <= hi:  # nothing overflows: the float64 mantissas are the result
             return products, 0
@@ -287,12 +293,38 @@ def _gemm_finish(node: Node, g: _Gemm, products: np.ndarray) -> tuple[np.ndarray
     return _finish(node, total, acc)
 
 
+# A bias row repeated down a chunk's rows, per node (see _bias_rows).
+_BIAS_ROWS: weakref.WeakKeyDictionary[Node, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _bias_rows(node: Node, row: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``row`` (one row of a matmul's output, ``(R,)``) repeated down ``n`` rows: ``(n, R)``.
+
+    Added to products whose last two axes are ``(n, R)`` that is one flat loop; broadcasting the row
+    itself makes numpy run one loop of R elements per row, twice the time at R = 64 (the digits CNN's
+    first conv: 100 vs 50 us on a 2 MB chunk). Kept per node and grown as needed: a run's chunks all
+    have one size but the last. A scalar (a rounding offset without a bias) is added as it is.
+
+    For a banded conv, whose products are ``(Ho, n, R)``, the rows are 1/Ho of them; a dense layer adds
+    its bias row as it is: there they would be as large as the products, and reading them cost more
+    than the short loops saved (the jet MLP ran 10% slower in bench/sim_speed.py's hls4ml comparison).
+    """
+    if row is None or row.ndim == 0:
+        return row
+    cached = _BIAS_ROWS.get(node)
+    if cached is None or cached[0] is not row or cached[1].shape[0] < n:
+        cached = (row, np.tile(row, (n, 1)))
+        _BIAS_ROWS[node] = cached
+    return cached[1][:n]
+
+
 def dense(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     w, fw = _param(node, "weight")
     g = _gemm(node, fx, w.T, (w.shape[0],), -2)
     if g is not None:
-        return _gemm_finish(node, g, x.astype(np.float64, copy=False) @ g.weight)
+        products = x.astype(np.float64, copy=False) @ g.weight
+        return _gemm_finish(node, g, products, products, g.bias)
     x = int_mantissas(x)
     products = _int_matmul(x, w.T, _matmul_dtype(w.T, _max_abs_mantissa(fx)))
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (w.shape[0],))
@@ -323,27 +355,36 @@ def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
     taps, positions, per_group = cg * math.prod(kernel), math.prod(out), out_ch // groups
 
     def correlate(weight: np.ndarray, m: np.ndarray) -> np.ndarray:
-        """``weight`` (groups, per_group, taps) against im2col of ``m``: (N, groups, per_group, positions)."""
+        """``weight`` (groups, per_group, taps) against im2col of ``m``: (groups, per_group, N, positions)."""
         n = m.shape[0]
         view = windows(m, kernel, strides, pads, dilations, out, _fill(m, 0))  # (N, C, *out, *kernel)
         order = (1, 2, *range(3 + nd, 3 + 2 * nd), 0, *range(3, 3 + nd))  # groups, cg, *kernel, N, *out
         view = view.reshape(n, groups, cg, *out, *kernel).transpose(order)
-        products = np.matmul(weight, view.reshape(groups, taps, n * positions))
-        return products.reshape(groups, per_group, n, positions).transpose(2, 0, 1, 3)
+        return np.matmul(weight, view.reshape(groups, taps, n * positions)).reshape(
+            groups, per_group, n, positions
+        )
+
+    def batch_first(raw: np.ndarray) -> np.ndarray:
+        """The (N, out_ch, *out) view of :func:`correlate`'s result."""
+        return raw.transpose(2, 0, 1, 3).reshape(raw.shape[2], out_ch, *out)
 
     g = _gemm(node, fx, w.reshape(groups, per_group, taps), (out_ch, *[1] * nd), -1)
     if g is not None:
         floats = x.astype(np.float64, copy=False)
-        banded = _unrolled(node, g, x.shape[1:], positions, correlate)
-        if banded is not None:
-            products = banded.apply(floats)
-        else:
-            products = correlate(g.weight, floats).reshape(len(x), out_ch, *out)
-        return _gemm_finish(node, g, products)
+        unrolled = _unrolled(
+            node, g, x.shape[1:], positions, lambda weight, m: batch_first(correlate(weight, m))
+        )
+        if unrolled is not None:
+            banded, bias_row = unrolled
+            raw, products = banded.apply(floats)
+            return _gemm_finish(node, g, raw, products, _bias_rows(node, bias_row, len(x)))
+        raw = correlate(g.weight, floats)
+        bias = g.bias if g.bias is None or g.bias.ndim == 0 else g.bias.reshape(groups, per_group, 1, 1)
+        return _gemm_finish(node, g, raw, batch_first(raw), bias)
     weight = w.reshape(groups, per_group, taps)
     dtype = _matmul_dtype(weight.swapaxes(-1, -2), _max_abs_mantissa(fx))
     x = int_mantissas(x).astype(dtype, copy=False)  # before im2col, so the column matrix is built once
-    products = int_mantissas(correlate(weight.astype(dtype), x)).reshape(len(x), out_ch, *out)
+    products = int_mantissas(batch_first(correlate(weight.astype(dtype), x)))
     total, acc = _accumulate(node, products, fx.frac_bits + fw.frac_bits, (out_ch, *([1] * nd)))
     return _finish(node, total, acc)
 
@@ -353,7 +394,9 @@ def conv(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[n
 UNROLL_WORK = 3
 UNROLL_ELEMENTS = 1 << 20
 
-_UNROLLED: weakref.WeakKeyDictionary[Node, tuple[_Gemm, Banded | None]] = weakref.WeakKeyDictionary()
+_UNROLLED: weakref.WeakKeyDictionary[Node, tuple[_Gemm, tuple[Banded, np.ndarray | None] | None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _unrolled(
@@ -361,9 +404,10 @@ def _unrolled(
     g: _Gemm,
     in_shape: tuple[int, ...],
     positions: int,
-    correlate: Callable[[np.ndarray, np.ndarray], np.ndarray],
-) -> Banded | None:
-    """The conv of :class:`_Gemm` ``g`` as a :class:`~fpgac.interp.banded.Banded` matrix, or None.
+    convolve: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> tuple[Banded, np.ndarray | None] | None:
+    """The conv of :class:`_Gemm` ``g`` as a :class:`~fpgac.interp.banded.Banded` matrix and ``g``'s bias
+    as one row of its output (:meth:`~fpgac.interp.banded.Banded.row`), or None.
 
     Taken where the multiplications by its zeros are few (``UNROLL_WORK``): on small feature maps, where
     an im2col copy costs more than the matmul. Exact as :class:`_Gemm`: each output sums the same weighted
@@ -374,15 +418,16 @@ def _unrolled(
     if cached is not None and cached[0] is g:
         return cached[1]
     inputs, outputs = math.prod(in_shape), math.prod(node.output.shape)
-    banded = None
+    banded: Banded | None = None
     if inputs * outputs <= UNROLL_ELEMENTS:
         basis = np.eye(inputs).reshape(inputs, *in_shape)
-        matrix = correlate(g.weight, basis).reshape(inputs, outputs)
+        matrix = convolve(g.weight, basis).reshape(inputs, outputs)
         banded = Banded.of(matrix, in_shape, node.output.shape)
         if banded.work > UNROLL_WORK * g.weight.size * positions:
             banded = None
-    _UNROLLED[node] = (g, banded)
-    return banded
+    unrolled = None if banded is None else (banded, None if g.bias is None else banded.row(g.bias))
+    _UNROLLED[node] = (g, unrolled)
+    return unrolled
 
 
 def _recip_times(node: Node, total: np.ndarray, fx: Fixed, index: np.ndarray) -> tuple[np.ndarray, int]:
@@ -420,11 +465,14 @@ def avg_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tup
     return _recip_times(node, total, fx, counts)
 
 
+_INT64_MIN = -(1 << 63)
+
+
 def max_pool(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
     (x,), (fx,) = xs, fmts
     a = node.attrs
     out = pool_out(x, a, a["dilations"])
-    if x.dtype != object and fx.min_mantissa - 1 < np.iinfo(np.int64).min:  # a 64-bit input's "below min"
+    if x.dtype != object and fx.min_mantissa - 1 < _INT64_MIN:  # a 64-bit input's "below min"
         x = x.astype(object)
     kernel, strides, dilations = a["kernel"], a["strides"], a["dilations"]
     below = _fill(x, fx.min_mantissa - 1)  # padding never wins
@@ -482,14 +530,43 @@ def mul(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np
 
 
 def relu(node: Node, xs: Sequence[np.ndarray], fmts: Sequence[Fixed]) -> tuple[np.ndarray, int]:
-    """``out_t(max(x, 0))``. The values lie in ``[0, max of x's format]``: on the same grid, into a format
-    holding that range (the quantize pass's usual unsigned output), the cast changes nothing, and its
-    range check (two passes over the tensor) is skipped."""
+    """``out_t(max(x, 0))``: where the cast changes nothing (:func:`_relu_keeps`) its range check (two
+    passes over the tensor) is skipped."""
     y, fx, out = np.maximum(xs[0], 0), fmts[0], _out_format(node)
-    same_grid = fx.frac_bits == out.frac_bits and y.dtype != object and fixed.fits_int64(out)
-    if same_grid and fx.max_mantissa <= out.max_mantissa:  # 0 is inside every format's range
+    if y.dtype != object and _relu_keeps(fx, out):
         return y, 0
     return _finish(node, y, fx)
+
+
+def _relu_keeps(fx: Fixed, out: Fixed) -> bool:
+    """Whether ``out_t(max(x, 0))`` is ``max(x, 0)`` for every ``x`` of ``fx`` (held in int64 or float64):
+    the values lie in ``[0, max of fx]``, on the same grid, into a format holding that range (the quantize
+    pass's usual unsigned output; 0 is inside every format's range)."""
+    return fx.frac_bits == out.frac_bits and fixed.fits_int64(out) and fx.max_mantissa <= out.max_mantissa
+
+
+def pools_before_relu(relu_node: Node, pool: Node) -> bool:
+    """Whether ``max_pool(relu(x))`` can run as ``relu(max_pool(x))``, bit for bit and with the same
+    overflow counts (none): the relu then computes on the pooled output, a quarter of the elements
+    after a 2x2 pool.
+
+    ``max(., 0)`` is monotone, so it commutes with the max of a window: ``max_i max(x_i, 0) =
+    max(max_i x_i, 0)``. That is the whole computation when neither cast changes a value (the relu's:
+    :func:`_relu_keeps`, for ``x`` of a format that fits int64; the pool's: its output format is its
+    input's, a bit copy) and every window lies inside the input (a padding cell holds the relu format's
+    ``min - 1``, which is not below every ``x``).
+    """
+    (x,), (y,) = relu_node.inputs, pool.inputs
+    fx, fr, fp = x.type.format, y.type.format, pool.output.type.format
+    if not (isinstance(fx, Fixed) and isinstance(fr, Fixed) and fixed.fits_int64(fx) and fp == fr):
+        return False
+    a = pool.attrs
+    spans = [d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilations"], strict=True)]
+    inside = all(
+        (o - 1) * s + span <= n
+        for o, s, span, n in zip(pool.output.shape[1:], a["strides"], spans, y.shape[1:], strict=True)
+    )
+    return relu_node.output is y and _relu_keeps(fx, fr) and not any(a["pads"]) and inside
 
 
 def _negative_side(node: Node, x: np.ndarray, fx: Fixed, slope_key: str) -> tuple[np.ndarray, int]:

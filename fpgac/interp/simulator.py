@@ -14,7 +14,6 @@ import contextlib
 import functools
 import logging
 import math
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -22,7 +21,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fpgac.errors import FpgacError
-from fpgac.interp.fixed_kernels import FIXED_OPS, FLOAT_MANTISSA_OPS, FixedKernelError, int_mantissas
+from fpgac.interp.fixed_kernels import (
+    FIXED_OPS,
+    FLOAT_MANTISSA_OPS,
+    FixedFn,
+    FixedKernelError,
+    int_mantissas,
+    pools_before_relu,
+    relu,
+)
 from fpgac.interp.heap import kept_heap
 from fpgac.interp.hls4ml_kernels import HLS4ML_OPS
 from fpgac.interp.interpreter import Inputs, SimulationError, bind_inputs
@@ -77,8 +84,9 @@ def _format(value_fmt: object, where: str) -> Fixed:
 # The simulator works on chunks of the batch whose largest value takes about this many bytes (8 bytes an
 # element): small enough that a layer's elementwise passes (cast, rounding, activation) run in cache,
 # large enough that numpy's fixed cost per call and BLAS's per-matmul set-up stay small (about 0.1 ms a
-# node). Measured in CPU time (bench/sim_speed.py's cases): the digits CNN ran 10-20% faster at 2 MB than
-# at 4 MB, 1 MB and 512 kB were slower; the jet MLP was the same from 1 to 4 MB.
+# node). Measured in CPU time (bench/sim_speed.py's cases, best of 6, on a shared machine): 3 MB ran the
+# digits CNN 3% and LeNet-300-100 1-5% faster than 2 MB, but the jet MLP 3% slower, and 10% slower
+# in bench/sim_speed.py's comparison with hls4ml (in-process, after predict()); 4 MB was no faster.
 CHUNK_BYTES = 2 << 20
 
 
@@ -138,12 +146,76 @@ def run_fixed(
     total = arrays[0].shape[0] if arrays else 0
     step = chunk or chunk_rows(graph)
     starts = range(0, total, step) if total else range(1)
+    steps = _schedule(graph, {} if trace else relus_after_pools(graph))
     with simulating():
-        parts = [_run_chunk(graph, [a[i : i + step] for a in arrays], trace) for i in starts]
+        parts = [_run_chunk(graph, [a[i : i + step] for a in arrays], trace, steps) for i in starts]
     return BitsimResult.concatenate(parts)
 
 
-def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool) -> BitsimResult:
+def relus_after_pools(graph: Graph) -> dict[int, Node]:
+    """The relus that run on their max pool's output instead of its input, by ``id`` of the pool.
+
+    A relu whose only user is a max pool that commutes with it
+    (:func:`~fpgac.interp.fixed_kernels.pools_before_relu`: exact, overflow counts included) computes on
+    the pooled tensor, a quarter of the elements after a 2x2 pool (on the digits CNN the relus were
+    10% of a run). Not while tracing, where the relu's own output is asked for.
+    """
+    outputs = {id(v) for v in graph.outputs}
+    relus = {}
+    for node in graph.nodes:
+        users = node.output.consumers if node.op == "relu" and id(node.output) not in outputs else []
+        if len(users) == 1 and users[0].op == "max_pool" and pools_before_relu(node, users[0]):
+            relus[id(users[0])] = node
+    return relus
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One node of a run, with what every chunk's loop needs looked up once (on the digits CNN the loop's
+    own bookkeeping was a tenth of a chunk's time)."""
+
+    node: Node
+    fn: FixedFn
+    fmts: list[Fixed]
+    inputs: tuple[int, ...]  # ids of the values it reads
+    ints: bool  # its kernel takes int64 (or object) mantissas, not float64 ones
+    frees: tuple[int, ...]  # ids of the values no later node reads and the graph does not return
+    deferred: bool  # a relu that runs on its pool's output (relus_after_pools)
+    relu: Node | None  # the relu that runs on this pool's output
+
+    @property
+    def where(self) -> str:
+        return f"node {self.node.name!r} ({self.node.op})"
+
+
+def _schedule(graph: Graph, relus: dict[int, Node]) -> list[_Step]:
+    """The graph's nodes as :class:`_Step` s, relus moved after their pools as ``relus`` says."""
+    last_use = {id(v): i for i, node in enumerate(graph.nodes) for v in node.inputs}
+    kept = {id(v) for v in graph.outputs}
+    deferred = {id(r) for r in relus.values()}
+    steps = []
+    for i, node in enumerate(graph.nodes):
+        where = f"node {node.name!r} ({node.op})"
+        fn = FIXED_OPS.get(node.op) or HLS4ML_OPS.get(node.op)
+        if fn is None:
+            raise FixedKernelError(f"{where}: this op has no fixed-point kernel")
+        inputs = tuple(dict.fromkeys(id(v) for v in node.inputs))
+        steps.append(
+            _Step(
+                node,
+                fn,
+                [_format(v.type.format, f"{where} input {v.name!r}") for v in node.inputs],
+                tuple(id(v) for v in node.inputs),
+                node.op not in FLOAT_MANTISSA_OPS,
+                tuple(v for v in inputs if last_use[v] == i and v not in kept),
+                id(node) in deferred,
+                relus.get(id(node)),
+            )
+        )
+    return steps
+
+
+def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool, steps: list[_Step]) -> BitsimResult:
     env: dict[int, np.ndarray] = {}
     overflows: dict[str, int] = {}
     elements: dict[str, int] = {}
@@ -158,21 +230,25 @@ def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool) -> BitsimRes
         overflows[value.name], elements[value.name] = bad, m.size
         if trace:
             traced[value.name] = m
-    keep = {id(v) for v in graph.outputs}
-    remaining = Counter(id(v) for node in graph.nodes for v in set(node.inputs))
-    for node in graph.nodes:
-        if node.op not in FLOAT_MANTISSA_OPS:
-            for v in node.inputs:  # converted once, in place, for every later user too
-                env[id(v)] = int_mantissas(env[id(v)])
-        m, bad = _run_node(node, [env[id(v)] for v in node.inputs])
+    for step in steps:
+        node = step.node
+        if step.ints:
+            for v in step.inputs:  # converted once, in place, for every later user too
+                env[v] = int_mantissas(env[v])
+        if step.deferred:  # its pool reads its input, and it runs on the pool's output
+            m, bad = env[step.inputs[0]], 0
+            elements[node.name] = len(m) * math.prod(node.output.shape)
+        else:
+            m, bad = _run_node(step, [env[v] for v in step.inputs])
+            elements[node.name] = m.size
+        if step.relu is not None:
+            m, _ = relu(step.relu, [m], [_format(step.relu.inputs[0].type.format, node.name)])
         env[id(node.output)] = m
-        overflows[node.name], elements[node.name] = bad, m.size
+        overflows[node.name] = bad
         if trace:
             traced[node.output.name] = int_mantissas(m)
-        for value in set(node.inputs):
-            remaining[id(value)] -= 1
-            if remaining[id(value)] <= 0 and id(value) not in keep:
-                env.pop(id(value), None)
+        for v in step.frees:
+            env.pop(v, None)
     # In the callers' layout of each output (fpgac.ir.boundary); the trace keeps the logical order.
     mantissas = [output_to_callers(graph, i, int_mantissas(env[id(v)])) for i, v in enumerate(graph.outputs)]
     outputs = [
@@ -205,19 +281,15 @@ def warn_saturated_inputs(graph: Graph, result: BitsimResult) -> None:
             )
 
 
-def _run_node(node: Node, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
-    where = f"node {node.name!r} ({node.op})"
-    fn = FIXED_OPS.get(node.op) or HLS4ML_OPS.get(node.op)
-    if fn is None:
-        raise FixedKernelError(f"{where}: this op has no fixed-point kernel")
-    fmts = [_format(v.type.format, f"{where} input {v.name!r}") for v in node.inputs]
+def _run_node(step: _Step, args: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    node = step.node
     try:
-        m, bad = fn(node, args, fmts)
+        m, bad = step.fn(node, args, step.fmts)
     except FpgacError:
         raise
     except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise SimulationError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        raise SimulationError(f"{step.where}: {type(exc).__name__}: {exc}") from exc
     expected = (args[0].shape[0], *node.output.shape)
     if m.shape != expected:
-        raise SimulationError(f"{where}: produced shape {m.shape}, its output type says {expected}")
+        raise SimulationError(f"{step.where}: produced shape {m.shape}, its output type says {expected}")
     return m, bad

@@ -1457,3 +1457,61 @@ def test_ood_monitor_kernels(fx: Fixed) -> None:
     graph = one_node("ood_flag", [num, den], [(1,), (1,)], FLAG_FORMAT, {"tau": 0.3})
     flag_format(graph.node("n"))
     run_hand(graph, rng, batch=64)
+
+
+def relu_pool_graph(fx: Fixed, fr: Fixed, fp: Fixed, pool: dict, conv: bool) -> Graph:
+    """``[conv ->] relu -> max_pool`` with hand-set formats (the conv's output: ``fx``)."""
+    rng = np.random.default_rng(3)
+    g = Graph("rp")
+    x = g.add_input("x", TensorType((2, 6, 7), Fixed(8, 3, True) if conv else fx))
+    if conv:
+        fw = Fixed(6, 1, True, Rounding.RND_CONV, Overflow.SAT)
+        params = {"weight": hand_param(fw, (3, 2, 3, 3), rng), "bias": hand_param(fw, (3,), rng)}
+        acc = Fixed(24, 12, True, Rounding.TRN, Overflow.WRAP)
+        attrs = {"strides": [1, 1], "pads": [1, 1, 1, 1], "dilations": [1, 1], "groups": 1, "acc": acc}
+        x = g.add("conv", [x], [TensorType((3, 6, 7), fx)], attrs=attrs, params=params).output
+    relu = g.add("relu", [x], [TensorType(x.shape, fr)])
+    shape = infer_shapes("max_pool", [x.shape], pool, {})
+    out = g.add("max_pool", [relu.output], [TensorType(shape, fp)], attrs=pool)
+    g.set_outputs([out.output])
+    return g
+
+
+def test_relu_runs_after_the_pool_only_where_that_is_exact() -> None:
+    """A relu whose only user is a max pool runs on the pooled output (relus_after_pools) where that is
+    exact: both casts change nothing and every window lies inside the input. Those runs equal the traced
+    run (which keeps the order) bit for bit, overflow and element counts included, and the reference."""
+    from fpgac.interp.simulator import relus_after_pools
+
+    fx = Fixed(9, 4, True, Rounding.RND, Overflow.SAT)
+    fr = Fixed(8, 3, False, Rounding.RND, Overflow.SAT)  # holds [0, max of fx] on fx's grid
+    tiles = {
+        "kernel": [2, 2],
+        "strides": [2, 2],
+        "pads": [0, 0, 0, 0],
+        "dilations": [1, 1],
+        "ceil_mode": False,
+    }
+    padded = {**tiles, "pads": [1, 0, 0, 1]}
+    overlapping = {**tiles, "kernel": [3, 2], "strides": [1, 2], "dilations": [1, 2]}
+    narrow = Fixed(6, 1, False, Rounding.RND, Overflow.SAT)  # the relu saturates
+    cases = [
+        (fr, fr, tiles, True),
+        (fr, fr, overlapping, True),
+        (fr, fr, padded, False),  # a padding cell (the relu format's min - 1) beats a negative x
+        (fr, narrow, tiles, False),  # the pool's cast changes values
+        (narrow, narrow, tiles, False),  # so does the relu's
+    ]
+    rng = np.random.default_rng(8)
+    for conv in (False, True):
+        for relu_fmt, pool_fmt, pool, swapped in cases:
+            graph = relu_pool_graph(fx, relu_fmt, pool_fmt, pool, conv)
+            verify(graph)
+            assert bool(relus_after_pools(graph)) == swapped
+            fin = graph.inputs[0].type.format
+            x = feed(rand_mantissas(fin, (5, *graph.inputs[0].shape), rng), fin)
+            check_graph(graph, [x])  # traced: relu, then pool
+            fast, traced = run_fixed(graph, [x]), run_fixed(graph, [x], trace=True)
+            assert np.array_equal(fast.outputs[0], traced.outputs[0])
+            assert fast.overflows == traced.overflows
+            assert fast.elements == traced.elements
