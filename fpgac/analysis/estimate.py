@@ -1121,10 +1121,10 @@ class LayerModel:
     ) -> LineBuffer | None:
         """Its line buffer at ``r`` cycles a pixel and ``g_in`` input beats a pixel. Only conv_pixel (a plain
         conv on chip, its weights in ROM or preloaded into URAM) reads its windows in place and splits
-        its line buffer by its ``r`` cycles a pixel; the other window layers' (pools, XNOR, compressed,
+        its line buffer by its ``r`` cycles a pixel; the other window layers' (XNOR, compressed,
         ranked and off-chip convs) keep a memory a channel; a ranked conv's own kernel
         (fpgac_levels.h's conv_stream_ranked) keeps it out of LUT RAM. None: not a window layer in io
-        stream."""
+        stream (a pool scans its input instead: :mod:`fpgac.analysis.pool_scan`)."""
         node = self.node
         if not self.work.windowed or self.mode != "window":
             return None
@@ -1397,17 +1397,17 @@ def spill_bits(fifos: Sequence[Fifo], spills: frozenset[str]) -> int:
     once per spilled use, in the C integer words of its format (as the weight image stores weights)."""
     spilled = [f for f in fifos if f.key in spills]
     values = {f.value.name: f for f in spilled}
-    return sum(_spilled_words(f) for f in spilled) + sum(_spilled_words(f) for f in values.values())
+    return sum(_spilled_bits(f) for f in spilled) + sum(_spilled_bits(f) for f in values.values())
 
 
 def spill_ii(fifos: Sequence[Fifo], spills: frozenset[str]) -> int:
     """The most cycles a frame one spill process (a value's writer, a use's reader) takes at a memory word
     a cycle (0 without spills)."""
     spilled = (f for f in fifos if f.key in spills)
-    return max((math.ceil(_spilled_words(f) / OFFCHIP_WORD_BITS) for f in spilled), default=0)
+    return max((math.ceil(_spilled_bits(f) / OFFCHIP_WORD_BITS) for f in spilled), default=0)
 
 
-def _spilled_words(fifo: Fifo) -> int:
+def _spilled_bits(fifo: Fifo) -> int:
     """Bits of a spilled value a frame, in stored words."""
     fmt = fifo.value.type.format
     assert isinstance(fmt, Fixed)  # the estimate refuses float graphs first

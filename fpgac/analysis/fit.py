@@ -61,7 +61,7 @@ brings back into URAM (smallest first) the off-chip layers whose row buffers tak
 their weights' URAM saves.
 
 Spilled FIFOs
-======
+=============
 In io stream on a board with memory bandwidth (and weights not ``onchip``: then nothing goes to external
 memory), while the design at its most folding (weights where the off-chip choice puts them, values folded to a
 channel a beat) takes more block RAM than the budget, the fork FIFO that takes the most block RAM goes to
@@ -73,7 +73,7 @@ two (within the budget, then faster) is kept. Their traffic shares the bandwidth
 estimate's ``spill_bits``), which bounds the design's II from below as off-chip weights do. Block RAM a deep
 FIFO holds buys nothing but the lag between two branches, while a frame's skip is a few MB of
 memory traffic against GB/s, so FIFOs go before folding or weights pay for them.
-=======
+
 Line buffers in LUT RAM
 =======================
 A folded window layer's line buffer is a few deep memories, and an off-chip conv's row memories a few
@@ -135,8 +135,9 @@ class Fitting:
         lanes: io stream: the channel-folded values, by name, and the channels each beat carries.
         estimate: the design's estimate on the board.
         limit: what stops a faster design: a resource over ``util`` of the board (``dsp``, ``lut``, ...),
-            ``steps`` (a layer already at one step a cycle), ``bandwidth`` (off-chip weights), ``reuse``
-            (a layer whose reuse factor the user fixed) or ``target-fps`` (the rate asked for is met).
+            ``steps`` (a layer already at one step a cycle), ``bandwidth`` (off-chip weights, and spilled
+            FIFOs' traffic), ``spill`` (a spill process moving a memory word a cycle), ``reuse`` (a layer
+            whose reuse factor the user fixed) or ``target-fps`` (the rate asked for is met).
         limit_layer: the layer that sets the limit when one does (``steps``, ``bandwidth``, ``reuse``).
         util: the fraction of each resource the design was fitted into.
         within_util: whether the design takes at most ``util`` of every resource.
@@ -210,7 +211,8 @@ def fit(
 
     ``fixed`` maps layer names to the reuse factors the user gave (kept as given); ``accepts(io, layer,
     R)`` is the largest factor at most R the backend's kernels take for the layer (default: R);
-    ``fold_channels``: io stream values may be channel-folded (the Vitis kernels; not hls4ml's).
+    ``fold_channels``: the Vitis kernels, whose io stream values may be channel-folded and whose line
+    buffers may go to LUT RAM (not hls4ml's).
     """
     if not 0 < util <= 1:
         raise FitError(f"utilisation target {util} must be in (0, 1]")
@@ -377,7 +379,7 @@ def _fit_design(
     ) -> tuple[frozenset[str], Resources]:
         """The line buffers moved to LUT RAM, and the design's total with them there."""
         total = total_at(factors, beats, uram, frozenset())
-        if total.bram18 <= budget.bram18 or total.lut >= budget.lut:
+        if not fold_channels or total.bram18 <= budget.bram18 or total.lut >= budget.lut:
             return frozenset(), total
 
         def moved(m: LayerModel) -> tuple[str, Resources, Resources]:
@@ -395,9 +397,12 @@ def _fit_design(
         return tuple(k for k, n, limit in zip(RESOURCES, total, limits, strict=True) if n > limit)
 
     floor_layer, floor, floor_kind = _floor(models, fixed, offchip, bw, layer_at)
-    spilled_floor = max(bw, spill_ii(fifos, spills)) if spills else 0
-    if spilled_floor > floor:  # the spills' traffic (and weights', sharing the bandwidth) sets the pace
-        floor_layer, floor, floor_kind = None, spilled_floor, "bandwidth"
+    # The spills' traffic (and the weights', sharing the bandwidth) or one spill process may set the pace.
+    spilled_floor, spilled_kind = (
+        max((bw, "bandwidth"), (spill_ii(fifos, spills), "spill")) if spills else (0, "")
+    )
+    if spilled_floor > floor:
+        floor_layer, floor, floor_kind = None, spilled_floor, spilled_kind
     ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
     slowest = [layer_at(m, fixed.get(m.name) or _most(m)).ii for m in models if m.name in offchip]
     ceiling = max([ceiling, *slowest, most_folding(graph) if fold_channels else 1])

@@ -297,18 +297,22 @@ void window_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO
 // A pointwise conv (1 x 1 kernel, no padding; any stride) on a stream needs no line buffer: each input
 // pixel's C / LI beats are stored in a pixel buffer `px` (the layer declares it, static: split over its
 // channels into memories, or registers), and each pixel the strides keep is computed from it where it
-// lies (px is the window conv_pixel reads) on MULTS multipliers, and leaves as OUT_C / LO beats.
+// lies (px is the window conv_pixel reads) on MULTS multipliers, and leaves as OUT_C / LO beats. One
+// pipelined iteration a pixel, max(REUSE, G, OUT_C / LO) cycles apart (a beat read or written a cycle),
+// as the estimate counts it: storing a pixel overlaps computing the one before.
 template <class CFG, class PIXEL, class in_t, class out_t, int LI, int LO>
 void pointwise_stream(hls::stream<pixel<in_t, LI> >& x, hls::stream<pixel<out_t, LO> >& y, in_t px[CFG::C]) {
   const int G = CFG::C / LI;
   const int MULTS = (CFG::OUT_C * CFG::TAPS + CFG::REUSE - 1) / CFG::REUSE;
-  (void)MULTS;  // read by the pragma only
+  const int BEATS = G > CFG::OUT_C / LO ? G : CFG::OUT_C / LO;
+  const int PIXEL_II = CFG::REUSE > BEATS ? CFG::REUSE : BEATS;
+  (void)MULTS, (void)PIXEL_II;  // read by the pragmas only
   FPGAC_PRAGMA(HLS ALLOCATION operation instances=mul limit=MULTS)
   FPGAC_LOOP(pointwise_pixels)
   for (int p = 0; p < CFG::H * CFG::W; p++) {
+    FPGAC_PRAGMA(HLS PIPELINE II=PIXEL_II)
     FPGAC_LOOP(pointwise_fill)
     for (int g = 0; g < G; g++) {
-      FPGAC_PRAGMA(HLS PIPELINE II=1)
       const pixel<in_t, LI> in = x.read();
       FPGAC_LOOP(pointwise_fill_channels)
       for (int c = 0; c < LI; c++) px[g * LI + c] = in.data[c];

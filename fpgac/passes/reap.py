@@ -50,6 +50,7 @@ import numpy as np
 from fpgac.analysis.cost import graph_cost, node_cost
 from fpgac.errors import FpgacError
 from fpgac.interp.interpreter import run_float
+from fpgac.ir.boundary import output_to_logical
 from fpgac.ir.graph import Graph, Node, Param
 from fpgac.passes import linalg
 from fpgac.passes.reap_allocation import CostModel, Counts, grid, output_counts, uniform_counts
@@ -476,9 +477,10 @@ class _Problem:
 
 
 def _output_error(graph: Graph, calib: tuple[np.ndarray, ...] | None, original: Reference) -> float:
-    """The mean over graph outputs of the relative squared error against the original graph's."""
+    """The mean over graph outputs of the relative squared error against the original graph's (both in
+    the graph's own order: the trace's, not the callers' layout that ``run_float`` gives its outputs in)."""
     assert calib is not None
-    outputs = run_float(graph, list(calib))
+    outputs = [output_to_logical(graph, i, y) for i, y in enumerate(run_float(graph, list(calib)))]
     errors = [
         float(
             np.sum((y - original.trace[v.name]) ** 2) / max(float(np.sum(original.trace[v.name] ** 2)), 1e-30)

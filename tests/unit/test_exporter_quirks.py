@@ -338,3 +338,29 @@ def test_tf2onnx_conv1d_as_unsqueezed_conv2d_leaves_no_transpose(tmp_path: Path)
     assert layout_name(graph, graph.inputs[0]) == "NWC"
     x = RNG.normal(size=(8, 9, 3)).astype(f32)
     np.testing.assert_allclose(run_float(graph, x)[0], _onnxruntime(path, x), rtol=1e-5, atol=1e-5)
+
+
+def test_reap_measures_a_channels_last_output_in_the_graphs_own_order(tmp_path: Path) -> None:
+    """REAP compares the pruned graph's outputs with the original's trace: both in the graph's own
+    (channels-first) order, though ``run_float`` gives outputs in the callers' NHWC layout (comparing
+    those broadcast (N, 5, 4, 4) against (N, 4, 5, 4) and failed)."""
+    from fpgac.passes.reap import Reap
+
+    f32 = np.float32
+    inits = {
+        "k1": RNG.normal(size=(8, 3, 3, 3)).astype(f32) / 3,
+        "b1": RNG.normal(size=8).astype(f32) / 4,
+        "k2": RNG.normal(size=(4, 8, 1, 1)).astype(f32) / 3,
+    }
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["channels_first"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["channels_first", "k1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Conv", ["r", "k2"], ["d"]),
+        helper.make_node("Transpose", ["d"], ["y"], perm=[0, 2, 3, 1]),
+    ]
+    graph = load_model(_save(tmp_path / "two_convs.onnx", nodes, inits, ["N", 5, 4, 3]))
+    assert graph.output_layouts == {0: (1, 2, 0)}
+    calib = RNG.normal(size=(16, 5, 4, 3)).astype(f32)
+    pruned = Reap(keep=0.5, calib=(calib,)).run(graph)
+    assert pruned.nodes[0].output.shape[0] == 4 and run_float(pruned, calib)[0].shape == (16, 5, 4, 4)
