@@ -1,0 +1,99 @@
+"""BatchNorm + bipolar sign folded into an integer threshold on the accumulator (sign_threshold pass).
+
+The threshold must equal the real-number ``a * k + b >= 0`` on every reachable integer ``k`` (the sign's
+tie on the ``+1`` side, qonnx's ``x >= 0``), for ``a`` of either sign or zero and thresholds beyond the
+accumulator's reach; and a model with such BatchNorms must compute exactly that, without the affine.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import onnx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from fpgac.build import BuildOptions, compile_model
+from fpgac.interp.simulator import run_fixed
+from fpgac.ir.bipolar import is_xnor_layer
+from fpgac.passes.sign_threshold import threshold
+
+DOMAIN = "qonnx.custom_op.general"
+fractions = st.fractions(min_value=-40, max_value=40, max_denominator=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    a=st.one_of(st.just(Fraction(0)), fractions),
+    b=fractions,
+    lo=st.integers(-30, 30),
+    span=st.integers(0, 40),
+)
+def test_threshold_is_the_sign_on_every_reachable_code(a: Fraction, b: Fraction, lo: int, span: int) -> None:
+    hi = lo + span
+    negate, t = threshold(a, b, lo, hi)
+    for k in range(lo, hi + 1):
+        assert ((-k if negate else k) >= t) == (a * k + b >= 0), (a, b, k)
+    reach = range(-hi, -lo + 2) if negate else range(lo, hi + 2)  # clamped: no wider than the codes
+    assert t in reach
+    assert negate == (a < 0)
+
+
+# BatchNormalization params (epsilon 0, square variances: a and b are exact) chosen per channel:
+# a = 1 with a tie at x = 1; a = -1; a = 0 with b < 0 (always -1) and b = 0 (always +1: sign(0));
+# a threshold no sum reaches (x >= 100); a = -0.5 with a tie at x = -3.
+GAMMA = [1.0, -2.0, 0.0, 0.0, 1.0, -0.5]
+VAR = [1.0, 4.0, 1.0, 1.0, 1.0, 1.0]
+MEAN = [1.0, 0.5, 0.0, 0.0, 100.0, -3.0]
+BETA = [0.0, 0.25, -0.5, 0.0, 0.0, 0.0]
+
+
+def _model(path: Path, weight: np.ndarray, bias: np.ndarray) -> Path:
+    """x (N, 16) -> BipolarQuant (1) -> Gemm (binary +-0.5, a bias on the grid) -> BatchNormalization ->
+    BipolarQuant (1): the hidden layer of a binarized MLP."""
+    f32 = np.float32
+    inits = {
+        "one": np.array(1.0, f32),
+        "w": weight.astype(f32),
+        "b": bias.astype(f32),
+        **{k: np.array(v, f32) for k, v in (("gamma", GAMMA), ("beta", BETA), ("mean", MEAN), ("var", VAR))},
+    }
+    nodes = [
+        helper.make_node("BipolarQuant", ["x", "one"], ["xq"], domain=DOMAIN),
+        helper.make_node("Gemm", ["xq", "w", "b"], ["acc"], transB=1),
+        helper.make_node("BatchNormalization", ["acc", "gamma", "beta", "mean", "var"], ["bn"], epsilon=0.0),
+        helper.make_node("BipolarQuant", ["bn", "one"], ["y"], domain=DOMAIN),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bn_sign",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
+    return path
+
+
+def test_batchnorm_and_sign_become_a_threshold_bias(tmp_path: Path) -> None:
+    """The affine goes; the layer stays an XNOR-popcount (negated channels keep binary weights); every
+    sign equals the exact ``a * acc + b >= 0`` on 4096 random inputs, ties and constant channels included."""
+    rng = np.random.default_rng(0)
+    weight = np.where(rng.normal(size=(6, 16)) >= 0, 0.5, -0.5)
+    bias = np.array([0.0, 0.5, 1.5, 0.0, -1.0, 0.0])
+    x = rng.choice([-1.0, 1.0], size=(4096, 16)).astype(np.float32)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, x[:64])
+    graph = compile_model(_model(tmp_path / "m.onnx", weight, bias), BuildOptions(calib=calib)).graph
+    assert [n.op for n in graph.nodes] == ["quant", "dense", "quant"]
+    assert is_xnor_layer(graph.nodes[1])
+    acc = x.astype(np.float64) @ weight.T + bias  # exact: multiples of 0.5
+    a = np.array(GAMMA) / np.sqrt(VAR)
+    expected = np.where(a * acc + (np.array(BETA) - np.array(MEAN) * a) >= 0, 1.0, -1.0)
+    ties = a * acc + (np.array(BETA) - np.array(MEAN) * a) == 0
+    assert ties[:, 0].any() and ties[:, 5].any()  # the test reaches the ties it is about
+    assert np.array_equal(run_fixed(graph, [x]).outputs[0], expected)
