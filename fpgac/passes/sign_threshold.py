@@ -41,6 +41,11 @@ from fpgac.passes.fold_affine import per_channel
 
 log = logging.getLogger(__name__)
 
+# A bound on float32 BatchNorm's relative error in ``a * x + b`` (qonnx runs it in onnxruntime: ``a`` and
+# ``b`` from float32 gamma, beta, mean, var, then a float32 product and sum): a few units of float32's
+# roundoff 2**-24, generously.
+FLOAT32_ERROR = Fraction(8, 2**24)
+
 
 @dataclass(frozen=True)
 class SignThreshold:
@@ -66,6 +71,18 @@ def threshold(a: Fraction, b: Fraction, lo: int, hi: int) -> tuple[bool, int]:
     return True, min(max(-math.floor(-b / a), -hi), -lo + 1)
 
 
+def near_zero(a: Fraction, b: Fraction, lo: int, hi: int) -> bool:
+    """Whether an integer ``k`` in ``[lo, hi]`` next to the real threshold ``-b / a`` has ``|a * k + b|``
+    within float32 error of 0: :data:`FLOAT32_ERROR` times ``|a * k| + |b|`` (float execution rounds the
+    product, and its ``a`` and ``b`` may each differ from these by rounding), where float32 BatchNorm
+    may give the other sign."""
+    if a == 0:
+        return False  # 0 * x + b is b in float too
+    root = -b / a
+    candidates = {k for k in (math.floor(root), math.ceil(root)) if lo <= k <= hi}
+    return any(abs(a * k + b) <= FLOAT32_ERROR * (abs(a * k) + abs(b)) for k in candidates)
+
+
 def _fold(graph: Graph, affine: Node) -> bool:
     source = affine.inputs[0]
     layer = source.producer
@@ -88,16 +105,26 @@ def _fold(graph: Graph, affine: Node) -> bool:
         return False
     reach = _weight_reach(layer)
     weight = layer.params["weight"].data.astype(np.float64)
-    flips, codes = np.ones(channels), []
+    flips, codes, near = np.ones(channels), [], 0
     for c in range(channels):
-        a, b = Fraction(float(params[0][c])), Fraction(float(params[1][c]))
+        a, b = Fraction(float(params[0][c])) * Fraction(2) ** -step, Fraction(float(params[1][c]))
         lo, hi = bias_codes[c] - reach[c], bias_codes[c] + reach[c]
-        # a * (k * g) + b >= 0 with k the accumulator's code: a threshold on k, scaled to the grid.
-        negate, t = threshold(a * Fraction(2) ** -step, b, lo, hi)
+        # a * k + b >= 0 with k the accumulator's code (a scaled to the grid): a threshold on k.
+        negate, t = threshold(a, b, lo, hi)
         flips[c] = -1.0 if negate else 1.0
         codes.append((-bias_codes[c] if negate else bias_codes[c]) - t)
+        near += near_zero(a, b, lo, hi)
     if not _negatable(layer, flips):
         return False
+    if near:
+        log.warning(
+            "%s (%s): %d of %d channels have a reachable accumulator value within float32 error of the "
+            "BatchNorm's zero; there float QONNX execution may give the other sign (this design: exact)",
+            layer.name,
+            affine.name,
+            near,
+            channels,
+        )
     layer.params["weight"] = Param(
         (weight * flips.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(layer.params["weight"].data.dtype),
         layer.params["weight"].format,

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from fpgac.build import BuildOptions, compile_model
 from fpgac.interp.simulator import run_fixed
 from fpgac.ir.bipolar import is_xnor_layer
-from fpgac.passes.sign_threshold import threshold
+from fpgac.passes.sign_threshold import near_zero, threshold
 
 DOMAIN = "qonnx.custom_op.general"
 fractions = st.fractions(min_value=-40, max_value=40, max_denominator=8)
@@ -40,6 +40,33 @@ def test_threshold_is_the_sign_on_every_reachable_code(a: Fraction, b: Fraction,
     reach = range(-hi, -lo + 2) if negate else range(lo, hi + 2)  # clamped: no wider than the codes
     assert t in reach
     assert negate == (a < 0)
+
+
+floats32 = st.floats(-100, 100, width=32, allow_subnormal=False)
+
+
+@settings(max_examples=400, deadline=None)
+@given(a=floats32, k=st.integers(-2000, 2000), ulps=st.integers(-4, 4))
+def test_float32_batchnorm_differs_from_the_threshold_only_where_flagged(a: float, k: int, ulps: int) -> None:
+    """A float32 ``a * k + b`` (rounded product, rounded sum, as onnxruntime computes BatchNorm from
+    its folded scale and shift) on the other side of 0 than the exact value: only at a flagged code.
+    ``b`` a few float32 steps from ``-a * k``, where the two can disagree."""
+    f32 = np.float32
+    product = f32(f32(a) * f32(k))
+    b = float(-product)
+    for _ in range(abs(ulps)):
+        b = float(np.nextafter(f32(b), f32(np.sign(ulps) * np.inf)))
+    float_sign = f32(product + f32(b)) >= 0
+    exact = Fraction(a) * k + Fraction(b) >= 0
+    assert float_sign == exact or near_zero(Fraction(a), Fraction(b), k, k)
+    assert a == 0 or not near_zero(Fraction(a), Fraction(b), k + 1, k + 1)  # one code away: never
+
+
+def test_near_zero_flags_a_code_at_float32_distance() -> None:
+    a, b = Fraction(float(np.float32(0.1))), -Fraction(float(np.float32(0.3)))
+    assert near_zero(a, b, -10, 10)  # 3 * 0.1f - 0.3f is 1.1e-8, far below float32's error there
+    assert not near_zero(a, b, -10, 2)  # the code next to the threshold is out of reach
+    assert not near_zero(Fraction(1), Fraction(-1, 2), -10, 10)  # 1/2 from the nearest code
 
 
 # BatchNormalization params (epsilon 0, square variances: a and b are exact) chosen per channel:
