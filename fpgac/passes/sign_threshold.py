@@ -62,8 +62,8 @@ class SignThreshold:
 
 def threshold(a: Fraction, b: Fraction, lo: int, hi: int) -> tuple[bool, int]:
     """``(negate, t)`` with ``a * k + b >= 0`` iff ``(-k if negate else k) >= t`` for every integer
-    ``k`` in ``[lo, hi]``; ``t`` clamped to ``[-hi - 1, hi + 1]`` resp. ``[lo, hi + 1]`` of the
-    (negated) range, so that it is never wider than the accumulator needs."""
+    ``k`` in ``[lo, hi]`` (``negate`` iff ``a < 0``). ``t`` is clamped to ``[lo, hi + 1]`` (``[-hi, -lo +
+    1]`` negated): a threshold no code reaches needs no more bits than the accumulator."""
     if a == 0:
         return False, lo if b >= 0 else hi + 1
     if a > 0:
@@ -73,9 +73,11 @@ def threshold(a: Fraction, b: Fraction, lo: int, hi: int) -> tuple[bool, int]:
 
 def near_zero(a: Fraction, b: Fraction, lo: int, hi: int) -> bool:
     """Whether an integer ``k`` in ``[lo, hi]`` next to the real threshold ``-b / a`` has ``|a * k + b|``
-    within float32 error of 0: :data:`FLOAT32_ERROR` times ``|a * k| + |b|`` (float execution rounds the
-    product, and its ``a`` and ``b`` may each differ from these by rounding), where float32 BatchNorm
-    may give the other sign."""
+    within float32 error of 0: :data:`FLOAT32_ERROR` times ``|a * k| + |b|``, where float32 BatchNorm
+    may give the other sign. The bound covers the float32 product and sum (tested); a runtime that folds
+    ``gamma / sqrt(var + eps)`` and ``beta - mean * a`` in another order than the frontend gets an ``a``
+    and ``b`` a few roundings away, which the factor 8 covers unless ``b`` cancels (``|mean * a|`` much
+    larger than ``|b|``)."""
     if a == 0:
         return False  # 0 * x + b is b in float too
     root = -b / a
@@ -98,8 +100,8 @@ def _fold(graph: Graph, affine: Node) -> bool:
     axis = 0 if layer.op == "conv" else rank - 1
     channels = source.shape[axis]
     params = per_channel(affine.params["scale"].data, affine.params["shift"].data, rank, axis, channels)
-    if params is None:
-        return False
+    if params is None or not all(np.all(np.isfinite(p)) for p in params):
+        return False  # NaN or Inf: the quantize pass refuses them, naming the node
     bias_codes = _bias_codes(layer, step, channels)
     if bias_codes is None:
         return False

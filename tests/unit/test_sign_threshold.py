@@ -78,9 +78,10 @@ MEAN = [1.0, 0.5, 0.0, 0.0, 100.0, -3.0]
 BETA = [0.0, 0.25, -0.5, 0.0, 0.0, 0.0]
 
 
-def _model(path: Path, weight: np.ndarray, bias: np.ndarray) -> Path:
+def _model(path: Path, weight: np.ndarray, bias: np.ndarray, quantized_input: bool = True) -> Path:
     """x (N, 16) -> BipolarQuant (1) -> Gemm (binary +-0.5, a bias on the grid) -> BatchNormalization ->
-    BipolarQuant (1): the hidden layer of a binarized MLP."""
+    BipolarQuant (1): the hidden layer of a binarized MLP (without the first quantizer the Gemm's
+    input is float, its accumulator on no grid)."""
     f32 = np.float32
     inits = {
         "one": np.array(1.0, f32),
@@ -90,7 +91,7 @@ def _model(path: Path, weight: np.ndarray, bias: np.ndarray) -> Path:
     }
     nodes = [
         helper.make_node("BipolarQuant", ["x", "one"], ["xq"], domain=DOMAIN),
-        helper.make_node("Gemm", ["xq", "w", "b"], ["acc"], transB=1),
+        helper.make_node("Gemm", ["xq" if quantized_input else "x", "w", "b"], ["acc"], transB=1),
         helper.make_node("BatchNormalization", ["acc", "gamma", "beta", "mean", "var"], ["bn"], epsilon=0.0),
         helper.make_node("BipolarQuant", ["bn", "one"], ["y"], domain=DOMAIN),
     ]
@@ -124,3 +125,13 @@ def test_batchnorm_and_sign_become_a_threshold_bias(tmp_path: Path) -> None:
     ties = a * acc + (np.array(BETA) - np.array(MEAN) * a) == 0
     assert ties[:, 0].any() and ties[:, 5].any()  # the test reaches the ties it is about
     assert np.array_equal(run_fixed(graph, [x]).outputs[0], expected)
+
+
+def test_a_layer_on_no_grid_keeps_its_batchnorm(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    weight = np.where(rng.normal(size=(6, 16)) >= 0, 0.5, -0.5)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.uniform(-1, 1, (64, 16)).astype(np.float32))
+    model = _model(tmp_path / "m.onnx", weight, np.zeros(6), quantized_input=False)
+    graph = compile_model(model, BuildOptions(calib=calib)).graph
+    assert [n.op for n in graph.nodes] == ["dense", "affine", "quant"]
