@@ -127,6 +127,52 @@ def test_batchnorm_and_sign_become_a_threshold_bias(tmp_path: Path) -> None:
     assert np.array_equal(run_fixed(graph, [x]).outputs[0], expected)
 
 
+def test_random_batchnorms_equal_the_exact_sign(tmp_path: Path) -> None:
+    """A BNN-PYNQ-like hidden layer (784 bipolar inputs, 256 binary units, BatchNorm with random
+    statistics): every sign equals the exact one of the frontend's float32 ``a`` and ``b`` (float64's
+    ``a * acc + b`` has the exact sign: the product is exact, a sum's rounding keeps its sign). The
+    16-bit affine the layer had before the threshold gave 108 of these 512,000 signs otherwise than
+    qonnx's execution (which equals the exact sign on all of them)."""
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    weight = np.where(rng.normal(size=(256, 784)) >= 0, 1.0, -1.0).astype(f32)
+    stats = {
+        "gamma": rng.uniform(-1.5, 1.5, 256),
+        "beta": rng.normal(0, 1, 256),
+        "mean": rng.normal(0, 20, 256),
+        "var": rng.uniform(100, 900, 256),
+    }
+    inits = {"one": np.array(1.0, f32), "w": weight.T.copy(), **{k: v.astype(f32) for k, v in stats.items()}}
+    nodes = [
+        helper.make_node("BipolarQuant", ["x", "one"], ["xq"], domain=DOMAIN),
+        helper.make_node("MatMul", ["xq", "w"], ["acc"]),
+        helper.make_node("BatchNormalization", ["acc", "gamma", "beta", "mean", "var"], ["bn"], epsilon=1e-4),
+        helper.make_node("BipolarQuant", ["bn", "one"], ["y"], domain=DOMAIN),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 256])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    path = tmp_path / "fc.onnx"
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]),
+        path,
+    )
+    x = rng.choice([-1.0, 1.0], size=(2000, 784)).astype(f32)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, x[:64])
+    compiled = compile_model(path, BuildOptions(calib=calib)).graph
+    assert "affine" not in {n.op for n in compiled.nodes}
+    a = inits["gamma"] / np.sqrt(inits["var"] + f32(1e-4))  # as the frontend folds BatchNormalization
+    b = inits["beta"] - inits["mean"] * a
+    acc = x.astype(np.float64) @ weight.T.astype(np.float64)
+    expected = np.where(a.astype(np.float64) * acc + b.astype(np.float64) >= 0, 1.0, -1.0)
+    assert np.array_equal(run_fixed(compiled, [x]).outputs[0], expected)
+
+
 def test_a_layer_on_no_grid_keeps_its_batchnorm(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     weight = np.where(rng.normal(size=(6, 16)) >= 0, 0.5, -0.5)
