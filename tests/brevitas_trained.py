@@ -24,6 +24,7 @@ from tests.trained import Dataset, digits
 EPOCHS = 3  # enough to learn the digits; the tests check exactness, not accuracy
 WEIGHT_BITS = {"w4a4": (4, 4), "w2a2": (2, 2), "w1a2": (1, 2), "w1a1": (1, 1)}  # weight, activation bits
 FLOAT_SCALES = "w4a4_float"  # 4/4 with Brevitas' default float (non-power-of-two) scales
+BATCHNORM = "w1a1_bn"  # w1a1 with a BatchNorm before each sign, as BNN-PYNQ's FC and CNV
 
 
 def _float_layers(weight_bits: int, act_bits: int) -> dict[str, object]:
@@ -70,41 +71,43 @@ def _layers(weight_bits: int, act_bits: int, float_scales: bool = False) -> dict
     }
 
 
-def _activation(k: dict[str, object], act_bits: int) -> nn.Module:
+def _activation(k: dict[str, object], act_bits: int, batchnorm: nn.Module | None = None) -> nn.Module:
     """A hidden layer's activation: the quantized ReLU, or at 1 bit the bipolar sign of BNN-PYNQ
-    (``QuantIdentity`` with Brevitas' binary quantizer: +-1, a ``BipolarQuant`` in QONNX)."""
+    (``QuantIdentity`` with Brevitas' binary quantizer: +-1, a ``BipolarQuant`` in QONNX), after
+    ``batchnorm`` where given."""
     import brevitas.nn as qnn
     from brevitas.quant.binary import SignedBinaryActPerTensorConst
 
     if act_bits == 1:
-        return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+        sign = qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+        return sign if batchnorm is None else nn.Sequential(batchnorm, sign)
     return qnn.QuantReLU(**k["relu"])  # type: ignore[arg-type]
 
 
-def mlp(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Module:
+def mlp(weight_bits: int, act_bits: int, float_scales: bool = False, batchnorm: bool = False) -> nn.Module:
     import brevitas.nn as qnn
 
     k = _layers(weight_bits, act_bits, float_scales)
     return nn.Sequential(
         qnn.QuantIdentity(**k["input"]),  # type: ignore[arg-type]
         qnn.QuantLinear(64, 64, **k["weight"]),  # type: ignore[arg-type]
-        _activation(k, act_bits),
+        _activation(k, act_bits, nn.BatchNorm1d(64) if batchnorm else None),
         qnn.QuantLinear(64, 10, **k["weight"]),  # type: ignore[arg-type]
         qnn.QuantIdentity(**k["output"]),  # type: ignore[arg-type]
     )
 
 
-def cnn(weight_bits: int, act_bits: int, float_scales: bool = False) -> nn.Module:
+def cnn(weight_bits: int, act_bits: int, float_scales: bool = False, batchnorm: bool = False) -> nn.Module:
     import brevitas.nn as qnn
 
     k = _layers(weight_bits, act_bits, float_scales)
     return nn.Sequential(
         qnn.QuantIdentity(**k["input"]),  # type: ignore[arg-type]
         qnn.QuantConv2d(1, 8, 3, padding=1, **k["weight"]),  # type: ignore[arg-type]
-        _activation(k, act_bits),
+        _activation(k, act_bits, nn.BatchNorm2d(8) if batchnorm else None),
         nn.MaxPool2d(2),
         qnn.QuantConv2d(8, 16, 3, padding=1, **k["weight"]),  # type: ignore[arg-type]
-        _activation(k, act_bits),
+        _activation(k, act_bits, nn.BatchNorm2d(16) if batchnorm else None),
         nn.MaxPool2d(2),
         nn.Flatten(),
         qnn.QuantLinear(64, 10, **k["weight"]),  # type: ignore[arg-type]
@@ -121,8 +124,9 @@ def trained(family: str, variant: str) -> tuple[nn.Module, Dataset]:
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        bits = WEIGHT_BITS.get(variant, (4, 4))
-        model = (mlp if family == "mlp" else cnn)(*bits, float_scales=variant == FLOAT_SCALES)
+        bits = (1, 1) if variant == BATCHNORM else WEIGHT_BITS.get(variant, (4, 4))
+        build = mlp if family == "mlp" else cnn
+        model = build(*bits, float_scales=variant == FLOAT_SCALES, batchnorm=variant == BATCHNORM)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
         generator = torch.Generator().manual_seed(0)

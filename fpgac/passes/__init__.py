@@ -23,6 +23,7 @@ from fpgac.passes.prune import Prune
 from fpgac.passes.quantize import Quantize
 from fpgac.passes.reap import Reap
 from fpgac.passes.share import Share
+from fpgac.passes.sign_threshold import SignThreshold
 
 
 class Pass(Protocol):
@@ -37,6 +38,7 @@ class Pass(Protocol):
 PASSES: dict[str, type[Pass]] = {
     Cleanup.name: Cleanup,
     FoldAffine.name: FoldAffine,
+    SignThreshold.name: SignThreshold,
     LowRank.name: LowRank,
     Quantize.name: Quantize,
     Reap.name: Reap,
@@ -60,4 +62,5 @@ __all__ = [
     "Quantize",
     "Reap",
     "Share",
+    "SignThreshold",
 ]

@@ -68,15 +68,15 @@ def _fold_values(producer: Node, scale: np.ndarray, shift: np.ndarray) -> bool:
         return True
     if producer.op in ("conv", "dense"):
         channel_axis = 0 if producer.op == "conv" else rank - 1
-        per_channel = _per_channel(scale, shift, rank, channel_axis, producer.output.shape[channel_axis])
-        if per_channel is None:
+        vectors = per_channel(scale, shift, rank, channel_axis, producer.output.shape[channel_axis])
+        if vectors is None:
             return False
-        _fold_into_layer(producer, *per_channel)
+        _fold_into_layer(producer, *vectors)
         return True
     return False
 
 
-def _per_channel(
+def per_channel(
     scale: np.ndarray, shift: np.ndarray, rank: int, axis: int, channels: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Scale and shift as 1-d per-channel vectors, or None when they vary along another axis."""

@@ -30,6 +30,7 @@ from fpgac.passes import PASSES, Pass
 from fpgac.passes.cleanup import Cleanup
 from fpgac.passes.fold_affine import FoldAffine
 from fpgac.passes.output_names import OutputNames
+from fpgac.passes.sign_threshold import SignThreshold
 from fpgac.passes.spec import PassCall, PassSpecError, parse_pass_spec
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,10 @@ class PassFailure(FpgacError):
 
 
 # Run on every model before the user's passes: lowering leaves dead nodes and identity reshapes behind
-# (cleanup) and BatchNorm or scale-and-shift affines that fold into the layer before them (fold_affine);
-# both may take the model's names from the graph outputs, which output_names gives back.
-CLEANUPS: tuple[Pass, ...] = (Cleanup(), FoldAffine(), OutputNames())
+# (cleanup) and BatchNorm or scale-and-shift affines that fold into the layer before them (fold_affine), or,
+# before a bipolar sign, into its integer threshold (sign_threshold); they may take the model's names from
+# the graph outputs, which output_names gives back.
+CLEANUPS: tuple[Pass, ...] = (Cleanup(), FoldAffine(), SignThreshold(), OutputNames())
 # Every build ends quantized: the pass is implied last when --passes does not name it.
 IMPLIED_LAST = "quantize"
 # Passes that work on the quantized graph (the OOD monitor sets its threshold on the hardware's own

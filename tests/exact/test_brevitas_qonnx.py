@@ -23,7 +23,7 @@ from fpgac.ir.serialize import load_graph
 pytest.importorskip("brevitas")
 pytest.importorskip("qonnx")
 
-from tests.brevitas_trained import FLOAT_SCALES, WEIGHT_BITS, export, run_qonnx, trained
+from tests.brevitas_trained import BATCHNORM, FLOAT_SCALES, WEIGHT_BITS, export, run_qonnx, trained
 
 MODELS = [(family, variant) for family in ("mlp", "cnn") for variant in WEIGHT_BITS]
 
@@ -92,5 +92,25 @@ def test_binarized_layers_are_xnor_popcounts_without_dsp(family: str, io: str, t
     costs = {layer["name"]: layer["resources"]["dsp"] for layer in report["layers"]}
     assert [costs[n.name] for n in layers] == [0] * len(layers)
     _, data = trained(family, "w1a1")
+    result = verify(str(folder), [data.x_test[:16]])
+    assert result.mismatches == 0, result.first_mismatch
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("family", "io"), [("mlp", "parallel"), ("cnn", "stream")])
+def test_batchnorm_before_each_sign_is_a_threshold(family: str, io: str, tmp_path: Path) -> None:
+    """w1a1 with a BatchNorm before each sign (BNN-PYNQ's FC and CNV): each BatchNorm + sign is a
+    threshold in the layer's bias (fpgac/passes/sign_threshold.py), no affine and no DSP remain, the
+    hidden layers stay XNOR-popcounts, every held-out output equals qonnx's execution, and g++
+    C-simulation equals the simulator bit for bit."""
+    onnx_path, folder = _build(family, BATCHNORM, tmp_path, backend="vitis", io=io)
+    graph = load_graph(folder)
+    assert "affine" not in {n.op for n in graph.nodes}
+    layers = [n for n in graph.nodes if n.op in ("dense", "conv")]
+    assert [is_xnor_layer(n) for n in layers] == [False] + [True] * (len(layers) - 1)
+    report = json.loads((folder / "report.json").read_text())
+    assert sum(layer["resources"]["dsp"] for layer in report["layers"]) == 0
+    _, data = trained(family, BATCHNORM)
+    assert np.array_equal(run_fixed(graph, [data.x_test]).outputs[0], run_qonnx(onnx_path, data.x_test))
     result = verify(str(folder), [data.x_test[:16]])
     assert result.mismatches == 0, result.first_mismatch

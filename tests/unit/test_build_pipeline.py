@@ -28,7 +28,7 @@ from fpgac.passes.pipeline import CLEANUPS, run_pipeline
 from fpgac.passes.quantize import Quantize
 from tests.csim_support import skip_without_csim
 
-CLEANUP_NAMES = "cleanup, fold_affine, output_names"
+CLEANUP_NAMES = "cleanup, fold_affine, sign_threshold, output_names"
 
 
 @pytest.fixture(scope="module")
