@@ -468,15 +468,7 @@ def _lutram_line_buffers(
     (The estimate maps a line buffer as any memory, in block RAM once it is deep: a folded layer's few
     deep memories, which LUT RAM holds at a LUT per 64 bits, as well as LUTs have room.)"""
     moves = [(name, before.bram18 - after.bram18, after.lut - before.lut) for name, before, after in choices]
-    moves = sorted((m for m in moves if m[1] > 0), key=lambda m: (-m[1] / max(m[2], 1), m[0]))
-    bram, lut, chosen = total.bram18, total.lut, set()
-    for name, freed, added in moves:
-        if bram <= budget.bram18:
-            break
-        if lut + added <= budget.lut:
-            chosen.add(name)
-            bram, lut = bram - freed, lut + added
-    return frozenset(chosen)
+    return _out_of_block_ram(moves, total.bram18, budget.bram18, total.lut, budget.lut)
 
 
 def _uram_line_buffers(
@@ -500,22 +492,31 @@ def _uram_line_buffers(
     total = assemble(
         models, factors, offchip, groups=beats, uram=preloaded, fifos=fifos, spills=spills, lutram_rows=lutram
     ).total
-    bram, uram, moves = total.bram18, total.uram, []
+    moves = []
     for m in models:
         if m.name not in offchip or m.name in lutram or not m.direct_lanes(factors[m.name]):
             continue
         at = (factors[m.name], True, bw, m.groups(beats))
         before, after = m.at(*at).resources, m.at(*at, uram_rows=True).resources
-        freed, taken = before.bram18 - after.bram18, after.uram - before.uram
-        if freed > 0:
-            moves.append((-freed / max(taken, 1), m.name, freed, taken))
+        moves.append((m.name, before.bram18 - after.bram18, after.uram - before.uram))
+    return _out_of_block_ram(moves, total.bram18, budget.bram18, total.uram, budget.uram)
+
+
+def _out_of_block_ram(
+    moves: Sequence[tuple[str, int, int]], bram: int, bram_budget: int, other: int, other_budget: int
+) -> frozenset[str]:
+    """The memories to move out of block RAM into another resource (URAM, LUT RAM) while block RAM is over
+    its budget: from (name, BRAM18 freed, other resource taken), the most BRAM18 freed per unit taken
+    first (by name on ties), each while the other resource stays within its budget."""
     chosen: set[str] = set()
-    for _, name, freed, taken in sorted(moves):
-        if bram <= budget.bram18:
+    for name, freed, taken in sorted(
+        (m for m in moves if m[1] > 0), key=lambda m: (-m[1] / max(m[2], 1), m[0])
+    ):
+        if bram <= bram_budget:
             break
-        if uram + taken <= budget.uram:
+        if other + taken <= other_budget:
             chosen.add(name)
-            bram, uram = bram - freed, uram + taken
+            bram, other = bram - freed, other + taken
     return frozenset(chosen)
 
 
