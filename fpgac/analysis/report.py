@@ -26,7 +26,7 @@ from fpgac.ir.boundary import array_shape, layout_name, output_array_shape, outp
 from fpgac.ir.encoding import storage_bits, streams
 from fpgac.ir.graph import Graph, Node, Param, Value
 
-SPILLS_NAMED = 8  # spilled FIFOs report.md names (DenseNet spills over a hundred; report.json lists all)
+NAMED = 8  # spilled FIFOs or moved line buffers report.md names (report.json lists all: DenseNet spills 114)
 
 
 def node_weight_bits(node: Node) -> int:
@@ -199,11 +199,14 @@ def _design_markdown(report: dict[str, Any]) -> list[str]:
         )
     spills = report.get("spills") or []
     if spills:  # all of them in report.json
-        named = [f"`{s}`" for s in spills[:SPILLS_NAMED]] + (["..."] if len(spills) > SPILLS_NAMED else [])
+        named = _named(spills)
         lines.append(
             f"- FIFOs in external memory: {len(spills)} ({', '.join(named)}), "
             f"{report.get('spill_bits', 0):,} bits a frame"
         )
+    for key, what in (("uram_rows", "URAM"), ("lutram_rows", "LUT RAM")):
+        if fit.get(key):  # the fitting's choices for line buffers (report.json's fit lists them)
+            lines.append(f"- line buffers in {what}: {len(fit[key])} layers ({', '.join(_named(fit[key]))})")
     lines += [f"- warning: {w}" for w in report.get("warnings", [])]
     lines += [
         "",
@@ -291,3 +294,8 @@ def _storage_markdown(report: dict[str, Any]) -> list[str]:
             + f" | {parts['total']:,} | {bram} |"
         )
     return lines
+
+
+def _named(names: list[str]) -> list[str]:
+    """The first ``NAMED`` of ``names`` in backticks, and an ellipsis for the rest."""
+    return [f"`{n}`" for n in names[:NAMED]] + (["..."] if len(names) > NAMED else [])

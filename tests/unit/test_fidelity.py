@@ -49,3 +49,13 @@ def test_large_models_get_fewer_samples(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(fidelity, "MAC_BUDGET", 1)
     probe = FidelityProbe(load_model(MODEL), [np.load(BATCH)])
     assert len(probe.samples[0]) == fidelity.MIN_SAMPLES
+
+
+def test_report_md_says_where_the_fitting_put_line_buffers() -> None:
+    """report.json's fit lists the line buffers the fitting moved out of block RAM; report.md counts them."""
+    report = compile_model(MODEL, BuildOptions(calib=BATCH, io="stream")).report
+    assert "line buffers in" not in report_markdown(report)
+    report["fit"] = {**report["fit"], "uram_rows": ["a"], "lutram_rows": ["b", "c"]}
+    text = report_markdown(report)
+    assert "- line buffers in URAM: 1 layers (`a`)" in text
+    assert "- line buffers in LUT RAM: 2 layers (`b`, `c`)" in text
