@@ -1152,6 +1152,19 @@ class LayerModel:
         shape = self.node.params["weight"].shape
         return direct_lanes(self.work.weight_bits, shape[1], math.prod(shape[2:]), reuse)
 
+    def wide_row_reuse(self) -> int:
+        """Its largest reuse factor off chip whose line buffer word (its lanes x the input's bits) still
+        holds as many lanes as a URAM word's 72 bits take (or all it can have); else its reuse at one
+        product a cycle. At one lane a word, a conv's line buffer (span x W x C words, 16 bits) is deep and
+        narrow: in URAM it leaves 56 of 72 bits a word empty, so the fitting widens it when block RAM
+        is over (DenseNet-121's 120 convs on zcu104)."""
+        most = offchip_max_reuse(self.work.weight_bits, self.work.fan_in)
+        widest = self.direct_lanes(1)
+        if not widest:
+            return most
+        want = min(widest, max(1, URAM_SHAPE[1] // _width(self.node.inputs[0].type.format)))
+        return max(r for r in range(1, most + 1) if self.direct_lanes(r) >= want)
+
     def _row_memories(self, lanes: int, g_out: int) -> Resources:
         """conv_row_offchip's memories: a row's windows (OW x C*taps cells, reshaped ``lanes`` wide) and its
         outputs (:func:`_output_row`)."""

@@ -253,56 +253,74 @@ def _fit_style(
     board, io = models[0].board, models[0].io
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
     preload = weights == "auto" and io == "stream" and board.uram > 0 and board.mem_gb_s > 0
-    # Counting URAM moves fewer layers off chip, but the URAM that fits at the most folding may not at the
-    # II reached (wider words): both choices are fitted and the faster design that fits is kept.
-    choices = {_offchip(models, budget, fixed, weights, p) for p in {preload, False}}
     fifos = stream_fifos(graph) if io == "stream" else ()  # the same for every choice: found once
     spillable = fifos if weights != "onchip" else ()  # onchip: nothing in external memory
-
     folded = groups_at(graph, most_folding(graph)) if fold_channels and spillable else {}
     channels = {f.value.name: pixels_channels(f.value)[1] for f in spillable}
-
-    def design(offchip: frozenset[str]) -> Fitting:
-        # Spills are chosen at the most folding first; where block RAM still binds the design fitted with
-        # them (over budget, or what stops a faster one), every FIFO whose spill saves block RAM at the
-        # folding reached is spilled too, and the better of the two designs kept.
-        most = [
-            m.at(fixed.get(m.name) or m.max_reuse, m.name in offchip, 0, m.groups(folded)) for m in models
-        ]
-        bram = sum(layer.resources.bram18 for layer in most)
-        bram += sum(r.bram18 for r in fifo_resources(spillable, folded, board).values())
-        spills = _spills(spillable, board, bram, budget, folded)
-        fitted = _fit_design(
-            graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos, spills
-        )
-        if fitted.limit != "bram18" and fitted.estimate.total.bram18 <= budget.bram18:
-            return fitted
-        groups = {v: channels[v] // lanes for v, lanes in fitted.lanes.items() if v in channels}
-        more = spills | {k for k, saved in _savings(spillable, board, groups).items() if saved > 0}
-        if more == spills or board.mem_gb_s <= 0:
-            return fitted
-        other = _fit_design(
-            graph, models, util, target_fps, fixed, accepts, fold_channels, offchip, preload, fifos, more
-        )
-        return max([fitted, other], key=lambda f: (f.within_util, f.estimate.fps))
 
     def rank(f: Fitting) -> tuple[bool, float]:
         return f.within_util, f.estimate.fps
 
-    best = max((design(offchip) for offchip in sorted(choices, key=sorted)), key=rank)
-    # The choice above moves the fewest layers that let the most folded design fit; where memory then binds
-    # the fitted design, each further layer off chip frees memory for less folding until the bandwidth
-    # binds instead. The next layers go too, 1, 2, 4, ... at a time, while the design gets faster.
-    if weights != "auto" or io != "stream" or board.mem_gb_s <= 0:
+    def fitted(wide_rows: bool) -> Fitting:
+        """The fastest design with off-chip convs at the fewest lanes that make its II, or (``wide_rows``)
+        at least a URAM word's worth of lanes (:meth:`~fpgac.analysis.estimate.LayerModel.wide_row_reuse`)."""
+        # Counting URAM moves fewer layers off chip, but the URAM that fits at the most folding may not at the
+        # II reached (wider words): both choices are fitted and the faster design that fits is kept.
+        choices = {_offchip(models, budget, fixed, weights, p, wide_rows) for p in {preload, False}}
+
+        def most_reuse(m: LayerModel, offchip: frozenset[str]) -> int:
+            return _most(m, wide_rows) if m.name in offchip else m.max_reuse
+
+        def fit_at(offchip: frozenset[str], spills: frozenset[str]) -> Fitting:
+            args = (fold_channels, offchip, preload, fifos, spills, wide_rows)
+            return _fit_design(graph, models, util, target_fps, fixed, accepts, *args)
+
+        def design(offchip: frozenset[str]) -> Fitting:
+            # Spills are chosen at the most folding first; where block RAM still binds the design fitted with
+            # them (over budget, or what stops a faster one), every FIFO whose spill saves block RAM at the
+            # folding reached is spilled too, and the better of the two designs kept.
+            most = [
+                m.at(fixed.get(m.name) or most_reuse(m, offchip), m.name in offchip, 0, m.groups(folded))
+                for m in models
+            ]
+            bram = sum(layer.resources.bram18 for layer in most)
+            bram += sum(r.bram18 for r in fifo_resources(spillable, folded, board).values())
+            spills = _spills(spillable, board, bram, budget, folded)
+            first = fit_at(offchip, spills)
+            if first.limit != "bram18" and first.estimate.total.bram18 <= budget.bram18:
+                return first
+            groups = {v: channels[v] // lanes for v, lanes in first.lanes.items() if v in channels}
+            more = spills | {k for k, saved in _savings(spillable, board, groups).items() if saved > 0}
+            if more == spills or board.mem_gb_s <= 0:
+                return first
+            other = fit_at(offchip, more)
+            return max([first, other], key=rank)
+
+        best = max((design(offchip) for offchip in sorted(choices, key=sorted)), key=rank)
+        # The choice above moves the fewest layers that let the most folded design fit; where memory then
+        # binds the fitted design, each further layer off chip frees memory for less folding until the
+        # bandwidth binds instead. The next layers go too, 1, 2, 4, ... at a time, while it gets faster.
+        if weights != "auto" or io != "stream" or board.mem_gb_s <= 0:
+            return best
+        rest = [name for name in _offchip_order(models, fixed) if name not in best.offchip]
+        step = 1
+        while (
+            rest and best.limit in (*MEMORY, "lut") and (target_fps is None or best.estimate.fps < target_fps)
+        ):
+            trial = design(best.offchip | frozenset(rest[:step]))
+            if rank(trial) <= rank(best):
+                break
+            best, rest, step = trial, rest[step:], step * 2
         return best
-    rest = [name for name in _offchip_order(models, fixed) if name not in best.offchip]
-    step = 1
-    while rest and best.limit in (*MEMORY, "lut") and (target_fps is None or best.estimate.fps < target_fps):
-        trial = design(best.offchip | frozenset(rest[:step]))
-        if rank(trial) <= rank(best):
-            break
-        best, rest, step = trial, rest[step:], step * 2
-    return best
+
+    best = fitted(False)
+    # Where that design does not fit, off-chip convs' line buffers at one lane a word may be what block RAM
+    # cannot hold: a design at a URAM word's worth of lanes each (wider, shallower rows that pack URAM) is
+    # fitted too, and the better of the two kept.
+    wide = fold_channels and io == "stream" and weights != "onchip" and board.uram > 0 and board.mem_gb_s > 0
+    if best.within_util or not wide:
+        return best
+    return max([best, fitted(True)], key=rank)
 
 
 def _fit_design(
@@ -317,9 +335,11 @@ def _fit_design(
     preload: bool,
     fifos: Sequence[Fifo],
     spills: frozenset[str],
+    wide_rows: bool = False,
 ) -> Fitting:
     """The fitted design with ``offchip`` layers off chip; ``preload``: weights may go to URAM; ``fifos``:
-    the design's stream FIFOs (none in io parallel), those named in ``spills`` in external memory."""
+    the design's stream FIFOs (none in io parallel), those named in ``spills`` in external memory;
+    ``wide_rows``: off-chip convs at least a URAM word's worth of lanes (:func:`_most`)."""
     board, io = models[0].board, models[0].io
     fold_channels = fold_channels and io == "stream"
     budget = Resources(*(math.floor(getattr(board, k) * util) for k in RESOURCES))
@@ -339,7 +359,7 @@ def _fit_design(
 
     def folded(m: LayerModel, ii: int) -> int:
         if m.name in offchip:  # the fewest lanes that make the II (the most at one product a cycle)
-            return _largest(lambda r: layer_at(m, r).ii <= ii, 1, _most(m))
+            return _largest(lambda r: layer_at(m, r).ii <= ii, 1, _most(m, wide_rows))
         r = min(max(ii // m.steps, 1), m.max_reuse)
         return accepts(io, m.name, r) if accepts else r
 
@@ -404,7 +424,7 @@ def _fit_design(
     if spilled_floor > floor:
         floor_layer, floor, floor_kind = None, spilled_floor, spilled_kind
     ceiling = max(floor, *(m.steps * (fixed.get(m.name) or m.max_reuse) for m in models))
-    slowest = [layer_at(m, fixed.get(m.name) or _most(m)).ii for m in models if m.name in offchip]
+    slowest = [layer_at(m, fixed.get(m.name) or _most(m, wide_rows)).ii for m in models if m.name in offchip]
     ceiling = max([ceiling, *slowest, most_folding(graph) if fold_channels else 1])
     goal = math.floor(board.clock_mhz * 1e6 / target_fps) if target_fps else None
     note = None
@@ -554,10 +574,16 @@ def _savings(fifos: Sequence[Fifo], board: Board, groups: Mapping[str, int]) -> 
 
 
 def _offchip(
-    models: Sequence[LayerModel], budget: Resources, fixed: Mapping[str, int], weights: str, preload: bool
+    models: Sequence[LayerModel],
+    budget: Resources,
+    fixed: Mapping[str, int],
+    weights: str,
+    preload: bool,
+    wide_rows: bool = False,
 ) -> frozenset[str]:
     """The layers whose weights go to external memory (see the module docstring); ``preload``: on-chip
-    weights may be preloaded into UltraRAM (:func:`_preloaded`)."""
+    weights may be preloaded into UltraRAM (:func:`_preloaded`); ``wide_rows``: off-chip layers at their
+    largest reuse factor :func:`_most` takes."""
     stored = [m for m in models if m.weight_bits]
     if weights == "onchip" or not stored or models[0].io != "stream":
         return frozenset()
@@ -569,7 +595,8 @@ def _offchip(
     on, off, ur, fills = {}, {}, {}, set()
     for m in models:
         r = fixed.get(m.name) or m.max_reuse
-        on[m.name], off[m.name], ur[m.name] = m.at(r), m.at(r, offchip=True), m.at(r, uram=True)
+        far = fixed.get(m.name) or (_most(m, wide_rows) if m.weight_bits else r)
+        on[m.name], off[m.name], ur[m.name] = m.at(r), m.at(far, offchip=True), m.at(r, uram=True)
         fills |= {m.name} if preload and m.fills_uram(r) else set()
     limits = _vector(budget)
 
@@ -677,9 +704,10 @@ def _floor(
     return best
 
 
-def _most(m: LayerModel) -> int:
-    """An off-chip layer's reuse factor at one product a cycle."""
-    return offchip_max_reuse(m.work.weight_bits, m.work.fan_in)
+def _most(m: LayerModel, wide_rows: bool = False) -> int:
+    """An off-chip layer's largest reuse factor: at one product a cycle, or (``wide_rows``) a conv's at a
+    URAM word's worth of lanes (:meth:`~fpgac.analysis.estimate.LayerModel.wide_row_reuse`)."""
+    return m.wide_row_reuse() if wide_rows else offchip_max_reuse(m.work.weight_bits, m.work.fan_in)
 
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:

@@ -327,3 +327,31 @@ def test_a_larger_utilisation_target_is_never_slower(tmp_path: Path) -> None:
     graph = Quantize(precision=16, calib=(random_input("resnet_1m", 8),)).run(graph)
     fps = [fit(graph, BOARDS["ultra96v2"], util=util).estimate.fps for util in (0.5, 0.8, 1.0)]
     assert fps == sorted(fps) and fps[0] > 1000
+
+
+def test_off_chip_convs_widen_their_rows_into_uram_when_one_lane_does_not_fit() -> None:
+    """Four off-chip 3x3 convs on 128 channels at 28 x 28, int16. At one lane a word each line buffer (3 rows
+    of 28 x 128 words, 16 bits) fills 3 URAMs' depth but a fifth of their 72-bit width: on a zcu104 cut to
+    16 BRAM18 and 9 URAMs (80 % of 20 and 12), even the most folded design takes 16 BRAM18 and 12 URAMs.
+    At a URAM word's worth of lanes (4: reuse 8 of one output's 32-weight word) a row is 2,688 words of
+    64 bits, a URAM, and the design fits; the HLS declares those lanes and rows in URAM."""
+    rng = np.random.default_rng(0)
+    graph = Graph("rows")
+    x = graph.add_input("x", TensorType((128, 28, 28)))
+    for i in range(4):
+        params = {"weight": Param(rng.normal(0, 0.1, (128, 128, 3, 3)).astype(np.float32))}
+        x = graph.add("conv", [x], name=f"conv{i}", attrs=CONV3, params=params).output
+    graph.set_outputs([x])
+    graph = Quantize(precision=16, calib=(rng.normal(0, 1, (1, 128, 28, 28)).astype(np.float32),)).run(graph)
+    board = replace(ZCU104, bram18=20, uram=12)
+    models = layer_models(graph, "stream", board)
+    convs = frozenset(m.name for m in models)
+    assert [(m.wide_row_reuse(), m.direct_lanes(m.wide_row_reuse())) for m in models] == [(8, 4)] * 4
+    one_lane = assemble(models, dict.fromkeys(convs, 32), convs).total
+    assert (one_lane.bram18, one_lane.uram) == (16, 12)  # URAM over its 9 even at the most folding
+    f = fitted(graph, board)
+    assert f.fits and within(f, 0.8) and f.offchip == convs and set(f.reuse.values()) == {8}
+    body = design(graph, "stream", f.reuse, board, f.offchip, f.lanes)["layers"]
+    for layer in body:  # a word of the line buffer: 4 channels of a tap, in URAM
+        assert "HLS ARRAY_RESHAPE variable=rows cyclic factor=4 dim=3" in layer["body"]
+        assert "BIND_STORAGE variable=rows type=ram_2p impl=uram" in layer["body"]
