@@ -126,6 +126,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -1152,6 +1153,7 @@ class LayerModel:
         shape = self.node.params["weight"].shape
         return direct_lanes(self.work.weight_bits, shape[1], math.prod(shape[2:]), reuse)
 
+    @cached_property  # the fitting asks at every II it tries
     def wide_row_reuse(self) -> int:
         """Its largest reuse factor off chip whose line buffer word (its lanes x the input's bits) still
         holds as many lanes as a URAM word's 72 bits take (or all it can have); else its reuse at one

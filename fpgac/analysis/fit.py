@@ -263,7 +263,7 @@ def _fit_style(
 
     def fitted(wide_rows: bool) -> Fitting:
         """The fastest design with off-chip convs at the fewest lanes that make its II, or (``wide_rows``)
-        at least a URAM word's worth of lanes (:meth:`~fpgac.analysis.estimate.LayerModel.wide_row_reuse`)."""
+        at least a URAM word's worth of lanes (:attr:`~fpgac.analysis.estimate.LayerModel.wide_row_reuse`)."""
         # Counting URAM moves fewer layers off chip, but the URAM that fits at the most folding may not at the
         # II reached (wider words): both choices are fitted and the faster design that fits is kept.
         choices = {_offchip(models, budget, fixed, weights, p, wide_rows) for p in {preload, False}}
@@ -706,8 +706,8 @@ def _floor(
 
 def _most(m: LayerModel, wide_rows: bool = False) -> int:
     """An off-chip layer's largest reuse factor: at one product a cycle, or (``wide_rows``) a conv's at a
-    URAM word's worth of lanes (:meth:`~fpgac.analysis.estimate.LayerModel.wide_row_reuse`)."""
-    return m.wide_row_reuse() if wide_rows else offchip_max_reuse(m.work.weight_bits, m.work.fan_in)
+    URAM word's worth of lanes (:attr:`~fpgac.analysis.estimate.LayerModel.wide_row_reuse`)."""
+    return m.wide_row_reuse if wide_rows else offchip_max_reuse(m.work.weight_bits, m.work.fan_in)
 
 
 def _largest(ok: Callable[[int], bool], lo: int, hi: int) -> int:

@@ -346,7 +346,7 @@ def test_off_chip_convs_widen_their_rows_into_uram_when_one_lane_does_not_fit() 
     board = replace(ZCU104, bram18=20, uram=12)
     models = layer_models(graph, "stream", board)
     convs = frozenset(m.name for m in models)
-    assert [(m.wide_row_reuse(), m.direct_lanes(m.wide_row_reuse())) for m in models] == [(8, 4)] * 4
+    assert [(m.wide_row_reuse, m.direct_lanes(m.wide_row_reuse)) for m in models] == [(8, 4)] * 4
     one_lane = assemble(models, dict.fromkeys(convs, 32), convs).total
     assert (one_lane.bram18, one_lane.uram) == (16, 12)  # URAM over its 9 even at the most folding
     f = fitted(graph, board)
