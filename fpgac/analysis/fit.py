@@ -48,6 +48,11 @@ chip it makes 1,121).
 layers compute one product a cycle and read their weights at the board's sustained bandwidth, which
 bounds the design's II from below (see the estimate). An off-chip layer takes the fewest lanes (products
 a cycle, the word's weights / R) that still make the design's II.
+At one lane an off-chip conv's line buffer (span x W x C words of one 16-bit channel) is deep and narrow:
+block RAM holds it whole, and URAM's 72-bit words would be three-quarters empty. Where the design so fitted
+does not fit, it is fitted again with every off-chip conv at least a URAM word's worth of lanes (4 of 16
+bits: wide, shallow rows a URAM holds), and the better of the two kept: DenseNet-121's 120 convs off chip
+at one lane take 1,264 BRAM18 (zcu104's budget: 499); at four the design fits (499 BRAM18, 73 URAMs).
 
 Weights in UltraRAM
 ===================
