@@ -51,8 +51,8 @@ a cycle, the word's weights / R) that still make the design's II.
 At one lane an off-chip conv's line buffer (span x W x C words of one 16-bit channel) is deep and narrow:
 block RAM holds it whole, and URAM's 72-bit words would be three-quarters empty. Where the design so fitted
 does not fit, it is fitted again with every off-chip conv at least a URAM word's worth of lanes (4 of 16
-bits: wide, shallow rows a URAM holds), and the better of the two kept: DenseNet-121's 120 convs off chip
-at one lane take 1,264 BRAM18 (zcu104's budget: 499); at four the design fits (499 BRAM18, 73 URAMs).
+bits: wide, shallow rows a URAM holds), kept when it fits: DenseNet-121's 120 convs off chip at one lane
+take 1,264 BRAM18 (zcu104's budget: 499); at four the design fits (499 BRAM18, 73 URAMs, 13.4 fps).
 
 Weights in UltraRAM
 ===================
@@ -321,11 +321,12 @@ def _fit_style(
     best = fitted(False)
     # Where that design does not fit, off-chip convs' line buffers at one lane a word may be what block RAM
     # cannot hold: a design at a URAM word's worth of lanes each (wider, shallower rows that pack URAM) is
-    # fitted too, and the better of the two kept.
+    # fitted too, and kept if it fits (else the first, whose note says what does not).
     wide = fold_channels and io == "stream" and weights != "onchip" and board.uram > 0 and board.mem_gb_s > 0
     if best.within_util or not wide:
         return best
-    return max([best, fitted(True)], key=rank)
+    wider = fitted(True)
+    return wider if wider.within_util else best
 
 
 def _fit_design(
