@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -99,6 +99,18 @@ def _param(node: Node, key: str) -> tuple[np.ndarray, Fixed]:
     mantissas.flags.writeable = False
     _MANTISSAS[param] = (id(param.data), param.format, mantissas)
     return mantissas, param.format
+
+
+def forget(nodes: Iterable[Node]) -> None:
+    """Drop what the kernels computed once for ``nodes`` and their params (mantissas, matmul layouts,
+    banded matrices, bias rows). A simulator run of a large model lets them go
+    (:func:`fpgac.interp.simulator.run_fixed`), else a build would keep VGG-19's 143M weights twice over
+    (int64 mantissas and float64 layouts, 2.3 GB) from its fidelity run to its end."""
+    for node in nodes:
+        for cache in (_GEMMS, _UNROLLED, _BIAS_ROWS):
+            cache.pop(node, None)
+        for param in node.params.values():
+            _MANTISSAS.pop(param, None)
 
 
 def _scalar(x: float | None, fmt: Fixed) -> int:

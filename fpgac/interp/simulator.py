@@ -26,6 +26,7 @@ from fpgac.interp.fixed_kernels import (
     FLOAT_MANTISSA_OPS,
     FixedFn,
     FixedKernelError,
+    forget,
     int_mantissas,
     pools_before_relu,
     relu,
@@ -131,6 +132,12 @@ def simulating() -> Iterator[None]:
         yield
 
 
+# Weights (elements) up to which the kernels keep what they computed once for a model (mantissas, matmul
+# layouts) after a run, for the next run (sweeps, fidelity stages, `fpgac sim`'s chunks): a small model's
+# run is short next to laying it out; a large one's is not, and keeping VGG-19's would hold 2.3 GB.
+KEPT_PARAMS = 1 << 24
+
+
 def run_fixed(
     graph: Graph, inputs: Inputs, *, trace: bool = False, chunk: int | None = None, rank_level: int = 0
 ) -> BitsimResult:
@@ -147,8 +154,14 @@ def run_fixed(
     step = chunk or chunk_rows(graph)
     starts = range(0, total, step) if total else range(1)
     steps = _schedule(graph, {} if trace else relus_after_pools(graph))
-    with simulating():
-        parts = [_run_chunk(graph, [a[i : i + step] for a in arrays], trace, steps) for i in starts]
+    large = sum(math.prod(p.shape) for node in graph.nodes for p in node.params.values()) > KEPT_PARAMS
+    with simulating():  # a large model's one chunk lets each layer's layouts go once it has run
+        parts = [
+            _run_chunk(graph, [a[i : i + step] for a in arrays], trace, steps, large and len(starts) == 1)
+            for i in starts
+        ]
+    if large:
+        forget(graph.nodes)  # laying a large model's weights out again is cheap next to simulating it
     return BitsimResult.concatenate(parts)
 
 
@@ -215,7 +228,10 @@ def _schedule(graph: Graph, relus: dict[int, Node]) -> list[_Step]:
     return steps
 
 
-def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool, steps: list[_Step]) -> BitsimResult:
+def _run_chunk(
+    graph: Graph, arrays: list[np.ndarray], trace: bool, steps: list[_Step], release: bool = False
+) -> BitsimResult:
+    """One chunk through every step; ``release``: each node's layouts are dropped once it has run."""
     env: dict[int, np.ndarray] = {}
     overflows: dict[str, int] = {}
     elements: dict[str, int] = {}
@@ -245,6 +261,8 @@ def _run_chunk(graph: Graph, arrays: list[np.ndarray], trace: bool, steps: list[
             m, _ = relu(step.relu, [m], [_format(step.relu.inputs[0].type.format, node.name)])
         env[id(node.output)] = m
         overflows[node.name] = bad
+        if release:
+            forget((node,))
         if trace:
             traced[node.output.name] = int_mantissas(m)
         for v in step.frees:

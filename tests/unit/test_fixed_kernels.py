@@ -1515,3 +1515,25 @@ def test_relu_runs_after_the_pool_only_where_that_is_exact() -> None:
             assert np.array_equal(fast.outputs[0], traced.outputs[0])
             assert fast.overflows == traced.overflows
             assert fast.elements == traced.elements
+
+
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_a_large_models_layouts_go_with_its_run(chunk: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above KEPT_PARAMS weights the kernels' once-computed mantissas and layouts do not outlive a run (in
+    one chunk, not even the next node), and the results are those of a run that keeps them."""
+    from fpgac.interp import fixed_kernels, simulator
+
+    rng = np.random.default_rng(9)
+    fx, fw = Fixed(7, 2, True), Fixed(6, 1, True, Rounding.RND_CONV, Overflow.SAT)
+    acc = Fixed(24, 14, True, Rounding.TRN, Overflow.WRAP)
+    x_shape, w_shape, strides, pads, dilations, groups = CONV_CASES[0]
+    params = {"weight": hand_param(fw, w_shape, rng), "bias": hand_param(fx, w_shape[:1], rng)}
+    attrs = {"strides": strides, "pads": pads, "dilations": dilations, "groups": groups, "acc": acc}
+    graph = one_node("conv", [fx], [x_shape], Fixed(16, 8, True, Rounding.RND, Overflow.SAT), attrs, params)
+    x = rng.normal(0, 2, (5, *x_shape)).astype(np.float32)
+    kept = run_fixed(graph, [x], chunk=chunk).mantissas[0]
+    node = graph.nodes[0]
+    assert node in fixed_kernels._GEMMS and node.params["weight"] in fixed_kernels._MANTISSAS
+    monkeypatch.setattr(simulator, "KEPT_PARAMS", 0)
+    np.testing.assert_array_equal(run_fixed(graph, [x], chunk=chunk).mantissas[0], kept)
+    assert node not in fixed_kernels._GEMMS and node.params["weight"] not in fixed_kernels._MANTISSAS
