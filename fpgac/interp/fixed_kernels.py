@@ -255,9 +255,11 @@ def _gemm(
     prepared = None
     if shift >= 0 and (bias is None or bias_shift >= 0) and bound < _F64_EXACT:
         wraps = not (acc.min_mantissa <= -bound and bound <= acc.max_mantissa)
-        prepared = _rounded(
-            node, acc, bound, _Gemm(np.ldexp(weight.astype(np.float64), shift), bias, wraps, False, False)
-        )
+        # Scaled in place (exact: a power of two, below 2^53): no third copy of a large layer's weights
+        # (VGG-19's first dense layer holds 102M).
+        scaled = weight.astype(np.float64)
+        np.ldexp(scaled, shift, out=scaled)
+        prepared = _rounded(node, acc, bound, _Gemm(scaled, bias, wraps, False, False))
     _GEMMS[node] = (key, prepared)
     return prepared
 

@@ -406,6 +406,9 @@ def vitis_plan(
     FIFOs named in ``spills`` live in scratch memory the testbench allocates (``fpgac_spill.h``).
     """
     env = _templates()
+    # The expected outputs first: simulating a large model's samples takes memory for its largest layer,
+    # which the project's weights (the image, the layers' arrays) should not be holding alongside.
+    tb_data = testbench_data(graph, samples)
     data = design(
         graph, io, reuse, board, offchip, lanes, uram, uram_rows, spills=spills, lutram_rows=lutram_rows
     )
@@ -439,7 +442,7 @@ def vitis_plan(
     if data["external"]:
         plan.add(weight_image.WEIGHTS_FILE, weight_image.pack(data["external"]))
     plan.add("tb/testbench.cpp", env.get_template("testbench.cpp.j2").render(common))
-    for name, text in testbench_data(graph, samples).items():
+    for name, text in tb_data.items():
         plan.add(f"tb/{name}", text)
     project = f"fpgac_{c_identifier(graph.name or 'model')}"
     tcl = {
