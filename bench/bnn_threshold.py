@@ -66,20 +66,11 @@ def _random_layer(path: Path, rng: np.random.Generator) -> Path:
 
 def _qonnx_signs(path: Path, x: np.ndarray) -> list[np.ndarray]:
     """qonnx's outputs of the activation ``BipolarQuant`` nodes (not the weights'), in graph order."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.transformation.infer_shapes import InferShapes
+    from tests.brevitas_trained import qonnx_context
 
-    model = onnx.load(path)
-    weights = {t.name for t in model.graph.initializer}
-    for info in [*model.graph.input, *model.graph.output]:
-        if info.name not in weights:
-            info.type.tensor_type.shape.dim[0].dim_value = len(x)
-    del model.graph.value_info[:]
-    wrapped = ModelWrapper(model).transform(InferShapes())
-    context = execute_onnx(wrapped, {wrapped.graph.input[0].name: x}, return_full_exec_context=True)
-    names = [n.output[0] for n in wrapped.graph.node if n.op_type == "BipolarQuant"]
-    return [np.asarray(context[n]) for n in names if np.shape(context[n])[0] == len(x)]
+    context = qonnx_context(path, x)
+    names = [n.output[0] for n in onnx.load(path).graph.node if n.op_type == "BipolarQuant"]
+    return [context[n] for n in names if np.shape(context[n])[0] == len(x)]
 
 
 def _measure(label: str, path: Path, x: np.ndarray, calib: Path, folder: Path, reuse: int | None) -> None:

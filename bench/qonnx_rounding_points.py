@@ -32,23 +32,6 @@ from fpgac.ir.serialize import load_graph
 SCALE = float(np.float32(0.1))
 
 
-def _qonnx_context(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every tensor of qonnx's execution of the model on the batch ``x``."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.core.onnx_exec import execute_onnx
-    from qonnx.transformation.infer_shapes import InferShapes
-
-    model = onnx.load(path)
-    weights = {t.name for t in model.graph.initializer}
-    for info in [*model.graph.input, *model.graph.output]:
-        if info.name not in weights:
-            info.type.tensor_type.shape.dim[0].dim_value = len(x)
-    del model.graph.value_info[:]
-    wrapped = ModelWrapper(model).transform(InferShapes())
-    context = execute_onnx(wrapped, {wrapped.graph.input[0].name: x}, return_full_exec_context=True)
-    return {k: np.asarray(v) for k, v in context.items()}
-
-
 def _layers(path: Path) -> list[tuple[onnx.NodeProto, float]]:
     """Each MatMul/Conv and the scale of the Quant after it (through a Relu)."""
     graph = onnx.load(path).graph
@@ -97,7 +80,7 @@ def measure(family: str, root: Path) -> None:
     np.save(root / "calib.npy", data.x_train[:64])
     build(path, root / family, BuildOptions(calib=root / "calib.npy", backend="none"))
     graph = load_graph(root / family)
-    ctx = _qonnx_context(path, data.x_test)
+    ctx = bt.qonnx_context(path, data.x_test)
     for node, step in _layers(path):
         s = _exact_sum(node, ctx)
         exact, f32 = s * SCALE, ctx[node.output[0]].astype(np.float64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -20,6 +21,9 @@ import torch
 from torch import nn
 
 from tests.trained import Dataset, digits
+
+if TYPE_CHECKING:
+    from qonnx.core.modelwrapper import ModelWrapper
 
 EPOCHS = 3  # enough to learn the digits; the tests check exactness, not accuracy
 WEIGHT_BITS = {"w4a4": (4, 4), "w2a2": (2, 2), "w1a2": (1, 2), "w1a1": (1, 1)}  # weight, activation bits
@@ -152,18 +156,33 @@ def export(model: nn.Module, example: np.ndarray, path: Path) -> Path:
 
 
 def run_qonnx(path: Path, x: np.ndarray) -> np.ndarray:
-    """qonnx's ``execute_onnx`` of the model on the batch ``x``, in one call: the batch dim of a copy
-    is set to ``len(x)`` (the export fixes 1; the model is per-sample) and qonnx infers the shapes."""
-    from qonnx.core.modelwrapper import ModelWrapper
+    """qonnx's ``execute_onnx`` of the model on the batch ``x``, in one call (see :func:`_batched`)."""
     from qonnx.core.onnx_exec import execute_onnx
+
+    wrapped = _batched(path, len(x))
+    result = execute_onnx(wrapped, {wrapped.graph.input[0].name: x})
+    return np.asarray(result[wrapped.graph.output[0].name])
+
+
+def qonnx_context(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every tensor of qonnx's execution of the model on the batch ``x`` (see :func:`_batched`)."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    wrapped = _batched(path, len(x))
+    context = execute_onnx(wrapped, {wrapped.graph.input[0].name: x}, return_full_exec_context=True)
+    return {k: np.asarray(v) for k, v in context.items()}
+
+
+def _batched(path: Path, batch: int) -> ModelWrapper:
+    """The model for qonnx with the batch dim of a copy set to ``batch`` (the export fixes 1; the model
+    is per-sample) and its shapes inferred by qonnx."""
+    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
 
     model = onnx.load(path)
     weights = {t.name for t in model.graph.initializer}  # Brevitas lists them as inputs too
     for info in [*model.graph.input, *model.graph.output]:
         if info.name not in weights:
-            info.type.tensor_type.shape.dim[0].dim_value = len(x)
+            info.type.tensor_type.shape.dim[0].dim_value = batch
     del model.graph.value_info[:]
-    wrapped = ModelWrapper(model).transform(InferShapes())
-    result = execute_onnx(wrapped, {wrapped.graph.input[0].name: x})
-    return np.asarray(result[wrapped.graph.output[0].name])
+    return ModelWrapper(model).transform(InferShapes())
